@@ -1,0 +1,41 @@
+# The two commands: `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+REPO   := definitions
+
+.PHONY: setup redis-server data demo test lint bench bench-full clean
+
+setup: $(STAMP) redis-server
+
+# The virtual environment, rebuilt when the dependencies change.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's redis-server: tests start private instances of it, the demo starts one if none answers.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server (Debian package)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
+# The example repo's data: seeded, ending at the current hour so served values are fresh.
+data: $(STAMP)
+	$(BIN)/python -m featurestore.datagen $(REPO)/data --scale demo
+
+demo: setup data
+	@$(REPO)/demo.sh $(REPO)
+
+lint: $(STAMP)
+	$(BIN)/ruff check featurestore tests $(wildcard benchmarks)
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) $(REPO)/data $(REPO)/.featurestore .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,135 @@
+"""init, plan, apply, list, describe, versions: the registry commands."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.errors import ConfigError
+from featurestore.registry import Plan
+from featurestore.scaffold import scaffold
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the feature repo in.")],
+    project: Annotated[str | None, typer.Option(help="Project name (default: from the folder).")] = None,
+) -> None:
+    """Scaffold a new feature repo with example definitions and data."""
+    name = project or re.sub(r"[^a-z0-9_]", "_", directory.resolve().name.lower()).strip("_")
+    if not name or not name[0].isalpha():
+        name = f"fs_{name}" if name else "features"
+    if (directory / "featurestore.toml").exists():
+        raise ConfigError(f"{directory} already holds a featurestore.toml")
+    written = scaffold(directory, name)
+    console.print(f"Created feature repo [bold]{name}[/] in {directory}:")
+    for path in written:
+        console.print(f"  {path}")
+    console.print(f"Next: featurestore plan --repo {directory}")
+
+
+@app.command()
+def plan(repo: RepoOption = Path(".")) -> None:
+    """Show what apply would change, field by field; changes nothing."""
+    result = open_store(repo).plan()
+    print_plan(result)
+
+
+@app.command()
+def apply(
+    repo: RepoOption = Path("."),
+    allow_breaking: Annotated[
+        bool, typer.Option("--allow-breaking", help="Apply even if the plan breaks consumers.")
+    ] = False,
+) -> None:
+    """Record the repo's definitions as a new registry version."""
+    result = open_store(repo).apply(allow_breaking=allow_breaking)
+    print_plan(result.plan)
+    if result.version is None:
+        console.print("Registry unchanged.")
+    else:
+        v = result.version
+        console.print(f"Applied registry version {v.version} ({v.content_hash}) by {v.author}.")
+
+
+@app.command("list")
+def list_objects(
+    repo: RepoOption = Path("."),
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Only this kind: entity, source, feature_view, feature_service."),
+    ] = None,
+) -> None:
+    """List the applied entities, sources, feature views and services."""
+    snapshot = open_store(repo).registry()
+    table = Table("kind", "name", "details")
+    for k, objs in snapshot.by_kind().items():
+        if kind and kind not in (k, k + "s"):
+            continue
+        for name, obj in objs.items():
+            table.add_row(k, name, _details(k, obj))
+    console.print(table)
+
+
+@app.command()
+def describe(
+    name: Annotated[str, typer.Argument(help="Name of an entity, source, view or service.")],
+    repo: RepoOption = Path("."),
+) -> None:
+    """Print an applied object's full spec as JSON."""
+    console.print_json(json.dumps(open_store(repo).describe(name)))
+
+
+@app.command()
+def versions(repo: RepoOption = Path(".")) -> None:
+    """List every applied registry version."""
+    table = Table("version", "hash", "applied at (UTC)", "author", "summary")
+    for v in open_store(repo).versions():
+        applied = f"{v.created_at:%Y-%m-%d %H:%M:%S}"
+        table.add_row(str(v.version), v.content_hash, applied, v.author, v.summary)
+    console.print(table)
+
+
+def print_plan(plan: Plan) -> None:
+    base = "nothing applied yet" if plan.base_version is None else f"version {plan.base_version}"
+    if plan.is_empty:
+        console.print(f"No changes against {base}.")
+        return
+    console.print(f"Plan against {base}: {plan.summary()}")
+    marks = {"add": "[green]+[/]", "remove": "[red]-[/]", "change": "[yellow]~[/]"}
+    for change in plan.changes:
+        console.print(f"  {marks[change.action]} {change.kind.replace('_', ' ')} [bold]{change.name}[/]")
+        for f in change.fields:
+            console.print(f"      {f.path}: {_show(f.old)} -> {_show(f.new)}", markup=False)
+        for reason in change.breaking:
+            console.print(f"      [red]BREAKING[/]: {reason}")
+    if plan.breaking:
+        console.print("[red]This plan breaks consumers; apply needs --allow-breaking.[/]")
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "(none)"
+    if value is True:
+        return "(present)"
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def _details(kind: str, obj: object) -> str:
+    spec = obj.to_spec()  # type: ignore[attr-defined]
+    if kind == "entity":
+        return "join keys: " + ", ".join(spec["join_keys"])
+    if kind == "source":
+        return f"{spec['path']} (time: {spec['timestamp_field']})"
+    if kind == "feature_view":
+        ttl = "none" if spec["ttl_seconds"] is None else str(timedelta(seconds=spec["ttl_seconds"]))
+        online = "online" if spec["online"] else "offline only"
+        return f"{len(spec['features'])} features of {', '.join(spec['entities'])}; ttl {ttl}; {online}"
+    return f"{len(spec['features'])} features"

@@ -1,0 +1,39 @@
+"""Definitions: the Python objects data engineers declare features with."""
+
+from featurestore.definitions.entity import Entity
+from featurestore.definitions.feature_service import FeatureService, parse_ref
+from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection
+from featurestore.definitions.field import Field
+from featurestore.definitions.source import ParquetSource
+from featurestore.definitions.types import (
+    Bool,
+    Bytes,
+    DType,
+    Float32,
+    Float64,
+    Int32,
+    Int64,
+    List,
+    String,
+    Timestamp,
+)
+
+__all__ = [
+    "Bool",
+    "Bytes",
+    "DType",
+    "Entity",
+    "FeatureService",
+    "FeatureView",
+    "FeatureViewProjection",
+    "Field",
+    "Float32",
+    "Float64",
+    "Int32",
+    "Int64",
+    "List",
+    "ParquetSource",
+    "String",
+    "Timestamp",
+    "parse_ref",
+]

@@ -1,0 +1,70 @@
+"""ParquetSource: where a feature view's rows come from."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featurestore.definitions.base import caller_location, check_name, fingerprint
+from featurestore.errors import DefinitionError
+
+
+@dataclass(frozen=True, eq=False)
+class ParquetSource:
+    """Parquet rows with an event timestamp; ``path`` is a file, a folder or a glob."""
+
+    name: str
+    path: str
+    timestamp_field: str
+    created_timestamp_field: str | None = None
+    description: str = ""
+    defined_in: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_name("source", self.name)
+        if not isinstance(self.path, str) or not self.path:
+            raise DefinitionError([f"source {self.name!r} needs a path"])
+        check_name(f"source {self.name!r} timestamp_field", self.timestamp_field)
+        if self.created_timestamp_field is not None:
+            check_name(f"source {self.name!r} created_timestamp_field", self.created_timestamp_field)
+            if self.created_timestamp_field == self.timestamp_field:
+                raise DefinitionError(
+                    [f"source {self.name!r}: created_timestamp_field equals timestamp_field"]
+                )
+        if not self.defined_in:
+            object.__setattr__(self, "defined_in", caller_location())
+
+    def files(self, repo: Path) -> list[Path]:
+        """The Parquet files the path names today, sorted; relative paths are from the repo."""
+        base = Path(self.path) if Path(self.path).is_absolute() else repo / self.path
+        if base.is_file():
+            return [base]
+        if base.is_dir():
+            return sorted(p for p in base.rglob("*.parquet") if p.is_file())
+        return sorted(Path(p) for p in glob.glob(str(base), recursive=True) if Path(p).is_file())
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "timestamp_field": self.timestamp_field,
+            "created_timestamp_field": self.created_timestamp_field,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> ParquetSource:
+        return cls(
+            spec["name"],
+            spec["path"],
+            spec["timestamp_field"],
+            spec.get("created_timestamp_field"),
+            spec.get("description", ""),
+            defined_in="registry",
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.to_spec())

@@ -1,0 +1,111 @@
+"""The one error hierarchy of featurestore.
+
+Every error a user can cause is a ``FeatureStoreError``; each knows the gRPC status
+and HTTP code it maps to, so servers and clients share this module::
+
+    FeatureStoreError
+    ├── ConfigError                 featurestore.toml or environment is wrong
+    ├── DefinitionError             definitions in the repo are invalid (all problems at once)
+    ├── RegistryError               the registry cannot do what was asked
+    │   ├── NotAppliedError         nothing applied yet, or no such version
+    │   ├── BreakingChangeError     apply refused: the plan breaks consumers
+    │   └── ConcurrentApplyError    another apply won the race
+    ├── StoreLockedError            another process holds the DuckDB file
+    ├── NotFoundError               an unknown view, feature, service or entity
+    ├── InvalidRequestError         a request is malformed (entity frame, join keys, batch size)
+    ├── SourceError                 a Parquet source is missing, unreadable or mismatched
+    └── OnlineStoreUnavailable      Redis does not answer
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class FeatureStoreError(Exception):
+    """Root of every error featurestore raises on purpose."""
+
+    grpc_status: str = "INTERNAL"
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(FeatureStoreError):
+    """The repo's featurestore.toml or an environment override is invalid."""
+
+    grpc_status = "FAILED_PRECONDITION"
+    http_status = 500
+
+
+class DefinitionError(FeatureStoreError):
+    """One or more definitions are invalid; ``problems`` lists every one."""
+
+    grpc_status = "FAILED_PRECONDITION"
+    http_status = 500
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            message = f"{len(self.problems)} problems in definitions: " + "; ".join(self.problems)
+        super().__init__(message)
+
+
+class RegistryError(FeatureStoreError):
+    """The registry cannot do what was asked."""
+
+    grpc_status = "FAILED_PRECONDITION"
+    http_status = 409
+
+
+class NotAppliedError(RegistryError):
+    """Nothing has been applied yet, or the asked version does not exist."""
+
+
+class BreakingChangeError(RegistryError):
+    """Apply refused because the plan breaks consumers (use allow_breaking)."""
+
+
+class ConcurrentApplyError(RegistryError):
+    """Another apply recorded a version first; re-run plan and apply."""
+
+    grpc_status = "ABORTED"
+
+
+class StoreLockedError(FeatureStoreError):
+    """Another process holds the DuckDB file open for writing."""
+
+    grpc_status = "UNAVAILABLE"
+    http_status = 503
+
+
+class NotFoundError(FeatureStoreError):
+    """An unknown feature view, feature, service, entity or object."""
+
+    grpc_status = "INVALID_ARGUMENT"
+    http_status = 400
+
+
+class InvalidRequestError(FeatureStoreError):
+    """A request is malformed: missing or mistyped columns, bad sizes."""
+
+    grpc_status = "INVALID_ARGUMENT"
+    http_status = 400
+
+
+class SourceError(FeatureStoreError):
+    """A Parquet source is missing, unreadable or does not match its declaration."""
+
+    grpc_status = "FAILED_PRECONDITION"
+    http_status = 500
+
+
+class OnlineStoreUnavailable(FeatureStoreError):
+    """The online store (Redis) does not answer."""
+
+    grpc_status = "UNAVAILABLE"
+    http_status = 503

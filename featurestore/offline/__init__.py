@@ -1,0 +1,1 @@
+"""The offline store: Parquet sources ingested into DuckDB, point-in-time training sets."""

@@ -1,0 +1,323 @@
+"""Ingest a feature view's Parquet source into its DuckDB table, incrementally and atomically.
+
+Each file is tracked by path, size and mtime: new files are inserted, changed files have
+their rows replaced, removed files have their rows deleted; a changed view definition
+rebuilds the table. All of a view's changes commit in one transaction, so a killed
+ingestion leaves the previous state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurestore.definitions import FeatureView
+from featurestore.errors import SourceError
+from featurestore.offline.tables import (
+    CREATED_TS,
+    EVENT_TS,
+    FILE_ID,
+    SEQ,
+    ensure_state_tables,
+    table_exists,
+    view_table,
+)
+from featurestore.storage import fetch_one, quote
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one view's ingestion changed."""
+
+    view: str
+    files_added: int = 0
+    files_changed: int = 0
+    files_removed: int = 0
+    rows_inserted: int = 0
+    rows_deleted: int = 0
+    rows_skipped: int = 0  # null join key or event timestamp: never a candidate
+    rebuilt: bool = False
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.files_added or self.files_changed or self.files_removed or self.rebuilt)
+
+
+@dataclass(frozen=True)
+class _FileState:
+    file_id: int
+    size: int
+    mtime: float
+    checked_at: float  # epoch seconds when size, mtime and content were last read
+
+    def maybe_changed(self, stat: tuple[int, float]) -> bool:
+        # Git's "racy clean" rule: a file written within the filesystem's timestamp
+        # granularity of being read can change again keeping its size and mtime, so its
+        # content is compared unless its mtime is safely older than that read.
+        return (self.size, self.mtime) != stat or self.mtime >= self.checked_at - _RACY_SECONDS
+
+
+_RACY_SECONDS = 2.0
+
+
+def ingest_view(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    view: FeatureView,
+    registry_version: int,
+    repo: Path,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Bring ``view``'s DuckDB table up to date with its source files."""
+    started = time.perf_counter()
+    ensure_state_tables(con, project)
+    files = view.source.files(repo)
+    if not files:
+        raise SourceError(
+            f"source {view.source.name!r} of feature view {view.name!r}: "
+            f"path {view.source.path!r} matches no Parquet files"
+        )
+    stat_time = datetime.now(UTC)  # before the stat: what the racy-clean rule compares with
+    on_disk = {str(f.resolve()): (f.stat().st_size, f.stat().st_mtime) for f in files}
+    known = _known_files(con, project, view.name)
+    rebuild = not _up_to_date(con, project, view)
+    if rebuild:
+        added, changed, removed = sorted(on_disk), [], sorted(p for p in known if p not in on_disk)
+    else:
+        added = sorted(p for p in on_disk if p not in known)
+        changed = sorted(
+            p
+            for p in on_disk
+            if p in known
+            and known[p].maybe_changed(on_disk[p])
+            and not _same_content(con, project, view.name, p, known[p], on_disk[p])
+        )
+        removed = sorted(p for p in known if p not in on_disk)
+        # Full ties are won by the later file in path order, so file ids follow path order:
+        # a new file that sorts before a kept one cannot get a fitting id, and rebuilds.
+        kept = [p for p in known if p not in removed]
+        if added and kept and added[0] < max(kept):
+            added, changed, rebuild = sorted(on_disk), [], True
+    if not (added or changed or removed or rebuild):
+        return IngestResult(view.name, seconds=time.perf_counter() - started)
+
+    for path in added + changed:  # check every file before writing anything
+        _check_file_schema(Path(path), view)
+
+    table = view_table(project, view.name)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        deleted = 0
+        if rebuild:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+            con.execute(_create_table_sql(table, view))
+            con.execute(f"DELETE FROM {quote(project)}.offline_files WHERE view = ?", [view.name])
+            known = {}
+        for path in [] if rebuild else changed + removed:
+            row = fetch_one(con, f"DELETE FROM {table} WHERE {FILE_ID} = ?", [known[path].file_id])
+            deleted += int(row[0]) if row else 0
+            con.execute(
+                f"DELETE FROM {quote(project)}.offline_files WHERE view = ? AND path = ?", [view.name, path]
+            )
+        # A changed file keeps its id (its place in path order); new files sort after all others.
+        ids = {p: known[p].file_id for p in changed}
+        first_new = max((s.file_id for s in known.values()), default=0) + 1
+        ids.update({p: first_new + i for i, p in enumerate(added)})
+        inserted = skipped = 0
+        todo = sorted(added + changed)
+        for i, path in enumerate(todo):
+            if progress:
+                progress(f"{view.name}: {Path(path).name}", i, len(todo))
+            n, s = _insert_file(con, project, table, view, path, ids[path], on_disk[path], stat_time)
+            inserted += n
+            skipped += s
+        con.execute(
+            f"INSERT OR REPLACE INTO {quote(project)}.offline_views VALUES (?, ?, ?, ?)",
+            [view.name, view.fingerprint, registry_version, datetime.now(UTC)],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    if progress:
+        progress(view.name, len(todo), len(todo))
+    return IngestResult(
+        view.name,
+        files_added=len(added),
+        files_changed=len(changed),
+        files_removed=len(removed),
+        rows_inserted=inserted,
+        rows_deleted=deleted,
+        rows_skipped=skipped,
+        rebuilt=rebuild,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def ingested_fingerprint(con: duckdb.DuckDBPyConnection, project: str, view: str) -> str | None:
+    """The view fingerprint the table was built for, or None if never ingested."""
+    if not table_exists(con, project, "offline_views"):
+        return None
+    row = fetch_one(
+        con, f"SELECT view_fingerprint FROM {quote(project)}.offline_views WHERE view = ?", [view]
+    )
+    return None if row is None else str(row[0])
+
+
+def _up_to_date(con: duckdb.DuckDBPyConnection, project: str, view: FeatureView) -> bool:
+    return ingested_fingerprint(con, project, view.name) == view.fingerprint and table_exists(
+        con, project, "offline_" + view.name
+    )
+
+
+def _known_files(con: duckdb.DuckDBPyConnection, project: str, view: str) -> dict[str, _FileState]:
+    rows = con.execute(
+        f"SELECT path, file_id, size, mtime, epoch(checked_at) FROM {quote(project)}.offline_files "
+        "WHERE view = ?",
+        [view],
+    ).fetchall()
+    return {path: _FileState(fid, size, mtime, at) for path, fid, size, mtime, at in rows}
+
+
+def _same_content(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    view: str,
+    path: str,
+    known: _FileState,
+    stat: tuple[int, float],
+) -> bool:
+    """A file touched but not changed (a re-copy, a checkout) is not re-ingested."""
+    checked_at = datetime.now(UTC)
+    if known.size != stat[0]:
+        return False
+    row = fetch_one(
+        con,
+        f"SELECT fingerprint FROM {quote(project)}.offline_files WHERE view = ? AND path = ?",
+        [view, path],
+    )
+    if row is None or row[0] != file_fingerprint(Path(path)):
+        return False
+    con.execute(
+        f"UPDATE {quote(project)}.offline_files SET mtime = ?, checked_at = ? WHERE view = ? AND path = ?",
+        [stat[1], checked_at, view, path],
+    )
+    return True
+
+
+def _create_table_sql(table: str, view: FeatureView) -> str:
+    columns = [f"{quote(k.name)} {k.dtype.duckdb} NOT NULL" for k in view.join_keys]
+    columns += [
+        f"{EVENT_TS} TIMESTAMPTZ NOT NULL",
+        f"{CREATED_TS} TIMESTAMPTZ",
+        f"{SEQ} BIGINT NOT NULL",
+        f"{FILE_ID} INTEGER NOT NULL",
+    ]
+    columns += [f"{quote(f.name)} {f.dtype.duckdb}" for f in view.features]
+    return f"CREATE TABLE {table} ({', '.join(columns)})"
+
+
+def _insert_file(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    table: str,
+    view: FeatureView,
+    path: str,
+    file_id: int,
+    stat: tuple[int, float],
+    checked_at: datetime,
+) -> tuple[int, int]:
+    src = view.source
+    keys = [quote(k.name) for k in view.join_keys]
+    created = (
+        f"CAST({quote(src.created_timestamp_field)} AS TIMESTAMPTZ)"
+        if src.created_timestamp_field
+        else "NULL"
+    )
+    select = ", ".join(
+        [f"CAST({quote(k.name)} AS {k.dtype.duckdb})" for k in view.join_keys]
+        + [
+            f"CAST({quote(src.timestamp_field)} AS TIMESTAMPTZ)",
+            created,
+            "(CAST(? AS BIGINT) << 32) | file_row_number",
+            "?",
+        ]
+        + [f"CAST({quote(f.name)} AS {f.dtype.duckdb})" for f in view.features]
+    )
+    valid = " AND ".join([f"{k} IS NOT NULL" for k in keys] + [f"{quote(src.timestamp_field)} IS NOT NULL"])
+    scan = "read_parquet(?, file_row_number = true)"
+    total_row = fetch_one(con, f"SELECT count(*) FROM {scan}", [path])
+    total = int(total_row[0]) if total_row else 0
+    con.execute(f"INSERT INTO {table} SELECT {select} FROM {scan} WHERE {valid}", [file_id, file_id, path])
+    stats = fetch_one(
+        con, f"SELECT count(*), min({EVENT_TS}), max({EVENT_TS}) FROM {table} WHERE {FILE_ID} = ?", [file_id]
+    )
+    assert stats is not None
+    rows, min_ts, max_ts = stats
+    con.execute(
+        f"INSERT INTO {quote(project)}.offline_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            view.name,
+            file_id,
+            path,
+            stat[0],
+            stat[1],
+            file_fingerprint(Path(path)),
+            rows,
+            min_ts,
+            max_ts,
+            datetime.now(UTC),
+            checked_at,
+        ],
+    )
+    return int(rows), total - int(rows)
+
+
+def file_fingerprint(path: Path) -> str:
+    """A content hash of a file (BLAKE2b, streamed), for lineage and change detection."""
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_file_schema(path: Path, view: FeatureView) -> None:
+    """A column dropped or retyped in a file is caught before anything is written."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as e:
+        raise SourceError(
+            f"feature view {view.name!r}: {path} is not a readable Parquet file ({e})"
+        ) from None
+    src = view.source
+    expected: list[tuple[str, str, Callable[[pa.DataType], bool]]] = [
+        (k.name, k.dtype.name, k.dtype.accepts) for k in view.join_keys
+    ]
+    expected += [(src.timestamp_field, "Timestamp", pa.types.is_timestamp)]
+    if src.created_timestamp_field:
+        expected += [(src.created_timestamp_field, "Timestamp", pa.types.is_timestamp)]
+    expected += [(f.name, f.dtype.name, f.dtype.accepts) for f in view.features]
+    for name, dtype, accepts in expected:
+        idx = schema.get_field_index(name)
+        if idx < 0:
+            raise SourceError(
+                f"feature view {view.name!r}: {path} has no column {name!r} (declared {dtype}); "
+                f"the file has {', '.join(schema.names)}"
+            )
+        if not accepts(schema.field(idx).type):
+            raise SourceError(
+                f"feature view {view.name!r}: column {name!r} of {path} is {schema.field(idx).type}, "
+                f"declared {dtype}"
+            )

@@ -1,0 +1,53 @@
+"""Names and bookkeeping tables of the offline store inside the project's DuckDB schema."""
+
+from __future__ import annotations
+
+import duckdb
+
+from featurestore.storage import fetch_one, quote
+
+# Reserved columns of an ingested view table; user columns never start with "__".
+EVENT_TS = "__event_ts"
+CREATED_TS = "__created_ts"
+SEQ = "__seq"  # ingestion order: file id << 32 | row number in the file; the last tie-breaker
+FILE_ID = "__file_id"
+
+
+def view_table(project: str, view: str) -> str:
+    return f"{quote(project)}.{quote('offline_' + view)}"
+
+
+def ensure_state_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
+    schema = quote(project)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {schema}.offline_files (
+            view VARCHAR NOT NULL,
+            file_id INTEGER NOT NULL,
+            path VARCHAR NOT NULL,
+            size BIGINT NOT NULL,
+            mtime DOUBLE NOT NULL,
+            fingerprint VARCHAR NOT NULL,
+            rows BIGINT NOT NULL,
+            min_event_ts TIMESTAMPTZ,
+            max_event_ts TIMESTAMPTZ,
+            ingested_at TIMESTAMPTZ NOT NULL,
+            checked_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (view, path))"""
+    )
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {schema}.offline_views (
+            view VARCHAR PRIMARY KEY,
+            view_fingerprint VARCHAR NOT NULL,
+            registry_version INTEGER NOT NULL,
+            ingested_at TIMESTAMPTZ NOT NULL)"""
+    )
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, project: str, name: str) -> bool:
+    row = fetch_one(
+        con,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [project, name],
+    )
+    return bool(row and row[0])

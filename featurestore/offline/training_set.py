@@ -1,0 +1,182 @@
+"""TrainingSet: a point-in-time correct training set, computed by DuckDB on demand."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from featurestore.config import Config
+from featurestore.errors import InvalidRequestError, NotAppliedError
+from featurestore.offline.entities import register_entities
+from featurestore.offline.ingest import ingested_fingerprint
+from featurestore.offline.pit import OutputColumn, point_in_time_sql
+from featurestore.registry import Snapshot, ViewRequest
+from featurestore.storage import connect, quote
+
+MANIFEST_KEY = "featurestore.manifest"
+
+
+class TrainingSet:
+    """The result of ``get_training_set``; nothing runs until an output method is called.
+
+    Holds a read connection to the store until ``close()`` (or the end of a ``with`` block).
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, sql: str, manifest: dict[str, Any]) -> None:
+        self._con = con
+        self.sql = sql
+        self.manifest = manifest
+
+    def to_arrow(self) -> pa.Table:
+        """The whole training set in memory."""
+        return self._con.sql(self.sql).to_arrow_table()
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.to_arrow().to_pandas()
+
+    def to_batches(self, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """Stream the training set in input order without holding it all in memory."""
+        reader = self._con.sql(self.sql).to_arrow_reader(batch_size)
+        yield from reader
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write it with DuckDB (out of core), the manifest in the file's metadata.
+
+        The file appears complete or not at all: it is written beside and renamed.
+        """
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        manifest = json.dumps(self.manifest, sort_keys=True, default=str).replace("'", "''")
+        try:
+            self._con.execute(
+                f"COPY ({self.sql}) TO '{_escape(partial)}' (FORMAT parquet, "
+                f"KV_METADATA {{'{MANIFEST_KEY}': '{manifest}'}})"
+            )
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> TrainingSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_training_set(
+    config: Config,
+    snapshot: Snapshot,
+    registry_version: int,
+    entity_df: Any,
+    features: Sequence[str] | str,
+    full_feature_names: bool = False,
+    event_timestamp_column: str | None = None,
+) -> TrainingSet:
+    """Resolve features, check the entity frame against them and prepare the query."""
+    requests = snapshot.resolve(features)
+    if not config.duckdb_path.exists():
+        raise NotAppliedError("nothing ingested yet: run 'featurestore materialize --offline'")
+    ts_column = event_timestamp_column or config.event_timestamp_column
+    con = connect(config.duckdb_path, read_only=True)
+    try:
+        _check_ingested(con, config.project, requests)
+        frame = register_entities(con, entity_df, ts_column)
+        for req in requests:
+            for key in req.view.join_keys:
+                if key.name not in frame.columns:
+                    raise InvalidRequestError(
+                        f"entity frame has no column {key.name!r}, the join key of feature view "
+                        f"{req.view.name!r}"
+                    )
+                want = "integer" if key.dtype.name in ("Int32", "Int64") else key.dtype.name.lower()
+                if frame.key_family(key.name) != want:
+                    raise InvalidRequestError(
+                        f"entity frame column {key.name!r} is {frame.columns[key.name]}, but feature "
+                        f"view {req.view.name!r} joins on it as {key.dtype.name}"
+                    )
+        outputs = _output_columns(requests, list(frame.columns), full_feature_names)
+        sql = point_in_time_sql(config.project, list(frame.columns), requests, outputs)
+        manifest = _manifest(con, config.project, registry_version, requests, outputs, frame.description)
+    except BaseException:
+        con.close()
+        raise
+    return TrainingSet(con, sql, manifest)
+
+
+def _check_ingested(con: duckdb.DuckDBPyConnection, project: str, requests: Sequence[ViewRequest]) -> None:
+    for req in requests:
+        found = ingested_fingerprint(con, project, req.view.name)
+        if found is None:
+            raise NotAppliedError(
+                f"feature view {req.view.name!r} has not been ingested: "
+                "run 'featurestore materialize --offline'"
+            )
+        if found != req.view.fingerprint:
+            raise NotAppliedError(
+                f"feature view {req.view.name!r} changed since it was ingested: "
+                "run 'featurestore materialize --offline'"
+            )
+
+
+def _output_columns(
+    requests: Sequence[ViewRequest], entity_columns: list[str], full_names: bool
+) -> list[OutputColumn]:
+    outputs: list[OutputColumn] = []
+    taken = {c: "the entity frame" for c in entity_columns}
+    for req in requests:
+        for f in req.features:
+            name = f"{req.view.name}__{f.name}" if full_names else f.name
+            if name in taken:
+                hint = "" if full_names else "; pass full_feature_names=True"
+                raise InvalidRequestError(
+                    f"feature {req.view.name}:{f.name} would be named {name!r}, "
+                    f"which {taken[name]} already has{hint}"
+                )
+            taken[name] = f"feature view {req.view.name!r}"
+            outputs.append(OutputColumn(name, req.view.name, f.name))
+    return outputs
+
+
+def _manifest(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    registry_version: int,
+    requests: Sequence[ViewRequest],
+    outputs: Sequence[OutputColumn],
+    entities: str,
+) -> dict[str, Any]:
+    sources: dict[str, list[dict[str, Any]]] = {}
+    for req in requests:
+        rows = con.execute(
+            f"SELECT path, size, fingerprint, rows FROM {quote(project)}.offline_files "
+            "WHERE view = ? ORDER BY path",
+            [req.view.name],
+        ).fetchall()
+        sources[req.view.name] = [
+            {"path": p, "size": s, "fingerprint": fp, "rows": n} for p, s, fp, n in rows
+        ]
+    return {
+        "project": project,
+        "registry_version": registry_version,
+        "features": [f"{o.view}:{o.feature}" for o in outputs],
+        "columns": [o.name for o in outputs],
+        "views": {r.view.name: r.view.fingerprint for r in requests},
+        "sources": sources,
+        "entities": entities,
+    }
+
+
+def _escape(path: Path) -> str:
+    return str(path).replace("'", "''")

@@ -1,0 +1,180 @@
+"""Compile repo contents into a Snapshot: resolve references, check them against Parquet.
+
+All problems are collected and raised together, each naming the file, the object and
+what is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurestore.definitions import Entity, FeatureView, Field, ParquetSource
+from featurestore.definitions.types import dtype_from_arrow
+from featurestore.errors import DefinitionError
+from featurestore.registry.snapshot import Snapshot
+from featurestore.repo import RepoContents, relative_location
+
+
+def compile_repo(contents: RepoContents, repo: Path) -> Snapshot:
+    """Check every cross-reference and every source, and fill join key dtypes."""
+    problems: list[str] = []
+    schemas: dict[str, pa.Schema | None] = {
+        name: _source_schema(src, repo, problems) for name, src in contents.sources.items()
+    }
+    views: dict[str, FeatureView] = {}
+    key_types: dict[str, tuple[str, str, str]] = {}  # join key -> (dtype, view, where)
+    for name, view in contents.views.items():
+        where = f"{relative_location(view.defined_in, repo)}: feature view {name!r}"
+        entities: list[Entity] = []
+        for ename in view.entity_names:
+            entity = contents.entities.get(ename)
+            if entity is None:
+                problems.append(f"{where}: entity {ename!r} is not declared")
+            else:
+                entities.append(entity)
+        if len(entities) != len(view.entity_names):
+            continue
+        keys = [k for e in entities for k in e.join_keys]
+        if len(set(keys)) != len(keys):
+            problems.append(f"{where}: entities share a join key: {keys}")
+            continue
+        clash = sorted({f.name for f in view.features} & {view.source.timestamp_field})
+        if clash:
+            problems.append(f"{where}: feature(s) {clash} clash with the timestamp field")
+        declared = {f.name: f for f in view.schema}
+        schema = schemas.get(view.source.name)
+        join_keys = _join_keys(keys, declared, schema, where, problems)
+        if schema is not None:
+            _check_fields(view.features, schema, where, view.source.path, problems)
+        if join_keys is None:
+            continue
+        for k in join_keys:
+            prev = key_types.setdefault(k.name, (k.dtype.name, name, where))
+            if prev[0] != k.dtype.name:
+                problems.append(
+                    f"{where}: join key {k.name!r} is {k.dtype.name} here but {prev[0]} "
+                    f"in feature view {prev[1]!r}"
+                )
+        views[name] = replace(view, entities=tuple(e.name for e in entities), join_keys=join_keys)
+
+    for name, service in contents.services.items():
+        where = f"{relative_location(service.defined_in, repo)}: feature service {name!r}"
+        for ref in service.feature_refs():
+            view_name, _, feature = ref.partition(":")
+            if not feature:
+                problems.append(f"{where}: feature reference {ref!r} is not 'view:feature'")
+            elif view_name not in contents.views:
+                problems.append(f"{where}: references unknown feature view {view_name!r} ({ref})")
+            elif feature not in {f.name for f in contents.views[view_name].features}:
+                problems.append(f"{where}: feature view {view_name!r} has no feature {feature!r}")
+        refs = service.feature_refs()
+        dupes = sorted({r for r in refs if refs.count(r) > 1})
+        if dupes:
+            problems.append(f"{where}: lists feature(s) twice: {dupes}")
+
+    if problems:
+        raise DefinitionError(problems)
+    return Snapshot(
+        entities=dict(contents.entities),
+        sources=dict(contents.sources),
+        views=views,
+        services=dict(contents.services),
+    )
+
+
+def _source_schema(src: ParquetSource, repo: Path, problems: list[str]) -> pa.Schema | None:
+    where = f"{relative_location(src.defined_in, repo)}: source {src.name!r}"
+    files = src.files(repo)
+    if not files:
+        problems.append(f"{where}: path {src.path!r} matches no Parquet files")
+        return None
+    schema: pa.Schema | None = None
+    for file in files:
+        try:
+            file_schema = pq.read_schema(file)
+        except (OSError, pa.ArrowException) as e:
+            problems.append(f"{where}: {file} is not a readable Parquet file ({e})")
+            return None
+        if schema is None:
+            schema = file_schema
+        elif not _same_columns(schema, file_schema):
+            problems.append(
+                f"{where}: {file.name} has columns {_describe(file_schema)} but "
+                f"{files[0].name} has {_describe(schema)}"
+            )
+            return None
+    assert schema is not None
+    for col, required in ((src.timestamp_field, True), (src.created_timestamp_field, False)):
+        if col is None:
+            continue
+        idx = schema.get_field_index(col)
+        if idx < 0:
+            problems.append(f"{where}: timestamp column {col!r} is not in {src.path!r}")
+        elif not pa.types.is_timestamp(schema.field(idx).type):
+            problems.append(
+                f"{where}: {'timestamp_field' if required else 'created_timestamp_field'} {col!r} "
+                f"is {schema.field(idx).type} in {src.path!r}, not a timestamp"
+            )
+    return schema
+
+
+def _join_keys(
+    keys: list[str],
+    declared: dict[str, Field],
+    schema: pa.Schema | None,
+    where: str,
+    problems: list[str],
+) -> tuple[Field, ...] | None:
+    result: list[Field] = []
+    for key in keys:
+        if schema is None:
+            return None
+        idx = schema.get_field_index(key)
+        if idx < 0:
+            problems.append(f"{where}: join key {key!r} is not a column of the source")
+            return None
+        arrow_type = schema.field(idx).type
+        if key in declared:
+            if not declared[key].dtype.accepts(arrow_type):
+                problems.append(
+                    f"{where}: join key {key!r} is declared {declared[key].dtype.name} "
+                    f"but the source has {arrow_type}"
+                )
+                return None
+            result.append(declared[key])
+            continue
+        dtype = dtype_from_arrow(arrow_type)
+        if dtype is None or dtype.name not in {"Int32", "Int64", "String", "Bytes"}:
+            problems.append(
+                f"{where}: join key {key!r} has type {arrow_type}; join keys must be "
+                "integers, strings or bytes"
+            )
+            return None
+        result.append(Field(key, dtype))
+    return tuple(result)
+
+
+def _check_fields(
+    fields: tuple[Field, ...], schema: pa.Schema, where: str, path: str, problems: list[str]
+) -> None:
+    for f in fields:
+        idx = schema.get_field_index(f.name)
+        if idx < 0:
+            problems.append(f"{where}: field {f.name!r} is not a column of {path!r}")
+        elif not f.dtype.accepts(schema.field(idx).type):
+            problems.append(
+                f"{where}: field {f.name!r} is declared {f.dtype.name} but {path!r} "
+                f"has {schema.field(idx).type}"
+            )
+
+
+def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:
+    return {f.name: str(f.type) for f in a} == {f.name: str(f.type) for f in b}
+
+
+def _describe(schema: pa.Schema) -> str:
+    return "{" + ", ".join(f"{f.name}: {f.type}" for f in schema) + "}"

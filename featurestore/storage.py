@@ -1,0 +1,72 @@
+"""Open the embedded DuckDB file: one place for locking, retries and clear errors."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from featurestore.errors import StoreLockedError
+
+# DuckDB lets one process write a file, or many read it; a second writer fails at once,
+# so wait a little for short holders (an apply, a small ingestion) before giving up.
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+
+def connect(
+    path: Path, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> duckdb.DuckDBPyConnection:
+    """A connection to the store file; raises StoreLockedError if another process keeps it."""
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower():
+                raise
+            if time.monotonic() >= deadline:
+                pid = re.search(r"PID (\d+)", str(e))
+                holder = f" (held by process {pid.group(1)})" if pid else ""
+                raise StoreLockedError(
+                    f"{path} is in use by another featurestore process{holder}; try again when it finishes"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            continue
+        # Naive timestamps mean UTC everywhere in the store; spills go beside the file.
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET temp_directory = '{path.parent / 'tmp'}'")
+        return con
+
+
+@contextmanager
+def connection(
+    path: Path, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``with connection(path) as con:``; closes the file (and its lock) on exit."""
+    con = connect(path, read_only=read_only, lock_timeout=lock_timeout)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def quote(identifier: str) -> str:
+    """A DuckDB identifier, quoted (names are validated, this guards the rest)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def fetch_one(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> tuple[Any, ...] | None:
+    """The first row of a query, or None; fetches the whole result so the connection is free again."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None

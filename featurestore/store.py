@@ -1,0 +1,174 @@
+"""FeatureStore: the Python entry point, a thin facade over the registry and the stores."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from featurestore.config import Config, load_config
+from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
+from featurestore.errors import BreakingChangeError, NotAppliedError, NotFoundError
+from featurestore.offline.ingest import IngestResult, Progress, ingest_view
+from featurestore.offline.training_set import TrainingSet, build_training_set
+from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
+from featurestore.registry import store as registry_store
+from featurestore.repo import load_repo
+from featurestore.storage import connection
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What apply did: the plan it carried out and the version it recorded (None if no change)."""
+
+    plan: Plan
+    version: Version | None
+
+
+class FeatureStore:
+    """A feature repo: its definitions, registry, offline store (DuckDB) and online store (Redis)."""
+
+    def __init__(self, repo: str | os.PathLike[str] = ".", config: Config | None = None) -> None:
+        self.config = config or load_config(repo)
+
+    # -- definitions and registry ------------------------------------------------------
+
+    def load_definitions(self) -> Snapshot:
+        """Import the repo's Python files and check them, without touching the registry."""
+        return compile_repo(load_repo(self.config.repo), self.config.repo)
+
+    def plan(self) -> Plan:
+        """What ``apply`` would change; changes nothing."""
+        new = self.load_definitions()
+        base, old = self._latest_or_none()
+        return make_plan(old, new, base.version if base else None)
+
+    def apply(self, allow_breaking: bool = False) -> ApplyResult:
+        """Record the repo's definitions as a new registry version (if they changed)."""
+        new = self.load_definitions()
+        with connection(self.config.duckdb_path) as con:
+            registry_store.ensure_tables(con, self.config.project)
+            base = registry_store.latest_version(con, self.config.project)
+            old = registry_store.read_snapshot(con, self.config.project)[1] if base else None
+            plan = make_plan(old, new, base.version if base else None)
+            if plan.breaking and not allow_breaking:
+                raise BreakingChangeError(
+                    "apply refused, the plan breaks consumers: "
+                    + "; ".join(plan.breaking)
+                    + " (re-run with --allow-breaking to apply anyway)"
+                )
+            if plan.is_empty:
+                return ApplyResult(plan, None)
+            version = registry_store.write_version(
+                con, self.config.project, new, plan.base_version, plan.summary()
+            )
+        return ApplyResult(plan, version)
+
+    def registry(self, version: int | None = None) -> Snapshot:
+        """The applied definitions of ``version`` (default: the latest)."""
+        return self._read(version)[1]
+
+    def versions(self) -> list[Version]:
+        """Every applied registry version, oldest first."""
+        if not self.config.duckdb_path.exists():
+            return []
+        with connection(self.config.duckdb_path, read_only=True) as con:
+            return registry_store.list_versions(con, self.config.project)
+
+    def list_entities(self) -> list[Entity]:
+        return list(self.registry().entities.values())
+
+    def list_sources(self) -> list[ParquetSource]:
+        return list(self.registry().sources.values())
+
+    def list_feature_views(self) -> list[FeatureView]:
+        return list(self.registry().views.values())
+
+    def list_feature_services(self) -> list[FeatureService]:
+        return list(self.registry().services.values())
+
+    def get_entity(self, name: str) -> Entity:
+        return self.registry().get("entity", name)
+
+    def get_source(self, name: str) -> ParquetSource:
+        return self.registry().get("source", name)
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        return self.registry().get("feature_view", name)
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        return self.registry().get("feature_service", name)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """The applied spec of the object named ``name`` (any kind), with its kind."""
+        snapshot = self.registry()
+        found = [
+            {"kind": kind, **obj.to_spec(), "fingerprint": obj.fingerprint}
+            for kind, objs in snapshot.by_kind().items()
+            for obj_name, obj in objs.items()
+            if obj_name == name
+        ]
+        if not found:
+            raise NotFoundError(f"nothing named {name!r} in the registry")
+        return found[0] if len(found) == 1 else {"kind": "several", "objects": found}
+
+    # -- offline store -------------------------------------------------------------------
+
+    def ingest(
+        self, views: Sequence[str] | None = None, progress: Progress | None = None
+    ) -> list[IngestResult]:
+        """Load each view's Parquet source into DuckDB; unchanged files are skipped."""
+        with connection(self.config.duckdb_path) as con:
+            version, snapshot = registry_store.read_snapshot(con, self.config.project)
+            chosen = self._select_views(snapshot, views)
+            return [
+                ingest_view(con, self.config.project, view, version.version, self.config.repo, progress)
+                for view in chosen
+            ]
+
+    def get_training_set(
+        self,
+        entity_df: Any,
+        features: Sequence[str] | str,
+        full_feature_names: bool = False,
+        event_timestamp_column: str | None = None,
+    ) -> TrainingSet:
+        """Point-in-time correct feature values for each row of ``entity_df``.
+
+        ``entity_df`` is a pandas DataFrame, a pyarrow Table, a Parquet path or a SQL query
+        over the store; ``features`` is a list of ``view:feature`` or a feature service name.
+        """
+        version, snapshot = self._read(None)
+        return build_training_set(
+            self.config,
+            snapshot,
+            version.version,
+            entity_df,
+            features,
+            full_feature_names,
+            event_timestamp_column,
+        )
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _read(self, version: int | None) -> tuple[Version, Snapshot]:
+        if not self.config.duckdb_path.exists():
+            raise NotAppliedError(
+                f"nothing applied yet ({self.config.duckdb_path} does not exist): run 'featurestore apply'"
+            )
+        with connection(self.config.duckdb_path, read_only=True) as con:
+            return registry_store.read_snapshot(con, self.config.project, version)
+
+    @staticmethod
+    def _select_views(snapshot: Snapshot, views: Sequence[str] | None) -> list[FeatureView]:
+        if views is None:
+            return list(snapshot.views.values())
+        return [snapshot.get("feature_view", name) for name in views]
+
+    def _latest_or_none(self) -> tuple[Version | None, Snapshot | None]:
+        try:
+            version, snapshot = self._read(None)
+        except NotAppliedError:
+            return None, None
+        return version, snapshot

@@ -1,0 +1,286 @@
+"""The ``featurestore`` command through its real console entry point, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from featurestore import FeatureStore
+from tests.helpers import DRIVER_REPO, run_cli
+
+# Each foundation command and a phrase of the purpose its --help must state.
+COMMANDS = {
+    "init": "Scaffold a new feature repo",
+    "plan": "Show what apply would change",
+    "apply": "Record the repo's definitions as a new registry version",
+    "list": "List the applied entities, sources, feature views and services",
+    "describe": "Print an applied object's full spec as JSON",
+    "versions": "List every applied registry version",
+}
+
+
+def run_side_by_side(*argvs: list[str], cwd: Path | None = None) -> list[subprocess.CompletedProcess[str]]:
+    """Independent commands run at once, to keep the suite fast."""
+    with ThreadPoolExecutor(len(argvs)) as pool:
+        return list(pool.map(lambda argv: run_cli(*argv, cwd=cwd), argvs))
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """Exit 1, nothing on stdout, exactly one stderr line 'error: ...' containing ``expected``."""
+    assert result.returncode == 1, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    (line,) = lines
+    assert line.startswith("error: "), line
+    for text in expected:
+        assert text in line, line
+    return line
+
+
+# -- the happy path ---------------------------------------------------------------------
+
+
+def test_init_plan_apply_list_describe_versions(tmp_path: Path) -> None:
+    repo = tmp_path / "My-Repo"
+    init = run_cli("init", str(repo))
+    assert init.returncode == 0, init.stderr
+    assert "Created feature repo my_repo" in init.stdout
+    assert (repo / "featurestore.toml").is_file()
+    assert (repo / "example.py").is_file()
+    assert 'project = "my_repo"' in (repo / "featurestore.toml").read_text()
+
+    plan = run_cli("plan", "--repo", str(repo))
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.splitlines() == [
+        "Plan against nothing applied yet: 4 to add",
+        "  + entity driver",
+        "  + source driver_stats_source",
+        "  + feature view driver_stats",
+        "  + feature service driver_model",
+    ]
+    assert not (repo / ".featurestore" / "store.duckdb").exists()
+
+    apply = run_cli("apply", "--repo", str(repo))
+    assert apply.returncode == 0, apply.stderr
+    (version,) = FeatureStore(repo).versions()
+    assert f"Applied registry version 1 ({version.content_hash})" in apply.stdout
+
+    # The read-only commands, side by side (DuckDB lets several processes read one file).
+    listing, only_views, describe, versions, again = run_side_by_side(
+        ["list", "--repo", str(repo)],
+        ["list", "--repo", str(repo), "--kind", "feature_view"],
+        ["describe", "driver_stats", "--repo", str(repo)],
+        ["versions", "--repo", str(repo)],
+        ["plan", "--repo", str(repo)],
+    )
+    assert listing.returncode == 0, listing.stderr
+    for text in (
+        "driver_stats_source",
+        "driver_stats",
+        "driver_model",
+        "join keys: driver_id",
+        "3 features of driver",
+        "online",
+    ):
+        assert text in listing.stdout
+
+    assert only_views.returncode == 0, only_views.stderr
+    assert "driver_stats" in only_views.stdout
+    assert "driver_model" not in only_views.stdout
+    assert "join keys" not in only_views.stdout
+
+    assert describe.returncode == 0, describe.stderr
+    spec = json.loads(describe.stdout)
+    assert spec["kind"] == "feature_view"
+    assert spec["name"] == "driver_stats"
+    assert [f["name"] for f in spec["features"]] == ["conv_rate", "acc_rate", "avg_daily_trips"]
+    assert spec["join_keys"] == [{"name": "driver_id", "dtype": "Int64"}]
+    assert spec["ttl_seconds"] == 2 * 86400
+    assert spec["fingerprint"] == FeatureStore(repo).get_feature_view("driver_stats").fingerprint
+
+    assert versions.returncode == 0, versions.stderr
+    assert version.content_hash in versions.stdout
+    assert "4 to add" in versions.stdout
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "No changes against version 1."
+
+
+def test_repo_defaults_to_the_current_folder(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo({"drivers.py": DRIVER_REPO})
+    apply = run_cli("apply", cwd=repo)
+    assert apply.returncode == 0, apply.stderr
+    assert "Applied registry version 1" in apply.stdout
+    reapply = run_cli("apply", cwd=repo)
+    assert reapply.returncode == 0, reapply.stderr
+    assert "No changes against version 1." in reapply.stdout
+    assert "Registry unchanged." in reapply.stdout
+    assert [v.version for v in FeatureStore(repo).versions()] == [1]
+
+
+def test_plan_prints_changes_field_by_field(example_repo: Path) -> None:
+    FeatureStore(example_repo).apply()
+    drivers = example_repo / "drivers.py"
+    drivers.write_text(
+        drivers.read_text()
+        .replace('"Share of offers accepted"', '"Accepted offers"')
+        .replace('Field("rating", Float32, checks=[Check.in_range(1, 5)]),', "")
+    )
+    plan = run_cli("plan", "--repo", str(example_repo))
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.splitlines() == [
+        "Plan against version 1: 2 to change",
+        "  ~ feature view driver_stats",
+        "      features.conv_rate.description: Share of offers accepted -> Accepted offers",
+        "      features.rating: (present) -> (none)",
+        "      BREAKING: feature 'rating' removed while online",
+        "  ~ feature service trip_model",
+        "      features.driver_stats:rating: (present) -> (none)",
+        "      BREAKING: feature 'driver_stats:rating' removed from the service",
+        "This plan breaks consumers; apply needs --allow-breaking.",
+    ]
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+def test_missing_featurestore_toml(tmp_path: Path) -> None:
+    for result in run_side_by_side(["plan"], ["apply"], ["describe", "driver"], cwd=tmp_path):
+        assert_one_error_line(result, "no featurestore.toml in", str(tmp_path.resolve()), "featurestore init")
+        assert result.stdout == ""
+
+
+def test_init_refuses_an_existing_repo(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo({"drivers.py": DRIVER_REPO})
+    before = (repo / "featurestore.toml").read_text()
+    assert_one_error_line(run_cli("init", str(repo)), "already holds a featurestore.toml")
+    assert (repo / "featurestore.toml").read_text() == before
+    assert not (repo / "example.py").exists()
+
+
+def test_invalid_config(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo({"drivers.py": DRIVER_REPO})
+    (repo / "featurestore.toml").write_text('project = "Bad-Name"\n')
+    assert_one_error_line(run_cli("plan", "--repo", str(repo)), "project 'Bad-Name'")
+
+
+def test_bad_definition(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo(
+        {"drivers.py": DRIVER_REPO.replace('Field("acc_rate", Float32)', 'Field("speed", Float32)')}
+    )
+    line = assert_one_error_line(run_cli("apply", "--repo", str(repo)))
+    assert line.startswith("error: drivers.py:")
+    assert line.endswith("feature view 'driver_stats': field 'speed' is not a column of 'data/driver_stats'")
+    assert FeatureStore(repo).versions() == []
+
+
+def test_several_bad_definitions(make_repo) -> None:  # type: ignore[no-untyped-def]
+    text = DRIVER_REPO.replace('Field("acc_rate", Float32)', 'Field("speed", Float32)')
+    text = text.replace('timestamp_field="event_timestamp"', 'timestamp_field="driver_id"')
+    repo = make_repo({"drivers.py": text, "broken.py": "import not_a_real_module_xyz\n"})
+    # A file that cannot be imported is reported first; once it is fixed the rest shows.
+    result = run_cli("apply", "--repo", str(repo))
+    assert_one_error_line(result, "broken.py:1: ModuleNotFoundError: No module named 'not_a_real_module_xyz'")
+
+    (repo / "broken.py").unlink()
+    result = run_cli("apply", "--repo", str(repo))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    header, *problems = result.stderr.strip().splitlines()
+    assert header == "error: 2 problems in definitions:"
+    assert len(problems) == 2
+    assert problems[0].startswith("  drivers.py:")
+    assert problems[0].endswith(
+        "source 'driver_source': timestamp_field 'driver_id' is int64 in 'data/driver_stats', not a timestamp"
+    )
+    assert problems[1].startswith("  drivers.py:")
+    assert problems[1].endswith(
+        "feature view 'driver_stats': field 'speed' is not a column of 'data/driver_stats'"
+    )
+    assert not (repo / ".featurestore" / "store.duckdb").exists()
+
+
+def test_describe_before_apply_and_of_an_unknown_name(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo({"drivers.py": DRIVER_REPO})
+    assert_one_error_line(
+        run_cli("describe", "driver", "--repo", str(repo)), "nothing applied yet", "featurestore apply"
+    )
+    FeatureStore(repo).apply()
+    assert_one_error_line(
+        run_cli("describe", "nope", "--repo", str(repo)), "nothing named 'nope' in the registry"
+    )
+
+
+def test_apply_of_a_breaking_change(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo({"drivers.py": DRIVER_REPO})
+    fs = FeatureStore(repo)
+    fs.apply()
+    (repo / "drivers.py").write_text(DRIVER_REPO.replace('Field("acc_rate", Float32),', ""))
+    result = run_cli("apply", "--repo", str(repo))
+    assert_one_error_line(
+        result,
+        "apply refused, the plan breaks consumers",
+        "feature 'acc_rate' removed while online",
+        "--allow-breaking",
+    )
+    assert result.stdout == ""
+    assert [v.version for v in fs.versions()] == [1]
+
+    forced = run_cli("apply", "--repo", str(repo), "--allow-breaking")
+    assert forced.returncode == 0, forced.stderr
+    assert "BREAKING: feature 'acc_rate' removed while online" in forced.stdout
+    assert "Applied registry version 2" in forced.stdout
+    assert [v.version for v in fs.versions()] == [1, 2]
+
+
+def test_unknown_command_and_option_are_usage_errors(tmp_path: Path) -> None:
+    command, option = run_side_by_side(["frobnicate"], ["plan", "--no-such-option"], cwd=tmp_path)
+    for result in (command, option):
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+    assert "No such command 'frobnicate'" in command.stderr
+    assert "No such option: --no-such-option" in option.stderr
+
+
+# -- help -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, subprocess.CompletedProcess[str]]:
+    """``featurestore --help`` and ``featurestore COMMAND --help``, run side by side."""
+    argvs = {"": ["--help"], "(no arguments)": [], **{name: [name, "--help"] for name in COMMANDS}}
+    return dict(zip(argvs, run_side_by_side(*argvs.values()), strict=True))
+
+
+def test_root_help_lists_every_command(helps: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    result = helps[""]
+    assert result.returncode == 0, result.stderr
+    assert "Declare features in Python" in result.stdout
+    for name, purpose in COMMANDS.items():
+        assert name in result.stdout
+        assert purpose in result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_command_help(helps: dict[str, subprocess.CompletedProcess[str]], command: str) -> None:
+    result = helps[command]
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert f"Usage: featurestore {command}" in result.stdout
+    assert COMMANDS[command] in result.stdout
+    if command != "init":
+        assert "--repo" in result.stdout
+
+
+def test_no_arguments_shows_help(helps: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    result = helps["(no arguments)"]
+    assert "Usage: featurestore [OPTIONS] COMMAND" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for name in COMMANDS:
+        assert name in result.stdout + result.stderr

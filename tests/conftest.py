@@ -1,0 +1,97 @@
+"""Shared fixtures: a private redis-server on a free port, and temporary feature repos."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from featurestore import datagen
+from tests.helpers import write_repo
+
+# Generated data ends here, so tests do not depend on the clock.
+DATA_END = datetime(2026, 1, 31, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example data at the tiny scale, generated once per session."""
+    out = tmp_path_factory.mktemp("tiny-data")
+    datagen.generate(out, "tiny", end=DATA_END)
+    return out
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path, tiny_data: Path) -> Path:
+    """A copy of definitions/ with tiny data, in its own folder (its own DuckDB file)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(__file__).parent.parent / "definitions", repo,
+                    ignore=shutil.ignore_patterns("data", ".featurestore", "__pycache__"))
+    shutil.copytree(tiny_data, repo / "data")
+    return repo
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path, tiny_data: Path):  # type: ignore[no-untyped-def]
+    """make_repo({"file.py": source}) -> a repo folder with the tiny data under data/."""
+
+    def make(files: dict[str, str], project: str = "test") -> Path:
+        return write_repo(tmp_path / "repo", files, tiny_data, project)
+
+    return make
+
+
+class RedisServer:
+    """A real redis-server process on a loopback port, started and stopped by the tests."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: run the tests through 'make test'")
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

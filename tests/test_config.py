@@ -1,0 +1,161 @@
+"""featurestore.toml and the FEATURESTORE_* environment overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from featurestore.config import (
+    DEFAULT_DUCKDB_PATH,
+    DEFAULT_REDIS_URL,
+    load_config,
+    render_config,
+)
+from featurestore.errors import ConfigError
+
+NO_ENV: dict[str, str] = {}
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "featurestore.toml").write_text(text)
+    return tmp_path
+
+
+def test_defaults(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, 'project = "rides"\n')
+    config = load_config(repo, env=NO_ENV)
+    assert config.repo == tmp_path.resolve()
+    assert config.project == "rides"
+    assert config.duckdb_path == tmp_path.resolve() / ".featurestore" / "store.duckdb"
+    assert DEFAULT_DUCKDB_PATH == ".featurestore/store.duckdb"
+    assert config.redis_url == DEFAULT_REDIS_URL == "redis://127.0.0.1:6379/0"
+    assert config.event_timestamp_column == "event_timestamp"
+    assert config.store_dir == config.duckdb_path.parent
+
+
+def test_file_values_are_read(tmp_path: Path) -> None:
+    repo = write_toml(
+        tmp_path,
+        'project = "rides"\n[offline]\npath = "db/x.duckdb"\n'
+        '[online]\nredis_url = "redis://cache:6380/2"\n'
+        '[training]\nevent_timestamp_column = "ts"\n',
+    )
+    config = load_config(repo, env=NO_ENV)
+    assert config.duckdb_path == tmp_path.resolve() / "db" / "x.duckdb"
+    assert config.redis_url == "redis://cache:6380/2"
+    assert config.event_timestamp_column == "ts"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    repo = write_toml(
+        tmp_path,
+        'project = "rides"\n[offline]\npath = "db/x.duckdb"\n[online]\nredis_url = "redis://a:1/0"\n',
+    )
+    other_db = tmp_path / "elsewhere" / "other.duckdb"
+    env = {
+        "FEATURESTORE_REDIS_URL": "redis://b:2/3",
+        "FEATURESTORE_PROJECT": "staging",
+        "FEATURESTORE_DUCKDB_PATH": str(other_db),
+    }
+    config = load_config(repo, env=env)
+    assert config.redis_url == "redis://b:2/3"
+    assert config.project == "staging"
+    assert config.duckdb_path == other_db
+
+
+def test_relative_duckdb_path_from_environment_is_inside_the_repo(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, 'project = "rides"\n')
+    config = load_config(repo, env={"FEATURESTORE_DUCKDB_PATH": "state/s.duckdb"})
+    assert config.duckdb_path == tmp_path.resolve() / "state" / "s.duckdb"
+
+
+def test_empty_environment_values_do_not_override(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, 'project = "rides"\n')
+    config = load_config(repo, env={"FEATURESTORE_PROJECT": "", "FEATURESTORE_REDIS_URL": ""})
+    assert config.project == "rides"
+    assert config.redis_url == DEFAULT_REDIS_URL
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path, env=NO_ENV)
+    assert "no featurestore.toml" in e.value.message
+    assert str(tmp_path.resolve()) in e.value.message
+    assert "featurestore init" in e.value.message
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, 'project = "rides\n[offline\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(repo, env=NO_ENV)
+    assert "featurestore.toml" in e.value.message
+    assert "invalid TOML" in e.value.message
+
+
+@pytest.mark.parametrize("project", ["Rides", "my-project", "1rides", "", "a" * 64])
+def test_bad_project_name(tmp_path: Path, project: str) -> None:
+    repo = write_toml(tmp_path, f'project = "{project}"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(repo, env=NO_ENV)
+    assert f"project {project!r}" in e.value.message
+    assert "lower-case letters, digits and _" in e.value.message
+
+
+def test_missing_project(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, '[online]\nredis_url = "redis://a:1/0"\n')
+    with pytest.raises(ConfigError, match="project None"):
+        load_config(repo, env=NO_ENV)
+
+
+def test_bad_project_from_environment(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, 'project = "rides"\n')
+    with pytest.raises(ConfigError, match="project 'Bad-Name'"):
+        load_config(repo, env={"FEATURESTORE_PROJECT": "Bad-Name"})
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, 'project = "rides"\nprojekt = "typo"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(repo, env=NO_ENV)
+    assert "unknown key(s) ['projekt']" in e.value.message
+    assert "featurestore.toml" in e.value.message
+
+
+def test_unknown_key_inside_a_table(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, 'project = "rides"\n[online]\nredis_ulr = "redis://a:1/0"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(repo, env=NO_ENV)
+    assert "unknown key(s) ['redis_ulr'] in [online]" in e.value.message
+
+
+def test_table_that_is_not_a_table(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, 'project = "rides"\noffline = "x.duckdb"\n')
+    with pytest.raises(ConfigError, match=r"\[offline\] must be a table"):
+        load_config(repo, env=NO_ENV)
+
+
+def test_non_string_value_in_a_table(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, 'project = "rides"\n[offline]\npath = 5\n')
+    with pytest.raises(ConfigError, match=r"\[offline\] path must be a string, got 5"):
+        load_config(repo, env=NO_ENV)
+
+
+@pytest.mark.parametrize("where", ["file", "env"])
+def test_bad_redis_url(tmp_path: Path, where: str) -> None:
+    if where == "file":
+        repo = write_toml(tmp_path, 'project = "rides"\n[online]\nredis_url = "http://x"\n')
+        env = NO_ENV
+    else:
+        repo = write_toml(tmp_path, 'project = "rides"\n')
+        env = {"FEATURESTORE_REDIS_URL": "localhost:6379"}
+    with pytest.raises(ConfigError, match="redis_url must start with redis://"):
+        load_config(repo, env=env)
+
+
+def test_rendered_config_loads_with_defaults(tmp_path: Path) -> None:
+    repo = write_toml(tmp_path, render_config("fresh_repo"))
+    config = load_config(repo, env=NO_ENV)
+    assert config.project == "fresh_repo"
+    assert config.duckdb_path == tmp_path.resolve() / DEFAULT_DUCKDB_PATH
+    assert config.redis_url == DEFAULT_REDIS_URL
