@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
+
+import redis
 
 from featurestore.config import Config, load_config
 from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
-from featurestore.errors import BreakingChangeError, NotAppliedError, NotFoundError
+from featurestore.errors import BreakingChangeError, NotAppliedError, NotFoundError, StoreLockedError
 from featurestore.offline.ingest import IngestResult, Progress, ingest_view
 from featurestore.offline.training_set import TrainingSet, build_training_set
+from featurestore.online import state as online_state
+from featurestore.online.connection import sync_client, unavailable
+from featurestore.online.lookup import OnlineRegistry, OnlineResult
+from featurestore.online.materialize import MaterializeResult
+from featurestore.online.materialize import materialize as materialize_online
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
 from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
@@ -29,8 +38,14 @@ class ApplyResult:
 class FeatureStore:
     """A feature repo: its definitions, registry, offline store (DuckDB) and online store (Redis)."""
 
+    # In-process lookups re-read the registry at most this often (seconds).
+    REGISTRY_REFRESH = 10.0
+
     def __init__(self, repo: str | os.PathLike[str] = ".", config: Config | None = None) -> None:
         self.config = config or load_config(repo)
+        self._online: OnlineRegistry | None = None
+        self._online_checked = 0.0
+        self._redis: redis.Redis | None = None
 
     # -- definitions and registry ------------------------------------------------------
 
@@ -63,6 +78,17 @@ class FeatureStore:
             version = registry_store.write_version(
                 con, self.config.project, new, plan.base_version, plan.summary()
             )
+            # A view gone from the definitions or taken offline leaves data in Redis: the
+            # next materialization removes it (recorded here so a Redis outage loses nothing).
+            if old is not None:
+                gone = [
+                    n
+                    for n, v in old.views.items()
+                    if v.online and (n not in new.views or not new.views[n].online)
+                ]
+                if gone:
+                    online_state.ensure_tables(con, self.config.project)
+                    online_state.request_removal(con, self.config.project, gone)
         return ApplyResult(plan, version)
 
     def registry(self, version: int | None = None) -> Snapshot:
@@ -149,6 +175,72 @@ class FeatureStore:
             full_feature_names,
             event_timestamp_column,
         )
+
+    # -- online store --------------------------------------------------------------------
+
+    def materialize(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        views: Sequence[str] | None = None,
+        progress: Progress | None = None,
+        incremental: bool = False,
+    ) -> MaterializeResult:
+        """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis."""
+        self.ingest(views, progress)
+        version, snapshot = self._read(None)
+        chosen = self._select_views(snapshot, views)
+        return materialize_online(self.config, chosen, version.version, start, end, incremental, progress)
+
+    def materialize_incremental(
+        self,
+        end: datetime | None = None,
+        views: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> MaterializeResult:
+        """Materialize what is new since each view's watermark (late-arriving files included)."""
+        return self.materialize(None, end, views, progress, incremental=True)
+
+    def get_online_features(
+        self,
+        features: Sequence[str] | str,
+        entities: Mapping[str, Sequence[Any]],
+        full_feature_names: bool = False,
+        with_run_ids: bool = False,
+    ) -> OnlineResult:
+        """The latest values of ``features`` for the entities (join key -> list of values)."""
+        plan = self.online_registry().plan(
+            features if isinstance(features, str) else tuple(features), full_feature_names
+        )
+        n, columns = plan.entity_columns(entities)
+        keys = plan.keys(n, columns)
+        if self._redis is None:
+            self._redis = sync_client(self.config.redis_url)
+        try:
+            raw = cast(list[bytes | None], self._redis.mget(keys))
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise unavailable(self.config.redis_url, e) from None
+        return plan.assemble(n, columns, raw, with_run_ids=with_run_ids)
+
+    def online_registry(self) -> OnlineRegistry:
+        """The latest registry version prepared for lookups (re-checked every few seconds)."""
+        now = time.monotonic()
+        if self._online is None or now - self._online_checked > self.REGISTRY_REFRESH:
+            self._online_checked = now
+            try:
+                versions = self.versions()
+                latest = versions[-1].version if versions else None
+            except StoreLockedError:
+                latest = self._online.version if self._online else None
+            if self._online is None or (latest is not None and latest != self._online.version):
+                version, snapshot = self._read(None)
+                self._online = OnlineRegistry(self.config.project, snapshot, version.version)
+        return self._online
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
 
     # -- internals ---------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The online store: the latest value of each online view per entity, in Redis."""

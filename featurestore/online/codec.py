@@ -1,0 +1,221 @@
+"""The value stored for one (entity, view): a fixed header, then the view's features.
+
+Layout (little-endian)::
+
+    event_ts_us  int64   newest event time of the row written
+    created_us   int64   its created time (-2**62 when the source has none)
+    run_id       uint32  the materialization run that wrote it (lineage)
+    layout       uint32  hash of the view's feature list and types
+    nulls        ceil(F/8) bytes, bit i set when feature i is null
+    fixed-width features in schema order (Int32/Int64/Float32/Float64/Bool/Timestamp)
+    variable-width features in schema order: uint32 length, then bytes (String/Bytes/List)
+
+The header leads so that the newer-wins script compares two values without decoding them,
+and the layout hash lets a reader refuse a value written under another schema instead of
+misreading it. Encoding is vectorized over an Arrow batch; decoding is one ``struct`` call
+per value plus a walk over the variable-width part.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurestore.definitions import FeatureView, Field
+from featurestore.errors import DefinitionError
+
+HEADER = struct.Struct("<qqII")
+NO_CREATED = -(2**62)
+
+# Fixed-width dtypes: struct code, numpy dtype.
+_FIXED: dict[str, tuple[str, str]] = {
+    "Int32": ("i", "<i4"),
+    "Int64": ("q", "<i8"),
+    "Float32": ("f", "<f4"),
+    "Float64": ("d", "<f8"),
+    "Bool": ("?", "u1"),
+    "Timestamp": ("q", "<i8"),
+}
+_LIST_ITEMS: dict[str, str] = {"Int32": "<i4", "Int64": "<i8", "Float32": "<f4", "Float64": "<f8"}
+_U32 = struct.Struct("<I")
+
+
+def _is_variable(f: Field) -> bool:
+    return f.dtype.name not in _FIXED
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded value: its header and its features (by position in the view's schema)."""
+
+    event_ts_us: int
+    created_us: int
+    run_id: int
+    values: tuple[Any, ...]
+
+
+class ViewCodec:
+    """Encodes and decodes the values of one feature view; built once per registry version."""
+
+    def __init__(self, view: FeatureView) -> None:
+        self.view = view
+        self.features: tuple[Field, ...] = tuple(view.features)
+        for f in self.features:
+            if (
+                f.dtype.name not in _FIXED
+                and f.dtype.name not in ("String", "Bytes")
+                and not (f.dtype.name.startswith("List(") and f.dtype.name[5:-1] in _LIST_ITEMS)
+            ):
+                raise DefinitionError(
+                    [
+                        f"feature view {view.name!r}: feature {f.name!r} of type {f.dtype.name} "
+                        "cannot be served online"
+                    ]
+                )
+        self.fixed = [f for f in self.features if not _is_variable(f)]
+        self.variable = [f for f in self.features if _is_variable(f)]
+        self.null_bytes = (len(self.features) + 7) // 8
+        spec = ";".join(f"{f.name}:{f.dtype.name}" for f in self.features)
+        self.layout = zlib.crc32(spec.encode())
+        self._fixed_struct = struct.Struct(
+            "<" + f"{self.null_bytes}s" + "".join(_FIXED[f.dtype.name][0] for f in self.fixed)
+        )
+        self._order = [self.features.index(f) for f in self.fixed + self.variable]
+        self._numpy = np.dtype(
+            [("h", "u1", HEADER.size), ("n", "u1", self.null_bytes)]
+            + [(f"f{i}", _FIXED[f.dtype.name][1]) for i, f in enumerate(self.fixed)]
+        )
+
+    # -- encoding (materialization) ------------------------------------------------------
+
+    def encode(
+        self, batch: pa.RecordBatch | pa.Table, event_us: np.ndarray, created_us: np.ndarray, run_id: int
+    ) -> pa.Array:
+        """One binary value per row of ``batch`` (which holds the view's feature columns)."""
+        n = batch.num_rows
+        rec = np.zeros(n, dtype=self._numpy)
+        header = np.zeros(n, dtype=np.dtype([("e", "<i8"), ("c", "<i8"), ("r", "<u4"), ("l", "<u4")]))
+        header["e"] = event_us
+        header["c"] = created_us
+        header["r"] = run_id
+        header["l"] = self.layout
+        rec["h"] = header.view(np.uint8).reshape(n, HEADER.size)
+        nulls = np.zeros((n, self.null_bytes), dtype=np.uint8)
+        for i, f in enumerate(self.features):
+            column = _column(batch, f.name)
+            if column.null_count:
+                isnull = column.is_null().to_numpy(zero_copy_only=False).astype(np.uint8)
+                nulls[:, i // 8] |= isnull << (i % 8)
+        rec["n"] = nulls
+        for i, f in enumerate(self.fixed):
+            rec[f"f{i}"] = _fixed_numpy(_column(batch, f.name), f)
+        fixed = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(self._numpy.itemsize), n, [None, pa.py_buffer(rec.tobytes())]
+        )
+        parts: list[pa.Array] = [fixed.cast(pa.binary())]
+        for f in self.variable:
+            data = _variable_binary(_column(batch, f.name), f)
+            lengths = pc.binary_length(data).to_numpy(zero_copy_only=False).astype("<u4")
+            prefix = pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(4), n, [None, pa.py_buffer(lengths.tobytes())]
+            )
+            parts += [prefix.cast(pa.binary()), data]
+        if len(parts) == 1:
+            return parts[0]
+        return pc.binary_join_element_wise(*parts, b"")
+
+    # -- decoding (serving) ----------------------------------------------------------------
+
+    def decode(self, value: bytes) -> Decoded | None:
+        """The value's header and features, or None if it was written under another layout."""
+        event_us, created_us, run_id, layout = HEADER.unpack_from(value, 0)
+        if layout != self.layout:
+            return None
+        fixed = self._fixed_struct.unpack_from(value, HEADER.size)
+        nulls = fixed[0]
+        ordered: list[Any] = list(fixed[1:])
+        pos = HEADER.size + self._fixed_struct.size
+        for f in self.variable:
+            (length,) = _U32.unpack_from(value, pos)
+            pos += 4
+            raw = value[pos : pos + length]
+            pos += length
+            ordered.append(_decode_variable(raw, f))
+        values: list[Any] = [None] * len(self.features)
+        for slot, v in zip(self._order, ordered, strict=True):
+            values[slot] = None if nulls[slot // 8] >> (slot % 8) & 1 else v
+        return Decoded(event_us, created_us, run_id, tuple(values))
+
+
+def header_of(value: bytes) -> tuple[int, int, int]:
+    """(event_ts_us, created_us, run_id) of a stored value."""
+    event_us, created_us, run_id, _ = HEADER.unpack_from(value, 0)
+    return event_us, created_us, run_id
+
+
+def _column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
+    column = batch.column(name)
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _fixed_numpy(column: pa.Array, f: Field) -> np.ndarray:
+    if f.dtype.name == "Timestamp":
+        column = pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    elif f.dtype.name == "Bool":
+        column = column.cast(pa.uint8())
+    else:
+        column = column.cast(f.dtype.arrow)
+    if column.null_count:
+        column = column.fill_null(0)
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _variable_binary(column: pa.Array, f: Field) -> pa.Array:
+    if f.dtype.name in ("String", "Bytes"):
+        data = column.cast(pa.binary())
+    else:  # a list of fixed-width numbers: its values' bytes, sliced per row by its offsets
+        item = np.dtype(_LIST_ITEMS[f.dtype.name[5:-1]])
+        lists = column.cast(pa.list_(pa.from_numpy_dtype(item)))
+        if lists.offset:
+            lists = pa.concat_arrays([lists])  # re-base offsets at zero
+        flat = lists.flatten().fill_null(0).to_numpy(zero_copy_only=False).astype(item, copy=False)
+        offsets = lists.offsets.to_numpy().astype(np.int64) * item.itemsize
+        offsets -= offsets[0]
+        data = pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(),
+            len(lists),
+            [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(flat.tobytes())],
+        ).cast(pa.binary())
+    return data.fill_null(b"") if data.null_count else data
+
+
+def _decode_variable(raw: bytes, f: Field) -> Any:
+    name = f.dtype.name
+    if name == "String":
+        return raw.decode()
+    if name == "Bytes":
+        return raw
+    return np.frombuffer(raw, dtype=_LIST_ITEMS[name[5:-1]]).tolist()
+
+
+def encode_created(created: pa.Array | None, n: int) -> np.ndarray:
+    """Created timestamps as microseconds, ``NO_CREATED`` where there are none."""
+    if created is None:
+        return np.full(n, NO_CREATED, dtype=np.int64)
+    micros = pc.cast(created, pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return micros.fill_null(NO_CREATED).to_numpy(zero_copy_only=False)
+
+
+def timestamps_us(column: pa.Array) -> np.ndarray:
+    return pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def feature_names(codec: ViewCodec) -> Sequence[str]:
+    return [f.name for f in codec.features]

@@ -1,0 +1,288 @@
+"""Online lookups: a plan prepared once per feature list, then keys, one MGET, and decoding.
+
+Everything that depends only on the registry and the requested features -- resolving
+references, codecs, output names, which join keys are needed -- is prepared once per
+registry version and cached, so a request only validates its entities, builds keys and
+decodes values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from featurestore.definitions import Field
+from featurestore.errors import InvalidRequestError
+from featurestore.online.codec import ViewCodec
+from featurestore.online.keys import encode_key_value
+from featurestore.registry import Snapshot
+
+DEFAULT_MAX_ENTITIES = 10_000
+_INT_KEYS = {"Int32", "Int64"}
+
+
+class Status(IntEnum):
+    """The state of one value in a response (numbers match the protobuf enum)."""
+
+    PRESENT = 1
+    NULL_VALUE = 2  # the newest row holds null for this feature
+    NOT_FOUND = 3  # nothing materialized for this entity
+    EXPIRED = 4  # the newest value is older than the view's TTL
+
+
+@dataclass(frozen=True)
+class _ViewPlan:
+    name: str
+    codec: ViewCodec
+    positions: tuple[int, ...]  # requested features, as indices into the codec's features
+    join_keys: tuple[str, ...]
+    ttl_us: int | None
+
+
+@dataclass(frozen=True)
+class OutputFeature:
+    name: str  # the column name: feature, or view__feature
+    ref: str  # view:feature
+    field: Field
+
+
+@dataclass
+class FeatureColumn:
+    """One requested feature over the entities of a request."""
+
+    name: str
+    ref: str
+    field: Field
+    values: list[Any]
+    statuses: list[Status]
+    event_ts_us: list[int | None]
+
+
+@dataclass
+class OnlineResult:
+    """Column-wise lookup result: entity columns, then one column per requested feature."""
+
+    entities: dict[str, list[Any]]
+    features: list[FeatureColumn]
+    run_ids: dict[str, list[int | None]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """``{column: values}``: join keys, then features (Timestamp values as datetimes)."""
+        out: dict[str, list[Any]] = {k: list(v) for k, v in self.entities.items()}
+        for col in self.features:
+            if col.field.dtype.name == "Timestamp":
+                out[col.name] = [None if v is None else _datetime(v) for v in col.values]
+            else:
+                out[col.name] = list(col.values)
+        return out
+
+    def to_arrow(self) -> pa.Table:
+        arrays: dict[str, pa.Array] = {k: pa.array(v) for k, v in self.entities.items()}
+        for col in self.features:
+            if col.field.dtype.name == "Timestamp":
+                arrays[col.name] = pa.array(col.values, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+            else:
+                arrays[col.name] = pa.array(col.values, col.field.dtype.arrow)
+        return pa.table(arrays)
+
+    def statuses(self) -> dict[str, list[str]]:
+        return {col.name: [s.name for s in col.statuses] for col in self.features}
+
+
+def _datetime(micros: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+class LookupPlan:
+    """How to answer one feature list: keys to fetch and how to decode them."""
+
+    def __init__(
+        self,
+        project: str,
+        views: list[_ViewPlan],
+        outputs: list[tuple[int, int, OutputFeature]],
+        join_keys: list[Field],
+        max_entities: int,
+    ) -> None:
+        self.project = project
+        self.views = views
+        self.outputs = outputs  # (view index, position within the view's requested features, output)
+        self.join_keys = join_keys
+        self.max_entities = max_entities
+        # Views keyed by the same join keys share an entity tag: build it once per entity.
+        self._groups: dict[tuple[str, ...], list[int]] = {}
+        for i, v in enumerate(views):
+            self._groups.setdefault(v.join_keys, []).append(i)
+
+    @property
+    def output_features(self) -> list[OutputFeature]:
+        return [o for _, _, o in self.outputs]
+
+    def entity_columns(self, entities: Mapping[str, Sequence[Any]]) -> tuple[int, dict[str, list[Any]]]:
+        """Check the request's entity columns: every join key present, typed, one length."""
+        if not isinstance(entities, Mapping):
+            raise InvalidRequestError("entities must map each join key to a list of values")
+        columns: dict[str, list[Any]] = {}
+        n: int | None = None
+        for key in self.join_keys:
+            if key.name not in entities:
+                raise InvalidRequestError(
+                    f"missing join key {key.name!r}; the requested features need "
+                    f"{[k.name for k in self.join_keys]}"
+                )
+            values = entities[key.name]
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+                raise InvalidRequestError(f"join key {key.name!r} must be a list of values")
+            values = list(values.tolist() if isinstance(values, np.ndarray) else values)
+            if n is None:
+                n = len(values)
+            elif len(values) != n:
+                raise InvalidRequestError(
+                    f"join key {key.name!r} has {len(values)} values, {self.join_keys[0].name!r} has {n}"
+                )
+            want = int if key.dtype.name in _INT_KEYS else str
+            for v in values:
+                if type(v) is not want:
+                    raise InvalidRequestError(
+                        f"join key {key.name!r} takes {key.dtype.name} values, "
+                        f"got {type(v).__name__} {v!r:.40}"
+                    )
+            columns[key.name] = values
+        unknown = sorted(set(entities) - set(columns))
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown join key(s) {unknown}; expected {[k.name for k in self.join_keys]}"
+            )
+        if not n:
+            raise InvalidRequestError("no entities in the request")
+        if n > self.max_entities:
+            raise InvalidRequestError(
+                f"{n} entities in one request, more than the limit of {self.max_entities}"
+            )
+        return n, columns
+
+    def keys(self, n: int, columns: Mapping[str, list[Any]]) -> list[str]:
+        """Redis keys, view-major: ``keys[v * n + i]`` is view ``v`` of entity ``i``."""
+        keys: list[str] = [""] * (len(self.views) * n)
+        prefix = "{" + self.project + ":"
+        for join_keys, members in self._groups.items():
+            if len(join_keys) == 1:
+                name = join_keys[0]
+                tags = [f"{prefix}{name}={encode_key_value(v)}}}:" for v in columns[name]]
+            else:
+                cols = [columns[k] for k in join_keys]
+                tags = [
+                    prefix
+                    + ",".join(f"{k}={encode_key_value(v)}" for k, v in zip(join_keys, row, strict=True))
+                    + "}:"
+                    for row in zip(*cols, strict=True)
+                ]
+            for vi in members:
+                name = self.views[vi].name
+                keys[vi * n : (vi + 1) * n] = [t + name for t in tags]
+        return keys
+
+    def assemble(
+        self,
+        n: int,
+        columns: dict[str, list[Any]],
+        raw: Sequence[bytes | None],
+        now: datetime | None = None,
+        with_run_ids: bool = False,
+    ) -> OnlineResult:
+        """Decode the MGET reply (in ``keys`` order) into a column-wise result."""
+        now_us = int((now or datetime.now(UTC)).timestamp() * 1_000_000)
+        outs: list[FeatureColumn] = [
+            FeatureColumn(o.name, o.ref, o.field, [None] * n, [Status.NOT_FOUND] * n, [None] * n)
+            for _, _, o in self.outputs
+        ]
+        by_view: list[list[tuple[int, FeatureColumn]]] = [[] for _ in self.views]
+        for (vi, pos, _), col in zip(self.outputs, outs, strict=True):
+            by_view[vi].append((pos, col))
+        run_ids: dict[str, list[int | None]] = {}
+        for vi, view in enumerate(self.views):
+            cols = by_view[vi]
+            runs: list[int | None] = [None] * n
+            for i in range(n):
+                value = raw[vi * n + i]
+                if value is None:
+                    continue
+                decoded = view.codec.decode(value)
+                if decoded is None:  # written under another schema: not servable
+                    continue
+                runs[i] = decoded.run_id
+                ts = decoded.event_ts_us
+                if view.ttl_us is not None and ts < now_us - view.ttl_us:
+                    for _, col in cols:
+                        col.statuses[i] = Status.EXPIRED
+                        col.event_ts_us[i] = ts
+                    continue
+                values = decoded.values
+                for pos, col in cols:
+                    v = values[view.positions[pos]]
+                    col.values[i] = v
+                    col.statuses[i] = Status.NULL_VALUE if v is None else Status.PRESENT
+                    col.event_ts_us[i] = ts
+            if with_run_ids:
+                run_ids[view.name] = runs
+        return OnlineResult(columns, outs, run_ids)
+
+
+class OnlineRegistry:
+    """One registry version prepared for serving: codecs per view and cached lookup plans."""
+
+    def __init__(
+        self, project: str, snapshot: Snapshot, version: int, max_entities: int = DEFAULT_MAX_ENTITIES
+    ) -> None:
+        self.project = project
+        self.snapshot = snapshot
+        self.version = version
+        self.max_entities = max_entities
+        self.codecs = {name: ViewCodec(v) for name, v in snapshot.views.items() if v.online}
+        self.plan = lru_cache(maxsize=1024)(self._plan)
+
+    def _plan(self, features: tuple[str, ...] | str, full_feature_names: bool = False) -> LookupPlan:
+        requests = self.snapshot.resolve(features if isinstance(features, str) else list(features))
+        views: list[_ViewPlan] = []
+        outputs: list[tuple[int, int, OutputFeature]] = []
+        join_keys: dict[str, Field] = {}
+        for vi, req in enumerate(requests):
+            codec = self.codecs.get(req.view.name)
+            if codec is None:
+                raise InvalidRequestError(f"feature view {req.view.name!r} is not online (online=False)")
+            names = [f.name for f in codec.features]
+            positions = tuple(names.index(f.name) for f in req.features)
+            ttl_us = None if req.view.ttl is None else req.view.ttl // timedelta(microseconds=1)
+            keys = tuple(k.name for k in req.view.join_keys)
+            views.append(_ViewPlan(req.view.name, codec, positions, keys, ttl_us))
+            for k in req.view.join_keys:
+                seen = join_keys.setdefault(k.name, k)
+                if seen.dtype != k.dtype:
+                    raise InvalidRequestError(
+                        f"join key {k.name!r} is {seen.dtype.name} in one view and {k.dtype.name} in another"
+                    )
+            for pos, f in enumerate(req.features):
+                name = f"{req.view.name}__{f.name}" if full_feature_names else f.name
+                outputs.append((vi, pos, OutputFeature(name, f"{req.view.name}:{f.name}", f)))
+        counts: dict[str, int] = {}
+        for _, _, o in outputs:
+            counts[o.name] = counts.get(o.name, 0) + 1
+        clashes = sorted(n for n, c in counts.items() if c > 1 or n in join_keys)
+        if clashes:
+            raise InvalidRequestError(
+                f"feature name(s) {clashes} appear in more than one view: ask with full_feature_names"
+            )
+        return LookupPlan(self.project, views, outputs, list(join_keys.values()), self.max_entities)
+
+    def servable(self) -> list[tuple[str, Field]]:
+        """Every ``view:feature`` that can be looked up, with its field."""
+        return [
+            (f"{name}:{f.name}", f) for name, codec in sorted(self.codecs.items()) for f in codec.features
+        ]

@@ -1,0 +1,258 @@
+"""Materialization: the newest row per entity of each online view, from DuckDB into Redis.
+
+Three phases so the DuckDB file is locked for writing only briefly: (1) ingest sources and
+record the run, (2) read the newest rows per entity with a read-only connection and write
+them to Redis in pipelined batches, (3) record the outcome and advance the watermarks.
+Every write is newer-wins, so a run killed at any point and run again -- or two runs over
+overlapping ranges -- leave Redis exactly as one uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import numpy as np
+import redis
+
+from featurestore.config import Config
+from featurestore.definitions import FeatureView
+from featurestore.errors import InvalidRequestError, NotAppliedError
+from featurestore.offline.tables import CREATED_TS, EVENT_TS, FILE_ID, SEQ, table_exists, view_table
+from featurestore.online import state
+from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
+from featurestore.online.connection import checked_client, unavailable
+from featurestore.online.keys import encode_keys, view_pattern
+from featurestore.online.writer import NewerWinsWriter, delete_view
+from featurestore.storage import connection, fetch_one, quote
+
+Progress = Callable[[str, int, int], None]
+BATCH_ROWS = 20_000
+# Values stay in Redis this long after their TTL, so a lookup can say EXPIRED rather than
+# NOT_FOUND for a while; then key expiry reclaims the memory.
+EXPIRED_GRACE = timedelta(hours=1)
+
+
+@dataclass
+class ViewResult:
+    view: str
+    start: datetime | None
+    end: datetime
+    rows_read: int = 0
+    entities: int = 0
+    written: int = 0
+    kept_newer: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class MaterializeResult:
+    run_id: int
+    views: list[ViewResult] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def rows_read(self) -> int:
+        return sum(v.rows_read for v in self.views)
+
+    @property
+    def written(self) -> int:
+        return sum(v.written for v in self.views)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    view: FeatureView
+    start: datetime | None
+    end: datetime
+    late_since: datetime | None  # incremental: also rows of files ingested after this
+
+
+def materialize(
+    config: Config,
+    views: Sequence[FeatureView],
+    registry_version: int,
+    start: datetime | None,
+    end: datetime | None,
+    incremental: bool,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> MaterializeResult:
+    """Write the newest row per entity with event time in ``[start, end)`` of each view."""
+    began = time.perf_counter()
+    now = now or datetime.now(UTC)
+    end = end or now
+    if start is not None and start >= end:
+        raise InvalidRequestError(
+            f"materialize: start {start.isoformat()} is not before end {end.isoformat()}"
+        )
+    online = [v for v in views if v.online]
+    codecs = {v.name: ViewCodec(v) for v in online}
+    client = checked_client(config.redis_url)
+    try:
+        writer = NewerWinsWriter(client)
+        with connection(config.duckdb_path) as con:
+            state.ensure_tables(con, config.project)
+            for v in online:
+                if not table_exists(con, config.project, "offline_" + v.name):
+                    raise NotAppliedError(
+                        f"feature view {v.name!r} has not been ingested: run 'featurestore materialize'"
+                    )
+            plans = [_plan(con, config.project, v, start, end, incremental) for v in online]
+            removals = state.pending_removals(con, config.project)
+            run_id, started_at = state.start_run(
+                con, config.project, registry_version, [v.name for v in online], start, end, incremental
+            )
+        result = MaterializeResult(run_id)
+        status, error = "interrupted", None
+        try:
+            for name in removals:
+                result.removed[name] = delete_view(client, view_pattern(config.project, name))
+            with connection(config.duckdb_path, read_only=True) as con:
+                for plan in plans:
+                    result.views.append(
+                        _materialize_view(
+                            con, config.project, plan, codecs[plan.view.name], writer, run_id, now, progress
+                        )
+                    )
+            status = "succeeded"
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            status, error = "failed", str(unavailable(config.redis_url, e))
+            raise unavailable(config.redis_url, e) from None
+        except Exception as e:
+            status, error = "failed", f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            with connection(config.duckdb_path) as con:
+                state.finish_run(
+                    con,
+                    config.project,
+                    run_id,
+                    status,
+                    sum(v.rows_read for v in result.views),
+                    sum(v.written for v in result.views),
+                    sum(v.kept_newer for v in result.views),
+                    error,
+                )
+                if status == "succeeded":
+                    for name in result.removed:
+                        state.removal_done(con, config.project, name)
+                    for plan in plans:
+                        state.advance_watermark(
+                            con, config.project, plan.view.name, plan.end, started_at, run_id
+                        )
+    finally:
+        client.close()
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _plan(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    view: FeatureView,
+    start: datetime | None,
+    end: datetime,
+    incremental: bool,
+) -> _Plan:
+    if not incremental:
+        return _Plan(view, start, end, None)
+    mark = state.watermark(con, project, view.name)
+    if mark is None:
+        return _Plan(view, None, end, None)
+    return _Plan(view, min(mark.watermark, end), end, mark.run_started_at)
+
+
+def newest_rows_sql(project: str, plan: _Plan, now: datetime) -> tuple[str, list[object]]:
+    """The newest row per entity in the plan's range (the same order as training sets)."""
+    view = plan.view
+    keys = ", ".join(quote(k.name) for k in view.join_keys)
+    cols = ", ".join(quote(f.name) for f in view.features)
+    where = [f"{EVENT_TS} < ?"] + [f"{quote(k.name)} IS NOT NULL" for k in view.join_keys]
+    params: list[object] = [plan.end]
+    if view.ttl is not None:  # rows already past their TTL would only be served as expired
+        where.append(f"{EVENT_TS} >= ?")
+        params.append(now - view.ttl - EXPIRED_GRACE)
+    if plan.start is not None:
+        if plan.late_since is not None:
+            where.append(
+                f"({EVENT_TS} >= ? OR {FILE_ID} IN (SELECT file_id FROM {quote(project)}.offline_files "
+                "WHERE view = ? AND ingested_at >= ?))"
+            )
+            params += [plan.start, view.name, plan.late_since]
+        else:
+            where.append(f"{EVENT_TS} >= ?")
+            params.append(plan.start)
+    sql = (
+        f"SELECT {keys}, {EVENT_TS}, {CREATED_TS}, {cols} FROM {view_table(project, view.name)} "
+        f"WHERE {' AND '.join(where)} "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {EVENT_TS} DESC, "
+        f"{CREATED_TS} DESC NULLS LAST, {SEQ} DESC) = 1"
+    )
+    return sql, params
+
+
+def _materialize_view(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    plan: _Plan,
+    codec: ViewCodec,
+    writer: NewerWinsWriter,
+    run_id: int,
+    now: datetime,
+    progress: Progress | None,
+) -> ViewResult:
+    began = time.perf_counter()
+    view = plan.view
+    result = ViewResult(view.name, plan.start, plan.end)
+    sql, params = newest_rows_sql(project, plan, now)
+    result.rows_read, total = _count(con, sql, params, view)
+    if progress:
+        progress(f"{view.name}", 0, total)
+    ttl_ms = None if view.ttl is None else int((view.ttl + EXPIRED_GRACE) / timedelta(milliseconds=1))
+    now_ms = int(now.timestamp() * 1000)
+    reader = con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
+    for batch in reader:
+        n = batch.num_rows
+        keys = encode_keys(project, view.name, [(k.name, batch.column(k.name)) for k in view.join_keys])
+        event_us = timestamps_us(batch.column(EVENT_TS))
+        values = codec.encode(batch, event_us, encode_created(batch.column(CREATED_TS), n), run_id)
+        if ttl_ms is None:
+            expire_at = np.zeros(n, dtype=np.int64)
+            live = np.ones(n, dtype=bool)
+        else:
+            expire_at = event_us // 1000 + ttl_ms
+            live = expire_at > now_ms
+        key_list = keys.to_pylist()
+        value_list = values.to_pylist()
+        if not live.all():
+            idx = np.flatnonzero(live)
+            key_list = [key_list[i] for i in idx]
+            value_list = [value_list[i] for i in idx]
+            expire_at = expire_at[idx]
+        written = writer.write(key_list, value_list, expire_at.tolist())
+        result.entities += n
+        result.written += written
+        result.kept_newer += len(key_list) - written
+        if progress:
+            progress(f"{view.name}", result.entities, total)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _count(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object], view: FeatureView
+) -> tuple[int, int]:
+    """(rows in range, entities among them): a hash aggregate, cheaper than the window."""
+    keys = ", ".join(quote(k.name) for k in view.join_keys)
+    in_range = sql.split(" QUALIFY ")[0]
+    row = fetch_one(
+        con,
+        f"SELECT coalesce(sum(n), 0), count(*) FROM (SELECT count(*) n FROM ({in_range}) GROUP BY {keys})",
+        params,
+    )
+    return (int(row[0]), int(row[1])) if row else (0, 0)

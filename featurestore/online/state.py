@@ -1,0 +1,131 @@
+"""Online bookkeeping in DuckDB: materialization runs, per-view watermarks, pending removals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+
+from featurestore.storage import fetch_one, quote
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
+    schema = quote(project)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(f"CREATE SEQUENCE IF NOT EXISTS {schema}.materialization_run_ids START 1")
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {schema}.materialization_runs (
+            run_id INTEGER PRIMARY KEY,
+            registry_version INTEGER NOT NULL,
+            views VARCHAR[] NOT NULL,
+            start_ts TIMESTAMPTZ,
+            end_ts TIMESTAMPTZ NOT NULL,
+            incremental BOOLEAN NOT NULL,
+            status VARCHAR NOT NULL,          -- running, succeeded, failed, interrupted
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            rows_read BIGINT,
+            entities_written BIGINT,
+            entities_kept_newer BIGINT,
+            error VARCHAR)"""
+    )
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {schema}.online_watermarks (
+            view VARCHAR PRIMARY KEY,
+            watermark TIMESTAMPTZ NOT NULL,   -- event times before it are in Redis
+            run_started_at TIMESTAMPTZ NOT NULL,  -- files ingested later may hold late rows
+            run_id INTEGER NOT NULL)"""
+    )
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {schema}.online_removals (
+            view VARCHAR PRIMARY KEY,
+            requested_at TIMESTAMPTZ NOT NULL)"""
+    )
+
+
+@dataclass(frozen=True)
+class Watermark:
+    watermark: datetime
+    run_started_at: datetime
+    run_id: int
+
+
+def watermark(con: duckdb.DuckDBPyConnection, project: str, view: str) -> Watermark | None:
+    row = fetch_one(
+        con,
+        f"SELECT watermark, run_started_at, run_id FROM {quote(project)}.online_watermarks WHERE view = ?",
+        [view],
+    )
+    return Watermark(*row) if row else None
+
+
+def start_run(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    registry_version: int,
+    views: list[str],
+    start: datetime | None,
+    end: datetime,
+    incremental: bool,
+) -> tuple[int, datetime]:
+    started_at = datetime.now(UTC)
+    row = fetch_one(con, f"SELECT nextval('{project}.materialization_run_ids')")
+    assert row is not None
+    run_id = int(row[0])
+    con.execute(
+        f"INSERT INTO {quote(project)}.materialization_runs "
+        "(run_id, registry_version, views, start_ts, end_ts, incremental, status, started_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+        [run_id, registry_version, views, start, end, incremental, started_at],
+    )
+    return run_id, started_at
+
+
+def finish_run(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    run_id: int,
+    status: str,
+    rows_read: int,
+    written: int,
+    kept_newer: int,
+    error: str | None = None,
+) -> None:
+    con.execute(
+        f"UPDATE {quote(project)}.materialization_runs SET status = ?, finished_at = ?, rows_read = ?, "
+        "entities_written = ?, entities_kept_newer = ?, error = ? WHERE run_id = ?",
+        [status, datetime.now(UTC), rows_read, written, kept_newer, error, run_id],
+    )
+
+
+def advance_watermark(
+    con: duckdb.DuckDBPyConnection, project: str, view: str, end: datetime, started_at: datetime, run_id: int
+) -> None:
+    """Move the watermark forward only: an older range materialized later never moves it back."""
+    con.execute(
+        f"""INSERT INTO {quote(project)}.online_watermarks VALUES (?, ?, ?, ?)
+            ON CONFLICT (view) DO UPDATE SET
+              watermark = greatest(watermark, excluded.watermark),
+              run_started_at = CASE WHEN excluded.watermark >= watermark
+                                    THEN excluded.run_started_at ELSE run_started_at END,
+              run_id = CASE WHEN excluded.watermark >= watermark THEN excluded.run_id ELSE run_id END""",
+        [view, end, started_at, run_id],
+    )
+
+
+def request_removal(con: duckdb.DuckDBPyConnection, project: str, views: list[str]) -> None:
+    for view in views:
+        con.execute(
+            f"INSERT OR REPLACE INTO {quote(project)}.online_removals VALUES (?, ?)",
+            [view, datetime.now(UTC)],
+        )
+        con.execute(f"DELETE FROM {quote(project)}.online_watermarks WHERE view = ?", [view])
+
+
+def pending_removals(con: duckdb.DuckDBPyConnection, project: str) -> list[str]:
+    return [r[0] for r in con.execute(f"SELECT view FROM {quote(project)}.online_removals").fetchall()]
+
+
+def removal_done(con: duckdb.DuckDBPyConnection, project: str, view: str) -> None:
+    con.execute(f"DELETE FROM {quote(project)}.online_removals WHERE view = ?", [view])
