@@ -27,7 +27,9 @@ redis-server:
 data: $(STAMP)
 	$(BIN)/python -m featurestore.datagen $(REPO)/data --scale demo
 
+# Starts a local redis-server (no persistence) when none answers at the repo's Redis URL.
 demo: setup data
+	@scripts/ensure_redis.sh $(REPO)
 	@$(REPO)/demo.sh $(REPO)
 
 lint: $(STAMP)
