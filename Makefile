@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPO   := definitions
 
-.PHONY: setup redis-server data demo test lint bench bench-full clean
+.PHONY: setup redis-server data demo test lint proto bench bench-full clean
 
 setup: $(STAMP) redis-server
 
@@ -31,6 +31,11 @@ data: $(STAMP)
 demo: setup data
 	@scripts/ensure_redis.sh $(REPO)
 	@$(REPO)/demo.sh $(REPO)
+
+# Regenerate the gRPC code from proto/ (committed; tests check it is fresh).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
+		proto/featurestore/serving/v1/serving.proto
 
 lint: $(STAMP)
 	$(BIN)/ruff check featurestore tests $(wildcard benchmarks)

@@ -23,9 +23,20 @@ from featurestore.store import ApplyResult, FeatureStore
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # The gRPC client loads grpc; only code that uses it pays for the import.
+    if name == "Client":
+        from featurestore.serving.client import Client
+
+        return Client
+    raise AttributeError(f"module 'featurestore' has no attribute {name!r}")
+
+
 __all__ = [
     "ApplyResult",
     "Bool",
+    "Client",
     "Bytes",
     "DType",
     "Entity",

@@ -8,6 +8,7 @@ from featurestore.errors import FeatureStoreError
 EXPECTED = [
     "ApplyResult",
     "Bool",
+    "Client",
     "Bytes",
     "DType",
     "Entity",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from featurestore.cli.app import RepoOption, app, console, open_store
 from featurestore.cli.progress import progress_bar
 from featurestore.errors import InvalidRequestError
+from featurestore.offline.ingest import IngestResult
 
 
 def split_names(values: list[str] | None) -> list[str] | None:
@@ -21,6 +23,19 @@ def split_names(values: list[str] | None) -> list[str] | None:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time; naive times are UTC, as everywhere in the store."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"{option} {value!r} is not an ISO 8601 time (e.g. 2026-11-23T12:00)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 @app.command()
 def materialize(
     repo: RepoOption = Path("."),
@@ -28,12 +43,51 @@ def materialize(
     views: Annotated[
         list[str] | None, typer.Option("--views", help="Only these views (repeat or comma-separate).")
     ] = None,
+    start: Annotated[str | None, typer.Option(help="Earliest event time to materialize (ISO 8601).")] = None,
+    end: Annotated[str | None, typer.Option(help="Event times before this (ISO 8601; default now).")] = None,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="From each view's watermark (and late files) to --end.")
+    ] = False,
 ) -> None:
-    """Ingest each view's Parquet source into DuckDB (new or changed files only)."""
+    """Ingest sources into DuckDB, then write the newest value per entity into Redis."""
     store = open_store(repo)
+    begin, finish = parse_time(start, "--start"), parse_time(end, "--end")
+    if incremental and begin is not None:
+        raise InvalidRequestError("--incremental starts at each view's watermark: drop --start")
     started = time.perf_counter()
+    names = split_names(views)
+    if offline:
+        with progress_bar() as report:
+            results = store.ingest(names, progress=report)  # type: ignore[arg-type]
+        _print_ingest(results)
+        changed = sum(r.changed for r in results)
+        seconds = time.perf_counter() - started
+        console.print(f"Offline store: {changed} of {len(results)} views changed in {seconds:.2f}s.")
+        return
     with progress_bar() as report:
-        results = store.ingest(split_names(views), progress=report)  # type: ignore[arg-type]
+        result = store.materialize(begin, finish, names, report, incremental)  # type: ignore[arg-type]
+    table = Table("view", "from", "to", "rows read", "entities", "written", "kept newer", "seconds")
+    for v in result.views:
+        table.add_row(
+            v.view,
+            v.start.isoformat(timespec="seconds") if v.start else "beginning",
+            v.end.isoformat(timespec="seconds"),
+            f"{v.rows_read:,}",
+            f"{v.entities:,}",
+            f"{v.written:,}",
+            f"{v.kept_newer:,}",
+            f"{v.seconds:.2f}",
+        )
+    console.print(table)
+    for view, n in result.removed.items():
+        console.print(f"Removed {n:,} keys of deleted view {view!r} from the online store.")
+    console.print(
+        f"Run {result.run_id}: {result.rows_read:,} rows read, {result.written:,} entities written "
+        f"in {time.perf_counter() - started:.2f}s."
+    )
+
+
+def _print_ingest(results: list[IngestResult]) -> None:
     table = Table("view", "files +", "files ~", "files -", "rows in", "rows out", "skipped", "seconds")
     for r in results:
         table.add_row(
@@ -47,11 +101,6 @@ def materialize(
             f"{r.seconds:.2f}",
         )
     console.print(table)
-    changed = sum(r.changed for r in results)
-    console.print(
-        f"Offline store: {changed} of {len(results)} views changed in {time.perf_counter() - started:.2f}s."
-    )
-    del offline  # the online half of materialize arrives with the online store
 
 
 @app.command("training-set")

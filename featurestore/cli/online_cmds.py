@@ -1,0 +1,93 @@
+"""serve and get: the online commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from featurestore.cli.app import RepoOption, app, console, err_console, open_store
+from featurestore.cli.offline_cmds import split_names
+from featurestore.errors import InvalidRequestError
+
+
+@app.command()
+def serve(
+    repo: RepoOption = Path("."),
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port.")] = 6566,
+    http_port: Annotated[int, typer.Option("--http-port", help="HTTP port (0: no HTTP server).")] = 6567,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
+    ] = "127.0.0.1",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes sharing the ports (one per core).")
+    ] = 1,
+    max_entities: Annotated[int, typer.Option(min=1, help="Most entities one request may ask for.")] = 10_000,
+    redis_timeout: Annotated[float, typer.Option(help="Seconds a lookup waits for Redis.")] = 1.0,
+) -> None:
+    """Serve online features over gRPC and HTTP until SIGTERM (graceful shutdown)."""
+    from featurestore.serving.server import ServeOptions
+    from featurestore.serving.server import serve as run
+
+    store = open_store(repo)
+    options = ServeOptions(
+        host=host,
+        grpc_port=grpc_port,
+        http_port=http_port or None,
+        workers=workers,
+        max_entities=max_entities,
+        redis_timeout=redis_timeout,
+    )
+    run(store.config, options, on_ready=lambda line: err_console.print(line, markup=False))
+
+
+def _entity_value(text: str) -> Any:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+@app.command()
+def get(
+    entity: Annotated[
+        list[str], typer.Option("--entity", "-e", help="join_key=value (repeat; comma-separate values).")
+    ],
+    features: Annotated[
+        list[str] | None, typer.Option("--features", "-f", help="view:feature references.")
+    ] = None,
+    service: Annotated[str | None, typer.Option("--service", "-s", help="A feature service name.")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="host:port of a gRPC server (default: read Redis directly).")
+    ] = None,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Print the online values of features for some entities, with their status and age."""
+    refs = split_names(features)
+    if bool(refs) == bool(service):
+        raise InvalidRequestError("give either --features or --service (exactly one)")
+    wanted: Any = refs or service
+    entities: dict[str, list[Any]] = {}
+    for item in entity:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise InvalidRequestError(f"--entity {item!r}: expected join_key=value[,value...]")
+        entities.setdefault(key.strip(), []).extend(_entity_value(v.strip()) for v in values.split(","))
+    if server:
+        from featurestore.serving.client import Client
+
+        with Client(server) as client:
+            response = client.get_online_features(wanted, entities)
+        columns, statuses = response.columns, response.statuses
+    else:
+        result = open_store(repo).get_online_features(wanted, entities)
+        columns, statuses = (
+            {c: v for c, v in result.to_dict().items() if c not in entities},
+            result.statuses(),
+        )
+    n = len(next(iter(entities.values())))
+    for i in range(n):
+        title = ", ".join(f"{k}={v[i]}" for k, v in entities.items())
+        table = Table("feature", "value", "status", title=title, title_justify="left")
+        for name, column in columns.items():
+            table.add_row(name, "" if column[i] is None else str(column[i]), statuses[name][i])
+        console.print(table)

@@ -1,0 +1,1 @@
+"""Online serving: the gRPC and HTTP servers and the Python gRPC client."""

@@ -1,0 +1,177 @@
+"""featurestore.Client: the Python gRPC client for a `featurestore serve` server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pyarrow as pa
+
+from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
+from featurestore.serving import convert
+from featurestore.serving.v1 import serving_pb2 as pb
+from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
+
+# gRPC's own retry machinery: UNAVAILABLE (server restarting, Redis briefly away) is
+# retried with backoff within the call's deadline.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "featurestore.serving.v1.FeatureServing"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+_ARROW: dict[int, pa.DataType] = {
+    pb.INT32: pa.int32(),
+    pb.INT64: pa.int64(),
+    pb.FLOAT32: pa.float32(),
+    pb.FLOAT64: pa.float64(),
+    pb.STRING: pa.string(),
+    pb.BOOL: pa.bool_(),
+    pb.BYTES: pa.binary(),
+    pb.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    pb.INT32_LIST: pa.list_(pa.int32()),
+    pb.INT64_LIST: pa.list_(pa.int64()),
+    pb.FLOAT32_LIST: pa.list_(pa.float32()),
+    pb.FLOAT64_LIST: pa.list_(pa.float64()),
+}
+
+
+@dataclass
+class OnlineResponse:
+    """A lookup's answer, column-wise; absent values (status not PRESENT) are None."""
+
+    entities: dict[str, list[Any]]
+    columns: dict[str, list[Any]]
+    statuses: dict[str, list[str]]
+    event_timestamps: dict[str, list[datetime | None]]
+    types: dict[str, pa.DataType]
+    registry_version: int
+    run_ids: dict[str, list[int | None]]
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {**self.entities, **self.columns}
+
+    def to_arrow(self) -> pa.Table:
+        arrays = {k: pa.array(v) for k, v in self.entities.items()}
+        for name, values in self.columns.items():
+            arrays[name] = pa.array(values, self.types[name])
+        return pa.table(arrays)
+
+
+def _entity_values(name: str, values: Sequence[Any]) -> pb.Values:
+    values = list(values)
+    if values and all(type(v) is int for v in values):
+        return pb.Values(int64_values=pb.Int64List(values=values))
+    if all(type(v) is str for v in values):
+        return pb.Values(string_values=pb.StringList(values=values))
+    raise InvalidRequestError(f"join key {name!r}: values must be all integers or all strings")
+
+
+def _timestamp(micros: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+class Client:
+    """``Client("host:6566").get_online_features([...], {"driver_id": [1001]})``."""
+
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 2.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+        self.channel = (
+            grpc.secure_channel(target, credentials, options)
+            if credentials
+            else grpc.insecure_channel(target, options)
+        )
+        self.stub = pb_grpc.FeatureServingStub(self.channel)
+        self.timeout = timeout
+        self.metadata = tuple(metadata)
+
+    def get_online_features(
+        self,
+        features: Sequence[str] | str,
+        entities: Mapping[str, Sequence[Any]],
+        full_feature_names: bool = False,
+        include_run_ids: bool = False,
+        timeout: float | None = None,
+    ) -> OnlineResponse:
+        """``features`` is a list of ``view:feature`` or a feature service name."""
+        request = pb.GetOnlineFeaturesRequest(
+            full_feature_names=full_feature_names, include_run_ids=include_run_ids
+        )
+        if isinstance(features, str):
+            request.feature_service = features
+        else:
+            request.features.extend(features)
+        for name, values in entities.items():
+            request.entities[name].CopyFrom(_entity_values(name, values))
+        response = self._call(self.stub.GetOnlineFeatures, request, timeout)
+        return self._decode(response, {k: list(v) for k, v in entities.items()})
+
+    def list_features(self, timeout: float | None = None) -> pb.ListFeaturesResponse:
+        return self._call(self.stub.ListFeatures, pb.ListFeaturesRequest(), timeout)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return method(request, timeout=timeout or self.timeout, metadata=self.metadata)
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    @staticmethod
+    def _decode(response: pb.GetOnlineFeaturesResponse, entities: dict[str, list[Any]]) -> OnlineResponse:
+        columns: dict[str, list[Any]] = {}
+        statuses: dict[str, list[str]] = {}
+        stamps: dict[str, list[datetime | None]] = {}
+        types: dict[str, pa.DataType] = {}
+        for col in response.features:
+            raw = convert.values_list(col.values, col.type)
+            present = [s in (pb.PRESENT,) for s in col.statuses]
+            if col.type == pb.TIMESTAMP:
+                raw = [_timestamp(v) for v in raw]
+            columns[col.name] = [v if ok else None for v, ok in zip(raw, present, strict=True)]
+            statuses[col.name] = [pb.FieldStatus.Name(s) for s in col.statuses]
+            stamps[col.name] = [
+                _timestamp(t) if s in (pb.PRESENT, pb.NULL_VALUE, pb.EXPIRED) else None
+                for t, s in zip(col.event_timestamps, col.statuses, strict=True)
+            ]
+            types[col.name] = _ARROW[col.type]
+        runs = {r.view: [i or None for i in r.run_ids] for r in response.runs}
+        return OnlineResponse(entities, columns, statuses, stamps, types, response.registry_version, runs)
+
+
+def _error(e: grpc.RpcError) -> FeatureStoreError:
+    code = e.code() if hasattr(e, "code") else None
+    details = e.details() if hasattr(e, "details") else str(e)
+    message = f"{getattr(code, 'name', 'UNKNOWN')}: {details}"
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidRequestError(message)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return OnlineStoreUnavailable(message)
+    return FeatureStoreError(message)

@@ -1,0 +1,105 @@
+"""The gRPC FeatureServing service on grpc.aio, with health checking and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, NoReturn
+
+import grpc
+import redis
+import redis.asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from featurestore.errors import FeatureStoreError, InvalidRequestError
+from featurestore.online.connection import redact
+from featurestore.serving import convert
+from featurestore.serving.registry_holder import RegistryHolder
+from featurestore.serving.v1 import serving_pb2 as pb
+from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureServing"].full_name
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class FeatureServingServicer(pb_grpc.FeatureServingServicer):
+    def __init__(
+        self, holder: RegistryHolder, client: redis.asyncio.Redis, redis_url: str, redis_timeout: float
+    ) -> None:
+        self.holder = holder
+        self.redis = client
+        self.redis_url = redis_url
+        self.redis_timeout = redis_timeout
+
+    async def GetOnlineFeatures(  # noqa: N802 - gRPC method name
+        self, request: pb.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetOnlineFeaturesResponse:
+        try:
+            registry = self.holder.current
+            features: tuple[str, ...] | str
+            if request.feature_service and request.features:
+                raise InvalidRequestError("give either features or feature_service, not both")
+            features = request.feature_service or tuple(request.features)
+            if not features:
+                raise InvalidRequestError("no features requested: give features or feature_service")
+            plan = registry.plan(features, request.full_feature_names)
+            n, columns = plan.entity_columns(convert.entity_columns(request.entities))
+            keys = plan.keys(n, columns)
+            raw = await self._mget(keys, context)
+            result = plan.assemble(n, columns, raw, with_run_ids=request.include_run_ids)
+            return convert.to_response(result, registry.version)
+        except FeatureStoreError as e:
+            await _abort(context, e)
+
+    async def ListFeatures(  # noqa: N802 - gRPC method name
+        self, request: pb.ListFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFeaturesResponse:
+        return convert.list_features(self.holder.current)
+
+    async def _mget(self, keys: list[str], context: grpc.aio.ServicerContext) -> list[Any]:
+        # Fail within the caller's deadline (or ours) rather than hang on a dead Redis.
+        remaining = context.time_remaining()
+        timeout = self.redis_timeout if remaining is None else max(0.001, min(remaining, self.redis_timeout))
+        try:
+            return list(await asyncio.wait_for(self.redis.mget(keys), timeout))
+        except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as e:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"online store {redact(self.redis_url)} does not answer: {e or 'timeout'}",
+            )
+            raise AssertionError("unreachable") from None
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: FeatureStoreError) -> NoReturn:
+    code = getattr(grpc.StatusCode, error.grpc_status, grpc.StatusCode.INTERNAL)
+    await context.abort(code, error.message)
+    raise AssertionError("unreachable")
+
+
+def build_server(
+    servicer: FeatureServingServicer,
+    health: HealthServicer,
+    port: int,
+    host: str = "127.0.0.1",
+    reuse_port: bool = False,
+) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    pb_grpc.add_FeatureServingServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    return server, bound
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -1,0 +1,170 @@
+"""The same lookups over HTTP: FastAPI, JSON in and out, OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import redis
+import redis.asyncio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
+from featurestore.online.connection import redact
+from featurestore.online.lookup import OnlineResult
+from featurestore.serving.registry_holder import RegistryHolder
+
+
+class OnlineFeaturesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    features: list[StrictStr] = Field(default_factory=list, description='Feature references "view:feature".')
+    feature_service: StrictStr | None = Field(
+        None, description="A feature service name (instead of features)."
+    )
+    entities: dict[StrictStr, list[StrictInt | StrictStr]] = Field(
+        description='Join key -> one value per entity, e.g. {"driver_id": [1001, 1002]}.'
+    )
+    full_feature_names: bool = Field(False, description="Name columns view__feature, as training sets do.")
+    include_run_ids: bool = Field(False, description="Return the materialization run behind each value.")
+
+
+class FeatureColumnOut(BaseModel):
+    name: str
+    reference: str
+    type: str
+    values: list[Any]
+    statuses: list[str]
+    event_timestamps: list[str | None]
+
+
+class OnlineFeaturesResponse(BaseModel):
+    registry_version: int
+    features: list[FeatureColumnOut]
+    runs: dict[str, list[int | None]] | None = None
+
+
+def _json_value(dtype: str) -> Callable[[Any], Any]:
+    # Bytes as base64 and non-finite floats as strings, as protobuf's JSON mapping does.
+    if dtype == "Bytes":
+        return lambda v: None if v is None else base64.b64encode(v).decode()
+    if dtype == "Timestamp":
+        return lambda v: None if v is None else _iso(v)
+    if dtype.startswith("Float"):
+        return lambda v: (
+            v if v is None or math.isfinite(v) else ("NaN" if v != v else str(v).replace("inf", "Infinity"))
+        )
+    if dtype.startswith("List(Float"):
+        one = _json_value("Float64")
+        return lambda v: None if v is None else [one(x) for x in v]
+    return lambda v: v
+
+
+def _iso(micros: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)).isoformat()
+
+
+def _response(result: OnlineResult, version: int) -> dict[str, Any]:
+    features = []
+    for col in result.features:
+        conv = _json_value(col.field.dtype.name)
+        features.append(
+            {
+                "name": col.name,
+                "reference": col.ref,
+                "type": col.field.dtype.name,
+                "values": [conv(v) for v in col.values],
+                "statuses": [s.name for s in col.statuses],
+                "event_timestamps": [None if t is None else _iso(t) for t in col.event_ts_us],
+            }
+        )
+    body: dict[str, Any] = {"registry_version": version, "features": features}
+    if result.run_ids:
+        body["runs"] = result.run_ids
+    return body
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def build_app(
+    holder: RegistryHolder,
+    client: redis.asyncio.Redis,
+    redis_url: str,
+    redis_timeout: float,
+    is_healthy: Callable[[], bool],
+) -> FastAPI:
+    app = FastAPI(
+        title="featurestore online features",
+        version="1",
+        description="The latest feature values per entity, from the online store.",
+    )
+
+    @app.exception_handler(FeatureStoreError)
+    async def _store_error(request: Request, exc: FeatureStoreError) -> JSONResponse:
+        return _error(exc.http_status, exc.grpc_status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        return _error(422, "INVALID_ARGUMENT", problems)
+
+    @app.post("/v1/online-features", response_model=OnlineFeaturesResponse)
+    async def online_features(body: OnlineFeaturesRequest) -> JSONResponse:
+        registry = holder.current
+        if body.feature_service and body.features:
+            raise InvalidRequestError("give either features or feature_service, not both")
+        features: tuple[str, ...] | str = body.feature_service or tuple(body.features)
+        if not features:
+            raise InvalidRequestError("no features requested: give features or feature_service")
+        plan = registry.plan(features, body.full_feature_names)
+        n, columns = plan.entity_columns(body.entities)
+        keys = plan.keys(n, columns)
+        try:
+            raw = cast(list[bytes | None], await asyncio.wait_for(client.mget(keys), redis_timeout))
+        except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as e:
+            raise OnlineStoreUnavailable(
+                f"online store {redact(redis_url)} does not answer: {e or 'timeout'}"
+            ) from None
+        result = plan.assemble(n, columns, raw, with_run_ids=body.include_run_ids)
+        return JSONResponse(_response(result, registry.version))
+
+    @app.get("/v1/features")
+    async def features() -> dict[str, Any]:
+        registry = holder.current
+        out = []
+        for ref, field in registry.servable():
+            view = registry.snapshot.views[ref.split(":", 1)[0]]
+            out.append(
+                {
+                    "reference": ref,
+                    "view": view.name,
+                    "name": field.name,
+                    "type": field.dtype.name,
+                    "join_keys": [k.name for k in view.join_keys],
+                    "description": field.description,
+                    "ttl_seconds": None if view.ttl is None else int(view.ttl.total_seconds()),
+                }
+            )
+        services = {name: s.feature_refs() for name, s in sorted(registry.snapshot.services.items())}
+        return {"registry_version": registry.version, "features": out, "services": services}
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        ok = is_healthy()
+        return JSONResponse(
+            {"status": "SERVING" if ok else "NOT_SERVING", "registry_version": holder.current.version},
+            status_code=200 if ok else 503,
+        )
+
+    return app

@@ -1,0 +1,63 @@
+"""The registry a server answers with: loaded once, swapped when a new version is applied.
+
+Requests read ``holder.current`` (one attribute read); a background task checks the
+DuckDB file for a newer version in a worker thread and swaps in a fully prepared
+``OnlineRegistry``, so no request ever waits on the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from featurestore.config import Config
+from featurestore.errors import FeatureStoreError, NotAppliedError
+from featurestore.online.lookup import OnlineRegistry
+from featurestore.registry import store as registry_store
+from featurestore.storage import connection
+
+log = logging.getLogger("featurestore.serving")
+
+
+def load(config: Config, max_entities: int, known: int | None = None) -> OnlineRegistry | None:
+    """The latest registry version prepared for lookups; None if it is still ``known``."""
+    if not config.duckdb_path.exists():
+        raise NotAppliedError(
+            f"nothing applied yet ({config.duckdb_path} does not exist): run 'featurestore apply'"
+        )
+    with connection(config.duckdb_path, read_only=True, lock_timeout=1.0) as con:
+        latest = registry_store.latest_version(con, config.project)
+        if latest is None:
+            raise NotAppliedError("nothing applied yet: run 'featurestore apply'")
+        if latest.version == known:
+            return None
+        version, snapshot = registry_store.read_snapshot(con, config.project, latest.version)
+    return OnlineRegistry(config.project, snapshot, version.version, max_entities)
+
+
+class RegistryHolder:
+    def __init__(self, config: Config, max_entities: int, refresh_seconds: float = 5.0) -> None:
+        self.config = config
+        self.max_entities = max_entities
+        self.refresh_seconds = refresh_seconds
+        loaded = load(config, max_entities)
+        assert loaded is not None
+        self.current: OnlineRegistry = loaded
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            await self.refresh()
+
+    async def refresh(self) -> bool:
+        """Swap in a newer version if there is one; a locked or busy file is retried later."""
+        try:
+            fresh = await asyncio.to_thread(load, self.config, self.max_entities, self.current.version)
+        except FeatureStoreError as e:
+            log.warning("registry refresh skipped: %s", e.message)
+            return False
+        if fresh is None:
+            return False
+        log.info("registry version %d -> %d", self.current.version, fresh.version)
+        self.current = fresh
+        return True

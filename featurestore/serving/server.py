@@ -1,0 +1,182 @@
+"""`featurestore serve`: gRPC and HTTP in one asyncio process, or N such processes.
+
+With ``workers > 1`` each worker process binds the same ports with SO_REUSEPORT and the
+kernel spreads connections over them, so every core serves; the parent only forwards
+SIGTERM/SIGINT and waits. Shutdown is graceful: health turns NOT_SERVING, in-flight
+requests finish (up to ``grace`` seconds), then the servers close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from featurestore.config import Config
+from featurestore.online.connection import async_client
+from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
+from featurestore.serving.grpc_server import (
+    NOT_SERVING,
+    SERVICE_NAME,
+    SERVING,
+    FeatureServingServicer,
+    HealthServicer,
+    build_server,
+)
+from featurestore.serving.http_app import build_app
+from featurestore.serving.registry_holder import RegistryHolder
+
+log = logging.getLogger("featurestore.serving")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    grpc_port: int = 6566
+    http_port: int | None = 6567  # None: no HTTP server
+    workers: int = 1
+    max_entities: int = DEFAULT_MAX_ENTITIES
+    redis_timeout: float = 1.0  # seconds a lookup waits for Redis before UNAVAILABLE
+    registry_refresh: float = 5.0  # seconds between checks for a new registry version
+    grace: float = 5.0  # seconds in-flight requests get at shutdown
+
+
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # our loop owns the signals
+        yield
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve_async(
+    config: Config,
+    options: ServeOptions,
+    reuse_port: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    holder = RegistryHolder(config, options.max_entities, options.registry_refresh)
+    client = async_client(config.redis_url)
+    health = HealthServicer()
+    healthy = False
+
+    async def set_health(ok: bool) -> None:
+        nonlocal healthy
+        healthy = ok
+        status = SERVING if ok else NOT_SERVING
+        await health.set("", status)
+        await health.set(SERVICE_NAME, status)
+
+    async def watch_redis() -> None:  # health follows Redis: NOT_SERVING while it is down
+        checked = False
+        while True:
+            try:
+                await asyncio.wait_for(client.ping(), options.redis_timeout)
+                ok = True
+            except Exception:  # noqa: BLE001 - any failure means not serving
+                ok = False
+            if ok != healthy:
+                if checked:  # a change, not the first check
+                    log.warning("online store %s", "answers again" if ok else "does not answer")
+                await set_health(ok)
+            checked = True
+            await asyncio.sleep(0.5)
+
+    servicer = FeatureServingServicer(holder, client, config.redis_url, options.redis_timeout)
+    grpc_server, grpc_port = build_server(servicer, health, options.grpc_port, options.host, reuse_port)
+    await set_health(False)
+    await grpc_server.start()
+    tasks = [asyncio.create_task(holder.refresh_forever()), asyncio.create_task(watch_redis())]
+
+    http: _Uvicorn | None = None
+    if options.http_port is not None:
+        app = build_app(holder, client, config.redis_url, options.redis_timeout, lambda: healthy)
+        http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+        sock = _reuse_port_socket(options.host, options.http_port) if reuse_port else None
+        if sock is None:
+            http.config.host, http.config.port = options.host, options.http_port
+        tasks.append(asyncio.create_task(http.serve(sockets=[sock] if sock else None)))
+        while not http.started and not tasks[-1].done():
+            await asyncio.sleep(0.01)
+        if tasks[-1].done():
+            tasks[-1].result()  # the HTTP port could not be bound: raise why
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    http_at = f", HTTP on http://{options.host}:{options.http_port}" if http else ""
+    if on_ready:
+        on_ready(
+            f"serving gRPC on {options.host}:{grpc_port}{http_at} "
+            f"(project {config.project}, registry version {holder.current.version})"
+        )
+    await stop.wait()
+
+    await health.enter_graceful_shutdown()
+    if http is not None:
+        http.should_exit = True
+    await grpc_server.stop(options.grace)
+    for task in tasks[:2]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await client.aclose()
+
+
+def _worker(config: Config, options: ServeOptions) -> None:
+    asyncio.run(serve_async(config, options, reuse_port=True))
+
+
+def serve(config: Config, options: ServeOptions, on_ready: Callable[[str], None] | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if options.workers <= 1:
+        asyncio.run(serve_async(config, options, on_ready=on_ready))
+        return
+    # Fail early and clearly (missing registry) before forking workers.
+    RegistryHolder(config, options.max_entities)
+    ctx = multiprocessing.get_context("spawn")
+    workers = [
+        ctx.Process(target=_worker, args=(config, options), daemon=True) for _ in range(options.workers)
+    ]
+    for w in workers:
+        w.start()
+
+    def forward(signum: int, frame: object) -> None:
+        for w in workers:
+            if w.is_alive() and w.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    if on_ready:
+        http_at = (
+            f", HTTP on http://{options.host}:{options.http_port}" if options.http_port is not None else ""
+        )
+        on_ready(
+            f"serving gRPC on {options.host}:{options.grpc_port}{http_at} with {options.workers} workers"
+        )
+    codes = []
+    for w in workers:
+        w.join()
+        codes.append(w.exitcode)
+    if any(codes):
+        sys.exit(1)
