@@ -22,5 +22,34 @@ print(pq.read_metadata(sys.argv[1]).num_rows, "rows; the first five, some column
 print(pq.read_table(sys.argv[1], columns=sys.argv[2:]).slice(0, 5).to_pandas().to_string(index=False))' \
 	"$train" driver_id customer_id event_timestamp trip_completed conv_rate city current_balance
 
-# ---- ONLINE STEPS GO HERE (added with the online store): materialize into Redis, serve, get ----
-# `make demo` has already made sure a Redis server answers at the repo's URL (scripts/ensure_redis.sh).
+# Online: materialize the newest values into Redis, serve them over gRPC and HTTP, fetch them.
+step $fs materialize --repo "$repo"
+grpc_port=${DEMO_GRPC_PORT:-6566}
+http_port=${DEMO_HTTP_PORT:-6567}
+printf '\n\033[1m$ %s\033[0m\n' "$fs serve --repo $repo --grpc-port $grpc_port --http-port $http_port &"
+$fs serve --repo "$repo" --grpc-port "$grpc_port" --http-port "$http_port" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+$py - "$http_port" <<'PY'  # wait until the server answers its health check
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("the server did not become healthy")
+PY
+driver=$($py -c 'import sys, pyarrow.parquet as pq; print(pq.read_table(sys.argv[1]).column("driver_id")[0])' \
+	"$repo/data/entity_rows.parquet")
+step $fs get --repo "$repo" --server "127.0.0.1:$grpc_port" --entity "driver_id=$driver,999999" \
+	--features driver_stats:conv_rate,driver_stats:rating,driver_stats:city
+step $py -c 'import sys, featurestore
+with featurestore.Client(sys.argv[1]) as client:
+    r = client.get_online_features("trip_model", {"driver_id": [int(sys.argv[2])], "customer_id": [5001]})
+print({k: v[0] for k, v in r.to_dict().items()})' "127.0.0.1:$grpc_port" "$driver"
+step $py -c 'import json, sys, urllib.request
+body = {"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [int(sys.argv[2])]}}
+req = urllib.request.Request(sys.argv[1], json.dumps(body).encode(), {"content-type": "application/json"})
+print(urllib.request.urlopen(req).read().decode())' "http://127.0.0.1:$http_port/v1/online-features" "$driver"
