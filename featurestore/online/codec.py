@@ -88,6 +88,9 @@ class ViewCodec:
             "<" + f"{self.null_bytes}s" + "".join(_FIXED[f.dtype.name][0] for f in self.fixed)
         )
         self._order = [self.features.index(f) for f in self.fixed + self.variable]
+        self._fixed_index = {self.features.index(f): i for i, f in enumerate(self.fixed)}
+        # header, null bitmap and fixed-width features: the prefix every value starts with
+        self._prefix = struct.Struct(HEADER.format + self._fixed_struct.format[1:])
         self._numpy = np.dtype(
             [("h", "u1", HEADER.size), ("n", "u1", self.null_bytes)]
             + [(f"f{i}", _FIXED[f.dtype.name][1]) for i, f in enumerate(self.fixed)]
@@ -133,6 +136,52 @@ class ViewCodec:
 
     # -- decoding (serving) ----------------------------------------------------------------
 
+    def decode_columns(self, values: Sequence[bytes], positions: Sequence[int]) -> DecodedColumns:
+        """Decode many values at once, keeping only the features at ``positions``.
+
+        The fixed-width part of every value is read as one numpy structured array, so the
+        cost per value is a slice and a join; only variable-width features walk each value.
+        Values written under another layout (or truncated) come back in ``rejected``.
+        """
+        size = self._prefix.size
+        good = [i for i, v in enumerate(values) if len(v) >= size]
+        rejected = [i for i, v in enumerate(values) if len(v) < size]
+        # One C-level unpack of every fixed-width prefix, then a transpose into columns.
+        rows = list(self._prefix.iter_unpack(b"".join([values[i][:size] for i in good])))
+        if any(row[3] != self.layout for row in rows):
+            rejected += [good[j] for j, row in enumerate(rows) if row[3] != self.layout]
+            keep = [j for j, row in enumerate(rows) if row[3] == self.layout]
+            good = [good[j] for j in keep]
+            rows = [rows[j] for j in keep]
+        fields = list(zip(*rows, strict=True)) if rows else [()] * (5 + len(self.fixed))
+        nulls = fields[4]
+        zero = bytes(self.null_bytes)
+        null_rows = [j for j, b in enumerate(nulls) if b != zero]
+        wanted_var = [p for p in positions if _is_variable(self.features[p])]
+        variable = self._walk_variable([values[i] for i in good], set(wanted_var)) if wanted_var else {}
+        columns: list[list[Any]] = []
+        for p in positions:
+            column = variable[p] if p in variable else list(fields[5 + self._fixed_index[p]])
+            for j in null_rows:
+                if nulls[j][p // 8] >> (p % 8) & 1:
+                    column[j] = None
+            columns.append(column)
+        return DecodedColumns(good, rejected, list(fields[0]), list(fields[2]), columns)
+
+    def _walk_variable(self, values: Sequence[bytes], wanted: set[int]) -> dict[int, list[Any]]:
+        out: dict[int, list[Any]] = {p: [] for p in wanted}
+        start = self._prefix.size
+        slots = [(self.features.index(f), f) for f in self.variable]
+        for value in values:
+            pos = start
+            for slot, f in slots:
+                (length,) = _U32.unpack_from(value, pos)
+                pos += 4
+                if slot in wanted:
+                    out[slot].append(_decode_variable(value[pos : pos + length], f))
+                pos += length
+        return out
+
     def decode(self, value: bytes) -> Decoded | None:
         """The value's header and features, or None if it was written under another layout."""
         event_us, created_us, run_id, layout = HEADER.unpack_from(value, 0)
@@ -152,6 +201,17 @@ class ViewCodec:
         for slot, v in zip(self._order, ordered, strict=True):
             values[slot] = None if nulls[slot // 8] >> (slot % 8) & 1 else v
         return Decoded(event_us, created_us, run_id, tuple(values))
+
+
+@dataclass(frozen=True)
+class DecodedColumns:
+    """Many decoded values: ``good[j]`` is the input index of row ``j`` of each list."""
+
+    good: list[int]
+    rejected: list[int]
+    event_ts_us: list[int]
+    run_ids: list[int]
+    columns: list[list[Any]]  # one per requested position, one entry per good value
 
 
 def header_of(value: bytes) -> tuple[int, int, int]:

@@ -37,6 +37,10 @@ class Status(IntEnum):
     EXPIRED = 4  # the newest value is older than the view's TTL
 
 
+PRESENT, NULL_VALUE, NOT_FOUND, EXPIRED = (int(s) for s in Status)
+_LIVE = 0  # internal: found and within TTL; the value decides PRESENT or NULL_VALUE
+
+
 @dataclass(frozen=True)
 class _ViewPlan:
     name: str
@@ -61,7 +65,7 @@ class FeatureColumn:
     ref: str
     field: Field
     values: list[Any]
-    statuses: list[Status]
+    statuses: list[int]  # Status values, as plain ints (cheap to put into protobuf)
     event_ts_us: list[int | None]
 
 
@@ -93,7 +97,7 @@ class OnlineResult:
         return pa.table(arrays)
 
     def statuses(self) -> dict[str, list[str]]:
-        return {col.name: [s.name for s in col.statuses] for col in self.features}
+        return {col.name: [Status(s).name for s in col.statuses] for col in self.features}
 
 
 def _datetime(micros: int) -> datetime:
@@ -116,6 +120,7 @@ class LookupPlan:
         self.outputs = outputs  # (view index, position within the view's requested features, output)
         self.join_keys = join_keys
         self.max_entities = max_entities
+        self._int_keys = {k.name for k in join_keys if k.dtype.name in _INT_KEYS}
         # Views keyed by the same join keys share an entity tag: build it once per entity.
         self._groups: dict[tuple[str, ...], list[int]] = {}
         for i, v in enumerate(views):
@@ -175,7 +180,11 @@ class LookupPlan:
         for join_keys, members in self._groups.items():
             if len(join_keys) == 1:
                 name = join_keys[0]
-                tags = [f"{prefix}{name}={encode_key_value(v)}}}:" for v in columns[name]]
+                start = f"{prefix}{name}="
+                if name in self._int_keys:  # validated ints: decimal, nothing to escape
+                    tags = [f"{start}{v}}}:" for v in columns[name]]
+                else:
+                    tags = [f"{start}{encode_key_value(v)}}}:" for v in columns[name]]
             else:
                 cols = [columns[k] for k in join_keys]
                 tags = [
@@ -200,7 +209,7 @@ class LookupPlan:
         """Decode the MGET reply (in ``keys`` order) into a column-wise result."""
         now_us = int((now or datetime.now(UTC)).timestamp() * 1_000_000)
         outs: list[FeatureColumn] = [
-            FeatureColumn(o.name, o.ref, o.field, [None] * n, [Status.NOT_FOUND] * n, [None] * n)
+            FeatureColumn(o.name, o.ref, o.field, [None] * n, [NOT_FOUND] * n, [None] * n)
             for _, _, o in self.outputs
         ]
         by_view: list[list[tuple[int, FeatureColumn]]] = [[] for _ in self.views]
@@ -209,27 +218,43 @@ class LookupPlan:
         run_ids: dict[str, list[int | None]] = {}
         for vi, view in enumerate(self.views):
             cols = by_view[vi]
+            base = vi * n
+            found = [i for i in range(n) if raw[base + i] is not None]
             runs: list[int | None] = [None] * n
-            for i in range(n):
-                value = raw[vi * n + i]
-                if value is None:
-                    continue
-                decoded = view.codec.decode(value)
-                if decoded is None:  # written under another schema: not servable
-                    continue
-                runs[i] = decoded.run_id
-                ts = decoded.event_ts_us
-                if view.ttl_us is not None and ts < now_us - view.ttl_us:
-                    for _, col in cols:
-                        col.statuses[i] = Status.EXPIRED
-                        col.event_ts_us[i] = ts
-                    continue
-                values = decoded.values
-                for pos, col in cols:
-                    v = values[view.positions[pos]]
-                    col.values[i] = v
-                    col.statuses[i] = Status.NULL_VALUE if v is None else Status.PRESENT
-                    col.event_ts_us[i] = ts
+            if found:
+                dec = view.codec.decode_columns(
+                    [raw[base + i] for i in found],  # type: ignore[misc]
+                    [view.positions[pos] for pos, _ in cols],
+                )
+                rows = [found[j] for j in dec.good]  # entity index of each decoded row
+                stamps = dec.event_ts_us
+                live = [True] * len(rows)
+                if view.ttl_us is not None:
+                    oldest = now_us - view.ttl_us
+                    live = [t >= oldest for t in stamps]
+                everything = len(rows) == n and all(live) and rows == list(range(n))
+                slot = [-1] * n  # entity index -> decoded row, -1 where nothing was found
+                for j, i in enumerate(rows):
+                    slot[i] = j
+                # the status of each entity before looking at its values
+                state = [NOT_FOUND if j < 0 else (_LIVE if live[j] else EXPIRED) for j in slot]
+                stamp_column = [None if j < 0 else stamps[j] for j in slot]
+                for (_, col), values in zip(cols, dec.columns, strict=True):
+                    if everything:  # the common case: every entity found and fresh
+                        col.values = values
+                        col.statuses = [PRESENT if v is not None else NULL_VALUE for v in values]
+                    else:
+                        col.values = [
+                            values[j] if b == _LIVE else None for j, b in zip(slot, state, strict=True)
+                        ]
+                        col.statuses = [
+                            (PRESENT if v is not None else NULL_VALUE) if b == _LIVE else b
+                            for v, b in zip(col.values, state, strict=True)
+                        ]
+                    col.event_ts_us = stamp_column
+                if with_run_ids:
+                    for j, i in enumerate(rows):
+                        runs[i] = dec.run_ids[j]
             if with_run_ids:
                 run_ids[view.name] = runs
         return OnlineResult(columns, outs, run_ids)

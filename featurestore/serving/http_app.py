@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
 from featurestore.online.connection import redact
-from featurestore.online.lookup import OnlineResult
+from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.registry_holder import RegistryHolder
 
 
@@ -67,6 +67,9 @@ def _json_value(dtype: str) -> Callable[[Any], Any]:
     return lambda v: v
 
 
+_STATUS_NAMES = {int(s): s.name for s in Status}
+
+
 def _iso(micros: int) -> str:
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)).isoformat()
 
@@ -81,7 +84,7 @@ def _response(result: OnlineResult, version: int) -> dict[str, Any]:
                 "reference": col.ref,
                 "type": col.field.dtype.name,
                 "values": [conv(v) for v in col.values],
-                "statuses": [s.name for s in col.statuses],
+                "statuses": [_STATUS_NAMES[s] for s in col.statuses],
                 "event_timestamps": [None if t is None else _iso(t) for t in col.event_ts_us],
             }
         )
@@ -134,7 +137,7 @@ def build_app(
             raw = cast(list[bytes | None], await asyncio.wait_for(client.mget(keys), redis_timeout))
         except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as e:
             raise OnlineStoreUnavailable(
-                f"online store {redact(redis_url)} does not answer: {e or 'timeout'}"
+                f"online store {redact(redis_url)} does not answer: {str(e) or 'timeout'}"
             ) from None
         result = plan.assemble(n, columns, raw, with_run_ids=body.include_run_ids)
         return JSONResponse(_response(result, registry.version))
