@@ -14,12 +14,14 @@ and HTTP code it maps to, so servers and clients share this module::
     ├── NotFoundError               an unknown view, feature, service or entity
     ├── InvalidRequestError         a request is malformed (entity frame, join keys, batch size)
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
-    └── OnlineStoreUnavailable      Redis does not answer
+    ├── OnlineStoreUnavailable      Redis does not answer
+    └── ValidationError             source rows fail their declaration (policy "fail")
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class FeatureStoreError(Exception):
@@ -109,3 +111,14 @@ class OnlineStoreUnavailable(FeatureStoreError):
 
     grpc_status = "UNAVAILABLE"
     http_status = 503
+
+
+class ValidationError(FeatureStoreError):
+    """Source rows fail their view's declaration and the view's policy is "fail"."""
+
+    grpc_status = "FAILED_PRECONDITION"
+    http_status = 422
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report  # a featurestore.validation.ViewReport

@@ -13,8 +13,14 @@ import redis
 
 from featurestore.config import Config, load_config
 from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
-from featurestore.errors import BreakingChangeError, NotAppliedError, NotFoundError, StoreLockedError
-from featurestore.offline.ingest import IngestResult, Progress, ingest_view
+from featurestore.errors import (
+    BreakingChangeError,
+    NotAppliedError,
+    NotFoundError,
+    SourceError,
+    StoreLockedError,
+)
+from featurestore.offline.ingest import IngestResult, Progress, check_file_schema, ingest_view
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.online import state as online_state
 from featurestore.online.connection import sync_client, unavailable
@@ -25,6 +31,7 @@ from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_pl
 from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
 from featurestore.storage import connection
+from featurestore.validation import ValidationReport, ViewReport, validate_file
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,15 @@ class FeatureStore:
             version, snapshot = registry_store.read_snapshot(con, self.config.project)
             chosen = self._select_views(snapshot, views)
             return [
-                ingest_view(con, self.config.project, view, version.version, self.config.repo, progress)
+                ingest_view(
+                    con,
+                    self.config.project,
+                    view,
+                    version.version,
+                    self.config.repo,
+                    progress,
+                    self.config.store_dir,
+                )
                 for view in chosen
             ]
 
@@ -175,6 +190,28 @@ class FeatureStore:
             full_feature_names,
             event_timestamp_column,
         )
+
+    def validate(
+        self, views: Sequence[str] | None = None, progress: Progress | None = None
+    ) -> ValidationReport:
+        """Check every source file of the repo's views against their declarations; writes nothing."""
+        snapshot = self.load_definitions()
+        report = ValidationReport()
+        for view in self._select_views(snapshot, views):
+            view_report = ViewReport(view.name, view.on_invalid)
+            files = view.source.files(self.config.repo)
+            if not files:
+                raise SourceError(
+                    f"source {view.source.name!r} of feature view {view.name!r}: "
+                    f"path {view.source.path!r} matches no Parquet files"
+                )
+            for i, path in enumerate(files):
+                if progress:
+                    progress(f"{view.name}: validating {path.name}", i, len(files))
+                check_file_schema(path, view)
+                view_report.files.append(validate_file(view, path).report)
+            report.views.append(view_report)
+        return report
 
     # -- online store --------------------------------------------------------------------
 

@@ -43,7 +43,9 @@ def main() -> None:
     """Console entry point: user errors print one line and exit 1, never a traceback."""
     debug = os.environ.get("FEATURESTORE_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer returns, not raises, an Exit code here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.TyperException as e:  # usage errors: typer prints them as click did

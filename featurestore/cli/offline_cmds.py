@@ -60,6 +60,7 @@ def materialize(
         with progress_bar() as report:
             results = store.ingest(names, progress=report)  # type: ignore[arg-type]
         _print_ingest(results)
+        _print_quarantine(results)
         changed = sum(r.changed for r in results)
         seconds = time.perf_counter() - started
         console.print(f"Offline store: {changed} of {len(results)} views changed in {seconds:.2f}s.")
@@ -79,6 +80,7 @@ def materialize(
             f"{v.seconds:.2f}",
         )
     console.print(table)
+    _print_quarantine(result.ingestion)
     for view, n in result.removed.items():
         console.print(f"Removed {n:,} keys of deleted view {view!r} from the online store.")
     console.print(
@@ -87,8 +89,15 @@ def materialize(
     )
 
 
+def _print_quarantine(results: list[IngestResult]) -> None:
+    for r in results:
+        if r.rows_quarantined and r.validation:
+            where = ", ".join(r.validation.quarantined_to)
+            console.print(f"{r.view}: {r.rows_quarantined:,} invalid rows quarantined to {where}")
+
+
 def _print_ingest(results: list[IngestResult]) -> None:
-    table = Table("view", "files +", "files ~", "files -", "rows in", "rows out", "skipped", "seconds")
+    table = Table("view", "files +", "files ~", "files -", "rows in", "rows out", "invalid", "seconds")
     for r in results:
         table.add_row(
             r.view,
@@ -97,7 +106,7 @@ def _print_ingest(results: list[IngestResult]) -> None:
             str(r.files_removed),
             f"{r.rows_inserted:,}",
             f"{r.rows_deleted:,}",
-            f"{r.rows_skipped:,}",
+            f"{r.rows_skipped + r.rows_quarantined:,}",
             f"{r.seconds:.2f}",
         )
     console.print(table)

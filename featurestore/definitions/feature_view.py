@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from pandera.pandas import Check
+
 from featurestore.definitions.base import caller_location, check_name, fingerprint
 from featurestore.definitions.entity import Entity
-from featurestore.definitions.field import Field
+from featurestore.definitions.field import Field, check_from_spec, check_spec, stand_in_check
 from featurestore.definitions.source import ParquetSource
 from featurestore.errors import DefinitionError
+
+ON_INVALID = ("fail", "quarantine")
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +35,11 @@ class FeatureView:
     tags: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
     description: str = ""
+    # Pandera checks on the whole frame (e.g. unique key + event time + created time).
+    checks: Sequence[Check] = field(default=(), compare=False)
+    # What ingestion does with rows that fail validation: "fail" writes nothing at all,
+    # "quarantine" writes the valid rows and sets the invalid ones aside with the reason.
+    on_invalid: str = "fail"
     # Filled from the source or the registry: the join key columns and their dtypes.
     join_keys: tuple[Field, ...] = field(default=(), repr=False)
     defined_in: str = field(default="", compare=False, repr=False)
@@ -54,6 +63,11 @@ class FeatureView:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             problems.append(f"schema repeats field(s) {dupes}")
+        checks = tuple(self.checks)
+        if any(not isinstance(c, Check) for c in checks):
+            problems.append("checks takes pandera Check objects")
+        if self.on_invalid not in ON_INVALID:
+            problems.append(f"on_invalid must be one of {list(ON_INVALID)}, got {self.on_invalid!r}")
         if self.ttl is not None and (not isinstance(self.ttl, timedelta) or self.ttl <= timedelta(0)):
             problems.append(f"ttl must be a positive timedelta or None, got {self.ttl!r}")
         if isinstance(self.source, ParquetSource):
@@ -65,6 +79,7 @@ class FeatureView:
             raise DefinitionError([f"feature view {self.name!r}: {p}" for p in problems])
         object.__setattr__(self, "entities", entities)
         object.__setattr__(self, "schema", schema)
+        object.__setattr__(self, "checks", checks)
         object.__setattr__(self, "tags", dict(self.tags))
         if not self.defined_in:
             object.__setattr__(self, "defined_in", caller_location())
@@ -109,6 +124,9 @@ class FeatureView:
             "tags": dict(sorted(self.tags.items())),
             "owner": self.owner,
             "description": self.description,
+            # only when set, so existing specs keep their fingerprints
+            **({"checks": [check_spec(c) for c in self.checks]} if self.checks else {}),
+            **({"on_invalid": self.on_invalid} if self.on_invalid != "fail" else {}),
         }
 
     @classmethod
@@ -124,6 +142,8 @@ class FeatureView:
             tags=spec.get("tags", {}),
             owner=spec.get("owner", ""),
             description=spec.get("description", ""),
+            checks=[check_from_spec(c) or stand_in_check(c) for c in spec.get("checks", [])],
+            on_invalid=spec.get("on_invalid", "fail"),
             join_keys=tuple(Field.from_spec(k) for k in spec.get("join_keys", [])),
             defined_in="registry",
         )

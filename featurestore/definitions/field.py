@@ -22,6 +22,8 @@ class Field:
     dtype: DType
     description: str = ""
     checks: Sequence[pa_checks.Check] = field(default=(), compare=False)
+    # False: a null value is invalid (validation rejects the row), not just missing.
+    nullable: bool = True
 
     def __post_init__(self) -> None:
         check_name("field", self.name)
@@ -36,19 +38,30 @@ class Field:
                     [f"field {self.name!r}: checks takes pandera Check objects, got {check!r}"]
                 )
         object.__setattr__(self, "checks", checks)
+        if not isinstance(self.nullable, bool):
+            raise DefinitionError([f"field {self.name!r}: nullable must be True or False"])
 
     def to_spec(self) -> dict[str, Any]:
-        return {
+        spec: dict[str, Any] = {
             "name": self.name,
             "dtype": self.dtype.name,
             "description": self.description,
             "checks": [check_spec(c) for c in self.checks],
         }
+        if not self.nullable:  # only when set, so existing specs keep their fingerprints
+            spec["nullable"] = False
+        return spec
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Field:
-        checks = [check_from_spec(s) or _stand_in_check(s) for s in spec.get("checks", [])]
-        return cls(spec["name"], dtype_from_name(spec["dtype"]), spec.get("description", ""), checks)
+        checks = [check_from_spec(s) or stand_in_check(s) for s in spec.get("checks", [])]
+        return cls(
+            spec["name"],
+            dtype_from_name(spec["dtype"]),
+            spec.get("description", ""),
+            checks,
+            nullable=spec.get("nullable", True),
+        )
 
 
 def check_spec(check: pa_checks.Check) -> dict[str, Any]:
@@ -69,7 +82,7 @@ def check_from_spec(spec: dict[str, Any]) -> pa_checks.Check | None:
     return check
 
 
-def _stand_in_check(spec: dict[str, Any]) -> pa_checks.Check:
+def stand_in_check(spec: dict[str, Any]) -> pa_checks.Check:
     """A custom check read back from the registry: its function cannot be rebuilt, so it
     passes everything, but it keeps the spec, so an unchanged re-apply plans no change."""
     return pa_checks.Check(

@@ -9,6 +9,8 @@ ingestion leaves the previous state.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore.definitions import FeatureView
-from featurestore.errors import SourceError
+from featurestore.errors import SourceError, ValidationError
 from featurestore.offline.tables import (
     CREATED_TS,
     EVENT_TS,
@@ -31,6 +34,7 @@ from featurestore.offline.tables import (
     view_table,
 )
 from featurestore.storage import fetch_one, quote
+from featurestore.validation import FileValidation, ValidationReport, ViewReport, validate_file
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -46,6 +50,8 @@ class IngestResult:
     rows_inserted: int = 0
     rows_deleted: int = 0
     rows_skipped: int = 0  # null join key or event timestamp: never a candidate
+    rows_quarantined: int = 0  # failed validation, set aside (policy "quarantine")
+    validation: ViewReport | None = None  # of the files read this time
     rebuilt: bool = False
     seconds: float = 0.0
 
@@ -78,8 +84,15 @@ def ingest_view(
     registry_version: int,
     repo: Path,
     progress: Progress | None = None,
+    store_dir: Path | None = None,
 ) -> IngestResult:
-    """Bring ``view``'s DuckDB table up to date with its source files."""
+    """Bring ``view``'s DuckDB table up to date with its source files.
+
+    New and changed files are validated first, batch by batch; with the view's policy
+    "fail" one invalid row means nothing is written, with "quarantine" the invalid rows
+    go to a Parquet file under ``store_dir/quarantine`` and the rest are ingested.
+    """
+    store_dir = store_dir or repo / ".featurestore"
     started = time.perf_counter()
     ensure_state_tables(con, project)
     files = view.source.files(repo)
@@ -113,7 +126,23 @@ def ingest_view(
         return IngestResult(view.name, seconds=time.perf_counter() - started)
 
     for path in added + changed:  # check every file before writing anything
-        _check_file_schema(Path(path), view)
+        check_file_schema(Path(path), view)
+    report = ViewReport(view.name, view.on_invalid)
+    checked: dict[str, FileValidation] = {}
+    todo = sorted(added + changed)
+    for i, path in enumerate(todo):
+        if progress:
+            progress(f"{view.name}: validating {Path(path).name}", i, len(todo))
+        checked[path] = validate_file(view, Path(path), keep_invalid=view.on_invalid == "quarantine")
+        report.files.append(checked[path].report)
+    if not report.passed and view.on_invalid == "fail":
+        _keep_failed_report(store_dir, report)
+        raise ValidationError(report.summary() + " (policy 'fail': nothing was written)", report)
+    quarantined = 0
+    for path, result in checked.items():
+        if result.quarantine is not None:
+            report.quarantined_to.append(str(_write_quarantine(store_dir, view.name, Path(path), result)))
+            quarantined += result.report.invalid_rows
 
     table = view_table(project, view.name)
     con.execute("BEGIN TRANSACTION")
@@ -135,17 +164,27 @@ def ingest_view(
         first_new = max((s.file_id for s in known.values()), default=0) + 1
         ids.update({p: first_new + i for i, p in enumerate(added)})
         inserted = skipped = 0
-        todo = sorted(added + changed)
         for i, path in enumerate(todo):
             if progress:
                 progress(f"{view.name}: {Path(path).name}", i, len(todo))
-            n, s = _insert_file(con, project, table, view, path, ids[path], on_disk[path], stat_time)
+            n, s = _insert_file(
+                con,
+                project,
+                table,
+                view,
+                path,
+                ids[path],
+                on_disk[path],
+                stat_time,
+                checked[path].invalid_rows,
+            )
             inserted += n
             skipped += s
         con.execute(
             f"INSERT OR REPLACE INTO {quote(project)}.offline_views VALUES (?, ?, ?, ?)",
             [view.name, view.fingerprint, registry_version, datetime.now(UTC)],
         )
+        _record_validation(con, project, report)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -159,7 +198,9 @@ def ingest_view(
         files_removed=len(removed),
         rows_inserted=inserted,
         rows_deleted=deleted,
-        rows_skipped=skipped,
+        rows_skipped=skipped - quarantined,
+        rows_quarantined=quarantined,
+        validation=report,
         rebuilt=rebuild,
         seconds=time.perf_counter() - started,
     )
@@ -237,6 +278,7 @@ def _insert_file(
     file_id: int,
     stat: tuple[int, float],
     checked_at: datetime,
+    invalid_rows: np.ndarray,
 ) -> tuple[int, int]:
     src = view.source
     keys = [quote(k.name) for k in view.join_keys]
@@ -259,7 +301,16 @@ def _insert_file(
     scan = "read_parquet(?, file_row_number = true)"
     total_row = fetch_one(con, f"SELECT count(*) FROM {scan}", [path])
     total = int(total_row[0]) if total_row else 0
-    con.execute(f"INSERT INTO {table} SELECT {select} FROM {scan} WHERE {valid}", [file_id, file_id, path])
+    if len(invalid_rows):  # quarantined rows stay out
+        con.register("__fs_invalid", pa.table({"row": pa.array(invalid_rows, pa.int64())}))
+        valid += " AND file_row_number NOT IN (SELECT row FROM __fs_invalid)"
+    try:
+        con.execute(
+            f"INSERT INTO {table} SELECT {select} FROM {scan} WHERE {valid}", [file_id, file_id, path]
+        )
+    finally:
+        if len(invalid_rows):
+            con.unregister("__fs_invalid")
     stats = fetch_one(
         con, f"SELECT count(*), min({EVENT_TS}), max({EVENT_TS}) FROM {table} WHERE {FILE_ID} = ?", [file_id]
     )
@@ -284,6 +335,48 @@ def _insert_file(
     return int(rows), total - int(rows)
 
 
+def _write_quarantine(store_dir: Path, view: str, path: Path, result: FileValidation) -> Path:
+    """The file's invalid rows with their reasons, written atomically (rename)."""
+    assert result.quarantine is not None
+    folder = store_dir / "quarantine" / view
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{path.stem}-{file_fingerprint(path)[:12]}.parquet"
+    table = result.quarantine.append_column(
+        "__source_file", pa.array([str(path)] * result.quarantine.num_rows)
+    )
+    tmp = target.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def _keep_failed_report(store_dir: Path, report: ViewReport) -> None:
+    """A failed validation writes nothing to DuckDB; its report is kept beside the store."""
+    folder = store_dir / "validation"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    (folder / f"{report.view}-{stamp}-failed.json").write_text(ValidationReport([report]).to_json())
+
+
+def _record_validation(con: duckdb.DuckDBPyConnection, project: str, report: ViewReport) -> None:
+    """Counts per check of each file ingested, kept with the ingestion (lineage, monitoring)."""
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {quote(project)}.validation_results (
+            view VARCHAR NOT NULL, path VARCHAR NOT NULL, checked_at TIMESTAMPTZ NOT NULL,
+            policy VARCHAR NOT NULL, rows BIGINT NOT NULL, invalid_rows BIGINT NOT NULL,
+            failures JSON NOT NULL)"""
+    )
+    now = datetime.now(UTC)
+    for f in report.files:
+        failures = json.dumps(
+            [{"column": c.column, "check": c.check, "failing_rows": c.failing_rows} for c in f.failures]
+        )
+        con.execute(
+            f"INSERT INTO {quote(project)}.validation_results VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [report.view, f.path, now, report.policy, f.rows, f.invalid_rows, failures],
+        )
+
+
 def file_fingerprint(path: Path) -> str:
     """A content hash of a file (BLAKE2b, streamed), for lineage and change detection."""
     digest = hashlib.blake2b(digest_size=16)
@@ -293,7 +386,7 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_file_schema(path: Path, view: FeatureView) -> None:
+def check_file_schema(path: Path, view: FeatureView) -> None:
     """A column dropped or retyped in a file is caught before anything is written."""
     try:
         schema = pq.read_schema(path)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -54,6 +55,7 @@ class MaterializeResult:
     views: list[ViewResult] = field(default_factory=list)
     removed: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    ingestion: list[Any] = field(default_factory=list)  # IngestResult of each view, ingested first
 
     @property
     def rows_read(self) -> int:
