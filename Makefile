@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPO   := definitions
 
-.PHONY: setup redis-server data demo test lint proto bench bench-full clean
+.PHONY: setup redis-server data demo test lint proto bench bench-full bench-tools clean
 
 setup: $(STAMP) redis-server
 
@@ -43,6 +43,25 @@ lint: $(STAMP)
 
 test: setup lint
 	$(BIN)/pytest -q
+
+# Benchmarks: h2load (Debian's nghttp2-client) generates gRPC and HTTP load; matplotlib draws
+# the latency chart. Results: benchmarks/RESULTS.md, benchmarks/results/*.json and *.png.
+bench-tools: setup
+	@command -v h2load >/dev/null 2>&1 || { \
+		echo "installing nghttp2-client (h2load)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null; }
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet matplotlib
+
+bench: bench-tools
+	$(BIN)/python benchmarks/online.py --scale small --runs 3 --seconds 5
+	$(BIN)/python benchmarks/training_sets.py --scale small --runs 3
+
+bench-full: bench-tools
+	$(BIN)/python benchmarks/online.py --scale medium --runs 3 --seconds 10 --workers 2
+	$(BIN)/python benchmarks/training_sets.py --scale small --runs 3
+	$(BIN)/python benchmarks/training_sets.py --scale medium --runs 3
+	$(BIN)/python benchmarks/training_sets.py --scale large --runs 1
 
 clean:
 	rm -rf $(VENV) $(REPO)/data $(REPO)/.featurestore .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,621 @@
+"""The online path: materialization into Redis and lookups over gRPC, HTTP and in process.
+
+    .venv/bin/python benchmarks/online.py --scale small --runs 3
+
+Every figure is measured beside its limit in the same run, and reported as a ratio:
+
+  materialize   FeatureStore.materialize() in process and `featurestore materialize` as a
+                whole process (rows/s, entities/s, peak RSS)
+                limit: DuckDB's newest-row-per-entity query to Arrow + pipelined plain SETs
+                of the same encoded bytes (what materialization cannot avoid doing)
+  grpc          GetOnlineFeatures, 1 and 100 entities x 16 features (the trip_model service),
+                at concurrency 1, 8 and 64, load from h2load (nghttp2, C, one process)
+                limits: a bare grpc.aio server answering the same response bytes, driven
+                by the same h2load command; redis-benchmark running the same MGET
+  http          POST /v1/online-features, same lookups, h2load --h1
+  in-process    FeatureStore.get_online_features, one caller
+                limit: redis-py MGET of the same keys, same loop
+
+Results: benchmarks/out/online-SCALE/results.json and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+BIN = Path(sys.executable).parent
+SERVICE = "trip_model"
+METHOD = "/featurestore.serving.v1.FeatureServing/GetOnlineFeatures"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentiles(latencies_us: list[float]) -> dict[str, float]:
+    xs = sorted(latencies_us)
+
+    def at(q: float) -> float:
+        return xs[min(len(xs) - 1, int(q * len(xs)))] / 1000.0
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "p999_ms": at(0.999)}
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+@contextmanager
+def redis_server() -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextmanager
+def background(
+    cmd: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port)
+        time.sleep(0.5)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def timed_process(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of one whole process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{cmd} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+# -- setup ---------------------------------------------------------------------------------
+
+
+def prepare(scale: str) -> Path:
+    """The example repo over freshly generated data ending now (so TTLs keep it servable)."""
+    base = OUT / f"online-{scale}"
+    repo = base / "repo"
+    if base.exists():
+        shutil.rmtree(base)
+    repo.mkdir(parents=True)
+    for f in (ROOT / "definitions").glob("*.py"):
+        shutil.copy(f, repo)
+    shutil.copy(ROOT / "definitions" / "featurestore.toml", repo)
+    subprocess.run(
+        [BIN / "python", "-m", "featurestore.datagen", repo / "data", "--scale", scale],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return repo
+
+
+def run_cli(env: dict[str, str], *args: str) -> None:
+    subprocess.run([BIN / "featurestore", *args], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+# -- materialization -------------------------------------------------------------------------
+
+MATERIALIZE_CHILD = """
+import json, sys, time
+from featurestore import FeatureStore
+store = FeatureStore(sys.argv[1])
+t = time.perf_counter()
+r = store.materialize()
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": r.rows_read,
+                  "entities": sum(v.entities for v in r.views)}))
+"""
+
+LIMIT_CHILD = """
+import json, sys, time
+import redis
+from featurestore import FeatureStore
+from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
+from featurestore.online.keys import encode_keys
+from featurestore.online.materialize import _Plan, newest_rows_sql
+from featurestore.offline.tables import CREATED_TS, EVENT_TS
+from featurestore.storage import connection
+from datetime import UTC, datetime
+store = FeatureStore(sys.argv[1])
+snapshot = store.registry()
+client = redis.Redis.from_url(store.config.redis_url)
+now = datetime.now(UTC)
+# Encode outside the clock: the limit is the query plus the writes of the same bytes.
+query_s = write_s = 0.0
+rows = 0
+with connection(store.config.duckdb_path, read_only=True) as con:
+    for view in snapshot.views.values():
+        sql, params = newest_rows_sql(store.config.project, _Plan(view, None, now, None), now)
+        t = time.perf_counter()
+        table = con.sql(sql, params=params).to_arrow_table()
+        query_s += time.perf_counter() - t
+        codec = ViewCodec(view)
+        key_columns = [(k.name, table.column(k.name)) for k in view.join_keys]
+        keys = encode_keys(store.config.project, view.name, key_columns)
+        created = encode_created(table.column(CREATED_TS), table.num_rows)
+        values = codec.encode(table, timestamps_us(table.column(EVENT_TS)), created, 0)
+        keys, values = keys.to_pylist(), values.to_pylist()
+        rows += len(keys)
+        t = time.perf_counter()
+        for i in range(0, len(keys), 20000):
+            pipe = client.pipeline(transaction=False)
+            for k, v in zip(keys[i:i + 20000], values[i:i + 20000]):
+                pipe.set(k, v)
+            pipe.execute()
+        write_s += time.perf_counter() - t
+print(json.dumps({"seconds": query_s + write_s, "query_s": query_s, "write_s": write_s, "entities": rows}))
+"""
+
+
+def bench_materialize(repo: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
+    import redis
+
+    client = redis.Redis.from_url(env["FEATURESTORE_REDIS_URL"])
+    results: dict[str, list[dict[str, float]]] = {"api": [], "cli": [], "limit": []}
+    for _ in range(runs):
+        for mode in ("limit", "api", "cli"):
+            client.flushall()
+            wipe_online_state(repo)
+            if mode == "cli":
+                seconds, rss = timed_process(
+                    [str(BIN / "featurestore"), "materialize", "--repo", str(repo)], env
+                )
+                results[mode].append({"seconds": seconds, "peak_rss_mib": rss})
+                continue
+            code = LIMIT_CHILD if mode == "limit" else MATERIALIZE_CHILD
+            proc = subprocess.Popen(
+                [str(BIN / "python"), "-c", code, str(repo)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            assert proc.stdout is not None and proc.stderr is not None
+            if status != 0:
+                raise RuntimeError(proc.stderr.read().decode())
+            row = json.loads(proc.stdout.read())
+            row["peak_rss_mib"] = usage.ru_maxrss / 1024
+            results[mode].append(row)
+    client.close()
+    # The whole-command runs read as many rows as the in-process ones.
+    rows = results["api"][0]["rows"]
+    entities = results["api"][0]["entities"]
+    summary: dict[str, Any] = {"rows": rows, "entities": entities}
+    for mode, rs in results.items():
+        secs = [r["seconds"] for r in rs]
+        summary[mode] = {
+            "seconds_median": statistics.median(secs),
+            "seconds_min": min(secs),
+            "seconds_max": max(secs),
+            "rows_per_s": rows / statistics.median(secs),
+            "entities_per_s": entities / statistics.median(secs),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in rs),
+        }
+    summary["limit"]["query_s"] = statistics.median(r["query_s"] for r in results["limit"])
+    summary["limit"]["write_s"] = statistics.median(r["write_s"] for r in results["limit"])
+    return summary
+
+
+def wipe_online_state(repo: Path) -> None:
+    """Forget watermarks so each materialization run does the whole window again."""
+    import duckdb
+
+    con = duckdb.connect(str(repo / ".featurestore" / "store.duckdb"))
+    try:
+        con.execute("DELETE FROM rides.online_watermarks")
+    except duckdb.CatalogException:
+        pass
+    finally:
+        con.close()
+
+
+# -- lookups ------------------------------------------------------------------------------------
+
+
+def grpc_body(driver_ids: list[int], customer_ids: list[int]) -> bytes:
+    from featurestore.serving.v1 import serving_pb2 as pb
+
+    request = pb.GetOnlineFeaturesRequest(feature_service=SERVICE)
+    request.entities["driver_id"].int64_values.values.extend(driver_ids)
+    request.entities["customer_id"].int64_values.values.extend(customer_ids)
+    message = request.SerializeToString()
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def h2load(url: str, body: bytes, concurrency: int, seconds: float, extra: list[str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "body"
+        data.write_bytes(body)
+        log = Path(tmp) / "log"
+        cmd = [
+            "h2load",
+            "-c",
+            str(concurrency),
+            "-m",
+            "1",
+            "-t",
+            "1",
+            "-D",
+            str(seconds),
+            "--warm-up-time",
+            "1",
+            "-d",
+            str(data),
+            "--log-file",
+            str(log),
+            *extra,
+            url,
+        ]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        lines = [line.split("\t") for line in log.read_text().splitlines() if line]
+    ok = [float(f[2]) for f in lines if f[1] == "200"]
+    if not ok or "succeeded" not in out:
+        raise RuntimeError(f"h2load failed: {out}")
+    failed = len(lines) - len(ok)
+    return {"rps": len(ok) / seconds, "failed": failed, **percentiles(ok)}
+
+
+def redis_benchmark(port: int, keys: list[str], concurrency: int, requests: int) -> dict[str, float]:
+    out = (
+        subprocess.run(
+            [
+                "redis-benchmark",
+                "-p",
+                str(port),
+                "-c",
+                str(concurrency),
+                "-n",
+                str(requests),
+                "--csv",
+                "MGET",
+                *keys,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
+    header = [h.strip('"') for h in out[0].split(",")]
+    values = [v.strip('"') for v in out[-1].split(",")]
+    row = dict(zip(header, values, strict=True))
+    return {
+        "rps": float(row["rps"]),
+        "p50_ms": float(row["p50_latency_ms"]),
+        "p99_ms": float(row["p99_latency_ms"]),
+    }
+
+
+ECHO_SERVER = """
+import asyncio, sys, grpc
+response = open(sys.argv[2], "rb").read()
+async def handler(request, context):
+    return response
+async def main():
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+    method = grpc.unary_unary_rpc_method_handler(handler, request_deserializer=None, response_serializer=None)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "featurestore.serving.v1.FeatureServing", {"GetOnlineFeatures": method})])
+    server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+    await server.start()
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+
+def bench_lookups(
+    repo: Path, env: dict[str, str], redis_port: int, seconds: float, concurrencies: list[int], workers: int
+) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from featurestore import Client, FeatureStore
+    from featurestore.serving.v1 import serving_pb2 as pb
+
+    rows = pq.read_table(repo / "data" / "entity_rows.parquet", columns=["driver_id", "customer_id"])
+    drivers = rows.column("driver_id").to_pylist()
+    customers = rows.column("customer_id").to_pylist()
+    store = FeatureStore(repo)
+    results: dict[str, Any] = {"workers": workers, "seconds_per_point": seconds, "points": []}
+    grpc_port, http_port = free_port(), free_port()
+    serve_cmd = [
+        str(BIN / "featurestore"),
+        "serve",
+        "--repo",
+        str(repo),
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(http_port),
+        "--workers",
+        str(workers),
+    ]
+    with background(serve_cmd, grpc_port, env):
+        wait_port(http_port)
+        for n in (1, 100):
+            entities = {"driver_id": drivers[:n], "customer_id": customers[:n]}
+            body = grpc_body(drivers[:n], customers[:n])
+            with Client(f"127.0.0.1:{grpc_port}") as client:  # the body answers, with values
+                answer = client.get_online_features(SERVICE, entities)
+                present = sum(s == "PRESENT" for s in answer.statuses["conv_rate"])
+            response = store.get_online_features(SERVICE, entities)
+            plan = store.online_registry().plan(SERVICE)
+            keys = plan.keys(*plan.entity_columns(entities))
+            echo_bytes = _response_bytes(pb, grpc_port, body)
+            json_body = json.dumps({"feature_service": SERVICE, "entities": entities}).encode()
+            del response
+            for c in concurrencies:
+                point: dict[str, Any] = {"entities": n, "concurrency": c, "present": present}
+                point["grpc"] = h2load(
+                    f"http://127.0.0.1:{grpc_port}{METHOD}",
+                    body,
+                    c,
+                    seconds,
+                    ["-H", "content-type: application/grpc", "-H", "te: trailers"],
+                )
+                point["http"] = h2load(
+                    f"http://127.0.0.1:{http_port}/v1/online-features",
+                    json_body,
+                    c,
+                    seconds,
+                    ["--h1", "-H", "content-type: application/json"],
+                )
+                point["echo"] = echo_limit(echo_bytes, body, c, seconds, workers)
+                point["redis"] = redis_benchmark(redis_port, keys, c, max(2000, int(seconds * 5000)))
+                results["points"].append(point)
+                print(
+                    f"  {n} entities, concurrency {c}: grpc {point['grpc']['rps']:.0f}/s "
+                    f"p99 {point['grpc']['p99_ms']:.2f} ms; echo {point['echo']['rps']:.0f}/s; "
+                    f"http {point['http']['rps']:.0f}/s",
+                    file=sys.stderr,
+                )
+            results.setdefault("in_process", []).append(in_process(store, entities, keys, env))
+    store.close()
+    return results
+
+
+def _response_bytes(pb: Any, port: int, body: bytes) -> bytes:
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+        return bytes(call(body[5:], timeout=5))
+
+
+def echo_limit(
+    response: bytes, body: bytes, concurrency: int, seconds: float, workers: int
+) -> dict[str, float]:
+    port = free_port()
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(response)
+        f.flush()
+        procs = [
+            subprocess.Popen([str(BIN / "python"), "-c", ECHO_SERVER, str(port), f.name])
+            for _ in range(workers)
+        ]
+        try:
+            wait_port(port)
+            time.sleep(0.5)
+            return h2load(
+                f"http://127.0.0.1:{port}{METHOD}",
+                body,
+                concurrency,
+                seconds,
+                ["-H", "content-type: application/grpc", "-H", "te: trailers"],
+            )
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait()
+
+
+def in_process(
+    store: Any, entities: dict[str, list[int]], keys: list[str], env: dict[str, str], iterations: int = 3000
+) -> dict[str, Any]:
+    import redis
+
+    raw = redis.Redis.from_url(env["FEATURESTORE_REDIS_URL"])
+    ours: list[float] = []
+    limit: list[float] = []
+    for _ in range(iterations):  # interleaved so both see the same machine
+        t = time.perf_counter_ns()
+        store.get_online_features(SERVICE, entities)
+        ours.append((time.perf_counter_ns() - t) / 1000)
+        t = time.perf_counter_ns()
+        raw.mget(keys)
+        limit.append((time.perf_counter_ns() - t) / 1000)
+    raw.close()
+    return {
+        "entities": len(entities["driver_id"]),
+        "ours": percentiles(ours),
+        "redis_mget": percentiles(limit),
+    }
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["materialize"]
+    lines = [
+        f"Scale {result['scale']}: {m['rows']:,} rows in the window, {m['entities']:,} entities; "
+        f"{result['lookups']['workers']} server worker(s); {result['runs']} runs (median, min-max).",
+        "",
+        "| materialization | seconds | rows/s | entities/s | peak RSS MiB | limit / ours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode in ("api", "cli", "limit"):
+        r = m[mode]
+        ratio = m["limit"]["seconds_median"] / r["seconds_median"]
+        lines.append(
+            f"| {mode} | {r['seconds_median']:.2f} ({r['seconds_min']:.2f}-{r['seconds_max']:.2f}) | "
+            f"{r['rows_per_s']:,.0f} | {r['entities_per_s']:,.0f} | {r['peak_rss_mib']:.0f} | {ratio:.2f} |"
+        )
+    lines += [
+        "",
+        "| entities | conc. | gRPC req/s | p50 ms | p99 ms | p999 ms | echo req/s | gRPC/echo | "
+        "Redis MGET req/s | Redis p99 ms | HTTP req/s | HTTP p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in result["lookups"]["points"]:
+        g, e, r, h = p["grpc"], p["echo"], p["redis"], p["http"]
+        lines.append(
+            f"| {p['entities']} | {p['concurrency']} | {g['rps']:,.0f} | {g['p50_ms']:.2f} | "
+            f"{g['p99_ms']:.2f} | "
+            f"{g['p999_ms']:.2f} | {e['rps']:,.0f} | {g['rps'] / e['rps']:.2f} | {r['rps']:,.0f} | "
+            f"{r['p99_ms']:.2f} | {h['rps']:,.0f} | {h['p99_ms']:.2f} |"
+        )
+    lines += [
+        "",
+        "| in process, entities | ours p50 ms | ours p99 ms | raw MGET p50 ms | raw p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result["lookups"]["in_process"]:
+        lines.append(
+            f"| {r['entities']} | {r['ours']['p50_ms']:.3f} | {r['ours']['p99_ms']:.3f} | "
+            f"{r['redis_mget']['p50_ms']:.3f} | {r['redis_mget']['p99_ms']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    """Latency percentiles against concurrency, gRPC beside its echo limit and HTTP."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no chart (make bench installs it)", file=sys.stderr)
+        return
+    points = result["lookups"]["points"]
+    sizes = sorted({p["entities"] for p in points})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4.5), squeeze=False)
+    for ax, n in zip(axes[0], sizes, strict=True):
+        ps = [p for p in points if p["entities"] == n]
+        xs = [p["concurrency"] for p in ps]
+        for kind, style in (("grpc", "-"), ("echo", ":"), ("http", "--")):
+            for q, marker in (("p50_ms", "o"), ("p99_ms", "s"), ("p999_ms", "^")):
+                ax.plot(xs, [p[kind][q] for p in ps], style, marker=marker, label=f"{kind} {q[:-3]}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xlabel("concurrent callers")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"GetOnlineFeatures, {n} entit{'y' if n == 1 else 'ies'} x 16 features")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, ncol=3)
+    fig.suptitle(f"{result['command']} ({result['when']})", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", default="small")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="per lookup measurement point")
+    parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    for tool in ("h2load", "redis-server", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is missing: run `make bench` (installs nghttp2-client and redis-server)")
+    repo = prepare(args.scale)
+    import duckdb
+    import grpc
+    import redis
+
+    with redis_server() as port:
+        env = {**os.environ, "FEATURESTORE_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        run_cli(env, "apply", "--repo", str(repo))
+        run_cli(env, "materialize", "--offline", "--repo", str(repo))
+        print("materialization ...", file=sys.stderr)
+        materialize = bench_materialize(repo, env, args.runs)
+        print("lookups ...", file=sys.stderr)
+        lookups = bench_lookups(
+            repo, env, port, args.seconds, [int(c) for c in args.concurrency.split(",")], args.workers
+        )
+    result = {
+        "command": " ".join([".venv/bin/python", "benchmarks/online.py", *sys.argv[1:]]),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "ram_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "duckdb": duckdb.__version__,
+            "grpcio": grpc.__version__,
+            "redis-py": redis.__version__,
+            "redis-server": subprocess.run(
+                ["redis-server", "--version"], capture_output=True, text=True
+            ).stdout.split()[2],
+        },
+        "scale": args.scale,
+        "runs": args.runs,
+        "materialize": materialize,
+        "lookups": lookups,
+    }
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    out = results / f"online-{args.scale}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    chart(result, results / f"online-{args.scale}-latency.png")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
