@@ -66,7 +66,7 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
         except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as e:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
-                f"online store {redact(self.redis_url)} does not answer: {e or 'timeout'}",
+                f"online store {redact(self.redis_url)} does not answer: {str(e) or 'timeout'}",
             )
             raise AssertionError("unreachable") from None
 

@@ -16,12 +16,15 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event
 
 import uvicorn
 
 from featurestore.config import Config
+from featurestore.errors import FeatureStoreError
 from featurestore.online.connection import async_client
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
 from featurestore.serving.grpc_server import (
@@ -54,6 +57,12 @@ class _Uvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # our loop owns the signals
         yield
+
+    async def serve_here(self, host: str, port: int, sockets: list[socket.socket] | None) -> None:
+        try:
+            await self.serve(sockets=sockets)
+        except SystemExit:  # uvicorn exits when it cannot bind; it has logged why
+            raise FeatureStoreError(f"cannot serve HTTP on {host}:{port}") from None
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -100,7 +109,11 @@ async def serve_async(
             await asyncio.sleep(0.5)
 
     servicer = FeatureServingServicer(holder, client, config.redis_url, options.redis_timeout)
-    grpc_server, grpc_port = build_server(servicer, health, options.grpc_port, options.host, reuse_port)
+    try:
+        grpc_server, grpc_port = build_server(servicer, health, options.grpc_port, options.host, reuse_port)
+    except RuntimeError:  # grpc cannot bind the port (it has logged why)
+        await client.aclose()
+        raise FeatureStoreError(f"cannot serve gRPC on {options.host}:{options.grpc_port}") from None
     await set_health(False)
     await grpc_server.start()
     tasks = [asyncio.create_task(holder.refresh_forever()), asyncio.create_task(watch_redis())]
@@ -112,11 +125,17 @@ async def serve_async(
         sock = _reuse_port_socket(options.host, options.http_port) if reuse_port else None
         if sock is None:
             http.config.host, http.config.port = options.host, options.http_port
-        tasks.append(asyncio.create_task(http.serve(sockets=[sock] if sock else None)))
+        tasks.append(
+            asyncio.create_task(http.serve_here(options.host, options.http_port, [sock] if sock else None))
+        )
         while not http.started and not tasks[-1].done():
             await asyncio.sleep(0.01)
-        if tasks[-1].done():
-            tasks[-1].result()  # the HTTP port could not be bound: raise why
+        if tasks[-1].done():  # the HTTP port could not be bound: stop gRPC, then raise why
+            await grpc_server.stop(None)
+            for task in tasks[:2]:
+                task.cancel()
+            await client.aclose()
+            tasks[-1].result()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -140,8 +159,8 @@ async def serve_async(
     await client.aclose()
 
 
-def _worker(config: Config, options: ServeOptions) -> None:
-    asyncio.run(serve_async(config, options, reuse_port=True))
+def _worker(config: Config, options: ServeOptions, ready: Event) -> None:
+    asyncio.run(serve_async(config, options, reuse_port=True, on_ready=lambda _: ready.set()))
 
 
 def serve(config: Config, options: ServeOptions, on_ready: Callable[[str], None] | None = None) -> None:
@@ -153,9 +172,8 @@ def serve(config: Config, options: ServeOptions, on_ready: Callable[[str], None]
     # Fail early and clearly (missing registry) before forking workers.
     RegistryHolder(config, options.max_entities)
     ctx = multiprocessing.get_context("spawn")
-    workers = [
-        ctx.Process(target=_worker, args=(config, options), daemon=True) for _ in range(options.workers)
-    ]
+    ready = [ctx.Event() for _ in range(options.workers)]
+    workers = [ctx.Process(target=_worker, args=(config, options, r), daemon=True) for r in ready]
     for w in workers:
         w.start()
 
@@ -167,7 +185,13 @@ def serve(config: Config, options: ServeOptions, on_ready: Callable[[str], None]
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    if on_ready:
+    # Announce readiness only once every worker serves; if one dies starting, stop the rest.
+    while not all(r.is_set() for r in ready):
+        if not all(w.is_alive() for w in workers):
+            forward(signal.SIGTERM, None)
+            break
+        time.sleep(0.02)
+    if on_ready and all(r.is_set() for r in ready):
         http_at = (
             f", HTTP on http://{options.host}:{options.http_port}" if options.http_port is not None else ""
         )

@@ -1,0 +1,59 @@
+"""Serving fixtures: the example repo materialized into a private Redis, and a shared server.
+
+The data ends at the current hour (not at the fixed DATA_END), so served values are within
+their views' TTLs and come back PRESENT. The Redis is private to this package: its tests
+stop, freeze and restart it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from featurestore import datagen
+from tests.conftest import RedisServer, free_port
+from tests.helpers import run_cli
+from tests.serving.support import ServeProcess, copy_example_repo
+
+MAX_ENTITIES = 200
+
+
+@pytest.fixture(scope="package")
+def serving_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("serving-redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def fresh_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny example data, ending at the current hour."""
+    out = tmp_path_factory.mktemp("fresh-data")
+    datagen.generate(out, "tiny")
+    return out
+
+
+@pytest.fixture(scope="package")
+def served_repo(
+    tmp_path_factory: pytest.TempPathFactory, fresh_data: Path, serving_redis: RedisServer
+) -> Path:
+    """The example repo, applied and materialized through the CLI."""
+    repo = copy_example_repo(tmp_path_factory.mktemp("served") / "repo", fresh_data, serving_redis.url)
+    env = {"FEATURESTORE_REDIS_URL": serving_redis.url}
+    for command in ("apply", "materialize"):
+        result = run_cli(command, "--repo", str(repo), env=env)
+        assert result.returncode == 0, result.stderr
+    return repo
+
+
+@pytest.fixture(scope="package")
+def server(served_repo: Path, serving_redis: RedisServer) -> Iterator[ServeProcess]:
+    """One `featurestore serve` shared by the tests that do not stop it or its Redis."""
+    process = ServeProcess(served_repo, serving_redis.url, "--max-entities", str(MAX_ENTITIES))
+    try:
+        yield process.start()
+    finally:
+        process.stop()

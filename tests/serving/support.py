@@ -1,0 +1,232 @@
+"""Real `featurestore serve` processes for the serving tests, and ways to talk to them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from featurestore import FeatureStore
+from featurestore.config import load_config
+from featurestore.online.lookup import OnlineResult, Status
+from featurestore.serving.client import OnlineResponse
+from tests.conftest import free_port
+from tests.helpers import FEATURESTORE
+
+ROOT = Path(__file__).parent.parent.parent
+SERVICE = "featurestore.serving.v1.FeatureServing"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+T = TypeVar("T")
+
+
+def copy_example_repo(dest: Path, data: Path, redis_url: str) -> Path:
+    """definitions/ with ``data`` under data/, pointed at ``redis_url``."""
+    shutil.copytree(ROOT / "definitions", dest,
+                    ignore=shutil.ignore_patterns("data", ".featurestore", "__pycache__"))
+    shutil.copytree(data, dest / "data")
+    toml = dest / "featurestore.toml"
+    toml.write_text(toml.read_text().replace("redis://127.0.0.1:6379/0", redis_url))
+    return dest
+
+
+def open_store(repo: Path) -> FeatureStore:
+    """An in-process store that reads only the repo's featurestore.toml (no environment)."""
+    return FeatureStore(repo, config=load_config(repo, env={}))
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as e:  # noqa: BLE001 - keep polling, report the last failure
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} within {timeout}s; last: {last!r}")
+
+
+def health(target: str, service: str = "", timeout: float = 2.0) -> int:
+    with grpc.insecure_channel(target) as channel:
+        request = health_pb2.HealthCheckRequest(service=service)
+        return int(health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout).status)
+
+
+def process_state(pid: int) -> str | None:
+    """The process's state letter from /proc ("Z" for a zombie), None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def children(pid: int) -> list[int]:
+    """Running child processes of ``pid`` (zombies excluded)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+class ServeProcess:
+    """``featurestore serve`` on free loopback ports; stderr is collected as it arrives."""
+
+    def __init__(self, repo: Path, redis_url: str, *args: str) -> None:
+        self.repo = repo
+        self.redis_url = redis_url
+        self.args = args
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.process: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def start(self, timeout: float = 60.0) -> ServeProcess:
+        """Start and wait for the "serving gRPC on" line and health SERVING."""
+        env = {**os.environ, "FEATURESTORE_REDIS_URL": self.redis_url}
+        env.pop("FEATURESTORE_DEBUG", None)
+        self.process = subprocess.Popen(
+            [FEATURESTORE, "serve", "--repo", str(self.repo), "--grpc-port", str(self.grpc_port),
+             "--http-port", str(self.http_port), *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"featurestore serve did not start:\n{self.stderr}")
+        # The line promises that both ports accept connections: check at once, without polling.
+        try:
+            health(self.target)
+            httpx.get(f"{self.http_url}/healthz", timeout=5)
+        except (grpc.RpcError, httpx.HTTPError) as e:
+            self.stop()
+            raise AssertionError(f"said it serves, but does not answer: {e!r}\n{self.stderr}") from None
+        wait_for(lambda: health(self.target) == SERVING, deadline - time.monotonic(), "health SERVING")
+        return self
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            self.lines.append(line)
+            if line.startswith("serving gRPC on"):
+                self._ready.set()
+
+    def terminate(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait (SIGKILL if it hangs); the exit code, None if never started."""
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                for pid in children(process.pid):
+                    os.kill(pid, signal.SIGKILL)
+                process.kill()
+                process.wait(10)
+                raise
+        return process.returncode
+
+
+# -- one shape for the three answers: in process, gRPC client, HTTP --------------------------
+
+Column = list[tuple[Any, str, datetime | None]]  # (value, status, event time) per entity
+
+
+def _datetime(micros: int | None) -> datetime | None:
+    return None if micros is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+def from_in_process(result: OnlineResult) -> dict[str, Column]:
+    return {
+        col.name: [
+            (v, Status(s).name, _datetime(t))
+            for v, s, t in zip(col.values, col.statuses, col.event_ts_us, strict=True)
+        ]
+        for col in result.features
+    }
+
+
+def from_client(response: OnlineResponse) -> dict[str, Column]:
+    return {
+        name: list(zip(values, response.statuses[name], response.event_timestamps[name], strict=True))
+        for name, values in response.columns.items()
+    }
+
+
+def from_http(body: dict[str, Any]) -> dict[str, Column]:
+    return {
+        col["name"]: [
+            (v, s, None if t is None else datetime.fromisoformat(t))
+            for v, s, t in zip(col["values"], col["statuses"], col["event_timestamps"], strict=True)
+        ]
+        for col in body["features"]
+    }
+
+
+def established_connections(pid: int, port: int) -> int:
+    """How many established TCP connections on local ``port`` process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            local, state, inode = cols[1], cols[3], cols[9]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and inode in inodes:
+                count += 1
+    return count

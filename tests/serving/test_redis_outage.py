@@ -1,0 +1,163 @@
+"""Redis frozen or down while serving: fail fast with UNAVAILABLE / 503, recover by itself."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import redis
+
+import featurestore
+from featurestore.errors import OnlineStoreUnavailable
+from featurestore.serving.v1 import serving_pb2 as pb
+from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
+from tests.conftest import RedisServer
+from tests.serving.support import NOT_SERVING, SERVICE, SERVING, ServeProcess, health, open_store, wait_for
+
+REDIS_TIMEOUT = 0.5
+DRIVERS = list(range(1001, 1101))
+FEATURES = ["driver_stats:completed_trips_total", "driver_stats:city"]
+
+
+@pytest.fixture(scope="module")
+def outage_server(served_repo: Path, serving_redis: RedisServer) -> Iterator[ServeProcess]:
+    process = ServeProcess(served_repo, serving_redis.url, "--redis-timeout", str(REDIS_TIMEOUT))
+    try:
+        yield process.start()
+    finally:
+        assert process.stop() == 0, process.stderr
+
+
+@pytest.fixture(scope="module")
+def stub(outage_server: ServeProcess) -> Iterator[Any]:
+    # A bare stub: no retry policy, so one call is one attempt.
+    with grpc.insecure_channel(outage_server.target) as channel:
+        yield pb_grpc.FeatureServingStub(channel)
+
+
+def request(drivers: list[int]) -> pb.GetOnlineFeaturesRequest:
+    message = pb.GetOnlineFeaturesRequest(features=FEATURES)
+    message.entities["driver_id"].CopyFrom(pb.Values(int64_values=pb.Int64List(values=drivers)))
+    return message
+
+
+def values(response: pb.GetOnlineFeaturesResponse) -> dict[str, list[Any]]:
+    return {
+        "completed_trips_total": list(response.features[0].values.int64_values.values),
+        "city": list(response.features[1].values.string_values.values),
+    }
+
+
+def expected_values(repo: Path, drivers: list[int]) -> dict[str, list[Any]]:
+    """What the server should answer, looked up in process (absent values as zero values)."""
+    result = open_store(repo).get_online_features(FEATURES, {"driver_id": drivers}).to_dict()
+    return {
+        "completed_trips_total": [v or 0 for v in result["completed_trips_total"]],
+        "city": [v or "" for v in result["city"]],
+    }
+
+
+def post(server: ServeProcess, drivers: list[int]) -> httpx.Response:
+    body = {"features": FEATURES, "entities": {"driver_id": drivers}}
+    return httpx.post(f"{server.http_url}/v1/online-features", json=body, timeout=10)
+
+
+def assert_unavailable_fast(stub: Any, server: ServeProcess, most: float) -> tuple[float, list[str]]:
+    """One gRPC attempt and one HTTP request fail as the online store being away, within ``most``.
+
+    Returns how long the gRPC attempt took and both error messages.
+    """
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as error:
+        stub.GetOnlineFeatures(request(DRIVERS), timeout=10)
+    took = time.monotonic() - started
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert took < most, took
+
+    started = time.monotonic()
+    answer = post(server, DRIVERS)
+    assert time.monotonic() - started < most
+    assert answer.status_code == 503
+    assert set(answer.json()) == {"error"}
+    assert answer.json()["error"]["code"] == "UNAVAILABLE"
+    messages = [str(error.value.details()), answer.json()["error"]["message"]]
+    for message in messages:
+        assert message.startswith(f"online store {server.redis_url} does not answer: "), message
+    return took, messages
+
+
+def health_is(server: ServeProcess, status: int) -> bool:
+    http = httpx.get(f"{server.http_url}/healthz", timeout=5)
+    name = "SERVING" if status == SERVING else "NOT_SERVING"
+    return (
+        health(server.target) == status
+        and health(server.target, SERVICE) == status
+        and http.status_code == (200 if status == SERVING else 503)
+        and http.json()["status"] == name
+    )
+
+
+def test_a_frozen_redis_times_out_then_answers_correctly_again(
+    outage_server: ServeProcess, stub: Any, serving_redis: RedisServer, served_repo: Path
+) -> None:
+    expected = expected_values(served_repo, DRIVERS)
+    assert values(stub.GetOnlineFeatures(request(DRIVERS), timeout=5)) == expected
+    assert serving_redis.process is not None
+    serving_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        took, messages = assert_unavailable_fast(stub, outage_server, most=REDIS_TIMEOUT + 1.5)
+        assert took >= REDIS_TIMEOUT * 0.9  # it did wait for Redis, for the configured time
+        assert all(m.endswith("does not answer: timeout") for m in messages), messages
+        wait_for(lambda: health_is(outage_server, NOT_SERVING), 5, "health NOT_SERVING")
+    finally:
+        serving_redis.process.send_signal(signal.SIGCONT)
+
+    # Lookups cancelled mid-command must not leave replies behind for later requests.
+    wait_for(lambda: stub.GetOnlineFeatures(request(DRIVERS), timeout=2), 5, "a lookup succeeds")
+    for drivers in (DRIVERS[::-1], DRIVERS[:7], [1, *DRIVERS[50:60], 2], DRIVERS):
+        assert values(stub.GetOnlineFeatures(request(drivers), timeout=5)) == expected_values(
+            served_repo, drivers
+        )
+        assert post(outage_server, drivers).json()["features"][0]["values"] == [
+            v or None for v in expected_values(served_repo, drivers)["completed_trips_total"]
+        ]
+    wait_for(lambda: health_is(outage_server, SERVING), 5, "health SERVING again")
+    assert outage_server.process is not None and outage_server.process.poll() is None
+
+
+def test_a_stopped_redis_fails_fast_and_a_restarted_one_serves_again(
+    outage_server: ServeProcess, stub: Any, serving_redis: RedisServer, served_repo: Path
+) -> None:
+    expected = expected_values(served_repo, DRIVERS)
+    with redis.Redis.from_url(serving_redis.url) as client:
+        client.save()  # the restarted Redis loads this snapshot: same data
+    serving_redis.stop()
+    try:
+        _, messages = assert_unavailable_fast(stub, outage_server, most=REDIS_TIMEOUT + 1.5)
+        assert all("Connect" in m for m in messages), messages  # the reason, from the Redis client
+        with featurestore.Client(outage_server.target) as client:  # retries, then a typed error
+            started = time.monotonic()
+            with pytest.raises(OnlineStoreUnavailable) as error:
+                client.get_online_features(FEATURES, {"driver_id": DRIVERS}, timeout=5)
+            assert time.monotonic() - started < 5
+            assert error.value.message.startswith("UNAVAILABLE: online store redis://127.0.0.1:")
+        wait_for(lambda: health_is(outage_server, NOT_SERVING), 5, "health NOT_SERVING")
+        assert outage_server.process is not None and outage_server.process.poll() is None
+    finally:
+        serving_redis.start()
+
+    restarted = time.monotonic()
+    wait_for(lambda: stub.GetOnlineFeatures(request(DRIVERS), timeout=2), 5, "a lookup succeeds")
+    assert time.monotonic() - restarted < 5
+    assert values(stub.GetOnlineFeatures(request(DRIVERS), timeout=5)) == expected
+    answer = post(outage_server, DRIVERS)
+    assert answer.status_code == 200
+    assert answer.json()["features"][1]["values"] == [v or None for v in expected["city"]]
+    wait_for(lambda: health_is(outage_server, SERVING), 5, "health SERVING again")
+    assert outage_server.process is not None and outage_server.process.poll() is None

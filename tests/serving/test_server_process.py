@@ -1,0 +1,141 @@
+"""The server process: SIGTERM is graceful (exit 0, in-flight requests answered), --workers N all
+serve and all stop, a port in use is a one-line error."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+import featurestore
+from featurestore.errors import OnlineStoreUnavailable
+from featurestore.serving.v1 import serving_pb2 as pb
+from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
+from tests.conftest import RedisServer, free_port
+from tests.helpers import run_cli
+from tests.serving.support import (
+    ServeProcess,
+    children,
+    established_connections,
+    open_store,
+    process_state,
+    wait_for,
+)
+
+DRIVERS = list(range(1001, 1021))
+CITY = ["driver_stats:city"]
+
+
+def city_request() -> pb.GetOnlineFeaturesRequest:
+    request = pb.GetOnlineFeaturesRequest(features=CITY)
+    request.entities["driver_id"].CopyFrom(pb.Values(int64_values=pb.Int64List(values=DRIVERS)))
+    return request
+
+
+def test_sigterm_answers_the_request_in_flight_then_exits_0(
+    served_repo: Path, serving_redis: RedisServer
+) -> None:
+    expected = open_store(served_repo).get_online_features(CITY, {"driver_id": DRIVERS}).to_dict()["city"]
+    server = ServeProcess(served_repo, serving_redis.url, "--redis-timeout", "5")
+    try:
+        server.start()
+        assert serving_redis.process is not None
+        with grpc.insecure_channel(server.target) as channel:
+            stub = pb_grpc.FeatureServingStub(channel)
+            assert stub.GetOnlineFeatures(city_request(), timeout=5).features[0].name == "city"
+            serving_redis.process.send_signal(signal.SIGSTOP)  # holds the next lookup in flight
+            try:
+                in_flight = stub.GetOnlineFeatures.future(city_request(), timeout=20)
+                time.sleep(1)
+                server.terminate()
+                time.sleep(0.5)
+                assert server.process is not None and server.process.poll() is None  # still in its grace
+                assert not in_flight.done()
+            finally:
+                serving_redis.process.send_signal(signal.SIGCONT)
+            stopped = time.monotonic()
+            response = in_flight.result(timeout=10)
+            assert [v or None for v in response.features[0].values.string_values.values] == expected
+            assert server.wait(10) == 0, server.stderr
+            assert time.monotonic() - stopped < 5
+        assert "Traceback" not in server.stderr
+    finally:
+        server.stop()
+
+    with featurestore.Client(server.target) as client, pytest.raises(OnlineStoreUnavailable):
+        client.get_online_features(CITY, {"driver_id": DRIVERS}, timeout=1)
+
+
+def test_workers_share_the_ports_and_sigterm_stops_them_all(
+    served_repo: Path, serving_redis: RedisServer
+) -> None:
+    expected = open_store(served_repo).get_online_features(CITY, {"driver_id": DRIVERS}).to_dict()["city"]
+    server = ServeProcess(served_repo, serving_redis.url, "--workers", "2")
+    channels: list[grpc.Channel] = []
+    https: list[httpx.Client] = []
+    try:
+        server.start()
+        assert server.process is not None
+        assert server.stderr.startswith(
+            f"serving gRPC on {server.target}, HTTP on {server.http_url} with 2 workers"
+        )
+        spawned = children(server.process.pid)
+        workers = [pid for pid in spawned if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(workers) == 2, spawned
+
+        # Separate connections (no shared subchannels): the kernel spreads them over the workers.
+        for _ in range(16):
+            channel = grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
+            channels.append(channel)
+            response = pb_grpc.FeatureServingStub(channel).GetOnlineFeatures(city_request(), timeout=10)
+            assert [v or None for v in response.features[0].values.string_values.values] == expected
+            http = httpx.Client(base_url=server.http_url, timeout=10)
+            https.append(http)
+            body = {"features": CITY, "entities": {"driver_id": DRIVERS}}
+            reply = http.post("/v1/online-features", json=body)
+            assert reply.status_code == 200
+            assert reply.json()["features"][0]["values"] == expected
+        for port in (server.grpc_port, server.http_port):
+            served = {pid: established_connections(pid, port) for pid in workers}
+            assert sum(served.values()) >= 16, (port, served)
+            assert all(served.values()), (port, served)  # both workers serve
+
+        # SIGTERM with the connections still open: every process ends, the parent exits 0.
+        stopped = time.monotonic()
+        server.terminate()
+        assert server.wait(15) == 0, server.stderr
+        assert time.monotonic() - stopped < 8
+        wait_for(lambda: all(process_state(pid) in (None, "Z") for pid in spawned), 5, "no process left")
+    finally:
+        for channel in channels:
+            channel.close()
+        for http in https:
+            http.close()
+        server.stop()
+    assert "Traceback" not in server.stderr
+
+
+def test_a_port_in_use_is_one_error_line(served_repo: Path, serving_redis: RedisServer) -> None:
+    env = {"FEATURESTORE_REDIS_URL": serving_redis.url}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runs = {"gRPC": (port, free_port()), "HTTP": (free_port(), port)}
+        with ThreadPoolExecutor(2) as pool:
+            results = dict(zip(runs, pool.map(
+                lambda ports: run_cli("serve", "--repo", str(served_repo), "--grpc-port", str(ports[0]),
+                                      "--http-port", str(ports[1]), env=env),
+                runs.values(),
+            ), strict=True))
+    for which, result in results.items():
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        # The library's own log line says why (address in use), then ours says what.
+        assert result.stderr.strip().splitlines()[-1] == f"error: cannot serve {which} on 127.0.0.1:{port}"
