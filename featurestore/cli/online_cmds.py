@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,18 @@ def serve(
     run(store.config, options, on_ready=lambda line: err_console.print(line, markup=False))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _age(delta: timedelta) -> str:
+    """How old a value is, to the unit that matters: 42s, 17m, 5h, 3d."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def _entity_value(text: str) -> Any:
     return int(text) if text.lstrip("-").isdigit() else text
 
@@ -77,17 +90,24 @@ def get(
 
         with Client(server) as client:
             response = client.get_online_features(wanted, entities)
-        columns, statuses = response.columns, response.statuses
+        columns, statuses, stamps = response.columns, response.statuses, response.event_timestamps
     else:
         result = open_store(repo).get_online_features(wanted, entities)
         columns, statuses = (
             {c: v for c, v in result.to_dict().items() if c not in entities},
             result.statuses(),
         )
+        stamps = {
+            col.name: [None if t is None else _EPOCH + timedelta(microseconds=t) for t in col.event_ts_us]
+            for col in result.features
+        }
+    now = datetime.now(UTC)
     n = len(next(iter(entities.values())))
     for i in range(n):
         title = ", ".join(f"{k}={v[i]}" for k, v in entities.items())
-        table = Table("feature", "value", "status", title=title, title_justify="left")
+        table = Table("feature", "value", "status", "age", title=title, title_justify="left")
         for name, column in columns.items():
-            table.add_row(name, "" if column[i] is None else str(column[i]), statuses[name][i])
+            stamp = stamps[name][i]
+            age = "" if stamp is None else _age(now - stamp)
+            table.add_row(name, "" if column[i] is None else str(column[i]), statuses[name][i], age)
         console.print(table)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+import numpy as np
 import pyarrow as pa
 
 from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
@@ -73,7 +74,7 @@ class OnlineResponse:
 
 
 def _entity_values(name: str, values: Sequence[Any]) -> pb.Values:
-    values = list(values)
+    values = [v.item() if isinstance(v, np.integer | np.str_) else v for v in values]
     if values and all(type(v) is int for v in values):
         return pb.Values(int64_values=pb.Int64List(values=values))
     if all(type(v) is str for v in values):

@@ -56,6 +56,9 @@ class RegistryHolder:
         except FeatureStoreError as e:
             log.warning("registry refresh skipped: %s", e.message)
             return False
+        except Exception:  # a bug must not end the refresh task silently; keep serving
+            log.exception("registry refresh failed; still serving version %d", self.current.version)
+            return False
         if fresh is None:
             return False
         log.info("registry version %d -> %d", self.current.version, fresh.version)

@@ -114,7 +114,11 @@ async def serve_async(
     except RuntimeError:  # grpc cannot bind the port (it has logged why)
         await client.aclose()
         raise FeatureStoreError(f"cannot serve gRPC on {options.host}:{options.grpc_port}") from None
-    await set_health(False)
+    try:  # report the real state from the first request on
+        await asyncio.wait_for(client.ping(), options.redis_timeout)
+        await set_health(True)
+    except Exception:  # noqa: BLE001 - Redis down at start: serve, NOT_SERVING until it answers
+        await set_health(False)
     await grpc_server.start()
     tasks = [asyncio.create_task(holder.refresh_forever()), asyncio.create_task(watch_redis())]
 
