@@ -16,7 +16,8 @@ For one scale of the example data (featurestore.datagen) this
      and the peak size of DuckDB's spill folder during each run,
   4. with --check, compares the api output with the limit output row for row.
 
-Results go to benchmarks/out/SCALE/results.json and are printed as a Markdown table.
+Results go to benchmarks/out/SCALE/results.json (results-memory-LIMIT.json with --memory-limit)
+and are printed as a Markdown table.
 """
 
 from __future__ import annotations
@@ -113,13 +114,15 @@ def limit_sql(entities: Path, tie_break: bool = True) -> str:
 # -- workers: one measurement each, run in a child process ------------------------------
 
 
-def worker(mode: str, repo: Path, entities: Path, out: Path) -> None:
+def worker(mode: str, repo: Path, entities: Path, out: Path, memory_limit: str | None = None) -> None:
     if mode == "api":
         from featurestore import FeatureStore  # before the clock starts: start-up is not the join
 
     started = time.perf_counter()
     if mode == "api":
         with FeatureStore(repo).get_training_set(entities, SERVICE) as ts:
+            if memory_limit:  # no public setting: the experiment reaches into the connection
+                ts._con.execute(f"SET memory_limit = '{memory_limit}'")
             ts.to_parquet(out)
     elif mode in ("limit", "plain"):
         db = repo / ".featurestore" / "store.duckdb"
@@ -127,6 +130,8 @@ def worker(mode: str, repo: Path, entities: Path, out: Path) -> None:
         # The settings featurestore's own connections use: UTC, and spills beside the file.
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET temp_directory = '{db.parent / 'tmp'}'")
+        if memory_limit:
+            con.execute(f"SET memory_limit = '{memory_limit}'")
         sql = limit_sql(entities, tie_break=mode == "limit")
         con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
         con.close()
@@ -222,7 +227,10 @@ def prepare(scale: str, reuse: bool) -> tuple[Path, Report]:
 
     repo = base / "repo"
     store = repo / ".featurestore"
+    ingest_file = base / "ingest.json"
     if reuse and (store / "store.duckdb").exists():
+        if ingest_file.exists():  # the figures of the ingestion that built this store
+            report.ingest = Run(**json.loads(ingest_file.read_text()))
         return repo, report
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
@@ -236,6 +244,7 @@ def prepare(scale: str, reuse: bool) -> tuple[Path, Report]:
     report.ingest = measure(
         [fs, "materialize", "--offline", "--repo", str(repo)], store / "tmp", base / "ingest.log"
     )
+    ingest_file.write_text(json.dumps(asdict(report.ingest)))
     return repo, report
 
 
@@ -278,7 +287,10 @@ def run_benchmark(scale: str, runs: int, modes: list[str], reuse: bool, check: b
         report.check = compare(results / "api.parquet", results / "limit.parquet")
         print("check:", report.check)
     report.environment = environment()
-    (base / "results.json").write_text(json.dumps(asdict(report), indent=2))
+    limit = os.environ.get("BENCH_MEMORY_LIMIT")
+    report.environment["duckdb_memory_limit"] = limit or "default (80% of RAM)"
+    name = f"results-memory-{limit}.json" if limit else "results.json"
+    (base / name).write_text(json.dumps(asdict(report), indent=2))
     return report
 
 
@@ -286,6 +298,7 @@ def compare(ours: Path, limit: Path) -> str:
     """Row for row: same row count, same columns and types, every value equal (nulls included)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     a = con.execute(f"DESCRIBE SELECT * FROM '{ours}'").fetchall()
     b = con.execute(f"DESCRIBE SELECT * FROM '{limit}'").fetchall()
     if [r[:2] for r in a] != [r[:2] for r in b]:
@@ -376,7 +389,7 @@ def markdown(report: Report) -> str:
 def main() -> None:
     if sys.argv[1:2] == ["--worker"]:  # a child process: --worker MODE REPO OUT
         mode, repo, out = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
-        worker(mode, repo, repo / "data" / "entity_rows.parquet", out)
+        worker(mode, repo, repo / "data" / "entity_rows.parquet", out, os.environ.get("BENCH_MEMORY_LIMIT"))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=SCALES, default="small")
@@ -385,6 +398,11 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true", help="also time the ASOF join without tie-break")
     parser.add_argument("--check", action="store_true", help="compare api and limit outputs row for row")
     parser.add_argument("--reuse", action="store_true", help="keep an ingested store from an earlier run")
+    parser.add_argument(
+        "--memory-limit",
+        help="DuckDB memory_limit for api, limit and plain (e.g. 8GB; the CLI cannot take one). "
+        "Default: DuckDB's, 80%% of RAM",
+    )
     parser.add_argument("--prepare-only", action="store_true", help="generate, apply and ingest; no runs")
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m] + (["plain"] if args.plain else [])
@@ -395,6 +413,10 @@ def main() -> None:
         _, report = prepare(args.scale, args.reuse)
         print(json.dumps(asdict(report), indent=2))
         return
+    if args.memory_limit:
+        os.environ["BENCH_MEMORY_LIMIT"] = args.memory_limit  # the workers inherit it
+        if "cli" in modes:
+            parser.error("--memory-limit cannot apply to the cli mode; pass --modes api,limit")
     report = run_benchmark(args.scale, args.runs, modes, args.reuse, args.check)
     print()
     print(markdown(report))
