@@ -27,6 +27,9 @@ class Config:
     redis_url: str
     # Entity frames name their event time column this unless a call says otherwise.
     event_timestamp_column: str = "event_timestamp"
+    # DuckDB's buffer pool for heavy work (training sets, ingestion), e.g. "8GB"; beyond it
+    # DuckDB spills to .featurestore/tmp. None: DuckDB's default, 80% of RAM.
+    memory_limit: str | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -68,10 +71,18 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"redis_url must start with redis://, rediss:// or unix://, got {redis_url!r}")
     event_col = training.get("event_timestamp_column", "event_timestamp")
-    return Config(root, project, duckdb_path, redis_url, event_col)
+    memory_limit = env.get("FEATURESTORE_DUCKDB_MEMORY_LIMIT") or offline.get("memory_limit")
+    if memory_limit is not None and not _MEMORY.match(str(memory_limit)):
+        raise ConfigError(f"memory_limit {memory_limit!r} must be a size such as 8GB or 512MB")
+    return Config(root, project, duckdb_path, redis_url, event_col, memory_limit)
 
 
-_TABLE_KEYS = {"offline": {"path"}, "online": {"redis_url"}, "training": {"event_timestamp_column"}}
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+_TABLE_KEYS = {
+    "offline": {"path", "memory_limit"},
+    "online": {"redis_url"},
+    "training": {"event_timestamp_column"},
+}
 
 
 def _table(raw: dict[str, object], key: str, path: Path) -> dict[str, str]:

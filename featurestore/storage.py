@@ -19,7 +19,10 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 
 
 def connect(
-    path: Path, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    path: Path,
+    read_only: bool = False,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    memory_limit: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection to the store file; raises StoreLockedError if another process keeps it."""
     if not read_only:
@@ -44,15 +47,20 @@ def connect(
         # Naive timestamps mean UTC everywhere in the store; spills go beside the file.
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET temp_directory = '{path.parent / 'tmp'}'")
+        if memory_limit:  # validated by the config: a size such as 8GB
+            con.execute(f"SET memory_limit = '{memory_limit}'")
         return con
 
 
 @contextmanager
 def connection(
-    path: Path, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    path: Path,
+    read_only: bool = False,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    memory_limit: str | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """``with connection(path) as con:``; closes the file (and its lock) on exit."""
-    con = connect(path, read_only=read_only, lock_timeout=lock_timeout)
+    con = connect(path, read_only=read_only, lock_timeout=lock_timeout, memory_limit=memory_limit)
     try:
         yield con
     finally:

@@ -89,7 +89,7 @@ def build_training_set(
     if not config.duckdb_path.exists():
         raise NotAppliedError("nothing ingested yet: run 'featurestore materialize --offline'")
     ts_column = event_timestamp_column or config.event_timestamp_column
-    con = connect(config.duckdb_path, read_only=True)
+    con = connect(config.duckdb_path, read_only=True, memory_limit=config.memory_limit)
     try:
         _check_ingested(con, config.project, requests)
         frame = register_entities(con, entity_df, ts_column)
