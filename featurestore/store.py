@@ -20,6 +20,7 @@ from featurestore.errors import (
     SourceError,
     StoreLockedError,
 )
+from featurestore.lineage import runs as lineage_runs
 from featurestore.offline.ingest import IngestResult, Progress, check_file_schema, ingest_view
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.online import state as online_state
@@ -155,18 +156,23 @@ class FeatureStore:
         with connection(self.config.duckdb_path) as con:
             version, snapshot = registry_store.read_snapshot(con, self.config.project)
             chosen = self._select_views(snapshot, views)
-            return [
-                ingest_view(
-                    con,
-                    self.config.project,
-                    view,
-                    version.version,
-                    self.config.repo,
-                    progress,
-                    self.config.store_dir,
-                )
-                for view in chosen
-            ]
+            names = [v.name for v in chosen]
+            with lineage_runs.ingestion_runs(con, self.config.project, version.version, names) as runs:
+                results = []
+                for view in chosen:
+                    results.append(
+                        ingest_view(
+                            con,
+                            self.config.project,
+                            view,
+                            version.version,
+                            self.config.repo,
+                            progress,
+                            self.config.store_dir,
+                        )
+                    )
+                    runs.succeeded(results[-1])
+                return results
 
     def get_training_set(
         self,
@@ -227,7 +233,11 @@ class FeatureStore:
         self.ingest(views, progress)
         version, snapshot = self._read(None)
         chosen = self._select_views(snapshot, views)
-        return materialize_online(self.config, chosen, version.version, start, end, incremental, progress)
+        online = [v.name for v in chosen if v.online]
+        with lineage_runs.materialization_sources(self.config.duckdb_path, self.config.project, online):
+            return materialize_online(
+                self.config, chosen, version.version, start, end, incremental, progress
+            )
 
     def materialize_incremental(
         self,

@@ -1,0 +1,1 @@
+"""Lineage: runs and the source snapshots they read, training set manifests, the lineage graph."""

@@ -1,0 +1,206 @@
+"""Runs: each ingestion of a view and each materialization, with the source snapshots it read.
+
+Ingestion runs live in ``ingestion_runs``; materialization runs keep their own table
+(``materialization_runs``, see ``online/state.py``). Both record in ``run_sources`` the
+``offline_files`` rows (path, size, mtime, content fingerprint, rows, event-time range) of
+each view as the run left or read them, so a run can be traced to the exact files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from featurestore.errors import ValidationError
+from featurestore.offline.ingest import IngestResult
+from featurestore.offline.tables import table_exists
+from featurestore.storage import connection, fetch_one, quote
+from featurestore.validation import ViewReport
+
+INGEST = "ingest"
+MATERIALIZE = "materialize"
+
+
+def run_name(kind: str, run_id: int) -> str:
+    """How a run is named to users: ``ingest-3``, ``materialize-12``."""
+    return f"{kind}-{run_id}"
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
+    schema = quote(project)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(f"CREATE SEQUENCE IF NOT EXISTS {schema}.ingestion_run_ids START 1")
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {schema}.ingestion_runs (
+            run_id INTEGER PRIMARY KEY,
+            view VARCHAR NOT NULL,
+            registry_version INTEGER NOT NULL,
+            status VARCHAR NOT NULL,          -- running, succeeded, failed, interrupted
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            files_added INTEGER,
+            files_changed INTEGER,
+            files_removed INTEGER,
+            rows_inserted BIGINT,
+            rows_deleted BIGINT,
+            rows_skipped BIGINT,
+            rows_quarantined BIGINT,
+            validation JSON,                  -- summary of the files validated by this run
+            error VARCHAR)"""
+    )
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {schema}.run_sources (
+            kind VARCHAR NOT NULL,            -- ingest or materialize
+            run_id INTEGER NOT NULL,
+            view VARCHAR NOT NULL,
+            path VARCHAR NOT NULL,
+            size BIGINT NOT NULL,
+            mtime DOUBLE NOT NULL,
+            fingerprint VARCHAR NOT NULL,
+            rows BIGINT NOT NULL,
+            min_event_ts TIMESTAMPTZ,
+            max_event_ts TIMESTAMPTZ)"""
+    )
+
+
+def validation_summary(report: ViewReport | None) -> dict[str, Any] | None:
+    """The counts of a view's validation, per file and failing check (no example rows)."""
+    if report is None:
+        return None
+    return {
+        "policy": report.policy,
+        "passed": report.passed,
+        "rows": report.rows,
+        "invalid_rows": report.invalid_rows,
+        "failures": [
+            {"path": path, "column": c.column, "check": c.check, "failing_rows": c.failing_rows}
+            for path, c in report.failures()
+        ],
+    }
+
+
+@dataclass
+class IngestionRuns:
+    """The runs of one ``FeatureStore.ingest`` call, one per view; see ``ingestion_runs``."""
+
+    con: duckdb.DuckDBPyConnection
+    project: str
+    ids: dict[str, int] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+
+    def succeeded(self, *results: IngestResult) -> None:
+        """Record each view's counts and validation, and the source snapshot it left."""
+        now = datetime.now(UTC)
+        for r in results:
+            run_id = self.ids[r.view]
+            self.con.execute(
+                f"UPDATE {quote(self.project)}.ingestion_runs SET status = 'succeeded', finished_at = ?, "
+                "files_added = ?, files_changed = ?, files_removed = ?, rows_inserted = ?, "
+                "rows_deleted = ?, rows_skipped = ?, rows_quarantined = ?, validation = ? WHERE run_id = ?",
+                [
+                    now,
+                    r.files_added,
+                    r.files_changed,
+                    r.files_removed,
+                    r.rows_inserted,
+                    r.rows_deleted,
+                    r.rows_skipped,
+                    r.rows_quarantined,
+                    _json(validation_summary(r.validation)),
+                    run_id,
+                ],
+            )
+            record_sources(self.con, self.project, INGEST, run_id, [r.view])
+            self.done.add(r.view)
+
+    def ended(self, status: str, error: BaseException) -> None:
+        """The runs of views not yet written failed or were interrupted: they wrote nothing."""
+        report = error.report if isinstance(error, ValidationError) else None
+        message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        for view, run_id in self.ids.items():
+            if view in self.done:
+                continue
+            summary = validation_summary(report) if report is not None and report.view == view else None
+            self.con.execute(
+                f"UPDATE {quote(self.project)}.ingestion_runs SET status = ?, finished_at = ?, "
+                "validation = ?, error = ? WHERE run_id = ?",
+                [status, datetime.now(UTC), _json(summary), message, run_id],
+            )
+            # What the view's table still holds: the snapshot before this run.
+            record_sources(self.con, self.project, INGEST, run_id, [view])
+
+
+@contextmanager
+def ingestion_runs(
+    con: duckdb.DuckDBPyConnection, project: str, registry_version: int, views: Sequence[str]
+) -> Iterator[IngestionRuns]:
+    """Start a run per view; one that does not reach ``succeeded`` is recorded failed or interrupted."""
+    ensure_tables(con, project)
+    runs = IngestionRuns(con, project)
+    started_at = datetime.now(UTC)
+    for view in views:
+        row = fetch_one(con, f"SELECT nextval('{project}.ingestion_run_ids')")
+        assert row is not None  # a sequence always answers
+        runs.ids[view] = int(row[0])
+        con.execute(
+            f"INSERT INTO {quote(project)}.ingestion_runs (run_id, view, registry_version, status, "
+            "started_at) VALUES (?, ?, ?, 'running', ?)",
+            [runs.ids[view], view, registry_version, started_at],
+        )
+    try:
+        yield runs
+    except Exception as e:
+        runs.ended("failed", e)
+        raise
+    except BaseException as e:
+        runs.ended("interrupted", e)
+        raise
+
+
+def record_sources(
+    con: duckdb.DuckDBPyConnection, project: str, kind: str, run_id: int, views: Sequence[str]
+) -> None:
+    """Copy the views' current ``offline_files`` rows into ``run_sources`` for this run."""
+    if not views or not table_exists(con, project, "offline_files"):
+        return
+    ensure_tables(con, project)
+    schema = quote(project)
+    con.execute(
+        f"""INSERT INTO {schema}.run_sources
+            SELECT ?, ?, view, path, size, mtime, fingerprint, rows, min_event_ts, max_event_ts
+            FROM {schema}.offline_files WHERE list_contains(?, view)""",
+        [kind, run_id, list(views)],
+    )
+
+
+@contextmanager
+def materialization_sources(duckdb_path: Path, project: str, views: Sequence[str]) -> Iterator[None]:
+    """Record the snapshots of ``views`` for the materialization run started inside, failed or not."""
+    with connection(duckdb_path, read_only=True) as con:
+        before = _latest_materialization_run(con, project)
+    try:
+        yield
+    finally:
+        with connection(duckdb_path) as con:
+            run_id = _latest_materialization_run(con, project)
+            # None or unchanged: the run failed before it was recorded (e.g. Redis down).
+            if run_id is not None and run_id != before:
+                record_sources(con, project, MATERIALIZE, run_id, views)
+
+
+def _latest_materialization_run(con: duckdb.DuckDBPyConnection, project: str) -> int | None:
+    if not table_exists(con, project, "materialization_runs"):
+        return None
+    row = fetch_one(con, f"SELECT max(run_id) FROM {quote(project)}.materialization_runs")
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)

@@ -1,0 +1,67 @@
+"""Runs: each ingestion and materialization recorded with the source snapshots it read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from featurestore import FeatureStore
+from featurestore.errors import ValidationError
+from featurestore.offline.ingest import file_fingerprint
+from featurestore.storage import connection
+from tests.lineage.conftest import at, write_stats
+
+
+def sources_of(fs: FeatureStore, kind: str, run_id: object, columns: str = "*") -> list[dict[str, object]]:
+    return rows(fs, f"SELECT {columns} FROM lin.run_sources WHERE kind = '{kind}' AND run_id = {run_id} "
+                    "ORDER BY path")
+
+
+def rows(fs: FeatureStore, sql: str) -> list[dict[str, object]]:
+    with connection(fs.config.duckdb_path, read_only=True) as con:
+        cur = con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def test_each_ingested_view_is_a_run_with_its_source_snapshot(store: FeatureStore) -> None:
+    runs = rows(store, "SELECT * FROM lin.ingestion_runs ORDER BY view")
+    assert [(r["view"], r["status"], r["registry_version"]) for r in runs] == [
+        ("stats", "succeeded", 1), ("zones", "succeeded", 1)]
+    stats = runs[0]
+    assert (stats["files_added"], stats["rows_inserted"], stats["rows_quarantined"]) == (2, 6, 0)
+    assert stats["started_at"] <= stats["finished_at"]
+    assert '"passed": true' in str(stats["validation"])
+    sources = sources_of(store, "ingest", stats["run_id"])
+    a = store.config.repo / "data" / "stats" / "a.parquet"
+    assert [Path(str(s["path"])).name for s in sources] == ["a.parquet", "b.parquet"]
+    assert sources[0]["fingerprint"] == file_fingerprint(a)
+    assert (sources[0]["size"], sources[0]["rows"]) == (a.stat().st_size, 4)
+    assert (sources[0]["min_event_ts"], sources[0]["max_event_ts"]) == (at(0), at(3))
+
+
+def test_a_failed_validation_is_a_failed_run_with_its_report(store: FeatureStore) -> None:
+    write_stats(store.config.repo / "data" / "stats" / "b.parquet", [0.5, -1.0], drivers=(2,))
+    with pytest.raises(ValidationError):
+        store.ingest(["stats"])
+    run = rows(store, "SELECT * FROM lin.ingestion_runs ORDER BY run_id DESC LIMIT 1")[0]
+    assert (run["view"], run["status"]) == ("stats", "failed")
+    assert "score" in str(run["error"]) and '"invalid_rows": 1' in str(run["validation"])
+    # Nothing was written: the run's snapshot is what the table still holds, the old b.parquet.
+    sources = sources_of(store, "ingest", run["run_id"], "rows")
+    assert [s["rows"] for s in sources] == [4, 2]
+
+
+def test_an_unchanged_ingestion_is_still_a_run(store: FeatureStore) -> None:
+    store.ingest(["zones"])
+    run = rows(store, "SELECT * FROM lin.ingestion_runs ORDER BY run_id DESC LIMIT 1")[0]
+    assert (run["view"], run["status"], run["rows_inserted"]) == ("zones", "succeeded", 0)
+
+
+def test_a_materialization_run_records_the_snapshots_it_read(redis_url: str, store: FeatureStore) -> None:
+    result = store.materialize()
+    sources = sources_of(store, "materialize", result.run_id, "view, path")
+    # Only online views are read: zones is offline.
+    assert [(s["view"], Path(str(s["path"])).name) for s in sources] == [
+        ("stats", "a.parquet"), ("stats", "b.parquet")]
