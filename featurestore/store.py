@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
 import redis
@@ -21,6 +22,8 @@ from featurestore.errors import (
     StoreLockedError,
 )
 from featurestore.lineage import runs as lineage_runs
+from featurestore.lineage.reproduce import ReproduceResult, reproduce
+from featurestore.lineage.training_sets import TrainingSetRecorder, list_records, load_record
 from featurestore.offline.ingest import IngestResult, Progress, check_file_schema, ingest_view
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.online import state as online_state
@@ -195,7 +198,23 @@ class FeatureStore:
             features,
             full_feature_names,
             event_timestamp_column,
+            TrainingSetRecorder(self.config.store_dir),
         )
+
+    def reproduce_training_set(
+        self, training_set: str, out: str | os.PathLike[str], force: bool = False
+    ) -> ReproduceResult:
+        """Rebuild a recorded training set into ``out`` and compare its fingerprint with the original.
+
+        Refuses (SourceError naming the file) if a source changed since, unless ``force``.
+        """
+        record = load_record(self.config.store_dir, training_set)
+        snapshot = self._read(int(record["manifest"]["registry_version"]))[1]
+        return reproduce(self.config, snapshot, training_set, Path(out), force)
+
+    def training_sets(self) -> list[dict[str, Any]]:
+        """Every recorded training set: id, manifest, output path and fingerprint, oldest first."""
+        return list_records(self.config.store_dir)
 
     def validate(
         self, views: Sequence[str] | None = None, progress: Progress | None = None

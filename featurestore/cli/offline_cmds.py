@@ -139,5 +139,31 @@ def training_set(
     with store.get_training_set(entities, refs or service or "", full_feature_names, timestamp_column) as ts:
         ts.to_parquet(out)
     console.print(
-        f"Wrote {out} ({len(ts.manifest['features'])} features) in {time.perf_counter() - started:.2f}s."
+        f"Wrote {out} ({len(ts.manifest['features'])} features) in {time.perf_counter() - started:.2f}s; "
+        f"training set {ts.manifest['id']}."
     )
+
+
+@app.command("training-set-reproduce")
+def training_set_reproduce(
+    training_set: Annotated[str, typer.Argument(help="The training set's id (printed when it was written).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild even if its source files changed since.")
+    ] = False,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Rebuild a recorded training set and verify it matches the original's fingerprint."""
+    result = open_store(repo).reproduce_training_set(training_set, out, force)
+    for change in result.changes:
+        console.print(f"warning: {change}", markup=False)
+    if result.identical:
+        console.print(f"Wrote {out}: identical to training set {training_set} ({result.fingerprint}).")
+        return
+    console.print(
+        f"Wrote {out}, but it DIFFERS from training set {training_set}: fingerprint {result.fingerprint}, "
+        f"expected {result.expected}.",
+        markup=False,
+    )
+    if not result.changes:  # nothing changed, yet not the same bytes: reproducibility is broken
+        raise typer.Exit(1)

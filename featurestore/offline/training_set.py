@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import pandas as pd
@@ -23,16 +23,33 @@ from featurestore.storage import connect, quote
 MANIFEST_KEY = "featurestore.manifest"
 
 
+class Recorder(Protocol):
+    """Registers what ``to_parquet`` writes (lineage): gives the manifest its id, files the record."""
+
+    def before_write(self, con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> Any: ...
+
+    def after_write(self, pending: Any, output: Path) -> dict[str, Any]: ...
+
+    def discard(self, pending: Any) -> None: ...
+
+
 class TrainingSet:
     """The result of ``get_training_set``; nothing runs until an output method is called.
 
     Holds a read connection to the store until ``close()`` (or the end of a ``with`` block).
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, sql: str, manifest: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        sql: str,
+        manifest: dict[str, Any],
+        recorder: Recorder | None = None,
+    ) -> None:
         self._con = con
         self.sql = sql
         self.manifest = manifest
+        self._recorder = recorder
 
     def to_arrow(self) -> pa.Table:
         """The whole training set in memory."""
@@ -49,16 +66,31 @@ class TrainingSet:
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write it with DuckDB (out of core), the manifest in the file's metadata.
 
-        The file appears complete or not at all: it is written beside and renamed.
+        The file appears complete or not at all: it is written beside and renamed. With a
+        recorder (``FeatureStore.get_training_set``), the training set is registered and
+        ``manifest`` gains its ``id``, ``entity_fingerprint``, ``rows`` and ``output_fingerprint``.
         """
         target = Path(path)
+        if self._recorder is None:
+            return self.write(target, self.manifest)
+        pending = self._recorder.before_write(self._con, self.manifest)
+        try:
+            self.write(target, pending.manifest)
+        except BaseException:
+            self._recorder.discard(pending)
+            raise
+        self.manifest = self._recorder.after_write(pending, target)
+        return target
+
+    def write(self, target: Path, manifest: dict[str, Any]) -> Path:
+        """Write the file with exactly this manifest embedded (``reproduce`` passes the recorded one)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
-        manifest = json.dumps(self.manifest, sort_keys=True, default=str).replace("'", "''")
+        text = json.dumps(manifest, sort_keys=True, default=str).replace("'", "''")
         try:
             self._con.execute(
                 f"COPY ({self.sql}) TO '{_escape(partial)}' (FORMAT parquet, "
-                f"KV_METADATA {{'{MANIFEST_KEY}': '{manifest}'}})"
+                f"KV_METADATA {{'{MANIFEST_KEY}': '{text}'}})"
             )
             partial.replace(target)
         finally:
@@ -83,6 +115,7 @@ def build_training_set(
     features: Sequence[str] | str,
     full_feature_names: bool = False,
     event_timestamp_column: str | None = None,
+    recorder: Recorder | None = None,
 ) -> TrainingSet:
     """Resolve features, check the entity frame against them and prepare the query."""
     requests = snapshot.resolve(features)
@@ -109,10 +142,12 @@ def build_training_set(
         outputs = _output_columns(requests, list(frame.columns), full_feature_names)
         sql = point_in_time_sql(config.project, list(frame.columns), requests, outputs)
         manifest = _manifest(con, config.project, registry_version, requests, outputs, frame.description)
+        # What a rebuild needs besides the features: how columns were named, which was the time.
+        manifest.update(full_feature_names=full_feature_names, event_timestamp_column=ts_column)
     except BaseException:
         con.close()
         raise
-    return TrainingSet(con, sql, manifest)
+    return TrainingSet(con, sql, manifest, recorder)
 
 
 def _check_ingested(con: duckdb.DuckDBPyConnection, project: str, requests: Sequence[ViewRequest]) -> None:

@@ -53,7 +53,7 @@ def entity_frame(path: Path) -> Path:
     pq.write_table(pa.table({
         "driver_id": pa.array([1, 2, 1, 3], pa.int64()),
         "event_timestamp": pa.array([at(60), at(60), at(2), at(60)], pa.timestamp("us", tz="UTC")),
-        "label": [1, 0, 1, 0],
+        "target": [1, 0, 1, 0],
     }), path)
     return path
 
