@@ -76,7 +76,11 @@ def _iso(micros: int) -> str:
 
 def _response(result: OnlineResult, version: int) -> dict[str, Any]:
     features = []
+    stamps: dict[int, list[str | None]] = {}  # the features of a view share one list of times
     for col in result.features:
+        iso = stamps.get(id(col.event_ts_us))
+        if iso is None:
+            iso = stamps[id(col.event_ts_us)] = [None if t is None else _iso(t) for t in col.event_ts_us]
         conv = _json_value(col.field.dtype.name)
         features.append(
             {
@@ -85,7 +89,7 @@ def _response(result: OnlineResult, version: int) -> dict[str, Any]:
                 "type": col.field.dtype.name,
                 "values": [conv(v) for v in col.values],
                 "statuses": [_STATUS_NAMES[s] for s in col.statuses],
-                "event_timestamps": [None if t is None else _iso(t) for t in col.event_ts_us],
+                "event_timestamps": iso,
             }
         )
     body: dict[str, Any] = {"registry_version": version, "features": features}
@@ -134,7 +138,8 @@ def build_app(
         n, columns = plan.entity_columns(body.entities)
         keys = plan.keys(n, columns)
         try:
-            raw = cast(list[bytes | None], await asyncio.wait_for(client.mget(keys), redis_timeout))
+            async with asyncio.timeout(redis_timeout):  # unlike wait_for, no task per request
+                raw = cast(list[bytes | None], await client.mget(keys))
         except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as e:
             raise OnlineStoreUnavailable(
                 f"online store {redact(redis_url)} does not answer: {str(e) or 'timeout'}"
