@@ -22,6 +22,7 @@ from featurestore.errors import (
     StoreLockedError,
 )
 from featurestore.lineage import runs as lineage_runs
+from featurestore.lineage.graph import lineage as lineage_graph
 from featurestore.lineage.reproduce import ReproduceResult, reproduce
 from featurestore.lineage.training_sets import TrainingSetRecorder, list_records, load_record
 from featurestore.offline.ingest import IngestResult, Progress, check_file_schema, ingest_view
@@ -211,6 +212,14 @@ class FeatureStore:
         record = load_record(self.config.store_dir, training_set)
         snapshot = self._read(int(record["manifest"]["registry_version"]))[1]
         return reproduce(self.config, snapshot, training_set, Path(out), force)
+
+    def lineage(self, name: str) -> dict[str, Any]:
+        """The lineage graph around ``name`` (view, ``view:feature``, service, training set id, run).
+
+        ``{"root": id, "nodes": [...], "edges": [{"from", "to", "relation"}]}``, edges pointing
+        downstream: source files -> runs -> views -> features -> services and training sets.
+        """
+        return lineage_graph(self.config, self._latest_or_none()[1] or Snapshot(), name)
 
     def training_sets(self) -> list[dict[str, Any]]:
         """Every recorded training set: id, manifest, output path and fingerprint, oldest first."""

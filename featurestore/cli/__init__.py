@@ -1,6 +1,12 @@
 """The ``featurestore`` command line: one module per group of commands, one error handler."""
 
-from featurestore.cli import offline_cmds, online_cmds, registry_cmds, validate_cmds  # noqa: F401
+from featurestore.cli import (  # noqa: F401
+    lineage_cmds,
+    offline_cmds,
+    online_cmds,
+    registry_cmds,
+    validate_cmds,
+)
 from featurestore.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -164,6 +164,47 @@ def ingestion_runs(
         raise
 
 
+REJECTED = "runs/rejected_ingestions.jsonl"
+
+
+@contextmanager
+def rejected_ingestions(store_dir: Path, registry_version: int, views: Sequence[str]) -> Iterator[None]:
+    """Record ingestions refused by validation beside the store, which they must leave untouched.
+
+    One JSON line per view: named ``ingest-rejected-N`` (N counts the lines), status
+    ``failed``, the validation summary of the failed view and the error.
+    """
+    started_at = datetime.now(UTC)
+    try:
+        yield
+    except ValidationError as e:
+        path = store_dir / REJECTED
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            for view in views:
+                summary = validation_summary(e.report) if e.report.view == view else None
+                line = {
+                    "view": view,
+                    "registry_version": registry_version,
+                    "status": "failed",
+                    "started_at": started_at,
+                    "finished_at": datetime.now(UTC),
+                    "validation": summary,
+                    "error": e.message,
+                }
+                f.write(json.dumps(line, default=str) + "\n")
+        raise
+
+
+def read_rejected(store_dir: Path) -> list[dict[str, Any]]:
+    """The ingestions validation refused, oldest first, each with its ``run`` name."""
+    path = store_dir / REJECTED
+    if not path.is_file():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{"run": f"ingest-rejected-{i}", **line} for i, line in enumerate(lines, 1)]
+
+
 def record_sources(
     con: duckdb.DuckDBPyConnection, project: str, kind: str, run_id: int, views: Sequence[str]
 ) -> None:

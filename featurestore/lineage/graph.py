@@ -1,0 +1,296 @@
+"""The lineage graph: source files -> runs -> feature views -> features -> services, training sets.
+
+Derived from what the store already records -- the registry, ``offline_files``, ``run_sources``,
+the run tables and training set records -- never written by hand. Nodes are named
+``kind:name`` (``file:/abs/path``, ``view:stats``, ``feature:stats:score``, ``service:svc``,
+``training_set:ID``, ``run:ingest-3``, ``run:materialize-7``); edges point downstream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from featurestore.config import Config
+from featurestore.errors import NotFoundError
+from featurestore.lineage.reproduce import file_changes
+from featurestore.lineage.runs import INGEST, MATERIALIZE, read_rejected, run_name
+from featurestore.lineage.training_sets import list_records
+from featurestore.offline.ingest import file_fingerprint
+from featurestore.offline.tables import table_exists
+from featurestore.registry import Snapshot
+from featurestore.storage import connection, quote
+
+# Runs per view shown (newest first); a run asked for by name is always included.
+RECENT_RUNS = 5
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.edges: dict[tuple[str, str], str] = {}
+
+    def node(self, node_id: str, kind: str, name: str, **attrs: Any) -> str:
+        self.nodes.setdefault(node_id, {"id": node_id, "kind": kind, "name": name}).update(attrs)
+        return node_id
+
+    def edge(self, upstream: str, downstream: str, relation: str) -> None:
+        self.edges.setdefault((upstream, downstream), relation)
+
+
+def lineage(config: Config, snapshot: Snapshot, name: str) -> dict[str, Any]:
+    """The graph upstream and downstream of ``name`` (a view, ``view:feature``, service, training set id
+    or run ``ingest-N`` / ``materialize-N``): ``{"root", "nodes", "edges"}``."""
+    g = _Graph()
+    _definitions(g, snapshot)
+    if config.duckdb_path.exists():
+        with connection(config.duckdb_path, read_only=True) as con:
+            _files(g, con, config, snapshot)
+            _runs(g, con, config.project, name)
+    _rejected(g, config)
+    _training_sets(g, config, snapshot)
+    root = _resolve(g, name)
+    keep = {root} | _reach(g, root, upstream=True) | _reach(g, root, upstream=False)
+    return {
+        "root": root,
+        "nodes": [g.nodes[n] for n in sorted(keep)],
+        "edges": [
+            {"from": a, "to": b, "relation": r}
+            for (a, b), r in sorted(g.edges.items())
+            if a in keep and b in keep
+        ],
+    }
+
+
+def _definitions(g: _Graph, snapshot: Snapshot) -> None:
+    for view in snapshot.views.values():
+        v = g.node(
+            f"view:{view.name}",
+            "feature_view",
+            view.name,
+            online=view.online,
+            fingerprint=view.fingerprint,
+            source=view.source.name,
+        )
+        for f in view.features:
+            g.edge(
+                v,
+                g.node(
+                    f"feature:{view.name}:{f.name}", "feature", f"{view.name}:{f.name}", dtype=f.dtype.name
+                ),
+                "has feature",
+            )
+    for service in snapshot.services.values():
+        s = g.node(f"service:{service.name}", "feature_service", service.name)
+        for ref in service.feature_refs():
+            g.edge(f"feature:{ref}", s, "served by")
+
+
+def _files(g: _Graph, con: duckdb.DuckDBPyConnection, config: Config, snapshot: Snapshot) -> None:
+    """Each view's ingested files, with whether the file on disk still matches what was ingested."""
+    if not table_exists(con, config.project, "offline_files"):
+        return
+    rows = con.execute(
+        f"SELECT view, path, size, mtime, fingerprint, rows, min_event_ts, max_event_ts "
+        f"FROM {quote(config.project)}.offline_files ORDER BY view, path"
+    ).fetchall()
+    ingested: dict[str, set[str]] = {}
+    for view, path, size, mtime, fingerprint, n, lo, hi in rows:
+        ingested.setdefault(view, set()).add(path)
+        f = g.node(
+            f"file:{path}",
+            "source_file",
+            path,
+            size=size,
+            fingerprint=fingerprint,
+            rows=n,
+            min_event_ts=lo,
+            max_event_ts=hi,
+            status=_disk_status(Path(path), size, mtime, fingerprint),
+        )
+        if f"view:{view}" in g.nodes:
+            g.edge(f, f"view:{view}", "ingested into")
+    for view in snapshot.views.values():
+        for p in view.source.files(config.repo):
+            path = str(p.resolve())
+            if path not in ingested.get(view.name, set()):
+                g.edge(
+                    g.node(f"file:{path}", "source_file", path, status="not ingested"),
+                    f"view:{view.name}",
+                    "source of",
+                )
+
+
+def _disk_status(path: Path, size: int, mtime: float, fingerprint: str) -> str:
+    if not path.exists():
+        return "removed"
+    stat = path.stat()
+    if stat.st_size != size:
+        return "changed"
+    if stat.st_mtime == mtime:
+        return "unchanged"
+    return "unchanged" if file_fingerprint(path) == fingerprint else "changed"
+
+
+def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) -> None:
+    schema = quote(project)
+    if table_exists(con, project, "ingestion_runs"):
+        for (
+            run_id,
+            view,
+            version,
+            status,
+            started,
+            finished,
+            inserted,
+            deleted,
+            quarantined,
+            validation,
+            error,
+        ) in con.execute(
+            f"""SELECT run_id, view, registry_version, status, started_at, finished_at, rows_inserted,
+                       rows_deleted, rows_quarantined, validation, error FROM (
+                  SELECT *, row_number() OVER (PARTITION BY view ORDER BY run_id DESC) AS k
+                  FROM {schema}.ingestion_runs)
+                WHERE k <= ? OR ? = 'ingest-' || run_id ORDER BY run_id""",
+            [RECENT_RUNS, name],
+        ).fetchall():
+            r = g.node(
+                f"run:{run_name(INGEST, run_id)}",
+                "run",
+                run_name(INGEST, run_id),
+                run_type=INGEST,
+                registry_version=version,
+                status=status,
+                started_at=started,
+                finished_at=finished,
+                rows_inserted=inserted,
+                rows_deleted=deleted,
+                validation=None if validation is None else json.loads(validation),
+                rows_quarantined=quarantined,
+                error=error,
+            )
+            if f"view:{view}" in g.nodes:
+                g.edge(r, f"view:{view}", "wrote")
+    if table_exists(con, project, "materialization_runs"):
+        for run_id, views, version, status, started, finished, rows_read, written, error in con.execute(
+            f"""SELECT run_id, views, registry_version, status, started_at, finished_at, rows_read,
+                       entities_written, error FROM {schema}.materialization_runs
+                WHERE run_id > (SELECT max(run_id) FROM {schema}.materialization_runs) - ?
+                   OR ? = 'materialize-' || run_id ORDER BY run_id""",
+            [RECENT_RUNS, name],
+        ).fetchall():
+            r = g.node(
+                f"run:{run_name(MATERIALIZE, run_id)}",
+                "run",
+                run_name(MATERIALIZE, run_id),
+                run_type=MATERIALIZE,
+                registry_version=version,
+                status=status,
+                started_at=started,
+                finished_at=finished,
+                rows_read=rows_read,
+                entities_written=written,
+                error=error,
+                writes_to="redis",
+            )
+            for view in views:
+                if f"view:{view}" in g.nodes:
+                    g.edge(f"view:{view}", r, "materialized by")
+    if table_exists(con, project, "run_sources"):
+        for kind, run_id, path, fingerprint in con.execute(
+            f"SELECT kind, run_id, path, fingerprint FROM {schema}.run_sources ORDER BY path"
+        ).fetchall():
+            r = f"run:{run_name(kind, run_id)}"
+            if r in g.nodes:
+                f = g.node(f"file:{path}", "source_file", path)
+                g.nodes[f].setdefault("status", "not ingested now")
+                g.edge(f, r, f"read ({fingerprint[:8]})")
+
+
+def _rejected(g: _Graph, config: Config) -> None:
+    """Ingestions validation refused: kept beside the store, which they left untouched."""
+    for r in read_rejected(config.store_dir)[-RECENT_RUNS:]:
+        run = g.node(
+            f"run:{r['run']}",
+            "run",
+            r["run"],
+            run_type=INGEST,
+            registry_version=r["registry_version"],
+            status=r["status"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            validation=r["validation"],
+            error=r["error"],
+        )
+        if f"view:{r['view']}" in g.nodes:
+            g.edge(run, f"view:{r['view']}", "rejected")
+
+
+def _training_sets(g: _Graph, config: Config, snapshot: Snapshot) -> None:
+    for record in list_records(config.store_dir):
+        manifest = record["manifest"]
+        changes = []
+        for view, files in sorted(manifest["sources"].items()):
+            definition = snapshot.views.get(view)
+            changes += file_changes(view, files, definition.source.files(config.repo) if definition else [])
+        t = g.node(
+            f"training_set:{record['id']}",
+            "training_set",
+            record["id"],
+            registry_version=manifest["registry_version"],
+            rows=manifest.get("rows"),
+            output=record["output"]["path"],
+            output_fingerprint=record["output"]["fingerprint"],
+            created_at=record["created_at"],
+            source_changes=changes,
+        )
+        for ref in manifest["features"]:
+            feature = g.node(f"feature:{ref}", "feature", ref)
+            g.edge(feature, t, "used by")
+        for files in manifest["sources"].values():
+            for f in files:
+                g.edge(
+                    g.node(f"file:{f['path']}", "source_file", f["path"]),
+                    t,
+                    f"read ({str(f['fingerprint'])[:8]})",
+                )
+
+
+def _resolve(g: _Graph, name: str) -> str:
+    if name in g.nodes:
+        return name
+    for candidate in (
+        f"view:{name}",
+        f"feature:{name}",
+        f"service:{name}",
+        f"training_set:{name}",
+        f"run:{name}",
+    ):
+        if candidate in g.nodes:
+            return candidate
+    raise NotFoundError(
+        f"nothing named {name!r} in the lineage: give a feature view, view:feature, feature service, "
+        "training set id or run (ingest-N, materialize-N)"
+    )
+
+
+def _reach(g: _Graph, start: str, upstream: bool) -> set[str]:
+    nbrs: dict[str, list[str]] = {}
+    for a, b in g.edges:
+        if upstream:
+            nbrs.setdefault(b, []).append(a)
+        else:
+            nbrs.setdefault(a, []).append(b)
+    seen: set[str] = set()
+    todo = deque([start])
+    while todo:
+        for n in nbrs.get(todo.popleft(), []):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return seen
