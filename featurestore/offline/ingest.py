@@ -2,8 +2,9 @@
 
 Each file is tracked by path, size and mtime: new files are inserted, changed files have
 their rows replaced, removed files have their rows deleted; a changed view definition
-rebuilds the table. All of a view's changes commit in one transaction, so a killed
-ingestion leaves the previous state.
+rebuilds the table. ``prepare_view`` decides and validates with reads only, so a failed
+validation leaves the DuckDB file as it was; ``write_view`` then commits all of a view's
+changes in one transaction, so a killed ingestion leaves the previous state.
 """
 
 from __future__ import annotations
@@ -77,6 +78,30 @@ class _FileState:
 _RACY_SECONDS = 2.0
 
 
+@dataclass
+class PreparedIngest:
+    """What one view's ingestion will write, decided and validated without writing anything."""
+
+    view: FeatureView
+    on_disk: dict[str, tuple[int, float]]
+    stat_time: datetime
+    known: dict[str, _FileState]
+    rebuild: bool
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    # Files touched but not changed: (path, stat, when read); their check time is refreshed.
+    touched: list[tuple[str, tuple[int, float], datetime]]
+    report: ViewReport
+    checked: dict[str, FileValidation]
+    seconds: float  # spent deciding and validating
+
+    @property
+    def failed(self) -> bool:
+        """Invalid rows under policy "fail": nothing of the view may be written."""
+        return not self.report.passed and self.view.on_invalid == "fail"
+
+
 def ingest_view(
     con: duckdb.DuckDBPyConnection,
     project: str,
@@ -93,8 +118,20 @@ def ingest_view(
     go to a Parquet file under ``store_dir/quarantine`` and the rest are ingested.
     """
     store_dir = store_dir or repo / ".featurestore"
+    prepared = prepare_view(con, project, view, repo, progress)
+    raise_if_failed([prepared], store_dir)
+    return write_view(con, project, prepared, registry_version, store_dir, progress)
+
+
+def prepare_view(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    view: FeatureView,
+    repo: Path,
+    progress: Progress | None = None,
+) -> PreparedIngest:
+    """Decide which files changed and validate them; only reads, so a failure leaves the file as it was."""
     started = time.perf_counter()
-    ensure_state_tables(con, project)
     files = view.source.files(repo)
     if not files:
         raise SourceError(
@@ -105,25 +142,26 @@ def ingest_view(
     on_disk = {str(f.resolve()): (f.stat().st_size, f.stat().st_mtime) for f in files}
     known = _known_files(con, project, view.name)
     rebuild = not _up_to_date(con, project, view)
+    touched: list[tuple[str, tuple[int, float], datetime]] = []
+    changed: list[str] = []
     if rebuild:
-        added, changed, removed = sorted(on_disk), [], sorted(p for p in known if p not in on_disk)
+        added, removed = sorted(on_disk), sorted(p for p in known if p not in on_disk)
     else:
         added = sorted(p for p in on_disk if p not in known)
-        changed = sorted(
-            p
-            for p in on_disk
-            if p in known
-            and known[p].maybe_changed(on_disk[p])
-            and not _same_content(con, project, view.name, p, known[p], on_disk[p])
-        )
+        for p in sorted(on_disk):
+            if p not in known or not known[p].maybe_changed(on_disk[p]):
+                continue
+            read_at = datetime.now(UTC)
+            if _same_content(con, project, view.name, p, known[p], on_disk[p]):
+                touched.append((p, on_disk[p], read_at))
+            else:
+                changed.append(p)
         removed = sorted(p for p in known if p not in on_disk)
         # Full ties are won by the later file in path order, so file ids follow path order:
         # a new file that sorts before a kept one cannot get a fitting id, and rebuilds.
         kept = [p for p in known if p not in removed]
         if added and kept and added[0] < max(kept):
-            added, changed, rebuild = sorted(on_disk), [], True
-    if not (added or changed or removed or rebuild):
-        return IngestResult(view.name, seconds=time.perf_counter() - started)
+            added, changed, rebuild, touched = sorted(on_disk), [], True, []
 
     for path in added + changed:  # check every file before writing anything
         check_file_schema(Path(path), view)
@@ -135,9 +173,56 @@ def ingest_view(
             progress(f"{view.name}: validating {Path(path).name}", i, len(todo))
         checked[path] = validate_file(view, Path(path), keep_invalid=view.on_invalid == "quarantine")
         report.files.append(checked[path].report)
-    if not report.passed and view.on_invalid == "fail":
-        _keep_failed_report(store_dir, report)
-        raise ValidationError(report.summary() + " (policy 'fail': nothing was written)", report)
+    return PreparedIngest(
+        view,
+        on_disk,
+        stat_time,
+        known,
+        rebuild,
+        added,
+        changed,
+        removed,
+        touched,
+        report,
+        checked,
+        time.perf_counter() - started,
+    )
+
+
+def raise_if_failed(prepared: list[PreparedIngest], store_dir: Path) -> None:
+    """ValidationError for the first view that failed under policy "fail"; each failed report is kept."""
+    failed = [p for p in prepared if p.failed]
+    for p in failed:
+        _keep_failed_report(store_dir, p.report)
+    if failed:
+        others = [p.view.name for p in failed[1:]]
+        more = f"; feature view(s) {others} failed too" if others else ""
+        raise ValidationError(
+            failed[0].report.summary() + more + " (policy 'fail': nothing was written)", failed[0].report
+        )
+
+
+def write_view(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    prepared: PreparedIngest,
+    registry_version: int,
+    store_dir: Path,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Write what ``prepare_view`` decided: quarantine files, then one transaction."""
+    started = time.perf_counter() - prepared.seconds
+    p = prepared
+    view, report, checked, known = p.view, p.report, p.checked, p.known
+    ensure_state_tables(con, project)
+    for path, stat, read_at in p.touched:
+        con.execute(
+            f"UPDATE {quote(project)}.offline_files SET mtime = ?, checked_at = ? "
+            "WHERE view = ? AND path = ?",
+            [stat[1], read_at, view.name, path],
+        )
+    if not (p.added or p.changed or p.removed or p.rebuild):
+        return IngestResult(view.name, seconds=time.perf_counter() - started)
     quarantined = 0
     for path, result in checked.items():
         if result.quarantine is not None:
@@ -145,24 +230,25 @@ def ingest_view(
             quarantined += result.report.invalid_rows
 
     table = view_table(project, view.name)
+    todo = sorted(p.added + p.changed)
     con.execute("BEGIN TRANSACTION")
     try:
         deleted = 0
-        if rebuild:
+        if p.rebuild:
             con.execute(f"DROP TABLE IF EXISTS {table}")
             con.execute(_create_table_sql(table, view))
             con.execute(f"DELETE FROM {quote(project)}.offline_files WHERE view = ?", [view.name])
             known = {}
-        for path in [] if rebuild else changed + removed:
+        for path in [] if p.rebuild else p.changed + p.removed:
             row = fetch_one(con, f"DELETE FROM {table} WHERE {FILE_ID} = ?", [known[path].file_id])
             deleted += int(row[0]) if row else 0
             con.execute(
                 f"DELETE FROM {quote(project)}.offline_files WHERE view = ? AND path = ?", [view.name, path]
             )
         # A changed file keeps its id (its place in path order); new files sort after all others.
-        ids = {p: known[p].file_id for p in changed}
+        ids = {path: known[path].file_id for path in p.changed}
         first_new = max((s.file_id for s in known.values()), default=0) + 1
-        ids.update({p: first_new + i for i, p in enumerate(added)})
+        ids.update({path: first_new + i for i, path in enumerate(p.added)})
         inserted = skipped = 0
         for i, path in enumerate(todo):
             if progress:
@@ -174,8 +260,8 @@ def ingest_view(
                 view,
                 path,
                 ids[path],
-                on_disk[path],
-                stat_time,
+                p.on_disk[path],
+                p.stat_time,
                 checked[path].invalid_rows,
             )
             inserted += n
@@ -193,15 +279,15 @@ def ingest_view(
         progress(view.name, len(todo), len(todo))
     return IngestResult(
         view.name,
-        files_added=len(added),
-        files_changed=len(changed),
-        files_removed=len(removed),
+        files_added=len(p.added),
+        files_changed=len(p.changed),
+        files_removed=len(p.removed),
         rows_inserted=inserted,
         rows_deleted=deleted,
         rows_skipped=skipped - quarantined,
         rows_quarantined=quarantined,
         validation=report,
-        rebuilt=rebuild,
+        rebuilt=p.rebuild,
         seconds=time.perf_counter() - started,
     )
 
@@ -223,6 +309,8 @@ def _up_to_date(con: duckdb.DuckDBPyConnection, project: str, view: FeatureView)
 
 
 def _known_files(con: duckdb.DuckDBPyConnection, project: str, view: str) -> dict[str, _FileState]:
+    if not table_exists(con, project, "offline_files"):
+        return {}
     rows = con.execute(
         f"SELECT path, file_id, size, mtime, epoch(checked_at) FROM {quote(project)}.offline_files "
         "WHERE view = ?",
@@ -240,7 +328,6 @@ def _same_content(
     stat: tuple[int, float],
 ) -> bool:
     """A file touched but not changed (a re-copy, a checkout) is not re-ingested."""
-    checked_at = datetime.now(UTC)
     if known.size != stat[0]:
         return False
     row = fetch_one(
@@ -248,13 +335,7 @@ def _same_content(
         f"SELECT fingerprint FROM {quote(project)}.offline_files WHERE view = ? AND path = ?",
         [view, path],
     )
-    if row is None or row[0] != file_fingerprint(Path(path)):
-        return False
-    con.execute(
-        f"UPDATE {quote(project)}.offline_files SET mtime = ?, checked_at = ? WHERE view = ? AND path = ?",
-        [stat[1], checked_at, view, path],
-    )
-    return True
+    return row is not None and row[0] == file_fingerprint(Path(path))
 
 
 def _create_table_sql(table: str, view: FeatureView) -> str:

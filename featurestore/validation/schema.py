@@ -7,9 +7,16 @@ and nullability of every column, each Field's checks and the view's own checks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
 import pandera.pandas as pa
+from pandera.pandas import Check
 
 from featurestore.definitions import FeatureView
+from featurestore.definitions.field import check_from_spec, check_spec
+from featurestore.errors import NotAppliedError
 
 
 def pandera_schema(view: FeatureView) -> pa.DataFrameSchema:
@@ -34,3 +41,33 @@ def columns_read(view: FeatureView) -> list[str]:
     if src.created_timestamp_field:
         names.append(src.created_timestamp_field)
     return names + [f.name for f in view.features]
+
+
+def has_custom_checks(view: FeatureView) -> bool:
+    """Whether a check of the view is a function the registry keeps only by name."""
+    checks = [*view.checks, *(c for f in view.features for c in f.checks)]
+    return any(check_from_spec(check_spec(c)) is None for c in checks)
+
+
+def with_check_functions(applied: FeatureView, defined: FeatureView | None) -> FeatureView:
+    """The applied view with its custom checks' functions taken from the repo's code.
+
+    Read back from the registry, a custom check passes every row; validating ingestion with
+    it would let anything through, so the code must still declare the applied checks.
+    """
+    fields = {f.name: f for f in defined.features} if defined is not None else {}
+    same = defined is not None and _specs(defined.checks) == _specs(applied.checks)
+    for f in applied.features:
+        same = same and f.name in fields and _specs(fields[f.name].checks) == _specs(f.checks)
+    if defined is None or not same:
+        raise NotAppliedError(
+            f"feature view {applied.name!r}: its custom checks in the repo's code differ from the "
+            "applied ones (or the view is gone), so they cannot validate this ingestion: "
+            "run 'featurestore apply'"
+        )
+    schema = [replace(f, checks=fields[f.name].checks) for f in applied.schema]
+    return replace(applied, schema=schema, checks=defined.checks)
+
+
+def _specs(checks: Sequence[Check]) -> list[dict[str, Any]]:
+    return [check_spec(c) for c in checks]

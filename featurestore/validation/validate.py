@@ -46,8 +46,11 @@ def validate_file(view: FeatureView, path: Path, keep_invalid: bool = False) -> 
         except pandera.errors.SchemaErrors as e:
             cases = e.failure_cases
         reasons: dict[int, list[str]] = {}
+        # pandera reports a view-level check once per column of each failing row: one failure.
+        view_level = (cases["schema_context"] == "DataFrameSchema") | cases["column"].isna()
+        cases = cases.assign(column=cases["column"].astype(object).where(~view_level, ""))
         for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-            col = None if pd.isna(column) or column == view.name else str(column)
+            col = str(column) or None
             idx = group["index"].dropna().astype(np.int64).unique()
             if len(idx) == 0:  # a check on the whole frame, not on rows: every row fails it
                 idx = np.asarray(frame.index, dtype=np.int64)
