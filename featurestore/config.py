@@ -30,6 +30,8 @@ class Config:
     # DuckDB's buffer pool for heavy work (training sets, ingestion), e.g. "8GB"; beyond it
     # DuckDB spills to .featurestore/tmp. None: DuckDB's default, 80% of RAM.
     memory_limit: str | None = None
+    # OpenLineage events go here (an HTTP endpoint) instead of .featurestore/openlineage/events.jsonl.
+    openlineage_url: str | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -49,7 +51,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
-    known = {"project", "offline", "online", "training"}
+    known = {"project", "offline", "online", "training", "lineage"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; expected {sorted(known)}")
@@ -63,6 +65,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     offline = _table(raw, "offline", path)
     online = _table(raw, "online", path)
     training = _table(raw, "training", path)
+    lineage = _table(raw, "lineage", path)
 
     duckdb_path = Path(env.get("FEATURESTORE_DUCKDB_PATH") or offline.get("path", DEFAULT_DUCKDB_PATH))
     if not duckdb_path.is_absolute():
@@ -74,7 +77,10 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     memory_limit = env.get("FEATURESTORE_DUCKDB_MEMORY_LIMIT") or offline.get("memory_limit")
     if memory_limit is not None and not _MEMORY.match(str(memory_limit)):
         raise ConfigError(f"memory_limit {memory_limit!r} must be a size such as 8GB or 512MB")
-    return Config(root, project, duckdb_path, redis_url, event_col, memory_limit)
+    openlineage_url = env.get("FEATURESTORE_OPENLINEAGE_URL") or lineage.get("openlineage_url")
+    if openlineage_url is not None and not openlineage_url.startswith(("http://", "https://")):
+        raise ConfigError(f"openlineage_url must start with http:// or https://, got {openlineage_url!r}")
+    return Config(root, project, duckdb_path, redis_url, event_col, memory_limit, openlineage_url)
 
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
@@ -82,6 +88,7 @@ _TABLE_KEYS = {
     "offline": {"path", "memory_limit"},
     "online": {"redis_url"},
     "training": {"event_timestamp_column"},
+    "lineage": {"openlineage_url"},
 }
 
 

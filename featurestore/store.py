@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
@@ -25,14 +25,7 @@ from featurestore.lineage import runs as lineage_runs
 from featurestore.lineage.graph import lineage as lineage_graph
 from featurestore.lineage.reproduce import ReproduceResult, reproduce
 from featurestore.lineage.training_sets import TrainingSetRecorder, list_records, load_record
-from featurestore.offline.ingest import (
-    IngestResult,
-    Progress,
-    check_file_schema,
-    prepare_view,
-    raise_if_failed,
-    write_view,
-)
+from featurestore.offline.ingest import IngestResult, Progress, check_file_schema, ingest_view
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.online import state as online_state
 from featurestore.online.connection import sync_client, unavailable
@@ -44,7 +37,9 @@ from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
 from featurestore.storage import connection
 from featurestore.validation import ValidationReport, ViewReport, validate_file
-from featurestore.validation.schema import has_custom_checks, with_check_functions
+
+if TYPE_CHECKING:
+    from featurestore.lineage.openlineage import LineageEvents
 
 
 @dataclass(frozen=True)
@@ -165,18 +160,25 @@ class FeatureStore:
         self, views: Sequence[str] | None = None, progress: Progress | None = None
     ) -> list[IngestResult]:
         """Load each view's Parquet source into DuckDB; unchanged files are skipped."""
-        project, store_dir = self.config.project, self.config.store_dir
         with connection(self.config.duckdb_path) as con:
-            version, snapshot = registry_store.read_snapshot(con, project)
-            chosen = self._with_check_functions(self._select_views(snapshot, views))
-            # Every view is validated before anything is written, runs included: a failed
-            # validation leaves the file untouched (its report is kept beside the store).
-            prepared = [prepare_view(con, project, view, self.config.repo, progress) for view in chosen]
-            raise_if_failed(prepared, store_dir)
-            with lineage_runs.ingestion_runs(con, project, version.version, [v.name for v in chosen]) as runs:
+            version, snapshot = registry_store.read_snapshot(con, self.config.project)
+            chosen = self._select_views(snapshot, views)
+            names, events = [v.name for v in chosen], self._lineage_events()
+            project = self.config.project
+            with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
                 results = []
-                for p in prepared:
-                    results.append(write_view(con, project, p, version.version, store_dir, progress))
+                for view in chosen:
+                    results.append(
+                        ingest_view(
+                            con,
+                            self.config.project,
+                            view,
+                            version.version,
+                            self.config.repo,
+                            progress,
+                            self.config.store_dir,
+                        )
+                    )
                     runs.succeeded(results[-1])
                 return results
 
@@ -201,7 +203,7 @@ class FeatureStore:
             features,
             full_feature_names,
             event_timestamp_column,
-            TrainingSetRecorder(self.config.store_dir),
+            TrainingSetRecorder(self.config.store_dir, self._lineage_events()),
         )
 
     def reproduce_training_set(
@@ -260,16 +262,17 @@ class FeatureStore:
         incremental: bool = False,
     ) -> MaterializeResult:
         """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis."""
-        ingested = self.ingest(views, progress)
+        self.ingest(views, progress)
         version, snapshot = self._read(None)
         chosen = self._select_views(snapshot, views)
         online = [v.name for v in chosen if v.online]
-        with lineage_runs.materialization_sources(self.config.duckdb_path, self.config.project, online):
-            result = materialize_online(
+        events = self._lineage_events()
+        with lineage_runs.materialization_sources(
+            self.config.duckdb_path, self.config.project, online, events
+        ):
+            return materialize_online(
                 self.config, chosen, version.version, start, end, incremental, progress
             )
-        result.ingestion = ingested
-        return result
 
     def materialize_incremental(
         self,
@@ -337,12 +340,10 @@ class FeatureStore:
             return list(snapshot.views.values())
         return [snapshot.get("feature_view", name) for name in views]
 
-    def _with_check_functions(self, views: list[FeatureView]) -> list[FeatureView]:
-        """Custom checks are stored by name only: their functions come from the repo's code."""
-        if not any(has_custom_checks(v) for v in views):
-            return views
-        defined = load_repo(self.config.repo).views
-        return [with_check_functions(v, defined.get(v.name)) if has_custom_checks(v) else v for v in views]
+    def _lineage_events(self) -> LineageEvents:
+        from featurestore.lineage.openlineage import LineageEvents  # loads the client only here
+
+        return LineageEvents(self.config)
 
     def _latest_or_none(self) -> tuple[Version | None, Snapshot | None]:
         try:

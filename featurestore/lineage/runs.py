@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -23,6 +23,9 @@ from featurestore.offline.ingest import IngestResult
 from featurestore.offline.tables import table_exists
 from featurestore.storage import connection, fetch_one, quote
 from featurestore.validation import ViewReport
+
+if TYPE_CHECKING:  # the OpenLineage client loads only when events are emitted
+    from featurestore.lineage.openlineage import LineageEvents
 
 INGEST = "ingest"
 MATERIALIZE = "materialize"
@@ -92,6 +95,8 @@ class IngestionRuns:
 
     con: duckdb.DuckDBPyConnection
     project: str
+    started_at: datetime
+    events: LineageEvents | None = None
     ids: dict[str, int] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
 
@@ -119,6 +124,7 @@ class IngestionRuns:
             )
             record_sources(self.con, self.project, INGEST, run_id, [r.view])
             self.done.add(r.view)
+            self._emit(r.view, "succeeded", now)
 
     def ended(self, status: str, error: BaseException) -> None:
         """The runs of views not yet written failed or were interrupted: they wrote nothing."""
@@ -135,16 +141,39 @@ class IngestionRuns:
             )
             # What the view's table still holds: the snapshot before this run.
             record_sources(self.con, self.project, INGEST, run_id, [view])
+            self._emit(view, status, datetime.now(UTC), message)
+
+    def _emit(self, view: str, status: str, finished_at: datetime, error: str | None = None) -> None:
+        if self.events is None:
+            return
+        rows = self.con.execute(
+            f"SELECT path FROM {quote(self.project)}.run_sources WHERE kind = ? AND run_id = ? ORDER BY path",
+            [INGEST, self.ids[view]],
+        ).fetchall()
+        self.events.run(
+            f"ingest.{view}",
+            run_name(INGEST, self.ids[view]),
+            self.started_at,
+            finished_at,
+            status,
+            [self.events.file(r[0]) for r in rows],
+            [self.events.offline_table(view)],
+            error,
+        )
 
 
 @contextmanager
 def ingestion_runs(
-    con: duckdb.DuckDBPyConnection, project: str, registry_version: int, views: Sequence[str]
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    registry_version: int,
+    views: Sequence[str],
+    events: LineageEvents | None = None,
 ) -> Iterator[IngestionRuns]:
     """Start a run per view; one that does not reach ``succeeded`` is recorded failed or interrupted."""
     ensure_tables(con, project)
-    runs = IngestionRuns(con, project)
     started_at = datetime.now(UTC)
+    runs = IngestionRuns(con, project, started_at, events)
     for view in views:
         row = fetch_one(con, f"SELECT nextval('{project}.ingestion_run_ids')")
         assert row is not None  # a sequence always answers
@@ -168,7 +197,9 @@ REJECTED = "runs/rejected_ingestions.jsonl"
 
 
 @contextmanager
-def rejected_ingestions(store_dir: Path, registry_version: int, views: Sequence[str]) -> Iterator[None]:
+def rejected_ingestions(
+    store_dir: Path, registry_version: int, views: Sequence[str], events: LineageEvents | None = None
+) -> Iterator[None]:
     """Record ingestions refused by validation beside the store, which they must leave untouched.
 
     One JSON line per view: named ``ingest-rejected-N`` (N counts the lines), status
@@ -180,8 +211,9 @@ def rejected_ingestions(store_dir: Path, registry_version: int, views: Sequence[
     except ValidationError as e:
         path = store_dir / REJECTED
         path.parent.mkdir(parents=True, exist_ok=True)
+        first = len(read_rejected(store_dir)) + 1
         with path.open("a") as f:
-            for view in views:
+            for i, view in enumerate(views):
                 summary = validation_summary(e.report) if e.report.view == view else None
                 line = {
                     "view": view,
@@ -193,6 +225,11 @@ def rejected_ingestions(store_dir: Path, registry_version: int, views: Sequence[
                     "error": e.message,
                 }
                 f.write(json.dumps(line, default=str) + "\n")
+                if events is not None:
+                    name = f"ingest-rejected-{first + i}"
+                    error = e.message if summary is not None else f"not written: {e.message}"
+                    out = [events.offline_table(view)]
+                    events.run(f"ingest.{view}", name, started_at, None, "failed", (), out, error)
         raise
 
 
@@ -222,7 +259,9 @@ def record_sources(
 
 
 @contextmanager
-def materialization_sources(duckdb_path: Path, project: str, views: Sequence[str]) -> Iterator[None]:
+def materialization_sources(
+    duckdb_path: Path, project: str, views: Sequence[str], events: LineageEvents | None = None
+) -> Iterator[None]:
     """Record the snapshots of ``views`` for the materialization run started inside, failed or not."""
     with connection(duckdb_path, read_only=True) as con:
         before = _latest_materialization_run(con, project)
@@ -234,6 +273,35 @@ def materialization_sources(duckdb_path: Path, project: str, views: Sequence[str
             # None or unchanged: the run failed before it was recorded (e.g. Redis down).
             if run_id is not None and run_id != before:
                 record_sources(con, project, MATERIALIZE, run_id, views)
+                if events is not None:
+                    _emit_materialization(con, project, run_id, views, events)
+
+
+def _emit_materialization(
+    con: duckdb.DuckDBPyConnection, project: str, run_id: int, views: Sequence[str], events: LineageEvents
+) -> None:
+    schema = quote(project)
+    row = fetch_one(
+        con,
+        f"SELECT started_at, finished_at, status, error FROM {schema}.materialization_runs WHERE run_id = ?",
+        [run_id],
+    )
+    if row is None:
+        return
+    paths = con.execute(
+        f"SELECT DISTINCT path FROM {schema}.run_sources WHERE kind = ? AND run_id = ? ORDER BY path",
+        [MATERIALIZE, run_id],
+    ).fetchall()
+    events.run(
+        "materialize",
+        run_name(MATERIALIZE, run_id),
+        row[0],
+        row[1],
+        row[2],
+        [events.file(p[0]) for p in paths] + [events.offline_table(v) for v in views],
+        [events.online_view(v) for v in views],
+        row[3],
+    )
 
 
 def _latest_materialization_run(con: duckdb.DuckDBPyConnection, project: str) -> int | None:

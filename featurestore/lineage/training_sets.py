@@ -18,13 +18,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from featurestore.errors import NotFoundError
 from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
 from featurestore.offline.ingest import file_fingerprint
+
+if TYPE_CHECKING:
+    from featurestore.lineage.openlineage import LineageEvents
 
 FOLDER = "training_sets"
 ENTITIES = "entities.parquet"
@@ -50,6 +53,7 @@ class PendingRecord:
 
     manifest: dict[str, Any]
     entities: Path  # the copy, not yet in its folder
+    started_at: datetime
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,11 @@ class TrainingSetRecorder:
     """Registers each training set ``TrainingSet.to_parquet`` writes (see the module docstring)."""
 
     store_dir: Path
+    events: LineageEvents | None = None
 
     def before_write(self, con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> PendingRecord:
         """Copy the entity frame, fingerprint it and give the manifest its id."""
+        started_at = datetime.now(UTC)
         tmp = self.store_dir / FOLDER / f".entities-{uuid.uuid4().hex}.parquet"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         target = str(tmp).replace("'", "''")
@@ -68,7 +74,7 @@ class TrainingSetRecorder:
             f"TO '{target}' (FORMAT parquet)"
         ).fetchall()
         full = {**manifest, "entity_fingerprint": file_fingerprint(tmp), "rows": int(row[0][0])}
-        return PendingRecord({**full, "id": training_set_id(full)}, tmp)
+        return PendingRecord({**full, "id": training_set_id(full)}, tmp, started_at)
 
     def after_write(self, pending: PendingRecord, output: Path) -> dict[str, Any]:
         """File the entity copy and the record; the manifest with the output's fingerprint."""
@@ -90,6 +96,17 @@ class TrainingSetRecorder:
         partial = where / f".{RECORD}.partial"
         partial.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
         partial.replace(where / RECORD)
+        if self.events is not None:
+            sources = [f["path"] for files in manifest["sources"].values() for f in files]
+            self.events.run(
+                "training_set",
+                f"training-set-{manifest['id']}-{record['created_at']}",
+                pending.started_at,
+                datetime.now(UTC),
+                "succeeded",
+                [self.events.file(p) for p in [*sources, str(where / ENTITIES)]],
+                [self.events.file(str(output.resolve()))],
+            )
         return {**manifest, "output_fingerprint": fingerprint}
 
     def discard(self, pending: PendingRecord) -> None:
