@@ -217,31 +217,33 @@ def _materialize_view(
         progress(f"{view.name}", 0, total)
     ttl_ms = None if view.ttl is None else int((view.ttl + EXPIRED_GRACE) / timedelta(milliseconds=1))
     now_ms = int(now.timestamp() * 1000)
-    reader = con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
-    for batch in reader:
-        n = batch.num_rows
-        keys = encode_keys(project, view.name, [(k.name, batch.column(k.name)) for k in view.join_keys])
-        event_us = timestamps_us(batch.column(EVENT_TS))
-        values = codec.encode(batch, event_us, encode_created(batch.column(CREATED_TS), n), run_id)
-        if ttl_ms is None:
-            expire_at = np.zeros(n, dtype=np.int64)
-            live = np.ones(n, dtype=bool)
-        else:
-            expire_at = event_us // 1000 + ttl_ms
-            live = expire_at > now_ms
-        key_list = keys.to_pylist()
-        value_list = values.to_pylist()
-        if not live.all():
-            idx = np.flatnonzero(live)
-            key_list = [key_list[i] for i in idx]
-            value_list = [value_list[i] for i in idx]
-            expire_at = expire_at[idx]
-        written = writer.write(key_list, value_list, expire_at.tolist())
-        result.entities += n
-        result.written += written
-        result.kept_newer += len(key_list) - written
-        if progress:
-            progress(f"{view.name}", result.entities, total)
+    # Closed even when a batch fails: a reader left open (the traceback keeps it alive)
+    # makes the next duckdb.connect to the file hang, so the run could never be recorded.
+    with con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS) as reader:
+        for batch in reader:
+            n = batch.num_rows
+            keys = encode_keys(project, view.name, [(k.name, batch.column(k.name)) for k in view.join_keys])
+            event_us = timestamps_us(batch.column(EVENT_TS))
+            values = codec.encode(batch, event_us, encode_created(batch.column(CREATED_TS), n), run_id)
+            if ttl_ms is None:
+                expire_at = np.zeros(n, dtype=np.int64)
+                live = np.ones(n, dtype=bool)
+            else:
+                expire_at = event_us // 1000 + ttl_ms
+                live = expire_at > now_ms
+            key_list = keys.to_pylist()
+            value_list = values.to_pylist()
+            if not live.all():
+                idx = np.flatnonzero(live)
+                key_list = [key_list[i] for i in idx]
+                value_list = [value_list[i] for i in idx]
+                expire_at = expire_at[idx]
+            written = writer.write(key_list, value_list, expire_at.tolist())
+            result.entities += n
+            result.written += written
+            result.kept_newer += len(key_list) - written
+            if progress:
+                progress(f"{view.name}", result.entities, total)
     result.seconds = time.perf_counter() - began
     return result
 

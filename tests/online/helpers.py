@@ -1,0 +1,159 @@
+"""Helpers for online-store tests: repos on disk, Redis dumps, run bookkeeping, and the
+plain-Python reference for "the newest source row per entity"."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import redis
+
+from featurestore import FeatureStore
+from featurestore.online.codec import HEADER
+from featurestore.storage import connection, quote
+
+TZ = pa.timestamp("us", tz="UTC")
+_NO_CREATED = datetime.min.replace(tzinfo=UTC)
+# The run id sits at bytes 16..20 of the value header; it differs between otherwise equal runs.
+_RUN_ID = slice(16, 20)
+assert HEADER.size == 24 and HEADER.format == "<qqII"
+
+
+def make_store(repo: Path, defs: str, data: Mapping[str, pa.Table], project: str = "online") -> FeatureStore:
+    """A repo with ``defs.py`` and the given Parquet files (paths under data/), applied."""
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "featurestore.toml").write_text(f'project = "{project}"\n')
+    (repo / "defs.py").write_text(textwrap.dedent(defs))
+    for name, table in data.items():
+        write_parquet(repo / "data" / name, table)
+    fs = FeatureStore(repo)
+    fs.apply()
+    return fs
+
+
+def write_parquet(path: Path, table: pa.Table) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def on_db(fs: FeatureStore, db: int) -> FeatureStore:
+    """The same repo and DuckDB file, writing to another database of the same Redis server."""
+    base, _, _ = fs.config.redis_url.rpartition("/")
+    return FeatureStore(fs.config.repo, config=replace(fs.config, redis_url=f"{base}/{db}"))
+
+
+def client_of(fs: FeatureStore) -> redis.Redis:
+    return redis.Redis.from_url(fs.config.redis_url)
+
+
+def dump(client: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
+    """Every key: its value without the run id, and its absolute expiry in ms (-1: none)."""
+    out = {}
+    for key in client.scan_iter():
+        value = client.get(key)
+        assert value is not None
+        out[key] = (value[: _RUN_ID.start] + value[_RUN_ID.stop :], int(client.pexpiretime(key)))
+    return out
+
+
+def clean_run_dump(fs: FeatureStore, db: int = 1) -> dict[bytes, tuple[bytes, int]]:
+    """What one uninterrupted full materialization writes into an empty database."""
+    other = on_db(fs, db)
+    client = client_of(other)
+    try:
+        client.flushdb()
+        other.materialize()
+        return dump(client)
+    finally:
+        client.close()
+        other.close()
+
+
+def runs(fs: FeatureStore) -> list[tuple[int, str, str | None]]:
+    """(run_id, status, error) of every materialization run, oldest first."""
+    with connection(fs.config.duckdb_path, read_only=True) as con:
+        rows = con.execute(
+            f"SELECT run_id, status, error FROM {quote(fs.config.project)}.materialization_runs "
+            "ORDER BY run_id"
+        ).fetchall()
+    return [(int(r[0]), str(r[1]), r[2]) for r in rows]
+
+
+def watermarks(fs: FeatureStore) -> dict[str, tuple[datetime, int]]:
+    """view -> (watermark, run_id that set it)."""
+    with connection(fs.config.duckdb_path, read_only=True) as con:
+        rows = con.execute(
+            f"SELECT view, watermark, run_id FROM {quote(fs.config.project)}.online_watermarks"
+        ).fetchall()
+    return {str(v): (w, int(r)) for v, w, r in rows}
+
+
+def lookup(
+    fs: FeatureStore, features: Sequence[str] | str, entities: Mapping[str, Sequence[Any]], **kw: Any
+) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+    """(values by column, statuses by feature column) of one get_online_features call."""
+    result = fs.get_online_features(features, entities, **kw)
+    return result.to_dict(), result.statuses()
+
+
+# -- the reference: newest row per entity, from the Parquet files in plain Python ----------
+
+
+def source_rows(files: Sequence[Path]) -> Iterator[tuple[tuple[int, int], dict[str, Any]]]:
+    """Rows in ingestion order: files in path order, rows in file order; with that position."""
+    for file_index, path in enumerate(sorted(str(Path(p).resolve()) for p in files)):
+        for row_index, row in enumerate(pq.read_table(path).to_pylist()):
+            yield (file_index, row_index), row
+
+
+def newest_rows(
+    files: Sequence[Path], keys: Sequence[str], ts: str, created: str | None, since: datetime | None = None
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Per entity, the row with the newest event time; ties go to the larger created time
+    (a missing one is smallest), then to the later file in path order, then the later row.
+    Rows with a null key or event time never count; with ``since``, nor do older rows."""
+    best: dict[tuple[Any, ...], tuple[tuple[Any, ...], dict[str, Any]]] = {}
+    for position, row in source_rows(files):
+        entity = tuple(row[k] for k in keys)
+        if None in entity or row[ts] is None or (since is not None and row[ts] < since):
+            continue
+        rank = (row[ts], (row[created] if created else None) or _NO_CREATED, position)
+        if entity not in best or rank > best[entity][0]:
+            best[entity] = (rank, row)
+    return {entity: row for entity, (_, row) in best.items()}
+
+
+def expected_lookup(
+    newest: Mapping[tuple[Any, ...], Mapping[str, Any]],
+    keys: Sequence[str],
+    entities: Sequence[tuple[Any, ...]],
+    features: Sequence[str],
+) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+    """What get_online_features should answer for ``entities``, in ``lookup``'s shape."""
+    values: dict[str, list[Any]] = {k: [e[i] for e in entities] for i, k in enumerate(keys)}
+    statuses: dict[str, list[str]] = {}
+    for f in features:
+        rows = [newest.get(e) for e in entities]
+        values[f] = [None if r is None else r[f] for r in rows]
+        statuses[f] = [
+            "NOT_FOUND" if r is None else "NULL_VALUE" if r[f] is None else "PRESENT" for r in rows
+        ]
+    return values, statuses
+
+
+def columns(entities: Sequence[tuple[Any, ...]], keys: Sequence[str]) -> dict[str, list[Any]]:
+    """Entity tuples as the join key -> values mapping get_online_features takes."""
+    return {k: [e[i] for e in entities] for i, k in enumerate(keys)}
