@@ -72,6 +72,9 @@ class _Plan:
     start: datetime | None
     end: datetime
     late_since: datetime | None  # incremental: also rows of files ingested after this
+    # Whether every row before ``end`` is in Redis after this plan: not so for an explicit
+    # ``start``, whose earlier rows the next incremental run must still find.
+    advances: bool = True
 
 
 def materialize(
@@ -144,9 +147,10 @@ def materialize(
                     for name in result.removed:
                         state.removal_done(con, config.project, name)
                     for plan in plans:
-                        state.advance_watermark(
-                            con, config.project, plan.view.name, plan.end, started_at, run_id
-                        )
+                        if plan.advances:
+                            state.advance_watermark(
+                                con, config.project, plan.view.name, plan.end, started_at, run_id
+                            )
     finally:
         client.close()
     result.seconds = time.perf_counter() - began
@@ -162,7 +166,7 @@ def _plan(
     incremental: bool,
 ) -> _Plan:
     if not incremental:
-        return _Plan(view, start, end, None)
+        return _Plan(view, start, end, None, advances=start is None)
     mark = state.watermark(con, project, view.name)
     if mark is None:
         return _Plan(view, None, end, None)
