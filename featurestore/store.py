@@ -25,7 +25,14 @@ from featurestore.lineage import runs as lineage_runs
 from featurestore.lineage.graph import lineage as lineage_graph
 from featurestore.lineage.reproduce import ReproduceResult, reproduce
 from featurestore.lineage.training_sets import TrainingSetRecorder, list_records, load_record
-from featurestore.offline.ingest import IngestResult, Progress, check_file_schema, ingest_view
+from featurestore.offline.ingest import (
+    IngestResult,
+    Progress,
+    check_file_schema,
+    prepare_view,
+    raise_if_failed,
+    write_view,
+)
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.online import state as online_state
 from featurestore.online.connection import sync_client, unavailable
@@ -40,6 +47,7 @@ from featurestore.validation import ValidationReport, ViewReport, validate_file
 
 if TYPE_CHECKING:
     from featurestore.lineage.openlineage import LineageEvents
+from featurestore.validation.schema import has_custom_checks, with_check_functions
 
 
 @dataclass(frozen=True)
@@ -160,25 +168,20 @@ class FeatureStore:
         self, views: Sequence[str] | None = None, progress: Progress | None = None
     ) -> list[IngestResult]:
         """Load each view's Parquet source into DuckDB; unchanged files are skipped."""
+        project, store_dir = self.config.project, self.config.store_dir
         with connection(self.config.duckdb_path) as con:
-            version, snapshot = registry_store.read_snapshot(con, self.config.project)
-            chosen = self._select_views(snapshot, views)
+            version, snapshot = registry_store.read_snapshot(con, project)
+            chosen = self._with_check_functions(self._select_views(snapshot, views))
             names, events = [v.name for v in chosen], self._lineage_events()
-            project = self.config.project
+            # Every view is validated before anything is written, runs included: a failed
+            # validation leaves the file untouched (its report is kept beside the store).
+            with lineage_runs.rejected_ingestions(store_dir, version.version, names, events):
+                prepared = [prepare_view(con, project, view, self.config.repo, progress) for view in chosen]
+                raise_if_failed(prepared, store_dir)
             with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
                 results = []
-                for view in chosen:
-                    results.append(
-                        ingest_view(
-                            con,
-                            self.config.project,
-                            view,
-                            version.version,
-                            self.config.repo,
-                            progress,
-                            self.config.store_dir,
-                        )
-                    )
+                for p in prepared:
+                    results.append(write_view(con, project, p, version.version, store_dir, progress))
                     runs.succeeded(results[-1])
                 return results
 
@@ -262,7 +265,7 @@ class FeatureStore:
         incremental: bool = False,
     ) -> MaterializeResult:
         """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis."""
-        self.ingest(views, progress)
+        ingested = self.ingest(views, progress)
         version, snapshot = self._read(None)
         chosen = self._select_views(snapshot, views)
         online = [v.name for v in chosen if v.online]
@@ -270,9 +273,11 @@ class FeatureStore:
         with lineage_runs.materialization_sources(
             self.config.duckdb_path, self.config.project, online, events
         ):
-            return materialize_online(
+            result = materialize_online(
                 self.config, chosen, version.version, start, end, incremental, progress
             )
+        result.ingestion = ingested
+        return result
 
     def materialize_incremental(
         self,
@@ -339,6 +344,13 @@ class FeatureStore:
         if views is None:
             return list(snapshot.views.values())
         return [snapshot.get("feature_view", name) for name in views]
+
+    def _with_check_functions(self, views: list[FeatureView]) -> list[FeatureView]:
+        """Custom checks are stored by name only: their functions come from the repo's code."""
+        if not any(has_custom_checks(v) for v in views):
+            return views
+        defined = load_repo(self.config.repo).views
+        return [with_check_functions(v, defined.get(v.name)) if has_custom_checks(v) else v for v in views]
 
     def _lineage_events(self) -> LineageEvents:
         from featurestore.lineage.openlineage import LineageEvents  # loads the client only here
