@@ -233,7 +233,8 @@ zones = FeatureView("zones", entities=[driver],
 ZONES_VIEW = TWO_VIEWS[TWO_VIEWS.index("zones = ") :]
 
 
-def two_views(repo: Path) -> FeatureStore:
+def two_views(repo: Path, project: str = "online", trips: int = 0) -> FeatureStore:
+    """Drivers 1..5 in views stats (trips: ``trips``, ``trips + 1``, ...) and zones."""
     at = datetime.now(UTC) - timedelta(hours=1)
     ids = pa.array(range(1, 6), pa.int64())
     return make_store(
@@ -241,12 +242,13 @@ def two_views(repo: Path) -> FeatureStore:
         TWO_VIEWS,
         {
             "stats.parquet": pa.table(
-                {"driver_id": ids, "ts": pa.array([at] * 5, TZ), "trips": pa.array(range(5), pa.int64())}
+                {"driver_id": ids, "ts": pa.array([at] * 5, TZ), "trips": pa.array(range(trips, trips + 5))}
             ),
             "zones.parquet": pa.table(
                 {"driver_id": ids, "ts": pa.array([at] * 5, TZ), "zone": list("abcde")}
             ),
         },
+        project,
     )
 
 
@@ -315,3 +317,25 @@ def test_materialize_writes_one_key_per_entity_and_view(tmp_path: Path, redis_cl
     only = fs.materialize(views=["zones"])
     assert [v.view for v in only.views] == ["zones"]
     assert redis_client.dbsize() == 10
+
+
+def test_projects_sharing_a_redis_keep_apart(tmp_path: Path, redis_client: redis.Redis) -> None:
+    ours = two_views(tmp_path / "ours", "ours", trips=0)
+    theirs = two_views(tmp_path / "theirs", "theirs", trips=100)
+    ours.materialize()
+    theirs.materialize()
+    assert redis_client.dbsize() == 20
+    assert lookup(ours, ["stats:trips"], {"driver_id": [1]})[0]["trips"] == [0]
+    assert lookup(theirs, ["stats:trips"], {"driver_id": [1]})[0]["trips"] == [100]
+    edit(tmp_path / "ours" / "defs.py", ZONES_VIEW, "")
+    ours.apply(allow_breaking=True)
+    assert ours.materialize().removed == {"zones": 5}
+    assert len(keys_of(redis_client, "zones")) == 5  # theirs
+    assert lookup(theirs, ["zones:zone"], {"driver_id": [5]})[0]["zone"] == ["e"]
+
+
+def test_materializing_an_unknown_view_is_refused(tmp_path: Path, redis_client: redis.Redis) -> None:
+    fs = two_views(tmp_path / "repo")
+    with pytest.raises(NotFoundError, match="no feature view named 'ghost'"):
+        fs.materialize(views=["ghost"])
+    assert redis_client.dbsize() == 0
