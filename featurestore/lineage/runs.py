@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from featurestore.errors import ValidationError
+from featurestore.errors import FeatureStoreError, ValidationError
 from featurestore.offline.ingest import IngestResult
 from featurestore.offline.tables import table_exists
 from featurestore.storage import connection, fetch_one, quote
@@ -200,21 +200,23 @@ REJECTED = "runs/rejected_ingestions.jsonl"
 def rejected_ingestions(
     store_dir: Path, registry_version: int, views: Sequence[str], events: LineageEvents | None = None
 ) -> Iterator[None]:
-    """Record ingestions refused by validation beside the store, which they must leave untouched.
+    """Record ingestions refused before writing (validation, source files) beside the store,
+    which they must leave untouched.
 
     One JSON line per view: named ``ingest-rejected-N`` (N counts the lines), status
-    ``failed``, the validation summary of the failed view and the error.
+    ``failed``, the validation summary of the failed view (if validation failed) and the error.
     """
     started_at = datetime.now(UTC)
     try:
         yield
-    except ValidationError as e:
+    except FeatureStoreError as e:  # failed validation, a missing or drifted source file
+        report = e.report if isinstance(e, ValidationError) else None
         path = store_dir / REJECTED
         path.parent.mkdir(parents=True, exist_ok=True)
         first = len(read_rejected(store_dir)) + 1
         with path.open("a") as f:
             for i, view in enumerate(views):
-                summary = validation_summary(e.report) if e.report.view == view else None
+                summary = validation_summary(report) if report is not None and report.view == view else None
                 line = {
                     "view": view,
                     "registry_version": registry_version,
@@ -227,7 +229,8 @@ def rejected_ingestions(
                 f.write(json.dumps(line, default=str) + "\n")
                 if events is not None:
                     name = f"ingest-rejected-{first + i}"
-                    error = e.message if summary is not None else f"not written: {e.message}"
+                    mine = report is None or summary is not None
+                    error = e.message if mine else f"not written: {e.message}"
                     out = [events.offline_table(view)]
                     events.run(f"ingest.{view}", name, started_at, None, "failed", (), out, error)
         raise

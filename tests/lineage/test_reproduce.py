@@ -42,7 +42,7 @@ def test_to_parquet_records_the_training_set(store: FeatureStore, tmp_path: Path
     assert again["id"] == ts_id
 
 
-@pytest.mark.parametrize("form", ["parquet", "pandas", "pandas-ns", "arrow"])
+@pytest.mark.parametrize("form", ["parquet", "pandas", "pandas-ns", "arrow", "sql"])
 def test_an_unchanged_training_set_is_reproduced_byte_for_byte(
     store: FeatureStore, tmp_path: Path, form: str
 ) -> None:
@@ -53,6 +53,7 @@ def test_an_unchanged_training_set_is_reproduced_byte_for_byte(
         "pandas-ns": pd.DataFrame({"driver_id": [1, 2], "event_timestamp": pd.to_datetime([at(60), at(1)]),
                                    "target": [0.5, None]}),
         "arrow": pq.read_table(path),
+        "sql": "SELECT driver_id, __event_ts AS event_timestamp FROM lin.offline_stats WHERE trips < 3",
     }[form]
     out = tmp_path / "train.parquet"
     ts_id = str(build(store, entities, out, ["stats:score", "stats:trips", "zones:label"])["id"])

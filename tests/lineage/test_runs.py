@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from featurestore import FeatureStore
-from featurestore.errors import ValidationError
+from featurestore.errors import SourceError, ValidationError
 from featurestore.offline.ingest import file_fingerprint
 from featurestore.storage import connection
 from tests.lineage.conftest import at, write_stats
@@ -63,3 +63,13 @@ def test_a_materialization_run_records_the_snapshots_it_read(redis_url: str, sto
     # Only online views are read: zones is offline.
     assert [(s["view"], Path(str(s["path"])).name) for s in sources] == [
         ("stats", "a.parquet"), ("stats", "b.parquet")]
+
+
+def test_a_source_that_cannot_be_read_is_a_failed_run(store: FeatureStore) -> None:
+    for f in (store.config.repo / "data" / "stats").iterdir():
+        f.unlink()
+    with pytest.raises(SourceError, match="matches no Parquet files"):
+        store.ingest()
+    failed = [n for n in store.lineage("stats")["nodes"] if n["kind"] == "run" and n["status"] == "failed"]
+    assert len(failed) == 1 and "matches no Parquet files" in failed[0]["error"]
+    assert failed[0]["validation"] is None
