@@ -232,12 +232,14 @@ def _rejected(g: _Graph, config: Config) -> None:
 
 
 def _training_sets(g: _Graph, config: Config, snapshot: Snapshot) -> None:
+    hashes: dict[tuple[str, int, float], str] = {}  # each file hashed once, however many sets read it
     for record in list_records(config.store_dir):
         manifest = record["manifest"]
         changes = []
         for view, files in sorted(manifest["sources"].items()):
             definition = snapshot.views.get(view)
-            changes += file_changes(view, files, definition.source.files(config.repo) if definition else [])
+            on_disk = definition.source.files(config.repo) if definition else []
+            changes += file_changes(view, files, on_disk, hashes)
         t = g.node(
             f"training_set:{record['id']}",
             "training_set",

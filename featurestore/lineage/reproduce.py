@@ -37,8 +37,18 @@ class ReproduceResult:
         return self.fingerprint == self.expected
 
 
-def file_changes(view: str, recorded: list[dict[str, Any]], on_disk: list[Path]) -> list[str]:
-    """Each source file of ``view`` removed, added or changed since ``recorded`` (path, size, fingerprint)."""
+def file_changes(
+    view: str,
+    recorded: list[dict[str, Any]],
+    on_disk: list[Path],
+    hashes: dict[tuple[str, int, float], str] | None = None,
+) -> list[str]:
+    """Each source file of ``view`` removed, added or changed since ``recorded`` (path, size, fingerprint).
+
+    ``hashes`` caches content hashes by (path, size, mtime) across calls, so a file read by
+    several training sets is hashed once.
+    """
+    hashes = {} if hashes is None else hashes
     before = {str(f["path"]): f for f in recorded}
     now = {str(p.resolve()): p for p in on_disk}
     changes = []
@@ -48,9 +58,11 @@ def file_changes(view: str, recorded: list[dict[str, Any]], on_disk: list[Path])
         elif path not in before:
             changes.append(f"view {view!r}: source file {path} was added")
         else:
-            old = before[path]
-            size = now[path].stat().st_size
-            if size != old["size"] or file_fingerprint(now[path]) != old["fingerprint"]:
+            old, stat = before[path], now[path].stat()
+            key = (path, stat.st_size, stat.st_mtime)
+            if stat.st_size == old["size"] and key not in hashes:
+                hashes[key] = file_fingerprint(now[path])
+            if stat.st_size != old["size"] or hashes[key] != old["fingerprint"]:
                 changes.append(f"view {view!r}: source file {path} changed")
     return changes
 
