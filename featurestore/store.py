@@ -35,7 +35,7 @@ from featurestore.offline.ingest import (
 )
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.online import state as online_state
-from featurestore.online.connection import sync_client, unavailable
+from featurestore.online.connection import checked_client, sync_client, unavailable
 from featurestore.online.lookup import OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
 from featurestore.online.materialize import materialize as materialize_online
@@ -85,6 +85,7 @@ class FeatureStore:
     def apply(self, allow_breaking: bool = False) -> ApplyResult:
         """Record the repo's definitions as a new registry version (if they changed)."""
         new = self.load_definitions()
+        self._online = None  # lookups in this process see what is applied now
         with connection(self.config.duckdb_path) as con:
             registry_store.ensure_tables(con, self.config.project)
             base = registry_store.latest_version(con, self.config.project)
@@ -265,6 +266,7 @@ class FeatureStore:
         incremental: bool = False,
     ) -> MaterializeResult:
         """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis."""
+        checked_client(self.config.redis_url).close()  # an unreachable Redis fails before a long ingest
         ingested = self.ingest(views, progress)
         version, snapshot = self._read(None)
         chosen = self._select_views(snapshot, views)

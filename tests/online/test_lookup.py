@@ -225,9 +225,6 @@ def test_unreachable_redis_fails_fast_and_keeps_the_password_secret(
         assert "hunter2" not in str(caught.value) and "user:***@127.0.0.1" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="apply does not refresh the store's cached online registry: see the report"
-)
 def test_a_lookup_after_apply_sees_the_applied_definitions(store: FeatureStore) -> None:
     assert lookup(store, ["zones:label"], {"driver_id": [1], "zone": ["a"]})[0]["label"] == ["1a"]
     defs = store.config.repo / "defs.py"
