@@ -117,7 +117,7 @@ def materialize(
         try:
             for name in removals:
                 result.removed[name] = delete_view(client, view_pattern(config.project, name))
-            with connection(config.duckdb_path, read_only=True) as con:
+            with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
                 for plan in plans:
                     result.views.append(
                         _materialize_view(
