@@ -23,6 +23,21 @@ def split_names(values: list[str] | None) -> list[str] | None:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
+FeaturesOption = Annotated[
+    list[str] | None,
+    typer.Option("--features", "-f", help="view:feature references (repeat or comma-separate)."),
+]
+ServiceOption = Annotated[str | None, typer.Option("--service", "-s", help="A feature service name.")]
+
+
+def features_or_service(features: list[str] | None, service: str | None) -> list[str] | str:
+    """What ``--features`` / ``--service`` ask for: exactly one of the two."""
+    refs = split_names(features)
+    if bool(refs) == bool(service):
+        raise InvalidRequestError("give either --features or --service (exactly one)")
+    return refs or service or ""
+
+
 def parse_time(value: str | None, option: str) -> datetime | None:
     """An ISO 8601 time; naive times are UTC, as everywhere in the store."""
     if value is None:
@@ -116,10 +131,8 @@ def _print_ingest(results: list[IngestResult]) -> None:
 def training_set(
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")],
     entities: Annotated[Path, typer.Option("--entities", "-e", help="Parquet file of entity rows.")],
-    features: Annotated[
-        list[str] | None, typer.Option("--features", "-f", help="view:feature references.")
-    ] = None,
-    service: Annotated[str | None, typer.Option("--service", "-s", help="A feature service name.")] = None,
+    features: FeaturesOption = None,
+    service: ServiceOption = None,
     full_feature_names: Annotated[
         bool, typer.Option("--full-feature-names", help="Name columns view__feature.")
     ] = False,
@@ -129,14 +142,12 @@ def training_set(
     repo: RepoOption = Path("."),
 ) -> None:
     """Build a point-in-time correct training set for the entity rows and write it as Parquet."""
-    refs = split_names(features)
-    if bool(refs) == bool(service):
-        raise InvalidRequestError("give either --features or --service (exactly one)")
+    wanted = features_or_service(features, service)
     if not entities.is_file():
         raise InvalidRequestError(f"entity file {entities} does not exist")
     started = time.perf_counter()
     store = open_store(repo)
-    with store.get_training_set(entities, refs or service or "", full_feature_names, timestamp_column) as ts:
+    with store.get_training_set(entities, wanted, full_feature_names, timestamp_column) as ts:
         ts.to_parquet(out)
     console.print(
         f"Wrote {out} ({len(ts.manifest['features'])} features) in {time.perf_counter() - started:.2f}s; "

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from featurestore.cli.app import RepoOption, app, console, err_console, open_store
-from featurestore.cli.offline_cmds import split_names
+from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, features_or_service
 from featurestore.errors import InvalidRequestError
 
 
@@ -65,20 +65,15 @@ def get(
     entity: Annotated[
         list[str], typer.Option("--entity", "-e", help="join_key=value (repeat; comma-separate values).")
     ],
-    features: Annotated[
-        list[str] | None, typer.Option("--features", "-f", help="view:feature references.")
-    ] = None,
-    service: Annotated[str | None, typer.Option("--service", "-s", help="A feature service name.")] = None,
+    features: FeaturesOption = None,
+    service: ServiceOption = None,
     server: Annotated[
         str | None, typer.Option(help="host:port of a gRPC server (default: read Redis directly).")
     ] = None,
     repo: RepoOption = Path("."),
 ) -> None:
     """Print the online values of features for some entities, with their status and age."""
-    refs = split_names(features)
-    if bool(refs) == bool(service):
-        raise InvalidRequestError("give either --features or --service (exactly one)")
-    wanted: Any = refs or service
+    wanted = features_or_service(features, service)
     entities: dict[str, list[Any]] = {}
     for item in entity:
         key, sep, values = item.partition("=")
