@@ -568,6 +568,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="per lookup measurement point")
     parser.add_argument("--concurrency", default="1,8,64")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--materialize-only", action="store_true", help="skip the lookup measurements")
     args = parser.parse_args()
     for tool in ("h2load", "redis-server", "redis-benchmark"):
         if shutil.which(tool) is None:
@@ -584,8 +585,12 @@ def main() -> None:
         print("materialization ...", file=sys.stderr)
         materialize = bench_materialize(repo, env, args.runs)
         print("lookups ...", file=sys.stderr)
-        lookups = bench_lookups(
-            repo, env, port, args.seconds, [int(c) for c in args.concurrency.split(",")], args.workers
+        lookups = (
+            {"workers": args.workers, "points": [], "in_process": []}
+            if args.materialize_only
+            else bench_lookups(
+                repo, env, port, args.seconds, [int(c) for c in args.concurrency.split(",")], args.workers
+            )
         )
     result = {
         "command": " ".join([".venv/bin/python", "benchmarks/online.py", *sys.argv[1:]]),
@@ -611,9 +616,10 @@ def main() -> None:
     }
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
-    out = results / f"online-{args.scale}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    chart(result, results / f"online-{args.scale}-latency.png")
+    name = f"online-{args.scale}" + ("-materialize" if args.materialize_only else "")
+    (results / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    if not args.materialize_only:
+        chart(result, results / f"{name}-latency.png")
     print(markdown(result))
 
 
