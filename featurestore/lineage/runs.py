@@ -172,6 +172,12 @@ def ingestion_runs(
 ) -> Iterator[IngestionRuns]:
     """Start a run per view; one that does not reach ``succeeded`` is recorded failed or interrupted."""
     ensure_tables(con, project)
+    # Ingestion holds the only write connection to the file for its whole run, so a run
+    # still "running" now belonged to a process that died (killed, power loss).
+    con.execute(
+        f"UPDATE {quote(project)}.ingestion_runs SET status = 'interrupted', "
+        "error = 'the process ended before the run finished' WHERE status = 'running'"
+    )
     started_at = datetime.now(UTC)
     runs = IngestionRuns(con, project, started_at, events)
     for view in views:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,6 +32,10 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
             entities_kept_newer BIGINT,
             error VARCHAR)"""
     )
+    # Who runs it: materializations may run side by side, so a "running" run is only known
+    # dead when its process, on this host, is gone (see mark_dead_runs).
+    con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS pid INTEGER")
+    con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS host VARCHAR")
     con.execute(
         f"""CREATE TABLE IF NOT EXISTS {schema}.online_watermarks (
             view VARCHAR PRIMARY KEY,
@@ -69,17 +75,55 @@ def start_run(
     end: datetime,
     incremental: bool,
 ) -> tuple[int, datetime]:
+    mark_dead_runs(con, project)
     started_at = datetime.now(UTC)
     row = fetch_one(con, f"SELECT nextval('{project}.materialization_run_ids')")
     assert row is not None
     run_id = int(row[0])
     con.execute(
         f"INSERT INTO {quote(project)}.materialization_runs "
-        "(run_id, registry_version, views, start_ts, end_ts, incremental, status, started_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-        [run_id, registry_version, views, start, end, incremental, started_at],
+        "(run_id, registry_version, views, start_ts, end_ts, incremental, status, started_at, pid, host) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+        [
+            run_id,
+            registry_version,
+            views,
+            start,
+            end,
+            incremental,
+            started_at,
+            os.getpid(),
+            socket.gethostname(),
+        ],
     )
     return run_id, started_at
+
+
+def mark_dead_runs(con: duckdb.DuckDBPyConnection, project: str) -> list[int]:
+    """Record as interrupted the runs still "running" whose process on this host is gone."""
+    rows = con.execute(
+        f"SELECT run_id, pid FROM {quote(project)}.materialization_runs "
+        "WHERE status = 'running' AND host = ? AND pid IS NOT NULL",
+        [socket.gethostname()],
+    ).fetchall()
+    dead = [run_id for run_id, pid in rows if not _alive(pid)]
+    for run_id in dead:
+        con.execute(
+            f"UPDATE {quote(project)}.materialization_runs SET status = 'interrupted', "
+            "error = 'the process ended before the run finished' WHERE run_id = ?",
+            [run_id],
+        )
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def finish_run(

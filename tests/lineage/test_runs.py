@@ -73,3 +73,34 @@ def test_a_source_that_cannot_be_read_is_a_failed_run(store: FeatureStore) -> No
     failed = [n for n in store.lineage("stats")["nodes"] if n["kind"] == "run" and n["status"] == "failed"]
     assert len(failed) == 1 and "matches no Parquet files" in failed[0]["error"]
     assert failed[0]["validation"] is None
+
+
+KILL_WHILE_WRITING = """
+import os, signal, sys
+from featurestore import FeatureStore
+
+def progress(what, done, total):
+    if "validating" not in what:  # the write phase: the run is recorded as running
+        os.kill(os.getpid(), signal.SIGKILL)
+
+FeatureStore(sys.argv[1]).ingest(progress=progress)
+"""
+
+
+def test_an_ingestion_killed_midway_is_recorded_interrupted_by_the_next(store: FeatureStore) -> None:
+    import subprocess
+    import sys
+
+    write_stats(store.config.repo / "data" / "stats" / "c.parquet", [0.5, 0.6], drivers=(3, 4))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_WHILE_WRITING, str(store.config.repo)], capture_output=True, timeout=60
+    )
+    assert killed.returncode == -9, killed.stderr
+    statuses = [r["status"] for r in rows(store, "SELECT status FROM lin.ingestion_runs ORDER BY run_id")]
+    assert statuses[-1] == "running"  # a killed process cannot record its end
+    store.ingest()
+    runs = rows(store, "SELECT view, status, error FROM lin.ingestion_runs ORDER BY run_id")
+    assert "running" not in [r["status"] for r in runs]
+    interrupted = [r for r in runs if r["status"] == "interrupted"]
+    assert interrupted and all("process ended" in str(r["error"]) for r in interrupted)
+    assert runs[-1]["status"] == "succeeded"

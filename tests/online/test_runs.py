@@ -122,10 +122,12 @@ def test_a_killed_run_moves_no_watermark_and_a_rerun_completes_it(
     )
     assert done.returncode == -9, done.stderr
     assert newer_values(store) == BATCH
-    # A killed process cannot record its end: the run stays "running" (see the report).
+    # A killed process cannot record its end: the run stays "running" until the next run
+    # on this host sees that its process is gone and records it as interrupted.
     assert [r[1] for r in runs(store)] == ["succeeded", "running"]
     assert watermarks(store) == mark
     store.materialize_incremental()
+    assert [r[1] for r in runs(store)] == ["succeeded", "interrupted", "succeeded"]
     assert dump(redis_client) == clean_run_dump(store)
 
 
