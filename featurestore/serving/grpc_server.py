@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
 import redis
 import redis.asyncio
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -36,6 +38,8 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
         self, request: pb.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetOnlineFeaturesResponse:
         try:
+            if isinstance(request, Malformed):
+                raise InvalidRequestError(f"malformed {request.message}: {request.error}")
             registry = self.holder.current
             features: tuple[str, ...] | str
             if request.feature_service and request.features:
@@ -55,6 +59,8 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
     async def ListFeatures(  # noqa: N802 - gRPC method name
         self, request: pb.ListFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListFeaturesResponse:
+        if isinstance(request, Malformed):
+            await _abort(context, InvalidRequestError(f"malformed {request.message}: {request.error}"))
         return convert.list_features(self.holder.current)
 
     async def _mget(self, keys: list[str], context: grpc.aio.ServicerContext) -> list[Any]:
@@ -70,6 +76,44 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
                 f"online store {redact(self.redis_url)} does not answer: {str(e) or 'timeout'}",
             )
             raise AssertionError("unreachable") from None
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A request whose bytes are not the message they claim to be."""
+
+    message: str
+    error: str
+
+
+def _lenient(message: type[Any]) -> Any:
+    # grpc answers a deserializer's exception with UNKNOWN and logs a traceback; bad bytes
+    # are the caller's mistake, so the handler answers INVALID_ARGUMENT instead.
+    def parse(data: bytes) -> Any:
+        try:
+            return message.FromString(data)
+        except DecodeError as e:
+            return Malformed(message.DESCRIPTOR.name, str(e))
+
+    return parse
+
+
+def _add_servicer(servicer: FeatureServingServicer, server: grpc.aio.Server) -> None:
+    """pb_grpc.add_FeatureServingServicer_to_server, with lenient request parsing."""
+    handlers = {
+        "GetOnlineFeatures": grpc.unary_unary_rpc_method_handler(
+            servicer.GetOnlineFeatures,
+            request_deserializer=_lenient(pb.GetOnlineFeaturesRequest),
+            response_serializer=pb.GetOnlineFeaturesResponse.SerializeToString,
+        ),
+        "ListFeatures": grpc.unary_unary_rpc_method_handler(
+            servicer.ListFeatures,
+            request_deserializer=_lenient(pb.ListFeaturesRequest),
+            response_serializer=pb.ListFeaturesResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: FeatureStoreError) -> NoReturn:
@@ -92,7 +136,7 @@ def build_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    pb_grpc.add_FeatureServingServicer_to_server(servicer, server)
+    _add_servicer(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
