@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import redis
 
 from featurestore import datagen
 from tests.helpers import write_repo
@@ -37,8 +38,11 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def example_repo(tmp_path: Path, tiny_data: Path) -> Path:
     """A copy of definitions/ with tiny data, in its own folder (its own DuckDB file)."""
     repo = tmp_path / "repo"
-    shutil.copytree(Path(__file__).parent.parent / "definitions", repo,
-                    ignore=shutil.ignore_patterns("data", ".featurestore", "__pycache__"))
+    shutil.copytree(
+        Path(__file__).parent.parent / "definitions",
+        repo,
+        ignore=shutil.ignore_patterns("data", ".featurestore", "__pycache__"),
+    )
     shutil.copytree(tiny_data, repo / "data")
     return repo
 
@@ -67,9 +71,21 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -95,3 +111,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """Database 0 of the session's redis-server, emptied, and named to FeatureStore by the env."""
+    monkeypatch.setenv("FEATURESTORE_REDIS_URL", redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.close()

@@ -275,7 +275,3 @@ def encode_created(created: pa.Array | None, n: int) -> np.ndarray:
 
 def timestamps_us(column: pa.Array) -> np.ndarray:
     return pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
-
-
-def feature_names(codec: ViewCodec) -> Sequence[str]:
-    return [f.name for f in codec.features]

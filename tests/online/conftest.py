@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import redis
 
-from tests.conftest import RedisServer, free_port
-
-
-@pytest.fixture
-def redis_client(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """A client of database 0 of the session's server, which FeatureStore uses; all DBs start empty."""
-    monkeypatch.setenv("FEATURESTORE_REDIS_URL", redis_server.url)
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    yield client
-    client.close()
+from tests.conftest import free_port
 
 
 @pytest.fixture

@@ -5,23 +5,21 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 import redis
 
 from featurestore import FeatureStore
-from tests.conftest import RedisServer
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TZ = pa.timestamp("us", tz="UTC")
 PROJECT = "val"
 
-DEFS = '''
+DEFS = """
 from datetime import timedelta
 from pandera.pandas import Check
 from featurestore import Entity, FeatureView, Field, Float64, Int64, ParquetSource, String
@@ -49,7 +47,7 @@ profile = FeatureView(
     source=ParquetSource("profile_src", path="data/profile", timestamp_field="ts"),
     schema=[Field("balance", Float64)],
 )
-'''
+"""
 
 # The names pandera gives the checks, as reports and quarantine files show them.
 NOT_NULL = "not_nullable"
@@ -73,17 +71,17 @@ GOOD: list[Row] = [
 # newest row is invalid (an older valid one must be served), driver 6 has no valid row at all.
 MIXED: list[Row] = [
     (1, 20, 20, 0.25, "bike", 5),
-    (1, 30, 30, 1.5, "car", 1),        # rate out of range: driver 1 keeps the row at minute 20
-    (2, 20, 20, 0.5, "scooter", 1),    # kind not allowed
+    (1, 30, 30, 1.5, "car", 1),  # rate out of range: driver 1 keeps the row at minute 20
+    (2, 20, 20, 0.5, "scooter", 1),  # kind not allowed
     (2, 25, 25, 0.75, "car", 1),
-    (3, 20, 20, 0.5, "car", None),     # trips is declared not nullable
-    (None, 20, 20, 0.5, "car", 1),     # null join key
-    (5, None, 20, 0.5, "car", 1),      # null event time
+    (3, 20, 20, 0.5, "car", None),  # trips is declared not nullable
+    (None, 20, 20, 0.5, "car", 1),  # null join key
+    (5, None, 20, 0.5, "car", 1),  # null event time
     (5, 1, 1, 0.5, "bike", 8),
-    (5, 40, 40, 0.5, "car", -2),       # trips >= 0
-    (6, 9, 9, 0.1, "car", 1),          # the same key and times twice
+    (5, 40, 40, 0.5, "car", -2),  # trips >= 0
+    (6, 9, 9, 0.1, "car", 1),  # the same key and times twice
     (6, 9, 9, 0.2, "car", 2),
-    (7, 3, None, None, None, 0),       # nulls where they are allowed
+    (7, 3, None, None, None, 0),  # nulls where they are allowed
 ]
 
 
@@ -94,23 +92,27 @@ def at(minutes: int | None) -> datetime | None:
 def trips_table(rows: Sequence[Row], numbered: bool = False) -> pa.Table:
     """The rows as a typed Parquet table; ``numbered`` adds an ``n`` column (the row number)."""
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
-    table = pa.table({
-        "driver_id": pa.array(cols[0], pa.int64()),
-        "ts": pa.array([at(m) for m in cols[1]], TZ),
-        "created": pa.array([at(m) for m in cols[2]], TZ),
-        "rate": pa.array(cols[3], pa.float64()),
-        "kind": pa.array(cols[4], pa.string()),
-        "trips": pa.array(cols[5], pa.int64()),
-    })
+    table = pa.table(
+        {
+            "driver_id": pa.array(cols[0], pa.int64()),
+            "ts": pa.array([at(m) for m in cols[1]], TZ),
+            "created": pa.array([at(m) for m in cols[2]], TZ),
+            "rate": pa.array(cols[3], pa.float64()),
+            "kind": pa.array(cols[4], pa.string()),
+            "trips": pa.array(cols[5], pa.int64()),
+        }
+    )
     return table.append_column("n", pa.array(range(len(rows)), pa.int64())) if numbered else table
 
 
 def profile_table(rows: Sequence[tuple[int, int, float]]) -> pa.Table:
-    return pa.table({
-        "customer_id": pa.array([r[0] for r in rows], pa.int64()),
-        "ts": pa.array([at(r[1]) for r in rows], TZ),
-        "balance": pa.array([r[2] for r in rows], pa.float64()),
-    })
+    return pa.table(
+        {
+            "customer_id": pa.array([r[0] for r in rows], pa.int64()),
+            "ts": pa.array([at(r[1]) for r in rows], TZ),
+            "balance": pa.array([r[2] for r in rows], pa.float64()),
+        }
+    )
 
 
 def write(path: Path, table: pa.Table) -> Path:
@@ -119,8 +121,13 @@ def write(path: Path, table: pa.Table) -> Path:
     return path
 
 
-def make_store(repo: Path, policy: str = "fail", trips: dict[str, Sequence[Row]] | None = None,
-               numbered: bool = False, apply: bool = True) -> FeatureStore:
+def make_store(
+    repo: Path,
+    policy: str = "fail",
+    trips: dict[str, Sequence[Row]] | None = None,
+    numbered: bool = False,
+    apply: bool = True,
+) -> FeatureStore:
     """A repo with the two views, trips files under data/trips and one profile file."""
     repo.mkdir(parents=True, exist_ok=True)
     (repo / "featurestore.toml").write_text(f'project = "{PROJECT}"\n')
@@ -180,13 +187,3 @@ def file_digest(path: Path) -> str:
 def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes | None, int]]:
     """Every key of the database: its serialized value and its absolute expiry in ms (-1: none)."""
     return {key: (client.dump(key), int(client.pexpiretime(key))) for key in client.scan_iter()}
-
-
-@pytest.fixture
-def redis_client(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """Database 0 of the session's redis-server, emptied, and named to FeatureStore by the env."""
-    monkeypatch.setenv("FEATURESTORE_REDIS_URL", redis_server.url)
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    yield client
-    client.close()
