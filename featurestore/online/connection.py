@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-import redis.asyncio
 
 from featurestore.errors import OnlineStoreUnavailable
+from featurestore.online.aioredis import AsyncRedis
 
 # Short timeouts: a lookup that cannot reach Redis must fail within its deadline.
 CONNECT_TIMEOUT = 2.0
@@ -31,13 +31,9 @@ def sync_client(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis
     )
 
 
-def async_client(url: str, max_connections: int = 64) -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(
-        url,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        max_connections=max_connections,
-    )
+def async_client(url: str) -> AsyncRedis:
+    """The serving path's client: one pipelined connection (see aioredis.py)."""
+    return AsyncRedis(url, connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT)
 
 
 def unavailable(url: str, error: Exception) -> OnlineStoreUnavailable:

@@ -8,13 +8,13 @@ from typing import Any, NoReturn
 
 import grpc
 import redis
-import redis.asyncio
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from featurestore.errors import FeatureStoreError, InvalidRequestError
+from featurestore.online.aioredis import AsyncRedis
 from featurestore.online.connection import redact
 from featurestore.serving import convert
 from featurestore.serving.registry_holder import RegistryHolder
@@ -27,7 +27,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 class FeatureServingServicer(pb_grpc.FeatureServingServicer):
     def __init__(
-        self, holder: RegistryHolder, client: redis.asyncio.Redis, redis_url: str, redis_timeout: float
+        self, holder: RegistryHolder, client: AsyncRedis, redis_url: str, redis_timeout: float
     ) -> None:
         self.holder = holder
         self.redis = client

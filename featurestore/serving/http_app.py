@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import redis
-import redis.asyncio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
+from featurestore.online.aioredis import AsyncRedis
 from featurestore.online.connection import redact
 from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.registry_holder import RegistryHolder
@@ -104,7 +104,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 def build_app(
     holder: RegistryHolder,
-    client: redis.asyncio.Redis,
+    client: AsyncRedis,
     redis_url: str,
     redis_timeout: float,
     is_healthy: Callable[[], bool],
