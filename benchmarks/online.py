@@ -579,7 +579,9 @@ def main() -> None:
     import redis
 
     with redis_server() as port:
-        env = {**os.environ, "FEATURESTORE_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        # In-process FeatureStore objects read the environment too, not only the subprocesses.
+        os.environ["FEATURESTORE_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        env = dict(os.environ)
         run_cli(env, "apply", "--repo", str(repo))
         run_cli(env, "materialize", "--offline", "--repo", str(repo))
         print("materialization ...", file=sys.stderr)
