@@ -56,12 +56,14 @@ bench-tools: setup
 bench: bench-tools
 	$(BIN)/python benchmarks/online.py --scale small --runs 3 --seconds 5
 	$(BIN)/python benchmarks/training_sets.py --scale small --runs 3
+	$(BIN)/python benchmarks/ingestion.py --scale small --runs 3
 
 bench-full: bench-tools
 	$(BIN)/python benchmarks/online.py --scale medium --runs 3 --seconds 10 --workers 2
 	$(BIN)/python benchmarks/training_sets.py --scale small --runs 3
 	$(BIN)/python benchmarks/training_sets.py --scale medium --runs 3
 	$(BIN)/python benchmarks/training_sets.py --scale large --runs 1
+	$(BIN)/python benchmarks/ingestion.py --scale medium --runs 3
 
 clean:
 	rm -rf $(VENV) $(REPO)/data $(REPO)/.featurestore .pytest_cache .mypy_cache .ruff_cache
