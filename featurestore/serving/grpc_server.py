@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -17,6 +18,7 @@ from featurestore.errors import FeatureStoreError, InvalidRequestError
 from featurestore.online.aioredis import AsyncRedis
 from featurestore.online.connection import redact
 from featurestore.serving import convert
+from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
@@ -51,6 +53,11 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
             n, columns = plan.entity_columns(convert.entity_columns(request.entities))
             keys = plan.keys(n, columns)
             raw = await self._mget(keys, context)
+            if not request.include_run_ids:
+                encoder = fast_encoder(plan)
+                fast = encoder and encoder.encode(n, raw, registry.version, time.time_ns() // 1000)
+                if fast is not None:
+                    return fast  # type: ignore[return-value]  # bytes: _serialize passes them on
             result = plan.assemble(n, columns, raw, with_run_ids=request.include_run_ids)
             return convert.to_response(result, registry.version)
         except FeatureStoreError as e:
@@ -98,13 +105,18 @@ def _lenient(message: type[Any]) -> Any:
     return parse
 
 
+def _serialize(response: pb.GetOnlineFeaturesResponse | bytes) -> bytes:
+    # The fast path (fastpath.py) hands over the response already serialized.
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
 def _add_servicer(servicer: FeatureServingServicer, server: grpc.aio.Server) -> None:
     """pb_grpc.add_FeatureServingServicer_to_server, with lenient request parsing."""
     handlers = {
         "GetOnlineFeatures": grpc.unary_unary_rpc_method_handler(
             servicer.GetOnlineFeatures,
             request_deserializer=_lenient(pb.GetOnlineFeaturesRequest),
-            response_serializer=pb.GetOnlineFeaturesResponse.SerializeToString,
+            response_serializer=_serialize,
         ),
         "ListFeatures": grpc.unary_unary_rpc_method_handler(
             servicer.ListFeatures,
