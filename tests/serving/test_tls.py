@@ -103,16 +103,17 @@ def test_cli_get_over_tls(tls_server: ServeProcess, certs: Certs) -> None:
 
 def test_bad_tls_settings_fail_serve_in_one_line(served_repo: Path, certs: Certs, tmp_path: Path) -> None:
     other = make_certs(tmp_path / "other")
-    cases = [
-        (("--tls-cert", str(certs.cert)), "a TLS certificate was given without its key"),
-        (("--tls-cert", str(certs.cert), "--tls-key", str(tmp_path / "no.key")), "does not exist"),
-        (("--tls-cert", str(certs.cert), "--tls-key", str(other.key)), "do not load together"),
-    ]
-    for args, message in cases:
-        result = run_cli("serve", "--repo", str(served_repo), *args)
-        assert result.returncode == 1, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and message in lines[0], lines
+    config = open_store(served_repo).config
+    with pytest.raises(ConfigError, match="a TLS key was given without its certificate"):
+        load_tls(config, key=certs.key)
+    with pytest.raises(ConfigError, match="no.key does not exist"):
+        load_tls(config, certs.cert, tmp_path / "no.key")
+    # Through the CLI: one line, before any worker starts.
+    result = run_cli("serve", "--repo", str(served_repo), "--workers", "2",
+                     "--tls-cert", str(certs.cert), "--tls-key", str(other.key))  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "do not load together" in lines[0], lines
 
 
 def test_tls_files_from_the_config(tmp_path: Path, certs: Certs) -> None:
