@@ -120,10 +120,10 @@ def load_tokens(
 
 def bearer(header: str | None) -> str | None:
     """The token of an ``authorization: Bearer <token>`` value, None if it is not one."""
-    if not header:
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
         return None
-    scheme, _, token = header.strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    return token.strip() or None
 
 
 def client_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
