@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurestore.errors import ConfigError
+from featurestore.secrets import mask_url
 
 CONFIG_FILE = "featurestore.toml"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -32,6 +33,18 @@ class Config:
     memory_limit: str | None = None
     # OpenLineage events go here (an HTTP endpoint) instead of .featurestore/openlineage/events.jsonl.
     openlineage_url: str | None = None
+    # `featurestore serve` security ([serving] table): bearer tokens come from this file (one a
+    # line; never inline in the toml), TLS from this certificate and key. See serving/auth.py.
+    auth_tokens_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def __repr__(self) -> str:  # the Redis URL may hold a password
+        fields = ", ".join(
+            f"{k}={mask_url(v) if k.endswith('_url') and isinstance(v, str) else v!r}"
+            for k, v in vars(self).items()
+        )
+        return f"Config({fields})"
 
     @property
     def store_dir(self) -> Path:
@@ -51,7 +64,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
-    known = {"project", "offline", "online", "training", "lineage"}
+    known = {"project", "offline", "online", "training", "lineage", "serving"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; expected {sorted(known)}")
@@ -72,15 +85,19 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         duckdb_path = root / duckdb_path
     redis_url = env.get("FEATURESTORE_REDIS_URL") or online.get("redis_url", DEFAULT_REDIS_URL)
     if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"redis_url must start with redis://, rediss:// or unix://, got {redis_url!r}")
+        shown = mask_url(redis_url) if isinstance(redis_url, str) else redis_url
+        raise ConfigError(f"redis_url must start with redis://, rediss:// or unix://, got {shown!r}")
     event_col = training.get("event_timestamp_column", "event_timestamp")
     memory_limit = env.get("FEATURESTORE_DUCKDB_MEMORY_LIMIT") or offline.get("memory_limit")
     if memory_limit is not None and not _MEMORY.match(str(memory_limit)):
         raise ConfigError(f"memory_limit {memory_limit!r} must be a size such as 8GB or 512MB")
     openlineage_url = env.get("FEATURESTORE_OPENLINEAGE_URL") or lineage.get("openlineage_url")
     if openlineage_url is not None and not openlineage_url.startswith(("http://", "https://")):
-        raise ConfigError(f"openlineage_url must start with http:// or https://, got {openlineage_url!r}")
-    return Config(root, project, duckdb_path, redis_url, event_col, memory_limit, openlineage_url)
+        raise ConfigError(
+            f"openlineage_url must start with http:// or https://, got {mask_url(openlineage_url)!r}"
+        )
+    serving = _serving_paths(_table(raw, "serving", path), env, root)
+    return Config(root, project, duckdb_path, redis_url, event_col, memory_limit, openlineage_url, **serving)
 
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
@@ -89,6 +106,7 @@ _TABLE_KEYS = {
     "online": {"redis_url"},
     "training": {"event_timestamp_column"},
     "lineage": {"openlineage_url"},
+    "serving": {"auth_tokens_file", "tls_cert", "tls_key"},
 }
 
 
@@ -104,6 +122,15 @@ def _table(raw: dict[str, object], key: str, path: Path) -> dict[str, str]:
         if not isinstance(item, str):
             raise ConfigError(f"{path}: [{key}] {name} must be a string, got {item!r}")
     return value
+
+
+def _serving_paths(serving: dict[str, str], env: Mapping[str, str], root: Path) -> dict[str, Path | None]:
+    """[serving] file paths, overridden by FEATURESTORE_AUTH_TOKENS_FILE / _TLS_CERT / _TLS_KEY."""
+    out: dict[str, Path | None] = {}
+    for key in ("auth_tokens_file", "tls_cert", "tls_key"):
+        value = env.get(f"FEATURESTORE_{key.upper()}") or serving.get(key)
+        out[key] = None if not value else (root / value if not Path(value).is_absolute() else Path(value))
+    return out
 
 
 def render_config(project: str) -> str:

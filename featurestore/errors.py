@@ -15,6 +15,7 @@ and HTTP code it maps to, so servers and clients share this module::
     ├── InvalidRequestError         a request is malformed (entity frame, join keys, batch size)
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
     ├── OnlineStoreUnavailable      Redis does not answer
+    ├── UnauthenticatedError        a serving request lacks a valid bearer token
     └── ValidationError             source rows fail their declaration (policy "fail")
 """
 
@@ -122,3 +123,10 @@ class ValidationError(FeatureStoreError):
     def __init__(self, message: str, report: Any) -> None:
         super().__init__(message)
         self.report = report  # a featurestore.validation.ViewReport
+
+
+class UnauthenticatedError(FeatureStoreError):
+    """A request to a server that requires a bearer token had none, or a wrong one."""
+
+    grpc_status = "UNAUTHENTICATED"
+    http_status = 401

@@ -60,9 +60,10 @@ def make_repo(tmp_path: Path, tiny_data: Path):  # type: ignore[no-untyped-def]
 class RedisServer:
     """A real redis-server process on a loopback port, started and stopped by the tests."""
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, *args: str) -> None:
         self.port = port
         self.workdir = workdir
+        self.args = args  # more redis-server options (e.g. --requirepass)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,6 +84,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

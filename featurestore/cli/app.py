@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from featurestore.errors import DefinitionError, FeatureStoreError
+from featurestore.secrets import mask_text
 from featurestore.store import FeatureStore
 
 app = typer.Typer(
@@ -74,13 +75,14 @@ def main() -> None:
     except FeatureStoreError as e:
         if debug:
             raise
-        err_console.print(f"error: {e.message}", markup=False)
+        err_console.print(f"error: {mask_text(e.message)}", markup=False)
         sys.exit(1)
     except Exception as e:  # a bug: still one line, with a way to see the traceback
         if debug:
             raise
         err_console.print(
-            f"internal error: {type(e).__name__}: {e} (set FEATURESTORE_DEBUG=1 for a traceback)",
+            f"internal error: {type(e).__name__}: {mask_text(str(e))} "
+            "(set FEATURESTORE_DEBUG=1 for a traceback)",
             markup=False,
         )
         sys.exit(2)

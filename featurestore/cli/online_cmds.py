@@ -27,10 +27,18 @@ def serve(
     ] = 1,
     max_entities: Annotated[int, typer.Option(min=1, help="Most entities one request may ask for.")] = 10_000,
     redis_timeout: Annotated[float, typer.Option(help="Seconds a lookup waits for Redis.")] = 1.0,
+    auth_tokens_file: Annotated[
+        Path | None,
+        typer.Option(help="Require a bearer token from this file, one a line (or FEATURESTORE_AUTH_TOKENS)"),
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="Serve TLS with this certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The TLS certificate's private key (PEM).")] = None,
 ) -> None:
     """Serve online features over gRPC and HTTP until SIGTERM (graceful shutdown)."""
+    from featurestore.serving.auth import load_tokens
     from featurestore.serving.server import ServeOptions
     from featurestore.serving.server import serve as run
+    from featurestore.serving.tls import load_tls
 
     store = open_store(repo)
     options = ServeOptions(
@@ -40,6 +48,8 @@ def serve(
         workers=workers,
         max_entities=max_entities,
         redis_timeout=redis_timeout,
+        tokens=load_tokens(store.config, auth_tokens_file),
+        tls=load_tls(store.config, tls_cert, tls_key),
     )
     run(store.config, options, on_ready=lambda line: err_console.print(line, markup=False))
 
@@ -71,6 +81,17 @@ def get(
         str | None, typer.Option(help="host:port of a gRPC server (default: read Redis directly).")
     ] = None,
     repo: RepoOption = Path("."),
+    auth_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FEATURESTORE_AUTH_TOKEN", show_envvar=True, show_default=False,
+            help="Bearer token for --server (prefer the environment variable: arguments show in ps).",
+        ),
+    ] = None,
+    tls: Annotated[bool, typer.Option("--tls", help="Connect to --server with TLS (system CAs).")] = False,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="Connect to --server with TLS, trusting this CA certificate (PEM).")
+    ] = None,
 ) -> None:
     """Print the online values of features for some entities, with their status and age."""
     wanted = features_or_service(features, service)
@@ -83,7 +104,11 @@ def get(
     if server:
         from featurestore.serving.client import Client
 
-        with Client(server) as client:
+        if auth_token:
+            from featurestore.secrets import remember
+
+            remember(auth_token)
+        with Client(server, token=auth_token, tls=tls, root_certificates=tls_ca) as client:
             response = client.get_online_features(wanted, entities)
         columns, statuses, stamps = response.columns, response.statuses, response.event_timestamps
     else:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 import redis
 
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online.aioredis import AsyncRedis
+from featurestore.secrets import mask_url
 
 # Short timeouts: a lookup that cannot reach Redis must fail within its deadline.
 CONNECT_TIMEOUT = 2.0
@@ -15,14 +14,8 @@ SOCKET_TIMEOUT = 5.0
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    """The URL with any password replaced by ``***`` (featurestore.secrets.mask_url)."""
+    return mask_url(url)
 
 
 def sync_client(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
@@ -37,7 +30,12 @@ def async_client(url: str) -> AsyncRedis:
 
 
 def unavailable(url: str, error: Exception) -> OnlineStoreUnavailable:
-    return OnlineStoreUnavailable(f"online store {redact(url)} does not answer: {error}")
+    if isinstance(error, redis.AuthenticationError):
+        return OnlineStoreUnavailable(f"online store {redact(url)} refused the credentials: {error}")
+    hint = ""
+    if "CERTIFICATE_VERIFY_FAILED" in str(error) and "ssl_ca_certs=" not in url:
+        hint = " (a private CA? name its certificate in the URL: ?ssl_ca_certs=/path/to/ca.pem)"
+    return OnlineStoreUnavailable(f"online store {redact(url)} does not answer: {error}{hint}")
 
 
 def checked_client(url: str) -> redis.Redis:
@@ -45,10 +43,8 @@ def checked_client(url: str) -> redis.Redis:
     client = sync_client(url)
     try:
         client.ping()
-    except (redis.ConnectionError, redis.TimeoutError) as e:
+    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as e:
+        # AuthenticationError is a ConnectionError: unavailable() tells them apart.
         client.close()
         raise unavailable(url, e) from None
-    except redis.AuthenticationError as e:
-        client.close()
-        raise OnlineStoreUnavailable(f"online store {redact(url)} refused the credentials: {e}") from None
     return client

@@ -6,14 +6,22 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 import pyarrow as pa
 
-from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
+from featurestore.errors import (
+    FeatureStoreError,
+    InvalidRequestError,
+    OnlineStoreUnavailable,
+    UnauthenticatedError,
+)
 from featurestore.serving import convert
+from featurestore.serving.auth import client_metadata
+from featurestore.serving.tls import channel_credentials
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 
@@ -87,7 +95,12 @@ def _timestamp(micros: int) -> datetime:
 
 
 class Client:
-    """``Client("host:6566").get_online_features([...], {"driver_id": [1001]})``."""
+    """``Client("host:6566").get_online_features([...], {"driver_id": [1001]})``.
+
+    ``token``: a bearer token for a server that requires one (default: the
+    FEATURESTORE_AUTH_TOKEN environment variable). ``tls=True`` or ``root_certificates``
+    (PEM bytes or a file, for a private CA) connect with TLS; ``credentials`` overrides both.
+    """
 
     def __init__(
         self,
@@ -95,8 +108,13 @@ class Client:
         timeout: float = 2.0,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: str | Path | bytes | None = None,
     ) -> None:
         options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+        if credentials is None and (tls or root_certificates is not None):
+            credentials = channel_credentials(root_certificates)
         self.channel = (
             grpc.secure_channel(target, credentials, options)
             if credentials
@@ -104,7 +122,7 @@ class Client:
         )
         self.stub = pb_grpc.FeatureServingStub(self.channel)
         self.timeout = timeout
-        self.metadata = tuple(metadata)
+        self.metadata = tuple(metadata) + client_metadata(token)
 
     def get_online_features(
         self,
@@ -175,4 +193,6 @@ def _error(e: grpc.RpcError) -> FeatureStoreError:
         return InvalidRequestError(message)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return OnlineStoreUnavailable(message)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return UnauthenticatedError(message)
     return FeatureStoreError(message)

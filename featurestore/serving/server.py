@@ -27,6 +27,8 @@ from featurestore.config import Config
 from featurestore.errors import FeatureStoreError
 from featurestore.online.connection import async_client
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
+from featurestore.secrets import mask_logs
+from featurestore.serving import auth
 from featurestore.serving.grpc_server import (
     NOT_SERVING,
     SERVICE_NAME,
@@ -37,6 +39,7 @@ from featurestore.serving.grpc_server import (
 )
 from featurestore.serving.http_app import build_app
 from featurestore.serving.registry_holder import RegistryHolder
+from featurestore.serving.tls import TlsFiles
 
 log = logging.getLogger("featurestore.serving")
 
@@ -51,6 +54,8 @@ class ServeOptions:
     redis_timeout: float = 1.0  # seconds a lookup waits for Redis before UNAVAILABLE
     registry_refresh: float = 5.0  # seconds between checks for a new registry version
     grace: float = 5.0  # seconds in-flight requests get at shutdown
+    tokens: auth.Tokens | None = None  # None: no authentication (see serving/auth.py)
+    tls: TlsFiles | None = None  # None: plaintext (see serving/tls.py)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -114,7 +119,10 @@ async def serve_async(
 
     servicer = FeatureServingServicer(holder, client, config.redis_url, options.redis_timeout)
     try:
-        grpc_server, grpc_port = build_server(servicer, health, options.grpc_port, options.host, reuse_port)
+        grpc_server, grpc_port = build_server(
+            servicer, health, options.grpc_port, options.host, reuse_port,
+            auth.grpc_interceptors(options.tokens), options.tls.grpc_credentials() if options.tls else None,
+        )
     except RuntimeError:  # grpc cannot bind the port (it has logged why)
         await client.aclose()
         raise FeatureStoreError(f"cannot serve gRPC on {options.host}:{options.grpc_port}") from None
@@ -129,7 +137,14 @@ async def serve_async(
     http: _Uvicorn | None = None
     if options.http_port is not None:
         app = build_app(holder, client, config.redis_url, options.redis_timeout, lambda: healthy)
-        http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+        tls_options = options.tls.uvicorn_options() if options.tls else {}
+        http = _Uvicorn(
+            uvicorn.Config(
+                auth.protect_http(app, options.tokens), log_level="warning", lifespan="off", access_log=False,
+                **tls_options,
+            )
+        )
+        mask_logs("uvicorn", "uvicorn.error")  # uvicorn configured its own handlers just now
         sock = _reuse_port_socket(options.host, options.http_port) if reuse_port else None
         if sock is None:
             http.config.host, http.config.port = options.host, options.http_port
@@ -149,11 +164,11 @@ async def serve_async(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    http_at = f", HTTP on http://{options.host}:{options.http_port}" if http else ""
+    http_at = f", HTTP on {_http_scheme(options)}://{options.host}:{options.http_port}" if http else ""
     if on_ready:
         on_ready(
             f"serving gRPC on {options.host}:{grpc_port}{http_at} "
-            f"(project {config.project}, registry version {holder.current.version})"
+            f"(project {config.project}, registry version {holder.current.version}{_security(options)})"
         )
     await stop.wait()
 
@@ -167,13 +182,31 @@ async def serve_async(
     await client.aclose()
 
 
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    mask_logs()
+
+
+def _http_scheme(options: ServeOptions) -> str:
+    return "https" if options.tls else "http"
+
+
+def _security(options: ServeOptions) -> str:
+    """What the ready line says about TLS and tokens (never the tokens)."""
+    parts = ["TLS"] if options.tls else []
+    if options.tokens:
+        parts.append(f"{len(options.tokens)} bearer token(s)")
+    return f"; {', '.join(parts)}" if parts else ""
+
+
 def _worker(config: Config, options: ServeOptions, ready: Event) -> None:
+    _configure_logging()  # a spawned process starts without the parent's logging
     asyncio.run(serve_async(config, options, reuse_port=True, on_ready=lambda _: ready.set()))
 
 
 def serve(config: Config, options: ServeOptions, on_ready: Callable[[str], None] | None = None) -> None:
     """Run until SIGTERM or SIGINT."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _configure_logging()
     if options.workers <= 1:
         asyncio.run(serve_async(config, options, on_ready=on_ready))
         return
@@ -201,10 +234,13 @@ def serve(config: Config, options: ServeOptions, on_ready: Callable[[str], None]
         time.sleep(0.02)
     if on_ready and all(r.is_set() for r in ready):
         http_at = (
-            f", HTTP on http://{options.host}:{options.http_port}" if options.http_port is not None else ""
+            f", HTTP on {_http_scheme(options)}://{options.host}:{options.http_port}"
+            if options.http_port is not None
+            else ""
         )
         on_ready(
             f"serving gRPC on {options.host}:{options.grpc_port}{http_at} with {options.workers} workers"
+            f"{_security(options)}"
         )
     codes = []
     for w in workers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -62,10 +63,21 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
     raise AssertionError(f"{what} within {timeout}s; last: {last!r}")
 
 
-def health(target: str, service: str = "", timeout: float = 2.0) -> int:
-    with grpc.insecure_channel(target) as channel:
+def health(target: str, service: str = "", timeout: float = 2.0, ca: Path | None = None) -> int:
+    """The server's health status; ``ca``: connect with TLS, trusting this CA certificate."""
+    channel = (
+        grpc.secure_channel(target, grpc.ssl_channel_credentials(ca.read_bytes()))
+        if ca
+        else grpc.insecure_channel(target)
+    )
+    with channel:
         request = health_pb2.HealthCheckRequest(service=service)
         return int(health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout).status)
+
+
+def verify(ca: Path | None) -> ssl.SSLContext | bool:
+    """httpx's ``verify``: trust only ``ca`` when given."""
+    return ssl.create_default_context(cafile=str(ca)) if ca else True
 
 
 def process_state(pid: int) -> str | None:
@@ -96,8 +108,9 @@ def children(pid: int) -> list[int]:
 class ServeProcess:
     """``featurestore serve`` on free loopback ports; stderr is collected as it arrives."""
 
-    def __init__(self, repo: Path, redis_url: str, *args: str) -> None:
+    def __init__(self, repo: Path, redis_url: str, *args: str, ca: Path | None = None) -> None:
         self.repo = repo
+        self.ca = ca  # the server speaks TLS with a certificate this CA signed
         self.redis_url = redis_url
         self.args = args
         self.grpc_port = free_port()
@@ -112,7 +125,7 @@ class ServeProcess:
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.http_port}"
 
     @property
     def stderr(self) -> str:
@@ -135,12 +148,14 @@ class ServeProcess:
                 raise AssertionError(f"featurestore serve did not start:\n{self.stderr}")
         # The line promises that both ports accept connections: check at once, without polling.
         try:
-            health(self.target)
-            httpx.get(f"{self.http_url}/healthz", timeout=5)
+            health(self.target, ca=self.ca)
+            httpx.get(f"{self.http_url}/healthz", timeout=5, verify=verify(self.ca))
         except (grpc.RpcError, httpx.HTTPError) as e:
             self.stop()
             raise AssertionError(f"said it serves, but does not answer: {e!r}\n{self.stderr}") from None
-        wait_for(lambda: health(self.target) == SERVING, deadline - time.monotonic(), "health SERVING")
+        wait_for(
+            lambda: health(self.target, ca=self.ca) == SERVING, deadline - time.monotonic(), "health SERVING"
+        )
         return self
 
     def _read(self, process: subprocess.Popen[str]) -> None:
