@@ -32,6 +32,9 @@ class Config:
     memory_limit: str | None = None
     # OpenLineage events go here (an HTTP endpoint) instead of .featurestore/openlineage/events.jsonl.
     openlineage_url: str | None = None
+    # serve logs a sample of requests to Parquet here (relative paths are from the repo); None: no log.
+    request_log_path: Path | None = None
+    request_log_sample: float = 0.01
 
     @property
     def store_dir(self) -> Path:
@@ -51,7 +54,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
-    known = {"project", "offline", "online", "training", "lineage"}
+    known = {"project", "offline", "online", "training", "lineage", "request_log"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; expected {sorted(known)}")
@@ -80,7 +83,33 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     openlineage_url = env.get("FEATURESTORE_OPENLINEAGE_URL") or lineage.get("openlineage_url")
     if openlineage_url is not None and not openlineage_url.startswith(("http://", "https://")):
         raise ConfigError(f"openlineage_url must start with http:// or https://, got {openlineage_url!r}")
-    return Config(root, project, duckdb_path, redis_url, event_col, memory_limit, openlineage_url)
+    log_path, log_sample = _request_log(raw, env, root, path)
+    return Config(
+        root, project, duckdb_path, redis_url, event_col, memory_limit, openlineage_url, log_path, log_sample
+    )
+
+
+def _request_log(
+    raw: dict[str, object], env: Mapping[str, str], root: Path, path: Path
+) -> tuple[Path | None, float]:
+    """[request_log] path and sample, or FEATURESTORE_REQUEST_LOG_DIR / _SAMPLE."""
+    table = raw.get("request_log", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [request_log] must be a table")
+    unknown = sorted(set(table) - {"path", "sample"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown} in [request_log]; expected ['path', 'sample']")
+    folder = env.get("FEATURESTORE_REQUEST_LOG_DIR") or table.get("path")
+    if folder is not None and not isinstance(folder, str):
+        raise ConfigError(f"{path}: [request_log] path must be a string, got {folder!r}")
+    sample = env.get("FEATURESTORE_REQUEST_LOG_SAMPLE") or table.get("sample", 0.01)
+    try:
+        rate = float(sample)
+    except (TypeError, ValueError):
+        rate = -1.0
+    if not 0 < rate <= 1:
+        raise ConfigError(f"request log sample {sample!r} must be a share of requests in (0, 1], e.g. 0.01")
+    return (None if not folder else root / folder), rate
 
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from featurestore.cli.app import RepoOption, app, console, err_console, open_store
+from featurestore.cli.monitoring_online_cmds import request_log_options
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, features_or_service
 from featurestore.errors import InvalidRequestError
 
@@ -27,6 +28,13 @@ def serve(
     ] = 1,
     max_entities: Annotated[int, typer.Option(min=1, help="Most entities one request may ask for.")] = 10_000,
     redis_timeout: Annotated[float, typer.Option(help="Seconds a lookup waits for Redis.")] = 1.0,
+    request_log: Annotated[
+        Path | None,
+        typer.Option(help="Log a sample of requests as Parquet in this folder (for 'featurestore skew')."),
+    ] = None,
+    request_log_sample: Annotated[
+        float | None, typer.Option(help="Share of requests logged, in (0, 1] (default 0.01 or the config).")
+    ] = None,
 ) -> None:
     """Serve online features over gRPC and HTTP until SIGTERM (graceful shutdown)."""
     from featurestore.serving.server import ServeOptions
@@ -40,6 +48,7 @@ def serve(
         workers=workers,
         max_entities=max_entities,
         redis_timeout=redis_timeout,
+        **request_log_options(store.config, request_log, request_log_sample),
     )
     run(store.config, options, on_ready=lambda line: err_console.print(line, markup=False))
 

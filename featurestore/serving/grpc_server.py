@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import redis
@@ -21,18 +23,27 @@ from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 
+if TYPE_CHECKING:
+    from featurestore.serving.metrics import ServingMetrics
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureServing"].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class FeatureServingServicer(pb_grpc.FeatureServingServicer):
     def __init__(
-        self, holder: RegistryHolder, client: redis.asyncio.Redis, redis_url: str, redis_timeout: float
+        self,
+        holder: RegistryHolder,
+        client: redis.asyncio.Redis,
+        redis_url: str,
+        redis_timeout: float,
+        metrics: ServingMetrics | None = None,
     ) -> None:
         self.holder = holder
         self.redis = client
         self.redis_url = redis_url
         self.redis_timeout = redis_timeout
+        self.metrics = metrics
 
     async def GetOnlineFeatures(  # noqa: N802 - gRPC method name
         self, request: pb.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
@@ -50,8 +61,12 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
             plan = registry.plan(features, request.full_feature_names)
             n, columns = plan.entity_columns(convert.entity_columns(request.entities))
             keys = plan.keys(n, columns)
+            started = time.perf_counter()
             raw = await self._mget(keys, context)
+            redis_seconds = time.perf_counter() - started
             result = plan.assemble(n, columns, raw, with_run_ids=request.include_run_ids)
+            if self.metrics is not None:
+                self.metrics.served("grpc", plan, columns, result, redis_seconds)
             return convert.to_response(result, registry.version)
         except FeatureStoreError as e:
             await _abort(context, e)
@@ -128,8 +143,10 @@ def build_server(
     port: int,
     host: str = "127.0.0.1",
     reuse_port: bool = False,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
+from pathlib import Path
 
 import uvicorn
 
@@ -36,7 +37,9 @@ from featurestore.serving.grpc_server import (
     build_server,
 )
 from featurestore.serving.http_app import build_app
+from featurestore.serving.metrics import ServingMetrics, multiprocess_dir
 from featurestore.serving.registry_holder import RegistryHolder
+from featurestore.serving.request_log import RequestLog
 
 log = logging.getLogger("featurestore.serving")
 
@@ -51,6 +54,8 @@ class ServeOptions:
     redis_timeout: float = 1.0  # seconds a lookup waits for Redis before UNAVAILABLE
     registry_refresh: float = 5.0  # seconds between checks for a new registry version
     grace: float = 5.0  # seconds in-flight requests get at shutdown
+    request_log: Path | None = None  # a folder: log a sample of requests there as Parquet
+    request_log_sample: float = 0.01  # share of requests logged
 
 
 class _Uvicorn(uvicorn.Server):
@@ -112,11 +117,18 @@ async def serve_async(
             checked = True
             await asyncio.sleep(0.5)
 
-    servicer = FeatureServingServicer(holder, client, config.redis_url, options.redis_timeout)
+    request_log = None
+    if options.request_log is not None:
+        request_log = RequestLog(options.request_log, options.request_log_sample)
+    metrics = ServingMetrics(holder, config, request_log)
+    servicer = FeatureServingServicer(holder, client, config.redis_url, options.redis_timeout, metrics)
     try:
-        grpc_server, grpc_port = build_server(servicer, health, options.grpc_port, options.host, reuse_port)
+        grpc_server, grpc_port = build_server(
+            servicer, health, options.grpc_port, options.host, reuse_port, [metrics.grpc_interceptor()]
+        )
     except RuntimeError:  # grpc cannot bind the port (it has logged why)
         await client.aclose()
+        metrics.close()
         raise FeatureStoreError(f"cannot serve gRPC on {options.host}:{options.grpc_port}") from None
     try:  # report the real state from the first request on
         await asyncio.wait_for(client.ping(), options.redis_timeout)
@@ -128,7 +140,8 @@ async def serve_async(
 
     http: _Uvicorn | None = None
     if options.http_port is not None:
-        app = build_app(holder, client, config.redis_url, options.redis_timeout, lambda: healthy)
+        app = build_app(holder, client, config.redis_url, options.redis_timeout, lambda: healthy, metrics)
+        metrics.mount(app)
         http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
         sock = _reuse_port_socket(options.host, options.http_port) if reuse_port else None
         if sock is None:
@@ -143,6 +156,7 @@ async def serve_async(
             for task in tasks[:2]:
                 task.cancel()
             await client.aclose()
+            metrics.close()
             tasks[-1].result()
 
     stop = asyncio.Event()
@@ -165,6 +179,7 @@ async def serve_async(
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await client.aclose()
+    await asyncio.to_thread(metrics.close)  # the request log writes what it holds
 
 
 def _worker(config: Config, options: ServeOptions, ready: Event) -> None:
@@ -179,6 +194,11 @@ def serve(config: Config, options: ServeOptions, on_ready: Callable[[str], None]
         return
     # Fail early and clearly (missing registry) before forking workers.
     RegistryHolder(config, options.max_entities)
+    with multiprocess_dir():  # the workers' metrics meet there; removed when they are done
+        _run_workers(options, config, on_ready)
+
+
+def _run_workers(options: ServeOptions, config: Config, on_ready: Callable[[str], None] | None) -> None:
     ctx = multiprocessing.get_context("spawn")
     ready = [ctx.Event() for _ in range(options.workers)]
     workers = [ctx.Process(target=_worker, args=(config, options, r), daemon=True) for r in ready]
