@@ -10,9 +10,12 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import redis
 
 import featurestore
+from featurestore.config import load_config
+from featurestore.errors import ConfigError
 from featurestore.online.codec import ViewCodec
 from featurestore.online.keys import entity_tag, view_key
 from tests.conftest import RedisServer
@@ -135,3 +138,18 @@ def test_skew_without_a_log_is_one_clear_error(served_repo: Path, tmp_path: Path
     result = run_cli("skew", "--repo", str(served_repo), "--log", str(tmp_path / "empty"))
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: no request log files (*.parquet) in")
+
+
+def test_request_log_settings_come_from_the_config_or_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "featurestore.toml").write_text('project = "p"\n[request_log]\npath = "logs"\nsample = 0.5\n')
+    config = load_config(tmp_path, env={})
+    assert (config.request_log_path, config.request_log_sample) == (tmp_path / "logs", 0.5)
+    env = {"FEATURESTORE_REQUEST_LOG_DIR": "/var/log/fs", "FEATURESTORE_REQUEST_LOG_SAMPLE": "0.02"}
+    config = load_config(tmp_path, env=env)
+    assert (config.request_log_path, config.request_log_sample) == (Path("/var/log/fs"), 0.02)
+    assert load_config(tmp_path, env={"FEATURESTORE_REQUEST_LOG_SAMPLE": "0.02"}).request_log_path == (
+        tmp_path / "logs"
+    )
+    (tmp_path / "featurestore.toml").write_text('project = "p"\n[request_log]\nsample = 2\n')
+    with pytest.raises(ConfigError, match="request log sample 2 must be a share of requests in"):
+        load_config(tmp_path, env={})
