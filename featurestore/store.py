@@ -344,9 +344,7 @@ class FeatureStore:
         """Served values in a request log against the offline store at each request's time."""
         from featurestore.monitoring.skew import skew
 
-        refs = self.registry().get("feature_service", features).feature_refs() if isinstance(
-            features, str
-        ) else features
+        refs = self.get_feature_service(features).feature_refs() if isinstance(features, str) else features
 
         def training_set(entities: Any, wanted: list[str]) -> Any:
             with self.get_training_set(entities, wanted, True, "request_time") as ts:
