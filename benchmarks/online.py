@@ -359,12 +359,13 @@ def bench_lookups(
     import pyarrow.parquet as pq
 
     from featurestore import Client, FeatureStore
+    from featurestore.config import load_config
     from featurestore.serving.v1 import serving_pb2 as pb
 
     rows = pq.read_table(repo / "data" / "entity_rows.parquet", columns=["driver_id", "customer_id"])
     drivers = rows.column("driver_id").to_pylist()
     customers = rows.column("customer_id").to_pylist()
-    store = FeatureStore(repo)
+    store = FeatureStore(repo, config=load_config(repo, env=env))  # this process's env has no Redis URL
     results: dict[str, Any] = {"workers": workers, "seconds_per_point": seconds, "points": []}
     grpc_port, http_port = free_port(), free_port()
     serve_cmd = [

@@ -46,6 +46,10 @@ class Config:
         )
         return f"Config({fields})"
 
+    # serve logs a sample of requests to Parquet here (relative paths are from the repo); None: no log.
+    request_log_path: Path | None = None
+    request_log_sample: float = 0.01
+
     @property
     def store_dir(self) -> Path:
         """The folder beside the DuckDB file for the store's own files (quarantine, logs)."""
@@ -64,7 +68,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
-    known = {"project", "offline", "online", "training", "lineage", "serving"}
+    known = {"project", "offline", "online", "training", "lineage", "serving", "request_log"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; expected {sorted(known)}")
@@ -97,7 +101,42 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
             f"openlineage_url must start with http:// or https://, got {mask_url(openlineage_url)!r}"
         )
     serving = _serving_paths(_table(raw, "serving", path), env, root)
-    return Config(root, project, duckdb_path, redis_url, event_col, memory_limit, openlineage_url, **serving)
+    log_path, log_sample = _request_log(raw, env, root, path)
+    return Config(
+        root,
+        project,
+        duckdb_path,
+        redis_url,
+        event_col,
+        memory_limit,
+        openlineage_url,
+        **serving,
+        request_log_path=log_path,
+        request_log_sample=log_sample,
+    )
+
+
+def _request_log(
+    raw: dict[str, object], env: Mapping[str, str], root: Path, path: Path
+) -> tuple[Path | None, float]:
+    """[request_log] path and sample, or FEATURESTORE_REQUEST_LOG_DIR / _SAMPLE."""
+    table = raw.get("request_log", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [request_log] must be a table")
+    unknown = sorted(set(table) - {"path", "sample"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown} in [request_log]; expected ['path', 'sample']")
+    folder = env.get("FEATURESTORE_REQUEST_LOG_DIR") or table.get("path")
+    if folder is not None and not isinstance(folder, str):
+        raise ConfigError(f"{path}: [request_log] path must be a string, got {folder!r}")
+    sample = env.get("FEATURESTORE_REQUEST_LOG_SAMPLE") or table.get("sample", 0.01)
+    try:
+        rate = float(sample)
+    except (TypeError, ValueError):
+        rate = -1.0
+    if not 0 < rate <= 1:
+        raise ConfigError(f"request log sample {sample!r} must be a share of requests in (0, 1], e.g. 0.01")
+    return (None if not folder else root / folder), rate
 
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)

@@ -47,6 +47,8 @@ from featurestore.validation import ValidationReport, ViewReport, validate_file
 
 if TYPE_CHECKING:
     from featurestore.lineage.openlineage import LineageEvents
+    from featurestore.monitoring.freshness import ViewFreshness
+    from featurestore.monitoring.skew import SkewReport
 from featurestore.validation.schema import has_custom_checks, with_check_functions
 
 
@@ -325,6 +327,30 @@ class FeatureStore:
                 version, snapshot = self._read(None)
                 self._online = OnlineRegistry(self.config.project, snapshot, version.version)
         return self._online
+
+    # -- monitoring (online) ---------------------------------------------------------------
+
+    def freshness(
+        self, views: Sequence[str] | None = None, sample: int = 1000, now: datetime | None = None
+    ) -> list[ViewFreshness]:
+        """Per online view: newest materialized value and its age, ages of a sample of Redis values."""
+        from featurestore.monitoring.freshness import freshness
+
+        return freshness(self.config, self._select_views(self.registry(), views), sample, now)
+
+    def skew(
+        self, log_dir: str | os.PathLike[str], features: Sequence[str] | str | None = None
+    ) -> SkewReport:
+        """Served values in a request log against the offline store at each request's time."""
+        from featurestore.monitoring.skew import skew
+
+        refs = self.get_feature_service(features).feature_refs() if isinstance(features, str) else features
+
+        def training_set(entities: Any, wanted: list[str]) -> Any:
+            with self.get_training_set(entities, wanted, True, "request_time") as ts:
+                return ts.to_arrow()
+
+        return skew(Path(log_dir), training_set, refs)
 
     def close(self) -> None:
         if self._redis is not None:

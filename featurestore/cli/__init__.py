@@ -2,6 +2,7 @@
 
 from featurestore.cli import (  # noqa: F401
     lineage_cmds,
+    monitoring_online_cmds,
     offline_cmds,
     online_cmds,
     registry_cmds,

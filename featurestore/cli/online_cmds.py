@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from featurestore.cli.app import RepoOption, app, console, err_console, open_store
+from featurestore.cli.monitoring_online_cmds import request_log_options
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, features_or_service
 from featurestore.errors import InvalidRequestError
 
@@ -33,6 +34,13 @@ def serve(
     ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="Serve TLS with this certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The TLS certificate's private key (PEM).")] = None,
+    request_log: Annotated[
+        Path | None,
+        typer.Option(help="Log a sample of requests as Parquet in this folder (for 'featurestore skew')."),
+    ] = None,
+    request_log_sample: Annotated[
+        float | None, typer.Option(help="Share of requests logged, in (0, 1] (default 0.01 or the config).")
+    ] = None,
 ) -> None:
     """Serve online features over gRPC and HTTP until SIGTERM (graceful shutdown)."""
     from featurestore.serving.auth import load_tokens
@@ -50,6 +58,7 @@ def serve(
         redis_timeout=redis_timeout,
         tokens=load_tokens(store.config, auth_tokens_file),
         tls=load_tls(store.config, tls_cert, tls_key),
+        **request_log_options(store.config, request_log, request_log_sample),
     )
     run(store.config, options, on_ready=lambda line: err_console.print(line, markup=False))
 

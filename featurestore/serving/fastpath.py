@@ -84,6 +84,12 @@ class _View:
     variable: int  # how many variable-width features the value has
 
 
+@dataclass(frozen=True)
+class FastAnswer:
+    data: bytes  # the serialized response
+    events: list[list[int]]  # per view, the event time (us) of each entity's value (for metrics)
+
+
 class FastEncoder:
     """Cuts GetOnlineFeaturesResponse bytes from the MGET reply for one lookup plan."""
 
@@ -91,12 +97,15 @@ class FastEncoder:
         self.views = views
         self.columns = columns
 
-    def encode(self, n: int, raw: Sequence[bytes | None], registry_version: int, now_us: int) -> bytes | None:
-        """The response bytes, or None when the general path must answer."""
+    def encode(
+        self, n: int, raw: Sequence[bytes | None], registry_version: int, now_us: int
+    ) -> FastAnswer | None:
+        """The response, or None when the general path must answer."""
         if None in raw:
             return None
         got = cast(list[bytes], raw)
         stamps: list[bytes] = []
+        all_events: list[list[int]] = []
         variable: list[list[list[bytes]] | None] = []
         for vi, view in enumerate(self.views):
             values = got[vi * n : (vi + 1) * n]
@@ -109,6 +118,7 @@ class FastEncoder:
                 if layout != view.codec.layout or (oldest is not None and event < oldest):
                     return None
                 events.append(event)
+            all_events.append(events)
             stamps.append(b"\x32" + pb.Int64List(values=events).SerializeToString()[1:])  # field 6
             variable.append(_split_variable(values, view) if view.variable else None)
         statuses = _ld(5, bytes((PRESENT,)) * n)
@@ -133,7 +143,7 @@ class FastEncoder:
             parts.append(_ld(1, body))
         if registry_version:
             parts.append(b"\x10" + _varint(registry_version))  # field 2, a varint
-        return b"".join(parts)
+        return FastAnswer(b"".join(parts), all_events)
 
 
 def _split_variable(values: list[bytes], view: _View) -> list[list[bytes]]:

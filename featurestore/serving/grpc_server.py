@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import redis
@@ -24,18 +24,27 @@ from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 
+if TYPE_CHECKING:
+    from featurestore.serving.metrics import ServingMetrics
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureServing"].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class FeatureServingServicer(pb_grpc.FeatureServingServicer):
     def __init__(
-        self, holder: RegistryHolder, client: AsyncRedis, redis_url: str, redis_timeout: float
+        self,
+        holder: RegistryHolder,
+        client: AsyncRedis,
+        redis_url: str,
+        redis_timeout: float,
+        metrics: ServingMetrics | None = None,
     ) -> None:
         self.holder = holder
         self.redis = client
         self.redis_url = redis_url
         self.redis_timeout = redis_timeout
+        self.metrics = metrics
 
     async def GetOnlineFeatures(  # noqa: N802 - gRPC method name
         self, request: pb.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
@@ -53,13 +62,21 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
             plan = registry.plan(features, request.full_feature_names)
             n, columns = plan.entity_columns(convert.entity_columns(request.entities))
             keys = plan.keys(n, columns)
+            started = time.perf_counter()
             raw = await self._mget(keys, context)
-            if not request.include_run_ids:
+            redis_seconds = time.perf_counter() - started
+            # A request sampled for the request log needs the decoded result: general path.
+            logged = self.metrics is not None and self.metrics.sample_request()
+            if not request.include_run_ids and not logged:
                 encoder = fast_encoder(plan)
-                fast = encoder and encoder.encode(n, raw, registry.version, time.time_ns() // 1000)
+                fast = None if encoder is None else encoder.encode(n, raw, registry.version, time.time_ns() // 1000)
                 if fast is not None:
-                    return fast  # type: ignore[return-value]  # bytes: _serialize passes them on
+                    if self.metrics is not None:
+                        self.metrics.served_present(plan, n, fast.events, redis_seconds)
+                    return fast.data  # type: ignore[return-value]  # bytes: _serialize passes them on
             result = plan.assemble(n, columns, raw, with_run_ids=request.include_run_ids)
+            if self.metrics is not None:
+                self.metrics.served("grpc", plan, columns, result, redis_seconds, logged=logged)
             return convert.to_response(result, registry.version)
         except FeatureStoreError as e:
             await _abort(context, e)

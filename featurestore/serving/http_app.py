@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from fastapi import FastAPI, Request
@@ -20,6 +21,9 @@ from featurestore.online.aioredis import AsyncRedis
 from featurestore.online.connection import redact
 from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.registry_holder import RegistryHolder
+
+if TYPE_CHECKING:
+    from featurestore.serving.metrics import ServingMetrics
 
 
 class OnlineFeaturesRequest(BaseModel):
@@ -108,6 +112,7 @@ def build_app(
     redis_url: str,
     redis_timeout: float,
     is_healthy: Callable[[], bool],
+    metrics: ServingMetrics | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="featurestore online features",
@@ -137,6 +142,7 @@ def build_app(
         plan = registry.plan(features, body.full_feature_names)
         n, columns = plan.entity_columns(body.entities)
         keys = plan.keys(n, columns)
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(redis_timeout):  # unlike wait_for, no task per request
                 raw = cast(list[bytes | None], await client.mget(keys))
@@ -144,7 +150,10 @@ def build_app(
             raise OnlineStoreUnavailable(
                 f"online store {redact(redis_url)} does not answer: {str(e) or 'timeout'}"
             ) from None
+        redis_seconds = time.perf_counter() - started
         result = plan.assemble(n, columns, raw, with_run_ids=body.include_run_ids)
+        if metrics is not None:
+            metrics.served("http", plan, columns, result, redis_seconds)
         return JSONResponse(_response(result, registry.version))
 
     @app.get("/v1/features")

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
+from pathlib import Path
 
 import uvicorn
 
@@ -38,7 +39,9 @@ from featurestore.serving.grpc_server import (
     build_server,
 )
 from featurestore.serving.http_app import build_app
+from featurestore.serving.metrics import ServingMetrics, multiprocess_dir
 from featurestore.serving.registry_holder import RegistryHolder
+from featurestore.serving.request_log import RequestLog
 from featurestore.serving.tls import TlsFiles
 
 log = logging.getLogger("featurestore.serving")
@@ -56,6 +59,8 @@ class ServeOptions:
     grace: float = 5.0  # seconds in-flight requests get at shutdown
     tokens: auth.Tokens | None = None  # None: no authentication (see serving/auth.py)
     tls: TlsFiles | None = None  # None: plaintext (see serving/tls.py)
+    request_log: Path | None = None  # a folder: log a sample of requests there as Parquet
+    request_log_sample: float = 0.01  # share of requests logged
 
 
 class _Uvicorn(uvicorn.Server):
@@ -117,14 +122,21 @@ async def serve_async(
             checked = True
             await asyncio.sleep(0.5)
 
-    servicer = FeatureServingServicer(holder, client, config.redis_url, options.redis_timeout)
+    request_log = None
+    if options.request_log is not None:
+        request_log = RequestLog(options.request_log, options.request_log_sample)
+    metrics = ServingMetrics(holder, config, request_log)
+    servicer = FeatureServingServicer(holder, client, config.redis_url, options.redis_timeout, metrics)
     try:
         grpc_server, grpc_port = build_server(
             servicer, health, options.grpc_port, options.host, reuse_port,
-            auth.grpc_interceptors(options.tokens), options.tls.grpc_credentials() if options.tls else None,
+            # metrics first: it times and counts refused calls too
+            [metrics.grpc_interceptor(), *auth.grpc_interceptors(options.tokens)],
+            options.tls.grpc_credentials() if options.tls else None,
         )
     except RuntimeError:  # grpc cannot bind the port (it has logged why)
         await client.aclose()
+        metrics.close()
         raise FeatureStoreError(f"cannot serve gRPC on {options.host}:{options.grpc_port}") from None
     try:  # report the real state from the first request on
         await asyncio.wait_for(client.ping(), options.redis_timeout)
@@ -136,7 +148,8 @@ async def serve_async(
 
     http: _Uvicorn | None = None
     if options.http_port is not None:
-        app = build_app(holder, client, config.redis_url, options.redis_timeout, lambda: healthy)
+        app = build_app(holder, client, config.redis_url, options.redis_timeout, lambda: healthy, metrics)
+        metrics.mount(app)  # /metrics sits behind the tokens too, when there are tokens
         tls_options = options.tls.uvicorn_options() if options.tls else {}
         http = _Uvicorn(
             uvicorn.Config(
@@ -158,6 +171,7 @@ async def serve_async(
             for task in tasks[:2]:
                 task.cancel()
             await client.aclose()
+            metrics.close()
             tasks[-1].result()
 
     stop = asyncio.Event()
@@ -180,6 +194,7 @@ async def serve_async(
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await client.aclose()
+    await asyncio.to_thread(metrics.close)  # the request log writes what it holds
 
 
 def _configure_logging() -> None:
@@ -212,6 +227,11 @@ def serve(config: Config, options: ServeOptions, on_ready: Callable[[str], None]
         return
     # Fail early and clearly (missing registry) before forking workers.
     RegistryHolder(config, options.max_entities)
+    with multiprocess_dir():  # the workers' metrics meet there; removed when they are done
+        _run_workers(options, config, on_ready)
+
+
+def _run_workers(options: ServeOptions, config: Config, on_ready: Callable[[str], None] | None) -> None:
     ctx = multiprocessing.get_context("spawn")
     ready = [ctx.Event() for _ in range(options.workers)]
     workers = [ctx.Process(target=_worker, args=(config, options, r), daemon=True) for r in ready]

@@ -125,7 +125,8 @@ def test_fast_bytes_equal_the_general_path(
     entities = {"driver_id": list(range(n)), "zone": [f"z{i}" for i in range(n)]}
 
     now_us = time.time_ns() // 1000
-    fast = encoder.encode(n, raw, registry_version=5, now_us=now_us)
+    answer = encoder.encode(n, raw, registry_version=5, now_us=now_us)
+    fast = None if answer is None else answer.data
     n_, columns = plan.entity_columns(entities)
     general = convert.to_response(plan.assemble(n_, columns, raw), 5)
     all_present = all(s == PRESENT for col in general.features for s in col.statuses)
@@ -133,6 +134,10 @@ def test_fast_bytes_equal_the_general_path(
         assert all_present
         assert pb.GetOnlineFeaturesResponse.FromString(fast) == general
         assert fast == general.SerializeToString()
+        assert answer is not None and answer.events == [
+            list(general.features[0].event_timestamps),
+            list(general.features[-1].event_timestamps),
+        ]
     else:  # the fast path may only decline lookups that are not all present, or have nulls
         has_nulls = any(v is None for row in every_rows + zone_rows for v in row.values())
         assert not all_present or has_nulls

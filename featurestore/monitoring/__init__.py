@@ -1,0 +1,1 @@
+"""Monitoring: what the store serves and how it compares with what it trained on."""

@@ -1,0 +1,211 @@
+"""Online freshness: how old the newest materialized value of each online view is, and the values in Redis.
+
+Two views of the same question. The run state in DuckDB says what materialization put in
+Redis: the view's watermark (event times before it are materialized), the run that set it,
+and so the newest event time below the watermark in the view's ingested table. A sample of
+the view's keys in Redis says what is actually there to serve: the age of each sampled
+value, read from its header. A view whose newest value is older than its TTL (or that was
+never materialized) is stale: every lookup of it answers EXPIRED or NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import redis
+
+from featurestore.config import Config
+from featurestore.definitions import FeatureView
+from featurestore.offline.tables import EVENT_TS, table_exists, view_table
+from featurestore.online.codec import HEADER, header_of
+from featurestore.online.connection import checked_client, unavailable
+from featurestore.online.keys import view_pattern
+from featurestore.storage import connection, fetch_one, quote
+
+DEFAULT_SAMPLE = 1000
+
+
+@dataclass
+class ViewFreshness:
+    """The freshness of one online view at ``checked_at``."""
+
+    view: str
+    ttl: timedelta | None
+    watermark: datetime | None  # None: never materialized (completely)
+    run_id: int | None  # the run that set the watermark
+    materialized_at: datetime | None  # when that run finished
+    newest_event: datetime | None  # event time of the newest materialized value
+    checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    sampled: int = 0  # keys of the view read from Redis
+    sample_ages: list[float] = field(default_factory=list)  # seconds, sorted
+    sample_expired: int = 0  # sampled values older than the TTL (served as EXPIRED)
+
+    @property
+    def newest_age(self) -> timedelta | None:
+        return None if self.newest_event is None else self.checked_at - self.newest_event
+
+    def is_stale(self, now: datetime | None = None) -> bool:
+        return self.reason(now) is not None
+
+    @property
+    def stale(self) -> bool:
+        return self.is_stale()
+
+    def reason(self, now: datetime | None = None) -> str | None:
+        """Why the view is stale, or None if it is fresh."""
+        if self.watermark is None:
+            return "never materialized"
+        if self.newest_event is None:
+            return "nothing materialized: no rows before the watermark"
+        age = (now or self.checked_at) - self.newest_event
+        if self.ttl is not None and age > self.ttl:
+            return f"newest value is {_human(age)} old, TTL {_human(self.ttl)}"
+        return None
+
+    def sample_quantile(self, q: float) -> float | None:
+        if not self.sample_ages:
+            return None
+        return self.sample_ages[min(len(self.sample_ages) - 1, int(q * len(self.sample_ages)))]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["sample_ages"]
+        for key in ("watermark", "materialized_at", "newest_event", "checked_at"):
+            out[key] = None if out[key] is None else out[key].isoformat()
+        out["ttl_seconds"] = None if self.ttl is None else self.ttl.total_seconds()
+        del out["ttl"]
+        age = self.newest_age
+        out["newest_age_seconds"] = None if age is None else age.total_seconds()
+        out["sample_age_seconds"] = {
+            "p50": self.sample_quantile(0.5),
+            "p90": self.sample_quantile(0.9),
+            "max": self.sample_ages[-1] if self.sample_ages else None,
+        }
+        out["stale"] = self.is_stale()
+        out["reason"] = self.reason()
+        return out
+
+
+def online_state(
+    con: duckdb.DuckDBPyConnection, project: str, views: list[FeatureView], now: datetime | None = None
+) -> list[ViewFreshness]:
+    """Each online view's watermark, the run behind it and its newest materialized event time."""
+    now = now or datetime.now(UTC)
+    out = []
+    has_state = table_exists(con, project, "online_watermarks")
+    has_runs = table_exists(con, project, "materialization_runs")
+    for view in views:
+        if not view.online:
+            continue
+        state = ViewFreshness(view.name, view.ttl, None, None, None, None, now)
+        row = (
+            fetch_one(
+                con,
+                f"SELECT watermark, run_id FROM {quote(project)}.online_watermarks WHERE view = ?",
+                [view.name],
+            )
+            if has_state
+            else None
+        )
+        if row is not None:
+            state.watermark, state.run_id = row[0], int(row[1])
+            if has_runs:
+                run = fetch_one(
+                    con,
+                    f"SELECT finished_at FROM {quote(project)}.materialization_runs WHERE run_id = ?",
+                    [state.run_id],
+                )
+                state.materialized_at = run[0] if run else None
+            if table_exists(con, project, "offline_" + view.name):
+                newest = fetch_one(
+                    con,
+                    f"SELECT max({EVENT_TS}) FROM {view_table(project, view.name)} WHERE {EVENT_TS} < ?",
+                    [state.watermark],
+                )
+                state.newest_event = newest[0] if newest else None
+        out.append(state)
+    return out
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: int
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    rows_read: int | None
+    entities_written: int | None
+
+
+def recent_runs(
+    con: duckdb.DuckDBPyConnection, project: str, limit: int = 10
+) -> tuple[list[Run], dict[str, tuple[int, int, int, float]]]:
+    """The latest materialization runs, and per status (runs, rows read, entities written, seconds)."""
+    if not table_exists(con, project, "materialization_runs"):
+        return [], {}
+    table = f"{quote(project)}.materialization_runs"
+    rows = con.execute(
+        f"SELECT run_id, status, started_at, finished_at, rows_read, entities_written FROM {table} "
+        "ORDER BY run_id DESC LIMIT ?",
+        [limit],
+    ).fetchall()
+    totals = con.execute(
+        "SELECT status, count(*), coalesce(sum(rows_read), 0), coalesce(sum(entities_written), 0), "
+        f"coalesce(sum(epoch(finished_at) - epoch(started_at)), 0) FROM {table} GROUP BY status"
+    ).fetchall()
+    return (
+        [Run(*r) for r in rows],
+        {s: (int(c), int(r), int(w), float(sec)) for s, c, r, w, sec in totals},
+    )
+
+
+def sample_redis(client: redis.Redis, project: str, states: list[ViewFreshness], sample: int) -> None:
+    """Read up to ``sample`` keys of each view from Redis and record the ages of their values."""
+    for state in states:
+        keys: list[bytes] = []
+        for key in client.scan_iter(match=view_pattern(project, state.view), count=1000):
+            keys.append(key)
+            if len(keys) >= sample:
+                break
+        now_us = state.checked_at.timestamp() * 1e6
+        ages = []
+        for start in range(0, len(keys), 1000):
+            for value in client.mget(keys[start : start + 1000]):
+                if not isinstance(value, bytes) or len(value) < HEADER.size:
+                    continue  # expired between SCAN and MGET, or not ours
+                event_us, _, _ = header_of(value)
+                ages.append(max(0.0, (now_us - event_us) / 1e6))
+        ages.sort()
+        state.sampled = len(ages)
+        state.sample_ages = ages
+        if state.ttl is not None:
+            ttl = state.ttl.total_seconds()
+            state.sample_expired = sum(1 for a in ages if a > ttl)
+
+
+def _human(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f}{unit}".replace(".0" + unit, unit)
+    return f"{seconds:.0f}s"
+
+
+def freshness(
+    config: Config, views: list[FeatureView], sample: int = DEFAULT_SAMPLE, now: datetime | None = None
+) -> list[ViewFreshness]:
+    """The freshness of each online view: run state from DuckDB, a sample of values from Redis."""
+    with connection(config.duckdb_path, read_only=True) as con:
+        states = online_state(con, config.project, views, now)
+    if sample > 0 and states:
+        client = checked_client(config.redis_url)
+        try:
+            sample_redis(client, config.project, states, sample)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise unavailable(config.redis_url, e) from None
+        finally:
+            client.close()
+    return states

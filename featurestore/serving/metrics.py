@@ -1,0 +1,425 @@
+"""Server metrics in the Prometheus text format, served at ``/metrics`` on the HTTP port.
+
+What a request costs here is a few increments of prometheus-client values, done after the
+answer is built: a latency observation per request (gRPC interceptor, ASGI middleware), a
+Redis round-trip observation, and per view one counter increment per status seen plus one
+sampled age. Label children are cached, so no label lookup happens per request.
+
+With ``serve --workers N`` the workers are separate processes: ``serve`` gives them a
+private folder in ``PROMETHEUS_MULTIPROC_DIR`` (see ``multiprocess_dir``) where
+prometheus-client keeps each process's values in memory-mapped files, and whichever worker
+answers a scrape sums them all. Materialization runs in other processes, so its figures are
+read at scrape time from the run state in the DuckDB file (``StateCollector``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import grpc
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from featurestore.config import Config
+from featurestore.errors import FeatureStoreError
+from featurestore.online.lookup import EXPIRED, NOT_FOUND, LookupPlan, OnlineResult
+from featurestore.serving.registry_holder import RegistryHolder
+from featurestore.serving.request_log import RequestLog
+
+log = logging.getLogger("featurestore.serving")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_HOUR, _DAY = 3600.0, 86400.0
+AGE_BUCKETS = (
+    60.0,
+    300.0,
+    900.0,
+    _HOUR,
+    3 * _HOUR,
+    6 * _HOUR,
+    12 * _HOUR,
+    _DAY,
+    2 * _DAY,
+    7 * _DAY,
+    30 * _DAY,
+)
+
+
+@contextlib.contextmanager
+def multiprocess_dir() -> Iterator[Path]:
+    """A private metrics folder for the workers of one ``serve``, removed when it ends.
+
+    prometheus-client picks its mode when first imported, from the environment: workers are
+    spawned, so they import it afresh and inherit the variable set here.
+    """
+    path = Path(tempfile.mkdtemp(prefix=f"featurestore-metrics-{os.getpid()}-"))
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _multiprocess() -> bool:
+    from prometheus_client import values
+
+    return values.ValueClass is not values.MutexValue
+
+
+class ServingMetrics:
+    """The metrics of one server process, and the hooks the transports call."""
+
+    def __init__(self, holder: RegistryHolder, config: Config, request_log: RequestLog | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess = _multiprocess()
+        self.request_log = request_log
+        r = self.registry
+        self.requests = Histogram(
+            "featurestore_request_duration_seconds",
+            "Requests by transport, method (gRPC method or HTTP route) and status; _count counts them.",
+            ["transport", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.redis = Histogram(
+            "featurestore_redis_duration_seconds",
+            "Round trip of the one MGET an online lookup makes.",
+            buckets=REDIS_BUCKETS,
+            registry=r,
+        )
+        self.lookups = Counter(
+            "featurestore_online_lookups",
+            "Entities looked up per view by outcome: FOUND (within TTL), NOT_FOUND or EXPIRED.",
+            ["view", "status"],
+            registry=r,
+        )
+        self.served_age = Histogram(
+            "featurestore_served_value_age_seconds",
+            "Age (now - event time) of served values: one sampled entity per view per request.",
+            ["view"],
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+        self.log_dropped = Counter(
+            "featurestore_request_log_dropped",
+            "Sampled requests not logged because the request log's queue was full.",
+            registry=r,
+        )
+        self.log_rows = Counter(
+            "featurestore_request_log_rows", "Rows written to the request log's Parquet files.", registry=r
+        )
+        if request_log is not None:
+            request_log.on_dropped = self.log_dropped.inc
+            request_log.on_written = self.log_rows.inc
+        self.state = StateCollector(holder, config)
+        if not self.multiprocess:
+            r.register(self.state)
+        self._children: dict[tuple[str, str, str], Any] = {}
+        self._views: MutableMapping[LookupPlan, list[tuple[int, Any, Any, Any, Any]]] = WeakKeyDictionary()
+        self._tick = 0
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def request(self, transport: str, method: str, status: str, seconds: float) -> None:
+        key = (transport, method, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(transport, method, status)
+        child.observe(seconds)
+
+    def served(
+        self,
+        transport: str,
+        plan: LookupPlan,
+        entities: dict[str, list[Any]],
+        result: OnlineResult,
+        redis_seconds: float,
+        logged: bool | None = None,
+    ) -> None:
+        """After a lookup: Redis round trip, outcomes per view, a sampled age, the request log
+        (``logged``: whether the request was sampled for it, None to decide here)."""
+        self.redis.observe(redis_seconds)
+        views = self._views.get(plan)
+        if views is None:
+            views = self._views[plan] = self._plan_views(plan)
+        columns = result.features
+        now = time.time()
+        self._tick += 1
+        for j, found, not_found, expired, age in views:
+            col = columns[j]
+            statuses = col.statuses
+            n = len(statuses)
+            missing = statuses.count(NOT_FOUND)
+            old = statuses.count(EXPIRED)
+            if missing:
+                not_found.inc(missing)
+            if old:
+                expired.inc(old)
+            if n - missing - old:
+                found.inc(n - missing - old)
+                # One served entity per request, rotating: the cost does not grow with the batch.
+                i = self._tick % n
+                while statuses[i] == NOT_FOUND or statuses[i] == EXPIRED:
+                    i = (i + 1) % n
+                age.observe(max(0.0, now - col.event_ts_us[i] / 1e6))  # type: ignore[operator]
+        if self.request_log is not None and logged is not False:
+            self.request_log.offer(transport, now, entities, result, sampled=logged)
+
+    def sample_request(self) -> bool:
+        """Whether this request goes to the request log (decided before the answer is built)."""
+        return self.request_log is not None and self.request_log.sampled()
+
+    def served_present(self, plan: LookupPlan, n: int, events: list[list[int]], redis_seconds: float) -> None:
+        """``served`` for a lookup where every value was present (the gRPC fast path)."""
+        self.redis.observe(redis_seconds)
+        views = self._views.get(plan)
+        if views is None:
+            views = self._views[plan] = self._plan_views(plan)
+        now = time.time()
+        self._tick += 1
+        for vi, (_, found, _, _, age) in enumerate(views):
+            found.inc(n)
+            age.observe(max(0.0, now - events[vi][self._tick % n] / 1e6))
+
+    def _plan_views(self, plan: LookupPlan) -> list[tuple[int, Any, Any, Any, Any]]:
+        first: dict[int, int] = {}
+        for j, (vi, _, _) in enumerate(plan.outputs):
+            first.setdefault(vi, j)
+        out = []
+        for vi, j in sorted(first.items()):
+            name = plan.views[vi].name
+            out.append(
+                (
+                    j,
+                    self.lookups.labels(name, "FOUND"),
+                    self.lookups.labels(name, "NOT_FOUND"),
+                    self.lookups.labels(name, "EXPIRED"),
+                    self.served_age.labels(name),
+                )
+            )
+        return out
+
+    # -- exposition ----------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets: this process's metrics, or every worker's summed."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry(auto_describe=True)
+        MultiProcessCollector(registry)
+        registry.register(self.state)
+        return generate_latest(registry)
+
+    def grpc_interceptor(self) -> grpc.aio.ServerInterceptor:
+        return _GrpcMetrics(self)
+
+    def mount(self, app: FastAPI) -> None:
+        """Serve ``/metrics`` on the app and time every request it answers."""
+        routes = {path for r in app.routes if isinstance(path := getattr(r, "path", None), str)}
+
+        def scrape() -> Response:  # a plain def: FastAPI runs it in a thread, off the event loop
+            return Response(self.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+        app.add_api_route("/metrics", scrape, methods=["GET"], include_in_schema=False)
+        app.add_middleware(_HttpMetrics, metrics=self, routes=routes | {"/metrics"})
+
+    def close(self) -> None:
+        if self.request_log is not None:
+            self.request_log.close()
+
+
+class _GrpcMetrics(grpc.aio.ServerInterceptor):
+    """Times every unary RPC and records its status code; wrapped handlers are built once per method."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:  # streams (reflection, Watch): not timed
+            return handler
+        wrapped = self._wrapped.get(method)
+        if wrapped is None or wrapped._inner is not handler.unary_unary:
+            wrapped = self._wrapped[method] = self._wrap(method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        inner = handler.unary_unary
+        record = self.metrics.request
+
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            status = "OK"
+            try:
+                return await inner(request, context)
+            except BaseException:
+                code = context.code()
+                status = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+                raise
+            finally:
+                record("grpc", method, status, time.perf_counter() - started)
+
+        out = grpc.unary_unary_rpc_method_handler(
+            timed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        out._inner = inner
+        return out
+
+
+class _HttpMetrics:
+    """ASGI middleware: times each HTTP request and records its route and status code."""
+
+    def __init__(self, app: Any, metrics: ServingMetrics, routes: set[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes  # only declared routes become labels: a scan of random paths adds none
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            path = scope["path"]
+            route = f"{scope['method']} {path if path in self.routes else 'other'}"
+            self.metrics.request("http", route, str(status), time.perf_counter() - started)
+
+
+class StateCollector(Collector):
+    """Materialization runs and online freshness per view, read from the DuckDB file on scrape.
+
+    Read at most every ``min_interval`` seconds; when the file is locked by a writer the
+    last figures are served again (a scrape never waits on an ingestion).
+    """
+
+    def __init__(self, holder: RegistryHolder, config: Config, min_interval: float = 5.0) -> None:
+        self.holder = holder
+        self.config = config
+        self.min_interval = min_interval
+        self._lock = threading.Lock()
+        self._read_at = -float("inf")
+        self._metrics: list[Metric] = []
+
+    def describe(self) -> list[Metric]:
+        return []  # collected at scrape time only: registering must not read the file
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.min_interval:
+                try:
+                    self._metrics = self._read()
+                    self._read_at = time.monotonic()
+                except FeatureStoreError as e:
+                    log.warning("metrics: materialization state not read: %s", e.message)
+                except Exception:  # noqa: BLE001 - a scrape must not fail over the state
+                    log.exception("metrics: materialization state not read")
+            metrics = self._metrics
+        yield from metrics
+
+    def _read(self) -> list[Metric]:
+        from featurestore.monitoring.freshness import online_state, recent_runs
+        from featurestore.storage import connection
+
+        snapshot = self.holder.current.snapshot
+        views = [v for v in snapshot.views.values() if v.online]
+        with connection(self.config.duckdb_path, read_only=True, lock_timeout=0.2) as con:
+            states = online_state(con, self.config.project, views)
+            runs, totals = recent_runs(con, self.config.project)
+        runs_total = CounterMetricFamily(
+            "featurestore_materialization_runs", "Materialization runs by status.", labels=["status"]
+        )
+        for status, (count, _, _, _) in sorted(totals.items()):
+            runs_total.add_metric([status], count)
+        rows = CounterMetricFamily(
+            "featurestore_materialization_rows_read", "Offline rows read by finished materialization runs."
+        )
+        written = CounterMetricFamily(
+            "featurestore_materialization_entities_written", "Entities written to Redis by finished runs."
+        )
+        seconds = CounterMetricFamily(
+            "featurestore_materialization_duration_seconds", "Wall time of finished materialization runs."
+        )
+        rows.add_metric([], sum(t[1] for t in totals.values()))
+        written.add_metric([], sum(t[2] for t in totals.values()))
+        seconds.add_metric([], sum(t[3] for t in totals.values()))
+        recent = {
+            name: GaugeMetricFamily(
+                f"featurestore_materialization_run_{name}", text, labels=["run", "status"]
+            )
+            for name, text in (
+                ("rows_read", "Offline rows one recent run read."),
+                ("entities_written", "Entities one recent run wrote to Redis."),
+                ("duration_seconds", "Wall time of one recent run (so far, while running)."),
+                ("started_timestamp_seconds", "When one recent run started."),
+            )
+        }
+        now = datetime.now(UTC)
+        for run in runs:
+            labels = [f"materialize-{run.run_id}", run.status]
+            recent["rows_read"].add_metric(labels, run.rows_read or 0)
+            recent["entities_written"].add_metric(labels, run.entities_written or 0)
+            recent["duration_seconds"].add_metric(
+                labels, ((run.finished_at or now) - run.started_at).total_seconds()
+            )
+            recent["started_timestamp_seconds"].add_metric(labels, run.started_at.timestamp())
+        per_view = {
+            name: GaugeMetricFamily(f"featurestore_online_{name}", text, labels=["view"])
+            for name, text in (
+                ("watermark_timestamp_seconds", "Event times before this are materialized."),
+                ("newest_event_timestamp_seconds", "Event time of the newest materialized value."),
+                ("materialized_timestamp_seconds", "When the run that set the watermark finished."),
+                ("ttl_seconds", "The view's TTL (absent: values never expire)."),
+                ("stale", "1 when the newest materialized value is older than the TTL, or none is."),
+            )
+        }
+        for s in states:
+            if s.watermark is not None:
+                per_view["watermark_timestamp_seconds"].add_metric([s.view], s.watermark.timestamp())
+            if s.newest_event is not None:
+                per_view["newest_event_timestamp_seconds"].add_metric([s.view], s.newest_event.timestamp())
+            if s.materialized_at is not None:
+                per_view["materialized_timestamp_seconds"].add_metric([s.view], s.materialized_at.timestamp())
+            if s.ttl is not None:
+                per_view["ttl_seconds"].add_metric([s.view], s.ttl.total_seconds())
+            per_view["stale"].add_metric([s.view], 1.0 if s.is_stale(now) else 0.0)
+        return [runs_total, rows, written, seconds, *recent.values(), *per_view.values()]
