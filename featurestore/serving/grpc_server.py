@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from featurestore.errors import FeatureStoreError, InvalidRequestError
 from featurestore.online.connection import redact
 from featurestore.serving import convert
+from featurestore.serving.limits import shorten
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
@@ -118,7 +119,7 @@ def _add_servicer(servicer: FeatureServingServicer, server: grpc.aio.Server) -> 
 
 async def _abort(context: grpc.aio.ServicerContext, error: FeatureStoreError) -> NoReturn:
     code = getattr(grpc.StatusCode, error.grpc_status, grpc.StatusCode.INTERNAL)
-    await context.abort(code, error.message)
+    await context.abort(code, shorten(error.message))
     raise AssertionError("unreachable")
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
 from featurestore.online.connection import redact
 from featurestore.online.lookup import OnlineResult, Status
+from featurestore.serving.limits import shorten
 from featurestore.serving.registry_holder import RegistryHolder
 
 
@@ -99,7 +100,7 @@ def _response(result: OnlineResult, version: int) -> dict[str, Any]:
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    return JSONResponse({"error": {"code": code, "message": shorten(message)}}, status_code=status)
 
 
 def build_app(

@@ -1,0 +1,85 @@
+"""Requests built to hurt: huge names, out-of-range keys, oversized bodies, odd HTTP.
+
+Each gets a precise status (INVALID_ARGUMENT, RESOURCE_EXHAUSTED; HTTP 400/404/405/413/422)
+with the uniform error body, and the server keeps serving. test_errors.py has the ordinary
+mistakes; this file has the abuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from featurestore.serving.limits import MAX_ERROR_CHARS
+from featurestore.serving.v1 import serving_pb2 as pb
+from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
+from tests.serving.support import SERVING, ServeProcess, health
+
+CITY = ["driver_stats:city"]
+HUGE = 1_000_000  # characters: far beyond the 8-16 KiB a gRPC status message may take
+
+
+@pytest.fixture(scope="module")
+def stub(server: ServeProcess) -> Iterator[Any]:
+    with grpc.insecure_channel(server.target) as channel:
+        yield pb_grpc.FeatureServingStub(channel)
+
+
+def ask(stub: Any, request: pb.GetOnlineFeaturesRequest) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.GetOnlineFeatures(request, timeout=10)
+    return raised.value
+
+
+def request(
+    features: list[str] | None = None, service: str = "", **keys: list[Any]
+) -> pb.GetOnlineFeaturesRequest:
+    message = pb.GetOnlineFeaturesRequest(features=features or [], feature_service=service)
+    for name, values in keys.items():
+        if all(isinstance(v, int) for v in values):
+            message.entities[name].int64_values.values.extend(values)
+        else:
+            message.entities[name].string_values.values.extend(values)
+    return message
+
+
+HUGE_NAMES: dict[str, tuple[pb.GetOnlineFeaturesRequest, dict[str, Any], str]] = {
+    "feature": (
+        request(["driver_stats:" + "c" * HUGE], driver_id=[1001]),
+        {"features": ["driver_stats:" + "c" * HUGE], "entities": {"driver_id": [1001]}},
+        "has no feature 'ccc",
+    ),
+    "service": (
+        request(service="s" * HUGE, driver_id=[1001]),
+        {"feature_service": "s" * HUGE, "entities": {"driver_id": [1001]}},
+        "sss",
+    ),
+    "join-key-name": (
+        request(CITY, driver_id=[1001], **{"k" * HUGE: [1]}),
+        {"features": CITY, "entities": {"driver_id": [1001], "k" * HUGE: [1]}},
+        "unknown join key(s) ['kkk",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HUGE_NAMES))
+def test_huge_names_are_echoed_shortened(stub: Any, server: ServeProcess, case: str) -> None:
+    message, body, text = HUGE_NAMES[case]
+
+    error = ask(stub, message)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert text in error.details()
+    assert error.details().endswith("more characters)")
+    assert len(error.details()) < MAX_ERROR_CHARS + 100
+
+    answer = httpx.post(f"{server.http_url}/v1/online-features", json=body, timeout=30)
+    assert answer.status_code == 400, answer.text[:300]
+    assert answer.json()["error"]["code"] == "INVALID_ARGUMENT"
+    assert text in answer.json()["error"]["message"]
+    assert len(answer.json()["error"]["message"]) < MAX_ERROR_CHARS + 100
+
+    assert health(server.target) == SERVING
