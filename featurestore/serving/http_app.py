@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException
 
 from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
 from featurestore.online.connection import redact
@@ -99,6 +100,18 @@ def _response(result: OnlineResult, version: int) -> dict[str, Any]:
     return body
 
 
+# Starlette's own errors (bad routes, unparsable bodies) in the gRPC vocabulary our errors use.
+_HTTP_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    413: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": shorten(message)}}, status_code=status)
 
@@ -126,6 +139,16 @@ def build_app(
             f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
         )
         return _error(422, "INVALID_ARGUMENT", problems)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # One error body for every answer, not FastAPI's {"detail": ...} for some of them.
+        code = _HTTP_CODES.get(exc.status_code, "INVALID_ARGUMENT" if exc.status_code < 500 else "INTERNAL")
+        cause = exc.__cause__  # FastAPI's "error parsing the body" hides why
+        message = f"{exc.detail}: {type(cause).__name__}: {cause}" if cause else str(exc.detail)
+        response = _error(exc.status_code, code, message)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.post("/v1/online-features", response_model=OnlineFeaturesResponse)
     async def online_features(body: OnlineFeaturesRequest) -> JSONResponse:

@@ -83,3 +83,44 @@ def test_huge_names_are_echoed_shortened(stub: Any, server: ServeProcess, case: 
     assert len(answer.json()["error"]["message"]) < MAX_ERROR_CHARS + 100
 
     assert health(server.target) == SERVING
+
+
+def post_raw(server: ServeProcess, content: bytes) -> httpx.Response:
+    return httpx.post(f"{server.http_url}/v1/online-features", content=content,
+                      headers={"content-type": "application/json"}, timeout=30)
+
+
+def error_of(answer: httpx.Response) -> dict[str, str]:
+    body = answer.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}
+    return dict(body["error"])
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        (b'{"features": ["\xff\xfe"], "entities": {"driver_id": [1001]}}', "UnicodeDecodeError"),
+        (b'{"features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "RecursionError"),
+    ],
+    ids=["not-utf8", "nested-too-deep"],
+)
+def test_unparsable_bodies_are_400_with_the_error_body(
+    server: ServeProcess, content: bytes, text: str
+) -> None:
+    answer = post_raw(server, content)
+    assert answer.status_code == 400, answer.text[:300]
+    error = error_of(answer)
+    assert error["code"] == "INVALID_ARGUMENT"
+    assert "error parsing the body" in error["message"] and text in error["message"]
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_body(server: ServeProcess) -> None:
+    answer = httpx.get(f"{server.http_url}/v1/no-such-thing", timeout=5)
+    assert answer.status_code == 404
+    assert error_of(answer) == {"code": "NOT_FOUND", "message": "Not Found"}
+
+    answer = httpx.get(f"{server.http_url}/v1/online-features", timeout=5)
+    assert answer.status_code == 405
+    assert error_of(answer)["code"] == "UNIMPLEMENTED"
+    assert answer.headers["allow"] == "POST"
