@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
 from featurestore.online.connection import redact
 from featurestore.online.lookup import OnlineResult, Status
-from featurestore.serving.limits import shorten
+from featurestore.serving.limits import MAX_BODY_BYTES, BodyLimit, shorten
 from featurestore.serving.registry_holder import RegistryHolder
 
 
@@ -122,12 +122,14 @@ def build_app(
     redis_url: str,
     redis_timeout: float,
     is_healthy: Callable[[], bool],
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     app = FastAPI(
         title="featurestore online features",
         version="1",
         description="The latest feature values per entity, from the online store.",
     )
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(FeatureStoreError)
     async def _store_error(request: Request, exc: FeatureStoreError) -> JSONResponse:

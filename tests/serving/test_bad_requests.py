@@ -14,10 +14,11 @@ import grpc
 import httpx
 import pytest
 
-from featurestore.serving.limits import MAX_ERROR_CHARS
+from featurestore.serving.grpc_server import MAX_MESSAGE_BYTES
+from featurestore.serving.limits import MAX_BODY_BYTES, MAX_ERROR_CHARS, too_large
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.serving.support import SERVING, ServeProcess, health
+from tests.serving.support import SERVICE, SERVING, ServeProcess, health
 
 CITY = ["driver_stats:city"]
 HUGE = 1_000_000  # characters: far beyond the 8-16 KiB a gRPC status message may take
@@ -124,3 +125,37 @@ def test_unknown_paths_and_methods_answer_in_the_error_body(server: ServeProcess
     assert answer.status_code == 405
     assert error_of(answer)["code"] == "UNIMPLEMENTED"
     assert answer.headers["allow"] == "POST"
+
+
+def test_http_refuses_an_oversized_body_with_413(server: ServeProcess) -> None:
+    over = MAX_BODY_BYTES + 1
+    body = b'{"features": ["' + b"a" * over + b'"], "entities": {}}'
+    answer = post_raw(server, body)  # Content-Length says it: refused before reading
+    assert answer.status_code == 413
+    assert error_of(answer) == {"code": "RESOURCE_EXHAUSTED", "message": too_large(MAX_BODY_BYTES)}
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: refused once the count passes the limit
+        yield b'{"features": ["'
+        for _ in range(over // 1_000_000 + 1):
+            yield b"a" * 1_000_000
+        yield b'"], "entities": {}}'
+
+    answer = httpx.post(f"{server.http_url}/v1/online-features", content=chunks(),
+                        headers={"content-type": "application/json"}, timeout=30)
+    assert answer.status_code == 413
+    assert error_of(answer) == {"code": "RESOURCE_EXHAUSTED", "message": too_large(MAX_BODY_BYTES)}
+
+    answer = httpx.post(f"{server.http_url}/v1/online-features", timeout=5,
+                        json={"features": CITY, "entities": {"driver_id": [1001]}})
+    assert answer.status_code == 200
+    assert answer.json()["features"][0]["statuses"] == ["PRESENT"]
+
+
+def test_grpc_refuses_an_oversized_message_with_resource_exhausted(server: ServeProcess) -> None:
+    with grpc.insecure_channel(server.target) as channel:
+        raw = channel.unary_unary(f"/{SERVICE}/GetOnlineFeatures")
+        with pytest.raises(grpc.RpcError) as error:
+            raw(b"\x0a" * (MAX_MESSAGE_BYTES + 1), timeout=10)
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in (error.value.details() or "")
+    assert health(server.target) == SERVING
