@@ -26,6 +26,7 @@ from featurestore.registry import Snapshot
 
 DEFAULT_MAX_ENTITIES = 10_000
 _INT_KEYS = {"Int32", "Int64"}
+_INT_RANGES = {"Int32": (-(2**31), 2**31 - 1), "Int64": (-(2**63), 2**63 - 1)}
 
 
 class Status(IntEnum):
@@ -158,6 +159,13 @@ class LookupPlan:
                     raise InvalidRequestError(
                         f"join key {key.name!r} takes {key.dtype.name} values, "
                         f"got {type(v).__name__} {v!r:.40}"
+                    )
+            if want is int and values:  # JSON integers are unbounded; no stored key is out of range
+                low, high = _INT_RANGES[key.dtype.name]
+                if min(values) < low or max(values) > high:
+                    bad = next(v for v in values if not low <= v <= high)
+                    raise InvalidRequestError(
+                        f"join key {key.name!r} takes {key.dtype.name} values, {bad} is out of its range"
                     )
             columns[key.name] = values
         unknown = sorted(set(entities) - set(columns))

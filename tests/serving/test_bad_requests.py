@@ -159,3 +159,14 @@ def test_grpc_refuses_an_oversized_message_with_resource_exhausted(server: Serve
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "larger than max" in (error.value.details() or "")
     assert health(server.target) == SERVING
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30])
+def test_http_join_key_beyond_int64_is_invalid_argument(server: ServeProcess, value: int) -> None:
+    answer = httpx.post(f"{server.http_url}/v1/online-features", timeout=5,
+                        json={"features": CITY, "entities": {"driver_id": [1001, value]}})
+    assert answer.status_code == 400, answer.text
+    assert error_of(answer) == {
+        "code": "INVALID_ARGUMENT",
+        "message": f"join key 'driver_id' takes Int64 values, {value} is out of its range",
+    }
