@@ -101,6 +101,14 @@ class OnlineResult:
         return {col.name: [Status(s).name for s in col.statuses] for col in self.features}
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _datetime(micros: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
@@ -183,6 +191,18 @@ class LookupPlan:
 
     def keys(self, n: int, columns: Mapping[str, list[Any]]) -> list[str]:
         """Redis keys, view-major: ``keys[v * n + i]`` is view ``v`` of entity ``i``."""
+        try:
+            return self._keys(n, columns)
+        except UnicodeEncodeError:  # JSON can carry lone surrogates, which have no UTF-8 bytes
+            for name, values in columns.items():
+                for v in values:
+                    if isinstance(v, str) and not _utf8(v):
+                        raise InvalidRequestError(
+                            f"join key {name!r} holds {v!r:.40}, which is not valid Unicode text"
+                        ) from None
+            raise
+
+    def _keys(self, n: int, columns: Mapping[str, list[Any]]) -> list[str]:
         keys: list[str] = [""] * (len(self.views) * n)
         prefix = "{" + self.project + ":"
         for join_keys, members in self._groups.items():

@@ -8,16 +8,22 @@ mistakes; this file has the abuse.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
+import pyarrow as pa
 import pytest
 
+from featurestore.errors import InvalidRequestError
 from featurestore.serving.grpc_server import MAX_MESSAGE_BYTES
 from featurestore.serving.limits import MAX_BODY_BYTES, MAX_ERROR_CHARS, too_large
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
+from tests.conftest import RedisServer
+from tests.online.helpers import TZ, make_store
 from tests.serving.support import SERVICE, SERVING, ServeProcess, health
 
 CITY = ["driver_stats:city"]
@@ -170,3 +176,36 @@ def test_http_join_key_beyond_int64_is_invalid_argument(server: ServeProcess, va
         "code": "INVALID_ARGUMENT",
         "message": f"join key 'driver_id' takes Int64 values, {value} is out of its range",
     }
+
+
+STRING_KEYS = """
+from featurestore import Entity, FeatureView, Field, Int64, ParquetSource
+
+named = Entity("named", join_keys=["name"])
+names = FeatureView("names", entities=[named], schema=[Field("w", Int64)],
+                    source=ParquetSource("names_src", path="data/names.parquet", timestamp_field="ts"))
+"""
+
+
+def test_string_join_key_that_is_not_unicode_is_invalid_argument(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # JSON may escape a lone surrogate ("\\ud800"); it has no UTF-8 form, so no key can hold it.
+    table = pa.table({"name": ["a"], "ts": pa.array([datetime.now(UTC)], TZ), "w": pa.array([1], pa.int64())})
+    store = make_store(tmp_path / "repo", STRING_KEYS, {"names.parquet": table}, project="strkeys")
+    with pytest.raises(InvalidRequestError, match="join key 'name' holds '\\\\ud800'"):
+        store.get_online_features(["names:w"], {"name": ["a", "\ud800"]})
+
+    server = ServeProcess(store.config.repo, redis_server.url).start()
+    try:
+        answer = post_raw(server, b'{"features": ["names:w"], "entities": {"name": ["a", "\\ud800"]}}')
+        assert answer.status_code == 400, answer.text
+        assert error_of(answer) == {
+            "code": "INVALID_ARGUMENT",
+            "message": "join key 'name' holds '\\ud800', which is not valid Unicode text",
+        }
+        answer = httpx.post(f"{server.http_url}/v1/online-features", timeout=5,
+                            json={"features": ["names:w"], "entities": {"name": ["a", "b"]}})
+        assert answer.json()["features"][0]["statuses"] == ["NOT_FOUND", "NOT_FOUND"]
+    finally:
+        server.stop()
