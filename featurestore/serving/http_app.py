@@ -53,6 +53,24 @@ class OnlineFeaturesResponse(BaseModel):
     runs: dict[str, list[int | None]] | None = None
 
 
+class ErrorOut(BaseModel):
+    code: str = Field(description="The gRPC status name: INVALID_ARGUMENT, UNAVAILABLE, ...")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorOut
+
+
+# Every error answers ErrorResponse; the spec says so, so clients (and schemathesis) can rely on it.
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Unknown features, services or join keys; bad values"},
+    413: {"model": ErrorResponse, "description": "Request body over the size limit"},
+    422: {"model": ErrorResponse, "description": "Body does not match the request schema"},
+    503: {"model": ErrorResponse, "description": "The online store does not answer"},
+}
+
+
 def _json_value(dtype: str) -> Callable[[Any], Any]:
     # Bytes as base64 and non-finite floats as strings, as protobuf's JSON mapping does.
     if dtype == "Bytes":
@@ -152,7 +170,7 @@ def build_app(
         response.headers.update(exc.headers or {})
         return response
 
-    @app.post("/v1/online-features", response_model=OnlineFeaturesResponse)
+    @app.post("/v1/online-features", response_model=OnlineFeaturesResponse, responses=_ERROR_RESPONSES)
     async def online_features(body: OnlineFeaturesRequest) -> JSONResponse:
         registry = holder.current
         if body.feature_service and body.features:
@@ -193,7 +211,7 @@ def build_app(
         services = {name: s.feature_refs() for name, s in sorted(registry.snapshot.services.items())}
         return {"registry_version": registry.version, "features": out, "services": services}
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "Not serving: the online store does not answer"}})
     async def healthz() -> JSONResponse:
         ok = is_healthy()
         return JSONResponse(
