@@ -1,0 +1,51 @@
+"""Bad input to the real CLI: wrong paths, files that are not Parquet, a Redis that does not answer.
+
+Each must print exactly one line, "error: ..." naming the problem, and exit 1: never a
+traceback, never "internal error" (exit 2), never a blank line or a progress bar in a log.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli
+
+SERVICE = ("--service", "trip_model")
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *texts: str) -> str:
+    """The single error line, after checking the exit code and that nothing else was printed."""
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for text in texts:
+        assert text in result.stderr, result.stderr
+    return result.stderr
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
+    """The example repo, applied and ingested (no Redis needed); tests that damage it work on a copy."""
+    repo = tmp_path_factory.mktemp("bad-input") / "repo"
+    shutil.copytree(Path(__file__).parent.parent.parent / "definitions", repo,
+                    ignore=shutil.ignore_patterns("data", ".featurestore", "__pycache__"))
+    shutil.copytree(tiny_data, repo / "data")
+    for command in (("apply",), ("materialize", "--offline")):
+        assert run_cli(*command, "--repo", str(repo)).returncode == 0
+    return repo
+
+
+def copy_of(repo: Path, tmp_path: Path) -> Path:
+    shutil.copytree(repo, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def test_repo_that_does_not_exist_or_is_a_file(tmp_path: Path, applied: Path) -> None:
+    one_line_error(run_cli("plan", "--repo", str(tmp_path / "missing")), "does not exist")
+    one_line_error(run_cli("plan", "--repo", str(applied / "featurestore.toml")),
+                   "featurestore.toml is a file", "folder")
