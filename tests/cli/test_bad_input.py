@@ -49,3 +49,24 @@ def test_repo_that_does_not_exist_or_is_a_file(tmp_path: Path, applied: Path) ->
     one_line_error(run_cli("plan", "--repo", str(tmp_path / "missing")), "does not exist")
     one_line_error(run_cli("plan", "--repo", str(applied / "featurestore.toml")),
                    "featurestore.toml is a file", "folder")
+
+
+def test_entity_file_missing_a_directory_or_not_parquet(tmp_path: Path, applied: Path) -> None:
+    out = str(tmp_path / "train.parquet")
+    missing = tmp_path / "missing.parquet"
+    one_line_error(run_cli("training-set", "--repo", str(applied), "--entities", str(missing), *SERVICE,
+                           "--out", out), f"entity file {missing} does not exist")
+    one_line_error(run_cli("training-set", "--repo", str(applied), "--entities", str(tmp_path), *SERVICE,
+                           "--out", out), f"entity file {tmp_path} is a directory")
+    csv = tmp_path / "entities.csv"
+    csv.write_text("driver_id,event_timestamp\n1001,2026-01-01\n")
+    one_line_error(run_cli("training-set", "--repo", str(applied), "--entities", str(csv), *SERVICE,
+                           "--out", out), "cannot read the entity frame", str(csv))
+    assert not Path(out).exists()
+
+
+def test_training_set_output_that_is_a_directory(tmp_path: Path, applied: Path) -> None:
+    entities = str(applied / "data" / "entity_rows.parquet")
+    one_line_error(run_cli("training-set", "--repo", str(applied), "--entities", entities, *SERVICE,
+                           "--out", str(tmp_path)), f"output {tmp_path} is a directory")
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
