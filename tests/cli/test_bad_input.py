@@ -7,6 +7,7 @@ traceback, never "internal error" (exit 2), never a blank line or a progress bar
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -70,3 +71,25 @@ def test_training_set_output_that_is_a_directory(tmp_path: Path, applied: Path) 
     one_line_error(run_cli("training-set", "--repo", str(applied), "--entities", entities, *SERVICE,
                            "--out", str(tmp_path)), f"output {tmp_path} is a directory")
     assert list(tmp_path.iterdir()) == []  # no partial file left behind
+
+
+def test_source_file_that_is_not_parquet_stops_apply_and_ingestion(tmp_path: Path, applied: Path) -> None:
+    repo = copy_of(applied, tmp_path)
+    bad = repo / "data" / "driver_stats" / "zz-notes.parquet"
+    bad.write_text("these are notes, not Parquet\n")
+    one_line_error(run_cli("apply", "--repo", str(repo)), str(bad), "is not a readable Parquet file")
+    one_line_error(run_cli("materialize", "--repo", str(repo), "--offline"),
+                   "feature view 'driver_stats'", str(bad), "is not a readable Parquet file")
+
+
+def test_corrupted_parquet_pages_stop_ingestion_and_validation(tmp_path: Path, applied: Path) -> None:
+    # The footer stays readable (so apply passes); the column data is garbage.
+    repo = copy_of(applied, tmp_path)
+    path = next((repo / "data" / "driver_stats").glob("*.parquet"))
+    data = bytearray(path.read_bytes())
+    footer = struct.unpack("<I", data[-8:-4])[0]
+    for i in range(8, len(data) - 8 - footer, 13):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    one_line_error(run_cli("materialize", "--repo", str(repo), "--offline"),
+                   str(path), "is not a readable Parquet file (after row 0: ")
