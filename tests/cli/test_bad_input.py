@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RedisServer, free_port
 from tests.helpers import run_cli
 
 SERVICE = ("--service", "trip_model")
@@ -93,3 +94,13 @@ def test_corrupted_parquet_pages_stop_ingestion_and_validation(tmp_path: Path, a
     path.write_bytes(bytes(data))
     one_line_error(run_cli("materialize", "--repo", str(repo), "--offline"),
                    str(path), "is not a readable Parquet file (after row 0: ")
+
+
+def test_redis_that_does_not_answer(applied: Path, redis_server: RedisServer) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    env = {"FEATURESTORE_REDIS_URL": closed}
+    materialize = run_cli("materialize", "--repo", str(applied), env=env)
+    one_line_error(materialize, f"online store {closed} does not answer")
+    get = ("get", "--repo", str(applied), "--entity", "driver_id=1001", "--features", "driver_stats:city")
+    one_line_error(run_cli(*get, env=env), f"online store {closed} does not answer")
+    one_line_error(run_cli(*get, "--server", f"127.0.0.1:{free_port()}"), "UNAVAILABLE")
