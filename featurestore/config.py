@@ -61,6 +61,10 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     env = os.environ if env is None else env
     root = Path(repo).resolve()
     path = root / CONFIG_FILE
+    if not root.exists():
+        raise ConfigError(f"repo folder {root} does not exist: pass the folder holding {CONFIG_FILE}")
+    if not root.is_dir():
+        raise ConfigError(f"{root} is a file: pass --repo the folder holding {CONFIG_FILE}")
     if not path.is_file():
         raise ConfigError(f"no {CONFIG_FILE} in {root}: run 'featurestore init' or pass --repo")
     try:

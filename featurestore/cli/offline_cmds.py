@@ -143,6 +143,10 @@ def training_set(
 ) -> None:
     """Build a point-in-time correct training set for the entity rows and write it as Parquet."""
     wanted = features_or_service(features, service)
+    if out.is_dir():  # checked here too, before the join runs
+        raise InvalidRequestError(f"output {out} is a directory: give a file path to write")
+    if entities.is_dir():
+        raise InvalidRequestError(f"entity file {entities} is a directory: give a Parquet file")
     if not entities.is_file():
         raise InvalidRequestError(f"entity file {entities} does not exist")
     started = time.perf_counter()

@@ -20,6 +20,8 @@ def progress_bar() -> Iterator[object]:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        # Not on a terminal (a pipe, a log, CI) a bar is noise: it left a blank line before errors.
+        disable=not err_console.is_terminal,
     ) as bar:
         tasks: dict[str, TaskID] = {}
 

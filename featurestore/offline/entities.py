@@ -56,6 +56,8 @@ def register_entities(con: duckdb.DuckDBPyConnection, entity_df: Any, ts_column:
             path = Path(text)
             if not path.exists():
                 raise InvalidRequestError(f"entity file {text} does not exist")
+            if path.is_dir():
+                raise InvalidRequestError(f"entity file {text} is a directory: give a Parquet file")
             # file_row_number keeps the file's order without reading it into memory.
             sql = (
                 f"SELECT * EXCLUDE (file_row_number), file_row_number AS {ROW} "

@@ -475,7 +475,7 @@ def check_file_schema(path: Path, view: FeatureView) -> None:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowException) as e:
         raise SourceError(
-            f"feature view {view.name!r}: {path} is not a readable Parquet file ({e})"
+            f"feature view {view.name!r}: {path} is not a readable Parquet file ({' '.join(str(e).split())})"
         ) from None
     src = view.source
     expected: list[tuple[str, str, Callable[[pa.DataType], bool]]] = [

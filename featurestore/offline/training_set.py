@@ -84,6 +84,8 @@ class TrainingSet:
 
     def write(self, target: Path, manifest: dict[str, Any]) -> Path:
         """Write the file with exactly this manifest embedded (``reproduce`` passes the recorded one)."""
+        if target.is_dir():
+            raise InvalidRequestError(f"output {target} is a directory: give a file path to write")
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
         text = json.dumps(manifest, sort_keys=True, default=str).replace("'", "''")

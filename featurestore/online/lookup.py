@@ -26,6 +26,7 @@ from featurestore.registry import Snapshot
 
 DEFAULT_MAX_ENTITIES = 10_000
 _INT_KEYS = {"Int32", "Int64"}
+_INT_RANGES = {"Int32": (-(2**31), 2**31 - 1), "Int64": (-(2**63), 2**63 - 1)}
 
 
 class Status(IntEnum):
@@ -100,6 +101,14 @@ class OnlineResult:
         return {col.name: [Status(s).name for s in col.statuses] for col in self.features}
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _datetime(micros: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
@@ -159,6 +168,13 @@ class LookupPlan:
                         f"join key {key.name!r} takes {key.dtype.name} values, "
                         f"got {type(v).__name__} {v!r:.40}"
                     )
+            if want is int and values:  # JSON integers are unbounded; no stored key is out of range
+                low, high = _INT_RANGES[key.dtype.name]
+                if min(values) < low or max(values) > high:
+                    bad = next(v for v in values if not low <= v <= high)
+                    raise InvalidRequestError(
+                        f"join key {key.name!r} takes {key.dtype.name} values, {bad} is out of its range"
+                    )
             columns[key.name] = values
         unknown = sorted(set(entities) - set(columns))
         if unknown:
@@ -175,6 +191,18 @@ class LookupPlan:
 
     def keys(self, n: int, columns: Mapping[str, list[Any]]) -> list[str]:
         """Redis keys, view-major: ``keys[v * n + i]`` is view ``v`` of entity ``i``."""
+        try:
+            return self._keys(n, columns)
+        except UnicodeEncodeError:  # JSON can carry lone surrogates, which have no UTF-8 bytes
+            for name, values in columns.items():
+                for v in values:
+                    if isinstance(v, str) and not _utf8(v):
+                        raise InvalidRequestError(
+                            f"join key {name!r} holds {v!r:.40}, which is not valid Unicode text"
+                        ) from None
+            raise
+
+    def _keys(self, n: int, columns: Mapping[str, list[Any]]) -> list[str]:
         keys: list[str] = [""] * (len(self.views) * n)
         prefix = "{" + self.project + ":"
         for join_keys, members in self._groups.items():

@@ -97,7 +97,7 @@ def _source_schema(src: ParquetSource, repo: Path, problems: list[str]) -> pa.Sc
         try:
             file_schema = pq.read_schema(file)
         except (OSError, pa.ArrowException) as e:
-            problems.append(f"{where}: {file} is not a readable Parquet file ({e})")
+            problems.append(f"{where}: {file} is not a readable Parquet file ({' '.join(str(e).split())})")
             return None
         if schema is None:
             schema = file_schema

@@ -20,6 +20,7 @@ from featurestore.online.aioredis import AsyncRedis
 from featurestore.online.connection import redact
 from featurestore.serving import convert
 from featurestore.serving.fastpath import fast_encoder
+from featurestore.serving.limits import shorten
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
@@ -68,8 +69,8 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
             # A request sampled for the request log needs the decoded result: general path.
             logged = self.metrics is not None and self.metrics.sample_request()
             if not request.include_run_ids and not logged:
-                encoder = fast_encoder(plan)
-                fast = None if encoder is None else encoder.encode(n, raw, registry.version, time.time_ns() // 1000)
+                encoder, now_us = fast_encoder(plan), time.time_ns() // 1000
+                fast = None if encoder is None else encoder.encode(n, raw, registry.version, now_us)
                 if fast is not None:
                     if self.metrics is not None:
                         self.metrics.served_present(plan, n, fast.events, redis_seconds)
@@ -148,7 +149,7 @@ def _add_servicer(servicer: FeatureServingServicer, server: grpc.aio.Server) -> 
 
 async def _abort(context: grpc.aio.ServicerContext, error: FeatureStoreError) -> NoReturn:
     code = getattr(grpc.StatusCode, error.grpc_status, grpc.StatusCode.INTERNAL)
-    await context.abort(code, error.message)
+    await context.abort(code, shorten(error.message))
     raise AssertionError("unreachable")
 
 

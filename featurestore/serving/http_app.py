@@ -15,11 +15,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException
 
 from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
 from featurestore.online.aioredis import AsyncRedis
 from featurestore.online.connection import redact
 from featurestore.online.lookup import OnlineResult, Status
+from featurestore.serving.limits import MAX_BODY_BYTES, BodyLimit, shorten
 from featurestore.serving.registry_holder import RegistryHolder
 
 if TYPE_CHECKING:
@@ -53,6 +55,24 @@ class OnlineFeaturesResponse(BaseModel):
     registry_version: int
     features: list[FeatureColumnOut]
     runs: dict[str, list[int | None]] | None = None
+
+
+class ErrorOut(BaseModel):
+    code: str = Field(description="The gRPC status name: INVALID_ARGUMENT, UNAVAILABLE, ...")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorOut
+
+
+# Every error answers ErrorResponse; the spec says so, so clients (and schemathesis) can rely on it.
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Unknown features, services or join keys; bad values"},
+    413: {"model": ErrorResponse, "description": "Request body over the size limit"},
+    422: {"model": ErrorResponse, "description": "Body does not match the request schema"},
+    503: {"model": ErrorResponse, "description": "The online store does not answer"},
+}
 
 
 def _json_value(dtype: str) -> Callable[[Any], Any]:
@@ -102,8 +122,20 @@ def _response(result: OnlineResult, version: int) -> dict[str, Any]:
     return body
 
 
+# Starlette's own errors (bad routes, unparsable bodies) in the gRPC vocabulary our errors use.
+_HTTP_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    413: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    return JSONResponse({"error": {"code": code, "message": shorten(message)}}, status_code=status)
 
 
 def build_app(
@@ -113,12 +145,14 @@ def build_app(
     redis_timeout: float,
     is_healthy: Callable[[], bool],
     metrics: ServingMetrics | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     app = FastAPI(
         title="featurestore online features",
         version="1",
         description="The latest feature values per entity, from the online store.",
     )
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(FeatureStoreError)
     async def _store_error(request: Request, exc: FeatureStoreError) -> JSONResponse:
@@ -131,7 +165,17 @@ def build_app(
         )
         return _error(422, "INVALID_ARGUMENT", problems)
 
-    @app.post("/v1/online-features", response_model=OnlineFeaturesResponse)
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # One error body for every answer, not FastAPI's {"detail": ...} for some of them.
+        code = _HTTP_CODES.get(exc.status_code, "INVALID_ARGUMENT" if exc.status_code < 500 else "INTERNAL")
+        cause = exc.__cause__  # FastAPI's "error parsing the body" hides why
+        message = f"{exc.detail}: {type(cause).__name__}: {cause}" if cause else str(exc.detail)
+        response = _error(exc.status_code, code, message)
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.post("/v1/online-features", response_model=OnlineFeaturesResponse, responses=_ERROR_RESPONSES)
     async def online_features(body: OnlineFeaturesRequest) -> JSONResponse:
         registry = holder.current
         if body.feature_service and body.features:
@@ -176,7 +220,7 @@ def build_app(
         services = {name: s.feature_refs() for name, s in sorted(registry.snapshot.services.items())}
         return {"registry_version": registry.version, "features": out, "services": services}
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "Not serving: the online store does not answer"}})
     async def healthz() -> JSONResponse:
         ok = is_healthy()
         return JSONResponse(

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore.definitions import FeatureView
+from featurestore.errors import SourceError
 from featurestore.validation.report import MAX_EXAMPLES, CheckFailure, FileReport
 from featurestore.validation.schema import columns_read, pandera_schema
 
@@ -77,9 +78,15 @@ def validate_file(view: FeatureView, path: Path, keep_invalid: bool = False) -> 
 
 def _batches(path: Path, columns: list[str]) -> Iterator[tuple[int, pa.RecordBatch]]:
     offset = 0
-    for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=columns):
-        yield offset, batch
-        offset += batch.num_rows
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=columns):
+            yield offset, batch
+            offset += batch.num_rows
+    except (OSError, pa.ArrowException) as e:  # a readable footer does not promise readable pages
+        reason = " ".join(str(e).split())
+        raise SourceError(
+            f"{path} is not a readable Parquet file (after row {offset}: {reason})"
+        ) from None
 
 
 def _row_values(frame: pd.DataFrame, row: int, view: FeatureView) -> dict[str, Any]:
