@@ -1,0 +1,187 @@
+"""Helpers for the reliability tests: repos big enough to interrupt, the reference states
+computed from the Parquet files alone, and real processes killed at chosen moments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurestore.storage import connection
+from tests.helpers import FEATURESTORE
+
+PROJECT = "rel"
+DEFS = """
+from datetime import timedelta
+from featurestore import Entity, FeatureService, FeatureView, Field, Float64, Int64, ParquetSource
+
+item = Entity("item", join_keys=["id"])
+items = FeatureView(
+    "items", entities=[item], ttl=timedelta(days=30),
+    source=ParquetSource("items_src", path="data/items", timestamp_field="ts"),
+    schema=[Field("v", Int64), Field("x", Float64)],
+)
+item_model = FeatureService("item_model", features=[items])
+"""
+TZ = pa.timestamp("us", tz="UTC")
+
+
+def write_repo(repo: Path, defs: str = DEFS) -> Path:
+    (repo / "data" / "items").mkdir(parents=True, exist_ok=True)
+    (repo / "featurestore.toml").write_text(f'project = "{PROJECT}"\n')
+    (repo / "defs.py").write_text(textwrap.dedent(defs))
+    return repo
+
+
+def items_file(
+    path: Path, rows: int, entities: int, first_v: int, newest: datetime, seed: int, span_hours: float = 24
+) -> Path:
+    """``rows`` rows over ``entities`` ids with event times in the ``span_hours`` before
+    ``newest``; ``v`` counts up from ``first_v``, so every row of a test is unique by ``v``."""
+    rng = np.random.default_rng(seed)
+    end_us = int(newest.timestamp() * 1_000_000)
+    ts = end_us - rng.integers(0, int(span_hours * 3600 * 1_000_000), rows)
+    table = pa.table(
+        {
+            "id": pa.array(rng.integers(0, entities, rows), pa.int64()),
+            "ts": pa.array(ts, pa.int64()).cast(TZ),
+            "v": pa.array(np.arange(first_v, first_v + rows), pa.int64()),
+            "x": pa.array(rng.random(rows)),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def hours_ago(hours: float) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours)
+
+
+# -- reference states ---------------------------------------------------------------------------
+
+
+def parquet_rows(files: Sequence[Path]) -> pa.Table:
+    """The rows of ``files`` as the view's table must hold them: (id, ts, v, x) sorted by v."""
+    if not files:
+        return pa.table(
+            {
+                "id": pa.array([], pa.int64()),
+                "ts": pa.array([], TZ),
+                "v": pa.array([], pa.int64()),
+                "x": pa.array([], pa.float64()),
+            }
+        )
+    table = pa.concat_tables(pq.read_table(f, columns=["id", "ts", "v", "x"]) for f in files)
+    return table.sort_by("v")
+
+
+def ingested_rows(db: Path) -> pa.Table:
+    """The items table in the DuckDB file, in the reference's shape."""
+    with connection(db, read_only=True) as con:
+        table = con.sql(
+            f"SELECT id, __event_ts AS ts, v, x FROM {PROJECT}.offline_items ORDER BY v"
+        ).to_arrow_table()
+    return table.cast(pa.schema([("id", pa.int64()), ("ts", TZ), ("v", pa.int64()), ("x", pa.float64())]))
+
+
+def ingested_files(db: Path) -> list[str]:
+    with connection(db, read_only=True) as con:
+        rows = con.execute(f"SELECT path FROM {PROJECT}.offline_files ORDER BY path").fetchall()
+    return [Path(r[0]).name for r in rows]
+
+
+def query(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with connection(db, read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "COLUMNS": "200", **extra}
+    env.pop("FEATURESTORE_DEBUG", None)
+    return env
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [FEATURESTORE, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or cli_env(),
+    )
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` holds ``path`` open (it is inside a DuckDB connection)."""
+    target = str(path.resolve())
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def kill_after(
+    process: subprocess.Popen[str], ready: Callable[[int], bool], delay: float, timeout: float = 60
+) -> int:
+    """SIGKILL ``process`` ``delay`` seconds after ``ready(pid)`` first holds.
+
+    Returns its exit code: -9 when killed, else what it exited with first (finished early)."""
+    deadline = time.monotonic() + timeout
+    while not ready(process.pid):
+        if process.poll() is not None:
+            process.communicate(timeout=30)
+            return process.returncode
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the process never got to the point to kill it at")
+        time.sleep(0.002)
+    time.sleep(delay)
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    return process.returncode
+
+
+def opened(db: Path) -> Callable[[int], bool]:
+    """Ready when the process has the DuckDB file open (it is inside a connection)."""
+    return lambda pid: has_open(pid, db)
+
+
+def writing(db: Path) -> Callable[[int], bool]:
+    """Ready when the process has committed a first write to ``db``: DuckDB's write-ahead log
+    appears (closing a connection checkpoints and removes it)."""
+    wal = db.with_name(db.name + ".wal")
+    return lambda pid: wal.exists() and has_open(pid, db)
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def one_error_line(err: str) -> str:
+    """The single ``error: ...`` line a failed command prints (and nothing else)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
