@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import redis
 
 from featurestore.storage import connection
+from tests.conftest import free_port
 from tests.helpers import FEATURESTORE
 
 PROJECT = "rel"
@@ -140,21 +142,28 @@ def has_open(pid: int, path: Path) -> bool:
     return False
 
 
+def wait_until(process: subprocess.Popen[str], ready: Callable[[int], bool], timeout: float = 60) -> bool:
+    """Poll until ``ready(pid)``: True, or False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while not ready(process.pid):
+        if process.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the process never got to the point looked for")
+        time.sleep(0.002)
+    return True
+
+
 def kill_after(
     process: subprocess.Popen[str], ready: Callable[[int], bool], delay: float, timeout: float = 60
 ) -> int:
     """SIGKILL ``process`` ``delay`` seconds after ``ready(pid)`` first holds.
 
     Returns its exit code: -9 when killed, else what it exited with first (finished early)."""
-    deadline = time.monotonic() + timeout
-    while not ready(process.pid):
-        if process.poll() is not None:
-            process.communicate(timeout=30)
-            return process.returncode
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("the process never got to the point to kill it at")
-        time.sleep(0.002)
+    if not wait_until(process, ready, timeout):
+        process.communicate(timeout=30)
+        return process.returncode
     time.sleep(delay)
     if process.poll() is None:
         process.send_signal(signal.SIGKILL)
@@ -185,3 +194,96 @@ def one_error_line(err: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err
     return lines[0]
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+
+class DurableRedis:
+    """A redis-server that logs every write to its append-only file before answering
+    (``appendfsync always``), so a SIGKILLed server restarts with every write it acknowledged."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> DurableRedis:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with redis.Redis(port=self.port, socket_timeout=1) as client:
+                    if client.ping():  # refused while it loads its file: LOADING
+                        return self
+            except redis.RedisError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.port, db=db)
+
+
+def script_calls(client: redis.Redis) -> int:
+    """How many EVALSHA calls the server has answered (materialization's writes)."""
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def materializing(server: DurableRedis) -> Callable[[int], bool]:
+    """Ready once a materialization's first writes reached Redis."""
+    client = server.client()
+    start = script_calls(client)
+    return lambda pid: script_calls(client) > start
+
+
+def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
+    """Every key: its value without the run id (bytes 16..20 of the header), and its absolute
+    expiry in ms; pipelined, for tens of thousands of keys."""
+    keys = list(client.scan_iter(count=5000))
+    out: dict[bytes, tuple[bytes, int]] = {}
+    for i in range(0, len(keys), 5000):
+        chunk = keys[i : i + 5000]
+        pipe = client.pipeline(transaction=False)
+        for k in chunk:
+            pipe.get(k)
+            pipe.pexpiretime(k)
+        replies = pipe.execute()
+        for j, k in enumerate(chunk):
+            value = replies[2 * j]
+            out[k] = (value[:16] + value[20:], int(replies[2 * j + 1]))
+    return out
+
+
+def event_times(dump: dict[bytes, tuple[bytes, int]]) -> dict[bytes, int]:
+    """Each key's event time (microseconds), from the value header."""
+    return {k: int.from_bytes(v[:8], "little", signed=True) for k, (v, _) in dump.items()}
