@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Sequence
@@ -287,3 +288,34 @@ def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
 def event_times(dump: dict[bytes, tuple[bytes, int]]) -> dict[bytes, int]:
     """Each key's event time (microseconds), from the value header."""
     return {k: int.from_bytes(v[:8], "little", signed=True) for k, (v, _) in dump.items()}
+
+
+# The CLI's own entry point, imported first, then run on a newline on stdin: a process that
+# tries the store within milliseconds of being told, not after seconds of imports.
+_ARMED = """
+import sys
+from featurestore.cli import main
+sys.stdin.readline()
+sys.argv = ["featurestore", *sys.argv[1:]]
+main()
+"""
+
+
+def armed_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``featurestore ARGS`` ready to go; ``fire`` starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _ARMED, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or cli_env(),
+    )
+
+
+def fire(*processes: subprocess.Popen[str]) -> None:
+    for p in processes:
+        assert p.stdin is not None
+        p.stdin.write("\n")
+        p.stdin.close()
+        p.stdin = None  # communicate() would flush it again
