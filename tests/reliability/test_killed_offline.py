@@ -31,7 +31,7 @@ from tests.reliability.support import (
 )
 
 ROWS = 150_000  # per file: writing the changes takes about half a second here
-KILLS = 4
+KILLS = 3
 
 
 @pytest.fixture

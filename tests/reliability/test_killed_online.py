@@ -31,7 +31,7 @@ from tests.reliability.support import (
     write_repo,
 )
 
-ENTITIES = 30_000  # two batches of writes: about a second of materialization here
+ENTITIES = 25_000  # two batches of writes: about a second of materialization here
 
 
 @pytest.fixture
