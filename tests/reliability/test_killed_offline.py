@@ -30,7 +30,7 @@ from tests.reliability.support import (
     writing,
 )
 
-ROWS = 150_000  # per file: writing the changes takes about half a second here
+ROWS = 100_000  # per file: writing the changes takes a moment here
 KILLS = 3
 
 
