@@ -88,12 +88,11 @@ def parquet_rows(files: Sequence[Path]) -> pa.Table:
     return table.sort_by("v")
 
 
-def ingested_rows(db: Path) -> pa.Table:
-    """The items table in the DuckDB file, in the reference's shape."""
+def ingested_rows(db: Path, order: str = "v") -> pa.Table:
+    """The items table in the DuckDB file, in the reference's shape (sorted by ``order``)."""
     with connection(db, read_only=True) as con:
-        table = con.sql(
-            f"SELECT id, __event_ts AS ts, v, x FROM {PROJECT}.offline_items ORDER BY v"
-        ).to_arrow_table()
+        sql = f"SELECT id, __event_ts AS ts, v, x FROM {PROJECT}.offline_items ORDER BY {order}"
+        table = con.sql(sql).to_arrow_table()
     return table.cast(pa.schema([("id", pa.int64()), ("ts", TZ), ("v", pa.int64()), ("x", pa.float64())]))
 
 
@@ -170,6 +169,16 @@ def kill_after(
         process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     return process.returncode
+
+
+def window(process: subprocess.Popen[str], ready: Callable[[int], bool]) -> float:
+    """Seconds from ``ready(pid)`` to the end of a process that must succeed: how long the
+    part of an uninterrupted run worth killing lasts on this machine, now."""
+    assert wait_until(process, ready), process.communicate()
+    started = time.monotonic()
+    code, _, err = finish(process)
+    assert code == 0, err
+    return time.monotonic() - started
 
 
 def opened(db: Path) -> Callable[[int], bool]:

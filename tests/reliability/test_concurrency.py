@@ -22,13 +22,13 @@ from tests.reliability.support import (
     ingested_rows,
     items_file,
     one_error_line,
+    opened,
     parquet_rows,
     query,
     redis_dump,
     start_cli,
     wait_until,
     write_repo,
-    writing,
 )
 
 ROWS = 100_000
@@ -75,7 +75,7 @@ def test_a_writer_that_cannot_wait_loses_with_one_clear_line(pending: FeatureSto
         armed_cli("versions", "--repo", str(repo), env=impatient),  # a reader cannot open it either
     ]
     winner = start_cli("materialize", "--offline", "--repo", str(repo))
-    assert wait_until(winner, writing(db))
+    assert wait_until(winner, opened(db))  # it holds the file from here to its end
     fire(*losers)
     results = [finish(p) for p in losers]
     code, _, err = finish(winner)
