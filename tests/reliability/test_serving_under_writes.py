@@ -85,7 +85,7 @@ def test_serving_under_load_while_writers_hold_the_store(tmp_path: Path, redis_c
 
     # Starts while a writer holds the file: it waits for it (up to the lock timeout).
     holder = connect(db)
-    threading.Timer(1.5, holder.close).start()
+    threading.Timer(4.0, holder.close).start()  # longer than its imports: it meets the lock
     server = ServeProcess(repo, url).start()
     try:
         with Load(server.target, [int(i) for i in old.index]) as load:
