@@ -13,6 +13,7 @@ import redis
 from featurestore import FeatureStore
 from tests.online.helpers import on_db
 from tests.reliability.support import (
+    DEFS,
     PROJECT,
     armed_cli,
     cli_env,
@@ -126,3 +127,30 @@ def test_overlapping_materializations_at_once_end_as_one_run_of_their_union(
     clean.close()
     together = redis_dump(redis.Redis.from_url(fs.config.redis_url))
     assert len(together) > 9_000 and together == redis_dump(redis.Redis.from_url(clean.config.redis_url))
+
+
+def test_two_applies_fired_at_the_same_moment_take_turns(tmp_path: Path) -> None:
+    """Two repos (different owners: not breaking either way) apply to one store at once."""
+    repos = [
+        write_repo(tmp_path / name, DEFS.replace("ttl=", f"owner='{name}@example.com', ttl="))
+        for name in "ab"
+    ]
+    for repo in repos:
+        items_file(repo / "data" / "items" / "part-0.parquet", 10, 5, 0, hours_ago(1), seed=0)
+    shared = tmp_path / "shared" / "store.duckdb"
+    env = cli_env(FEATURESTORE_DUCKDB_PATH=str(shared), FEATURESTORE_LOCK_TIMEOUT="120")
+    snapshots = [FeatureStore(repo).load_definitions() for repo in repos]
+    compiled = {s.content_hash: sum(len(objs) for objs in s.by_kind().values()) for s in snapshots}
+    assert len(compiled) == 2
+    applies = [armed_cli("apply", "--repo", str(repo), env=env) for repo in repos]
+    fire(*applies)
+    for code, out, err in [finish(p) for p in applies]:
+        assert code == 0, err
+        assert "Applied registry version" in out
+    versions = query(
+        shared, f"SELECT version, content_hash FROM {PROJECT}.registry_versions ORDER BY version"
+    )
+    assert [v for v, _ in versions] == [1, 2] and {h for _, h in versions} == set(compiled)
+    for version, content_hash in versions:  # each version complete: every object of its repo
+        rows = query(shared, f"SELECT count(*) FROM {PROJECT}.registry_objects WHERE version = {version}")
+        assert rows == [(compiled[content_hash],)]
