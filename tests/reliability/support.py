@@ -171,14 +171,30 @@ def kill_after(
     return process.returncode
 
 
-def window(process: subprocess.Popen[str], ready: Callable[[int], bool]) -> float:
-    """Seconds from ``ready(pid)`` to the end of a process that must succeed: how long the
-    part of an uninterrupted run worth killing lasts on this machine, now."""
+def write_phases(
+    process: subprocess.Popen[str], ready: Callable[[int], bool], db: Path, committed_above: int = 0
+) -> tuple[float, float]:
+    """For an uninterrupted writer of ``db``, timed from ``ready(pid)``: seconds until its big
+    transaction commits (DuckDB's write-ahead log grows past ``committed_above`` bytes) and
+    until the log is checkpointed into the file (it disappears). It must succeed."""
+    wal = db.with_name(db.name + ".wal")
     assert wait_until(process, ready), process.communicate()
-    started = time.monotonic()
+    first, committed = time.monotonic(), None
+    while process.poll() is None:
+        try:
+            size: int | None = wal.stat().st_size
+        except FileNotFoundError:
+            size = None
+        if committed is None and size is not None and size > committed_above:
+            committed = time.monotonic()
+        if committed is not None and size is None:
+            break
+        time.sleep(0.001)
+    checkpointed = time.monotonic()
     code, _, err = finish(process)
     assert code == 0, err
-    return time.monotonic() - started
+    assert committed is not None, "never saw the write-ahead log"
+    return committed - first, checkpointed - first
 
 
 def opened(db: Path) -> Callable[[int], bool]:

@@ -11,6 +11,8 @@ import pytest
 import redis
 
 from featurestore import FeatureStore
+from featurestore.errors import ConfigError
+from featurestore.storage import default_lock_timeout
 from tests.online.helpers import on_db
 from tests.reliability.support import (
     DEFS,
@@ -93,14 +95,17 @@ def test_a_writer_that_cannot_wait_loses_with_one_clear_line(pending: FeatureSto
     assert [r[0] for r in query(db, f"SELECT version FROM {PROJECT}.registry_versions")] == [1]
 
 
-def test_a_bad_lock_timeout_is_one_clear_line(pending: FeatureStore) -> None:
-    code, _, err = finish(
-        start_cli(
-            "versions", "--repo", str(pending.config.repo), env=cli_env(FEATURESTORE_LOCK_TIMEOUT="soon")
-        )
-    )
-    assert code == 1
-    assert one_error_line(err) == "error: FEATURESTORE_LOCK_TIMEOUT='soon' is not a number of seconds >= 0"
+def test_the_lock_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEATURESTORE_LOCK_TIMEOUT", raising=False)
+    assert default_lock_timeout() == 10.0
+    monkeypatch.setenv("FEATURESTORE_LOCK_TIMEOUT", "2.5")
+    assert default_lock_timeout() == 2.5
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("FEATURESTORE_LOCK_TIMEOUT", bad)
+        with pytest.raises(
+            ConfigError, match=f"FEATURESTORE_LOCK_TIMEOUT={bad!r} is not a number of seconds >= 0"
+        ):
+            default_lock_timeout()
 
 
 def test_overlapping_materializations_at_once_end_as_one_run_of_their_union(

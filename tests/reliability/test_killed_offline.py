@@ -26,13 +26,12 @@ from tests.reliability.support import (
     parquet_rows,
     query,
     start_cli,
-    window,
+    write_phases,
     write_repo,
     writing,
 )
 
 ROWS = 100_000  # per file: writing the changes takes a moment here
-KILLS = 3
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def test_an_ingestion_killed_anywhere_leaves_before_or_after_and_a_rerun_complet
     data = repo / "data" / "items"
     before = parquet_rows(sorted(data.glob("*.parquet")))
     assert ingested_rows(db).equals(before)
-    # The change: a file rewritten, one removed, two added (1.25M rows to write).
+    # The change: a file rewritten, one removed, two added (300k rows to write).
     newest = hours_ago(0.5)
     items_file(data / "part-1.parquet", ROWS, 50_000, 10 * ROWS, newest, seed=11)
     (data / "part-2.parquet").unlink()
@@ -65,18 +64,20 @@ def test_an_ingestion_killed_anywhere_leaves_before_or_after_and_a_rerun_complet
     after = parquet_rows(after_files)
 
     # An uninterrupted run of the same change on a copy of the file: the end state to reach,
-    # and how long writing lasts here. Kill points: once just after the command opens the file
-    # (deciding, validating: reads only), then at seeded fractions of that time after its first
-    # write (the runs recorded, rows being written, the commit).
+    # and when, after its first write (the runs recorded), it commits and checkpoints here.
     clean = repo.parent / "clean.duckdb"
     shutil.copy(db, clean)
     clean_env = cli_env(FEATURESTORE_DUCKDB_PATH=str(clean))
-    writes = window(start_cli("materialize", "--offline", "--repo", str(repo), env=clean_env), writing(clean))
+    ingesting = start_cli("materialize", "--offline", "--repo", str(repo), env=clean_env)
+    inserting, checkpointed = write_phases(ingesting, writing(clean), clean, committed_above=64 * 1024)
     assert ingested_rows(clean).equals(after)
+    # Kill points: just after it opens the file (deciding, validating: reads only); at seeded
+    # fractions of the inserts (uncommitted rows already in the file's blocks); and between
+    # the commit and the checkpoint (committed rows only in the log).
     rng = random.Random(8)
-    points = [(opened(db), 0.05)] + [
-        (writing(db), f * writes) for f in sorted(rng.uniform(0.02, 0.8) for _ in range(KILLS))
-    ]
+    points = [(opened(db), 0.05)]
+    points += [(writing(db), f * inserting) for f in sorted(rng.uniform(0.05, 0.7) for _ in range(2))]
+    points += [(writing(db), inserting + rng.uniform(0.2, 0.8) * (checkpointed - inserting))]
     outcomes: list[int] = []
     left_running: set[int] = set()  # runs the killed processes left "running"
     for ready, delay in points:
@@ -157,18 +158,22 @@ def test_an_apply_killed_anywhere_leaves_before_or_after_and_a_rerun_completes(t
     new = fs.load_definitions()
     assert new.content_hash != old_hash
     objects = len([o for objs in new.by_kind().values() for o in objs])
-    # An uninterrupted apply on a copy of the file: what it records, and how long it takes
-    # here from opening the file; the kills land at seeded fractions of that.
+    # An uninterrupted apply on a copy of the file: what it records, and when, after opening
+    # the file, it commits and checkpoints here. The kills land at seeded fractions of the
+    # time to the commit (reading, planning, inserting), and once between commit and checkpoint.
     clean = tmp_path / "clean.duckdb"
     shutil.copy(db, clean)
     env = cli_env(FEATURESTORE_DUCKDB_PATH=str(clean))
-    applying = window(start_cli("apply", "--repo", str(repo), env=env), opened(clean))
+    committing, checkpointed = write_phases(
+        start_cli("apply", "--repo", str(repo), env=env), opened(clean), clean
+    )
     expected = registry_rows(clean)
     assert [r[0] for r in query(clean, f"SELECT version FROM {PROJECT}.registry_versions")] == [1, 2]
 
     rng = random.Random(11)
     outcomes = []
-    for delay in sorted(f * applying for f in (rng.uniform(0.02, 0.8) for _ in range(KILLS))):
+    delays = sorted(f * committing for f in (rng.uniform(0.05, 0.9) for _ in range(2)))
+    for delay in [*delays, committing + rng.uniform(0.2, 0.8) * (checkpointed - committing)]:
         code = kill_after(start_cli("apply", "--repo", str(repo)), opened(db), delay)
         outcomes.append(code)
         versions = query(

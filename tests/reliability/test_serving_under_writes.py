@@ -55,6 +55,7 @@ class Load:
                 for i, v in zip(ids, answer.columns["v"], strict=True):
                     self.values.setdefault(i, set()).add(v)
                 self.ok += 1
+                self.stop.wait(0.005)  # steady load that leaves the writers some CPU on 2 cores
 
     def __enter__(self) -> Load:
         for t in self.threads:
