@@ -283,6 +283,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         store = FeatureStore(repo, config=load_config(repo, env=env))
         store.apply()
         store.materialize()  # every item present before the first request
+        store.close()
         server = stack.enter_context(
             process(
                 [
