@@ -65,5 +65,11 @@ bench-full: bench-tools
 	$(BIN)/python benchmarks/training_sets.py --scale large --runs 1
 	$(BIN)/python benchmarks/ingestion.py --scale medium --runs 3
 
+# Soak: the gRPC server under steady h2load load for 3 minutes while materialization runs again
+# and again; errors must be 0 and the server's RSS bounded. Results: benchmarks/results/soak.json.
+.PHONY: soak
+soak: bench-tools
+	$(BIN)/python benchmarks/soak.py --seconds 180
+
 clean:
 	rm -rf $(VENV) $(REPO)/data $(REPO)/.featurestore .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -11,22 +12,43 @@ from typing import Any
 
 import duckdb
 
-from featurestore.errors import StoreLockedError
+from featurestore.errors import ConfigError, StoreLockedError
 
 # DuckDB lets one process write a file, or many read it; a second writer fails at once,
 # so wait a little for short holders (an apply, a small ingestion) before giving up.
 DEFAULT_LOCK_TIMEOUT = 10.0
+# Seconds to wait instead, for every connection of the process (e.g. 0: fail at once).
+LOCK_TIMEOUT_ENV = "FEATURESTORE_LOCK_TIMEOUT"
+
+
+def default_lock_timeout() -> float:
+    """FEATURESTORE_LOCK_TIMEOUT if set (seconds, >= 0), else DEFAULT_LOCK_TIMEOUT."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise ConfigError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds >= 0")
+    return value
 
 
 def connect(
     path: Path,
     read_only: bool = False,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    lock_timeout: float | None = None,
     memory_limit: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A connection to the store file; raises StoreLockedError if another process keeps it."""
+    """A connection to the store file; raises StoreLockedError if another process keeps it.
+
+    Another process holding the file is waited for, up to ``lock_timeout`` seconds (default:
+    ``default_lock_timeout()``); then the error names the file and the holder's pid.
+    """
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+    lock_timeout = default_lock_timeout() if lock_timeout is None else lock_timeout
     deadline = time.monotonic() + lock_timeout
     delay = 0.05
     while True:
@@ -36,11 +58,7 @@ def connect(
             if "lock" not in str(e).lower():
                 raise
             if time.monotonic() >= deadline:
-                pid = re.search(r"PID (\d+)", str(e))
-                holder = f" (held by process {pid.group(1)})" if pid else ""
-                raise StoreLockedError(
-                    f"{path} is in use by another featurestore process{holder}; try again when it finishes"
-                ) from None
+                raise StoreLockedError(_busy_message(path, str(e), lock_timeout)) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
             continue
@@ -52,11 +70,20 @@ def connect(
         return con
 
 
+def _busy_message(path: Path, duckdb_error: str, waited: float) -> str:
+    pid = re.search(r"PID (\d+)", duckdb_error)
+    holder = f" (pid {pid.group(1)})" if pid else ""
+    return (
+        f"the store {path} is busy: another featurestore process{holder} is using it "
+        f"(waited {waited:g}s); try again when it finishes, or set {LOCK_TIMEOUT_ENV} to wait longer"
+    )
+
+
 @contextmanager
 def connection(
     path: Path,
     read_only: bool = False,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    lock_timeout: float | None = None,
     memory_limit: str | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """``with connection(path) as con:``; closes the file (and its lock) on exit."""

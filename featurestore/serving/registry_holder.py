@@ -17,15 +17,22 @@ from featurestore.registry import store as registry_store
 from featurestore.storage import connection
 
 log = logging.getLogger("featurestore.serving")
+REFRESH_LOCK_TIMEOUT = 1.0
 
 
-def load(config: Config, max_entities: int, known: int | None = None) -> OnlineRegistry | None:
-    """The latest registry version prepared for lookups; None if it is still ``known``."""
+def load(
+    config: Config, max_entities: int, known: int | None = None, lock_timeout: float | None = None
+) -> OnlineRegistry | None:
+    """The latest registry version prepared for lookups; None if it is still ``known``.
+
+    At startup the file is waited for as long as any command waits (a writer such as an
+    ingestion may hold it); a refresh waits ``REFRESH_LOCK_TIMEOUT`` and retries later.
+    """
     if not config.duckdb_path.exists():
         raise NotAppliedError(
             f"nothing applied yet ({config.duckdb_path} does not exist): run 'featurestore apply'"
         )
-    with connection(config.duckdb_path, read_only=True, lock_timeout=1.0) as con:
+    with connection(config.duckdb_path, read_only=True, lock_timeout=lock_timeout) as con:
         latest = registry_store.latest_version(con, config.project)
         if latest is None:
             raise NotAppliedError("nothing applied yet: run 'featurestore apply'")
@@ -52,7 +59,9 @@ class RegistryHolder:
     async def refresh(self) -> bool:
         """Swap in a newer version if there is one; a locked or busy file is retried later."""
         try:
-            fresh = await asyncio.to_thread(load, self.config, self.max_entities, self.current.version)
+            fresh = await asyncio.to_thread(
+                load, self.config, self.max_entities, self.current.version, REFRESH_LOCK_TIMEOUT
+            )
         except FeatureStoreError as e:
             log.warning("registry refresh skipped: %s", e.message)
             return False

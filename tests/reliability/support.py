@@ -1,0 +1,346 @@
+"""Helpers for the reliability tests: repos big enough to interrupt, the reference states
+computed from the Parquet files alone, and real processes killed at chosen moments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import redis
+
+from featurestore.storage import connection
+from tests.conftest import free_port
+from tests.helpers import FEATURESTORE
+
+PROJECT = "rel"
+DEFS = """
+from datetime import timedelta
+from featurestore import Entity, FeatureService, FeatureView, Field, Float64, Int64, ParquetSource
+
+item = Entity("item", join_keys=["id"])
+items = FeatureView(
+    "items", entities=[item], ttl=timedelta(days=30),
+    source=ParquetSource("items_src", path="data/items", timestamp_field="ts"),
+    schema=[Field("v", Int64), Field("x", Float64)],
+)
+item_model = FeatureService("item_model", features=[items])
+"""
+TZ = pa.timestamp("us", tz="UTC")
+
+
+def write_repo(repo: Path, defs: str = DEFS) -> Path:
+    (repo / "data" / "items").mkdir(parents=True, exist_ok=True)
+    (repo / "featurestore.toml").write_text(f'project = "{PROJECT}"\n')
+    (repo / "defs.py").write_text(textwrap.dedent(defs))
+    return repo
+
+
+def items_file(
+    path: Path, rows: int, entities: int, first_v: int, newest: datetime, seed: int, span_hours: float = 24
+) -> Path:
+    """``rows`` rows over ``entities`` ids with event times in the ``span_hours`` before
+    ``newest``; ``v`` counts up from ``first_v``, so every row of a test is unique by ``v``."""
+    rng = np.random.default_rng(seed)
+    end_us = int(newest.timestamp() * 1_000_000)
+    ts = end_us - rng.integers(0, int(span_hours * 3600 * 1_000_000), rows)
+    table = pa.table(
+        {
+            "id": pa.array(rng.integers(0, entities, rows), pa.int64()),
+            "ts": pa.array(ts, pa.int64()).cast(TZ),
+            "v": pa.array(np.arange(first_v, first_v + rows), pa.int64()),
+            "x": pa.array(rng.random(rows)),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def hours_ago(hours: float) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours)
+
+
+# -- reference states ---------------------------------------------------------------------------
+
+
+def parquet_rows(files: Sequence[Path]) -> pa.Table:
+    """The rows of ``files`` as the view's table must hold them: (id, ts, v, x) sorted by v."""
+    if not files:
+        return pa.table(
+            {
+                "id": pa.array([], pa.int64()),
+                "ts": pa.array([], TZ),
+                "v": pa.array([], pa.int64()),
+                "x": pa.array([], pa.float64()),
+            }
+        )
+    table = pa.concat_tables(pq.read_table(f, columns=["id", "ts", "v", "x"]) for f in files)
+    return table.sort_by("v")
+
+
+def ingested_rows(db: Path, order: str = "v") -> pa.Table:
+    """The items table in the DuckDB file, in the reference's shape (sorted by ``order``)."""
+    with connection(db, read_only=True) as con:
+        sql = f"SELECT id, __event_ts AS ts, v, x FROM {PROJECT}.offline_items ORDER BY {order}"
+        table = con.sql(sql).to_arrow_table()
+    return table.cast(pa.schema([("id", pa.int64()), ("ts", TZ), ("v", pa.int64()), ("x", pa.float64())]))
+
+
+def ingested_files(db: Path) -> list[str]:
+    with connection(db, read_only=True) as con:
+        rows = con.execute(f"SELECT path FROM {PROJECT}.offline_files ORDER BY path").fetchall()
+    return [Path(r[0]).name for r in rows]
+
+
+def query(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with connection(db, read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "COLUMNS": "200", **extra}
+    env.pop("FEATURESTORE_DEBUG", None)
+    return env
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [FEATURESTORE, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or cli_env(),
+    )
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` holds ``path`` open (it is inside a DuckDB connection)."""
+    target = str(path.resolve())
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def wait_until(process: subprocess.Popen[str], ready: Callable[[int], bool], timeout: float = 60) -> bool:
+    """Poll until ``ready(pid)``: True, or False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while not ready(process.pid):
+        if process.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the process never got to the point looked for")
+        time.sleep(0.002)
+    return True
+
+
+def kill_after(
+    process: subprocess.Popen[str], ready: Callable[[int], bool], delay: float, timeout: float = 60
+) -> int:
+    """SIGKILL ``process`` ``delay`` seconds after ``ready(pid)`` first holds.
+
+    Returns its exit code: -9 when killed, else what it exited with first (finished early)."""
+    if not wait_until(process, ready, timeout):
+        process.communicate(timeout=30)
+        return process.returncode
+    time.sleep(delay)
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    return process.returncode
+
+
+def write_phases(
+    process: subprocess.Popen[str], ready: Callable[[int], bool], db: Path, committed_above: int = 0
+) -> tuple[float, float]:
+    """For an uninterrupted writer of ``db``, timed from ``ready(pid)``: seconds until its big
+    transaction commits (DuckDB's write-ahead log grows past ``committed_above`` bytes) and
+    until the log is checkpointed into the file (it disappears). It must succeed."""
+    wal = db.with_name(db.name + ".wal")
+    assert wait_until(process, ready), process.communicate()
+    first, committed = time.monotonic(), None
+    while process.poll() is None:
+        try:
+            size: int | None = wal.stat().st_size
+        except FileNotFoundError:
+            size = None
+        if committed is None and size is not None and size > committed_above:
+            committed = time.monotonic()
+        if committed is not None and size is None:
+            break
+        time.sleep(0.001)
+    checkpointed = time.monotonic()
+    code, _, err = finish(process)
+    assert code == 0, err
+    assert committed is not None, "never saw the write-ahead log"
+    return committed - first, checkpointed - first
+
+
+def opened(db: Path) -> Callable[[int], bool]:
+    """Ready when the process has the DuckDB file open (it is inside a connection)."""
+    return lambda pid: has_open(pid, db)
+
+
+def writing(db: Path) -> Callable[[int], bool]:
+    """Ready when the process has committed a first write to ``db``: DuckDB's write-ahead log
+    appears (closing a connection checkpoints and removes it)."""
+    wal = db.with_name(db.name + ".wal")
+    return lambda pid: wal.exists() and has_open(pid, db)
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def one_error_line(err: str) -> str:
+    """The single ``error: ...`` line a failed command prints (and nothing else)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+
+class DurableRedis:
+    """A redis-server that logs every write to its append-only file before answering
+    (``appendfsync always``), so a SIGKILLed server restarts with every write it acknowledged."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> DurableRedis:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with redis.Redis(port=self.port, socket_timeout=1) as client:
+                    if client.ping():  # refused while it loads its file: LOADING
+                        return self
+            except redis.RedisError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.port, db=db)
+
+
+def script_calls(client: redis.Redis) -> int:
+    """How many EVALSHA calls the server has answered (materialization's writes)."""
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def materializing(server: DurableRedis) -> Callable[[int], bool]:
+    """Ready once a materialization's first writes reached Redis."""
+    client = server.client()
+    start = script_calls(client)
+    return lambda pid: script_calls(client) > start
+
+
+def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
+    """Every key: its value without the run id (bytes 16..20 of the header), and its absolute
+    expiry in ms; pipelined, for tens of thousands of keys."""
+    keys = list(client.scan_iter(count=5000))
+    out: dict[bytes, tuple[bytes, int]] = {}
+    for i in range(0, len(keys), 5000):
+        chunk = keys[i : i + 5000]
+        pipe = client.pipeline(transaction=False)
+        for k in chunk:
+            pipe.get(k)
+            pipe.pexpiretime(k)
+        replies = pipe.execute()
+        for j, k in enumerate(chunk):
+            value = replies[2 * j]
+            out[k] = (value[:16] + value[20:], int(replies[2 * j + 1]))
+    return out
+
+
+def event_times(dump: dict[bytes, tuple[bytes, int]]) -> dict[bytes, int]:
+    """Each key's event time (microseconds), from the value header."""
+    return {k: int.from_bytes(v[:8], "little", signed=True) for k, (v, _) in dump.items()}
+
+
+# The CLI's own entry point, imported first, then run on a newline on stdin: a process that
+# tries the store within milliseconds of being told, not after seconds of imports.
+_ARMED = """
+import sys
+from featurestore.cli import main
+sys.stdin.readline()
+sys.argv = ["featurestore", *sys.argv[1:]]
+main()
+"""
+
+
+def armed_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``featurestore ARGS`` ready to go; ``fire`` starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _ARMED, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or cli_env(),
+    )
+
+
+def fire(*processes: subprocess.Popen[str]) -> None:
+    for p in processes:
+        assert p.stdin is not None
+        p.stdin.write("\n")
+        p.stdin.close()
+        p.stdin = None  # communicate() would flush it again

@@ -1,0 +1,161 @@
+"""Real CLI processes at once on one store: ingestions, an apply against a busy store, and
+materializations of overlapping ranges. A waiter gets the store within its bounded wait; a
+loser fails with one line naming the busy file and its holder, and the winner's result stands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from featurestore import FeatureStore
+from featurestore.errors import ConfigError
+from featurestore.storage import default_lock_timeout
+from tests.online.helpers import on_db
+from tests.reliability.support import (
+    DEFS,
+    PROJECT,
+    armed_cli,
+    cli_env,
+    finish,
+    fire,
+    hours_ago,
+    ingested_rows,
+    items_file,
+    one_error_line,
+    opened,
+    parquet_rows,
+    query,
+    redis_dump,
+    start_cli,
+    wait_until,
+    write_repo,
+)
+
+ROWS = 100_000
+
+
+@pytest.fixture
+def pending(tmp_path: Path) -> Iterator[FeatureStore]:
+    """Applied, with four files of items not ingested yet."""
+    repo = write_repo(tmp_path / "repo")
+    for i in range(4):
+        items_file(
+            repo / "data" / "items" / f"part-{i}.parquet", ROWS, 50_000, i * ROWS, hours_ago(1), seed=i
+        )
+    fs = FeatureStore(repo)
+    fs.apply()
+    yield fs
+
+
+def ingestion_statuses(fs: FeatureStore) -> list[tuple[str, int]]:
+    sql = f"SELECT status, rows_inserted FROM {PROJECT}.ingestion_runs ORDER BY run_id"
+    return [(str(s), int(n or 0)) for s, n in query(fs.config.duckdb_path, sql)]
+
+
+def test_two_ingestions_at_once_the_second_waits_then_finds_nothing_to_do(pending: FeatureStore) -> None:
+    repo, db = str(pending.config.repo), pending.config.duckdb_path
+    env = cli_env(FEATURESTORE_LOCK_TIMEOUT="120")  # a generous wait: both must get their turn
+    processes = [start_cli("materialize", "--offline", "--repo", repo, env=env) for _ in range(2)]
+    for code, _, err in [finish(p) for p in processes]:
+        assert code == 0, err
+    files = sorted((pending.config.repo / "data" / "items").glob("*.parquet"))
+    assert ingested_rows(db).equals(parquet_rows(files))  # once, not twice
+    assert ingestion_statuses(pending) == [("succeeded", 4 * ROWS), ("succeeded", 0)]
+
+
+def test_a_writer_that_cannot_wait_loses_with_one_clear_line(pending: FeatureStore) -> None:
+    repo, db = pending.config.repo, pending.config.duckdb_path
+    (repo / "other.py").write_text(
+        "from featurestore import Entity\nstore = Entity('store', join_keys=['store_id'])\n"
+    )
+    impatient = cli_env(FEATURESTORE_LOCK_TIMEOUT="0")
+    losers = [
+        armed_cli("apply", "--repo", str(repo), env=impatient),
+        armed_cli("materialize", "--offline", "--repo", str(repo), env=impatient),
+        armed_cli("versions", "--repo", str(repo), env=impatient),  # a reader cannot open it either
+    ]
+    winner = start_cli("materialize", "--offline", "--repo", str(repo))
+    assert wait_until(winner, opened(db))  # it holds the file from here to its end
+    fire(*losers)
+    results = [finish(p) for p in losers]
+    code, _, err = finish(winner)
+    assert code == 0, err
+    for code, _, err in results:
+        assert code == 1, err
+        assert one_error_line(err) == (
+            f"error: the store {db} is busy: another featurestore process (pid {winner.pid}) is using "
+            "it (waited 0s); try again when it finishes, or set FEATURESTORE_LOCK_TIMEOUT to wait longer"
+        )
+    # The winner's result stands; the losing apply and ingestion wrote nothing.
+    assert ingested_rows(db).equals(parquet_rows(sorted((repo / "data" / "items").glob("*.parquet"))))
+    assert ingestion_statuses(pending) == [("succeeded", 4 * ROWS)]
+    assert [r[0] for r in query(db, f"SELECT version FROM {PROJECT}.registry_versions")] == [1]
+
+
+def test_the_lock_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEATURESTORE_LOCK_TIMEOUT", raising=False)
+    assert default_lock_timeout() == 10.0
+    monkeypatch.setenv("FEATURESTORE_LOCK_TIMEOUT", "2.5")
+    assert default_lock_timeout() == 2.5
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("FEATURESTORE_LOCK_TIMEOUT", bad)
+        with pytest.raises(
+            ConfigError, match=f"FEATURESTORE_LOCK_TIMEOUT={bad!r} is not a number of seconds >= 0"
+        ):
+            default_lock_timeout()
+
+
+def test_overlapping_materializations_at_once_end_as_one_run_of_their_union(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    repo = write_repo(tmp_path / "repo")
+    data = repo / "data" / "items"
+    items_file(data / "part-0.parquet", 20_000, 10_000, 0, hours_ago(3), seed=0, span_hours=2)
+    items_file(data / "part-1.parquet", 20_000, 10_000, 10**6, hours_ago(0.5), seed=1, span_hours=1)
+    fs = FeatureStore(repo)
+    fs.apply()
+    fs.ingest()
+    # Ranges [beginning, 1h ago) and [2h ago, now) overlap; the union is everything.
+    env = cli_env(FEATURESTORE_LOCK_TIMEOUT="120")
+    ranges = [["--end", hours_ago(1).isoformat()], ["--start", hours_ago(2).isoformat()]]
+    processes = [start_cli("materialize", "--repo", str(repo), *r, env=env) for r in ranges]
+    for code, _, err in [finish(p) for p in processes]:
+        assert code == 0, err
+    sql = f"SELECT status FROM {PROJECT}.materialization_runs"
+    assert [r[0] for r in query(fs.config.duckdb_path, sql)] == ["succeeded", "succeeded"]
+
+    clean = on_db(fs, 1)
+    clean.materialize()
+    clean.close()
+    together = redis_dump(redis.Redis.from_url(fs.config.redis_url))
+    assert len(together) > 9_000 and together == redis_dump(redis.Redis.from_url(clean.config.redis_url))
+
+
+def test_two_applies_fired_at_the_same_moment_take_turns(tmp_path: Path) -> None:
+    """Two repos (different owners: not breaking either way) apply to one store at once."""
+    repos = [
+        write_repo(tmp_path / name, DEFS.replace("ttl=", f"owner='{name}@example.com', ttl="))
+        for name in "ab"
+    ]
+    for repo in repos:
+        items_file(repo / "data" / "items" / "part-0.parquet", 10, 5, 0, hours_ago(1), seed=0)
+    shared = tmp_path / "shared" / "store.duckdb"
+    env = cli_env(FEATURESTORE_DUCKDB_PATH=str(shared), FEATURESTORE_LOCK_TIMEOUT="120")
+    snapshots = [FeatureStore(repo).load_definitions() for repo in repos]
+    compiled = {s.content_hash: sum(len(objs) for objs in s.by_kind().values()) for s in snapshots}
+    assert len(compiled) == 2
+    applies = [armed_cli("apply", "--repo", str(repo), env=env) for repo in repos]
+    fire(*applies)
+    for code, out, err in [finish(p) for p in applies]:
+        assert code == 0, err
+        assert "Applied registry version" in out
+    versions = query(
+        shared, f"SELECT version, content_hash FROM {PROJECT}.registry_versions ORDER BY version"
+    )
+    assert [v for v, _ in versions] == [1, 2] and {h for _, h in versions} == set(compiled)
+    for version, content_hash in versions:  # each version complete: every object of its repo
+        rows = query(shared, f"SELECT count(*) FROM {PROJECT}.registry_objects WHERE version = {version}")
+        assert rows == [(compiled[content_hash],)]

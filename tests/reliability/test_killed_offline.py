@@ -1,0 +1,200 @@
+"""SIGKILL in the middle of an ingestion or an apply: the DuckDB file opens afterwards and
+holds the state before or after, never a mix; a rerun ends where an uninterrupted run does."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from featurestore import FeatureStore
+from featurestore.storage import connect
+from tests.reliability.support import (
+    PROJECT,
+    cli_env,
+    finish,
+    hours_ago,
+    ingested_files,
+    ingested_rows,
+    items_file,
+    kill_after,
+    opened,
+    parquet_rows,
+    query,
+    start_cli,
+    write_phases,
+    write_repo,
+    writing,
+)
+
+ROWS = 100_000  # per file: writing the changes takes a moment here
+
+
+@pytest.fixture
+def ingested(tmp_path: Path) -> FeatureStore:
+    """Four files of items, applied and ingested: the state before."""
+    repo = write_repo(tmp_path / "repo")
+    newest = hours_ago(1)
+    for i in range(4):
+        items_file(repo / "data" / "items" / f"part-{i}.parquet", ROWS, 50_000, i * ROWS, newest, seed=i)
+    fs = FeatureStore(repo)
+    fs.apply()
+    fs.ingest()
+    return fs
+
+
+def test_an_ingestion_killed_anywhere_leaves_before_or_after_and_a_rerun_completes(
+    ingested: FeatureStore,
+) -> None:
+    repo, db = ingested.config.repo, ingested.config.duckdb_path
+    data = repo / "data" / "items"
+    before = parquet_rows(sorted(data.glob("*.parquet")))
+    assert ingested_rows(db).equals(before)
+    # The change: a file rewritten, one removed, two added (300k rows to write).
+    newest = hours_ago(0.5)
+    items_file(data / "part-1.parquet", ROWS, 50_000, 10 * ROWS, newest, seed=11)
+    (data / "part-2.parquet").unlink()
+    for i in (4, 5):
+        items_file(data / f"part-{i}.parquet", ROWS, 50_000, i * ROWS, newest, seed=i)
+    after_files = sorted(data.glob("*.parquet"))
+    after = parquet_rows(after_files)
+
+    # An uninterrupted run of the same change on a copy of the file: the end state to reach,
+    # and when, after its first write (the runs recorded), it commits and checkpoints here.
+    clean = repo.parent / "clean.duckdb"
+    shutil.copy(db, clean)
+    clean_env = cli_env(FEATURESTORE_DUCKDB_PATH=str(clean))
+    ingesting = start_cli("materialize", "--offline", "--repo", str(repo), env=clean_env)
+    inserting, checkpointed = write_phases(ingesting, writing(clean), clean, committed_above=64 * 1024)
+    assert ingested_rows(clean).equals(after)
+    # Kill points: just after it opens the file (deciding, validating: reads only); at seeded
+    # fractions of the inserts (uncommitted rows already in the file's blocks); and between
+    # the commit and the checkpoint (committed rows only in the log).
+    rng = random.Random(8)
+    points = [(opened(db), 0.05)]
+    points += [(writing(db), f * inserting) for f in sorted(rng.uniform(0.05, 0.7) for _ in range(2))]
+    points += [(writing(db), inserting + rng.uniform(0.2, 0.8) * (checkpointed - inserting))]
+    outcomes: list[int] = []
+    left_running: set[int] = set()  # runs the killed processes left "running"
+    for ready, delay in points:
+        code = kill_after(start_cli("materialize", "--offline", "--repo", str(repo)), ready, delay)
+        outcomes.append(code)
+        left_running |= running_runs(db)
+        # Opens for writing too (replaying DuckDB's log; the next kill point waits for a new one).
+        connect(db).close()
+        # Opens, and holds exactly one of the two states.
+        now = ingested_rows(db)
+        if code == -9 and now.equals(before):
+            assert ingested_files(db) == [
+                "part-0.parquet",
+                "part-1.parquet",
+                "part-2.parquet",
+                "part-3.parquet",
+            ]
+            continue
+        assert now.equals(after), f"killed {delay:.2f}s in: neither before nor after"
+        assert ingested_files(db) == [f.name for f in after_files]
+        break
+    # Kills landed before the commit, some of them while writing (their runs were recorded).
+    assert outcomes[0] == -9 and left_running, (outcomes, left_running)
+
+    code, _, err = finish(start_cli("materialize", "--offline", "--repo", str(repo)))
+    assert code == 0, err
+    assert ingested_rows(db).equals(after)
+    assert ingested_files(db) == [f.name for f in after_files]
+    runs = query(db, f"SELECT run_id, status, error FROM {PROJECT}.ingestion_runs ORDER BY run_id")
+    # The runs the killed processes left "running" are recorded interrupted by the next one.
+    assert {r[0] for r in runs if r[1] == "interrupted"} == left_running
+    assert all("process ended" in str(r[2]) for r in runs if r[1] == "interrupted")
+    assert runs[-1][1] == "succeeded" and {r[1] for r in runs} <= {"succeeded", "interrupted"}
+    # The same as the uninterrupted run: rows (in their order of ingestion) and files.
+    assert ingested_rows(db, order="__seq").equals(ingested_rows(clean, order="__seq"))
+    files = f"SELECT view, file_id, path, size, fingerprint, rows FROM {PROJECT}.offline_files ORDER BY path"
+    assert query(db, files) == query(clean, files)
+
+
+MANY_VIEWS = 150
+
+
+def many_views(extra_field: bool) -> str:
+    """Definitions with many views, so recording a version takes a moment."""
+    fields = '[Field("v", Int64), Field("x", Float64)' + (', Field("y", Float64)]' if extra_field else "]")
+    return f"""
+from datetime import timedelta
+from featurestore import Entity, FeatureView, Field, Float64, Int64, ParquetSource
+
+item = Entity("item", join_keys=["id"])
+src = ParquetSource("items_src", path="data/items", timestamp_field="ts")
+for i in range({MANY_VIEWS}):
+    globals()[f"items_{{i}}"] = FeatureView(f"items_{{i}}", entities=[item], source=src,
+                                            ttl=timedelta(days=30), schema={fields})
+"""
+
+
+def registry_rows(db: Path) -> list[tuple[object, ...]]:
+    return query(
+        db,
+        f"SELECT version, kind, name, fingerprint, spec FROM {PROJECT}.registry_objects "
+        "ORDER BY version, kind, name",
+    )
+
+
+def test_an_apply_killed_anywhere_leaves_before_or_after_and_a_rerun_completes(tmp_path: Path) -> None:
+    repo = write_repo(tmp_path / "repo", many_views(extra_field=False))
+    data = repo / "data" / "items" / "part-0.parquet"
+    items_file(data, 10, 5, 0, hours_ago(1), seed=0)
+    fs = FeatureStore(repo)
+    fs.apply()
+    db = fs.config.duckdb_path
+    old_hash = fs.registry().content_hash
+    # The new definitions need a column y in the source: add it, then compile independently.
+    table = pq.read_table(data)
+    pq.write_table(table.append_column("y", pc.multiply(table.column("x"), 2)), data)
+    (repo / "defs.py").write_text(many_views(extra_field=True))
+    new = fs.load_definitions()
+    assert new.content_hash != old_hash
+    objects = len([o for objs in new.by_kind().values() for o in objs])
+    # An uninterrupted apply on a copy of the file: what it records, and when, after opening
+    # the file, it commits and checkpoints here. The kills land at seeded fractions of the
+    # time to the commit (reading, planning, inserting), and once between commit and checkpoint.
+    clean = tmp_path / "clean.duckdb"
+    shutil.copy(db, clean)
+    env = cli_env(FEATURESTORE_DUCKDB_PATH=str(clean))
+    committing, checkpointed = write_phases(
+        start_cli("apply", "--repo", str(repo), env=env), opened(clean), clean
+    )
+    expected = registry_rows(clean)
+    assert [r[0] for r in query(clean, f"SELECT version FROM {PROJECT}.registry_versions")] == [1, 2]
+
+    rng = random.Random(11)
+    outcomes = []
+    delays = sorted(f * committing for f in (rng.uniform(0.05, 0.9) for _ in range(2)))
+    for delay in [*delays, committing + rng.uniform(0.2, 0.8) * (checkpointed - committing)]:
+        code = kill_after(start_cli("apply", "--repo", str(repo)), opened(db), delay)
+        outcomes.append(code)
+        versions = query(
+            db, f"SELECT version, content_hash FROM {PROJECT}.registry_versions ORDER BY version"
+        )
+        if versions == [(1, old_hash)]:
+            assert code == -9
+            assert {r[0] for r in registry_rows(db)} == {1}
+            continue
+        assert versions == [(1, old_hash), (2, new.content_hash)], versions
+        assert len([r for r in registry_rows(db) if r[0] == 2]) == objects  # complete, not partial
+        break
+    assert outcomes[0] == -9, outcomes
+
+    code, _, err = finish(start_cli("apply", "--repo", str(repo)))
+    assert code == 0, err
+    assert FeatureStore(repo).registry().content_hash == new.content_hash
+    assert registry_rows(db) == expected  # every object of both versions, as the clean apply wrote
+
+
+def running_runs(db: Path) -> set[int]:
+    return {
+        int(r[0]) for r in query(db, f"SELECT run_id FROM {PROJECT}.ingestion_runs WHERE status = 'running'")
+    }
