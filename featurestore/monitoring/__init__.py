@@ -1,0 +1,1 @@
+"""Monitoring: per-feature statistics of ingestions and training sets, and drift between them."""
