@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -32,6 +33,9 @@ class Config:
     memory_limit: str | None = None
     # OpenLineage events go here (an HTTP endpoint) instead of .featurestore/openlineage/events.jsonl.
     openlineage_url: str | None = None
+    # Drift: a feature drifts when its PSI reaches this and its test's p-value is below that.
+    psi_threshold: float = 0.2
+    p_value_threshold: float = 0.05
 
     @property
     def store_dir(self) -> Path:
@@ -51,7 +55,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
-    known = {"project", "offline", "online", "training", "lineage"}
+    known = {"project", "offline", "online", "training", "lineage", "monitoring"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; expected {sorted(known)}")
@@ -80,7 +84,10 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     openlineage_url = env.get("FEATURESTORE_OPENLINEAGE_URL") or lineage.get("openlineage_url")
     if openlineage_url is not None and not openlineage_url.startswith(("http://", "https://")):
         raise ConfigError(f"openlineage_url must start with http:// or https://, got {openlineage_url!r}")
-    return Config(root, project, duckdb_path, redis_url, event_col, memory_limit, openlineage_url)
+    psi, p_value = _drift_thresholds(raw, path)
+    return Config(
+        root, project, duckdb_path, redis_url, event_col, memory_limit, openlineage_url, psi, p_value
+    )
 
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
@@ -104,6 +111,27 @@ def _table(raw: dict[str, object], key: str, path: Path) -> dict[str, str]:
         if not isinstance(item, str):
             raise ConfigError(f"{path}: [{key}] {name} must be a string, got {item!r}")
     return value
+
+
+_DRIFT_KEYS = {"psi_threshold": (0.0, math.inf), "p_value_threshold": (0.0, 1.0)}
+
+
+def _drift_thresholds(raw: dict[str, object], path: Path) -> tuple[float, float]:
+    """[monitoring] psi_threshold and p_value_threshold: numbers, unlike the other tables' strings."""
+    value = raw.get("monitoring", {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [monitoring] must be a table")
+    unknown = sorted(set(value) - set(_DRIFT_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown} in [monitoring]; expected {sorted(_DRIFT_KEYS)}")
+    found = {"psi_threshold": Config.psi_threshold, "p_value_threshold": Config.p_value_threshold}
+    for name, (lo, hi) in _DRIFT_KEYS.items():
+        item = value.get(name, found[name])
+        if isinstance(item, bool) or not isinstance(item, int | float) or not lo <= item <= hi:
+            bounds = f">= {lo:g}" if hi == math.inf else f"from {lo:g} to {hi:g}"
+            raise ConfigError(f"{path}: [monitoring] {name} must be a number {bounds}, got {item!r}")
+        found[name] = float(item)
+    return found["psi_threshold"], found["p_value_threshold"]
 
 
 def render_config(project: str) -> str:
