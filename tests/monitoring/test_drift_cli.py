@@ -28,14 +28,14 @@ def test_json_and_html_reports(drift_repo: DriftRepo, tmp_path: Path) -> None:  
     done = drift(drift_repo, "trip_model", "-b", drift_repo.training_set, "--json", "--html", str(html))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # stdout is the JSON alone
-    assert report["drifted"] == SHIFTED and len(report["features"]) == 16
+    assert report["drifted"] == SHIFTED and len(report["features"]) == 16, report["drifted"]
     assert report["baseline"] == f"training set {drift_repo.training_set}"
-    assert str(html) in done.stderr
+    assert str(html) in done.stderr, done.stderr
     page = html.read_text()
     # Self-contained: no scripts, no links to fetch.
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "src=" not in page
     charts = re.findall(r'<h2 id="([^"]+)">', page)
-    assert charts == SHIFTED and page.count("<svg") == 3  # a chart per drifting feature, no others
+    assert charts == SHIFTED and page.count("<svg") == 3, charts  # a chart per drifting feature
     assert "driver_stats:acc_rate" in page  # in the summary table
 
 
