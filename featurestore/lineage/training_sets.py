@@ -2,10 +2,10 @@
 
 Each ``to_parquet`` registers its training set under ``STORE/training_sets/ID/``:
 ``entities.parquet`` (the entity frame as given, so the set can be rebuilt) and
-``manifest.json`` (the manifest embedded in the file, where it was written and the file's
-content fingerprint) and ``statistics``, per feature column of the output (see
-``featurestore.monitoring.stats``; computed after the file is written, so neither embedded in
-the file nor part of the id). The id is a short hash of the manifest's stable parts, so the same
+``manifest.json`` (the manifest embedded in the file, where it was written, the file's
+content fingerprint and the ``statistics`` of each feature column, see
+``featurestore.monitoring.stats``: computed over the written file, so neither embedded in it
+nor part of the id). The id is a short hash of the manifest's stable parts, so the same
 features over the same data and entity rows get the same id. These are plain files rather
 than DuckDB rows because a TrainingSet holds a read-only connection to the store, and the
 same process cannot open the store for writing meanwhile.
