@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -49,6 +50,9 @@ class Config:
     # serve logs a sample of requests to Parquet here (relative paths are from the repo); None: no log.
     request_log_path: Path | None = None
     request_log_sample: float = 0.01
+    # Drift: a feature drifts when its PSI reaches this and its test's p-value is below that.
+    psi_threshold: float = 0.2
+    p_value_threshold: float = 0.05
 
     @property
     def store_dir(self) -> Path:
@@ -72,7 +76,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
-    known = {"project", "offline", "online", "training", "lineage", "serving", "request_log"}
+    known = {"project", "offline", "online", "training", "lineage", "serving", "request_log", "monitoring"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; expected {sorted(known)}")
@@ -106,6 +110,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         )
     serving = _serving_paths(_table(raw, "serving", path), env, root)
     log_path, log_sample = _request_log(raw, env, root, path)
+    psi, p_value = _drift_thresholds(raw, path)
     return Config(
         root,
         project,
@@ -117,6 +122,8 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         **serving,
         request_log_path=log_path,
         request_log_sample=log_sample,
+        psi_threshold=psi,
+        p_value_threshold=p_value,
     )
 
 
@@ -174,6 +181,27 @@ def _serving_paths(serving: dict[str, str], env: Mapping[str, str], root: Path) 
         value = env.get(f"FEATURESTORE_{key.upper()}") or serving.get(key)
         out[key] = None if not value else (root / value if not Path(value).is_absolute() else Path(value))
     return out
+
+
+_DRIFT_KEYS = {"psi_threshold": (0.0, math.inf), "p_value_threshold": (0.0, 1.0)}
+
+
+def _drift_thresholds(raw: dict[str, object], path: Path) -> tuple[float, float]:
+    """[monitoring] psi_threshold and p_value_threshold: numbers, unlike the other tables' strings."""
+    value = raw.get("monitoring", {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [monitoring] must be a table")
+    unknown = sorted(set(value) - set(_DRIFT_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown} in [monitoring]; expected {sorted(_DRIFT_KEYS)}")
+    found = {"psi_threshold": Config.psi_threshold, "p_value_threshold": Config.p_value_threshold}
+    for name, (lo, hi) in _DRIFT_KEYS.items():
+        item = value.get(name, found[name])
+        if isinstance(item, bool) or not isinstance(item, int | float) or not lo <= item <= hi:
+            bounds = f">= {lo:g}" if hi == math.inf else f"from {lo:g} to {hi:g}"
+            raise ConfigError(f"{path}: [monitoring] {name} must be a number {bounds}, got {item!r}")
+        found[name] = float(item)
+    return found["psi_threshold"], found["p_value_threshold"]
 
 
 def render_config(project: str) -> str:

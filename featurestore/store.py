@@ -25,6 +25,8 @@ from featurestore.lineage import runs as lineage_runs
 from featurestore.lineage.graph import lineage as lineage_graph
 from featurestore.lineage.reproduce import ReproduceResult, reproduce
 from featurestore.lineage.training_sets import TrainingSetRecorder, list_records, load_record
+from featurestore.monitoring.check import check_drift
+from featurestore.monitoring.drift import DriftReport, Thresholds
 from featurestore.offline.ingest import (
     IngestResult,
     Progress,
@@ -234,6 +236,25 @@ class FeatureStore:
     def training_sets(self) -> list[dict[str, Any]]:
         """Every recorded training set: id, manifest, output path and fingerprint, oldest first."""
         return list_records(self.config.store_dir)
+
+    def drift(
+        self,
+        target: str,
+        baseline: str,
+        current: str = "latest",
+        psi_threshold: float | None = None,
+        p_value_threshold: float | None = None,
+    ) -> DriftReport:
+        """How far each feature of ``target`` (a view or service) drifted from ``baseline`` to ``current``.
+
+        ``baseline`` and ``current`` are ingestion runs (``ingest-N``), training set ids or
+        ``latest``; thresholds default to the config's ``[monitoring]``. See featurestore.monitoring.drift.
+        """
+        thresholds = Thresholds(
+            self.config.psi_threshold if psi_threshold is None else psi_threshold,
+            self.config.p_value_threshold if p_value_threshold is None else p_value_threshold,
+        )
+        return check_drift(self.config, self._read(None)[1], target, baseline, current, thresholds)
 
     def validate(
         self, views: Sequence[str] | None = None, progress: Progress | None = None

@@ -1,6 +1,7 @@
 """The ``featurestore`` command line: one module per group of commands, one error handler."""
 
 from featurestore.cli import (  # noqa: F401
+    drift_cmds,
     lineage_cmds,
     monitoring_online_cmds,
     offline_cmds,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from featurestore.errors import FeatureStoreError, ValidationError
+from featurestore.monitoring import run_stats
 from featurestore.offline.ingest import IngestResult
 from featurestore.offline.tables import table_exists
 from featurestore.storage import connection, fetch_one, quote
@@ -123,6 +124,7 @@ class IngestionRuns:
                 ],
             )
             record_sources(self.con, self.project, INGEST, run_id, [r.view])
+            run_stats.record(self.con, self.project, run_id, r.view, r.statistics)
             self.done.add(r.view)
             self._emit(r.view, "succeeded", now)
 

@@ -2,8 +2,10 @@
 
 Each ``to_parquet`` registers its training set under ``STORE/training_sets/ID/``:
 ``entities.parquet`` (the entity frame as given, so the set can be rebuilt) and
-``manifest.json`` (the manifest embedded in the file, where it was written and the file's
-content fingerprint). The id is a short hash of the manifest's stable parts, so the same
+``manifest.json`` (the manifest embedded in the file, where it was written, the file's
+content fingerprint and the ``statistics`` of each feature column, see
+``featurestore.monitoring.stats``: computed over the written file, so neither embedded in it
+nor part of the id). The id is a short hash of the manifest's stable parts, so the same
 features over the same data and entity rows get the same id. These are plain files rather
 than DuckDB rows because a TrainingSet holds a read-only connection to the store, and the
 same process cannot open the store for writing meanwhile.
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from featurestore.errors import NotFoundError
+from featurestore.monitoring.stats import output_statistics
 from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
 from featurestore.offline.ingest import file_fingerprint
 
@@ -83,6 +86,7 @@ class TrainingSetRecorder:
         where.mkdir(parents=True, exist_ok=True)
         pending.entities.replace(where / ENTITIES)
         fingerprint = file_fingerprint(output)
+        statistics = {s.name: s.to_dict() for s in output_statistics(output, manifest["columns"])}
         record = {
             "id": manifest["id"],
             "manifest": manifest,
@@ -92,6 +96,7 @@ class TrainingSetRecorder:
                 "bytes": output.stat().st_size,
             },
             "created_at": datetime.now(UTC).isoformat(),
+            "statistics": statistics,
         }
         partial = where / f".{RECORD}.partial"
         partial.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
@@ -107,7 +112,7 @@ class TrainingSetRecorder:
                 [self.events.file(p) for p in [*sources, str(where / ENTITIES)]],
                 [self.events.file(str(output.resolve()))],
             )
-        return {**manifest, "output_fingerprint": fingerprint}
+        return {**manifest, "output_fingerprint": fingerprint, "statistics": statistics}
 
     def discard(self, pending: PendingRecord) -> None:
         pending.entities.unlink(missing_ok=True)

@@ -1,1 +1,1 @@
-"""Monitoring: what the store serves and how it compares with what it trained on."""
+"""Monitoring: feature statistics and drift, online freshness, metrics and training/serving skew."""

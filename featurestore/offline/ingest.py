@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from featurestore.definitions import FeatureView
 from featurestore.errors import SourceError, ValidationError
+from featurestore.monitoring.stats import FeatureStats, compute_statistics
 from featurestore.offline.tables import (
     CREATED_TS,
     EVENT_TS,
@@ -56,6 +57,9 @@ class IngestResult:
     rebuilt: bool = False
     seconds: float = 0.0
     validation_seconds: float = 0.0  # the part of ``seconds`` spent deciding and validating
+    # Of the rows inserted this time (monitoring); kept with the run by lineage/runs.py.
+    statistics: tuple[FeatureStats, ...] = ()
+    statistics_seconds: float = 0.0  # included in ``seconds``
 
     @property
     def changed(self) -> bool:
@@ -276,6 +280,8 @@ def write_view(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    # After the commit: DuckDB scans committed rows ~2x faster than a transaction's own.
+    stats, stats_seconds = _statistics(con, table, view, [ids[f] for f in todo], inserted)
     if progress:
         progress(view.name, len(todo), len(todo))
     return IngestResult(
@@ -291,6 +297,8 @@ def write_view(
         rebuilt=p.rebuild,
         seconds=time.perf_counter() - started,
         validation_seconds=p.seconds,
+        statistics=stats,
+        statistics_seconds=stats_seconds,
     )
 
 
@@ -416,6 +424,18 @@ def _insert_file(
         ],
     )
     return int(rows), total - int(rows)
+
+
+def _statistics(
+    con: duckdb.DuckDBPyConnection, table: str, view: FeatureView, file_ids: list[int], inserted: int
+) -> tuple[tuple[FeatureStats, ...], float]:
+    """The statistics of the rows just inserted from ``file_ids``, and what they cost (seconds)."""
+    if not inserted:  # nothing to describe: no statistics rather than empty ones
+        return (), 0.0
+    started = time.perf_counter()
+    rows = f"SELECT * FROM {table} WHERE {FILE_ID} IN ({', '.join(str(int(i)) for i in file_ids)})"
+    stats = compute_statistics(con, rows, [f.name for f in view.features])
+    return tuple(stats), time.perf_counter() - started
 
 
 def _write_quarantine(store_dir: Path, view: str, path: Path, result: FileValidation) -> Path:

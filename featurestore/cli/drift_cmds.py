@@ -1,0 +1,105 @@
+"""drift: compare each feature's distribution between a baseline and the current data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from featurestore.cli.app import RepoOption, app, console, err_console, open_store
+from featurestore.monitoring.drift import DriftReport
+from featurestore.monitoring.report import write_html
+
+
+@app.command("drift")
+def drift_cmd(
+    target: Annotated[str, typer.Argument(help="A feature view or feature service.")],
+    baseline: Annotated[
+        str,
+        typer.Option("--baseline", "-b", help="A training set id, an ingestion run (ingest-N) or 'latest'."),
+    ],
+    current: Annotated[
+        str,
+        typer.Option(
+            "--current",
+            "-c",
+            help="An ingestion run (ingest-N), 'latest' (each view's last run that ingested rows) "
+            "or a training set id.",
+        ),
+    ] = "latest",
+    psi_threshold: Annotated[
+        float | None,
+        typer.Option("--psi-threshold", help="Drifted from this PSI on (default: [monitoring], 0.2)."),
+    ] = None,
+    p_value_threshold: Annotated[
+        float | None,
+        typer.Option("--p-value-threshold", help="...and below this p-value (default: [monitoring], 0.05)."),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML report with a chart per drift.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON, not a table.")] = False,
+    fail_on_drift: Annotated[
+        bool, typer.Option("--fail-on-drift", help="Exit 1 when a feature drifted (to gate CI).")
+    ] = False,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Compare every feature of a view or service between a baseline and the current data (PSI and a test)."""
+    report = open_store(repo).drift(target, baseline, current, psi_threshold, p_value_threshold)
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        print_report(report)
+    if html is not None:
+        written = write_html(report, html)
+        # With --json, stdout is the JSON alone.
+        (err_console if as_json else console).print(f"HTML report: {escape(str(written))}")
+    if fail_on_drift and report.drifted:
+        raise typer.Exit(1)
+
+
+def print_report(report: DriftReport) -> None:
+    t = report.thresholds
+    table = Table(
+        "feature",
+        "type",
+        "test",
+        "PSI",
+        "statistic",
+        "p-value",
+        "rows (baseline / current)",
+        "nulls",
+        "drifted",
+        title=f"{escape(report.target)}: {escape(report.baseline)} -> {escape(report.current)}",
+        caption=f"drifted: PSI >= {t.psi:g} and p-value < {t.p_value:g}",
+    )
+    for f in report.features:
+        b, c = f.baseline, f.current
+        nulls = f"{_pct(b.nulls, b.count)} / {_pct(c.nulls, c.count)}"
+        table.add_row(
+            escape(f.feature),
+            b.dtype,
+            "KS" if f.test == "ks" else "chi2",
+            f"{f.psi:.4f}",
+            f"{f.statistic:.4g}",
+            f"{f.p_value:.3g}",
+            f"{b.count:,} / {c.count:,}",
+            nulls,
+            "[bold red]DRIFT[/]" if f.drifted else "[green]no[/]",
+        )
+    for s in report.skipped:
+        table.add_row(escape(s.feature), "", "", "", "", "", "", "", f"[dim]skipped: {escape(s.reason)}[/]")
+    console.print(table)
+    drifted = report.drifted
+    if drifted:
+        names = ", ".join(escape(f.feature) for f in drifted)
+        console.print(f"[bold red]{len(drifted)} of {len(report.features)} features drifted:[/] {names}")
+    else:
+        console.print(f"[green]no drift[/] in {len(report.features)} features")
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"

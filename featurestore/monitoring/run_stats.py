@@ -1,0 +1,114 @@
+"""The statistics of each ingestion run, kept in DuckDB (``feature_statistics``) beside the runs.
+
+One row per run, view and feature, queryable like the runs themselves::
+
+    SELECT feature, count, nulls, mean, std, quantiles[51] AS median
+    FROM rides.feature_statistics WHERE run_id = 3
+
+A run that ingested no rows (nothing changed, only removals) has no rows here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import duckdb
+
+from featurestore.monitoring.stats import FeatureStats
+from featurestore.offline.tables import table_exists
+from featurestore.storage import fetch_one, quote
+
+TABLE = "feature_statistics"
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection, project: str) -> None:
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {quote(project)}.{TABLE} (
+            run_id INTEGER NOT NULL,          -- ingestion_runs.run_id
+            view VARCHAR NOT NULL,
+            feature VARCHAR NOT NULL,
+            dtype VARCHAR NOT NULL,           -- the DuckDB type
+            kind VARCHAR NOT NULL,            -- numeric, categorical or other
+            count BIGINT NOT NULL,            -- rows the run ingested, nulls included
+            nulls BIGINT NOT NULL,
+            distinct_estimate BIGINT,
+            min DOUBLE,
+            max DOUBLE,
+            mean DOUBLE,                      -- booleans: the share of true
+            std DOUBLE,
+            quantiles DOUBLE[],               -- numeric: 0%, 1%, ..., 100%
+            top_values JSON,                  -- categorical: [[value, count], ...], most frequent first
+            computed_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (run_id, view, feature))"""
+    )
+
+
+def record(
+    con: duckdb.DuckDBPyConnection, project: str, run_id: int, view: str, stats: Sequence[FeatureStats]
+) -> None:
+    """Keep a run's statistics."""
+    if not stats:
+        return
+    ensure_table(con, project)
+    now = datetime.now(UTC)
+    con.executemany(
+        f"INSERT OR REPLACE INTO {quote(project)}.{TABLE} VALUES ({', '.join(['?'] * 15)})",
+        [
+            [
+                run_id,
+                view,
+                s.name,
+                s.dtype,
+                s.kind,
+                s.count,
+                s.nulls,
+                s.distinct,
+                s.min,
+                s.max,
+                s.mean,
+                s.std,
+                list(s.quantiles) or None,
+                json.dumps([[v, n] for v, n in s.top]) if s.top else None,
+                now,
+            ]
+            for s in stats
+        ],
+    )
+
+
+def read(con: duckdb.DuckDBPyConnection, project: str, run_id: int) -> dict[str, FeatureStats]:
+    """A run's statistics by feature name; empty if it has none."""
+    if not table_exists(con, project, TABLE):
+        return {}
+    rows = con.execute(
+        f"SELECT feature, dtype, kind, count, nulls, distinct_estimate, min, max, mean, std, quantiles, "
+        f"top_values FROM {quote(project)}.{TABLE} WHERE run_id = ? ORDER BY feature",
+        [run_id],
+    ).fetchall()
+    out = {}
+    for name, dtype, kind, count, nulls, distinct, lo, hi, mean, std, quantiles, top in rows:
+        out[name] = FeatureStats(
+            name,
+            dtype,
+            kind,
+            int(count),
+            int(nulls),
+            distinct,
+            lo,
+            hi,
+            mean,
+            std,
+            tuple(quantiles or ()),
+            tuple((str(v), int(n)) for v, n in json.loads(top)) if top else (),
+        )
+    return out
+
+
+def latest_run(con: duckdb.DuckDBPyConnection, project: str, view: str) -> int | None:
+    """The most recent run of ``view`` that has statistics (ingested rows), or None."""
+    if not table_exists(con, project, TABLE):
+        return None
+    row = fetch_one(con, f"SELECT max(run_id) FROM {quote(project)}.{TABLE} WHERE view = ?", [view])
+    return None if row is None or row[0] is None else int(row[0])

@@ -1,0 +1,159 @@
+"""Drift flags exactly the shifted features; PSI and the tests agree with numpy on the raw rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from featurestore.errors import InvalidRequestError, NotFoundError
+from featurestore.monitoring.drift import EPSILON, FeatureDrift, Thresholds
+from tests.monitoring.drift_repo import SHIFTED, DriftRepo, drift_repo  # noqa: F401
+
+# The summaries keep 101 quantiles (exact here: fewer rows than the reservoir sample), so a
+# CDF read off them is within one level (0.01) of the empirical CDF: D is within 2 levels of
+# the exact D, and each bin share within 0.02 of the exact share. For PSI that bounds the
+# error of each bin's term by about 0.02 * (|ln(c/b)| + |c - b| / min(b, c)).
+D_TOLERANCE = 0.02
+
+
+def exact_ks(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.sort(a), np.sort(b)
+    points = np.union1d(a, b)
+    fa = np.searchsorted(a, points, side="right") / len(a)
+    fb = np.searchsorted(b, points, side="right") / len(b)
+    return float(np.max(np.abs(fa - fb)))
+
+
+def exact_psi(edges: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """PSI of the raw values on the same bins: (-inf, e0], (e0, e1], ..., (e_last, inf)."""
+    k = len(edges) + 1
+    sa = np.bincount(np.searchsorted(edges, a, side="left"), minlength=k) / len(a)
+    sb = np.bincount(np.searchsorted(edges, b, side="left"), minlength=k) / len(b)
+    pa_, pb_ = np.maximum(sa, EPSILON), np.maximum(sb, EPSILON)
+    return float(np.sum((pb_ - pa_) * np.log(pb_ / pa_))), sa, sb
+
+
+def exact_chi2(a: pd.Series, b: pd.Series) -> float:
+    values = sorted(set(a.dropna()) | set(b.dropna()))
+    table = np.array([[int((s == v).sum()) for v in values] for s in (a, b)], dtype=float)
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    return float(np.sum((table - expected) ** 2 / expected))
+
+
+@pytest.mark.parametrize("baseline", ["run", "training set"])
+def test_drift_flags_exactly_the_shifted_features(drift_repo: DriftRepo, baseline: str) -> None:  # noqa: F811
+    base = drift_repo.baseline_run if baseline == "run" else drift_repo.training_set
+    shifted = drift_repo.store.drift("driver_stats", base, drift_repo.shifted_run)
+    assert [f.feature for f in shifted.drifted] == SHIFTED
+    assert len(shifted.features) == 13 and not shifted.skipped
+    # The control file has the baseline's distributions (and nulls): nothing drifts.
+    control = drift_repo.store.drift("driver_stats", base, drift_repo.control_run)
+    assert control.drifted == [] and len(control.features) == 13
+
+
+def test_a_service_compares_every_view_with_latest(drift_repo: DriftRepo) -> None:  # noqa: F811
+    report = drift_repo.store.drift("trip_model", drift_repo.training_set, "latest")
+    assert [f.feature for f in report.drifted] == SHIFTED
+    assert len(report.features) == 16  # 13 driver and 3 customer features
+    assert report.baseline == f"training set {drift_repo.training_set}"
+    assert report.current.startswith("latest (") and drift_repo.shifted_run in report.current
+
+
+def by_name(features: tuple[FeatureDrift, ...]) -> dict[str, FeatureDrift]:
+    return {f.feature.split(":")[1]: f for f in features}
+
+
+@pytest.mark.parametrize("current", ["shifted", "control"])
+def test_numeric_psi_and_ks_agree_with_numpy_on_the_raw_rows(
+    drift_repo: DriftRepo, current: str  # noqa: F811
+) -> None:
+    run, rows = (
+        (drift_repo.shifted_run, drift_repo.shifted_rows)
+        if current == "shifted"
+        else (drift_repo.control_run, drift_repo.control_rows)
+    )
+    report = drift_repo.store.drift("driver_stats", drift_repo.baseline_run, run)
+    numeric = {n: f for n, f in by_name(report.features).items() if f.kind == "numeric"}
+    assert len(numeric) == 10
+    for name, f in numeric.items():
+        a = drift_repo.baseline_rows[name].dropna().to_numpy(float)
+        b = rows[name].dropna().to_numpy(float)
+        assert f.statistic == pytest.approx(exact_ks(a, b), abs=D_TOLERANCE), name
+        edges = np.unique(np.asarray(f.baseline.quantiles)[10:100:10])
+        psi, sa, sb = exact_psi(edges, a, b)
+        assert len(f.bins) == len(edges) + 1
+        assert np.allclose(f.baseline_shares, sa, atol=0.02) and np.allclose(f.current_shares, sb, atol=0.02)
+        bound = np.sum(0.02 * (np.abs(np.log(np.maximum(sb, EPSILON) / np.maximum(sa, EPSILON)))
+                               + np.abs(sb - sa) / np.maximum(np.minimum(sa, sb), EPSILON)))
+        assert abs(f.psi - psi) <= max(bound, 0.005), (name, f.psi, psi, bound)
+        # The reference agrees on what drifted: the shifted features are far apart, the others close.
+        shifted = current == "shifted" and f"driver_stats:{name}" in SHIFTED
+        assert (psi > 0.3) if shifted else (psi < 0.05), (name, psi)
+
+
+def as_labels(values: pd.Series) -> pd.Series:
+    """Values as the statistics name them: booleans are 'true' and 'false'."""
+    return values.dropna().map(lambda v: str(v).lower() if isinstance(v, bool | np.bool_) else str(v))
+
+
+def test_categorical_chi_square_is_exact(drift_repo: DriftRepo) -> None:  # noqa: F811
+    report = drift_repo.store.drift("driver_stats", drift_repo.baseline_run, drift_repo.shifted_run)
+    for name in ("city", "vehicle_type", "is_active"):
+        f = by_name(report.features)[name]
+        a, b = as_labels(drift_repo.baseline_rows[name]), as_labels(drift_repo.shifted_rows[name])
+        assert f.test == "chi2" and sorted(f.bins) == sorted(set(a))
+        # Every value is among the top values, so the counts and the statistic are exact.
+        assert f.statistic == pytest.approx(exact_chi2(a, b), rel=1e-9), name
+        sa, sb = a.value_counts(normalize=True), b.value_counts(normalize=True)
+        assert np.allclose(f.baseline_shares, [sa[v] for v in f.bins])
+        assert np.allclose(f.current_shares, [sb[v] for v in f.bins])
+        bins = list(f.bins)
+        psi = float(np.sum((sb[bins] - sa[bins]) * np.log(sb[bins] / sa[bins])))
+        assert f.psi == pytest.approx(psi)
+
+
+def test_thresholds_decide_and_can_be_used_alone(drift_repo: DriftRepo) -> None:  # noqa: F811
+    store, base, cur = drift_repo.store, drift_repo.baseline_run, drift_repo.shifted_run
+    # PSI alone (p-value threshold 1): the same three; an impossible PSI: none.
+    psi_alone = store.drift("driver_stats", base, cur, p_value_threshold=1.0)
+    assert [f.feature for f in psi_alone.drifted] == SHIFTED
+    assert store.drift("driver_stats", base, cur, psi_threshold=50).drifted == []
+    report = store.drift("driver_stats", base, cur, psi_threshold=0.1, p_value_threshold=0.01)
+    assert report.thresholds == Thresholds(0.1, 0.01)
+    for f in report.features:
+        assert f.drifted == (f.psi >= 0.1 and f.p_value < 0.01)
+    with pytest.raises(InvalidRequestError, match="p-value threshold"):
+        store.drift("driver_stats", base, cur, p_value_threshold=2)
+
+
+def test_thresholds_come_from_the_config(drift_repo: DriftRepo) -> None:  # noqa: F811
+    from featurestore import FeatureStore
+    from featurestore.errors import ConfigError
+
+    toml = drift_repo.store.config.repo / "featurestore.toml"
+    original = toml.read_text()
+    try:
+        toml.write_text(original + "\n[monitoring]\npsi_threshold = 5\np_value_threshold = 0.5\n")
+        store = FeatureStore(drift_repo.store.config.repo)
+        report = store.drift("driver_stats", drift_repo.baseline_run, drift_repo.shifted_run)
+        assert report.thresholds == Thresholds(5.0, 0.5) and report.drifted == []
+        toml.write_text(original + "\n[monitoring]\npsi_threshold = 'high'\n")
+        with pytest.raises(ConfigError, match="psi_threshold must be a number"):
+            FeatureStore(drift_repo.store.config.repo)
+    finally:
+        toml.write_text(original)
+
+
+def test_bad_arguments_name_the_problem(drift_repo: DriftRepo) -> None:  # noqa: F811
+    store = drift_repo.store
+    with pytest.raises(NotFoundError, match="no ingestion run 'ingest-99'"):
+        store.drift("driver_stats", "ingest-99")
+    with pytest.raises(NotFoundError, match="'nope' is not an ingestion run"):
+        store.drift("driver_stats", "nope")
+    with pytest.raises(NotFoundError, match="no feature view or feature service named 'drivers'"):
+        store.drift("drivers", drift_repo.baseline_run)
+    with pytest.raises(InvalidRequestError, match="ingested feature view 'driver_stats', which is not in"):
+        store.drift("customer_profile", drift_repo.baseline_run)
+    with pytest.raises(InvalidRequestError, match="also has features of 'customer_profile'"):
+        store.drift("trip_model", drift_repo.baseline_run)
