@@ -25,6 +25,7 @@ from featurestore.online.keys import encode_key_value
 from featurestore.registry import Snapshot
 
 DEFAULT_MAX_ENTITIES = 10_000
+MAX_FEATURES = 1_000  # feature references in one request
 _INT_KEYS = {"Int32", "Int64"}
 _INT_RANGES = {"Int32": (-(2**31), 2**31 - 1), "Int64": (-(2**63), 2**63 - 1)}
 
@@ -299,7 +300,17 @@ class OnlineRegistry:
         self.version = version
         self.max_entities = max_entities
         self.codecs = {name: ViewCodec(v) for name, v in snapshot.views.items() if v.online}
-        self.plan = lru_cache(maxsize=1024)(self._plan)
+        self._cached_plan = lru_cache(maxsize=1024)(self._plan)
+
+    def plan(self, features: tuple[str, ...] | str, full_feature_names: bool = False) -> LookupPlan:
+        """The (cached) plan for a feature list or a service name."""
+        # Plans are cached by their feature list: without a bound, a client could pin large
+        # lists in the cache, one per distinct request.
+        if not isinstance(features, str) and len(features) > MAX_FEATURES:
+            raise InvalidRequestError(
+                f"{len(features)} features in one request, more than the limit of {MAX_FEATURES}"
+            )
+        return self._cached_plan(features, full_feature_names)
 
     def _plan(self, features: tuple[str, ...] | str, full_feature_names: bool = False) -> LookupPlan:
         requests = self.snapshot.resolve(features if isinstance(features, str) else list(features))

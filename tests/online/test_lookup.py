@@ -14,7 +14,7 @@ import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError, NotFoundError, OnlineStoreUnavailable
-from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
+from featurestore.online.lookup import DEFAULT_MAX_ENTITIES, MAX_FEATURES
 from tests.online.helpers import TZ, lookup, make_store
 
 DEFS = """
@@ -199,6 +199,17 @@ def test_a_limit_of_entities_is_checked_exactly(applied: FeatureStore) -> None:
     plan = applied.online_registry().plan(("stats:trips",), False)
     n, _ = plan.entity_columns({"driver_id": list(range(DEFAULT_MAX_ENTITIES))})
     assert n == DEFAULT_MAX_ENTITIES
+
+
+def test_a_limit_of_features_bounds_what_the_plan_cache_can_hold(applied: FeatureStore) -> None:
+    registry = applied.online_registry()
+    at_limit = ("stats:trips",) * MAX_FEATURES  # the limit itself passes the size check
+    with pytest.raises(InvalidRequestError) as refused:  # for repeating a feature, not for size
+        registry.plan(at_limit, False)
+    assert "features in one request" not in str(refused.value)
+    with pytest.raises(InvalidRequestError, match=f"{MAX_FEATURES + 1} features in one request, more than"):
+        registry.plan(("stats:trips",) * (MAX_FEATURES + 1), False)
+    assert registry._cached_plan.cache_info().currsize == 0  # refused before caching
 
 
 def test_an_offline_view_is_not_served(tmp_path: Path) -> None:
