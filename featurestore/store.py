@@ -45,13 +45,12 @@ from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_pl
 from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
 from featurestore.storage import connection
-from featurestore.validation import ValidationReport, ViewReport, validate_file
+from featurestore.validation import ValidationReport, ViewReport
 
 if TYPE_CHECKING:
     from featurestore.lineage.openlineage import LineageEvents
     from featurestore.monitoring.freshness import ViewFreshness
     from featurestore.monitoring.skew import SkewReport
-from featurestore.validation.schema import has_custom_checks, with_check_functions
 
 
 @dataclass(frozen=True)
@@ -260,6 +259,8 @@ class FeatureStore:
         self, views: Sequence[str] | None = None, progress: Progress | None = None
     ) -> ValidationReport:
         """Check every source file of the repo's views against their declarations; writes nothing."""
+        from featurestore.validation.validate import validate_file  # pandera: only when validating
+
         snapshot = self.load_definitions()
         report = ValidationReport()
         for view in self._select_views(snapshot, views):
@@ -396,6 +397,8 @@ class FeatureStore:
 
     def _with_check_functions(self, views: list[FeatureView]) -> list[FeatureView]:
         """Custom checks are stored by name only: their functions come from the repo's code."""
+        from featurestore.validation.schema import has_custom_checks, with_check_functions
+
         if not any(has_custom_checks(v) for v in views):
             return views
         defined = load_repo(self.config.repo).views

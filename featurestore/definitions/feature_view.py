@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
-
-from pandera.pandas import Check
+from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions.base import caller_location, check_name, fingerprint
 from featurestore.definitions.entity import Entity
-from featurestore.definitions.field import Field, check_from_spec, check_spec, stand_in_check
+from featurestore.definitions.field import CheckSpecs, Field, checks_of, specs_of
 from featurestore.definitions.source import ParquetSource
 from featurestore.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from pandera.pandas import Check
 
 ON_INVALID = ("fail", "quarantine")
 
@@ -63,8 +64,10 @@ class FeatureView:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             problems.append(f"schema repeats field(s) {dupes}")
-        checks = tuple(self.checks)
-        if any(not isinstance(c, Check) for c in checks):
+        checks: Sequence[Any] = ()
+        try:
+            checks = checks_of(self.checks, "")
+        except DefinitionError:
             problems.append("checks takes pandera Check objects")
         if self.on_invalid not in ON_INVALID:
             problems.append(f"on_invalid must be one of {list(ON_INVALID)}, got {self.on_invalid!r}")
@@ -125,7 +128,7 @@ class FeatureView:
             "owner": self.owner,
             "description": self.description,
             # only when set, so existing specs keep their fingerprints
-            **({"checks": [check_spec(c) for c in self.checks]} if self.checks else {}),
+            **({"checks": specs_of(self.checks)} if self.checks else {}),
             **({"on_invalid": self.on_invalid} if self.on_invalid != "fail" else {}),
         }
 
@@ -142,7 +145,7 @@ class FeatureView:
             tags=spec.get("tags", {}),
             owner=spec.get("owner", ""),
             description=spec.get("description", ""),
-            checks=[check_from_spec(c) or stand_in_check(c) for c in spec.get("checks", [])],
+            checks=CheckSpecs(spec.get("checks", [])),
             on_invalid=spec.get("on_invalid", "fail"),
             join_keys=tuple(Field.from_spec(k) for k in spec.get("join_keys", [])),
             defined_in="registry",

@@ -3,15 +3,65 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandera.pandas as pa_checks
+from typing import TYPE_CHECKING, Any, overload
 
 from featurestore.definitions.base import check_name
 from featurestore.definitions.types import DType, dtype_from_name
 from featurestore.errors import DefinitionError
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa_checks
+
+
+class CheckSpecs(Sequence["pa_checks.Check"]):
+    """Checks read back from the registry: kept as their specs and built as pandera checks on
+    first use, so that commands which never validate (training sets, lookups) never import
+    pandera, which is about half of the CLI's start-up time."""
+
+    def __init__(self, specs: Iterable[dict[str, Any]]) -> None:
+        self.specs = tuple(specs)
+        self._built: tuple[pa_checks.Check, ...] | None = None
+
+    def _checks(self) -> tuple[pa_checks.Check, ...]:
+        if self._built is None:
+            self._built = tuple(check_from_spec(s) or stand_in_check(s) for s in self.specs)
+        return self._built
+
+    @overload
+    def __getitem__(self, index: int) -> pa_checks.Check: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[pa_checks.Check]: ...
+    def __getitem__(self, index: int | slice) -> pa_checks.Check | Sequence[pa_checks.Check]:
+        return self._checks()[index]
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __repr__(self) -> str:
+        return f"CheckSpecs({[s.get('name') for s in self.specs]})"
+
+
+def checks_of(checks: Sequence[Any], owner: str) -> Sequence[Any]:
+    """``checks`` as given (kept lazy when read from the registry), or the problem with them."""
+    if isinstance(checks, CheckSpecs):
+        return checks
+    checks = tuple(checks)
+    if checks:  # the definitions that built them imported pandera already
+        import pandera.pandas as pa_checks
+
+        for check in checks:
+            if not isinstance(check, pa_checks.Check):
+                raise DefinitionError([f"{owner}: checks takes pandera Check objects, got {check!r}"])
+    return checks
+
+
+def specs_of(checks: Sequence[Any]) -> list[dict[str, Any]]:
+    """The JSON specs of checks (as stored, for checks read back from the registry)."""
+    if isinstance(checks, CheckSpecs):
+        return [dict(s) for s in checks.specs]
+    return [check_spec(c) for c in checks]
 
 
 @dataclass(frozen=True)
@@ -31,13 +81,7 @@ class Field:
             raise DefinitionError(
                 [f"field {self.name!r}: dtype must be a featurestore type such as Int64, got {self.dtype!r}"]
             )
-        checks = tuple(self.checks)
-        for check in checks:
-            if not isinstance(check, pa_checks.Check):
-                raise DefinitionError(
-                    [f"field {self.name!r}: checks takes pandera Check objects, got {check!r}"]
-                )
-        object.__setattr__(self, "checks", checks)
+        object.__setattr__(self, "checks", checks_of(self.checks, f"field {self.name!r}"))
         if not isinstance(self.nullable, bool):
             raise DefinitionError([f"field {self.name!r}: nullable must be True or False"])
 
@@ -46,7 +90,7 @@ class Field:
             "name": self.name,
             "dtype": self.dtype.name,
             "description": self.description,
-            "checks": [check_spec(c) for c in self.checks],
+            "checks": specs_of(self.checks),
         }
         if not self.nullable:  # only when set, so existing specs keep their fingerprints
             spec["nullable"] = False
@@ -54,7 +98,7 @@ class Field:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Field:
-        checks = [check_from_spec(s) or stand_in_check(s) for s in spec.get("checks", [])]
+        checks = CheckSpecs(spec.get("checks", []))
         return cls(
             spec["name"],
             dtype_from_name(spec["dtype"]),
@@ -72,6 +116,8 @@ def check_spec(check: pa_checks.Check) -> dict[str, Any]:
 
 def check_from_spec(spec: dict[str, Any]) -> pa_checks.Check | None:
     """Rebuild a built-in check (in_range, isin, ...); custom functions cannot be rebuilt."""
+    import pandera.pandas as pa_checks
+
     factory = getattr(pa_checks.Check, spec.get("name") or "", None)
     if factory is None or not spec.get("statistics"):
         return None
@@ -85,6 +131,8 @@ def check_from_spec(spec: dict[str, Any]) -> pa_checks.Check | None:
 def stand_in_check(spec: dict[str, Any]) -> pa_checks.Check:
     """A custom check read back from the registry: its function cannot be rebuilt, so it
     passes everything, but it keeps the spec, so an unchanged re-apply plans no change."""
+    import pandera.pandas as pa_checks
+
     return pa_checks.Check(
         _passes, name=spec.get("name"), error=spec.get("error"), statistics=dict(spec.get("statistics") or {})
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -36,7 +37,10 @@ from featurestore.offline.tables import (
     view_table,
 )
 from featurestore.storage import fetch_one, quote
-from featurestore.validation import FileValidation, ValidationReport, ViewReport, validate_file
+from featurestore.validation import ValidationReport, ViewReport
+
+if TYPE_CHECKING:
+    from featurestore.validation.validate import FileValidation
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -171,6 +175,8 @@ def prepare_view(
     for path in added + changed:  # check every file before writing anything
         check_file_schema(Path(path), view)
     report = ViewReport(view.name, view.on_invalid)
+    from featurestore.validation.validate import validate_file  # pandera: only when validating
+
     checked: dict[str, FileValidation] = {}
     todo = sorted(added + changed)
     for i, path in enumerate(todo):

@@ -6,10 +6,9 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from featurestore.config import Config
@@ -19,6 +18,9 @@ from featurestore.offline.ingest import ingested_fingerprint
 from featurestore.offline.pit import OutputColumn, point_in_time_sql
 from featurestore.registry import Snapshot, ViewRequest
 from featurestore.storage import connect, quote
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MANIFEST_KEY = "featurestore.manifest"
 
