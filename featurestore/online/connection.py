@@ -35,7 +35,8 @@ def unavailable(url: str, error: Exception) -> OnlineStoreUnavailable:
     hint = ""
     if "CERTIFICATE_VERIFY_FAILED" in str(error) and "ssl_ca_certs=" not in url:
         hint = " (a private CA? name its certificate in the URL: ?ssl_ca_certs=/path/to/ca.pem)"
-    return OnlineStoreUnavailable(f"online store {redact(url)} does not answer: {error}{hint}")
+    why = str(error) or "timeout"
+    return OnlineStoreUnavailable(f"online store {redact(url)} does not answer: {why}{hint}")
 
 
 def checked_client(url: str) -> redis.Redis:

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from featurestore.errors import FeatureStoreError, InvalidRequestError
 from featurestore.online.aioredis import AsyncRedis
-from featurestore.online.connection import redact
+from featurestore.online.connection import unavailable
 from featurestore.serving import convert
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.limits import shorten
@@ -99,7 +99,7 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
         except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as e:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
-                f"online store {redact(self.redis_url)} does not answer: {str(e) or 'timeout'}",
+                unavailable(self.redis_url, e).message,  # says so when Redis refused the password
             )
             raise AssertionError("unreachable") from None
 

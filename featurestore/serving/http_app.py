@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
-from featurestore.errors import FeatureStoreError, InvalidRequestError, OnlineStoreUnavailable
+from featurestore.errors import FeatureStoreError, InvalidRequestError
 from featurestore.online.aioredis import AsyncRedis
-from featurestore.online.connection import redact
+from featurestore.online.connection import unavailable
 from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.limits import MAX_BODY_BYTES, BodyLimit, shorten
 from featurestore.serving.registry_holder import RegistryHolder
@@ -191,9 +191,7 @@ def build_app(
             async with asyncio.timeout(redis_timeout):  # unlike wait_for, no task per request
                 raw = cast(list[bytes | None], await client.mget(keys))
         except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as e:
-            raise OnlineStoreUnavailable(
-                f"online store {redact(redis_url)} does not answer: {str(e) or 'timeout'}"
-            ) from None
+            raise unavailable(redis_url, e) from None  # says so when Redis refused the password
         redis_seconds = time.perf_counter() - started
         result = plan.assemble(n, columns, raw, with_run_ids=body.include_run_ids)
         if metrics is not None:

@@ -26,7 +26,7 @@ import uvicorn
 
 from featurestore.config import Config
 from featurestore.errors import FeatureStoreError
-from featurestore.online.connection import async_client
+from featurestore.online.connection import async_client, redact, unavailable
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
 from featurestore.secrets import mask_logs
 from featurestore.serving import auth
@@ -110,14 +110,17 @@ async def serve_async(
     async def watch_redis() -> None:  # health follows Redis: NOT_SERVING while it is down
         checked = False
         while True:
+            why = ""
             try:
                 await asyncio.wait_for(client.ping(), options.redis_timeout)
                 ok = True
-            except Exception:  # noqa: BLE001 - any failure means not serving
-                ok = False
-            if ok != healthy:
-                if checked:  # a change, not the first check
-                    log.warning("online store %s", "answers again" if ok else "does not answer")
+            except Exception as e:  # noqa: BLE001 - any failure means not serving
+                ok, why = False, unavailable(config.redis_url, e).message
+            if ok != healthy or not (ok or checked):  # a change, or failing from the start
+                if not ok:  # at start too: a wrong password would otherwise go unexplained
+                    log.warning("%s; health is NOT_SERVING", why)
+                elif checked:
+                    log.warning("online store %s answers again", redact(config.redis_url))
                 await set_health(ok)
             checked = True
             await asyncio.sleep(0.5)

@@ -169,3 +169,25 @@ def test_rediss_materialize_and_serve_with_a_token_print_no_secret(
         data = path.read_bytes()
         for secret in SECRETS:
             assert secret.encode() not in data, f"{secret!r} stored in {path}"
+
+
+def test_serving_with_a_wrong_password_says_the_credentials_were_refused(
+    repo: Path, password_redis: RedisServer
+) -> None:
+    """Not "does not answer": the server answers UNAVAILABLE naming the refusal, and logs it at start."""
+    from featurestore.errors import OnlineStoreUnavailable
+    from tests.serving.support import health
+
+    url = pw_url(password_redis, WRONG)
+    server = ServeProcess(repo, url)
+    server.start(serving=False)
+    try:
+        assert health(server.target) == 2  # NOT_SERVING
+        with Client(server.target) as client, pytest.raises(OnlineStoreUnavailable) as refused:
+            client.get_online_features(KNOWN, ENTITIES)
+        shown = f"online store redis://:***@127.0.0.1:{password_redis.port}/0 refused the credentials"
+        assert refused.value.message.startswith(f"UNAVAILABLE: {shown}: WRONGPASS"), refused.value.message
+    finally:
+        server.stop()
+    assert f"{shown}" in server.stderr and "NOT_SERVING" in server.stderr, server.stderr
+    assert_no_secret(server.stderr, str(refused.value))
