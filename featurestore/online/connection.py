@@ -13,11 +13,6 @@ CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 5.0
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced by ``***`` (featurestore.secrets.mask_url)."""
-    return mask_url(url)
-
-
 def sync_client(url: str, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
     return redis.Redis.from_url(
         url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=socket_timeout, health_check_interval=0
@@ -31,12 +26,12 @@ def async_client(url: str) -> AsyncRedis:
 
 def unavailable(url: str, error: Exception) -> OnlineStoreUnavailable:
     if isinstance(error, redis.AuthenticationError):
-        return OnlineStoreUnavailable(f"online store {redact(url)} refused the credentials: {error}")
+        return OnlineStoreUnavailable(f"online store {mask_url(url)} refused the credentials: {error}")
     hint = ""
     if "CERTIFICATE_VERIFY_FAILED" in str(error) and "ssl_ca_certs=" not in url:
         hint = " (a private CA? name its certificate in the URL: ?ssl_ca_certs=/path/to/ca.pem)"
     why = str(error) or "timeout"
-    return OnlineStoreUnavailable(f"online store {redact(url)} does not answer: {why}{hint}")
+    return OnlineStoreUnavailable(f"online store {mask_url(url)} does not answer: {why}{hint}")
 
 
 def checked_client(url: str) -> redis.Redis:

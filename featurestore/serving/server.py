@@ -26,9 +26,9 @@ import uvicorn
 
 from featurestore.config import Config
 from featurestore.errors import FeatureStoreError
-from featurestore.online.connection import async_client, redact, unavailable
+from featurestore.online.connection import async_client, unavailable
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
-from featurestore.secrets import mask_logs
+from featurestore.secrets import mask_logs, mask_url
 from featurestore.serving import auth
 from featurestore.serving.grpc_server import (
     NOT_SERVING,
@@ -120,7 +120,7 @@ async def serve_async(
                 if not ok:  # at start too: a wrong password would otherwise go unexplained
                     log.warning("%s; health is NOT_SERVING", why)
                 elif checked:
-                    log.warning("online store %s answers again", redact(config.redis_url))
+                    log.warning("online store %s answers again", mask_url(config.redis_url))
                 await set_health(ok)
             checked = True
             await asyncio.sleep(0.5)
