@@ -91,6 +91,14 @@ class ViewCodec:
         self._fixed_index = {self.features.index(f): i for i, f in enumerate(self.fixed)}
         # header, null bitmap and fixed-width features: the prefix every value starts with
         self._prefix = struct.Struct(HEADER.format + self._fixed_struct.format[1:])
+        self.prefix_size = self._prefix.size  # where the variable-width features begin
+        # feature name -> (byte offset in the value, width), for readers that slice values
+        self.fixed_slots: dict[str, tuple[int, int]] = {}
+        offset = HEADER.size + self.null_bytes
+        for f in self.fixed:
+            width = struct.calcsize("<" + _FIXED[f.dtype.name][0])
+            self.fixed_slots[f.name] = (offset, width)
+            offset += width
         self._numpy = np.dtype(
             [("h", "u1", HEADER.size), ("n", "u1", self.null_bytes)]
             + [(f"f{i}", _FIXED[f.dtype.name][1]) for i, f in enumerate(self.fixed)]

@@ -28,8 +28,6 @@ from featurestore.online.lookup import PRESENT, LookupPlan
 from featurestore.serving import convert
 from featurestore.serving.v1 import serving_pb2 as pb
 
-_EVENT_AND_LAYOUT = struct.Struct("<q8x4xI")  # event_ts_us, created and run id skipped, layout
-
 
 def _varint(n: int) -> bytes:
     out = bytearray()
@@ -48,18 +46,18 @@ def _ld(number: int, payload: bytes) -> bytes:
     return bytes((number << 3 | 2,)) + _varint(size) + payload
 
 
-# Fixed-width dtype -> (width, how to turn the concatenated stored bytes into a Values field)
+# Fixed-width dtype -> (Values field number, how the concatenated stored bytes become it):
 #   "raw": the bytes are the packed payload already (float, double, bool)
-#   struct code: unpack, then let the C protobuf runtime write the varints
-_FIXED: dict[str, tuple[int, int, str, type | None]] = {
-    # dtype: (width, Values field number, "raw" or struct code, list message for varints)
-    "Float32": (4, 3, "raw", None),
-    "Float64": (8, 4, "raw", None),
-    "Bool": (1, 6, "raw", None),
-    "Int32": (4, 1, "i", pb.Int32List),
-    "Int64": (8, 2, "q", pb.Int64List),
-    "Timestamp": (8, 8, "q", pb.Int64List),
+#   a struct code: unpack, then let the C protobuf runtime write the varints
+_FIXED: dict[str, tuple[int, str, type | None]] = {
+    "Float32": (3, "raw", None),
+    "Float64": (4, "raw", None),
+    "Bool": (6, "raw", None),
+    "Int32": (1, "i", pb.Int32List),
+    "Int64": (2, "q", pb.Int64List),
+    "Timestamp": (8, "q", pb.Int64List),
 }
+_U32 = struct.Struct("<I")  # the length before each variable-width feature
 _VARIABLE: dict[str, int] = {"String": 5, "Bytes": 7}  # dtype -> Values field number
 
 
@@ -114,7 +112,7 @@ class FastEncoder:
             for value in values:
                 if len(value) < view.fixed_end or value[view.nulls] != view.zero_nulls:
                     return None
-                event, layout = _EVENT_AND_LAYOUT.unpack_from(value)
+                event, _, _, layout = HEADER.unpack_from(value)
                 if layout != view.codec.layout or (oldest is not None and event < oldest):
                     return None
                 events.append(event)
@@ -159,8 +157,6 @@ def _split_variable(values: list[bytes], view: _View) -> list[list[bytes]]:
     return out
 
 
-_U32 = struct.Struct("<I")
-
 
 @lru_cache(maxsize=1024)
 def fast_encoder(plan: LookupPlan) -> FastEncoder | None:
@@ -168,9 +164,10 @@ def fast_encoder(plan: LookupPlan) -> FastEncoder | None:
     views = []
     for v in plan.views:
         codec = v.codec
-        fixed_end = HEADER.size + codec.null_bytes + sum(_FIXED[f.dtype.name][0] for f in codec.fixed)
         nulls = slice(HEADER.size, HEADER.size + codec.null_bytes)
-        views.append(_View(codec, v.ttl_us, fixed_end, nulls, bytes(codec.null_bytes), len(codec.variable)))
+        views.append(
+            _View(codec, v.ttl_us, codec.prefix_size, nulls, bytes(codec.null_bytes), len(codec.variable))
+        )
     columns = []
     for vi, pos, out in plan.outputs:
         codec = plan.views[vi].codec
@@ -183,9 +180,8 @@ def fast_encoder(plan: LookupPlan) -> FastEncoder | None:
         )
         name = feature.dtype.name
         if name in _FIXED:
-            i = codec.fixed.index(feature)
-            offset = HEADER.size + codec.null_bytes + sum(_FIXED[f.dtype.name][0] for f in codec.fixed[:i])
-            width, number, code, message = _FIXED[name]
+            offset, width = codec.fixed_slots[feature.name]
+            number, code, message = _FIXED[name]
             columns.append(_Column(head, vi, offset, width, number, code, message))
         elif name in _VARIABLE:
             columns.append(_Column(head, vi, codec.variable.index(feature), 0, _VARIABLE[name], "var", None))
