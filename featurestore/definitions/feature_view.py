@@ -64,10 +64,8 @@ class FeatureView:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             problems.append(f"schema repeats field(s) {dupes}")
-        checks: Sequence[Any] = ()
-        try:
-            checks = checks_of(self.checks, "")
-        except DefinitionError:
+        checks, bad = checks_of(self.checks)
+        if bad:
             problems.append("checks takes pandera Check objects")
         if self.on_invalid not in ON_INVALID:
             problems.append(f"on_invalid must be one of {list(ON_INVALID)}, got {self.on_invalid!r}")

@@ -43,18 +43,16 @@ class CheckSpecs(Sequence["pa_checks.Check"]):
         return f"CheckSpecs({[s.get('name') for s in self.specs]})"
 
 
-def checks_of(checks: Sequence[Any], owner: str) -> Sequence[Any]:
-    """``checks`` as given (kept lazy when read from the registry), or the problem with them."""
+def checks_of(checks: Sequence[Any]) -> tuple[Sequence[Any], list[Any]]:
+    """``checks`` as kept (lazy when read from the registry), and those that are not pandera checks."""
     if isinstance(checks, CheckSpecs):
-        return checks
+        return checks, []
     checks = tuple(checks)
-    if checks:  # the definitions that built them imported pandera already
-        import pandera.pandas as pa_checks
+    if not checks:
+        return checks, []
+    import pandera.pandas as pa_checks  # the definitions that built them imported it already
 
-        for check in checks:
-            if not isinstance(check, pa_checks.Check):
-                raise DefinitionError([f"{owner}: checks takes pandera Check objects, got {check!r}"])
-    return checks
+    return checks, [c for c in checks if not isinstance(c, pa_checks.Check)]
 
 
 def specs_of(checks: Sequence[Any]) -> list[dict[str, Any]]:
@@ -81,7 +79,12 @@ class Field:
             raise DefinitionError(
                 [f"field {self.name!r}: dtype must be a featurestore type such as Int64, got {self.dtype!r}"]
             )
-        object.__setattr__(self, "checks", checks_of(self.checks, f"field {self.name!r}"))
+        checks, bad = checks_of(self.checks)
+        if bad:
+            raise DefinitionError(
+                [f"field {self.name!r}: checks takes pandera Check objects, got {bad[0]!r}"]
+            )
+        object.__setattr__(self, "checks", checks)
         if not isinstance(self.nullable, bool):
             raise DefinitionError([f"field {self.name!r}: nullable must be True or False"])
 
