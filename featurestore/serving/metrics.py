@@ -161,9 +161,7 @@ class ServingMetrics:
         """After a lookup: Redis round trip, outcomes per view, a sampled age, the request log
         (``logged``: whether the request was sampled for it, None to decide here)."""
         self.redis.observe(redis_seconds)
-        views = self._views.get(plan)
-        if views is None:
-            views = self._views[plan] = self._plan_views(plan)
+        views = self._plan_views(plan)
         columns = result.features
         now = time.time()
         self._tick += 1
@@ -194,9 +192,7 @@ class ServingMetrics:
     def served_present(self, plan: LookupPlan, n: int, events: list[list[int]], redis_seconds: float) -> None:
         """``served`` for a lookup where every value was present (the gRPC fast path)."""
         self.redis.observe(redis_seconds)
-        views = self._views.get(plan)
-        if views is None:
-            views = self._views[plan] = self._plan_views(plan)
+        views = self._plan_views(plan)
         now = time.time()
         self._tick += 1
         for vi, (_, found, _, _, age) in enumerate(views):
@@ -204,6 +200,13 @@ class ServingMetrics:
             age.observe(max(0.0, now - events[vi][self._tick % n] / 1e6))
 
     def _plan_views(self, plan: LookupPlan) -> list[tuple[int, Any, Any, Any, Any]]:
+        """Per view of the plan: its first output column and its metric children (cached)."""
+        views = self._views.get(plan)
+        if views is None:
+            views = self._views[plan] = self._label_views(plan)
+        return views
+
+    def _label_views(self, plan: LookupPlan) -> list[tuple[int, Any, Any, Any, Any]]:
         first: dict[int, int] = {}
         for j, (vi, _, _) in enumerate(plan.outputs):
             first.setdefault(vi, j)
