@@ -6,7 +6,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -23,31 +22,17 @@ from tests.conftest import RedisServer, free_port
 T = TypeVar("T")
 
 
-def _start(args: list[str], workdir: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        ["redis-server", "--save", "", "--appendonly", "no", "--dir", str(workdir), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.05)
-    return process
-
-
 @pytest.fixture
 def locked_redis(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A redis-server with a password and a unix socket: (tcp url without password, socket path)."""
-    port, sock = free_port(), str(tmp_path / "redis.sock")
-    process = _start(
-        ["--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret", "--unixsocket", sock],
-        tmp_path,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    sock = str(tmp_path / "redis.sock")
+    server = RedisServer(free_port(), tmp_path, "--requirepass", "s3cret", "--unixsocket", sock)
+    server.start()
     deadline = time.monotonic() + 10
     while not os.path.exists(sock) and time.monotonic() < deadline:
         time.sleep(0.02)
-    yield url, sock
-    process.terminate()
-    process.wait(10)
+    yield server.url, sock
+    server.stop()
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
