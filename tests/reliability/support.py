@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import redis
 
 from featurestore.storage import connection
-from tests.conftest import free_port
+from tests.conftest import RedisServer, free_port
 from tests.helpers import FEATURESTORE
 
 PROJECT = "rel"
@@ -225,40 +225,16 @@ def one_error_line(err: str) -> str:
 # -- Redis ---------------------------------------------------------------------------------------
 
 
-class DurableRedis:
+class DurableRedis(RedisServer):
     """A redis-server that logs every write to its append-only file before answering
     (``appendfsync always``), so a SIGKILLed server restarts with every write it acknowledged."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(free_port(), workdir, "--appendonly", "yes", "--appendfsync", "always")
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> DurableRedis:
+    def start(self) -> DurableRedis:  # type: ignore[override]  # returns itself, for chaining
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        super().start()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
