@@ -12,8 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from featurestore import datagen
 from tests.conftest import RedisServer, free_port
-from tests.helpers import run_cli
-from tests.serving.support import copy_example_repo
+from tests.serving.support import materialized_example_repo
 
 
 @pytest.fixture(scope="package")
@@ -37,11 +36,9 @@ def served_repo(
     tmp_path_factory: pytest.TempPathFactory, fresh_data: Path, monitoring_redis: RedisServer
 ) -> Path:
     """The example repo, applied and materialized through the CLI."""
-    repo = copy_example_repo(tmp_path_factory.mktemp("monitored") / "repo", fresh_data, monitoring_redis.url)
-    for command in ("apply", "materialize"):
-        result = run_cli(command, "--repo", str(repo), env={"FEATURESTORE_REDIS_URL": monitoring_redis.url})
-        assert result.returncode == 0, result.stderr
-    return repo
+    return materialized_example_repo(
+        tmp_path_factory.mktemp("monitored") / "repo", fresh_data, monitoring_redis.url
+    )
 
 
 def scrape(http_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -14,8 +14,7 @@ import pytest
 
 from featurestore import datagen
 from tests.conftest import RedisServer, free_port
-from tests.helpers import run_cli
-from tests.serving.support import ServeProcess, copy_example_repo
+from tests.serving.support import ServeProcess, materialized_example_repo
 
 MAX_ENTITIES = 200
 
@@ -41,12 +40,8 @@ def served_repo(
     tmp_path_factory: pytest.TempPathFactory, fresh_data: Path, serving_redis: RedisServer
 ) -> Path:
     """The example repo, applied and materialized through the CLI."""
-    repo = copy_example_repo(tmp_path_factory.mktemp("served") / "repo", fresh_data, serving_redis.url)
-    env = {"FEATURESTORE_REDIS_URL": serving_redis.url}
-    for command in ("apply", "materialize"):
-        result = run_cli(command, "--repo", str(repo), env=env)
-        assert result.returncode == 0, result.stderr
-    return repo
+    dest = tmp_path_factory.mktemp("served") / "repo"
+    return materialized_example_repo(dest, fresh_data, serving_redis.url)
 
 
 @pytest.fixture(scope="package")

@@ -23,7 +23,7 @@ from featurestore.config import load_config
 from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.client import OnlineResponse
 from tests.conftest import free_port
-from tests.helpers import FEATURESTORE
+from tests.helpers import FEATURESTORE, run_cli
 
 ROOT = Path(__file__).parent.parent.parent
 SERVICE = "featurestore.serving.v1.FeatureServing"
@@ -40,6 +40,15 @@ def copy_example_repo(dest: Path, data: Path, redis_url: str) -> Path:
     toml = dest / "featurestore.toml"
     toml.write_text(toml.read_text().replace("redis://127.0.0.1:6379/0", redis_url))
     return dest
+
+
+def materialized_example_repo(dest: Path, data: Path, redis_url: str) -> Path:
+    """copy_example_repo, then applied and materialized through the CLI."""
+    repo = copy_example_repo(dest, data, redis_url)
+    for command in ("apply", "materialize"):
+        result = run_cli(command, "--repo", str(repo), env={"FEATURESTORE_REDIS_URL": redis_url})
+        assert result.returncode == 0, result.stderr
+    return repo
 
 
 def open_store(repo: Path) -> FeatureStore:
