@@ -32,7 +32,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from online import free_port, redis_server, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -64,22 +65,6 @@ items = FeatureView(
 )
 item_model = FeatureService("item_model", features=[items])
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -256,27 +241,11 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     repo = prepare(workdir, args.items)
     use_h2load = shutil.which("h2load") is not None and not args.no_h2load
-    redis_port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "FEATURESTORE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
-    env.pop("FEATURESTORE_DEBUG", None)
+    grpc_port = free_port()
     with ExitStack() as stack:
-        stack.enter_context(
-            process(
-                [
-                    "redis-server",
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )
-        wait_port(redis_port)
+        redis_port = stack.enter_context(redis_server())
+        env = {**os.environ, "FEATURESTORE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+        env.pop("FEATURESTORE_DEBUG", None)
         from featurestore import FeatureStore
         from featurestore.config import load_config
 
@@ -301,7 +270,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 stderr=open(workdir / "serve.log", "w"),  # noqa: SIM115 - closed with the process
             )
         )
-        wait_port(grpc_port)
+        wait_port(grpc_port, timeout=60.0)
         target = f"127.0.0.1:{grpc_port}"
         # Warm up (connections, first lookups), then measure from a settled RSS.
         run_client(target, min(2.0, args.seconds / 3), args.items, 99, workdir / "warmup.jsonl")
