@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
+from duckdb import DuckDBPyConnection
 
 from featurestore.config import Config, load_config
 from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
@@ -36,11 +37,11 @@ from featurestore.offline.ingest import (
     write_view,
 )
 from featurestore.offline.training_set import TrainingSet, build_training_set
+from featurestore.online import materialize as online_materialize
 from featurestore.online import state as online_state
 from featurestore.online.connection import checked_client, sync_client, unavailable
 from featurestore.online.lookup import OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
-from featurestore.online.materialize import materialize as materialize_online
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
 from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
@@ -172,22 +173,27 @@ class FeatureStore:
         self, views: Sequence[str] | None = None, progress: Progress | None = None
     ) -> list[IngestResult]:
         """Load each view's Parquet source into DuckDB; unchanged files are skipped."""
-        project, store_dir = self.config.project, self.config.store_dir
         with connection(self.config.duckdb_path) as con:
-            version, snapshot = registry_store.read_snapshot(con, project)
-            chosen = self._with_check_functions(self._select_views(snapshot, views))
-            names, events = [v.name for v in chosen], self._lineage_events()
-            # Every view is validated before anything is written, runs included: a failed
-            # validation leaves the file untouched (its report is kept beside the store).
-            with lineage_runs.rejected_ingestions(store_dir, version.version, names, events):
-                prepared = [prepare_view(con, project, view, self.config.repo, progress) for view in chosen]
-                raise_if_failed(prepared, store_dir)
-            with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
-                results = []
-                for p in prepared:
-                    results.append(write_view(con, project, p, version.version, store_dir, progress))
-                    runs.succeeded(results[-1])
-                return results
+            return self._ingest(con, views, progress)
+
+    def _ingest(
+        self, con: DuckDBPyConnection, views: Sequence[str] | None, progress: Progress | None
+    ) -> list[IngestResult]:
+        project, store_dir = self.config.project, self.config.store_dir
+        version, snapshot = registry_store.read_snapshot(con, project)
+        chosen = self._with_check_functions(self._select_views(snapshot, views))
+        names, events = [v.name for v in chosen], self._lineage_events()
+        # Every view is validated before anything is written, runs included: a failed
+        # validation leaves the file untouched (its report is kept beside the store).
+        with lineage_runs.rejected_ingestions(store_dir, version.version, names, events):
+            prepared = [prepare_view(con, project, view, self.config.repo, progress) for view in chosen]
+            raise_if_failed(prepared, store_dir)
+        with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
+            results = []
+            for p in prepared:
+                results.append(write_view(con, project, p, version.version, store_dir, progress))
+                runs.succeeded(results[-1])
+            return results
 
     def get_training_set(
         self,
@@ -291,17 +297,25 @@ class FeatureStore:
     ) -> MaterializeResult:
         """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis."""
         checked_client(self.config.redis_url).close()  # an unreachable Redis fails before a long ingest
-        ingested = self.ingest(views, progress)
-        version, snapshot = self._read(None)
-        chosen = self._select_views(snapshot, views)
-        online = [v.name for v in chosen if v.online]
-        events = self._lineage_events()
-        with lineage_runs.materialization_sources(
-            self.config.duckdb_path, self.config.project, online, events
-        ):
-            result = materialize_online(
-                self.config, chosen, version.version, start, end, incremental, progress
+        project = self.config.project
+        # One write connection for ingestion, the registry and the run's record: opening and
+        # closing the file costs more than this bookkeeping. It is released while Redis is written.
+        with connection(self.config.duckdb_path) as con:
+            ingested = self._ingest(con, views, progress)
+            version, snapshot = registry_store.read_snapshot(con, project)
+            chosen = self._select_views(snapshot, views)
+            run = online_materialize.start_run(
+                con, self.config, chosen, version.version, start, end, incremental
             )
+            online = [plan.view.name for plan in run.plans]
+            lineage_runs.record_sources(con, project, lineage_runs.MATERIALIZE, run.run_id, online)
+        events = self._lineage_events()
+        result = online_materialize.write_run(
+            self.config,
+            run,
+            progress,
+            after=lambda con, run_id: lineage_runs.emit_materialization(con, project, run_id, online, events),
+        )
         result.ingestion = ingested
         return result
 

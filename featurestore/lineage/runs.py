@@ -22,7 +22,7 @@ from featurestore.errors import FeatureStoreError, ValidationError
 from featurestore.monitoring import run_stats
 from featurestore.offline.ingest import IngestResult
 from featurestore.offline.tables import table_exists
-from featurestore.storage import connection, fetch_one, quote
+from featurestore.storage import fetch_one, quote
 from featurestore.validation import ViewReport
 
 if TYPE_CHECKING:  # the OpenLineage client loads only when events are emitted
@@ -269,28 +269,10 @@ def record_sources(
     )
 
 
-@contextmanager
-def materialization_sources(
-    duckdb_path: Path, project: str, views: Sequence[str], events: LineageEvents | None = None
-) -> Iterator[None]:
-    """Record the snapshots of ``views`` for the materialization run started inside, failed or not."""
-    with connection(duckdb_path, read_only=True) as con:
-        before = _latest_materialization_run(con, project)
-    try:
-        yield
-    finally:
-        with connection(duckdb_path) as con:
-            run_id = _latest_materialization_run(con, project)
-            # None or unchanged: the run failed before it was recorded (e.g. Redis down).
-            if run_id is not None and run_id != before:
-                record_sources(con, project, MATERIALIZE, run_id, views)
-                if events is not None:
-                    _emit_materialization(con, project, run_id, views, events)
-
-
-def _emit_materialization(
+def emit_materialization(
     con: duckdb.DuckDBPyConnection, project: str, run_id: int, views: Sequence[str], events: LineageEvents
 ) -> None:
+    """One OpenLineage event for a finished materialization run, its source files as inputs."""
     schema = quote(project)
     row = fetch_one(
         con,
@@ -313,13 +295,6 @@ def _emit_materialization(
         [events.online_view(v) for v in views],
         row[3],
     )
-
-
-def _latest_materialization_run(con: duckdb.DuckDBPyConnection, project: str) -> int | None:
-    if not table_exists(con, project, "materialization_runs"):
-        return None
-    row = fetch_one(con, f"SELECT max(run_id) FROM {quote(project)}.materialization_runs")
-    return None if row is None or row[0] is None else int(row[0])
 
 
 def _json(value: Any) -> str | None:

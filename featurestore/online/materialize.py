@@ -77,6 +77,17 @@ class _Plan:
     advances: bool = True
 
 
+@dataclass(frozen=True)
+class StartedRun:
+    """A run recorded in DuckDB (status running) whose Redis writes have not begun."""
+
+    run_id: int
+    started_at: datetime
+    now: datetime
+    plans: list[_Plan]
+    removals: list[str]
+
+
 def materialize(
     config: Config,
     views: Sequence[FeatureView],
@@ -89,6 +100,28 @@ def materialize(
 ) -> MaterializeResult:
     """Write the newest row per entity with event time in ``[start, end)`` of each view."""
     began = time.perf_counter()
+    with connection(config.duckdb_path) as con:
+        run = start_run(con, config, views, registry_version, start, end, incremental, now)
+    result = write_run(config, run, progress)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def start_run(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    views: Sequence[FeatureView],
+    registry_version: int,
+    start: datetime | None,
+    end: datetime | None,
+    incremental: bool,
+    now: datetime | None = None,
+) -> StartedRun:
+    """Plan each online view's range and record the run, on the caller's write connection.
+
+    The caller may do more on the same connection (ingestion before, lineage after): opening
+    and closing the file costs more than the bookkeeping itself.
+    """
     now = now or datetime.now(UTC)
     end = end or now
     if start is not None and start >= end:
@@ -96,65 +129,90 @@ def materialize(
             f"materialize: start {start.isoformat()} is not before end {end.isoformat()}"
         )
     online = [v for v in views if v.online]
-    codecs = {v.name: ViewCodec(v) for v in online}
-    client = checked_client(config.redis_url)
-    try:
-        writer = NewerWinsWriter(client)
-        with connection(config.duckdb_path) as con:
-            state.ensure_tables(con, config.project)
-            for v in online:
-                if not table_exists(con, config.project, "offline_" + v.name):
-                    raise NotAppliedError(
-                        f"feature view {v.name!r} has not been ingested: run 'featurestore materialize'"
-                    )
-            plans = [_plan(con, config.project, v, start, end, incremental) for v in online]
-            removals = state.pending_removals(con, config.project)
-            run_id, started_at = state.start_run(
-                con, config.project, registry_version, [v.name for v in online], start, end, incremental
+    state.ensure_tables(con, config.project)
+    for v in online:
+        if not table_exists(con, config.project, "offline_" + v.name):
+            raise NotAppliedError(
+                f"feature view {v.name!r} has not been ingested: run 'featurestore materialize'"
             )
-        result = MaterializeResult(run_id)
-        status, error = "interrupted", None
-        try:
-            for name in removals:
-                result.removed[name] = delete_view(client, view_pattern(config.project, name))
-            with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
-                for plan in plans:
-                    result.views.append(
-                        _materialize_view(
-                            con, config.project, plan, codecs[plan.view.name], writer, run_id, now, progress
-                        )
-                    )
-            status = "succeeded"
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            status, error = "failed", str(unavailable(config.redis_url, e))
-            raise unavailable(config.redis_url, e) from None
-        except Exception as e:
-            status, error = "failed", f"{type(e).__name__}: {e}"
-            raise
-        finally:
-            with connection(config.duckdb_path) as con:
-                state.finish_run(
-                    con,
-                    config.project,
-                    run_id,
-                    status,
-                    sum(v.rows_read for v in result.views),
-                    sum(v.written for v in result.views),
-                    sum(v.kept_newer for v in result.views),
-                    error,
+    plans = [_plan(con, config.project, v, start, end, incremental) for v in online]
+    removals = state.pending_removals(con, config.project)
+    run_id, started_at = state.start_run(
+        con, config.project, registry_version, [v.name for v in online], start, end, incremental
+    )
+    return StartedRun(run_id, started_at, now, plans, removals)
+
+
+def write_run(
+    config: Config,
+    run: StartedRun,
+    progress: Progress | None = None,
+    after: Callable[[duckdb.DuckDBPyConnection, int], None] | None = None,
+) -> MaterializeResult:
+    """Write a started run's rows to Redis, then record its outcome and advance the watermarks.
+
+    The file is held read-only while Redis is written (other processes may read it meanwhile)
+    and for writing only at the end; ``after(con, run_id)`` runs on that last connection,
+    failed or not.
+    """
+    began = time.perf_counter()
+    codecs = {plan.view.name: ViewCodec(plan.view) for plan in run.plans}
+    result = MaterializeResult(run.run_id)
+    status, error = "interrupted", None
+    client: redis.Redis | None = None
+    try:
+        client = checked_client(config.redis_url)
+        writer = NewerWinsWriter(client)
+        for name in run.removals:
+            result.removed[name] = delete_view(client, view_pattern(config.project, name))
+        with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
+            for plan in run.plans:
+                codec = codecs[plan.view.name]
+                result.views.append(
+                    _materialize_view(con, config.project, plan, codec, writer, run.run_id, run.now, progress)
                 )
-                if status == "succeeded":
-                    for name in result.removed:
-                        state.removal_done(con, config.project, name)
-                    for plan in plans:
-                        if plan.advances:
-                            state.advance_watermark(
-                                con, config.project, plan.view.name, plan.end, started_at, run_id
-                            )
+        status = "succeeded"
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        status, error = "failed", str(unavailable(config.redis_url, e))
+        raise unavailable(config.redis_url, e) from None
+    except Exception as e:
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        raise
     finally:
-        client.close()
+        if client is not None:
+            client.close()
+        with connection(config.duckdb_path) as con:
+            _finish(con, config.project, run, result, status, error)
+            if after is not None:
+                after(con, run.run_id)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _finish(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    run: StartedRun,
+    result: MaterializeResult,
+    status: str,
+    error: str | None,
+) -> None:
+    state.finish_run(
+        con,
+        project,
+        run.run_id,
+        status,
+        sum(v.rows_read for v in result.views),
+        sum(v.written for v in result.views),
+        sum(v.kept_newer for v in result.views),
+        error,
+    )
+    if status == "succeeded":
+        for name in result.removed:
+            state.removal_done(con, project, name)
+        for plan in run.plans:
+            if plan.advances:
+                state.advance_watermark(con, project, plan.view.name, plan.end, run.started_at, run.run_id)
 
 
 def _plan(
