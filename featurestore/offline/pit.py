@@ -4,7 +4,8 @@ Per view, DuckDB's ASOF LEFT JOIN picks, for each entity row, the source row wit
 join keys and the greatest ordering key not after the entity's: the ordering key is the
 struct (event time, created time, ingestion sequence), so the newest event wins, a tie is
 won by the later created time, and a full tie by the row ingested last. A TTL then
-nulls a match older than ``entity time - ttl`` (bounds inclusive, as in Feast).
+nulls a match older than ``entity time - ttl`` (bounds inclusive, as in Feast). An entity
+row with a null join key or time matches nothing.
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ def point_in_time_sql(
             f"{cols} FROM {view_table(project, req.view.name)}"
         )
         on = [f"e.{k} = {v}.{k}" for k in keys]
-        on.append(f"{{'t': e.{TS}, 'c': 'infinity'::TIMESTAMPTZ, 's': {_MAX_SEQ}::BIGINT}} >= {v}.__ord")
+        # DuckDB orders a struct holding a NULL after every other, so a null entity time would
+        # match the newest row of all (a leak): a NULL struct matches nothing instead.
+        on.append(
+            f"(CASE WHEN e.{TS} IS NOT NULL THEN "
+            f"{{'t': e.{TS}, 'c': 'infinity'::TIMESTAMPTZ, 's': {_MAX_SEQ}::BIGINT}} END) >= {v}.__ord"
+        )
         joins.append(f"ASOF LEFT JOIN ({inner}) {v} ON {' AND '.join(on)}")
     for out in outputs:
         v = alias[out.view]

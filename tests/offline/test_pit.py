@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore
+from featurestore.errors import InvalidRequestError
 from tests.offline.reference import SourceRow, point_in_time
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -119,13 +121,55 @@ driver_row = st.tuples(
     maybe_int,
     st.one_of(st.none(), st.floats(-10, 10, allow_nan=False)),
 )
+# (driver, customer, country, city, minute): a few null keys and times, which match nothing.
 entity_row = st.tuples(
-    st.integers(0, 4),
+    st.one_of(st.integers(0, 4), st.just(None)),
     st.integers(0, 3),
     st.sampled_from(["pt", "es"]),
     st.sampled_from(["porto", "lisbon"]),
-    st.integers(-10, 150),
+    st.one_of(st.integers(-10, 150), st.just(None)),
 )
+FEATURES = [
+    "driver_all:trips",
+    "driver_all:score",
+    "driver_ttl:trips",
+    "driver_ttl:score",
+    "customer_v:balance",
+    "region_v:demand",
+]
+# Without full names, one feature per name: both driver views have trips and score.
+SHORT_FEATURES = ["driver_all:trips", "driver_ttl:score", "customer_v:balance", "region_v:demand"]
+
+
+def entity_input(
+    entities: list[tuple[Any, ...]], zone: str, unit: str, form: str, ts_column: str, folder: Path
+) -> Any:
+    """The entity rows as the user may hold them: timestamps naive (UTC) or in a zone, any unit."""
+    instants = [None if e[4] is None else ts(e[4]) for e in entities]
+    if zone == "naive":
+        walls = [None if t is None else t.replace(tzinfo=None) for t in instants]
+        times = pa.array(walls, pa.timestamp(unit))
+    else:  # the same instants, labelled with another zone: DuckDB must convert them
+        times = pa.array(instants, pa.timestamp(unit, tz="UTC")).cast(pa.timestamp(unit, tz=zone))
+    table = pa.table(
+        {
+            "driver_id": pa.array([e[0] for e in entities], pa.int64()),
+            "customer_id": pa.array([e[1] for e in entities], pa.int64()),
+            "country": [e[2] for e in entities],
+            "city": [e[3] for e in entities],
+            ts_column: times,
+            "label": list(range(len(entities))),
+        }
+    )
+    if form == "arrow":
+        return table
+    if form == "pandas":  # nullable integers stay integers (NumPy would make them floats)
+        return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    path = folder / "entities.parquet"
+    pq.write_table(table, path)
+    if form == "parquet":
+        return path
+    return f"SELECT * FROM read_parquet('{path}') ORDER BY label"  # a SQL query
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -143,6 +187,11 @@ entity_row = st.tuples(
         max_size=8,
     ),
     entities=st.lists(entity_row, min_size=1, max_size=15),
+    zone=st.sampled_from(["UTC", "naive", "Asia/Kolkata", "America/New_York"]),
+    unit=st.sampled_from(["s", "ms", "us", "ns"]),
+    form=st.sampled_from(["arrow", "pandas", "parquet", "sql"]),
+    ts_column=st.sampled_from(["event_timestamp", "labelled_at"]),
+    full_names=st.booleans(),
 )
 def test_matches_reference(
     pit_repo: FeatureStore,
@@ -150,34 +199,37 @@ def test_matches_reference(
     customers: list[tuple[Any, ...]],
     regions: list[tuple[Any, ...]],
     entities: list[tuple[Any, ...]],
+    zone: str,
+    unit: str,
+    form: str,
+    ts_column: str,
+    full_names: bool,
 ) -> None:
     repo = pit_repo.config.repo
     write_sources(repo, driver_files, customers, regions)
     pit_repo.ingest()
-    entity_table = pa.table(
-        {
-            "driver_id": pa.array([e[0] for e in entities], pa.int64()),
-            "customer_id": pa.array([e[1] for e in entities], pa.int64()),
-            "country": [e[2] for e in entities],
-            "city": [e[3] for e in entities],
-            "event_timestamp": pa.array([ts(e[4]) for e in entities], pa.timestamp("us", tz="UTC")),
-            "label": list(range(len(entities))),
-        }
-    )
-    features = [
-        "driver_all:trips",
-        "driver_all:score",
-        "driver_ttl:trips",
-        "driver_ttl:score",
-        "customer_v:balance",
-        "region_v:demand",
-    ]
-    with pit_repo.get_training_set(entity_table, features, full_feature_names=True) as result:
+    entity_df = entity_input(entities, zone, unit, form, ts_column, repo)
+    column = None if ts_column == "event_timestamp" else ts_column  # the default, or named
+    features = FEATURES if full_names else SHORT_FEATURES
+    if not full_names:  # the full list collides without view prefixes: refused, naming the way out
+        with pytest.raises(InvalidRequestError, match="full_feature_names"):
+            pit_repo.get_training_set(entity_df, FEATURES, event_timestamp_column=column)
+    with pit_repo.get_training_set(entity_df, features, full_names, column) as result:
         got = result.to_arrow()
 
-    assert got.column("label").to_pylist() == list(range(len(entities)))  # once each, in order
-    assert got.column_names[:6] == entity_table.column_names
-    times = [ts(e[4]) for e in entities]
+    entity_columns = ["driver_id", "customer_id", "country", "city", ts_column, "label"]
+    assert got.column_names == entity_columns + [
+        ref.replace(":", "__") if full_names else ref.split(":")[1] for ref in features
+    ]
+    # Every entity row once, in input order (duplicates kept), with its own values.
+    assert got.column("label").to_pylist() == list(range(len(entities)))
+    assert got.column("driver_id").to_pylist() == [e[0] for e in entities]
+    assert got.column("city").to_pylist() == [e[3] for e in entities]
+    times = [None if e[4] is None else ts(e[4]) for e in entities]
+    got_times = got.column(ts_column).to_pylist()
+    if zone == "naive":  # naive stays naive; read as UTC
+        got_times = [None if t is None else t.replace(tzinfo=UTC) for t in got_times]
+    assert got_times == times
     driver_rows = [
         SourceRow(
             (r[0],), ts(r[1]), None if r[2] is None else ts(r[2]), (i, j), {"trips": r[3], "score": r[4]}
@@ -205,5 +257,7 @@ def test_matches_reference(
     }
     for ref in features:
         view, feature = ref.split(":")
-        assert got.column(f"{view}__{feature}").to_pylist() == [row[feature] for row in expected[view]], ref
-    assert got.schema.field("driver_all__trips").type == pa.int64()  # nulls keep the integer type
+        name = f"{view}__{feature}" if full_names else feature
+        assert got.column(name).to_pylist() == [row[feature] for row in expected[view]], ref
+        if feature in ("trips", "balance"):  # nulls keep the integer type
+            assert got.schema.field(name).type == pa.int64(), ref

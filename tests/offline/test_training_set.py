@@ -153,6 +153,8 @@ def test_batches_and_parquet_match_arrow(store: FeatureStore, tmp_path: Path) ->
         out = ts.to_parquet(tmp_path / "out" / "train.parquet")
         manifest = ts.manifest
     assert streamed.equals(whole)
+    sizes = [b.num_rows for b in ts_batches(store, frame)]
+    assert len(sizes) > 1 and max(sizes) <= 7 and sum(sizes) == 50  # streamed in bounded batches
     written = pq.read_table(out)
     assert written.equals(whole)
     meta = pq.read_schema(out).metadata
@@ -160,6 +162,50 @@ def test_batches_and_parquet_match_arrow(store: FeatureStore, tmp_path: Path) ->
     assert manifest["features"] == ["stats:score", "zones:label"]
     assert manifest["sources"]["stats"][0]["rows"] == 5
     assert not list((tmp_path / "out").glob(".*partial"))
+
+
+def ts_batches(fs: FeatureStore, frame: pd.DataFrame) -> list[pa.RecordBatch]:
+    with fs.get_training_set(frame, "svc") as ts:
+        return list(ts.to_batches(batch_size=7))
+
+
+def test_columns_are_the_entity_columns_then_the_features_grouped_by_view(store: FeatureStore) -> None:
+    refs = ["stats:score", "zones:label", "stats:trips"]  # views interleaved
+    got = fetch(store, entity_frame([(1, "a", at(5))]), refs, full_feature_names=True)
+    assert got.column_names == ["driver_id", "zone", "event_timestamp", "stats__score", "stats__trips",
+                                "zones__label"]
+
+
+def test_a_feature_named_like_an_entity_column_needs_full_names(store: FeatureStore) -> None:
+    frame = entity_frame([(1, "a", at(5))])
+    frame["trips"] = [99]  # e.g. a label column
+    with pytest.raises(InvalidRequestError, match="'trips', which the entity frame already has"):
+        fetch(store, frame, ["stats:trips"])
+    got = fetch(store, frame, ["stats:trips"], full_feature_names=True)
+    assert got.column("trips").to_pylist() == [99] and got.column("stats__trips").to_pylist() == [1]
+
+
+def test_a_view_never_ingested_is_a_clear_error(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "featurestore.toml").write_text('project = "ni"\n')
+    (repo / "defs.py").write_text(DEFS)
+    tz = pa.timestamp("us", tz="UTC")
+    pq.write_table(pa.table({"driver_id": pa.array([1], pa.int64()), "ts": pa.array([at(0)], tz),
+                             "created": pa.array([at(0)], tz), "trips": pa.array([1], pa.int64()),
+                             "score": [0.1]}), repo / "data" / "stats.parquet")
+    pq.write_table(pa.table({"driver_id": pa.array([1], pa.int64()), "zone": ["a"],
+                             "ts": pa.array([at(0)], tz), "trips": pa.array([10], pa.int64()),
+                             "label": ["in-a"]}), repo / "data" / "zones.parquet")
+    fs = FeatureStore(repo)
+    fs.apply()
+    frame = entity_frame([(1, "a", at(5))])
+    with pytest.raises(NotAppliedError, match="'stats' has not been ingested"):
+        fs.get_training_set(frame, ["stats:trips"])
+    fs.ingest(["stats"])
+    assert fetch(fs, frame, ["stats:trips"]).column("trips").to_pylist() == [1]
+    with pytest.raises(NotAppliedError, match="'zones' has not been ingested.*materialize --offline"):
+        fs.get_training_set(frame, "svc")
 
 
 @pytest.mark.parametrize(
@@ -229,3 +275,12 @@ def test_cli_training_set(store: FeatureStore, tmp_path: Path) -> None:
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
     assert "no feature 'nope'" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.parquet").exists()
+    # Bad entity rows: one line naming the problem; an existing output is left as it was.
+    keyless = tmp_path / "keyless.parquet"
+    pq.write_table(pa.table({"event_timestamp": pa.array([at(5)], pa.timestamp("us", tz="UTC"))}), keyless)
+    before = out.read_bytes()
+    bad = run_cli("training-set", "--repo", repo, "--entities", str(keyless), "--features", "stats:trips",
+                  "--out", str(out))
+    assert bad.returncode == 1 and "no column 'driver_id'" in bad.stderr
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "entities.parquet", "keyless.parquet", "repo", "train.parquet"]
