@@ -75,8 +75,29 @@ def _age(delta: timedelta) -> str:
     return f"{seconds}s"
 
 
-def _entity_value(text: str) -> Any:
-    return int(text) if text.lstrip("-").isdigit() else text
+def _entity_value(text: str, dtype: str | None = None) -> Any:
+    """A join key value typed as its declared dtype; with none known, digits mean an integer."""
+    if dtype is None:
+        return int(text) if text.lstrip("-").isdigit() else text
+    if dtype not in ("Int32", "Int64"):  # a String key such as "007" stays text
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidRequestError(f"--entity: join key value {text!r} is not an integer ({dtype})") from None
+
+
+def _join_key_types(repo: Path, wanted: list[str] | str, required: bool) -> dict[str, str] | None:
+    """Join key -> dtype name, from the repo's registry; None if it has none and not ``required``."""
+    from featurestore.errors import FeatureStoreError
+
+    try:
+        plan = open_store(repo).online_registry().plan(wanted if isinstance(wanted, str) else tuple(wanted))
+    except FeatureStoreError:
+        if required:
+            raise
+        return None  # --server without a local repo: the server checks the types
+    return {k.name: k.dtype.name for k in plan.join_keys}
 
 
 @app.command()
@@ -104,12 +125,14 @@ def get(
 ) -> None:
     """Print the online values of features for some entities, with their status and age."""
     wanted = features_or_service(features, service)
-    entities: dict[str, list[Any]] = {}
+    texts: dict[str, list[str]] = {}
     for item in entity:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
             raise InvalidRequestError(f"--entity {item!r}: expected join_key=value[,value...]")
-        entities.setdefault(key.strip(), []).extend(_entity_value(v.strip()) for v in values.split(","))
+        texts.setdefault(key.strip(), []).extend(v.strip() for v in values.split(","))
+    types = _join_key_types(repo, wanted, required=not server) or {}
+    entities = {k: [_entity_value(v, types.get(k)) for v in vs] for k, vs in texts.items()}
     if server:
         from featurestore.serving.client import Client
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pyarrow as pa
 import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from featurestore import FeatureStore
 from featurestore.online.keys import encode_keys
@@ -92,3 +94,16 @@ def test_look_alike_entities_get_their_own_values(tmp_path: Path, redis_client: 
     assert redis_client.dbsize() == 2 * len(names)
     got = lookup(fs, ["pairs:v", "names:w"], {"name": names, "id": ids})[0]
     assert got["v"] == got["w"] == list(range(len(names)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(name=st.text(TRICKY, max_size=6), id_=st.integers(-(2**63), 2**63 - 1))
+def test_every_view_of_one_entity_hashes_to_one_cluster_slot(name: str, id_: int) -> None:
+    # Redis Cluster hashes only the part between the first "{" and the next "}": one slot
+    # per entity, whichever view, so one entity's lookup never crosses slots.
+    columns = [("name", pa.array([name], pa.string())), ("id", pa.array([id_], pa.int64()))]
+    keys = [encode_keys("keys", view, columns)[0].as_py() for view in ("pairs", "names", "a_third")]
+    tag = keys[0][keys[0].index("{") + 1 : keys[0].index("}")]
+    assert tag == f"keys:name={quote(name, safe='')},id={id_}"  # braces in a value never end the tag early
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    assert key_slot(keys[0].encode()) == key_slot(("{" + tag + "}").encode())
