@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,6 +13,9 @@ from featurestore.cli.app import RepoOption, app, console, open_store
 from featurestore.cli.offline_cmds import split_names
 from featurestore.cli.progress import progress_bar
 from featurestore.validation import ValidationReport
+
+# Values shown for a row that fails a view-level check (its join keys and event time first).
+VIEW_CHECK_VALUES = 3
 
 
 @app.command()
@@ -53,8 +56,13 @@ def print_report(result: ValidationReport) -> None:
     table = Table("view", "file", "column", "check", "failing rows", "examples", title="Failures")
     for view, path, c in failures:
         examples = "; ".join(
-            f"row {e['row']}: {c.column}={e.get(c.column)!r}" if c.column else f"row {e['row']}"
-            for e in c.examples
+            f"row {e['row']}: {c.column}={e.get(c.column)!r}" if c.column else _leading(e) for e in c.examples
         )
         table.add_row(view, Path(path).name, c.column or "(view)", c.check, f"{c.failing_rows:,}", examples)
     console.print(table)
+
+
+def _leading(example: dict[str, Any]) -> str:
+    """A row failing a view-level check, by its first values: join keys and event time come first."""
+    values = [f"{k}={v!r}" for k, v in example.items() if k != "row"][:VIEW_CHECK_VALUES]
+    return f"row {example['row']}: " + ", ".join(values)

@@ -22,8 +22,12 @@ from featurestore.repo import RepoContents, relative_location
 def compile_repo(contents: RepoContents, repo: Path) -> Snapshot:
     """Check every cross-reference and every source, and fill join key dtypes."""
     problems: list[str] = []
+    # Files of a source whose columns differ from its first file's: each is checked against
+    # every declaration that reads it, since only the declared columns must agree.
+    others: dict[str, list[tuple[str, pa.Schema]]] = {}
     schemas: dict[str, pa.Schema | None] = {
-        name: _source_schema(src, repo, problems) for name, src in contents.sources.items()
+        name: _source_schema(src, repo, problems, others.setdefault(name, []))
+        for name, src in contents.sources.items()
     }
     views: dict[str, FeatureView] = {}
     key_types: dict[str, tuple[str, str, str]] = {}  # join key -> (dtype, view, where)
@@ -52,6 +56,8 @@ def compile_repo(contents: RepoContents, repo: Path) -> Snapshot:
             _check_fields(view.features, schema, where, view.source.path, problems)
         if join_keys is None:
             continue
+        for path, other in others.get(view.source.name, []):
+            _check_fields((*join_keys, *view.features), other, where, path, problems)
         for k in join_keys:
             prev = key_types.setdefault(k.name, (k.dtype.name, name, where))
             if prev[0] != k.dtype.name:
@@ -86,7 +92,10 @@ def compile_repo(contents: RepoContents, repo: Path) -> Snapshot:
     )
 
 
-def _source_schema(src: ParquetSource, repo: Path, problems: list[str]) -> pa.Schema | None:
+def _source_schema(
+    src: ParquetSource, repo: Path, problems: list[str], others: list[tuple[str, pa.Schema]]
+) -> pa.Schema | None:
+    """The first file's schema; files whose columns differ from it are appended to ``others``."""
     where = f"{relative_location(src.defined_in, repo)}: source {src.name!r}"
     files = src.files(repo)
     if not files:
@@ -102,24 +111,28 @@ def _source_schema(src: ParquetSource, repo: Path, problems: list[str]) -> pa.Sc
         if schema is None:
             schema = file_schema
         elif not _same_columns(schema, file_schema):
-            problems.append(
-                f"{where}: {file.name} has columns {_describe(file_schema)} but "
-                f"{files[0].name} has {_describe(schema)}"
-            )
-            return None
+            others.append((_relative(file, repo), file_schema))
     assert schema is not None
-    for col, required in ((src.timestamp_field, True), (src.created_timestamp_field, False)):
-        if col is None:
-            continue
-        idx = schema.get_field_index(col)
-        if idx < 0:
-            problems.append(f"{where}: timestamp column {col!r} is not in {src.path!r}")
-        elif not pa.types.is_timestamp(schema.field(idx).type):
-            problems.append(
-                f"{where}: {'timestamp_field' if required else 'created_timestamp_field'} {col!r} "
-                f"is {schema.field(idx).type} in {src.path!r}, not a timestamp"
-            )
+    for path, checked in [(src.path, schema), *others]:
+        for col, required in ((src.timestamp_field, True), (src.created_timestamp_field, False)):
+            if col is None:
+                continue
+            idx = checked.get_field_index(col)
+            if idx < 0:
+                problems.append(f"{where}: timestamp column {col!r} is not in {path!r}")
+            elif not pa.types.is_timestamp(checked.field(idx).type):
+                problems.append(
+                    f"{where}: {'timestamp_field' if required else 'created_timestamp_field'} {col!r} "
+                    f"is {checked.field(idx).type} in {path!r}, not a timestamp"
+                )
     return schema
+
+
+def _relative(file: Path, repo: Path) -> str:
+    try:
+        return str(file.resolve().relative_to(repo.resolve()))
+    except ValueError:
+        return str(file)
 
 
 def _join_keys(
@@ -174,7 +187,3 @@ def _check_fields(
 
 def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:
     return {f.name: str(f.type) for f in a} == {f.name: str(f.type) for f in b}
-
-
-def _describe(schema: pa.Schema) -> str:
-    return "{" + ", ".join(f"{f.name}: {f.type}" for f in schema) + "}"

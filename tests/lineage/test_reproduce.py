@@ -116,15 +116,23 @@ def test_cli_reproduces_and_refuses(store: FeatureStore, tmp_path: Path) -> None
     assert made.returncode == 0, made.stderr
     ts_id = json.loads(pq.read_metadata(out).metadata[MANIFEST_KEY.encode()])["id"]
     assert f"training set {ts_id}" in made.stdout
-    same = run_cli("training-set-reproduce", ts_id, "--repo", repo, "--out", str(tmp_path / "again.parquet"))
+    reproduce = ("training-set", "reproduce", ts_id, "--repo", repo, "--out")
+    same = run_cli(*reproduce, str(tmp_path / "again.parquet"))
     assert same.returncode == 0 and "identical" in same.stdout, same.stdout + same.stderr
+    assert (tmp_path / "again.parquet").read_bytes() == out.read_bytes()
+    # The earlier spelling still works (hidden from --help).
+    alias = run_cli("training-set-reproduce", ts_id, "--repo", repo, "--out", str(tmp_path / "alias.parquet"))
+    assert alias.returncode == 0 and (tmp_path / "alias.parquet").read_bytes() == out.read_bytes()
+    # Without a subcommand, training-set still needs its inputs: one line naming them.
+    missing = run_cli("training-set", "--repo", repo, "--service", "svc")
+    assert missing.returncode == 1 and missing.stderr.strip() == (
+        "error: training-set needs --entities FILE and --out FILE")
     write_stats(store.config.repo / "data" / "stats" / "a.parquet", [0.1, 0.2, 0.3, 0.45])
-    refused = run_cli("training-set-reproduce", ts_id, "--repo", repo, "--out", str(tmp_path / "x.parquet"))
+    refused = run_cli(*reproduce, str(tmp_path / "x.parquet"))
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: training set") and "a.parquet changed" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    forced = run_cli("training-set-reproduce", ts_id, "--repo", repo, "--out", str(tmp_path / "x.parquet"),
-                     "--force")
+    forced = run_cli(*reproduce, str(tmp_path / "x.parquet"), "--force")
     # Not ingested since: the store still holds the old rows, so the rebuild is the same bytes.
     assert forced.returncode == 0 and "a.parquet changed" in forced.stdout, forced.stdout + forced.stderr
     _ = at

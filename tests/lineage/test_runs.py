@@ -37,7 +37,8 @@ def test_each_ingested_view_is_a_run_with_its_source_snapshot(store: FeatureStor
     a = store.config.repo / "data" / "stats" / "a.parquet"
     assert [Path(str(s["path"])).name for s in sources] == ["a.parquet", "b.parquet"]
     assert sources[0]["fingerprint"] == file_fingerprint(a)
-    assert (sources[0]["size"], sources[0]["rows"]) == (a.stat().st_size, 4)
+    snapshot = (sources[0]["size"], sources[0]["mtime"], sources[0]["rows"])
+    assert snapshot == (a.stat().st_size, a.stat().st_mtime, 4)
     assert (sources[0]["min_event_ts"], sources[0]["max_event_ts"]) == (at(0), at(3))
 
 

@@ -89,6 +89,14 @@ def test_grpc_http_and_in_process_agree(
     assert remote.run_ids == local.run_ids == answer["runs"]
     assert set(remote.run_ids) == {"driver_stats", "customer_profile"}
     assert remote.run_ids["driver_stats"][0] is not None and remote.run_ids["driver_stats"][-1] is None
+    # Each served run id traces to a succeeded materialization that read the view's source files.
+    for view, runs in remote.run_ids.items():
+        files = {f"file:{p.resolve()}" for p in store.get_feature_view(view).source.files(served_repo)}
+        for run in {r for r in runs if r is not None}:
+            graph = store.lineage(f"materialize-{run}")
+            [root] = [n for n in graph["nodes"] if n["id"] == graph["root"] == f"run:materialize-{run}"]
+            assert root["status"] == "succeeded" and root["writes_to"] == "redis"
+            assert files <= {n["id"] for n in graph["nodes"] if n["kind"] == "source_file"}
 
     # Arrow types are the declared ones (Int32 stays int32, Float32 stays float32).
     declared = {f"{v.name}:{f.name}": f.dtype for v in store.list_feature_views() for f in v.features}

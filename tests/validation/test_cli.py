@@ -52,6 +52,8 @@ def test_validate_reports_without_writing(tmp_path: Path) -> None:
     for part in ("Failures", "failed", "b.parquet", "rate", RANGE, "row 1: rate=1.5", "(view)", UNIQUE,
                  "kind='scooter'"):
         assert part in done.stdout, part
+    # A row failing the view's own check shows its key (driver 6 fails only that check).
+    assert "driver_id=6" in done.stdout
 
     done = run_cli("validate", "--repo", repo, "--views", "profile", "--json")
     assert done.returncode == 0, done.stderr

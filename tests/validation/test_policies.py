@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
@@ -144,3 +146,37 @@ def test_quarantine_serves_the_valid_rows_and_sets_the_rest_aside(
     again = fs.materialize()
     assert ingestion(again.ingestion, "trips").rows_quarantined == 0
     assert list(Path(where).parent.iterdir()) == [Path(where)]
+
+
+def test_validation_reads_batch_by_batch_and_keeps_row_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 4 rows: the failures of later batches keep their row numbers in the file, in
+    # the report and in quarantine, and exactly the valid rows are ingested. (A view-level
+    # check sees one batch at a time: MIXED's duplicate pair, rows 9 and 10, shares a batch.)
+    from featurestore.validation import validate
+
+    monkeypatch.setattr(validate, "BATCH_ROWS", 4)
+    batches: list[int] = []
+    real = validate._batches
+
+    def counted(path: Path, columns: list[str]) -> Iterator[tuple[int, pa.RecordBatch]]:
+        for offset, batch in real(path, columns):
+            batches.append(batch.num_rows)
+            yield offset, batch
+
+    monkeypatch.setattr(validate, "_batches", counted)
+    fs = make_store(tmp_path / "repo", "quarantine", {"a.parquet": MIXED}, numbered=True)
+    [result] = fs.ingest(["trips"])
+    assert batches == [4, 4, 4]
+    bad = expected_reasons(MIXED)
+    assert result.validation is not None
+    examples = {(c.column, c.check): [e["row"] for e in c.examples] for _, c in result.validation.failures()}
+    assert examples[(None, UNIQUE)] == [9, 10] and examples[("rate", RANGE)] == [1]
+    [where] = result.validation.quarantined_to
+    rows = pq.read_table(where).to_pylist()
+    assert {r["__row"]: set(r["__reason"].split("; ")) for r in rows} == bad
+    assert all(r["__row"] == r["n"] for r in rows)
+    with duckdb.connect(str(fs.config.duckdb_path), read_only=True) as con:
+        ingested = con.execute(f"SELECT n FROM {PROJECT}.offline_trips ORDER BY n").fetchall()
+    assert [n for (n,) in ingested] == sorted(set(range(len(MIXED))) - set(bad))

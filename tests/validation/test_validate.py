@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from featurestore import FeatureStore
-from featurestore.errors import NotAppliedError, SourceError, ValidationError
+from featurestore.errors import DefinitionError, NotAppliedError, SourceError, ValidationError
 from tests.validation.conftest import (
     GE,
     GOOD,
@@ -166,3 +166,28 @@ def test_custom_checks_come_from_the_code_and_must_match_the_applied_ones(tmp_pa
     with pytest.raises(NotAppliedError, match="run 'featurestore apply'"):
         FeatureStore(fs.config.repo).ingest()
     assert not (fs.config.store_dir / "quarantine").exists()
+
+
+def test_validate_names_each_drifted_file_against_the_declaration(tmp_path: Path) -> None:
+    # Never applied: validate compiles the repo's code, and must say per file what the
+    # declaration expects and what that file has, as ingestion does.
+    fs = make_store(tmp_path / "repo", trips={"a.parquet": GOOD}, apply=False)
+    data = fs.config.repo / "data" / "trips"
+    good = trips_table(GOOD)
+    write(data / "b.parquet", good.drop_columns(["rate"]))
+    write(data / "c.parquet", retyped(good, "trips", good.column("trips").cast(pa.float64())))
+    # An undeclared column more (or less) is no drift: ingestion never reads it.
+    write(data / "d.parquet", good.append_column("note", pa.array(["x"] * good.num_rows)))
+    with pytest.raises(DefinitionError) as raised:
+        fs.validate(["trips"])
+    assert [p.split(": ", 1)[1] for p in raised.value.problems] == [
+        "feature view 'trips': field 'rate' is not a column of 'data/trips/b.parquet'",
+        "feature view 'trips': field 'trips' is declared Int64 but 'data/trips/c.parquet' has double",
+    ]
+    (data / "b.parquet").unlink()
+    (data / "c.parquet").unlink()
+    [trips] = fs.validate(["trips"]).views
+    assert trips.passed and [Path(f.path).name for f in trips.files] == ["a.parquet", "d.parquet"]
+    fs.apply()
+    [ingested] = fs.ingest(["trips"])
+    assert ingested.rows_inserted == 2 * len(GOOD)
