@@ -213,6 +213,13 @@ class ServingMetrics:
             found.inc(n)
             age.observe(max(0.0, now - events[vi][self._tick % n] / 1e6))
 
+    def log_lookup(
+        self, transport: str, now_us: int, plan: LookupPlan, n: int, entities: dict[str, list[Any]], raw: Any
+    ) -> None:
+        """A sampled request answered by the fast path, to the request log (decoded there)."""
+        if self.request_log is not None:
+            self.request_log.offer_lookup(transport, now_us, plan, n, entities, raw)
+
     def _plan_views(self, plan: LookupPlan) -> list[tuple[int, Any, Any, Any, Any]]:
         """Per view of the plan: its first output column and its metric children (cached)."""
         views = self._views.get(plan)
