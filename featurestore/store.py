@@ -369,10 +369,16 @@ class FeatureStore:
     def freshness(
         self, views: Sequence[str] | None = None, sample: int = 1000, now: datetime | None = None
     ) -> list[ViewFreshness]:
-        """Per online view: newest materialized value and its age, ages of a sample of Redis values."""
-        from featurestore.monitoring.freshness import freshness
+        """Per online view: newest materialized value and its age, ages of a sample of Redis values.
 
-        return freshness(self.config, self._select_views(self.registry(), views), sample, now)
+        Named views must be online; with ``views=None`` offline-only views are left out.
+        """
+        from featurestore.monitoring.freshness import freshness, require_online
+
+        selected = self._select_views(self.registry(), views)
+        if views is not None:
+            require_online(selected)
+        return freshness(self.config, selected, sample, now)
 
     def skew(
         self, log_dir: str | os.PathLike[str], features: Sequence[str] | str | None = None

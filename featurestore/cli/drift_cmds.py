@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from featurestore.cli.app import RepoOption, app, console, err_console, open_store
-from featurestore.monitoring.drift import DriftReport
+from featurestore.monitoring.drift import NO_TEST, DriftReport
 from featurestore.monitoring.report import write_html
 
 
@@ -71,24 +71,29 @@ def print_report(report: DriftReport) -> None:
         "statistic",
         "p-value",
         "rows (baseline / current)",
-        "nulls",
+        "missing",
         "drifted",
         title=f"{escape(report.target)}: {escape(report.baseline)} -> {escape(report.current)}",
-        caption=f"drifted: PSI >= {t.psi:g} and p-value < {t.p_value:g}",
+        caption=f"drifted: PSI >= {t.psi:g} and p-value < {t.p_value:g}, of the values or of the "
+        "share of missing ones (null, NaN, inf; compared when both sides are ingestion runs)",
     )
     for f in report.features:
         b, c = f.baseline, f.current
-        nulls = f"{_pct(b.nulls, b.count)} / {_pct(c.nulls, c.count)}"
+        missing = f"{_pct(b.missing, b.count)} / {_pct(c.missing, c.count)}"
+        if f.missing_psi is not None:
+            missing += f" (PSI {f.missing_psi:.3f})"
+        why = [w for w, flag in (("values", f.values_drifted), ("missing", f.missing_drifted)) if flag]
+        compared = f.test != NO_TEST
         table.add_row(
             escape(f.feature),
             b.dtype,
-            "KS" if f.test == "ks" else "chi2",
-            f"{f.psi:.4f}",
-            f"{f.statistic:.4g}",
-            f"{f.p_value:.3g}",
+            {"ks": "KS", "chi2": "chi2"}.get(f.test, "-"),
+            f"{f.psi:.4f}" if compared else "-",
+            f"{f.statistic:.4g}" if compared else "-",
+            f"{f.p_value:.3g}" if compared else "-",
             f"{b.count:,} / {c.count:,}",
-            nulls,
-            "[bold red]DRIFT[/]" if f.drifted else "[green]no[/]",
+            missing,
+            f"[bold red]DRIFT[/] ({', '.join(why)})" if f.drifted else "[green]no[/]",
         )
     for s in report.skipped:
         table.add_row(escape(s.feature), "", "", "", "", "", "", "", f"[dim]skipped: {escape(s.reason)}[/]")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import RepoOption, app, console, err_console, open_store
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, split_names
 from featurestore.config import Config
 from featurestore.errors import InvalidRequestError
@@ -49,9 +49,18 @@ def freshness(
     repo: RepoOption = Path("."),
 ) -> None:
     """Per online view: the age of the newest materialized value and of values in Redis; stale past TTL."""
-    states = open_store(repo).freshness(split_names(views) or None, sample)
+    from featurestore.monitoring.freshness import offline_only
+
+    store = open_store(repo)
+    names = split_names(views) or None
+    states = store.freshness(names, sample)
+    # Named views are checked to be online; of all, say which were left out and why.
+    skipped = [] if names else offline_only(list(store.registry().views.values()))
+    note = f"not checked (offline only, online=False): {', '.join(skipped)}" if skipped else ""
     if as_json:
         print(json.dumps([s.to_dict() for s in states], indent=2))
+        if note:
+            err_console.print(note)  # stdout stays the JSON alone
     else:
         table = Table(
             "view",
@@ -84,6 +93,8 @@ def freshness(
                 f"[red]stale[/red]: {reason}" if reason else "[green]fresh[/green]",
             )
         console.print(table)
+        if note:
+            console.print(f"[dim]{note}[/dim]")
     if fail_on_stale and any(s.is_stale() for s in states):
         raise typer.Exit(1)
 

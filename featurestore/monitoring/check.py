@@ -52,6 +52,7 @@ class Side:
 
     label: str
     stats: dict[str, FeatureStats]
+    kind: str = "run"  # "run" (ingested rows) or "training set": their nulls mean different things
 
 
 def check_drift(
@@ -70,7 +71,9 @@ def check_drift(
         elif feature not in cur.stats:
             skipped.append(Skipped(feature, f"not in the current ({cur.label})"))
         else:
-            result = compare(feature, base.stats[feature], cur.stats[feature], thresholds)
+            result = compare(
+                feature, base.stats[feature], cur.stats[feature], thresholds, base.kind == cur.kind
+            )
             if isinstance(result, FeatureDrift):
                 compared.append(result)
             else:
@@ -174,4 +177,4 @@ def _training_set(config: Config, target: Target, training_set: str, role: str) 
             f"{role}: training set {training_set} has no feature of {target} "
             f"(it has {', '.join(manifest['features'])})"
         )
-    return Side(f"training set {training_set}", stats)
+    return Side(f"training set {training_set}", stats, "training set")

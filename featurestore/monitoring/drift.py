@@ -17,12 +17,21 @@ those counts (degrees of freedom: non-empty bins - 1).
 PSI = sum over bins of (current - baseline) * ln(current / baseline), on shares of non-null
 values. A bin empty on one side would make it infinite, so shares below ``EPSILON`` (0.01%)
 count as ``EPSILON``: a value that appears in 5% of current rows and never in the baseline
-adds 0.05 * ln(500) = 0.31. Nulls are compared separately (the null shares are reported).
+adds 0.05 * ln(500) = 0.31.
+
+Missing values (nulls, and NaN or infinite numbers) are compared on their own, with the same
+two measures on two bins, missing and present: PSI of the shares and a chi-square test of
+the 2 x 2 table. A source that starts sending nulls (0% -> 10%: PSI 0.70) drifts even when
+the values it still sends look as before; one that sends nothing but nulls drifts without a
+value comparison (test ``none``). Only when both sides are ingestion runs: a training
+set's nulls also count entities without a value in the TTL, so against a run its share
+would say more about the entity rows than about the source.
 
 A feature **drifts** when its PSI is at least ``Thresholds.psi`` *and* its p-value is below
-``Thresholds.p_value``: PSI says the shift is large enough to matter, the test that it is not
-sampling noise. Over millions of rows the test alone flags shifts too small to matter; over a
-few dozen PSI alone flags noise. Set ``psi=0`` or ``p_value=1`` to use the other one alone.
+``Thresholds.p_value`` (for its values, or for its share of missing values): PSI says the
+shift is large enough to matter, the test that it is not sampling noise. Over millions of
+rows the test alone flags shifts too small to matter; over a few dozen PSI alone flags noise.
+Set ``psi=0`` or ``p_value=1`` to use the other one alone.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from featurestore.monitoring.distributions import chi2_p_value, ks_p_value
 from featurestore.monitoring.stats import CATEGORICAL, NUMERIC, SAMPLE_ROWS, FeatureStats
 
 EPSILON = 1e-4
+NO_TEST = "none"  # the values were not compared: one side has none
 DECILES = tuple(range(10, 100, 10))  # indexes into the 101 quantiles: the PSI bin edges
 # The customary "significant shift" line for PSI, and the customary significance level;
 # featurestore.toml's [monitoring] defaults (config.py) are the same.
@@ -66,16 +76,22 @@ class FeatureDrift:
 
     feature: str  # view:feature
     kind: str  # numeric or categorical
-    test: str  # "ks" (Kolmogorov-Smirnov) or "chi2" (chi-square)
+    test: str  # "ks" (Kolmogorov-Smirnov), "chi2" (chi-square) or "none" (one side has no values)
     psi: float
     statistic: float  # KS D, or the chi-square statistic
     p_value: float
-    drifted: bool
+    drifted: bool  # the values' distribution or the share of missing values
     bins: tuple[str, ...]  # labels of the PSI bins
     baseline_shares: tuple[float, ...]
     current_shares: tuple[float, ...]
     baseline: FeatureStats
     current: FeatureStats
+    # The share of rows without a value (null, NaN, +-inf), compared on its own: None when
+    # the sides count differently (a training set's nulls include entities with no value).
+    missing_psi: float | None = None
+    missing_p_value: float | None = None
+    missing_drifted: bool = False
+    values_drifted: bool = False  # drifted by the values' distribution (``drifted``: either)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +102,10 @@ class FeatureDrift:
             "statistic": self.statistic,
             "p_value": self.p_value,
             "drifted": self.drifted,
+            "values_drifted": self.values_drifted,
+            "missing_psi": self.missing_psi,
+            "missing_p_value": self.missing_p_value,
+            "missing_drifted": self.missing_drifted,
             "bins": list(self.bins),
             "baseline_shares": list(self.baseline_shares),
             "current_shares": list(self.current_shares),
@@ -133,27 +153,64 @@ class DriftReport:
 
 
 def compare(
-    feature: str, baseline: FeatureStats, current: FeatureStats, thresholds: Thresholds
+    feature: str,
+    baseline: FeatureStats,
+    current: FeatureStats,
+    thresholds: Thresholds,
+    compare_missing: bool = True,
 ) -> FeatureDrift | Skipped:
-    """The drift of one feature, or why it cannot be compared."""
+    """The drift of one feature, or why it cannot be compared.
+
+    ``compare_missing``: whether the shares of missing values mean the same on both sides.
+    """
     if baseline.kind != current.kind:
         return Skipped(feature, f"its type changed ({baseline.dtype} -> {current.dtype})")
     if baseline.kind not in (NUMERIC, CATEGORICAL):
         return Skipped(feature, f"{baseline.dtype} values are not compared")
-    for side, stats in (("baseline", baseline), ("current", current)):
-        if stats.values == 0:
+    missing_psi = missing_p = None
+    missing_drifted = False
+    if compare_missing:
+        missing_psi, missing_p = missing_shift(baseline, current)
+        missing_drifted = missing_psi >= thresholds.psi and missing_p < thresholds.p_value
+    bins: tuple[str, ...]
+    b: tuple[float, ...]
+    c: tuple[float, ...]
+    if not (_usable(baseline) and _usable(current)):
+        side = "baseline" if not _usable(baseline) else "current"
+        if not missing_drifted:
             return Skipped(feature, f"no values in the {side}")
-    if baseline.kind == NUMERIC:
+        # All missing on one side: nothing to compare the values with, but that is the drift.
+        bins, b, c, statistic, p_value, test = (), (), (), 0.0, 1.0, NO_TEST
+    elif baseline.kind == NUMERIC:
         bins, b, c, statistic, p_value = _numeric(baseline, current)
         test = "ks"
     else:
         bins, b, c, statistic, p_value = _categorical(baseline, current)
         test = "chi2"
-    psi = population_stability_index(b, c)
-    drifted = psi >= thresholds.psi and p_value < thresholds.p_value
+    psi = population_stability_index(b, c) if bins else 0.0
+    values_drifted = bool(bins) and psi >= thresholds.psi and p_value < thresholds.p_value
     return FeatureDrift(
-        feature, baseline.kind, test, psi, statistic, p_value, drifted, bins, b, c, baseline, current
+        feature, baseline.kind, test, psi, statistic, p_value, values_drifted or missing_drifted,
+        bins, b, c, baseline, current, missing_psi, missing_p, missing_drifted, values_drifted,
     )
+
+
+def _usable(stats: FeatureStats) -> bool:
+    return (stats.finite if stats.kind == NUMERIC else stats.values) > 0
+
+
+def missing_shift(baseline: FeatureStats, current: FeatureStats) -> tuple[float, float]:
+    """PSI and chi-square p-value of the shares of rows without a value (null, NaN, +-inf)."""
+    table = np.array(
+        [[s.missing, s.count - s.missing] for s in (baseline, current)], dtype=float
+    )
+    if table[0].sum() == 0 or table[1].sum() == 0:
+        return 0.0, 1.0
+    statistic, dof = chi_square(table)
+    psi = population_stability_index(
+        tuple(table[0] / table[0].sum()), tuple(table[1] / table[1].sum())
+    )
+    return psi, chi2_p_value(statistic, dof)
 
 
 def population_stability_index(baseline: tuple[float, ...], current: tuple[float, ...]) -> float:
@@ -190,7 +247,7 @@ def _numeric(
     labels += [f"> {_num(edges[-1])}"]
     points = np.union1d(qb, qc)
     d = float(np.max(np.abs(cdf(qb, points) - cdf(qc, points))))
-    n, m = min(baseline.values, SAMPLE_ROWS), min(current.values, SAMPLE_ROWS)
+    n, m = min(baseline.finite, SAMPLE_ROWS), min(current.finite, SAMPLE_ROWS)
     return tuple(labels), _shares(np.diff(fb)), _shares(np.diff(fc)), d, ks_p_value(d, n, m)
 
 

@@ -19,6 +19,7 @@ import redis
 
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
+from featurestore.errors import InvalidRequestError
 from featurestore.offline.tables import EVENT_TS, table_exists, view_table
 from featurestore.online.codec import HEADER, header_of
 from featurestore.online.connection import checked_client, unavailable
@@ -194,10 +195,32 @@ def _human(delta: timedelta) -> str:
     return f"{seconds:.0f}s"
 
 
+def offline_only(views: list[FeatureView]) -> list[str]:
+    """The views among ``views`` that are not materialized (``online=False``): no freshness."""
+    return [v.name for v in views if not v.online]
+
+
+def require_online(views: list[FeatureView]) -> None:
+    """Refuse views named for a freshness check that have none (rather than leave them out)."""
+    offline = offline_only(views)
+    if offline:
+        names = ", ".join(repr(v) for v in offline)
+        raise InvalidRequestError(
+            f"feature view {names} is offline only (online=False): it is never materialized, "
+            "so it has no online freshness"
+            if len(offline) == 1
+            else f"feature views {names} are offline only (online=False): they are never materialized, "
+            "so they have no online freshness"
+        )
+
+
 def freshness(
     config: Config, views: list[FeatureView], sample: int = DEFAULT_SAMPLE, now: datetime | None = None
 ) -> list[ViewFreshness]:
-    """The freshness of each online view: run state from DuckDB, a sample of values from Redis."""
+    """The freshness of each online view: run state from DuckDB, a sample of values from Redis.
+
+    Offline-only views among ``views`` have no freshness and are left out (``offline_only``).
+    """
     with connection(config.duckdb_path, read_only=True) as con:
         states = online_state(con, config.project, views, now)
     if sample > 0 and states:

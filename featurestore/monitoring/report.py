@@ -60,15 +60,31 @@ def render_html(report: DriftReport) -> str:
         parts += [f"<li>{escape(s.feature)}: {escape(s.reason)}</li>" for s in report.skipped]
         parts.append("</ul>")
     for f in drifted:
-        parts += [
-            f'<h2 id="{escape(f.feature)}">{escape(f.feature)}</h2>',
-            f"<p>PSI {f.psi:.3f}, {_test_name(f)} {f.statistic:.4g} (p = {f.p_value:.3g}); "
-            f"{f.baseline.values:,} baseline and {f.current.values:,} current values.</p>",
-            '<p class="legend">share of values per bin:'
-            f'<span style="background:{BASELINE_COLOR}"></span>baseline'
-            f'<span style="background:{CURRENT_COLOR}"></span>current</p>',
-            bar_chart(f),
-        ]
+        parts.append(f'<h2 id="{escape(f.feature)}">{escape(f.feature)}</h2>')
+        if f.values_drifted:
+            parts += [
+                f"<p>PSI {f.psi:.3f}, {_test_name(f)} {f.statistic:.4g} (p = {f.p_value:.3g}); "
+                f"{f.baseline.values:,} baseline and {f.current.values:,} current values.</p>",
+                '<p class="legend">share of values per bin:'
+                f'<span style="background:{BASELINE_COLOR}"></span>baseline'
+                f'<span style="background:{CURRENT_COLOR}"></span>current</p>',
+                bar_chart(f),
+            ]
+        if f.missing_drifted:
+            b, c = f.baseline, f.current
+            shares = (b.missing / b.count, c.missing / c.count)
+            parts += [
+                f"<p>Missing values (null, NaN, inf): {_share(b.missing, b.count)} of {b.count:,} baseline "
+                f"rows, {_share(c.missing, c.count)} of {c.count:,} current rows; PSI {f.missing_psi:.3f}, "
+                f"chi-square p = {f.missing_p_value:.3g}.</p>",
+                '<p class="legend">share of rows:'
+                f'<span style="background:{BASELINE_COLOR}"></span>baseline'
+                f'<span style="background:{CURRENT_COLOR}"></span>current</p>',
+                bar_chart(
+                    f, bins=("missing", "present"), baseline=(shares[0], 1 - shares[0]),
+                    current=(shares[1], 1 - shares[1]), width=320,
+                ),
+            ]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     parts.append(f'<p class="muted">Written by featurestore drift at {stamp}.</p></body></html>')
     return "\n".join(parts)
@@ -77,27 +93,38 @@ def render_html(report: DriftReport) -> str:
 def _summary_table(report: DriftReport) -> str:
     rows = [
         "<table><tr><th>feature</th><th>type</th><th>test</th><th>PSI</th><th>statistic</th>"
-        "<th>p-value</th><th>nulls (baseline &rarr; current)</th><th>drifted</th></tr>"
+        "<th>p-value</th><th>missing (baseline &rarr; current)</th><th>drifted</th></tr>"
     ]
     for f in report.features:
         b, c = f.baseline, f.current
-        nulls = f"{_share(b.nulls, b.count)} &rarr; {_share(c.nulls, c.count)}"
+        missing = f"{_share(b.missing, b.count)} &rarr; {_share(c.missing, c.count)}"
+        why = [w for w, flag in (("values", f.values_drifted), ("missing", f.missing_drifted)) if flag]
         rows.append(
             f'<tr class="{"drifted" if f.drifted else ""}"><td>{escape(f.feature)}</td>'
             f"<td>{escape(f.baseline.dtype)}</td><td>{_test_name(f)}</td><td>{f.psi:.4f}</td>"
-            f"<td>{f.statistic:.4g}</td><td>{f.p_value:.3g}</td><td>{nulls}</td>"
-            f"<td>{'yes' if f.drifted else 'no'}</td></tr>"
+            f"<td>{f.statistic:.4g}</td><td>{f.p_value:.3g}</td><td>{missing}</td>"
+            f"<td>{'yes (' + ', '.join(why) + ')' if f.drifted else 'no'}</td></tr>"
         )
     rows.append("</table>")
     return "\n".join(rows)
 
 
-def bar_chart(f: FeatureDrift, width: int = 720, height: int = 300) -> str:
-    """Baseline and current shares of each bin as grouped bars, in inline SVG."""
+def bar_chart(
+    f: FeatureDrift,
+    width: int = 720,
+    height: int = 300,
+    bins: tuple[str, ...] | None = None,
+    baseline: tuple[float, ...] | None = None,
+    current: tuple[float, ...] | None = None,
+) -> str:
+    """Baseline and current shares of each bin (default: the PSI bins) as grouped bars, in inline SVG."""
+    bins = f.bins if bins is None else bins
+    baseline = f.baseline_shares if baseline is None else baseline
+    current = f.current_shares if current is None else current
     left, right, top, bottom = 48, 12, 12, 90
     plot_w, plot_h = width - left - right, height - top - bottom
-    peak = max([*f.baseline_shares, *f.current_shares, 0.01]) * 1.1
-    group = plot_w / len(f.bins)
+    peak = max([*baseline, *current, 0.01]) * 1.1
+    group = plot_w / len(bins)
     bar = group * 0.38
 
     def y(share: float) -> float:
@@ -115,7 +142,7 @@ def bar_chart(f: FeatureDrift, width: int = 720, height: int = 300) -> str:
             f'<text x="{left - 6}" y="{y(share) + 4:.1f}" font-size="10" text-anchor="end">'
             f"{share * 100:.0f}%</text>"
         )
-    for i, (label, b, c) in enumerate(zip(f.bins, f.baseline_shares, f.current_shares, strict=True)):
+    for i, (label, b, c) in enumerate(zip(bins, baseline, current, strict=True)):
         x0 = left + i * group + group * 0.12
         sides = ((x0, b, BASELINE_COLOR, "baseline"), (x0 + bar, c, CURRENT_COLOR, "current"))
         for x, share, color, who in sides:
@@ -133,7 +160,7 @@ def bar_chart(f: FeatureDrift, width: int = 720, height: int = 300) -> str:
 
 
 def _test_name(f: FeatureDrift) -> str:
-    return "KS D" if f.test == "ks" else "chi-square"
+    return {"ks": "KS D", "chi2": "chi-square"}.get(f.test, "none")
 
 
 def _share(part: int, whole: int) -> str:

@@ -21,6 +21,10 @@ from featurestore.offline.tables import table_exists
 from featurestore.storage import fetch_one, quote
 
 TABLE = "feature_statistics"
+_COLUMNS = (
+    "run_id", "view", "feature", "dtype", "kind", "count", "nulls", "distinct_estimate", "min", "max",
+    "mean", "std", "quantiles", "top_values", "computed_at", "non_finite",
+)
 
 
 def ensure_table(con: duckdb.DuckDBPyConnection, project: str) -> None:
@@ -40,9 +44,12 @@ def ensure_table(con: duckdb.DuckDBPyConnection, project: str) -> None:
             std DOUBLE,
             quantiles DOUBLE[],               -- numeric: 0%, 1%, ..., 100%
             top_values JSON,                  -- categorical: [[value, count], ...], most frequent first
+                                              -- non_finite BIGINT (added below): NaN and +-inf
             computed_at TIMESTAMPTZ NOT NULL,
             PRIMARY KEY (run_id, view, feature))"""
     )
+    # Added later: files written before have no such column (read() copes).
+    con.execute(f"ALTER TABLE {quote(project)}.{TABLE} ADD COLUMN IF NOT EXISTS non_finite BIGINT")
 
 
 def record(
@@ -54,7 +61,8 @@ def record(
     ensure_table(con, project)
     now = datetime.now(UTC)
     con.executemany(
-        f"INSERT OR REPLACE INTO {quote(project)}.{TABLE} VALUES ({', '.join(['?'] * 15)})",
+        f"INSERT OR REPLACE INTO {quote(project)}.{TABLE} ({', '.join(_COLUMNS)}) "
+        f"VALUES ({', '.join(['?'] * len(_COLUMNS))})",
         [
             [
                 run_id,
@@ -72,6 +80,7 @@ def record(
                 list(s.quantiles) or None,
                 json.dumps([[v, n] for v, n in s.top]) if s.top else None,
                 now,
+                s.non_finite,
             ]
             for s in stats
         ],
@@ -82,13 +91,17 @@ def read(con: duckdb.DuckDBPyConnection, project: str, run_id: int) -> dict[str,
     """A run's statistics by feature name; empty if it has none."""
     if not table_exists(con, project, TABLE):
         return {}
-    rows = con.execute(
-        f"SELECT feature, dtype, kind, count, nulls, distinct_estimate, min, max, mean, std, quantiles, "
-        f"top_values FROM {quote(project)}.{TABLE} WHERE run_id = ? ORDER BY feature",
-        [run_id],
-    ).fetchall()
+    # SELECT *: a file written before non_finite existed has no such column.
+    result = con.execute(
+        f"SELECT * FROM {quote(project)}.{TABLE} WHERE run_id = ? ORDER BY feature", [run_id]
+    )
+    names = [d[0] for d in result.description]
     out = {}
-    for name, dtype, kind, count, nulls, distinct, lo, hi, mean, std, quantiles, top in rows:
+    for values in result.fetchall():
+        row = dict(zip(names, values, strict=True))
+        name, dtype, kind, count, nulls = (row[k] for k in ("feature", "dtype", "kind", "count", "nulls"))
+        distinct, lo, hi, mean, std = (row[k] for k in ("distinct_estimate", "min", "max", "mean", "std"))
+        quantiles, top = row["quantiles"], row["top_values"]
         out[name] = FeatureStats(
             name,
             dtype,
@@ -102,6 +115,7 @@ def read(con: duckdb.DuckDBPyConnection, project: str, run_id: int) -> dict[str,
             std,
             tuple(quantiles or ()),
             tuple((str(v), int(n)) for v, n in json.loads(top)) if top else (),
+            int(row.get("non_finite") or 0),
         )
     return out
 

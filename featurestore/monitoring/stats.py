@@ -3,9 +3,11 @@
 Every feature gets its row count, nulls and a distinct estimate (HyperLogLog). Numeric
 features (integers, floats) also get min, max, mean, standard deviation and 101 quantiles
 (0%, 1%, ..., 100%): a summary fine enough to compare distributions later without the raw
-rows (see ``drift.py``). Categorical features (strings, booleans) get their ``TOP_K`` most
-frequent values with counts; a boolean's mean is its share of true. Other types (timestamps,
-bytes, lists) get counts only.
+rows (see ``drift.py``). NaN and infinite values are counted (``non_finite``) and left out
+of those: one NaN would make the mean, the standard deviation and the top quantiles NaN.
+Categorical features (strings, booleans) get their ``TOP_K`` most frequent values with
+counts; a boolean's mean is its share of true. Other types (timestamps, bytes, lists) get
+counts only.
 
 All of it is one aggregate query over every feature, plus one GROUPING SETS query for the
 top values of the categorical ones: DuckDB does the work, Python only reads one row back.
@@ -65,11 +67,22 @@ class FeatureStats:
     std: float | None = None  # sample standard deviation
     quantiles: tuple[float, ...] = ()  # numeric: at QUANTILE_LEVELS, () if no values
     top: tuple[tuple[str, int], ...] = ()  # categorical: (value as text, count), most frequent first
+    non_finite: int = 0  # numeric: NaN, inf and -inf values, left out of min ... quantiles
 
     @property
     def values(self) -> int:
         """Rows with a value (not null)."""
         return self.count - self.nulls
+
+    @property
+    def finite(self) -> int:
+        """Values behind min, max, mean, std and the quantiles (not null, NaN or infinite)."""
+        return self.values - self.non_finite
+
+    @property
+    def missing(self) -> int:
+        """Rows without a usable value: nulls, and NaN or infinite numbers."""
+        return self.nulls + self.non_finite
 
     @property
     def other(self) -> int:
@@ -109,13 +122,15 @@ def compute_statistics(
         parts.append(f"count({q})")
         if kind == NUMERIC:
             x = f"CAST({q} AS DOUBLE)"
+            finite = f"FILTER (WHERE isfinite({x}))"
             parts += [
                 f"approx_count_distinct({q})",
-                f"min({x})",
-                f"max({x})",
-                f"avg({x})",
-                f"stddev_samp({x})",
-                f"reservoir_quantile({x}, {levels}, {SAMPLE_ROWS})",
+                f"min({x}) {finite}",
+                f"max({x}) {finite}",
+                f"avg({x}) {finite}",
+                f"stddev_samp({x}) {finite}",
+                f"reservoir_quantile({x}, {levels}, {SAMPLE_ROWS}) {finite}",
+                f"count({q}) FILTER (WHERE NOT isfinite({x}))",
             ]
         elif types[c] == "BOOLEAN":
             x = f"CAST({q} AS INTEGER)"
@@ -131,12 +146,15 @@ def compute_statistics(
         kind, present = kinds[c], int(next(values))
         stats: dict[str, Any] = {}
         if kind == NUMERIC:
-            distinct, lo, hi, mean, std, quantiles = (next(values) for _ in range(6))
+            distinct, lo, hi, mean, std, quantiles, non_finite = (next(values) for _ in range(7))
             qs = tuple(float(v) for v in quantiles or ())
             if qs:  # the ends exact (the sample may miss them)
                 qs = (float(lo), *(min(max(v, lo), hi) for v in qs[1:-1]), float(hi))
             distinct = _at_most(distinct, present)
-            stats = dict(distinct=distinct, min=lo, max=hi, mean=mean, std=std, quantiles=qs)
+            stats = dict(
+                distinct=distinct, min=lo, max=hi, mean=mean, std=std, quantiles=qs,
+                non_finite=int(non_finite),
+            )
         elif types[c] == "BOOLEAN":
             distinct, mean, std = (next(values) for _ in range(3))
             stats = dict(distinct=_at_most(distinct, present), mean=mean, std=std, top=tops.get(c, ()))

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 
@@ -33,9 +34,11 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
             error VARCHAR)"""
     )
     # Who runs it: materializations may run side by side, so a "running" run is only known
-    # dead when its process, on this host, is gone (see mark_dead_runs).
+    # dead when its process, on this host, is gone (see mark_dead_runs)...
     con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS pid INTEGER")
     con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS host VARCHAR")
+    # ...and which process had that pid: pids are reused, so a pid alone can outlive its run.
+    con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS process VARCHAR")
     con.execute(
         f"""CREATE TABLE IF NOT EXISTS {schema}.online_watermarks (
             view VARCHAR PRIMARY KEY,
@@ -82,8 +85,8 @@ def start_run(
     run_id = int(row[0])
     con.execute(
         f"INSERT INTO {quote(project)}.materialization_runs "
-        "(run_id, registry_version, views, start_ts, end_ts, incremental, status, started_at, pid, host) "
-        "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+        "(run_id, registry_version, views, start_ts, end_ts, incremental, status, started_at, pid, host, "
+        "process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
         [
             run_id,
             registry_version,
@@ -94,6 +97,7 @@ def start_run(
             started_at,
             os.getpid(),
             socket.gethostname(),
+            process_identity(os.getpid()),
         ],
     )
     return run_id, started_at
@@ -102,11 +106,11 @@ def start_run(
 def mark_dead_runs(con: duckdb.DuckDBPyConnection, project: str) -> list[int]:
     """Record as interrupted the runs still "running" whose process on this host is gone."""
     rows = con.execute(
-        f"SELECT run_id, pid FROM {quote(project)}.materialization_runs "
+        f"SELECT run_id, pid, process FROM {quote(project)}.materialization_runs "
         "WHERE status = 'running' AND host = ? AND pid IS NOT NULL",
         [socket.gethostname()],
     ).fetchall()
-    dead = [run_id for run_id, pid in rows if not _alive(pid)]
+    dead = [run_id for run_id, pid, process in rows if not _alive(pid, process)]
     for run_id in dead:
         con.execute(
             f"UPDATE {quote(project)}.materialization_runs SET status = 'interrupted', "
@@ -116,14 +120,34 @@ def mark_dead_runs(con: duckdb.DuckDBPyConnection, project: str) -> list[int]:
     return dead
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, process: str | None = None) -> bool:
+    """Whether the process that started a run still runs: its pid exists and, where the run
+    recorded it, the process with that pid is the same one (same boot, same start time)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
+        pass
+    if process is None:  # recorded before the identity was, or not known on this system
         return True
-    return True
+    now = process_identity(pid)
+    return now is None or now == process
+
+
+def process_identity(pid: int) -> str | None:
+    """``boot id:start time`` of process ``pid`` (Linux /proc), None where that is not known.
+
+    A pid is reused once its process ended; its start time (clock ticks since boot) and the
+    boot it belongs to are not, so together they name one process.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return f"{boot}:{fields[19]}"  # field 22 of stat, starttime; fields[0] is field 3
 
 
 def finish_run(

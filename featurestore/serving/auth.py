@@ -3,7 +3,7 @@
 Tokens come from ``FEATURESTORE_AUTH_TOKENS`` (comma separated) and from a file, one a line
 (``--auth-tokens-file``, ``FEATURESTORE_AUTH_TOKENS_FILE`` or ``[serving] auth_tokens_file``);
 never from featurestore.toml itself, which tends to be committed. With no token configured
-the server is open, as before.
+the server is open, as before. The file is read again when it changes (``Tokens``).
 
 The check runs before anything reads the request: a gRPC interceptor answers
 UNAUTHENTICATED before the message is even parsed, an ASGI middleware answers 401 before
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,10 @@ from featurestore.config import Config
 from featurestore.errors import ConfigError
 from featurestore.secrets import remember
 
+log = logging.getLogger("featurestore.serving")
+
 TOKENS_ENV = "FEATURESTORE_AUTH_TOKENS"
+RELOAD_SECONDS = 2.0  # how often a tokens file is checked for changes
 CLIENT_TOKEN_ENV = "FEATURESTORE_AUTH_TOKEN"  # what clients (featurestore get, Client) send
 MIN_TOKEN_LENGTH = 16
 OPEN_GRPC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
@@ -42,12 +47,30 @@ _GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class Tokens:
-    """The accepted tokens, kept only as SHA-256 digests: a repr, log or pickle shows none."""
+    """The accepted tokens, kept only as SHA-256 digests: a repr, log or pickle shows none.
 
-    def __init__(self, tokens: Iterable[str]) -> None:
+    With a ``file``, its tokens are read again when it changes (checked at most every
+    ``check_interval`` seconds, on a request), so tokens rotate without a restart: write the
+    new token beside the old, move clients over, remove the old. A file that becomes
+    unreadable or empty keeps the tokens in force, with a warning: a half-written or
+    deleted file must not open the server, nor lock every client out.
+    """
+
+    def __init__(
+        self,
+        tokens: Iterable[str],
+        file: Path | None = None,
+        fixed: Iterable[bytes] = (),
+        check_interval: float = RELOAD_SECONDS,
+    ) -> None:
         self._digests = tuple(_digest(t) for t in dict.fromkeys(tokens))
         if not self._digests:
             raise ConfigError("no bearer tokens given")
+        self.file = file
+        self.check_interval = check_interval
+        self._fixed = tuple(fixed)  # digests of the environment's tokens: kept across reloads
+        self._file_state = _file_state(file) if file else None
+        self._checked_at = time.monotonic()
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -57,6 +80,8 @@ class Tokens:
 
     def accepts(self, token: str | None) -> bool:
         """Whether ``token`` is one of ours, in time independent of which token and where it differs."""
+        if self.file is not None and time.monotonic() - self._checked_at >= self.check_interval:
+            self._reload()
         # Digests have one length, so compare_digest's time does not depend on the token's
         # length; every token is compared (no early exit), so neither does the position of a match.
         candidate = _digest(token or "")
@@ -64,6 +89,32 @@ class Tokens:
         for digest in self._digests:
             ok |= hmac.compare_digest(digest, candidate)
         return ok and bool(token)
+
+    def _reload(self) -> None:
+        assert self.file is not None
+        self._checked_at = time.monotonic()
+        state = _file_state(self.file)
+        if state == self._file_state:
+            return
+        self._file_state = state
+        try:
+            tokens = read_tokens_file(self.file)
+        except ConfigError as e:
+            log.warning("%s; the %d token(s) read before stay in force", e.message, len(self))
+            return
+        digests = tuple(dict.fromkeys((*self._fixed, *(_digest(t) for t in tokens))))
+        if digests != self._digests:
+            self._digests = digests  # one assignment: a request sees the old set or the new
+            log.warning("bearer tokens reloaded from %s: %d token(s) in force", self.file, len(self))
+
+
+def _file_state(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells a changed file (a rewrite or a new file moved over it, as Kubernetes does)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
 
 
 def _digest(token: str) -> bytes:
@@ -113,9 +164,9 @@ def load_tokens(
         if t.strip()
     ]
     path = tokens_file or config.auth_tokens_file
-    if path is not None:
-        tokens += read_tokens_file(path)
-    return Tokens(tokens) if tokens else None
+    if path is None:
+        return Tokens(tokens) if tokens else None
+    return Tokens([*tokens, *read_tokens_file(path)], path, [_digest(t) for t in tokens])
 
 
 def bearer(header: str | None) -> str | None:
@@ -141,7 +192,7 @@ async def _deny(request: Any, context: grpc.aio.ServicerContext) -> None:
 
 # A stream-stream handler without a deserializer: it suits any method, never parses the
 # request and does not wait for a first message before answering.
-_DENY = grpc.stream_stream_rpc_method_handler(_deny)
+DENIED = grpc.stream_stream_rpc_method_handler(_deny)
 
 
 class BearerInterceptor(grpc.aio.ServerInterceptor):
@@ -164,7 +215,7 @@ class BearerInterceptor(grpc.aio.ServerInterceptor):
                 break
         if self.tokens.accepts(bearer(header)):
             return await continuation(handler_call_details)
-        return _DENY
+        return DENIED
 
 
 def grpc_interceptors(tokens: Tokens | None) -> list[grpc.aio.ServerInterceptor]:

@@ -66,14 +66,15 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
             started = time.perf_counter()
             raw = await self._mget(keys, context)
             redis_seconds = time.perf_counter() - started
-            # A request sampled for the request log needs the decoded result: general path.
             logged = self.metrics is not None and self.metrics.sample_request()
-            if not request.include_run_ids and not logged:
+            if not request.include_run_ids:
                 encoder, now_us = fast_encoder(plan), time.time_ns() // 1000
                 fast = None if encoder is None else encoder.encode(n, raw, registry.version, now_us)
                 if fast is not None:
                     if self.metrics is not None:
                         self.metrics.served_present(plan, n, fast.events, redis_seconds)
+                        if logged:  # the log's thread decodes what it needs, off this path
+                            self.metrics.log_lookup("grpc", now_us, plan, n, columns, raw)
                     return fast.data  # type: ignore[return-value]  # bytes: _serialize passes them on
             result = plan.assemble(n, columns, raw, with_run_ids=request.include_run_ids)
             if self.metrics is not None:

@@ -30,6 +30,8 @@ from weakref import WeakKeyDictionary
 import grpc
 from fastapi import FastAPI
 from fastapi.responses import Response
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -38,14 +40,25 @@ from prometheus_client.registry import Collector
 from featurestore.config import Config
 from featurestore.errors import FeatureStoreError
 from featurestore.online.lookup import EXPIRED, NOT_FOUND, LookupPlan, OnlineResult
+from featurestore.serving.auth import DENIED
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.request_log import RequestLog
+from featurestore.serving.v1 import serving_pb2
 
 log = logging.getLogger("featurestore.serving")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+KNOWN_GRPC_METHODS = frozenset(
+    f"/{service.full_name}/{m.name}"
+    for service in (
+        serving_pb2.DESCRIPTOR.services_by_name["FeatureServing"],
+        health_pb2.DESCRIPTOR.services_by_name["Health"],
+        reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+    )
+    for m in service.methods
+)
 _HOUR, _DAY = 3600.0, 86400.0
 AGE_BUCKETS = (
     60.0,
@@ -137,6 +150,7 @@ class ServingMetrics:
         if not self.multiprocess:
             r.register(self.state)
         self._children: dict[tuple[str, str, str], Any] = {}
+        self._routes: set[str] = set()
         self._views: MutableMapping[LookupPlan, list[tuple[int, Any, Any, Any, Any]]] = WeakKeyDictionary()
         self._tick = 0
 
@@ -199,6 +213,13 @@ class ServingMetrics:
             found.inc(n)
             age.observe(max(0.0, now - events[vi][self._tick % n] / 1e6))
 
+    def log_lookup(
+        self, transport: str, now_us: int, plan: LookupPlan, n: int, entities: dict[str, list[Any]], raw: Any
+    ) -> None:
+        """A sampled request answered by the fast path, to the request log (decoded there)."""
+        if self.request_log is not None:
+            self.request_log.offer_lookup(transport, now_us, plan, n, entities, raw)
+
     def _plan_views(self, plan: LookupPlan) -> list[tuple[int, Any, Any, Any, Any]]:
         """Per view of the plan: its first output column and its metric children (cached)."""
         views = self._views.get(plan)
@@ -239,14 +260,18 @@ class ServingMetrics:
         return _GrpcMetrics(self)
 
     def mount(self, app: FastAPI) -> None:
-        """Serve ``/metrics`` on the app and time every request it answers."""
-        routes = {path for r in app.routes if isinstance(path := getattr(r, "path", None), str)}
+        """Serve ``/metrics`` on the app (``instrument`` times what it answers)."""
 
         def scrape() -> Response:  # a plain def: FastAPI runs it in a thread, off the event loop
             return Response(self.exposition(), media_type=CONTENT_TYPE_LATEST)
 
         app.add_api_route("/metrics", scrape, methods=["GET"], include_in_schema=False)
-        app.add_middleware(_HttpMetrics, metrics=self, routes=routes | {"/metrics"})
+        self._routes = {path for r in app.routes if isinstance(path := getattr(r, "path", None), str)}
+
+    def instrument(self, app: Any) -> Any:
+        """``app`` (the mounted app, wrapped in whatever answers before it, such as the bearer
+        check) timed: wrapping the outside counts every answer, 401s included."""
+        return _HttpMetrics(app, self, self._routes)
 
     def close(self) -> None:
         if self.request_log is not None:
@@ -267,11 +292,30 @@ class _GrpcMetrics(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
+        if handler is DENIED:  # refused by the bearer check before any handler ran: counted too
+            return self._denied(method)
         if handler is None or handler.unary_unary is None:  # streams (reflection, Watch): not timed
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None or wrapped._inner is not handler.unary_unary:
             wrapped = self._wrapped[method] = self._wrap(method, handler)
+        return wrapped
+
+    def _denied(self, method: str) -> grpc.RpcMethodHandler:
+        # A caller without a token may name any method: only ours become labels.
+        label = method if method in KNOWN_GRPC_METHODS else "other"
+        wrapped = self._wrapped.get("denied " + label)
+        if wrapped is None:
+            inner, record = DENIED.stream_stream, self.metrics.request
+
+            async def timed(requests: Any, context: grpc.aio.ServicerContext) -> None:
+                started = time.perf_counter()
+                try:
+                    await inner(requests, context)
+                finally:
+                    record("grpc", label, "UNAUTHENTICATED", time.perf_counter() - started)
+
+            wrapped = self._wrapped["denied " + label] = grpc.stream_stream_rpc_method_handler(timed)
         return wrapped
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:

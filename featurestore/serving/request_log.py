@@ -23,7 +23,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurestore.online.lookup import OnlineResult, Status
+from featurestore.online.lookup import LookupPlan, OnlineResult, Status
 
 log = logging.getLogger("featurestore.serving")
 
@@ -49,6 +49,8 @@ SCHEMA = pa.schema(
     ]
 )
 _STATUS = {int(s): s.name for s in Status}
+# (transport, request time, entity columns, the result or how to decode it)
+_Item = tuple[str, float, dict[str, list[Any]], OnlineResult | Callable[[], OnlineResult]]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -92,9 +94,7 @@ class RequestLog:
         self.on_dropped: Callable[[], None] = lambda: None
         self.on_written: Callable[[int], None] = lambda n: None
         directory.mkdir(parents=True, exist_ok=True)
-        self._queue: queue.Queue[tuple[str, float, dict[str, list[Any]], OnlineResult] | None] = queue.Queue(
-            queue_size
-        )
+        self._queue: queue.Queue[_Item | None] = queue.Queue(queue_size)
         self._seq = 0
         self._files = 0
         self._prefix = f"{os.getpid()}-{int(time.time() * 1000)}"
@@ -119,6 +119,27 @@ class RequestLog:
             return
         try:
             self._queue.put_nowait((transport, now, entities, result))
+        except queue.Full:
+            self.on_dropped()
+
+    def offer_lookup(
+        self,
+        transport: str,
+        now_us: int,
+        plan: LookupPlan,
+        n: int,
+        entities: dict[str, list[Any]],
+        raw: Sequence[bytes | None],
+    ) -> None:
+        """``offer`` for a sampled request answered without decoding (the gRPC fast path): the
+        writer thread decodes the Redis values, judging TTLs at ``now_us`` as the answer did."""
+        at = _EPOCH + timedelta(microseconds=now_us)
+
+        def decode() -> OnlineResult:
+            return plan.assemble(n, entities, raw, now=at)
+
+        try:
+            self._queue.put_nowait((transport, now_us / 1e6, entities, decode))
         except queue.Full:
             self.on_dropped()
 
@@ -160,8 +181,10 @@ class RequestLog:
         transport: str,
         now: float,
         entities: dict[str, list[Any]],
-        result: OnlineResult,
+        result: OnlineResult | Callable[[], OnlineResult],
     ) -> None:
+        if callable(result):  # decoded here, off the request path (offer_lookup)
+            result = result()
         self._seq += 1
         request_id = f"{self._prefix}-{self._seq}"
         request_time = int(now * 1_000_000)

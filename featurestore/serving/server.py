@@ -156,7 +156,9 @@ async def serve_async(
         tls_options = options.tls.uvicorn_options() if options.tls else {}
         http = _Uvicorn(
             uvicorn.Config(
-                auth.protect_http(app, options.tokens), log_level="warning", lifespan="off", access_log=False,
+                # metrics outside the bearer check: refused requests are counted too
+                metrics.instrument(auth.protect_http(app, options.tokens)),
+                log_level="warning", lifespan="off", access_log=False,
                 **tls_options,
             )
         )

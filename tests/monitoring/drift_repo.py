@@ -1,10 +1,12 @@
 """A repo with a known drift: the example definitions on tiny data, then two new driver_stats files.
 
 1. ``apply`` + ``ingest``: the baseline runs; a training set of ``trip_model`` is written.
-2. ``control.parquet``: fresh rows from the same generator (10% nulls in last_trip_km and
-   vehicle_type), ingested as its own run: nothing drifted.
+2. ``control.parquet``: fresh rows from the same generator, ingested as its own run:
+   nothing drifted.
 3. ``shifted.parquet``: fresh rows with conv_rate's and earnings_today's means shifted and
-   city's mix changed (half Berlin), ingested as its own run: exactly those three drifted.
+   city's mix changed (half Berlin), and 10% nulls in last_trip_km and vehicle_type (none in
+   the baseline; the values they still have as before), ingested as its own run: exactly
+   those five drifted, three by their values and two by their share of missing values.
 
 The raw rows of each step are kept, for references computed with numpy and pandas.
 """
@@ -25,7 +27,14 @@ from featurestore import FeatureStore, datagen
 from featurestore.storage import connection
 from tests.conftest import DATA_END
 
-SHIFTED = ["driver_stats:conv_rate", "driver_stats:earnings_today", "driver_stats:city"]
+SHIFTED_VALUES = ["driver_stats:conv_rate", "driver_stats:earnings_today", "driver_stats:city"]
+SHIFTED_NULLS = ["driver_stats:last_trip_km", "driver_stats:vehicle_type"]
+# In the view's order, as reports list them. Against a training set only the values count
+# (its nulls include entities without a value: see featurestore.monitoring.drift).
+SHIFTED = [
+    "driver_stats:conv_rate", "driver_stats:earnings_today", "driver_stats:last_trip_km",
+    "driver_stats:city", "driver_stats:vehicle_type",
+]
 DEFINITIONS = Path(__file__).parent.parent.parent / "definitions"
 
 
@@ -53,11 +62,6 @@ def replace(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
 
 def control_file(path: Path) -> pa.Table:
     table = fresh_rows(seed=21)
-    rng = np.random.default_rng(3)
-    gone = rng.random(table.num_rows) < 0.1
-    for name in ("last_trip_km", "vehicle_type"):
-        column = table.column(name).to_numpy(zero_copy_only=False)
-        table = replace(table, name, pa.array(column, mask=gone, type=table.schema.field(name).type))
     pq.write_table(table, path)
     return table
 
@@ -66,6 +70,10 @@ def shifted_file(path: Path) -> pa.Table:
     table = fresh_rows(seed=22)
     rng = np.random.default_rng(4)
     n = table.num_rows
+    gone = rng.random(n) < 0.1
+    for name in ("last_trip_km", "vehicle_type"):
+        column = table.column(name).to_numpy(zero_copy_only=False)
+        table = replace(table, name, pa.array(column, mask=gone, type=table.schema.field(name).type))
     table = replace(table, "conv_rate", pa.array(np.sqrt(rng.random(n)).astype(np.float32)))  # mean 2/3
     table = replace(table, "earnings_today", pa.array(np.round(rng.gamma(2.0, 100.0, n), 2)))  # 120 -> 200
     cities = np.array(datagen.CITIES)[rng.integers(0, len(datagen.CITIES), n)]

@@ -7,8 +7,15 @@ import pandas as pd
 import pytest
 
 from featurestore.errors import InvalidRequestError, NotFoundError
-from featurestore.monitoring.drift import EPSILON, FeatureDrift, Thresholds
-from tests.monitoring.drift_repo import SHIFTED, DriftRepo, drift_repo  # noqa: F401
+from featurestore.monitoring.drift import EPSILON, NO_TEST, FeatureDrift, Skipped, Thresholds, compare
+from featurestore.monitoring.stats import FeatureStats
+from tests.monitoring.drift_repo import (  # noqa: F401
+    SHIFTED,
+    SHIFTED_NULLS,
+    SHIFTED_VALUES,
+    DriftRepo,
+    drift_repo,
+)
 
 # The summaries keep 101 quantiles (exact here: fewer rows than the reservoir sample), so a
 # CDF read off them is within one level (0.01) of the empirical CDF: D is within 2 levels of
@@ -45,16 +52,67 @@ def exact_chi2(a: pd.Series, b: pd.Series) -> float:
 def test_drift_flags_exactly_the_shifted_features(drift_repo: DriftRepo, baseline: str) -> None:  # noqa: F811
     base = drift_repo.baseline_run if baseline == "run" else drift_repo.training_set
     shifted = drift_repo.store.drift("driver_stats", base, drift_repo.shifted_run)
-    assert [f.feature for f in shifted.drifted] == SHIFTED
     assert len(shifted.features) == 13 and not shifted.skipped
-    # The control file has the baseline's distributions (and nulls): nothing drifts.
+    assert [f.feature for f in shifted.features if f.values_drifted] == SHIFTED_VALUES
+    if baseline == "run":  # the new nulls drift too, by their share alone
+        assert [f.feature for f in shifted.drifted] == SHIFTED
+        assert [f.feature for f in shifted.features if f.missing_drifted] == SHIFTED_NULLS
+    else:  # a training set's nulls are not the source's: not compared
+        assert [f.feature for f in shifted.drifted] == SHIFTED_VALUES
+        assert all(f.missing_psi is None and f.missing_p_value is None for f in shifted.features)
+    # The control file has the baseline's distributions: nothing drifts.
     control = drift_repo.store.drift("driver_stats", base, drift_repo.control_run)
     assert control.drifted == [] and len(control.features) == 13
 
 
+def exact_missing(a: pd.Series, b: pd.Series) -> tuple[float, float]:
+    """PSI and chi-square statistic of the missing/present shares, from the raw rows."""
+    table = np.array([[int(s.isna().sum()), int(s.notna().sum())] for s in (a, b)], dtype=float)
+    shares = np.maximum(table / table.sum(axis=1, keepdims=True), EPSILON)
+    psi = float(np.sum((shares[1] - shares[0]) * np.log(shares[1] / shares[0])))
+    table = table[:, table.sum(axis=0) > 0]
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    return psi, float(np.sum((table - expected) ** 2 / expected))
+
+
+def test_the_share_of_missing_values_agrees_with_the_raw_rows(drift_repo: DriftRepo) -> None:  # noqa: F811
+    report = drift_repo.store.drift("driver_stats", drift_repo.baseline_run, drift_repo.shifted_run)
+    for name, f in by_name(report.features).items():
+        a, b = drift_repo.baseline_rows[name], drift_repo.shifted_rows[name]
+        psi, statistic = exact_missing(a, b)
+        assert f.missing_psi == pytest.approx(psi, abs=1e-9), name
+        if f"driver_stats:{name}" in SHIFTED_NULLS:
+            assert b.isna().mean() == pytest.approx(0.1, abs=0.02) and a.isna().sum() == 0
+            assert psi > 0.5 and statistic > 100 and f.missing_p_value < 1e-6, name
+            assert f.missing_drifted and not f.values_drifted and f.test in ("ks", "chi2")
+        else:
+            assert psi == 0 and f.missing_p_value == 1.0 and not f.missing_drifted, name
+
+
+def test_a_feature_that_turns_all_null_drifts_and_nan_counts_as_missing() -> None:
+    def numeric(count: int, nulls: int, non_finite: int = 0) -> FeatureStats:
+        qs = tuple(float(i) for i in range(101)) if count > nulls + non_finite else ()
+        return FeatureStats("x", "DOUBLE", "numeric", count, nulls, quantiles=qs, non_finite=non_finite)
+
+    thresholds = Thresholds()
+    gone = compare("v:x", numeric(1000, 0), numeric(1000, 1000), thresholds)
+    assert isinstance(gone, FeatureDrift) and gone.drifted and gone.missing_drifted
+    assert (gone.test, gone.bins, gone.values_drifted) == (NO_TEST, (), False)
+    # NaN and infinities are missing values too: 300 of 1000 where there were none.
+    nan = compare("v:x", numeric(1000, 0), numeric(1000, 0, non_finite=300), thresholds)
+    assert isinstance(nan, FeatureDrift) and nan.missing_drifted and nan.test == "ks"
+    assert nan.missing_psi == pytest.approx(exact_missing(
+        pd.Series([1.0] * 1000), pd.Series([np.nan] * 300 + [1.0] * 700))[0])
+    # Without the missing comparison (run against training set) an all-null side is skipped.
+    skipped = compare("v:x", numeric(1000, 0), numeric(1000, 1000), thresholds, compare_missing=False)
+    assert skipped == Skipped("v:x", "no values in the current")
+    assert compare("v:x", numeric(10, 10), numeric(10, 10), thresholds) == Skipped(
+        "v:x", "no values in the baseline")
+
+
 def test_a_service_compares_every_view_with_latest(drift_repo: DriftRepo) -> None:  # noqa: F811
     report = drift_repo.store.drift("trip_model", drift_repo.training_set, "latest")
-    assert [f.feature for f in report.drifted] == SHIFTED
+    assert [f.feature for f in report.drifted] == SHIFTED_VALUES
     assert len(report.features) == 16  # 13 driver and 3 customer features
     assert report.baseline == f"training set {drift_repo.training_set}"
     assert report.current.startswith("latest (") and drift_repo.shifted_run in report.current
@@ -88,7 +146,7 @@ def test_numeric_psi_and_ks_agree_with_numpy_on_the_raw_rows(
                                + np.abs(sb - sa) / np.maximum(np.minimum(sa, sb), EPSILON)))
         assert abs(f.psi - psi) <= max(bound, 0.005), (name, f.psi, psi, bound)
         # The reference agrees on what drifted: the shifted features are far apart, the others close.
-        shifted = current == "shifted" and f"driver_stats:{name}" in SHIFTED
+        shifted = current == "shifted" and f"driver_stats:{name}" in SHIFTED_VALUES
         assert (psi > 0.3) if shifted else (psi < 0.05), (name, psi)
 
 
@@ -122,7 +180,10 @@ def test_thresholds_decide_and_can_be_used_alone(drift_repo: DriftRepo) -> None:
     report = store.drift("driver_stats", base, cur, psi_threshold=0.1, p_value_threshold=0.01)
     assert report.thresholds == Thresholds(0.1, 0.01)
     for f in report.features:
-        assert f.drifted == (f.psi >= 0.1 and f.p_value < 0.01)
+        assert f.values_drifted == (f.psi >= 0.1 and f.p_value < 0.01)
+        assert f.missing_psi is not None and f.missing_p_value is not None
+        assert f.missing_drifted == (f.missing_psi >= 0.1 and f.missing_p_value < 0.01)
+        assert f.drifted == (f.values_drifted or f.missing_drifted)
     with pytest.raises(InvalidRequestError, match="p-value threshold"):
         store.drift("driver_stats", base, cur, p_value_threshold=2)
 

@@ -7,7 +7,13 @@ import re
 from pathlib import Path
 
 from tests.helpers import run_cli
-from tests.monitoring.drift_repo import SHIFTED, DriftRepo, drift_repo  # noqa: F401
+from tests.monitoring.drift_repo import (  # noqa: F401
+    SHIFTED,
+    SHIFTED_NULLS,
+    SHIFTED_VALUES,
+    DriftRepo,
+    drift_repo,
+)
 
 
 def drift(repo: DriftRepo, *args: str):  # type: ignore[no-untyped-def]
@@ -20,7 +26,9 @@ def test_the_table_names_the_drifting_features(drift_repo: DriftRepo) -> None:  
     assert done.returncode == 0, done.stderr
     flagged = [line.split()[1] for line in done.stdout.splitlines() if "DRIFT" in line]
     assert flagged == SHIFTED
-    assert f"3 of 13 features drifted: {', '.join(SHIFTED)}" in " ".join(done.stdout.split())
+    assert f"5 of 13 features drifted: {', '.join(SHIFTED)}" in " ".join(done.stdout.split())
+    why = {line.split()[1]: line.split("DRIFT")[1] for line in done.stdout.splitlines() if "DRIFT" in line}
+    assert all(("missing" in why[f]) == (f in SHIFTED_NULLS) for f in SHIFTED), why
 
 
 def test_json_and_html_reports(drift_repo: DriftRepo, tmp_path: Path) -> None:  # noqa: F811
@@ -28,15 +36,30 @@ def test_json_and_html_reports(drift_repo: DriftRepo, tmp_path: Path) -> None:  
     done = drift(drift_repo, "trip_model", "-b", drift_repo.training_set, "--json", "--html", str(html))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # stdout is the JSON alone
-    assert report["drifted"] == SHIFTED and len(report["features"]) == 16, report["drifted"]
+    assert report["drifted"] == SHIFTED_VALUES and len(report["features"]) == 16, report["drifted"]
     assert report["baseline"] == f"training set {drift_repo.training_set}"
     assert str(html) in done.stderr, done.stderr
     page = html.read_text()
     # Self-contained: no scripts, no links to fetch.
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "src=" not in page
     charts = re.findall(r'<h2 id="([^"]+)">', page)
-    assert charts == SHIFTED and page.count("<svg") == 3, charts  # a chart per drifting feature
+    assert charts == SHIFTED_VALUES and page.count("<svg") == 3, charts  # a chart per drifting feature
     assert "driver_stats:acc_rate" in page  # in the summary table
+
+
+def test_html_charts_the_share_of_missing_values(drift_repo: DriftRepo, tmp_path: Path) -> None:  # noqa: F811
+    html = tmp_path / "drift.html"
+    done = drift(drift_repo, "driver_stats", "-b", drift_repo.baseline_run, "-c", drift_repo.shifted_run,
+                 "--html", str(html))
+    assert done.returncode == 0, done.stderr
+    page = html.read_text()
+    section = r'<h2 id="([^"]+)">[^<]*</h2>\n(.*?)(?=<h2|<p class="muted">Written)'
+    sections = dict(re.findall(section, page, re.S))
+    assert list(sections) == SHIFTED
+    for feature, section in sections.items():
+        # A chart of the values' bins where they drifted, of missing/present where that did.
+        assert section.count("<svg") == (feature in SHIFTED_VALUES) + (feature in SHIFTED_NULLS), feature
+        assert ("Missing values (null, NaN, inf): 0.0% of" in section) == (feature in SHIFTED_NULLS)
 
 
 def test_fail_on_drift_gates_ci(drift_repo: DriftRepo) -> None:  # noqa: F811

@@ -14,6 +14,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.config import load_config
+from featurestore.errors import InvalidRequestError
 from tests.conftest import RedisServer
 from tests.helpers import run_cli
 
@@ -37,6 +38,11 @@ later = FeatureView(
     source=ParquetSource("later_source", path="data/stale", timestamp_field="event_timestamp"),
     schema=[Field("score", Float32)],
 )
+training_only = FeatureView(
+    "training_only", entities=[driver], ttl=None, online=False,
+    source=ParquetSource("training_source", path="data/stale", timestamp_field="event_timestamp"),
+    schema=[Field("score", Float32)],
+)
 '''
 
 
@@ -45,7 +51,7 @@ def freshness_repo(
     tmp_path_factory: pytest.TempPathFactory, fresh_data: Path, monitoring_redis: RedisServer
 ) -> Path:
     """fresh_view: data up to this hour, TTL 2 days; stale_view: newest row 5 days old, TTL 1 day;
-    later_view: never materialized."""
+    later_view: never materialized; training_only: offline only (online=False)."""
     repo = tmp_path_factory.mktemp("freshness") / "repo"
     shutil.copytree(fresh_data / "driver_stats", repo / "data" / "driver_stats")
     (repo / "data" / "stale").mkdir(parents=True)
@@ -132,3 +138,25 @@ def test_freshness_api_judges_at_a_given_time(freshness_repo: Path) -> None:
     assert states["fresh_view"].sampled == 0
     now = {s.view: s for s in store.freshness(["fresh_view"], sample=10)}
     assert not now["fresh_view"].is_stale() and now["fresh_view"].sampled == 10
+
+
+def test_offline_only_views_are_named_not_silently_left_out(freshness_repo: Path) -> None:
+    env = {"FEATURESTORE_REDIS_URL": ""}
+    # All views: the offline one is not checked, and the output says so (stdout stays JSON).
+    every = run_cli("freshness", "--repo", str(freshness_repo), "--json", "--sample", "0", env=env)
+    assert every.returncode == 0, every.stderr
+    assert "training_only" not in {v["view"] for v in json.loads(every.stdout)}
+    assert "not checked (offline only, online=False): training_only" in every.stderr
+    table = run_cli("freshness", "--repo", str(freshness_repo), "--sample", "0", env=env)
+    assert "not checked (offline only, online=False): training_only" in table.stdout
+    # Named: refused in one line rather than answered with nothing.
+    views = "fresh_view,training_only"
+    named = run_cli("freshness", "--repo", str(freshness_repo), "--views", views, env=env)
+    assert named.returncode == 1
+    assert named.stderr.strip().splitlines() == [
+        "error: feature view 'training_only' is offline only (online=False): it is never materialized, "
+        "so it has no online freshness"
+    ]
+    store = FeatureStore(freshness_repo, config=load_config(freshness_repo, env={}))
+    with pytest.raises(InvalidRequestError, match="'training_only' is offline only"):
+        store.freshness(["training_only"], sample=0)

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import grpc
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import featurestore
 from featurestore.errors import InvalidRequestError
@@ -128,3 +130,48 @@ def test_metrics_sum_over_workers(served_repo: Path, monitoring_redis: RedisServ
     finally:
         assert server.stop() == 0
     assert not Path(folders[0]).exists()  # removed at shutdown
+
+
+def test_refused_requests_are_counted(
+    served_repo: Path, monitoring_redis: RedisServer, tmp_path: Path
+) -> None:
+    """401s and UNAUTHENTICATED answers are counted; a made-up method or path adds no label."""
+    token = "metrics-token-0123456789abcdef"
+    (tmp_path / "tokens").write_text(token)
+    server = ServeProcess(
+        served_repo, monitoring_redis.url, "--auth-tokens-file", str(tmp_path / "tokens")
+    ).start()
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            for method, times in ((GET_ONLINE, 3), ("/no.such.Service/Method", 2)):
+                for _ in range(times):
+                    with pytest.raises(grpc.RpcError) as info:
+                        channel.unary_unary(method)(b"", timeout=10)
+                    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        for path, times in (("/v1/online-features", 4), ("/made/up", 1)):
+            for _ in range(times):
+                assert httpx.post(f"{server.http_url}{path}", json=BODY, timeout=10).status_code == 401
+        assert httpx.get(f"{server.http_url}/metrics", timeout=10).status_code == 401
+        with featurestore.Client(server.target, timeout=10, token=token) as client:
+            client.get_online_features("trip_model", ENTITIES)
+
+        response = httpx.get(
+            f"{server.http_url}/metrics", headers={"authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert response.status_code == 200
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text)
+            for s in family.samples
+        }
+        count = "featurestore_request_duration_seconds_count"
+        assert sample(samples, count, transport="grpc", method=GET_ONLINE, status="UNAUTHENTICATED") == 3
+        assert sample(samples, count, transport="grpc", method="other", status="UNAUTHENTICATED") == 2
+        assert sample(samples, count, transport="grpc", method=GET_ONLINE, status="OK") == 1
+        assert sample(samples, count, transport="http", method=ONLINE_ROUTE, status="401") == 4
+        assert sample(samples, count, transport="http", method="POST other", status="401") == 1
+        assert sample(samples, count, transport="http", method="GET /metrics", status="401") == 1
+        methods = {dict(labels).get("method") for name, labels in samples if name == count}
+        assert not any("no.such" in str(m) or "made" in str(m) for m in methods), methods
+    finally:
+        assert server.stop() == 0

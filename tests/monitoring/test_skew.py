@@ -4,11 +4,13 @@ flags exactly the feature whose value was changed in Redis."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import redis
@@ -153,3 +155,46 @@ def test_request_log_settings_come_from_the_config_or_the_environment(tmp_path: 
     (tmp_path / "featurestore.toml").write_text('project = "p"\n[request_log]\nsample = 2\n')
     with pytest.raises(ConfigError, match="request log sample 2 must be a share of requests in"):
         load_config(tmp_path, env={})
+
+
+def _rewrite_source(repo: Path, driver_id: int, feature: str, delta: float) -> int:
+    """Add ``delta`` to ``feature`` in every source row of one driver; the rows changed."""
+    changed = 0
+    for path in sorted((repo / "data" / "driver_stats").glob("*.parquet")):
+        table = pq.read_table(path)
+        mine = pc.equal(table.column("driver_id"), driver_id)
+        column = table.column(feature)
+        shifted = pc.if_else(mine, pc.add(column, pa.scalar(delta, column.type)), column)
+        table = table.set_column(table.schema.get_field_index(feature), feature, shifted)
+        pq.write_table(table, path)
+        changed += pc.sum(mine).as_py() or 0
+    return changed
+
+
+def test_skew_flags_a_source_rewritten_after_materialization(
+    served_repo: Path, monitoring_redis: RedisServer, tmp_path: Path
+) -> None:
+    """The offline store changes under what Redis serves: skew names exactly that feature."""
+    repo = tmp_path / "repo"  # a copy, DuckDB file included: the shared repo stays as it is
+    shutil.copytree(served_repo, repo)
+    assert _rewrite_source(repo, 1002, "earnings_today", 25.0) > 0
+    ingested = run_cli("materialize", "--offline", "--repo", str(repo))  # DuckDB only, not Redis
+    assert ingested.returncode == 0, ingested.stderr
+
+    log = tmp_path / "log"
+    _serve_and_log(repo, monitoring_redis.url, log, grpc_calls=2, http_calls=1)
+    result = run_cli("skew", "--repo", str(repo), "--log", str(log), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["skewed"] == ["driver_stats:earnings_today"]
+    earnings = next(f for f in report["features"] if f["feature"] == "driver_stats:earnings_today")
+    assert earnings["mismatches"] == 2  # driver 1002, once in each gRPC request
+    example = earnings["examples"][0]
+    assert example["entity"]["driver_id"] == 1002
+    served, offline = json.loads(example["served"]), json.loads(example["offline"])
+    assert offline == pytest.approx(served + 25.0, abs=1e-6)
+    # Independent reference: the served value is the one the shared, unchanged repo has.
+    local = open_store(served_repo).get_online_features(
+        ["driver_stats:earnings_today"], {"driver_id": [1002]}
+    )
+    assert local.to_dict()["earnings_today"] == [served]

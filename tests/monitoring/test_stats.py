@@ -50,10 +50,11 @@ def check_against_pandas(stats: dict[str, FeatureStats], frame: pd.DataFrame) ->
 
 
 def test_a_run_keeps_the_statistics_of_the_rows_it_ingested(drift_repo: DriftRepo) -> None:  # noqa: F811
-    # The control run ingested one file (with nulls in two columns): its statistics are of that file alone.
-    stats = run_stats(drift_repo, drift_repo.control_run)
+    # The shifted run ingested one file (with nulls in two columns): its statistics are of that file alone.
+    stats = run_stats(drift_repo, drift_repo.shifted_run)
     assert len(stats) == 13 and stats["last_trip_km"].nulls > 400 and stats["vehicle_type"].nulls > 400
-    check_against_pandas(stats, drift_repo.control_rows)
+    check_against_pandas(stats, drift_repo.shifted_rows)
+    check_against_pandas(run_stats(drift_repo, drift_repo.control_run), drift_repo.control_rows)
     check_against_pandas(run_stats(drift_repo, drift_repo.baseline_run), drift_repo.baseline_rows)
 
 
@@ -112,3 +113,28 @@ def test_statistics_of_other_types_nulls_and_many_values() -> None:
     n = stats["n"]
     assert (n.min, n.max, n.quantiles[50], n.quantiles[100]) == (0.0, 999.0, 499.0, 999.0)
     assert FeatureStats.from_dict(json.loads(json.dumps(label.to_dict()))) == label
+
+
+def test_nan_and_infinities_are_counted_and_kept_out_of_the_summary() -> None:
+    con = duckdb.connect()
+    con.execute(
+        """CREATE TABLE t AS SELECT
+             CASE WHEN i % 10 = 0 THEN 'nan'::DOUBLE WHEN i % 10 = 1 THEN 'inf'::DOUBLE
+                  WHEN i % 10 = 2 THEN '-inf'::DOUBLE WHEN i % 10 = 3 THEN NULL
+                  ELSE CAST(i AS DOUBLE) END AS x,
+             CAST(CASE WHEN i % 2 = 0 THEN 'nan' ELSE '1.5' END AS FLOAT) AS y
+           FROM range(1000) r(i)"""
+    )
+    stats = {s.name: s for s in compute_statistics(con, "SELECT * FROM t", ["x", "y"])}
+    x = stats["x"]
+    assert (x.count, x.nulls, x.non_finite, x.finite, x.missing) == (1000, 100, 300, 600, 400)
+    finite = np.array([i for i in range(1000) if i % 10 > 3], dtype=float)  # the reference
+    assert (x.min, x.max) == (finite.min(), finite.max())
+    assert x.mean == pytest.approx(finite.mean()) and x.std == pytest.approx(finite.std(ddof=1))
+    assert list(x.quantiles) == [float(np.quantile(finite, q, method="lower")) for q in QUANTILE_LEVELS]
+    assert all(np.isfinite(x.quantiles))
+    y = stats["y"]
+    assert (y.non_finite, y.min, y.max, y.mean) == (500, 1.5, 1.5, 1.5)
+    # Plain JSON (no NaN tokens), and a round trip keeps every field.
+    text = json.dumps(x.to_dict(), allow_nan=False)
+    assert FeatureStats.from_dict(json.loads(text)) == x

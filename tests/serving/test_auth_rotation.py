@@ -1,0 +1,88 @@
+"""Bearer tokens rotate without a restart: a real `featurestore serve` reads its tokens file again
+when the file changes, keeps the environment's tokens, and keeps its tokens when the file breaks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from featurestore.serving import auth
+from featurestore.serving.v1 import serving_pb2 as pb
+from tests.conftest import RedisServer
+from tests.serving.support import SERVICE, ServeProcess, wait_for
+
+OLD = "old-token-0123456789abcdef"
+NEW = "new-token-fedcba9876543210"
+ENV = "env-token-aaaabbbbccccdddd"
+
+
+def _grpc_code(target: str, token: str) -> grpc.StatusCode:
+    request = pb.GetOnlineFeaturesRequest(features=["driver_stats:conv_rate"])
+    request.entities["driver_id"].int64_values.values.extend([1001])
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(f"/{SERVICE}/GetOnlineFeatures")
+        try:
+            call(request.SerializeToString(), timeout=5, metadata=[("authorization", f"Bearer {token}")])
+        except grpc.RpcError as e:
+            return e.code()
+    return grpc.StatusCode.OK
+
+
+def _http_status(server: ServeProcess, token: str) -> int:
+    body = {"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [1001]}}
+    headers = {"authorization": f"Bearer {token}"}
+    response = httpx.post(f"{server.http_url}/v1/online-features", json=body, headers=headers, timeout=10)
+    return response.status_code
+
+
+def _accepted(server: ServeProcess, token: str) -> tuple[bool, bool]:
+    """Whether gRPC and HTTP accept ``token``."""
+    return _grpc_code(server.target, token) == grpc.StatusCode.OK, _http_status(server, token) == 200
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write a new file and move it over the old one, as secret managers do."""
+    partial = path.with_suffix(".new")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def test_a_changed_tokens_file_is_read_again_without_a_restart(
+    served_repo: Path, serving_redis: RedisServer, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{OLD}\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(auth.TOKENS_ENV, ENV)
+        server = ServeProcess(served_repo, serving_redis.url, "--auth-tokens-file", str(tokens)).start()
+    try:
+        pid = server.process.pid if server.process else None
+        assert _accepted(server, OLD) == (True, True) and _accepted(server, NEW) == (False, False)
+
+        _replace(tokens, f"{OLD}\n{NEW}\n")  # rotation, step 1: both
+        wait_for(lambda: _accepted(server, NEW) == (True, True), 30, "the new token accepted")
+        assert _accepted(server, OLD) == (True, True)
+
+        _replace(tokens, f"{NEW}\n")  # step 2: the old one goes
+        wait_for(lambda: _accepted(server, OLD) == (False, False), 30, "the old token refused")
+        assert _accepted(server, NEW) == (True, True)
+        assert _accepted(server, ENV) == (True, True)  # the environment's token stays
+
+        # A broken file (emptied by a half-finished write) opens nothing and locks no one out.
+        _replace(tokens, "# nothing yet\n")
+        # The file is checked on a request: ask until the server has said it kept its tokens.
+        wait_for(lambda: _http_status(server, NEW) and "stay in force" in server.stderr, 30,
+                 "the broken file reported")
+        assert _accepted(server, NEW) == (True, True) and _accepted(server, OLD) == (False, False)
+        body = {"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [1001]}}
+        assert httpx.post(f"{server.http_url}/v1/online-features", json=body, timeout=10).status_code == 401
+
+        assert server.process is not None and server.process.pid == pid  # never restarted
+        for secret in (OLD, NEW, ENV):
+            assert secret not in server.stderr
+    finally:
+        assert server.stop() == 0
