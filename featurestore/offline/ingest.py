@@ -33,6 +33,8 @@ from featurestore.offline.tables import (
     FILE_ID,
     SEQ,
     ensure_state_tables,
+    retract_keys,
+    retracted_table,
     table_exists,
     view_table,
 )
@@ -245,12 +247,15 @@ def write_view(
     con.execute("BEGIN TRANSACTION")
     try:
         deleted = 0
+        key_names = [k.name for k in view.join_keys]
         if p.rebuild:
+            _retract_before_rebuild(con, project, view)
             con.execute(f"DROP TABLE IF EXISTS {table}")
             con.execute(_create_table_sql(table, view))
             con.execute(f"DELETE FROM {quote(project)}.offline_files WHERE view = ?", [view.name])
             known = {}
         for path in [] if p.rebuild else p.changed + p.removed:
+            retract_keys(con, project, view.name, key_names, f"{FILE_ID} = {int(known[path].file_id)}")
             row = fetch_one(con, f"DELETE FROM {table} WHERE {FILE_ID} = ?", [known[path].file_id])
             deleted += int(row[0]) if row else 0
             con.execute(
@@ -306,6 +311,29 @@ def write_view(
         statistics=stats,
         statistics_seconds=stats_seconds,
     )
+
+
+def _retract_before_rebuild(con: duckdb.DuckDBPyConnection, project: str, view: FeatureView) -> None:
+    """A rebuilt view's old keys are all retracted, when they are still its keys."""
+    keys = [k.name for k in view.join_keys]
+    old = _key_types(con, project, "offline_" + view.name, keys)
+    pending = _key_types(con, project, "retracted_" + view.name, keys)
+    if pending is not None and pending != old:  # the keys changed: pending ones are another layout
+        con.execute(f"DROP TABLE {retracted_table(project, view.name)}")
+    if old is not None:
+        retract_keys(con, project, view.name, keys, "true")
+
+
+def _key_types(con: duckdb.DuckDBPyConnection, project: str, table: str, keys: list[str]) -> list[str] | None:
+    """The types of ``keys`` in the table, or None if it does not exist or lacks one of them."""
+    rows = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?",
+            [project, table],
+        ).fetchall()
+    )
+    return [rows[k] for k in keys] if all(k in rows for k in keys) else None
 
 
 def ingested_fingerprint(con: duckdb.DuckDBPyConnection, project: str, view: str) -> str | None:

@@ -17,6 +17,31 @@ def view_table(project: str, view: str) -> str:
     return f"{quote(project)}.{quote('offline_' + view)}"
 
 
+def retracted_table(project: str, view: str) -> str:
+    """Keys whose rows a changed or removed source file took away, until Redis is corrected."""
+    return f"{quote(project)}.{quote('retracted_' + view)}"
+
+
+def retract_keys(
+    con: duckdb.DuckDBPyConnection, project: str, view: str, keys: list[str], where: str
+) -> None:
+    """Record the distinct ``keys`` of the view's rows matching ``where``, before they are deleted.
+
+    Online values only ever move forward in time (newer wins), so a value whose source row
+    disappeared would be served forever; the next materialization rewrites these keys from
+    the rows that remain, or deletes them.
+    """
+    cols = ", ".join(quote(k) for k in keys)
+    table, retracted = view_table(project, view), retracted_table(project, view)
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {retracted} AS SELECT {cols}, now() AS retracted_at FROM {table} LIMIT 0"
+    )
+    con.execute(
+        f"INSERT INTO {retracted} SELECT DISTINCT {cols}, now() FROM {table} "
+        f"WHERE {where} AND {' AND '.join(quote(k) + ' IS NOT NULL' for k in keys)}"
+    )
+
+
 def ensure_state_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
     schema = quote(project)
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")

@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
-import numpy as np
+import pyarrow as pa
 import redis
 
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
 from featurestore.errors import InvalidRequestError, NotAppliedError
-from featurestore.offline.tables import CREATED_TS, EVENT_TS, FILE_ID, SEQ, table_exists, view_table
+from featurestore.offline.tables import (
+    CREATED_TS,
+    EVENT_TS,
+    FILE_ID,
+    SEQ,
+    retracted_table,
+    table_exists,
+    view_table,
+)
 from featurestore.online import state
 from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
 from featurestore.online.connection import checked_client, unavailable
@@ -46,6 +54,9 @@ class ViewResult:
     entities: int = 0
     written: int = 0
     kept_newer: int = 0
+    # Entities whose newer source rows were taken away (a changed or removed file): rewritten
+    # from the rows that remain, or deleted when none is left.
+    corrected: int = 0
     seconds: float = 0.0
 
 
@@ -75,6 +86,7 @@ class _Plan:
     # Whether every row before ``end`` is in Redis after this plan: not so for an explicit
     # ``start``, whose earlier rows the next incremental run must still find.
     advances: bool = True
+    retracted: bool = False  # keys lost rows since the last run: rewrite them first
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,7 @@ def start_run(
                 f"feature view {v.name!r} has not been ingested: run 'featurestore materialize'"
             )
     plans = [_plan(con, config.project, v, start, end, incremental) for v in online]
+    plans = [replace(p, retracted=_retractions(con, config, p.view)) for p in plans]
     removals = state.pending_removals(con, config.project)
     run_id, started_at = state.start_run(
         con, config.project, registry_version, [v.name for v in online], start, end, incremental
@@ -211,6 +224,11 @@ def _finish(
         for name in result.removed:
             state.removal_done(con, project, name)
         for plan in run.plans:
+            if plan.retracted:
+                con.execute(
+                    f"DELETE FROM {retracted_table(project, plan.view.name)} WHERE retracted_at <= ?",
+                    [run.started_at],
+                )
             if plan.advances:
                 state.advance_watermark(con, project, plan.view.name, plan.end, run.started_at, run.run_id)
 
@@ -231,22 +249,30 @@ def _plan(
     return _Plan(view, min(mark.watermark, end), end, mark.run_started_at)
 
 
-def newest_rows_sql(project: str, plan: _Plan, now: datetime) -> tuple[str, list[object]]:
-    """The newest row per entity in the plan's range (the same order as training sets)."""
+def newest_rows_sql(
+    project: str, plan: _Plan, now: datetime, only: str | None = None
+) -> tuple[str, list[object]]:
+    """The newest row per entity in the plan's range (the same order as training sets).
+
+    ``only``: a further SQL condition on the rows (e.g. which keys).
+    """
     view = plan.view
     keys = ", ".join(quote(k.name) for k in view.join_keys)
     cols = ", ".join(quote(f.name) for f in view.features)
     where = [f"{EVENT_TS} < ?"] + [f"{quote(k.name)} IS NOT NULL" for k in view.join_keys]
+    if only is not None:
+        where.append(only)
     params: list[object] = [plan.end]
     if view.ttl is not None:  # rows already past their TTL would only be served as expired
         where.append(f"{EVENT_TS} >= ?")
         params.append(now - view.ttl - EXPIRED_GRACE)
     if plan.start is not None:
         if plan.late_since is not None:
-            where.append(
-                f"({EVENT_TS} >= ? OR {FILE_ID} IN (SELECT file_id FROM {quote(project)}.offline_files "
-                "WHERE view = ? AND ingested_at >= ?))"
+            late = (
+                f"SELECT {keys} FROM {view_table(project, view.name)} WHERE {FILE_ID} IN "
+                f"(SELECT file_id FROM {quote(project)}.offline_files WHERE view = ? AND ingested_at >= ?)"
             )
+            where.append(f"({EVENT_TS} >= ? OR ({keys}) IN ({late}))")
             params += [plan.start, view.name, plan.late_since]
         else:
             where.append(f"{EVENT_TS} >= ?")
@@ -273,41 +299,85 @@ def _materialize_view(
     began = time.perf_counter()
     view = plan.view
     result = ViewResult(view.name, plan.start, plan.end)
+    if plan.retracted:
+        result.corrected = _correct_retracted(con, project, plan, codec, writer, run_id, now)
     sql, params = newest_rows_sql(project, plan, now)
     result.rows_read, total = _count(con, sql, params, view)
     if progress:
         progress(f"{view.name}", 0, total)
-    ttl_ms = None if view.ttl is None else int((view.ttl + EXPIRED_GRACE) / timedelta(milliseconds=1))
-    now_ms = int(now.timestamp() * 1000)
     # Closed even when a batch fails: a reader left open (the traceback keeps it alive)
     # makes the next duckdb.connect to the file hang, so the run could never be recorded.
     with con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS) as reader:
         for batch in reader:
-            n = batch.num_rows
-            keys = encode_keys(project, view.name, [(k.name, batch.column(k.name)) for k in view.join_keys])
-            event_us = timestamps_us(batch.column(EVENT_TS))
-            values = codec.encode(batch, event_us, encode_created(batch.column(CREATED_TS), n), run_id)
-            if ttl_ms is None:
-                expire_at = np.zeros(n, dtype=np.int64)
-                live = np.ones(n, dtype=bool)
-            else:
-                expire_at = event_us // 1000 + ttl_ms
-                live = expire_at > now_ms
-            key_list = keys.to_pylist()
-            value_list = values.to_pylist()
-            if not live.all():
-                idx = np.flatnonzero(live)
-                key_list = [key_list[i] for i in idx]
-                value_list = [value_list[i] for i in idx]
-                expire_at = expire_at[idx]
-            written = writer.write(key_list, value_list, expire_at.tolist())
-            result.entities += n
+            key_list, value_list, expire_at = _encode(project, view, codec, batch, run_id, now)
+            written = writer.write(key_list, value_list, expire_at)
+            result.entities += batch.num_rows
             result.written += written
             result.kept_newer += len(key_list) - written
             if progress:
                 progress(f"{view.name}", result.entities, total)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _encode(
+    project: str, view: FeatureView, codec: ViewCodec, batch: pa.RecordBatch, run_id: int, now: datetime
+) -> tuple[list[str], list[bytes], list[int]]:
+    """Keys, values and absolute expiries (ms, 0 for none) of a batch's rows still within TTL."""
+    n = batch.num_rows
+    keys = encode_keys(project, view.name, [(k.name, batch.column(k.name)) for k in view.join_keys])
+    event_us = timestamps_us(batch.column(EVENT_TS))
+    values = codec.encode(batch, event_us, encode_created(batch.column(CREATED_TS), n), run_id)
+    if view.ttl is None:
+        return keys.to_pylist(), values.to_pylist(), [0] * n
+    ttl_ms = int((view.ttl + EXPIRED_GRACE) / timedelta(milliseconds=1))
+    expire_at = event_us // 1000 + ttl_ms
+    live = expire_at > int(now.timestamp() * 1000)
+    if not live.all():
+        mask = pa.array(live)
+        keys, values, expire_at = keys.filter(mask), values.filter(mask), expire_at[live]
+    return keys.to_pylist(), values.to_pylist(), expire_at.tolist()
+
+
+def _retractions(con: duckdb.DuckDBPyConnection, config: Config, view: FeatureView) -> bool:
+    if not table_exists(con, config.project, "retracted_" + view.name):
+        return False
+    return fetch_one(con, f"SELECT 1 FROM {retracted_table(config.project, view.name)} LIMIT 1") is not None
+
+
+def _correct_retracted(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    plan: _Plan,
+    codec: ViewCodec,
+    writer: NewerWinsWriter,
+    run_id: int,
+    now: datetime,
+) -> int:
+    """Rewrite the retracted keys from their newest remaining row, or delete them; how many.
+
+    Newer-wins would keep the value of a row that no longer exists, so these keys are
+    replaced outright with what a full materialization up to now would write.
+    """
+    view = plan.view
+    keys = ", ".join(quote(k.name) for k in view.join_keys)
+    retracted = f"(SELECT DISTINCT {keys} FROM {retracted_table(project, view.name)})"
+    full = replace(plan, start=None, end=max(plan.end, now), late_since=None)
+    newest, params = newest_rows_sql(project, full, now, only=f"({keys}) IN {retracted}")
+    corrected = 0
+    kept: list[str] = []
+    with con.sql(newest, params=params).to_arrow_reader(BATCH_ROWS) as reader:
+        for batch in reader:
+            key_list, value_list, expire_at = _encode(project, view, codec, batch, run_id, now)
+            writer.replace(key_list, value_list, expire_at)
+            kept += key_list
+            corrected += len(key_list)
+    every = con.sql(f"SELECT {keys} FROM {retracted}").to_arrow_table()
+    all_keys = encode_keys(project, view.name, [(k.name, every.column(k.name)) for k in view.join_keys])
+    gone = sorted(set(all_keys.to_pylist()) - set(kept))
+    for i in range(0, len(gone), BATCH_ROWS):
+        writer.delete(gone[i : i + BATCH_ROWS])
+    return corrected + len(gone)
 
 
 def _count(

@@ -64,6 +64,20 @@ class NewerWinsWriter:
             return self.write(keys, values, expire_at_ms)
         return sum(int(r) for r in results)
 
+    def replace(self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int]) -> None:
+        """Write each key whatever Redis holds: for values whose newer source rows were taken away."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, value, expire_at in zip(keys, values, expire_at_ms, strict=True):
+            if expire_at:
+                pipe.set(key, value, pxat=expire_at)
+            else:
+                pipe.set(key, value)
+        pipe.execute()
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Remove the keys (entities with no row left); returns how many existed."""
+        return int(self.client.unlink(*keys)) if keys else 0
+
 
 def delete_view(client: redis.Redis, pattern: str, batch: int = 1000) -> int:
     """Remove every key matching ``pattern`` (a removed view's data); returns how many."""

@@ -1,0 +1,138 @@
+"""Rows taken away from a source (a file rewritten or removed) are taken away from Redis too.
+
+Newer-wins writes alone would serve a deleted or backdated row's value forever; ingestion
+records the keys that lost rows and the next materialization rewrites them from the rows
+that remain, or deletes them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.online.helpers import clean_run_dump, dump, make_store
+from tests.online.test_incremental import DEFS, HOUR, add_file, items, served
+
+Row = tuple[int, datetime, datetime | None, int]
+IDS = list(range(5))
+
+
+def now_s() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def test_removed_newest_rows_give_way_to_the_rows_that_remain(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    now = now_s()
+    fs = make_store(
+        tmp_path / "repo", DEFS, {"items/part-1.parquet": items([(i, now - 5 * HOUR, None, i) for i in IDS])}
+    )
+    add_file(fs, "part-2.parquet", [(1, now - HOUR, None, 10), (2, now - HOUR, None, 20)])
+    fs.materialize()
+    assert served(fs, [1, 2]) == [10, 20]
+    add_file(fs, "part-2.parquet", [(2, now - HOUR, None, 21)])  # item 1's newer row is gone
+    result = fs.materialize()
+    assert served(fs, [1, 2]) == [1, 21]
+    assert result.views[0].corrected == 2  # both keys of the old file, rewritten from what remains
+    assert dump(redis_client) == clean_run_dump(fs)
+
+
+def test_a_removed_file_deletes_keys_left_without_rows(tmp_path: Path, redis_client: redis.Redis) -> None:
+    now = now_s()
+    fs = make_store(tmp_path / "repo", DEFS, {"items/part-1.parquet": items([(0, now - HOUR, None, 0)])})
+    add_file(fs, "part-2.parquet", [(7, now - HOUR, None, 70), (0, now - HOUR / 2, None, 5)])
+    fs.materialize_incremental()
+    assert served(fs, [0, 7]) == [5, 70]
+    (fs.config.repo / "data" / "items" / "part-2.parquet").unlink()
+    fs.materialize_incremental()
+    assert served(fs, [0, 7]) == [0, None]
+    assert b"{online:id=7}:items" not in dump(redis_client)
+    assert fs.materialize_incremental().views[0].corrected == 0  # done once
+
+
+def test_a_backdated_row_is_served_as_the_training_set_has_it(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    now = now_s()
+    fs = make_store(
+        tmp_path / "repo",
+        DEFS,
+        {
+            "items/part-1.parquet": items([(3, now - 3 * HOUR, None, 30)]),
+            "items/part-2.parquet": items([(3, now - HOUR, None, 31)]),
+        },
+    )
+    fs.materialize()
+    add_file(fs, "part-2.parquet", [(3, now - 4 * HOUR, None, 31)])  # corrected: it happened earlier
+    fs.materialize(end=now)
+    entity = {"id": [3], "event_timestamp": [now]}
+    offline = fs.get_training_set(pd.DataFrame(entity), ["items:v"]).to_pandas()["v"].tolist()
+    assert served(fs, [3]) == offline == [30]
+
+
+def reference(files: dict[str, list[Row]], now: datetime) -> list[int | None]:
+    """Plain Python: per id, the newest row (event time, then created time) of the files now on disk."""
+    best: dict[int, tuple[datetime, datetime, int]] = {}
+    never = datetime.min.replace(tzinfo=UTC)
+    for rows in files.values():
+        for key, event, created, value in rows:
+            if event >= now:
+                continue
+            rank = (event, created or never, value)
+            if key not in best or rank[:2] > best[key][:2]:
+                best[key] = rank
+    return [best[i][2] if i in best else None for i in IDS]
+
+
+# One step: write (or rewrite) a file with some rows, or remove it; then materialize.
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["write", "remove"]),
+        st.sampled_from(["part-a.parquet", "part-b.parquet", "part-c.parquet"]),
+        st.lists(st.tuples(st.sampled_from(IDS), st.integers(1, 6)), max_size=4),
+        st.booleans(),  # incremental or full
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps)
+def test_redis_follows_the_sources_through_rewrites_and_removals(
+    redis_client: redis.Redis, plan: list[tuple[str, str, list[tuple[int, int]], bool]]
+) -> None:
+    redis_client.flushall()
+    now = now_s()
+    counter = iter(range(1, 10_000))
+    with tempfile.TemporaryDirectory() as tmp:
+        first = [(i, now - 10 * HOUR, None, -i) for i in IDS]
+        fs = make_store(Path(tmp) / "repo", DEFS, {"items/part-0.parquet": items(first)})
+        files: dict[str, list[Row]] = {"part-0.parquet": first}
+        for op, name, picks, incremental in plan:
+            path = fs.config.repo / "data" / "items" / name
+            if op == "write":
+                # Created times are distinct, so no two rows tie and the reference needs no file order.
+                rows = [
+                    (i, now - h * HOUR, now + timedelta(seconds=next(counter)), next(counter))
+                    for i, h in picks
+                ]
+                add_file(fs, name, rows)
+                stamp = 1_000_000_000 + next(counter)  # a new mtime, whatever the clock's resolution
+                os.utime(path, (stamp, stamp))
+                files[name] = rows
+            elif path.exists():
+                path.unlink()
+                del files[name]
+            fs.materialize_incremental() if incremental else fs.materialize()
+            assert served(fs, IDS) == reference(files, now)
+        assert dump(redis_client) == clean_run_dump(fs)
+        fs.close()
