@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -350,49 +351,83 @@ def test_write_version_with_a_stale_parent_is_refused(driver_repo: Path) -> None
     assert fs.registry(version=1).content_hash != snapshot.content_hash
 
 
-def test_two_processes_applying_at_once(make_repo, tmp_path: Path, tiny_data: Path) -> None:  # type: ignore[no-untyped-def]
-    """Two repos with different definitions share one registry file and apply at once."""
+# Imported first (sorted before drivers.py): announces that the apply has read the version it
+# starts from and is compiling, then waits until the test lets it go on.
+GATE = """
+import os, pathlib, time
+gate = os.environ.get("TEST_APPLY_GATE")
+if gate:
+    pathlib.Path(gate + ".waiting").touch()
+    deadline = time.monotonic() + 60
+    while not pathlib.Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+"""
+
+
+def wait_for(path: Path, process: subprocess.Popen[str]) -> None:
+    """Until ``path`` exists (bounded), failing early if ``process`` ended."""
+    for _ in range(3000):
+        if path.exists():
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_two_applies_at_once_one_wins_the_other_gets_a_clear_error(
+    make_repo, tmp_path: Path, tiny_data: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Two repos with different definitions share one registry file; the second apply starts
+    first, and the first apply records a version while the second is still compiling."""
     first = make_repo({"drivers.py": DRIVER_REPO})
     second = write_repo(
         tmp_path / "second",
-        {"drivers.py": DRIVER_REPO.replace(CONV_RATE, CONV_RATE + ', Field("rating", Float32)')},
+        {
+            "a_gate.py": GATE,
+            "drivers.py": DRIVER_REPO.replace(CONV_RATE, CONV_RATE + ', Field("rating", Float32)'),
+        },
         tiny_data,
     )
     shared = tmp_path / "shared" / "store.duckdb"
-    env = {**os.environ, "FEATURESTORE_DUCKDB_PATH": str(shared)}
+    env = {**os.environ, "FEATURESTORE_DUCKDB_PATH": str(shared), "COLUMNS": "200"}
     env.pop("FEATURESTORE_DEBUG", None)
-    hashes = {FeatureStore(r).load_definitions().content_hash for r in (first, second)}
-    assert len(hashes) == 2
+    gate = tmp_path / "gate"
+    late = subprocess.Popen(
+        [FEATURESTORE, "apply", "--repo", str(second)],
+        env={**env, "TEST_APPLY_GATE": str(gate)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(Path(str(gate) + ".waiting"), late)
+        winner = subprocess.run(
+            [FEATURESTORE, "apply", "--repo", str(first)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        gate.touch()
+        out, err = late.communicate(timeout=120)
+    assert winner.returncode == 0, winner.stderr
+    assert "Applied registry version 1" in winner.stdout
+    assert (late.returncode, out) == (1, ""), err
+    assert err.splitlines() == [
+        "error: another apply recorded registry version 1 while this one ran (it started from nothing "
+        "applied); nothing was written: run 'featurestore plan' to see the changes again"
+    ]
 
-    for extra in ([], ["--allow-breaking"]):
-        procs = [
-            subprocess.Popen(
-                [FEATURESTORE, "apply", "--repo", str(repo), *extra],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for repo in (first, second)
-        ]
-        outcomes = [(p.returncode, out, err) for p in procs for out, err in [p.communicate(timeout=60)]]
-        assert any(rc == 0 for rc, _, _ in outcomes), outcomes
-        for rc, out, err in outcomes:
-            if rc == 0:
-                assert err == ""
-                assert "Applied registry version" in out or "Registry unchanged." in out
-            else:
-                assert rc == 1
-                lines = err.strip().splitlines()
-                assert len(lines) == 1 and lines[0].startswith("error: "), err
-                assert "Traceback" not in err
+    shared_config = load_config(first, env={"FEATURESTORE_DUCKDB_PATH": str(shared)})
+    fs = FeatureStore(first, config=shared_config)
+    (v1,) = fs.versions()
+    assert v1.content_hash == FeatureStore(first).load_definitions().content_hash
+    assert fs.registry().specs() == FeatureStore(first).load_definitions().specs()
 
-        fs = FeatureStore(first, config=load_config(first, env={"FEATURESTORE_DUCKDB_PATH": str(shared)}))
-        versions = fs.versions()
-        assert [v.version for v in versions] == list(range(1, len(versions) + 1))
-        assert versions, outcomes
-        latest = fs.registry()
-        assert latest.content_hash == versions[-1].content_hash
-        assert versions[-1].content_hash in hashes
-        for v in versions:
-            assert fs.registry(version=v.version).content_hash == v.content_hash
+    # The loser plans again against the winner's version and applies on top of it.
+    retry = subprocess.run(
+        [FEATURESTORE, "apply", "--repo", str(second)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert retry.returncode == 0, retry.stderr
+    assert "Plan against version 1: 2 to change" in retry.stdout
+    assert [v.version for v in fs.versions()] == [1, 2]
+    assert fs.registry(version=1).content_hash == v1.content_hash
+    assert "rating" in [f.name for f in fs.registry().views["driver_stats"].features]
