@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,11 +14,11 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.config import load_config
-from featurestore.errors import BreakingChangeError, ConcurrentApplyError, NotAppliedError
+from featurestore.errors import BreakingChangeError, ConcurrentApplyError, NotAppliedError, NotFoundError
 from featurestore.registry import FieldChange
 from featurestore.registry import store as registry_store
 from featurestore.storage import connection
-from tests.helpers import DRIVER_REPO, FEATURESTORE, write_repo
+from tests.helpers import DRIVER_REPO, FEATURESTORE, run_cli, write_repo
 
 CONV_RATE = 'Field("conv_rate", Float32)'
 
@@ -431,3 +432,64 @@ def test_two_applies_at_once_one_wins_the_other_gets_a_clear_error(
     assert [v.version for v in fs.versions()] == [1, 2]
     assert fs.registry(version=1).content_hash == v1.content_hash
     assert "rating" in [f.name for f in fs.registry().views["driver_stats"].features]
+
+
+# -- what a version records, and reading the registry -----------------------------------
+
+
+def test_a_version_records_its_author_and_time(driver_repo: Path) -> None:
+    env = {"FEATURESTORE_AUTHOR": "alice", "GIT_AUTHOR_NAME": "", "USER": "nobody"}
+    before = datetime.now(UTC)
+    first = run_cli("apply", "--repo", str(driver_repo), env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1].endswith(" by alice.")
+    edit(driver_repo, CONV_RATE, CONV_RATE + ', Field("rating", Float32)')
+    # Without FEATURESTORE_AUTHOR the git author names it, then the login.
+    bob = {**env, "FEATURESTORE_AUTHOR": "", "GIT_AUTHOR_NAME": "Bob B"}
+    second = run_cli("apply", "--repo", str(driver_repo), env=bob)
+    assert second.returncode == 0, second.stderr
+    after = datetime.now(UTC)
+    edit(driver_repo, 'Field("rating", Float32)', 'Field("rating", Float32, "stars")')
+    carol = {"FEATURESTORE_AUTHOR": "", "GIT_AUTHOR_NAME": "", "USER": "carol"}
+    third = run_cli("apply", "--repo", str(driver_repo), env=carol)
+    assert third.returncode == 0, third.stderr
+
+    v1, v2, v3 = FeatureStore(driver_repo).versions()
+    assert (v1.author, v2.author, v3.author) == ("alice", "Bob B", "carol")
+    assert v1.created_at.utcoffset() == timedelta(0)
+    assert before <= v1.created_at <= v2.created_at <= after <= v3.created_at
+    listing = run_cli("versions", "--repo", str(driver_repo))
+    assert listing.returncode == 0, listing.stderr
+    for v in (v1, v2, v3):
+        row = next(line for line in listing.stdout.splitlines() if v.content_hash in line)
+        assert v.author in row
+        assert f"{v.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}" in row
+
+
+def test_list_and_get_each_kind(example_repo: Path) -> None:
+    fs = FeatureStore(example_repo)
+    with pytest.raises(NotAppliedError, match="nothing applied yet"):
+        fs.list_feature_views()
+    fs.apply()
+    compiled = fs.load_definitions()
+    listed = {
+        "entity": fs.list_entities(),
+        "source": fs.list_sources(),
+        "feature_view": fs.list_feature_views(),
+        "feature_service": fs.list_feature_services(),
+    }
+    getters = {
+        "entity": fs.get_entity,
+        "source": fs.get_source,
+        "feature_view": fs.get_feature_view,
+        "feature_service": fs.get_feature_service,
+    }
+    for kind, objs in compiled.by_kind().items():
+        assert sorted(o.name for o in listed[kind]) == sorted(objs), kind
+        for name, obj in objs.items():
+            got = getters[kind](name)
+            assert got.to_spec() == obj.to_spec() and got.fingerprint == obj.fingerprint
+        with pytest.raises(NotFoundError, match="nope"):
+            getters[kind]("nope")
+    assert [type(o).__name__ for o in listed["feature_service"]] == ["FeatureService"]
+    assert sorted(o.name for o in listed["entity"]) == ["customer", "driver"]
