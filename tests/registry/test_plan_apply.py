@@ -493,3 +493,30 @@ def test_list_and_get_each_kind(example_repo: Path) -> None:
             getters[kind]("nope")
     assert [type(o).__name__ for o in listed["feature_service"]] == ["FeatureService"]
     assert sorted(o.name for o in listed["entity"]) == ["customer", "driver"]
+
+
+def test_projects_sharing_one_duckdb_file_keep_apart(tmp_path: Path, tiny_data: Path) -> None:
+    """The project names the DuckDB schema of everything a repo stores."""
+    shared = {"FEATURESTORE_DUCKDB_PATH": str(tmp_path / "shared.duckdb")}
+    stores = {}
+    texts = {"alpha": DRIVER_REPO, "beta": DRIVER_REPO.replace('"driver_model"', '"beta_model"')}
+    for project, text in texts.items():
+        repo = write_repo(tmp_path / project, {"drivers.py": text}, tiny_data, project=project)
+        stores[project] = FeatureStore(repo, config=load_config(repo, env=shared))
+    alpha, beta = stores["alpha"], stores["beta"]
+    alpha.apply()
+    alpha.ingest()
+    assert beta.versions() == []  # alpha's version is not beta's
+    beta.apply()
+    edit(alpha.config.repo, CONV_RATE, CONV_RATE + ', Field("rating", Float32)')
+    alpha.apply()
+    assert version_numbers(alpha) == [1, 2] and version_numbers(beta) == [1]
+    assert list(alpha.registry().services) == ["driver_model"]
+    assert list(beta.registry().services) == ["beta_model"]
+    with connection(alpha.config.duckdb_path, read_only=True) as con:
+        tables = con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables ORDER BY ALL"
+        ).fetchall()
+    assert {schema for schema, _ in tables} == {"alpha", "beta"}
+    assert {name for schema, name in tables if schema == "beta"} == {"registry_versions", "registry_objects"}
+    assert {"registry_versions", "registry_objects"} < {name for schema, name in tables if schema == "alpha"}
