@@ -520,3 +520,39 @@ def test_projects_sharing_one_duckdb_file_keep_apart(tmp_path: Path, tiny_data: 
     assert {schema for schema, _ in tables} == {"alpha", "beta"}
     assert {name for schema, name in tables if schema == "beta"} == {"registry_versions", "registry_objects"}
     assert {"registry_versions", "registry_objects"} < {name for schema, name in tables if schema == "alpha"}
+
+
+def test_dtype_change_of_an_offline_view_a_service_uses_is_breaking(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo(
+        {"drivers.py": DRIVER_REPO.replace("ttl=timedelta(days=2),", "ttl=timedelta(days=2), online=False,")}
+    )
+    fs = FeatureStore(repo)
+    fs.apply()
+    _float64_copy(repo)
+    edit(repo, 'path="data/driver_stats"', 'path="data/driver_stats_f64"')
+    edit(repo, CONV_RATE, 'Field("conv_rate", Float64)')
+    edit(repo, "Float32, Int32", "Float32, Float64, Int32")
+    plan = fs.plan()
+    assert plan.breaking == [
+        "feature view 'driver_stats': feature 'conv_rate' changes dtype Float32 -> Float64 while used by "
+        "feature service 'driver_model'"
+    ]
+    with pytest.raises(BreakingChangeError, match="used by feature service 'driver_model'"):
+        fs.apply()
+    assert version_numbers(fs) == [1]
+    assert fs.apply(allow_breaking=True).version is not None
+
+
+def test_changing_an_entity_s_join_keys_is_breaking(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo({"drivers.py": DRIVER_REPO})
+    fs = FeatureStore(repo)
+    fs.apply()
+    edit(repo, 'join_keys=["driver_id"]', 'join_keys=["driver_id", "avg_daily_trips"]')
+    plan = fs.plan()
+    assert "entity 'driver': join keys change: views keyed by it change their keys" in plan.breaking
+    assert any(
+        b.startswith("feature view 'driver_stats': join_keys change while online") for b in plan.breaking
+    ), plan.breaking
+    with pytest.raises(BreakingChangeError):
+        fs.apply()
+    assert version_numbers(fs) == [1]
