@@ -204,6 +204,11 @@ def _drift_thresholds(raw: dict[str, object], path: Path) -> tuple[float, float]
     return found["psi_threshold"], found["p_value_threshold"]
 
 
+def valid_project(name: str) -> bool:
+    """Whether ``name`` can name a project (it prefixes Redis keys and DuckDB schemas)."""
+    return bool(_PROJECT.match(name))
+
+
 def render_config(project: str) -> str:
     """The featurestore.toml that ``featurestore init`` writes."""
     return (

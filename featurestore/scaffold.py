@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featurestore.config import render_config
+from featurestore.config import render_config, valid_project
 from featurestore.datagen import SCALES, default_end, driver_batches
+from featurestore.errors import ConfigError
 
 EXAMPLE = '''"""Example definitions: edit or replace them, then run featurestore plan."""
 
@@ -36,23 +37,40 @@ driver_model = FeatureService("driver_model", features=[driver_stats])
 '''
 
 
+IGNORE = "/.featurestore/"
+
+
 def scaffold(directory: Path, project: str) -> list[Path]:
-    """Write featurestore.toml, example definitions and a small Parquet file."""
+    """Write featurestore.toml, example definitions and a small Parquet file.
+
+    Refuses (writing nothing) a bad project name, a path that is a file, or a folder that
+    already holds one of those files: init never overwrites a user's work.
+    """
     import pyarrow.parquet as pq
 
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
+    if not valid_project(project):
+        raise ConfigError(
+            f"project {project!r} must be lower-case letters, digits and _, starting with a letter "
+            "(it prefixes Redis keys and DuckDB schemas); pass --project NAME"
+        )
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory} is a file, not a folder")
     config = directory / "featurestore.toml"
-    config.write_text(render_config(project))
-    written.append(config)
     example = directory / "example.py"
+    path = directory / "data" / "driver_stats" / "part-00000.parquet"
+    clashes = [p for p in (config, example, path) if p.exists()]
+    if clashes:
+        names = ", ".join(str(p.relative_to(directory)) for p in clashes)
+        raise ConfigError(f"{directory} already holds {names}; init writes only new files")
+
+    directory.mkdir(parents=True, exist_ok=True)
+    config.write_text(render_config(project))
     example.write_text(EXAMPLE)
-    written.append(example)
-    (directory / ".gitignore").write_text("/.featurestore/\n")
-    data = directory / "data" / "driver_stats"
-    data.mkdir(parents=True, exist_ok=True)
-    table = next(driver_batches(SCALES["tiny"], default_end()))
-    path = data / "part-00000.parquet"
-    pq.write_table(table, path)
-    written.append(path)
-    return written
+    # Keep the user's .gitignore: add the store's folder to it.
+    ignore = directory / ".gitignore"
+    kept = ignore.read_text() if ignore.exists() else ""
+    if IGNORE not in kept.splitlines():
+        ignore.write_text(kept + ("\n" if kept and not kept.endswith("\n") else "") + IGNORE + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(next(driver_batches(SCALES["tiny"], default_end())), path)
+    return [config, example, path]

@@ -87,12 +87,19 @@ class FeatureStore:
         return make_plan(old, new, base.version if base else None)
 
     def apply(self, allow_breaking: bool = False) -> ApplyResult:
-        """Record the repo's definitions as a new registry version (if they changed)."""
+        """Record the repo's definitions as a new registry version (if they changed).
+
+        Raises ConcurrentApplyError if another apply recorded a version while this one ran.
+        """
+        # The version this apply starts from, read before the (slow) compile: an apply that
+        # recorded a version meanwhile wins, and this one fails instead of silently replacing it.
+        started = self.versions()
         new = self.load_definitions()
         self._online = None  # lookups in this process see what is applied now
         with connection(self.config.duckdb_path) as con:
             registry_store.ensure_tables(con, self.config.project)
             base = registry_store.latest_version(con, self.config.project)
+            registry_store.check_unmoved(started[-1].version if started else None, base)
             old = registry_store.read_snapshot(con, self.config.project)[1] if base else None
             plan = make_plan(old, new, base.version if base else None)
             if plan.breaking and not allow_breaking:

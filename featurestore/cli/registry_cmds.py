@@ -19,11 +19,20 @@ from featurestore.scaffold import scaffold
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Folder to create the feature repo in.")],
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="DIR", help="Folder to create the feature repo in (default: --repo).", show_default=False
+        ),
+    ] = None,
     project: Annotated[str | None, typer.Option(help="Project name (default: from the folder).")] = None,
+    repo: RepoOption = Path("."),
 ) -> None:
     """Scaffold a new feature repo with example definitions and data."""
-    name = project or re.sub(r"[^a-z0-9_]", "_", directory.resolve().name.lower()).strip("_")
+    if directory is not None and repo != Path(".") and directory.resolve() != repo.resolve():
+        raise ConfigError(f"init got two folders, {directory} and --repo {repo}: give one")
+    directory = repo if directory is None else directory
+    name = project or re.sub(r"[^a-z0-9_]", "_", directory.resolve().name.lower()).strip("_")[:60]
     if not name or not name[0].isalpha():
         name = f"fs_{name}" if name else "features"
     if (directory / "featurestore.toml").exists():

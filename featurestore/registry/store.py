@@ -93,6 +93,17 @@ def read_snapshot(
     return versions[number], Snapshot.from_specs(specs)
 
 
+def check_unmoved(started: int | None, current: Version | None) -> None:
+    """Refuse an apply that started from version ``started`` if another apply recorded one since."""
+    now = current.version if current else None
+    if now != started:
+        was = "nothing applied" if started is None else f"version {started}"
+        raise ConcurrentApplyError(
+            f"another apply recorded registry version {now} while this one ran (it started from "
+            f"{was}); nothing was written: run 'featurestore plan' to see the changes again"
+        )
+
+
 def write_version(
     con: duckdb.DuckDBPyConnection,
     project: str,

@@ -6,10 +6,14 @@ import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from featurestore import FeatureStore
+from featurestore.cli import app
 from tests.helpers import DRIVER_REPO, run_cli
 
 # Each foundation command and a phrase of the purpose its --help must state.
@@ -274,8 +278,7 @@ def test_command_help(helps: dict[str, subprocess.CompletedProcess[str]], comman
     assert result.stderr == ""
     assert f"Usage: featurestore {command}" in result.stdout
     assert COMMANDS[command] in result.stdout
-    if command != "init":
-        assert "--repo" in result.stdout
+    assert "--repo" in result.stdout
 
 
 def test_no_arguments_shows_help(helps: dict[str, subprocess.CompletedProcess[str]]) -> None:
@@ -284,3 +287,80 @@ def test_no_arguments_shows_help(helps: dict[str, subprocess.CompletedProcess[st
     assert "Traceback" not in result.stderr
     for name in COMMANDS:
         assert name in result.stdout + result.stderr
+
+
+def all_commands() -> dict[str, Any]:
+    """Every registered command, including those of later issues (typer's own click objects)."""
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    assert len(commands) >= len(COMMANDS)
+    return dict(commands)
+
+
+def test_every_command_takes_repo_and_documents_every_parameter() -> None:
+    commands = all_commands()
+    assert set(COMMANDS) <= set(commands)
+    for name, command in commands.items():
+        assert command.help and command.help.strip(), name
+        repo = [p for p in command.params if p.name == "repo"]
+        assert repo and "--repo" in repo[0].opts, f"{name} takes no --repo"
+        for param in command.params:
+            assert getattr(param, "help", None), f"{name}: {param.name} has no help"
+
+
+def test_every_command_help_renders_its_purpose_and_options() -> None:
+    # In process (the foundation commands' help runs through the real entry point above).
+    runner = CliRunner()
+    for name, command in all_commands().items():
+        result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (name, result.output)
+        assert f"Usage: featurestore {name}" in result.output
+        assert (command.help or "").splitlines()[0].strip() in result.output, name
+        assert "--repo" in result.output and "FEATURESTORE_REPO" in result.output, name
+        for param in command.params:
+            assert param.help.split()[0] in result.output, (name, param.name)
+
+
+# -- init -------------------------------------------------------------------------------
+
+
+def test_init_with_repo_or_in_the_current_folder_then_plan_apply(tmp_path: Path) -> None:
+    by_option = tmp_path / "by_option"
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / ".gitignore").write_text("*.pyc")  # the user's: kept, the store's folder added
+    first, second = run_side_by_side(
+        ["init", "--repo", str(by_option)], ["init", "--project", "rides"], cwd=here
+    )
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert (by_option / "featurestore.toml").is_file()
+    assert 'project = "rides"' in (here / "featurestore.toml").read_text()
+    assert (here / ".gitignore").read_text() == "*.pyc\n/.featurestore/\n"
+    for repo, cwd in ((by_option, tmp_path), (here, here)):
+        args = ["--repo", str(repo)] if repo != cwd else []
+        apply = run_cli("apply", *args, cwd=cwd)
+        assert apply.returncode == 0, apply.stderr
+        assert "Applied registry version 1" in apply.stdout
+        assert (repo / ".featurestore" / "store.duckdb").is_file()
+
+
+def test_init_refuses_what_it_would_break_and_writes_nothing(tmp_path: Path) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "example.py").write_text("mine = 1\n")
+    file_error, clash, bad_project, two_folders = run_side_by_side(
+        ["init", str(a_file)],
+        ["init", str(existing)],
+        ["init", str(tmp_path / "bad"), "--project", "Bad-Name"],
+        ["init", str(tmp_path / "one"), "--repo", str(tmp_path / "two")],
+    )
+    assert_one_error_line(file_error, f"{a_file} is a file, not a folder")
+    assert_one_error_line(clash, f"{existing} already holds example.py")
+    assert_one_error_line(bad_project, "project 'Bad-Name' must be lower-case letters")
+    assert_one_error_line(two_folders, "init got two folders")
+    assert a_file.read_text() == "mine"
+    assert sorted(p.name for p in existing.iterdir()) == ["example.py"]
+    assert (existing / "example.py").read_text() == "mine = 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "existing"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,11 +14,11 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.config import load_config
-from featurestore.errors import BreakingChangeError, ConcurrentApplyError, NotAppliedError
+from featurestore.errors import BreakingChangeError, ConcurrentApplyError, NotAppliedError, NotFoundError
 from featurestore.registry import FieldChange
 from featurestore.registry import store as registry_store
 from featurestore.storage import connection
-from tests.helpers import DRIVER_REPO, FEATURESTORE, write_repo
+from tests.helpers import DRIVER_REPO, FEATURESTORE, run_cli, write_repo
 
 CONV_RATE = 'Field("conv_rate", Float32)'
 
@@ -350,49 +352,207 @@ def test_write_version_with_a_stale_parent_is_refused(driver_repo: Path) -> None
     assert fs.registry(version=1).content_hash != snapshot.content_hash
 
 
-def test_two_processes_applying_at_once(make_repo, tmp_path: Path, tiny_data: Path) -> None:  # type: ignore[no-untyped-def]
-    """Two repos with different definitions share one registry file and apply at once."""
+# Imported first (sorted before drivers.py): announces that the apply has read the version it
+# starts from and is compiling, then waits until the test lets it go on.
+GATE = """
+import os, pathlib, time
+gate = os.environ.get("TEST_APPLY_GATE")
+if gate:
+    pathlib.Path(gate + ".waiting").touch()
+    deadline = time.monotonic() + 60
+    while not pathlib.Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+"""
+
+
+def wait_for(path: Path, process: subprocess.Popen[str]) -> None:
+    """Until ``path`` exists (bounded), failing early if ``process`` ended."""
+    for _ in range(3000):
+        if path.exists():
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_two_applies_at_once_one_wins_the_other_gets_a_clear_error(
+    make_repo, tmp_path: Path, tiny_data: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Two repos with different definitions share one registry file; the second apply starts
+    first, and the first apply records a version while the second is still compiling."""
     first = make_repo({"drivers.py": DRIVER_REPO})
     second = write_repo(
         tmp_path / "second",
-        {"drivers.py": DRIVER_REPO.replace(CONV_RATE, CONV_RATE + ', Field("rating", Float32)')},
+        {
+            "a_gate.py": GATE,
+            "drivers.py": DRIVER_REPO.replace(CONV_RATE, CONV_RATE + ', Field("rating", Float32)'),
+        },
         tiny_data,
     )
     shared = tmp_path / "shared" / "store.duckdb"
-    env = {**os.environ, "FEATURESTORE_DUCKDB_PATH": str(shared)}
+    env = {**os.environ, "FEATURESTORE_DUCKDB_PATH": str(shared), "COLUMNS": "200"}
     env.pop("FEATURESTORE_DEBUG", None)
-    hashes = {FeatureStore(r).load_definitions().content_hash for r in (first, second)}
-    assert len(hashes) == 2
+    gate = tmp_path / "gate"
+    late = subprocess.Popen(
+        [FEATURESTORE, "apply", "--repo", str(second)],
+        env={**env, "TEST_APPLY_GATE": str(gate)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(Path(str(gate) + ".waiting"), late)
+        winner = subprocess.run(
+            [FEATURESTORE, "apply", "--repo", str(first)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        gate.touch()
+        out, err = late.communicate(timeout=120)
+    assert winner.returncode == 0, winner.stderr
+    assert "Applied registry version 1" in winner.stdout
+    assert (late.returncode, out) == (1, ""), err
+    assert err.splitlines() == [
+        "error: another apply recorded registry version 1 while this one ran (it started from nothing "
+        "applied); nothing was written: run 'featurestore plan' to see the changes again"
+    ]
 
-    for extra in ([], ["--allow-breaking"]):
-        procs = [
-            subprocess.Popen(
-                [FEATURESTORE, "apply", "--repo", str(repo), *extra],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for repo in (first, second)
-        ]
-        outcomes = [(p.returncode, out, err) for p in procs for out, err in [p.communicate(timeout=60)]]
-        assert any(rc == 0 for rc, _, _ in outcomes), outcomes
-        for rc, out, err in outcomes:
-            if rc == 0:
-                assert err == ""
-                assert "Applied registry version" in out or "Registry unchanged." in out
-            else:
-                assert rc == 1
-                lines = err.strip().splitlines()
-                assert len(lines) == 1 and lines[0].startswith("error: "), err
-                assert "Traceback" not in err
+    shared_config = load_config(first, env={"FEATURESTORE_DUCKDB_PATH": str(shared)})
+    fs = FeatureStore(first, config=shared_config)
+    (v1,) = fs.versions()
+    assert v1.content_hash == FeatureStore(first).load_definitions().content_hash
+    assert fs.registry().specs() == FeatureStore(first).load_definitions().specs()
 
-        fs = FeatureStore(first, config=load_config(first, env={"FEATURESTORE_DUCKDB_PATH": str(shared)}))
-        versions = fs.versions()
-        assert [v.version for v in versions] == list(range(1, len(versions) + 1))
-        assert versions, outcomes
-        latest = fs.registry()
-        assert latest.content_hash == versions[-1].content_hash
-        assert versions[-1].content_hash in hashes
-        for v in versions:
-            assert fs.registry(version=v.version).content_hash == v.content_hash
+    # The loser plans again against the winner's version and applies on top of it.
+    retry = subprocess.run(
+        [FEATURESTORE, "apply", "--repo", str(second)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert retry.returncode == 0, retry.stderr
+    assert "Plan against version 1: 2 to change" in retry.stdout
+    assert [v.version for v in fs.versions()] == [1, 2]
+    assert fs.registry(version=1).content_hash == v1.content_hash
+    assert "rating" in [f.name for f in fs.registry().views["driver_stats"].features]
+
+
+# -- what a version records, and reading the registry -----------------------------------
+
+
+def test_a_version_records_its_author_and_time(driver_repo: Path) -> None:
+    env = {"FEATURESTORE_AUTHOR": "alice", "GIT_AUTHOR_NAME": "", "USER": "nobody"}
+    before = datetime.now(UTC)
+    first = run_cli("apply", "--repo", str(driver_repo), env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1].endswith(" by alice.")
+    edit(driver_repo, CONV_RATE, CONV_RATE + ', Field("rating", Float32)')
+    # Without FEATURESTORE_AUTHOR the git author names it, then the login.
+    bob = {**env, "FEATURESTORE_AUTHOR": "", "GIT_AUTHOR_NAME": "Bob B"}
+    second = run_cli("apply", "--repo", str(driver_repo), env=bob)
+    assert second.returncode == 0, second.stderr
+    after = datetime.now(UTC)
+    edit(driver_repo, 'Field("rating", Float32)', 'Field("rating", Float32, "stars")')
+    carol = {"FEATURESTORE_AUTHOR": "", "GIT_AUTHOR_NAME": "", "USER": "carol"}
+    third = run_cli("apply", "--repo", str(driver_repo), env=carol)
+    assert third.returncode == 0, third.stderr
+
+    v1, v2, v3 = FeatureStore(driver_repo).versions()
+    assert (v1.author, v2.author, v3.author) == ("alice", "Bob B", "carol")
+    assert v1.created_at.utcoffset() == timedelta(0)
+    assert before <= v1.created_at <= v2.created_at <= after <= v3.created_at
+    listing = run_cli("versions", "--repo", str(driver_repo))
+    assert listing.returncode == 0, listing.stderr
+    for v in (v1, v2, v3):
+        row = next(line for line in listing.stdout.splitlines() if v.content_hash in line)
+        assert v.author in row
+        assert f"{v.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}" in row
+
+
+def test_list_and_get_each_kind(example_repo: Path) -> None:
+    fs = FeatureStore(example_repo)
+    with pytest.raises(NotAppliedError, match="nothing applied yet"):
+        fs.list_feature_views()
+    fs.apply()
+    compiled = fs.load_definitions()
+    listed = {
+        "entity": fs.list_entities(),
+        "source": fs.list_sources(),
+        "feature_view": fs.list_feature_views(),
+        "feature_service": fs.list_feature_services(),
+    }
+    getters = {
+        "entity": fs.get_entity,
+        "source": fs.get_source,
+        "feature_view": fs.get_feature_view,
+        "feature_service": fs.get_feature_service,
+    }
+    for kind, objs in compiled.by_kind().items():
+        assert sorted(o.name for o in listed[kind]) == sorted(objs), kind
+        for name, obj in objs.items():
+            got = getters[kind](name)
+            assert got.to_spec() == obj.to_spec() and got.fingerprint == obj.fingerprint
+        with pytest.raises(NotFoundError, match="nope"):
+            getters[kind]("nope")
+    assert [type(o).__name__ for o in listed["feature_service"]] == ["FeatureService"]
+    assert sorted(o.name for o in listed["entity"]) == ["customer", "driver"]
+
+
+def test_projects_sharing_one_duckdb_file_keep_apart(tmp_path: Path, tiny_data: Path) -> None:
+    """The project names the DuckDB schema of everything a repo stores."""
+    shared = {"FEATURESTORE_DUCKDB_PATH": str(tmp_path / "shared.duckdb")}
+    stores = {}
+    texts = {"alpha": DRIVER_REPO, "beta": DRIVER_REPO.replace('"driver_model"', '"beta_model"')}
+    for project, text in texts.items():
+        repo = write_repo(tmp_path / project, {"drivers.py": text}, tiny_data, project=project)
+        stores[project] = FeatureStore(repo, config=load_config(repo, env=shared))
+    alpha, beta = stores["alpha"], stores["beta"]
+    alpha.apply()
+    alpha.ingest()
+    assert beta.versions() == []  # alpha's version is not beta's
+    beta.apply()
+    edit(alpha.config.repo, CONV_RATE, CONV_RATE + ', Field("rating", Float32)')
+    alpha.apply()
+    assert version_numbers(alpha) == [1, 2] and version_numbers(beta) == [1]
+    assert list(alpha.registry().services) == ["driver_model"]
+    assert list(beta.registry().services) == ["beta_model"]
+    with connection(alpha.config.duckdb_path, read_only=True) as con:
+        tables = con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables ORDER BY ALL"
+        ).fetchall()
+    assert {schema for schema, _ in tables} == {"alpha", "beta"}
+    assert {name for schema, name in tables if schema == "beta"} == {"registry_versions", "registry_objects"}
+    assert {"registry_versions", "registry_objects"} < {name for schema, name in tables if schema == "alpha"}
+
+
+def test_dtype_change_of_an_offline_view_a_service_uses_is_breaking(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo(
+        {"drivers.py": DRIVER_REPO.replace("ttl=timedelta(days=2),", "ttl=timedelta(days=2), online=False,")}
+    )
+    fs = FeatureStore(repo)
+    fs.apply()
+    _float64_copy(repo)
+    edit(repo, 'path="data/driver_stats"', 'path="data/driver_stats_f64"')
+    edit(repo, CONV_RATE, 'Field("conv_rate", Float64)')
+    edit(repo, "Float32, Int32", "Float32, Float64, Int32")
+    plan = fs.plan()
+    assert plan.breaking == [
+        "feature view 'driver_stats': feature 'conv_rate' changes dtype Float32 -> Float64 while used by "
+        "feature service 'driver_model'"
+    ]
+    with pytest.raises(BreakingChangeError, match="used by feature service 'driver_model'"):
+        fs.apply()
+    assert version_numbers(fs) == [1]
+    assert fs.apply(allow_breaking=True).version is not None
+
+
+def test_changing_an_entity_s_join_keys_is_breaking(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo({"drivers.py": DRIVER_REPO})
+    fs = FeatureStore(repo)
+    fs.apply()
+    edit(repo, 'join_keys=["driver_id"]', 'join_keys=["driver_id", "avg_daily_trips"]')
+    plan = fs.plan()
+    assert "entity 'driver': join keys change: views keyed by it change their keys" in plan.breaking
+    assert any(
+        b.startswith("feature view 'driver_stats': join_keys change while online") for b in plan.breaking
+    ), plan.breaking
+    with pytest.raises(BreakingChangeError):
+        fs.apply()
+    assert version_numbers(fs) == [1]

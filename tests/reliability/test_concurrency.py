@@ -134,8 +134,9 @@ def test_overlapping_materializations_at_once_end_as_one_run_of_their_union(
     assert len(together) > 9_000 and together == redis_dump(redis.Redis.from_url(clean.config.redis_url))
 
 
-def test_two_applies_fired_at_the_same_moment_take_turns(tmp_path: Path) -> None:
-    """Two repos (different owners: not breaking either way) apply to one store at once."""
+def test_two_applies_fired_at_the_same_moment_one_wins(tmp_path: Path) -> None:
+    """Two repos (different owners: not breaking either way) apply to one store at once: one
+    wins; the other fails with one clear line, unless it started after the winner finished."""
     repos = [
         write_repo(tmp_path / name, DEFS.replace("ttl=", f"owner='{name}@example.com', ttl="))
         for name in "ab"
@@ -149,13 +150,20 @@ def test_two_applies_fired_at_the_same_moment_take_turns(tmp_path: Path) -> None
     assert len(compiled) == 2
     applies = [armed_cli("apply", "--repo", str(repo), env=env) for repo in repos]
     fire(*applies)
-    for code, out, err in [finish(p) for p in applies]:
-        assert code == 0, err
-        assert "Applied registry version" in out
+    outcomes = [finish(p) for p in applies]
+    won = [out for code, out, _ in outcomes if code == 0]
+    assert won, outcomes
+    for code, out, err in outcomes:
+        if code == 0:
+            assert "Applied registry version" in out
+        else:
+            assert code == 1 and out == ""
+            assert "while this one ran" in one_error_line(err)
     versions = query(
         shared, f"SELECT version, content_hash FROM {PROJECT}.registry_versions ORDER BY version"
     )
-    assert [v for v, _ in versions] == [1, 2] and {h for _, h in versions} == set(compiled)
+    assert [v for v, _ in versions] == list(range(1, len(won) + 1))
+    assert {h for _, h in versions} <= set(compiled) and len({h for _, h in versions}) == len(won)
     for version, content_hash in versions:  # each version complete: every object of its repo
         rows = query(shared, f"SELECT count(*) FROM {PROJECT}.registry_objects WHERE version = {version}")
         assert rows == [(compiled[content_hash],)]
