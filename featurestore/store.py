@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -198,8 +198,9 @@ class FeatureStore:
         with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
             results = []
             for p in prepared:
-                results.append(write_view(con, project, p, version.version, store_dir, progress))
-                runs.succeeded(results[-1])
+                result = write_view(con, project, p, version.version, store_dir, progress)
+                runs.succeeded(result)
+                results.append(replace(result, run_id=runs.ids[result.view]))
             return results
 
     def get_training_set(
@@ -315,6 +316,13 @@ class FeatureStore:
                 con, self.config, chosen, version.version, start, end, incremental
             )
             online = [plan.view.name for plan in run.plans]
+            online_state.link_ingestion(
+                con,
+                project,
+                run.run_id,
+                [r.run_id for r in ingested if r.run_id is not None],
+                sum(r.rows_quarantined + r.rows_skipped for r in ingested),
+            )
             lineage_runs.record_sources(con, project, lineage_runs.MATERIALIZE, run.run_id, online)
         events = self._lineage_events()
         result = online_materialize.write_run(

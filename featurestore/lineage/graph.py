@@ -23,7 +23,7 @@ from featurestore.lineage.training_sets import list_records
 from featurestore.offline.ingest import file_fingerprint
 from featurestore.offline.tables import table_exists
 from featurestore.registry import Snapshot
-from featurestore.storage import connection, quote
+from featurestore.storage import connection, fetch_one, quote
 
 # Runs per view shown (newest first); a run asked for by name is always included.
 RECENT_RUNS = 5
@@ -177,9 +177,23 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
             if f"view:{view}" in g.nodes:
                 g.edge(r, f"view:{view}", "wrote")
     if table_exists(con, project, "materialization_runs"):
-        for run_id, views, version, status, started, finished, rows_read, written, error in con.execute(
+        linked = _has_column(con, project, "materialization_runs", "ingestion_runs")
+        fed_by = "ingestion_runs, rows_rejected" if linked else "NULL, NULL"
+        for (
+            run_id,
+            views,
+            version,
+            status,
+            started,
+            finished,
+            rows_read,
+            written,
+            error,
+            ingestions,
+            rejected,
+        ) in con.execute(
             f"""SELECT run_id, views, registry_version, status, started_at, finished_at, rows_read,
-                       entities_written, error FROM {schema}.materialization_runs
+                       entities_written, error, {fed_by} FROM {schema}.materialization_runs
                 WHERE run_id > (SELECT max(run_id) FROM {schema}.materialization_runs) - ?
                    OR ? = 'materialize-' || run_id ORDER BY run_id""",
             [RECENT_RUNS, name],
@@ -195,9 +209,14 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
                 finished_at=finished,
                 rows_read=rows_read,
                 entities_written=written,
+                rows_rejected=rejected,
                 error=error,
                 writes_to="redis",
             )
+            for ingestion in ingestions or []:  # the ingestion it ran first fed it
+                i = f"run:{run_name(INGEST, ingestion)}"
+                if i in g.nodes:
+                    g.edge(i, r, "fed")
             for view in views:
                 if f"view:{view}" in g.nodes:
                     g.edge(f"view:{view}", r, "materialized by")
@@ -210,6 +229,17 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
                 f = g.node(f"file:{path}", "source_file", path)
                 g.nodes[f].setdefault("status", "not ingested now")
                 g.edge(f, r, f"read ({fingerprint[:8]})")
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, project: str, table: str, column: str) -> bool:
+    """Whether a table written by an older version already has a column added since."""
+    row = fetch_one(
+        con,
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? AND column_name = ?",
+        [project, table, column],
+    )
+    return bool(row and row[0])
 
 
 def _rejected(g: _Graph, config: Config) -> None:

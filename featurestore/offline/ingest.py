@@ -66,6 +66,7 @@ class IngestResult:
     # Of the rows inserted this time (monitoring); kept with the run by lineage/runs.py.
     statistics: tuple[FeatureStats, ...] = ()
     statistics_seconds: float = 0.0  # included in ``seconds``
+    run_id: int | None = None  # the ingestion run that recorded it (lineage/runs.py)
 
     @property
     def changed(self) -> bool:

@@ -76,6 +76,11 @@ class MaterializeResult:
     def written(self) -> int:
         return sum(v.written for v in self.views)
 
+    @property
+    def rows_rejected(self) -> int:
+        """Rows the ingestion before it set aside: quarantined, or without a key or event time."""
+        return sum(r.rows_quarantined + r.rows_skipped for r in self.ingestion)
+
 
 @dataclass(frozen=True)
 class _Plan:

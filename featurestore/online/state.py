@@ -37,6 +37,12 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
     # dead when its process, on this host, is gone (see mark_dead_runs)...
     con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS pid INTEGER")
     con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS host VARCHAR")
+    # The ingestion runs a materialization did first, and the rows they rejected (quarantined
+    # or without a key or event time): lineage from a run back to the ingestion that fed it.
+    con.execute(
+        f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS ingestion_runs INTEGER[]"
+    )
+    con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS rows_rejected BIGINT")
     # ...and which process had that pid: pids are reused, so a pid alone can outlive its run.
     con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS process VARCHAR")
     con.execute(
@@ -148,6 +154,16 @@ def process_identity(pid: int) -> str | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     return f"{boot}:{fields[19]}"  # field 22 of stat, starttime; fields[0] is field 3
+
+
+def link_ingestion(
+    con: duckdb.DuckDBPyConnection, project: str, run_id: int, ingestion_runs: list[int], rows_rejected: int
+) -> None:
+    con.execute(
+        f"UPDATE {quote(project)}.materialization_runs "
+        "SET ingestion_runs = ?, rows_rejected = ? WHERE run_id = ?",
+        [ingestion_runs, rows_rejected, run_id],
+    )
 
 
 def finish_run(
