@@ -1,4 +1,4 @@
-"""Redis frozen or down while serving: fail fast with UNAVAILABLE / 503, recover by itself."""
+"""Redis frozen or down while serving: UNAVAILABLE / 503 within the deadline, recover by itself."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from tests.conftest import RedisServer
 from tests.serving.support import NOT_SERVING, SERVICE, SERVING, ServeProcess, health, open_store, wait_for
 
 REDIS_TIMEOUT = 0.5
+# The callers' deadline while Redis is away: the server must answer UNAVAILABLE before it
+# (it waits at most REDIS_TIMEOUT), so DEADLINE_EXCEEDED or a read timeout fails the test.
+DEADLINE = REDIS_TIMEOUT + 1.5
 DRIVERS = list(range(1001, 1101))
 FEATURES = ["driver_stats:completed_trips_total", "driver_stats:city"]
 
@@ -63,26 +66,24 @@ def expected_values(repo: Path, drivers: list[int]) -> dict[str, list[Any]]:
     }
 
 
-def post(server: ServeProcess, drivers: list[int]) -> httpx.Response:
+def post(server: ServeProcess, drivers: list[int], timeout: float = 10) -> httpx.Response:
     body = {"features": FEATURES, "entities": {"driver_id": drivers}}
-    return httpx.post(f"{server.http_url}/v1/online-features", json=body, timeout=10)
+    return httpx.post(f"{server.http_url}/v1/online-features", json=body, timeout=timeout)
 
 
-def assert_unavailable_fast(stub: Any, server: ServeProcess, most: float) -> tuple[float, list[str]]:
-    """One gRPC attempt and one HTTP request fail as the online store being away, within ``most``.
+def assert_unavailable(stub: Any, server: ServeProcess) -> tuple[float, list[str]]:
+    """One gRPC attempt and one HTTP request, each under a DEADLINE, fail as the online store being away.
 
-    Returns how long the gRPC attempt took and both error messages.
+    A server that waited past the deadline would show as DEADLINE_EXCEEDED or an httpx
+    timeout, not UNAVAILABLE / 503. Returns how long the gRPC attempt took and both messages.
     """
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as error:
-        stub.GetOnlineFeatures(request(DRIVERS), timeout=10)
+        stub.GetOnlineFeatures(request(DRIVERS), timeout=DEADLINE)
     took = time.monotonic() - started
-    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert took < most, took
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE, error.value
 
-    started = time.monotonic()
-    answer = post(server, DRIVERS)
-    assert time.monotonic() - started < most
+    answer = post(server, DRIVERS, timeout=DEADLINE)
     assert answer.status_code == 503
     assert set(answer.json()) == {"error"}
     assert answer.json()["error"]["code"] == "UNAVAILABLE"
@@ -111,7 +112,7 @@ def test_a_frozen_redis_times_out_then_answers_correctly_again(
     assert serving_redis.process is not None
     serving_redis.process.send_signal(signal.SIGSTOP)
     try:
-        took, messages = assert_unavailable_fast(stub, outage_server, most=REDIS_TIMEOUT + 1.5)
+        took, messages = assert_unavailable(stub, outage_server)
         assert took >= REDIS_TIMEOUT * 0.9  # it did wait for Redis, for the configured time
         assert all(m.endswith("does not answer: timeout") for m in messages), messages
         wait_for(lambda: health_is(outage_server, NOT_SERVING), 5, "health NOT_SERVING")
@@ -139,25 +140,24 @@ def test_a_stopped_redis_fails_fast_and_a_restarted_one_serves_again(
         client.save()  # the restarted Redis loads this snapshot: same data
     serving_redis.stop()
     try:
-        _, messages = assert_unavailable_fast(stub, outage_server, most=REDIS_TIMEOUT + 1.5)
+        _, messages = assert_unavailable(stub, outage_server)
         assert all("Connect" in m for m in messages), messages  # the reason, from the Redis client
         with featurestore.Client(outage_server.target) as client:  # retries, then a typed error
-            started = time.monotonic()
             with pytest.raises(OnlineStoreUnavailable) as error:
                 client.get_online_features(FEATURES, {"driver_id": DRIVERS}, timeout=5)
-            assert time.monotonic() - started < 5
+            # UNAVAILABLE, not DEADLINE_EXCEEDED: the retries ended within the 5 s deadline.
             assert error.value.message.startswith("UNAVAILABLE: online store redis://127.0.0.1:")
         wait_for(lambda: health_is(outage_server, NOT_SERVING), 5, "health NOT_SERVING")
         assert outage_server.process is not None and outage_server.process.poll() is None
     finally:
         serving_redis.start()
 
-    restarted = time.monotonic()
+    # "Within seconds of Redis returning": wait_for's bound, not a measured time.
     wait_for(lambda: stub.GetOnlineFeatures(request(DRIVERS), timeout=2), 5, "a lookup succeeds")
-    assert time.monotonic() - restarted < 5
     assert values(stub.GetOnlineFeatures(request(DRIVERS), timeout=5)) == expected
     answer = post(outage_server, DRIVERS)
     assert answer.status_code == 200
     assert answer.json()["features"][1]["values"] == [v or None for v in expected["city"]]
     wait_for(lambda: health_is(outage_server, SERVING), 5, "health SERVING again")
     assert outage_server.process is not None and outage_server.process.poll() is None
+
