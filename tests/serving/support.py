@@ -238,6 +238,16 @@ def from_http(body: dict[str, Any]) -> dict[str, Column]:
 
 def established_connections(pid: int, port: int) -> int:
     """How many established TCP connections on local ``port`` process ``pid`` holds."""
+    return _established(pid, port, column=1)
+
+
+def connections_to(pid: int, port: int) -> int:
+    """How many established TCP connections process ``pid`` holds to remote ``port`` (a server's)."""
+    return _established(pid, port, column=2)
+
+
+def _established(pid: int, port: int, column: int) -> int:
+    # column 1 of /proc/net/tcp is the local address, 2 the remote one ("ADDR:PORT" in hex)
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -250,7 +260,20 @@ def established_connections(pid: int, port: int) -> int:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             cols = line.split()
-            local, state, inode = cols[1], cols[3], cols[9]
-            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and inode in inodes:
+            address, state, inode = cols[column], cols[3], cols[9]
+            if state == "01" and int(address.rsplit(":", 1)[1], 16) == port and inode in inodes:
                 count += 1
     return count
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors process ``pid`` has open."""
+    return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
