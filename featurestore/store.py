@@ -316,12 +316,14 @@ class FeatureStore:
                 con, self.config, chosen, version.version, start, end, incremental
             )
             online = [plan.view.name for plan in run.plans]
+            # The ingestions that changed an online view's rows fed this run (offline views don't).
+            fed = [r for r in ingested if r.changed and r.view in online]
             online_state.link_ingestion(
                 con,
                 project,
                 run.run_id,
-                [r.run_id for r in ingested if r.run_id is not None],
-                sum(r.rows_quarantined + r.rows_skipped for r in ingested),
+                [r.run_id for r in fed if r.run_id is not None],
+                sum(r.rows_quarantined + r.rows_skipped for r in fed),
             )
             lineage_runs.record_sources(con, project, lineage_runs.MATERIALIZE, run.run_id, online)
         events = self._lineage_events()

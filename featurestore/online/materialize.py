@@ -78,8 +78,9 @@ class MaterializeResult:
 
     @property
     def rows_rejected(self) -> int:
-        """Rows the ingestion before it set aside: quarantined, or without a key or event time."""
-        return sum(r.rows_quarantined + r.rows_skipped for r in self.ingestion)
+        """Rows the ingestion of its views set aside: quarantined, or without a key or event time."""
+        written = {v.view for v in self.views}
+        return sum(r.rows_quarantined + r.rows_skipped for r in self.ingestion if r.view in written)
 
 
 @dataclass(frozen=True)
