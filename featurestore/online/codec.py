@@ -10,6 +10,12 @@ Layout (little-endian)::
     fixed-width features in schema order (Int32/Int64/Float32/Float64/Bool/Timestamp)
     variable-width features in schema order: uint32 length, then bytes (String/Bytes/List)
 
+A list's bytes are its items, little-endian, a null item stored as 0. A list holding a null
+item sets the length's high bit (``LIST_HAS_NULLS``) and appends a validity bitmap after the
+items: ceil(k/8) bytes, bit j (least significant first, as Arrow) set when item j is valid;
+the length counts items and bitmap, so k = 8 * length // (8 * item width + 1). Lists without
+nulls are laid out exactly as before the bitmap existed, so values written then still decode.
+
 The header leads so that the newer-wins script compares two values without decoding them,
 and the layout hash lets a reader refuse a value written under another schema instead of
 misreading it. Encoding is vectorized over an Arrow batch; decoding is one ``struct`` call
@@ -45,6 +51,8 @@ _FIXED: dict[str, tuple[str, str]] = {
 }
 _LIST_ITEMS: dict[str, str] = {"Int32": "<i4", "Int64": "<i8", "Float32": "<f4", "Float64": "<f8"}
 _U32 = struct.Struct("<I")
+LIST_HAS_NULLS = 1 << 31  # in a variable-width length: a validity bitmap follows the list's items
+LENGTH_MASK = LIST_HAS_NULLS - 1
 
 
 def _is_variable(f: Field) -> bool:
@@ -132,8 +140,10 @@ class ViewCodec:
         )
         parts: list[pa.Array] = [fixed.cast(pa.binary())]
         for f in self.variable:
-            data = _variable_binary(_column(batch, f.name), f)
+            data, with_nulls = _variable_binary(_column(batch, f.name), f)
             lengths = pc.binary_length(data).to_numpy(zero_copy_only=False).astype("<u4")
+            if with_nulls is not None:
+                lengths |= with_nulls.astype("<u4") << 31
             prefix = pa.FixedSizeBinaryArray.from_buffers(
                 pa.binary(4), n, [None, pa.py_buffer(lengths.tobytes())]
             )
@@ -185,9 +195,10 @@ class ViewCodec:
             for slot, f in slots:
                 (length,) = _U32.unpack_from(value, pos)
                 pos += 4
+                size = length & LENGTH_MASK
                 if slot in wanted:
-                    out[slot].append(_decode_variable(value[pos : pos + length], f))
-                pos += length
+                    out[slot].append(_decode_variable(value[pos : pos + size], f, length != size))
+                pos += size
         return out
 
     def decode(self, value: bytes) -> Decoded | None:
@@ -202,9 +213,9 @@ class ViewCodec:
         for f in self.variable:
             (length,) = _U32.unpack_from(value, pos)
             pos += 4
-            raw = value[pos : pos + length]
-            pos += length
-            ordered.append(_decode_variable(raw, f))
+            size = length & LENGTH_MASK
+            ordered.append(_decode_variable(value[pos : pos + size], f, length != size))
+            pos += size
         values: list[Any] = [None] * len(self.features)
         for slot, v in zip(self._order, ordered, strict=True):
             values[slot] = None if nulls[slot // 8] >> (slot % 8) & 1 else v
@@ -245,32 +256,68 @@ def _fixed_numpy(column: pa.Array, f: Field) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
-def _variable_binary(column: pa.Array, f: Field) -> pa.Array:
+def _variable_binary(column: pa.Array, f: Field) -> tuple[pa.Array, np.ndarray | None]:
+    """Each row's bytes, and (only when some list holds a null item) which rows have a bitmap."""
     if f.dtype.name in ("String", "Bytes"):
         data = column.cast(pa.binary())
-    else:  # a list of fixed-width numbers: its values' bytes, sliced per row by its offsets
-        item = np.dtype(_LIST_ITEMS[f.dtype.name[5:-1]])
-        lists = column.cast(pa.list_(pa.from_numpy_dtype(item)))
-        if lists.offset:
-            lists = pa.concat_arrays([lists])  # re-base offsets at zero
-        flat = lists.flatten().fill_null(0).to_numpy(zero_copy_only=False).astype(item, copy=False)
-        offsets = lists.offsets.to_numpy().astype(np.int64) * item.itemsize
-        offsets -= offsets[0]
-        data = pa.LargeBinaryArray.from_buffers(
-            pa.large_binary(),
-            len(lists),
-            [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(flat.tobytes())],
-        ).cast(pa.binary())
-    return data.fill_null(b"") if data.null_count else data
+        return (data.fill_null(b"") if data.null_count else data), None
+    # a list of fixed-width numbers: its items' bytes, sliced per row by its offsets
+    item = np.dtype(_LIST_ITEMS[f.dtype.name[5:-1]])
+    lists = column.cast(pa.list_(pa.from_numpy_dtype(item)))
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    # .values ignores the array's slice (and .flatten() skips items behind null lists): the
+    # offsets say which items are whose
+    items = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
+    offsets -= offsets[0]
+    flat = items.fill_null(0) if items.null_count else items
+    flat_np = flat.to_numpy(zero_copy_only=False).astype(item, copy=False)
+    data = _binary_rows(len(lists), offsets * item.itemsize, flat_np.tobytes())
+    with_nulls = None
+    if items.null_count:
+        data, with_nulls = _append_validity(data, items, offsets)
+    return (data.fill_null(b"") if data.null_count else data), with_nulls
 
 
-def _decode_variable(raw: bytes, f: Field) -> Any:
+def _binary_rows(n: int, offsets: np.ndarray, payload: bytes) -> pa.Array:
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(payload)]
+    ).cast(pa.binary())
+
+
+def _append_validity(data: pa.Array, items: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Append to each list holding a null item its validity bitmap (vectorized over items)."""
+    valid = items.is_valid().to_numpy(zero_copy_only=False)
+    invalid_before = np.concatenate(([0], np.cumsum(~valid)))
+    starts, counts = offsets[:-1], np.diff(offsets)
+    with_nulls = invalid_before[offsets[1:]] > invalid_before[starts]
+    sizes = np.where(with_nulls, (counts + 7) // 8, 0)
+    bitmap_offsets = np.concatenate(([0], np.cumsum(sizes)))
+    row = np.repeat(np.arange(len(counts)), counts)  # each item's list
+    local = np.arange(len(valid)) - starts[row]  # each item's index in its list
+    mine = with_nulls[row] & valid
+    bitmaps = np.zeros(int(bitmap_offsets[-1]), dtype=np.uint8)
+    np.bitwise_or.at(
+        bitmaps, bitmap_offsets[row[mine]] + local[mine] // 8, (1 << (local[mine] % 8)).astype(np.uint8)
+    )
+    validity = _binary_rows(len(counts), bitmap_offsets, bitmaps.tobytes())
+    return pc.binary_join_element_wise(data, validity, b""), with_nulls
+
+
+def _decode_variable(raw: bytes, f: Field, with_nulls: bool = False) -> Any:
     name = f.dtype.name
     if name == "String":
         return raw.decode()
     if name == "Bytes":
         return raw
-    return np.frombuffer(raw, dtype=_LIST_ITEMS[name[5:-1]]).tolist()
+    item = np.dtype(_LIST_ITEMS[name[5:-1]])
+    if not with_nulls:
+        return np.frombuffer(raw, dtype=item).tolist()
+    k = 8 * len(raw) // (8 * item.itemsize + 1)
+    values: list[Any] = np.frombuffer(raw, dtype=item, count=k).tolist()
+    bitmap = np.frombuffer(raw, dtype=np.uint8, offset=k * item.itemsize)
+    for j in np.flatnonzero(np.unpackbits(bitmap, count=k, bitorder="little") == 0).tolist():
+        values[j] = None
+    return values
 
 
 def encode_created(created: pa.Array | None, n: int) -> np.ndarray:

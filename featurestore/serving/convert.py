@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from featurestore.definitions.types import DType
-from featurestore.errors import InvalidRequestError
+from featurestore.errors import FeatureStoreError, InvalidRequestError
 from featurestore.online.lookup import OnlineRegistry, OnlineResult
 from featurestore.serving.v1 import serving_pb2 as pb
 
@@ -54,7 +54,11 @@ def fill_values(target: Any, dtype: DType, values: list[Any]) -> None:
         field = _LISTS[dtype.name][1]
         items = target.list_values.values
         for v in values:
-            getattr(items.add(), field).values.extend(v or ())
+            one = items.add()
+            if v and None in v:  # a null item: the zero value, its position said apart
+                one.null_positions.extend([j for j, x in enumerate(v) if x is None])
+                v = [0 if x is None else x for x in v]
+            getattr(one, field).values.extend(v or ())
         return
     _, field, zero = _BY_DTYPE[dtype.name]
     getattr(target, field).values.extend([zero if v is None else v for v in values])
@@ -96,9 +100,18 @@ def values_list(values: Any, type_: int) -> list[Any]:
     if kind is None:
         return []
     if kind == "list_values":
-        return [
-            list(getattr(v, v.WhichOneof("kind")).values) if v.WhichOneof("kind") else []
-            for v in values.list_values.values
-        ]
+        return [_one_list(v) for v in values.list_values.values]
     del type_
     return list(getattr(values, kind).values)
+
+
+def _one_list(values: Any) -> list[Any]:
+    kind = values.WhichOneof("kind")
+    out: list[Any] = list(getattr(values, kind).values) if kind else []
+    for j in values.null_positions:
+        if j >= len(out):
+            raise FeatureStoreError(
+                f"malformed response: null position {j} is past the end of a list of {len(out)} items"
+            )
+        out[j] = None
+    return out

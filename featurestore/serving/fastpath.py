@@ -7,7 +7,9 @@ booleans are already one-byte varints, strings are already UTF-8. Decoding into 
 objects (``LookupPlan.assemble``) and filling a message column by column
 (``convert.to_response``) cost more than the Redis read on the gRPC path; this path skips
 both. Anything unusual (a missing, expired or null value, another layout, list features,
-run ids asked for) returns None and the caller takes the general path.
+run ids asked for) returns None and the caller takes the general path. A list feature the
+lookup does not ask for is skipped by its length, whose high bit (a list holding nulls) is
+masked off.
 
 The bytes parse to exactly the message the general path builds; tests hold it to that.
 Wire format, for the next reader: a field is a one-byte tag ``number << 3 | wire type``
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
 
-from featurestore.online.codec import HEADER, ViewCodec
+from featurestore.online.codec import HEADER, LENGTH_MASK, ViewCodec
 from featurestore.online.lookup import PRESENT, LookupPlan
 from featurestore.serving import convert
 from featurestore.serving.v1 import serving_pb2 as pb
@@ -57,7 +59,7 @@ _FIXED: dict[str, tuple[int, str, type | None]] = {
     "Int64": (2, "q", pb.Int64List),
     "Timestamp": (8, "q", pb.Int64List),
 }
-_U32 = struct.Struct("<I")  # the length before each variable-width feature
+_U32 = struct.Struct("<I")  # the length before each variable-width feature (high bit: see codec)
 _VARIABLE: dict[str, int] = {"String": 5, "Bytes": 7}  # dtype -> Values field number
 
 
@@ -151,11 +153,11 @@ def _split_variable(values: list[bytes], view: _View) -> list[list[bytes]]:
         pos, items = view.fixed_end, []
         for _ in range(view.variable):
             (length,) = _U32.unpack_from(value, pos)
+            length &= LENGTH_MASK  # a list with null items flags it; lists are not served here
             items.append(value[pos + 4 : pos + 4 + length])
             pos += 4 + length
         out.append(items)
     return out
-
 
 
 @lru_cache(maxsize=1024)

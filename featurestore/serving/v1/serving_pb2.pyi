@@ -98,7 +98,7 @@ class ListList(_message.Message):
     def __init__(self, values: _Optional[_Iterable[_Union[Values, _Mapping]]] = ...) -> None: ...
 
 class Values(_message.Message):
-    __slots__ = ("int32_values", "int64_values", "float_values", "double_values", "string_values", "bool_values", "bytes_values", "timestamp_values", "list_values")
+    __slots__ = ("int32_values", "int64_values", "float_values", "double_values", "string_values", "bool_values", "bytes_values", "timestamp_values", "list_values", "null_positions")
     INT32_VALUES_FIELD_NUMBER: _ClassVar[int]
     INT64_VALUES_FIELD_NUMBER: _ClassVar[int]
     FLOAT_VALUES_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,7 @@ class Values(_message.Message):
     BYTES_VALUES_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_VALUES_FIELD_NUMBER: _ClassVar[int]
     LIST_VALUES_FIELD_NUMBER: _ClassVar[int]
+    NULL_POSITIONS_FIELD_NUMBER: _ClassVar[int]
     int32_values: Int32List
     int64_values: Int64List
     float_values: FloatList
@@ -117,7 +118,8 @@ class Values(_message.Message):
     bytes_values: BytesList
     timestamp_values: Int64List
     list_values: ListList
-    def __init__(self, int32_values: _Optional[_Union[Int32List, _Mapping]] = ..., int64_values: _Optional[_Union[Int64List, _Mapping]] = ..., float_values: _Optional[_Union[FloatList, _Mapping]] = ..., double_values: _Optional[_Union[DoubleList, _Mapping]] = ..., string_values: _Optional[_Union[StringList, _Mapping]] = ..., bool_values: _Optional[_Union[BoolList, _Mapping]] = ..., bytes_values: _Optional[_Union[BytesList, _Mapping]] = ..., timestamp_values: _Optional[_Union[Int64List, _Mapping]] = ..., list_values: _Optional[_Union[ListList, _Mapping]] = ...) -> None: ...
+    null_positions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, int32_values: _Optional[_Union[Int32List, _Mapping]] = ..., int64_values: _Optional[_Union[Int64List, _Mapping]] = ..., float_values: _Optional[_Union[FloatList, _Mapping]] = ..., double_values: _Optional[_Union[DoubleList, _Mapping]] = ..., string_values: _Optional[_Union[StringList, _Mapping]] = ..., bool_values: _Optional[_Union[BoolList, _Mapping]] = ..., bytes_values: _Optional[_Union[BytesList, _Mapping]] = ..., timestamp_values: _Optional[_Union[Int64List, _Mapping]] = ..., list_values: _Optional[_Union[ListList, _Mapping]] = ..., null_positions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetOnlineFeaturesRequest(_message.Message):
     __slots__ = ("features", "feature_service", "entities", "full_feature_names", "include_run_ids")
