@@ -250,13 +250,15 @@ def write_view(
         deleted = 0
         key_names = [k.name for k in view.join_keys]
         if p.rebuild:
-            _retract_before_rebuild(con, project, view)
+            if view.online:  # only online views have Redis values to correct
+                _retract_before_rebuild(con, project, view)
             con.execute(f"DROP TABLE IF EXISTS {table}")
             con.execute(_create_table_sql(table, view))
             con.execute(f"DELETE FROM {quote(project)}.offline_files WHERE view = ?", [view.name])
             known = {}
         for path in [] if p.rebuild else p.changed + p.removed:
-            retract_keys(con, project, view.name, key_names, f"{FILE_ID} = {int(known[path].file_id)}")
+            if view.online:
+                retract_keys(con, project, view.name, key_names, f"{FILE_ID} = {int(known[path].file_id)}")
             row = fetch_one(con, f"DELETE FROM {table} WHERE {FILE_ID} = ?", [known[path].file_id])
             deleted += int(row[0]) if row else 0
             con.execute(

@@ -17,7 +17,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.online.helpers import clean_run_dump, dump, make_store
+from featurestore import FeatureStore
+from featurestore.offline.tables import table_exists
+from featurestore.storage import connection
+from tests.online.helpers import clean_run_dump, dump, make_store, write_parquet
 from tests.online.test_incremental import DEFS, HOUR, add_file, items, served
 
 Row = tuple[int, datetime, datetime | None, int]
@@ -136,3 +139,39 @@ def test_redis_follows_the_sources_through_rewrites_and_removals(
             assert served(fs, IDS) == reference(files, now)
         assert dump(redis_client) == clean_run_dump(fs)
         fs.close()
+
+
+def test_a_rebuilt_view_rewrites_keys_whose_rows_went_with_the_rebuild(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    now = now_s()
+    fs = make_store(
+        tmp_path / "repo",
+        DEFS,
+        {
+            "items/part-1.parquet": items([(1, now - 3 * HOUR, None, 1), (2, now - 3 * HOUR, None, 2)]),
+            "items/part-2.parquet": items([(1, now - HOUR, None, 10)]),
+        },
+    )
+    fs.materialize()
+    (fs.config.repo / "data" / "items" / "part-2.parquet").unlink()
+    defs = fs.config.repo / "defs.py"
+    defs.write_text(defs.read_text().replace('Field("v", Int64)', 'Field("v", Int64), Field("w", Int64)'))
+    table = items([(1, now - 3 * HOUR, None, 1), (2, now - 3 * HOUR, None, 2)])
+    write_parquet(fs.config.repo / "data" / "items" / "part-1.parquet", table.append_column("w", table["v"]))
+    fs = FeatureStore(fs.config.repo)
+    fs.apply()
+    result = fs.materialize()
+    assert result.ingestion[0].rebuilt
+    assert served(fs, [1, 2]) == [1, 2]
+
+
+def test_offline_only_views_keep_no_retractions(tmp_path: Path) -> None:
+    now = now_s()
+    defs = DEFS.replace('schema=[Field("v", Int64)])', 'schema=[Field("v", Int64)], online=False)')
+    fs = make_store(tmp_path / "repo", defs, {"items/part-1.parquet": items([(1, now - HOUR, None, 1)])})
+    fs.ingest()
+    add_file(fs, "part-1.parquet", [(1, now - HOUR, None, 2)])
+    fs.ingest()
+    with connection(fs.config.duckdb_path, read_only=True) as con:
+        assert not table_exists(con, fs.config.project, "retracted_items")
