@@ -145,13 +145,24 @@ def run_cli(env: dict[str, str], *args: str) -> None:
 
 # -- materialization -------------------------------------------------------------------------
 
+# The first call of a process also pays one-time imports (pyarrow.compute loads pandas, the
+# OpenLineage client); the second, after wiping Redis and the watermarks again, is what a
+# long-lived process (a scheduler's worker) pays per run.
 MATERIALIZE_CHILD = """
 import json, sys, time
+import duckdb, redis
 from featurestore import FeatureStore
 store = FeatureStore(sys.argv[1])
 t = time.perf_counter()
 r = store.materialize()
-print(json.dumps({"seconds": time.perf_counter() - t, "rows": r.rows_read,
+first = time.perf_counter() - t
+redis.Redis.from_url(store.config.redis_url).flushall()
+con = duckdb.connect(str(store.config.duckdb_path))
+con.execute("DELETE FROM rides.online_watermarks")
+con.close()
+t = time.perf_counter()
+r = store.materialize()
+print(json.dumps({"seconds": time.perf_counter() - t, "first_call_s": first, "rows": r.rows_read,
                   "entities": sum(v.entities for v in r.views)}))
 """
 
@@ -240,6 +251,7 @@ def bench_materialize(repo: Path, env: dict[str, str], runs: int) -> dict[str, A
             "entities_per_s": entities / statistics.median(secs),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in rs),
         }
+    summary["api"]["first_call_s"] = statistics.median(r["first_call_s"] for r in results["api"])
     summary["limit"]["query_s"] = statistics.median(r["query_s"] for r in results["limit"])
     summary["limit"]["write_s"] = statistics.median(r["write_s"] for r in results["limit"])
     return summary
@@ -500,6 +512,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {mode} | {r['seconds_median']:.2f} ({r['seconds_min']:.2f}-{r['seconds_max']:.2f}) | "
             f"{r['rows_per_s']:,.0f} | {r['entities_per_s']:,.0f} | {r['peak_rss_mib']:.0f} | {ratio:.2f} |"
+        )
+    first = m["api"].get("first_call_s")
+    if first is not None:
+        lines.append(
+            f"| api, first call of a process | {first:.2f} | {m['rows'] / first:,.0f} | "
+            f"{m['entities'] / first:,.0f} | | {m['limit']['seconds_median'] / first:.2f} |"
         )
     lines += [
         "",

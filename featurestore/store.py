@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -188,12 +188,15 @@ class FeatureStore:
     ) -> list[IngestResult]:
         project, store_dir = self.config.project, self.config.store_dir
         version, snapshot = registry_store.read_snapshot(con, project)
-        chosen = self._with_check_functions(self._select_views(snapshot, views))
+        chosen = self._select_views(snapshot, views)
         names, events = [v.name for v in chosen], self._lineage_events()
         # Every view is validated before anything is written, runs included: a failed
         # validation leaves the file untouched (its report is kept beside the store).
         with lineage_runs.rejected_ingestions(store_dir, version.version, names, events):
-            prepared = [prepare_view(con, project, view, self.config.repo, progress) for view in chosen]
+            with_checks = self._check_functions()
+            prepared = [
+                prepare_view(con, project, view, self.config.repo, progress, with_checks) for view in chosen
+            ]
             raise_if_failed(prepared, store_dir)
         with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
             results = []
@@ -432,14 +435,24 @@ class FeatureStore:
             return list(snapshot.views.values())
         return [snapshot.get("feature_view", name) for name in views]
 
-    def _with_check_functions(self, views: list[FeatureView]) -> list[FeatureView]:
-        """Custom checks are stored by name only: their functions come from the repo's code."""
-        from featurestore.validation.schema import has_custom_checks, with_check_functions
+    def _check_functions(self) -> Callable[[FeatureView], FeatureView]:
+        """Gives an applied view its custom checks' functions (stored by name only) from the repo's code.
 
-        if not any(has_custom_checks(v) for v in views):
-            return views
-        defined = load_repo(self.config.repo).views
-        return [with_check_functions(v, defined.get(v.name)) if has_custom_checks(v) else v for v in views]
+        The repo is loaded at most once, and only if a view to validate has such checks.
+        """
+        defined: dict[str, FeatureView] | None = None
+
+        def with_checks(view: FeatureView) -> FeatureView:
+            nonlocal defined
+            from featurestore.validation.schema import has_custom_checks, with_check_functions
+
+            if not has_custom_checks(view):
+                return view
+            if defined is None:
+                defined = load_repo(self.config.repo).views
+            return with_check_functions(view, defined.get(view.name))
+
+        return with_checks
 
     def _lineage_events(self) -> LineageEvents:
         from featurestore.lineage.openlineage import LineageEvents  # loads the client only here

@@ -141,8 +141,13 @@ def prepare_view(
     view: FeatureView,
     repo: Path,
     progress: Progress | None = None,
+    with_checks: Callable[[FeatureView], FeatureView] | None = None,
 ) -> PreparedIngest:
-    """Decide which files changed and validate them; only reads, so a failure leaves the file as it was."""
+    """Decide which files changed and validate them; only reads, so a failure leaves the file as it was.
+
+    ``with_checks`` gives the view its custom checks' functions; called only when a file needs
+    validating, since it loads pandera and the repo's code.
+    """
     started = time.perf_counter()
     files = view.source.files(repo)
     if not files:
@@ -178,14 +183,15 @@ def prepare_view(
     for path in added + changed:  # check every file before writing anything
         check_file_schema(Path(path), view)
     report = ViewReport(view.name, view.on_invalid)
-    from featurestore.validation.validate import validate_file  # pandera: only when validating
-
     checked: dict[str, FileValidation] = {}
     todo = sorted(added + changed)
+    if todo:  # pandera (and pandas) load only when there is something to validate
+        from featurestore.validation.validate import validate_file
+    checking = with_checks(view) if todo and with_checks is not None else view
     for i, path in enumerate(todo):
         if progress:
             progress(f"{view.name}: validating {Path(path).name}", i, len(todo))
-        checked[path] = validate_file(view, Path(path), keep_invalid=view.on_invalid == "quarantine")
+        checked[path] = validate_file(checking, Path(path), keep_invalid=view.on_invalid == "quarantine")
         report.files.append(checked[path].report)
     return PreparedIngest(
         view,
