@@ -39,6 +39,7 @@ SAMPLE_ROWS = 20_000  # values per feature behind the quantiles
 TOP_K = 50  # categorical values kept with their counts; the rest are counted together
 _NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
 _NUMERIC_TYPES |= {"U" + t for t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")}
+FLOAT_TYPES = {"FLOAT", "DOUBLE"}  # the numeric types that can hold NaN or infinities
 _CATEGORICAL_TYPES = {"VARCHAR", "BOOLEAN"}
 
 
@@ -117,27 +118,33 @@ def compute_statistics(
     kinds = {c: kind_of(types[c]) for c in columns}
     levels = "[" + ", ".join(repr(q) for q in QUANTILE_LEVELS) + "]"
     parts = ["count(*)"]
+    # Floats may hold NaN or infinities: each gets a finite copy (NULL where not finite), which
+    # aggregates skip; one projection per column is cheaper than a FILTER on every aggregate.
+    finite: list[str] = []
     for c in columns:
         q, kind = quote(c), kinds[c]
         parts.append(f"count({q})")
         if kind == NUMERIC:
             x = f"CAST({q} AS DOUBLE)"
-            finite = f"FILTER (WHERE isfinite({x}))"
+            if types[c] in FLOAT_TYPES:
+                x = quote(f"__finite_{c}")
+                finite.append(f"CASE WHEN isfinite({q}) THEN CAST({q} AS DOUBLE) END AS {x}")
             parts += [
                 f"approx_count_distinct({q})",
-                f"min({x}) {finite}",
-                f"max({x}) {finite}",
-                f"avg({x}) {finite}",
-                f"stddev_samp({x}) {finite}",
-                f"reservoir_quantile({x}, {levels}, {SAMPLE_ROWS}) {finite}",
-                f"count({q}) FILTER (WHERE NOT isfinite({x}))",
+                f"min({x})",
+                f"max({x})",
+                f"avg({x})",
+                f"stddev_samp({x})",
+                f"reservoir_quantile({x}, {levels}, {SAMPLE_ROWS})",
+                f"count({q}) - count({x})",
             ]
         elif types[c] == "BOOLEAN":
             x = f"CAST({q} AS INTEGER)"
             parts += [f"approx_count_distinct({q})", f"avg({x})", f"stddev_samp({x})"]
         elif kind == CATEGORICAL:
             parts.append(f"approx_count_distinct({q})")
-    row = con.execute(f"SELECT {', '.join(parts)} FROM {source}", list(params)).fetchall()[0]
+    scanned = f"(SELECT *, {', '.join(finite)} FROM {source})" if finite else source
+    row = con.execute(f"SELECT {', '.join(parts)} FROM {scanned}", list(params)).fetchall()[0]
     tops = _top_values(con, source, [c for c in columns if kinds[c] == CATEGORICAL], params)
 
     rows, values = int(row[0]), iter(row[1:])
