@@ -9,6 +9,9 @@ REPO   := definitions
 .PHONY: setup redis-server data demo test lint proto bench bench-full bench-tools clean
 
 setup: $(STAMP) redis-server
+	@# Bytecode for the package: environments with PYTHONDONTWRITEBYTECODE set would otherwise
+	@# compile every module on each CLI start (~0.1 s). Stale files are recompiled in memory.
+	@$(BIN)/python -m compileall -q featurestore >/dev/null
 
 # The virtual environment, rebuilt when the dependencies change.
 $(STAMP): pyproject.toml
