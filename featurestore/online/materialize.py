@@ -4,7 +4,10 @@ Three phases so the DuckDB file is locked for writing only briefly: (1) ingest s
 record the run, (2) read the newest rows per entity with a read-only connection and write
 them to Redis in pipelined batches, (3) record the outcome and advance the watermarks.
 Every write is newer-wins, so a run killed at any point and run again -- or two runs over
-overlapping ranges -- leave Redis exactly as one uninterrupted run would.
+overlapping ranges -- leave Redis exactly as one uninterrupted run would. The exception is a
+key whose rows a changed source took away: it is rewritten outright from what remains.
+``store.materialize`` runs phase (1) on its own write connection (``start_run``), then
+``write_run`` does (2) and (3).
 """
 
 from __future__ import annotations
@@ -106,25 +109,6 @@ class StartedRun:
     removals: list[str]
 
 
-def materialize(
-    config: Config,
-    views: Sequence[FeatureView],
-    registry_version: int,
-    start: datetime | None,
-    end: datetime | None,
-    incremental: bool,
-    progress: Progress | None = None,
-    now: datetime | None = None,
-) -> MaterializeResult:
-    """Write the newest row per entity with event time in ``[start, end)`` of each view."""
-    began = time.perf_counter()
-    with connection(config.duckdb_path) as con:
-        run = start_run(con, config, views, registry_version, start, end, incremental, now)
-    result = write_run(config, run, progress)
-    result.seconds = time.perf_counter() - began
-    return result
-
-
 def start_run(
     con: duckdb.DuckDBPyConnection,
     config: Config,
@@ -216,16 +200,8 @@ def _finish(
     status: str,
     error: str | None,
 ) -> None:
-    state.finish_run(
-        con,
-        project,
-        run.run_id,
-        status,
-        sum(v.rows_read for v in result.views),
-        sum(v.written for v in result.views),
-        sum(v.kept_newer for v in result.views),
-        error,
-    )
+    kept_newer = sum(v.kept_newer for v in result.views)
+    state.finish_run(con, project, run.run_id, status, result.rows_read, result.written, kept_newer, error)
     if status == "succeeded":
         for name in result.removed:
             state.removal_done(con, project, name)
@@ -370,20 +346,18 @@ def _correct_retracted(
     retracted = f"(SELECT DISTINCT {keys} FROM {retracted_table(project, view.name)})"
     full = replace(plan, start=None, end=max(plan.end, now), late_since=None)
     newest, params = newest_rows_sql(project, full, now, only=f"({keys}) IN {retracted}")
-    corrected = 0
-    kept: list[str] = []
+    kept: set[str] = set()
     with con.sql(newest, params=params).to_arrow_reader(BATCH_ROWS) as reader:
         for batch in reader:
             key_list, value_list, expire_at = _encode(project, view, codec, batch, run_id, now)
             writer.replace(key_list, value_list, expire_at)
-            kept += key_list
-            corrected += len(key_list)
+            kept.update(key_list)
     every = con.sql(f"SELECT {keys} FROM {retracted}").to_arrow_table()
     all_keys = encode_keys(project, view.name, [(k.name, every.column(k.name)) for k in view.join_keys])
-    gone = sorted(set(all_keys.to_pylist()) - set(kept))
+    gone = sorted(set(all_keys.to_pylist()) - kept)
     for i in range(0, len(gone), BATCH_ROWS):
         writer.delete(gone[i : i + BATCH_ROWS])
-    return corrected + len(gone)
+    return len(kept) + len(gone)
 
 
 def _count(
