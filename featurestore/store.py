@@ -326,7 +326,7 @@ class FeatureStore:
                 project,
                 run.run_id,
                 [r.run_id for r in fed if r.run_id is not None],
-                sum(r.rows_quarantined + r.rows_skipped for r in fed),
+                sum(r.rows_rejected for r in fed),
             )
             lineage_runs.record_sources(con, project, lineage_runs.MATERIALIZE, run.run_id, online)
         events = self._lineage_events()

@@ -121,7 +121,7 @@ def _print_ingest(results: list[IngestResult]) -> None:
             str(r.files_removed),
             f"{r.rows_inserted:,}",
             f"{r.rows_deleted:,}",
-            f"{r.rows_skipped + r.rows_quarantined:,}",
+            f"{r.rows_rejected:,}",
             f"{r.seconds:.2f}",
         )
     console.print(table)

@@ -69,6 +69,11 @@ class IngestResult:
     run_id: int | None = None  # the ingestion run that recorded it (lineage/runs.py)
 
     @property
+    def rows_rejected(self) -> int:
+        """Rows set aside: quarantined, or without a join key or event time."""
+        return self.rows_skipped + self.rows_quarantined
+
+    @property
     def changed(self) -> bool:
         return bool(self.files_added or self.files_changed or self.files_removed or self.rebuilt)
 

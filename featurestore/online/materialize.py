@@ -83,7 +83,7 @@ class MaterializeResult:
     def rows_rejected(self) -> int:
         """Rows the ingestion of its views set aside: quarantined, or without a key or event time."""
         written = {v.view for v in self.views}
-        return sum(r.rows_quarantined + r.rows_skipped for r in self.ingestion if r.view in written)
+        return sum(r.rows_rejected for r in self.ingestion if r.view in written)
 
 
 @dataclass(frozen=True)
