@@ -21,9 +21,9 @@ from featurestore.lineage.reproduce import file_changes
 from featurestore.lineage.runs import INGEST, MATERIALIZE, read_rejected, run_name
 from featurestore.lineage.training_sets import list_records
 from featurestore.offline.ingest import file_fingerprint
-from featurestore.offline.tables import table_exists
+from featurestore.offline.tables import column_types, table_exists
 from featurestore.registry import Snapshot
-from featurestore.storage import connection, fetch_one, quote
+from featurestore.storage import connection, quote
 
 # Runs per view shown (newest first); a run asked for by name is always included.
 RECENT_RUNS = 5
@@ -177,7 +177,8 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
             if f"view:{view}" in g.nodes:
                 g.edge(r, f"view:{view}", "wrote")
     if table_exists(con, project, "materialization_runs"):
-        linked = _has_column(con, project, "materialization_runs", "ingestion_runs")
+        # Added in place on older files: absent until a run since has written one.
+        linked = "ingestion_runs" in column_types(con, project, "materialization_runs")
         fed_by = "ingestion_runs, rows_rejected" if linked else "NULL, NULL"
         for (
             run_id,
@@ -229,17 +230,6 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
                 f = g.node(f"file:{path}", "source_file", path)
                 g.nodes[f].setdefault("status", "not ingested now")
                 g.edge(f, r, f"read ({fingerprint[:8]})")
-
-
-def _has_column(con: duckdb.DuckDBPyConnection, project: str, table: str, column: str) -> bool:
-    """Whether a table written by an older version already has a column added since."""
-    row = fetch_one(
-        con,
-        "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ? AND column_name = ?",
-        [project, table, column],
-    )
-    return bool(row and row[0])
 
 
 def _rejected(g: _Graph, config: Config) -> None:

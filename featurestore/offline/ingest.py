@@ -32,6 +32,7 @@ from featurestore.offline.tables import (
     EVENT_TS,
     FILE_ID,
     SEQ,
+    column_types,
     ensure_state_tables,
     retract_keys,
     retracted_table,
@@ -340,14 +341,8 @@ def _retract_before_rebuild(con: duckdb.DuckDBPyConnection, project: str, view: 
 
 def _key_types(con: duckdb.DuckDBPyConnection, project: str, table: str, keys: list[str]) -> list[str] | None:
     """The types of ``keys`` in the table, or None if it does not exist or lacks one of them."""
-    rows = dict(
-        con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ?",
-            [project, table],
-        ).fetchall()
-    )
-    return [rows[k] for k in keys] if all(k in rows for k in keys) else None
+    types = column_types(con, project, table)
+    return [types[k] for k in keys] if all(k in types for k in keys) else None
 
 
 def ingested_fingerprint(con: duckdb.DuckDBPyConnection, project: str, view: str) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 
 from featurestore.storage import fetch_one, quote
@@ -40,6 +42,27 @@ def retract_keys(
         f"INSERT INTO {retracted} SELECT DISTINCT {cols}, now() FROM {table} "
         f"WHERE {where} AND {' AND '.join(quote(k) + ' IS NOT NULL' for k in keys)}"
     )
+
+
+def has_retractions(con: duckdb.DuckDBPyConnection, project: str, view: str) -> bool:
+    if not table_exists(con, project, "retracted_" + view):
+        return False
+    return fetch_one(con, f"SELECT 1 FROM {retracted_table(project, view)} LIMIT 1") is not None
+
+
+def forget_retractions(con: duckdb.DuckDBPyConnection, project: str, view: str, until: datetime) -> None:
+    """The retractions recorded up to ``until`` are corrected in Redis: drop them."""
+    con.execute(f"DELETE FROM {retracted_table(project, view)} WHERE retracted_at <= ?", [until])
+
+
+def column_types(con: duckdb.DuckDBPyConnection, project: str, table: str) -> dict[str, str]:
+    """Column name -> DuckDB type of a table of the project ({} if there is no such table)."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ?",
+        [project, table],
+    ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
 
 
 def ensure_state_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:

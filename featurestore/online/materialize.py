@@ -30,6 +30,8 @@ from featurestore.offline.tables import (
     EVENT_TS,
     FILE_ID,
     SEQ,
+    forget_retractions,
+    has_retractions,
     retracted_table,
     table_exists,
     view_table,
@@ -138,7 +140,7 @@ def start_run(
                 f"feature view {v.name!r} has not been ingested: run 'featurestore materialize'"
             )
     plans = [_plan(con, config.project, v, start, end, incremental) for v in online]
-    plans = [replace(p, retracted=_retractions(con, config, p.view)) for p in plans]
+    plans = [replace(p, retracted=has_retractions(con, config.project, p.view.name)) for p in plans]
     removals = state.pending_removals(con, config.project)
     run_id, started_at = state.start_run(
         con, config.project, registry_version, [v.name for v in online], start, end, incremental
@@ -207,10 +209,7 @@ def _finish(
             state.removal_done(con, project, name)
         for plan in run.plans:
             if plan.retracted:
-                con.execute(
-                    f"DELETE FROM {retracted_table(project, plan.view.name)} WHERE retracted_at <= ?",
-                    [run.started_at],
-                )
+                forget_retractions(con, project, plan.view.name, run.started_at)
             if plan.advances:
                 state.advance_watermark(con, project, plan.view.name, plan.end, run.started_at, run.run_id)
 
@@ -319,12 +318,6 @@ def _encode(
         mask = pa.array(live)
         keys, values, expire_at = keys.filter(mask), values.filter(mask), expire_at[live]
     return keys.to_pylist(), values.to_pylist(), expire_at.tolist()
-
-
-def _retractions(con: duckdb.DuckDBPyConnection, config: Config, view: FeatureView) -> bool:
-    if not table_exists(con, config.project, "retracted_" + view.name):
-        return False
-    return fetch_one(con, f"SELECT 1 FROM {retracted_table(config.project, view.name)} LIMIT 1") is not None
 
 
 def _correct_retracted(
