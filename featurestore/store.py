@@ -181,14 +181,13 @@ class FeatureStore:
     ) -> list[IngestResult]:
         """Load each view's Parquet source into DuckDB; unchanged files are skipped."""
         with connection(self.config.duckdb_path) as con:
-            return self._ingest(con, views, progress)
+            version, snapshot = registry_store.read_snapshot(con, self.config.project)
+            return self._ingest(con, version, self._select_views(snapshot, views), progress)
 
     def _ingest(
-        self, con: DuckDBPyConnection, views: Sequence[str] | None, progress: Progress | None
+        self, con: DuckDBPyConnection, version: Version, chosen: list[FeatureView], progress: Progress | None
     ) -> list[IngestResult]:
         project, store_dir = self.config.project, self.config.store_dir
-        version, snapshot = registry_store.read_snapshot(con, project)
-        chosen = self._select_views(snapshot, views)
         names, events = [v.name for v in chosen], self._lineage_events()
         # Every view is validated before anything is written, runs included: a failed
         # validation leaves the file untouched (its report is kept beside the store).
@@ -312,9 +311,9 @@ class FeatureStore:
         # One write connection for ingestion, the registry and the run's record: opening and
         # closing the file costs more than this bookkeeping. It is released while Redis is written.
         with connection(self.config.duckdb_path) as con:
-            ingested = self._ingest(con, views, progress)
             version, snapshot = registry_store.read_snapshot(con, project)
             chosen = self._select_views(snapshot, views)
+            ingested = self._ingest(con, version, chosen, progress)
             run = online_materialize.start_run(
                 con, self.config, chosen, version.version, start, end, incremental
             )
