@@ -147,7 +147,7 @@ def get(
         result = open_store(repo).get_online_features(wanted, entities)
         columns, statuses = (
             {c: v for c, v in result.to_dict().items() if c not in entities},
-            result.statuses(),
+            result.statuses,
         )
         stamps = {
             col.name: [None if t is None else _EPOCH + timedelta(microseconds=t) for t in col.event_ts_us]

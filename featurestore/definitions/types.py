@@ -1,10 +1,14 @@
-"""Feature value types and their Arrow and DuckDB counterparts."""
+"""Feature value types and their Arrow, DuckDB and pandas counterparts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,18 @@ def dtype_from_arrow(arrow_type: pa.DataType) -> DType | None:
         inner = dtype_from_arrow(arrow_type.value_type)
         return List(inner) if inner is not None and inner in SCALARS.values() else None
     return None
+
+
+def pandas_frame(table: pa.Table) -> pd.DataFrame:
+    """``table`` as a DataFrame with Arrow-backed dtypes (``pd.ArrowDtype``).
+
+    Every declared type survives, nulls included: an Int64 column with nulls stays
+    ``int64[pyarrow]`` (numpy would make it float64), a Bool one ``bool[pyarrow]`` (not
+    object), a list keeps its item type. The same for training sets and online responses.
+    """
+    import pandas as pd  # not on the serving path unless asked for
+
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def _family(t: pa.DataType) -> str:

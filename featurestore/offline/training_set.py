@@ -12,6 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from featurestore.config import Config
+from featurestore.definitions.types import pandas_frame
 from featurestore.errors import InvalidRequestError, NotAppliedError
 from featurestore.offline.entities import register_entities
 from featurestore.offline.ingest import ingested_fingerprint
@@ -58,7 +59,8 @@ class TrainingSet:
         return self._con.sql(self.sql).to_arrow_table()
 
     def to_pandas(self) -> pd.DataFrame:
-        return self.to_arrow().to_pandas()
+        """The whole training set as a DataFrame with Arrow-backed dtypes (nulls keep the type)."""
+        return pandas_frame(self.to_arrow())
 
     def to_batches(self, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
         """Stream the training set in input order without holding it all in memory."""

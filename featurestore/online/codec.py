@@ -10,11 +10,14 @@ Layout (little-endian)::
     fixed-width features in schema order (Int32/Int64/Float32/Float64/Bool/Timestamp)
     variable-width features in schema order: uint32 length, then bytes (String/Bytes/List)
 
-A list's bytes are its items, little-endian, a null item stored as 0. A list holding a null
-item sets the length's high bit (``LIST_HAS_NULLS``) and appends a validity bitmap after the
-items: ceil(k/8) bytes, bit j (least significant first, as Arrow) set when item j is valid;
-the length counts items and bitmap, so k = 8 * length // (8 * item width + 1). Lists without
-nulls are laid out exactly as before the bitmap existed, so values written then still decode.
+A list of fixed-width items (numbers, Bool as one byte, Timestamp as microseconds) is its
+items, little-endian, a null item stored as 0. A list of String or Bytes is a uint32 item
+count k, k uint32 item lengths, then the items' bytes (a null item is empty). A list holding
+a null item sets the length's high bit (``LIST_HAS_NULLS``) and appends a validity bitmap
+after the items: ceil(k/8) bytes, bit j (least significant first, as Arrow) set when item j
+is valid; for fixed-width items the length counts items and bitmap, so
+k = 8 * length // (8 * item width + 1). Lists without nulls are laid out exactly as before
+the bitmap existed, so values written then still decode.
 
 The header leads so that the newer-wins script compares two values without decoding them,
 and the layout hash lets a reader refuse a value written under another schema instead of
@@ -49,7 +52,15 @@ _FIXED: dict[str, tuple[str, str]] = {
     "Bool": ("?", "u1"),
     "Timestamp": ("q", "<i8"),
 }
-_LIST_ITEMS: dict[str, str] = {"Int32": "<i4", "Int64": "<i8", "Float32": "<f4", "Float64": "<f8"}
+_LIST_ITEMS: dict[str, str] = {
+    "Int32": "<i4",
+    "Int64": "<i8",
+    "Float32": "<f4",
+    "Float64": "<f8",
+    "Bool": "u1",
+    "Timestamp": "<i8",
+}
+_BINARY_ITEMS = ("String", "Bytes")  # list items of variable width
 _U32 = struct.Struct("<I")
 LIST_HAS_NULLS = 1 << 31  # in a variable-width length: a validity bitmap follows the list's items
 LENGTH_MASK = LIST_HAS_NULLS - 1
@@ -76,11 +87,10 @@ class ViewCodec:
         self.view = view
         self.features: tuple[Field, ...] = tuple(view.features)
         for f in self.features:
-            if (
-                f.dtype.name not in _FIXED
-                and f.dtype.name not in ("String", "Bytes")
-                and not (f.dtype.name.startswith("List(") and f.dtype.name[5:-1] in _LIST_ITEMS)
-            ):
+            name = f.dtype.name
+            item = name[5:-1] if name.startswith("List(") else None
+            servable = name in _FIXED or name in _BINARY_ITEMS or item in (*_LIST_ITEMS, *_BINARY_ITEMS)
+            if not servable:
                 raise DefinitionError(
                     [
                         f"feature view {view.name!r}: feature {f.name!r} of type {f.dtype.name} "
@@ -261,21 +271,46 @@ def _variable_binary(column: pa.Array, f: Field) -> tuple[pa.Array, np.ndarray |
     if f.dtype.name in ("String", "Bytes"):
         data = column.cast(pa.binary())
         return (data.fill_null(b"") if data.null_count else data), None
-    # a list of fixed-width numbers: its items' bytes, sliced per row by its offsets
-    item = np.dtype(_LIST_ITEMS[f.dtype.name[5:-1]])
-    lists = column.cast(pa.list_(pa.from_numpy_dtype(item)))
+    inner = f.dtype.name[5:-1]
+    if inner in _BINARY_ITEMS:
+        lists = column.cast(pa.list_(pa.large_binary()))
+    elif inner == "Timestamp":
+        lists = column.cast(pa.list_(pa.timestamp("us", tz="UTC"))).cast(pa.list_(pa.int64()))
+    else:
+        lists = column.cast(pa.list_(pa.from_numpy_dtype(np.dtype(_LIST_ITEMS[inner]))))
     offsets = lists.offsets.to_numpy().astype(np.int64)
     # .values ignores the array's slice (and .flatten() skips items behind null lists): the
     # offsets say which items are whose
     items = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
     offsets -= offsets[0]
-    flat = items.fill_null(0) if items.null_count else items
-    flat_np = flat.to_numpy(zero_copy_only=False).astype(item, copy=False)
-    data = _binary_rows(len(lists), offsets * item.itemsize, flat_np.tobytes())
+    if inner in _BINARY_ITEMS:
+        data = _binary_list_rows(items, offsets)
+    else:  # fixed-width items: their bytes, sliced per row by the offsets
+        item = np.dtype(_LIST_ITEMS[inner])
+        flat = items.fill_null(0) if items.null_count else items
+        flat_np = flat.to_numpy(zero_copy_only=False).astype(item, copy=False)
+        data = _binary_rows(len(lists), offsets * item.itemsize, flat_np.tobytes())
     with_nulls = None
     if items.null_count:
         data, with_nulls = _append_validity(data, items, offsets)
     return (data.fill_null(b"") if data.null_count else data), with_nulls
+
+
+def _binary_list_rows(items: pa.Array, offsets: np.ndarray) -> pa.Array:
+    """Each list of String/Bytes items: its item count, each item's length, the items' bytes."""
+    flat = items.fill_null(b"") if items.null_count else items
+    lengths = pc.binary_length(flat).to_numpy(zero_copy_only=False).astype(np.int64)
+    item_offsets = np.concatenate(([0], np.cumsum(lengths)))  # each item's start in the payload
+    whole = pa.LargeListArray.from_arrays(pa.array([0, len(flat)], pa.int64()), flat)
+    # every item's bytes, one after another
+    payload = pc.binary_join(whole, pa.scalar(b"", pa.large_binary()))[0].as_py()
+    n = len(offsets) - 1
+    parts = [
+        _binary_rows(n, np.arange(n + 1, dtype=np.int64) * 4, np.diff(offsets).astype("<u4").tobytes()),
+        _binary_rows(n, offsets * 4, lengths.astype("<u4").tobytes()),
+        _binary_rows(n, item_offsets[offsets], payload),
+    ]
+    return pc.binary_join_element_wise(*parts, b"")
 
 
 def _binary_rows(n: int, offsets: np.ndarray, payload: bytes) -> pa.Array:
@@ -309,12 +344,25 @@ def _decode_variable(raw: bytes, f: Field, with_nulls: bool = False) -> Any:
         return raw.decode()
     if name == "Bytes":
         return raw
-    item = np.dtype(_LIST_ITEMS[name[5:-1]])
+    inner = name[5:-1]
+    values: list[Any]
+    if inner in _BINARY_ITEMS:
+        (k,) = _U32.unpack_from(raw, 0)
+        lengths = np.frombuffer(raw, dtype="<u4", count=k, offset=4)
+        bounds = np.concatenate(([4 + 4 * k], 4 + 4 * k + np.cumsum(lengths, dtype=np.int64))).tolist()
+        values = [raw[bounds[j] : bounds[j + 1]] for j in range(k)]
+        if inner == "String":
+            values = [v.decode() for v in values]
+        end = bounds[-1]
+    else:
+        item = np.dtype(_LIST_ITEMS[inner])
+        k = 8 * len(raw) // (8 * item.itemsize + 1) if with_nulls else len(raw) // item.itemsize
+        items = np.frombuffer(raw, dtype=item, count=k)
+        values = (items.astype(bool) if inner == "Bool" else items).tolist()
+        end = k * item.itemsize
     if not with_nulls:
-        return np.frombuffer(raw, dtype=item).tolist()
-    k = 8 * len(raw) // (8 * item.itemsize + 1)
-    values: list[Any] = np.frombuffer(raw, dtype=item, count=k).tolist()
-    bitmap = np.frombuffer(raw, dtype=np.uint8, offset=k * item.itemsize)
+        return values
+    bitmap = np.frombuffer(raw, dtype=np.uint8, offset=end)
     for j in np.flatnonzero(np.unpackbits(bitmap, count=k, bitorder="little") == 0).tolist():
         values[j] = None
     return values

@@ -13,16 +13,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from featurestore.definitions import Field
+from featurestore.definitions.types import pandas_frame
 from featurestore.errors import InvalidRequestError
 from featurestore.online.codec import ViewCodec
 from featurestore.online.keys import encode_key_value
 from featurestore.registry import Snapshot
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_MAX_ENTITIES = 10_000
 MAX_FEATURES = 1_000  # feature references in one request
@@ -85,20 +89,29 @@ class OnlineResult:
         for col in self.features:
             if col.field.dtype.name == "Timestamp":
                 out[col.name] = [None if v is None else _datetime(v) for v in col.values]
+            elif col.field.dtype.name == "List(Timestamp)":
+                out[col.name] = [
+                    None if v is None else [None if t is None else _datetime(t) for t in v]
+                    for v in col.values
+                ]
             else:
                 out[col.name] = list(col.values)
         return out
 
     def to_arrow(self) -> pa.Table:
+        """Join keys, then features, typed as declared (Timestamps as microseconds become timestamps)."""
         arrays: dict[str, pa.Array] = {k: pa.array(v) for k, v in self.entities.items()}
         for col in self.features:
-            if col.field.dtype.name == "Timestamp":
-                arrays[col.name] = pa.array(col.values, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-            else:
-                arrays[col.name] = pa.array(col.values, col.field.dtype.arrow)
+            arrays[col.name] = pa.array(col.values, col.field.dtype.arrow)
         return pa.table(arrays)
 
+    def to_pandas(self) -> pd.DataFrame:
+        """``to_arrow()`` as a DataFrame with Arrow-backed dtypes, as ``TrainingSet.to_pandas``."""
+        return pandas_frame(self.to_arrow())
+
+    @property
     def statuses(self) -> dict[str, list[str]]:
+        """``{feature column: status name per entity}``; only these tell an absent value from a null."""
         return {col.name: [Status(s).name for s in col.statuses] for col in self.features}
 
 

@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
 import pyarrow as pa
 
+from featurestore.definitions.types import pandas_frame
 from featurestore.errors import (
     FeatureStoreError,
     InvalidRequestError,
@@ -24,6 +25,9 @@ from featurestore.serving.auth import client_metadata
 from featurestore.serving.tls import channel_credentials
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # gRPC's own retry machinery: UNAVAILABLE (server restarting, Redis briefly away) is
 # retried with backoff within the call's deadline.
@@ -56,6 +60,10 @@ _ARROW: dict[int, pa.DataType] = {
     pb.INT64_LIST: pa.list_(pa.int64()),
     pb.FLOAT32_LIST: pa.list_(pa.float32()),
     pb.FLOAT64_LIST: pa.list_(pa.float64()),
+    pb.STRING_LIST: pa.list_(pa.string()),
+    pb.BOOL_LIST: pa.list_(pa.bool_()),
+    pb.BYTES_LIST: pa.list_(pa.binary()),
+    pb.TIMESTAMP_LIST: pa.list_(pa.timestamp("us", tz="UTC")),
 }
 
 
@@ -72,13 +80,19 @@ class OnlineResponse:
     run_ids: dict[str, list[int | None]]
 
     def to_dict(self) -> dict[str, list[Any]]:
+        """``{column: values}``: join keys, then features (Timestamp values as datetimes)."""
         return {**self.entities, **self.columns}
 
     def to_arrow(self) -> pa.Table:
+        """Join keys, then features, typed as declared."""
         arrays = {k: pa.array(v) for k, v in self.entities.items()}
         for name, values in self.columns.items():
             arrays[name] = pa.array(values, self.types[name])
         return pa.table(arrays)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """``to_arrow()`` as a DataFrame with Arrow-backed dtypes, as ``TrainingSet.to_pandas``."""
+        return pandas_frame(self.to_arrow())
 
 
 def _entity_values(name: str, values: Sequence[Any]) -> pb.Values:
@@ -174,6 +188,8 @@ class Client:
             present = [s in (pb.PRESENT,) for s in col.statuses]
             if col.type == pb.TIMESTAMP:
                 raw = [_timestamp(v) for v in raw]
+            elif col.type == pb.TIMESTAMP_LIST:
+                raw = [[None if t is None else _timestamp(t) for t in v] for v in raw]
             columns[col.name] = [v if ok else None for v, ok in zip(raw, present, strict=True)]
             statuses[col.name] = [pb.FieldStatus.Name(s) for s in col.statuses]
             stamps[col.name] = [

@@ -25,6 +25,10 @@ _LISTS: dict[str, tuple[int, str]] = {
     "List(Int64)": (pb.INT64_LIST, "int64_values"),
     "List(Float32)": (pb.FLOAT32_LIST, "float_values"),
     "List(Float64)": (pb.FLOAT64_LIST, "double_values"),
+    "List(String)": (pb.STRING_LIST, "string_values"),
+    "List(Bool)": (pb.BOOL_LIST, "bool_values"),
+    "List(Bytes)": (pb.BYTES_LIST, "bytes_values"),
+    "List(Timestamp)": (pb.TIMESTAMP_LIST, "timestamp_values"),
 }
 _SCALAR_KINDS = ("int32_values", "int64_values", "string_values")
 
@@ -52,12 +56,13 @@ def fill_values(target: Any, dtype: DType, values: list[Any]) -> None:
     """Put a feature's values into a ``Values`` message (zero values where absent)."""
     if dtype.name in _LISTS:
         field = _LISTS[dtype.name][1]
+        zero = _BY_DTYPE[dtype.name[5:-1]][2]
         items = target.list_values.values
         for v in values:
             one = items.add()
             if v and None in v:  # a null item: the zero value, its position said apart
                 one.null_positions.extend([j for j, x in enumerate(v) if x is None])
-                v = [0 if x is None else x for x in v]
+                v = [zero if x is None else x for x in v]
             getattr(one, field).values.extend(v or ())
         return
     _, field, zero = _BY_DTYPE[dtype.name]
@@ -80,7 +85,7 @@ def list_features(registry: OnlineRegistry) -> pb.ListFeaturesResponse:
     response = pb.ListFeaturesResponse(registry_version=registry.version)
     for ref, field in registry.servable():
         view = registry.snapshot.views[ref.split(":", 1)[0]]
-        response.features.add(
+        info = response.features.add(
             reference=ref,
             view=view.name,
             name=field.name,
@@ -88,9 +93,14 @@ def list_features(registry: OnlineRegistry) -> pb.ListFeaturesResponse:
             join_keys=[k.name for k in view.join_keys],
             description=field.description or "",
             ttl_seconds=0 if view.ttl is None else int(view.ttl.total_seconds()),
+            entities=list(view.entity_names),
         )
+        for k in view.join_keys:  # a client in another language learns which Values kind to send
+            info.typed_join_keys.add(name=k.name, type=value_type(k.dtype))
     for name, service in sorted(registry.snapshot.services.items()):
         response.services.add(name=name, features=service.feature_refs())
+    for name, entity in sorted(registry.snapshot.entities.items()):
+        response.entities.add(name=name, join_keys=list(entity.join_keys), description=entity.description)
     return response
 
 

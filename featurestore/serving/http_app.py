@@ -77,7 +77,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def _json_value(dtype: str) -> Callable[[Any], Any]:
     # Bytes as base64 and non-finite floats as strings, as protobuf's JSON mapping does.
-    if dtype == "Bytes":
+    if dtype == "Bytes":  # also an item of a list, which may be null
         return lambda v: None if v is None else base64.b64encode(v).decode()
     if dtype == "Timestamp":
         return lambda v: None if v is None else _iso(v)
@@ -85,8 +85,8 @@ def _json_value(dtype: str) -> Callable[[Any], Any]:
         return lambda v: (
             v if v is None or math.isfinite(v) else ("NaN" if v != v else str(v).replace("inf", "Infinity"))
         )
-    if dtype.startswith("List(Float"):
-        one = _json_value("Float64")
+    if dtype.startswith("List(") and dtype[5:-1] in ("Bytes", "Timestamp", "Float32", "Float64"):
+        one = _json_value(dtype[5:-1])
         return lambda v: None if v is None else [one(x) for x in v]
     return lambda v: v
 
@@ -211,12 +211,23 @@ def build_app(
                     "name": field.name,
                     "type": field.dtype.name,
                     "join_keys": [k.name for k in view.join_keys],
+                    "join_key_types": {k.name: k.dtype.name for k in view.join_keys},
+                    "entities": list(view.entity_names),
                     "description": field.description,
                     "ttl_seconds": None if view.ttl is None else int(view.ttl.total_seconds()),
                 }
             )
         services = {name: s.feature_refs() for name, s in sorted(registry.snapshot.services.items())}
-        return {"registry_version": registry.version, "features": out, "services": services}
+        entities = {
+            name: {"join_keys": list(e.join_keys), "description": e.description}
+            for name, e in sorted(registry.snapshot.entities.items())
+        }
+        return {
+            "registry_version": registry.version,
+            "features": out,
+            "services": services,
+            "entities": entities,
+        }
 
     @app.get("/healthz", responses={503: {"description": "Not serving: the online store does not answer"}})
     async def healthz() -> JSONResponse:

@@ -106,7 +106,7 @@ def lookup(
 ) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
     """(values by column, statuses by feature column) of one get_online_features call."""
     result = fs.get_online_features(features, entities, **kw)
-    return result.to_dict(), result.statuses()
+    return result.to_dict(), result.statuses
 
 
 # -- the reference: newest row per entity, from the Parquet files in plain Python ----------

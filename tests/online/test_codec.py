@@ -142,6 +142,10 @@ LIST_FIELDS = [
     Field("l64", List(Int64)),
     Field("lf32", List(Float32)),
     Field("lf64", List(Float64)),
+    Field("ls", List(String)),
+    Field("lb", List(Bool)),
+    Field("lx", List(Bytes)),
+    Field("lt", List(Timestamp)),
 ]
 LIST_VIEW = FeatureView(
     "lists",
@@ -154,6 +158,10 @@ LIST_ITEMS: dict[str, st.SearchStrategy[Any]] = {
     "l64": st.integers(-(2**63), 2**63 - 1),
     "lf32": float32s,
     "lf64": st.floats(),
+    "ls": st.text(max_size=8),  # unicode and the empty string
+    "lb": st.booleans(),
+    "lx": st.binary(max_size=8),
+    "lt": st.integers(-(2**62), 2**62),  # microseconds, as served
 }
 # long enough for validity bitmaps of several bytes; some lists all null, some never null
 list_rows = st.lists(
@@ -175,7 +183,10 @@ list_rows = st.lists(
 @given(data=list_rows, skip=st.integers(0, 2))
 def test_lists_with_null_items_round_trip(data: list[dict[str, Any]], skip: int) -> None:
     types = {f.name: f.dtype.arrow for f in LIST_FIELDS}
-    padding = [{"l32": [None, 1], "l64": None, "lf32": [None], "lf64": [0.5]}] * skip
+    padding = [
+        {"l32": [None, 1], "l64": None, "lf32": [None], "lf64": [0.5], "ls": ["p", None], "lb": [True],
+         "lx": None, "lt": [None, 7]}
+    ] * skip
     batch = pa.table({k: pa.array([r[k] for r in padding + data], t) for k, t in types.items()}).slice(skip)
     codec = ViewCodec(LIST_VIEW)
     n = batch.num_rows
@@ -184,8 +195,8 @@ def test_lists_with_null_items_round_trip(data: list[dict[str, Any]], skip: int)
         decoded = codec.decode(value)
         assert decoded is not None
         assert all_same(list(decoded.values), [row[f.name] for f in LIST_FIELDS])
-    got = codec.decode_columns(encoded, [3, 0, 2])
-    for p, column in zip([3, 0, 2], got.columns, strict=True):
+    got = codec.decode_columns(encoded, [3, 0, 6, 2, 4, 7])
+    for p, column in zip([3, 0, 6, 2, 4, 7], got.columns, strict=True):
         assert all_same(column, [row[LIST_FIELDS[p].name] for row in data])
 
 

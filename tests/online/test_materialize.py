@@ -140,7 +140,7 @@ def test_example_data_serves_the_newest_row_of_every_entity(
         {"driver_id": [d for (d,) in drivers], "customer_id": [c for (c,) in customers]},
     )
     assert both.to_dict()["rating"] == alone.to_dict()["rating"]
-    assert both.statuses()["lifetime_orders"] == ["PRESENT", "NOT_FOUND", "PRESENT"]
+    assert both.statuses["lifetime_orders"] == ["PRESENT", "NOT_FOUND", "PRESENT"]
 
 
 # -- TTL ---------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def test_ttl_decides_present_expired_and_not_written(tmp_path: Path, redis_clien
     assert result.rows_read == 3 and result.written == 3  # items 1, 2 and 4's newer row
 
     got = fs.get_online_features(["items:v"], {"id": [1, 2, 3, 4]})
-    assert got.statuses() == {"v": ["PRESENT", "EXPIRED", "NOT_FOUND", "PRESENT"]}
+    assert got.statuses == {"v": ["PRESENT", "EXPIRED", "NOT_FOUND", "PRESENT"]}
     assert got.to_dict()["v"] == [10, None, None, 41]
     # An expired value still says when it was true.
     micros = got.features[0].event_ts_us

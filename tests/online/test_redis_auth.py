@@ -92,7 +92,7 @@ def test_materialize_and_read_with_a_password(repo: Path, password_redis: RedisS
     assert materialized.returncode == 0, materialized.stderr
     assert redis.Redis.from_url(pw_url(password_redis)).dbsize() > 0
     store = FeatureStore(repo, config=load_config(repo, env=env))
-    assert store.get_online_features(KNOWN, ENTITIES).statuses()["conv_rate"] == ["PRESENT", "PRESENT"]
+    assert store.get_online_features(KNOWN, ENTITIES).statuses["conv_rate"] == ["PRESENT", "PRESENT"]
     assert_no_secret(materialized.stdout, materialized.stderr)
 
 

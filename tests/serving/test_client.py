@@ -44,4 +44,4 @@ def test_a_server_not_started_yet_is_unavailable_then_the_same_client_recovers(
             server.stop()
     expected = open_store(served_repo).get_online_features(CITY, {"driver_id": DRIVERS})
     assert answer.to_dict() == expected.to_dict()
-    assert answer.statuses == expected.statuses()
+    assert answer.statuses == expected.statuses

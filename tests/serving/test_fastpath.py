@@ -30,7 +30,7 @@ every = FeatureView(
     source=ParquetSource("every_src", path="data/every.parquet", timestamp_field="ts"),
     schema=[Field("i32", Int32), Field("s", String), Field("i64", Int64), Field("f32", Float32),
             Field("f64", Float64), Field("b", Bool), Field("raw", Bytes), Field("t", Timestamp),
-            Field("ints", List(Int64)), Field("s2", String)])
+            Field("ints", List(Int64)), Field("words", List(String)), Field("s2", String)])
 zones = FeatureView(
     "zones", entities=[zone],
     source=ParquetSource("zones_src", path="data/zones.parquet", timestamp_field="ts"),
@@ -38,6 +38,7 @@ zones = FeatureView(
 scalars = FeatureService("scalars", features=[
     every[["i32", "s", "i64", "f32", "f64", "b", "raw", "t", "s2"]], zones])
 with_lists = FeatureService("with_lists", features=[every[["f64", "ints"]]])
+with_words = FeatureService("with_words", features=[every[["s", "words"]]])
 """
 
 HOUR_US = 3_600_000_000
@@ -56,8 +57,9 @@ EVERY = {
     "b": (st.booleans(), pa.bool_()),
     "raw": (st.binary(max_size=300), pa.binary()),
     "t": (st.integers(0, 2**52), pa.int64()),
-    # a list (null items included) stored between two strings: the fast path skips over it
+    # lists (null items included) stored between two strings: the fast path skips over them
     "ints": (st.lists(st.none() | int64s, max_size=10), pa.list_(pa.int64())),
+    "words": (st.lists(st.none() | st.text(max_size=5), max_size=10), pa.list_(pa.string())),
     "s2": (texts, pa.string()),
 }
 ZONES = {"label": (texts, pa.string()), "score": (st.floats(allow_nan=False), pa.float64())}
@@ -149,6 +151,7 @@ def test_fast_bytes_equal_the_general_path(
 
 def test_list_features_take_the_general_path(store: FeatureStore) -> None:
     assert fast_encoder(store.online_registry().plan("with_lists")) is None
+    assert fast_encoder(store.online_registry().plan("with_words")) is None
 
 
 def test_other_layout_is_declined(store: FeatureStore) -> None:
@@ -170,6 +173,7 @@ def test_other_layout_is_declined(store: FeatureStore) -> None:
         "t": 5,
         "s2": "",
         "ints": [1],
+        "words": ["w", None],
     }
     every = _encode(plan, 0, EVERY, [full], [0])[0]
     assert encoder.encode(1, [every, zone], 1, time.time_ns() // 1000) is not None

@@ -22,6 +22,10 @@ class ValueType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INT64_LIST: _ClassVar[ValueType]
     FLOAT32_LIST: _ClassVar[ValueType]
     FLOAT64_LIST: _ClassVar[ValueType]
+    STRING_LIST: _ClassVar[ValueType]
+    BOOL_LIST: _ClassVar[ValueType]
+    BYTES_LIST: _ClassVar[ValueType]
+    TIMESTAMP_LIST: _ClassVar[ValueType]
 
 class FieldStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -43,6 +47,10 @@ INT32_LIST: ValueType
 INT64_LIST: ValueType
 FLOAT32_LIST: ValueType
 FLOAT64_LIST: ValueType
+STRING_LIST: ValueType
+BOOL_LIST: ValueType
+BYTES_LIST: ValueType
+TIMESTAMP_LIST: ValueType
 FIELD_STATUS_UNSPECIFIED: FieldStatus
 PRESENT: FieldStatus
 NULL_VALUE: FieldStatus
@@ -180,8 +188,16 @@ class ListFeaturesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class JoinKey(_message.Message):
+    __slots__ = ("name", "type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: ValueType
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ValueType, str]] = ...) -> None: ...
+
 class FeatureInfo(_message.Message):
-    __slots__ = ("reference", "view", "name", "type", "join_keys", "description", "ttl_seconds")
+    __slots__ = ("reference", "view", "name", "type", "join_keys", "description", "ttl_seconds", "typed_join_keys", "entities")
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +205,8 @@ class FeatureInfo(_message.Message):
     JOIN_KEYS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TYPED_JOIN_KEYS_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
     reference: str
     view: str
     name: str
@@ -196,7 +214,19 @@ class FeatureInfo(_message.Message):
     join_keys: _containers.RepeatedScalarFieldContainer[str]
     description: str
     ttl_seconds: int
-    def __init__(self, reference: _Optional[str] = ..., view: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ValueType, str]] = ..., join_keys: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+    typed_join_keys: _containers.RepeatedCompositeFieldContainer[JoinKey]
+    entities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, reference: _Optional[str] = ..., view: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ValueType, str]] = ..., join_keys: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., typed_join_keys: _Optional[_Iterable[_Union[JoinKey, _Mapping]]] = ..., entities: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EntityInfo(_message.Message):
+    __slots__ = ("name", "join_keys", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    JOIN_KEYS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    join_keys: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    def __init__(self, name: _Optional[str] = ..., join_keys: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ...) -> None: ...
 
 class FeatureServiceInfo(_message.Message):
     __slots__ = ("name", "features")
@@ -207,11 +237,13 @@ class FeatureServiceInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListFeaturesResponse(_message.Message):
-    __slots__ = ("registry_version", "features", "services")
+    __slots__ = ("registry_version", "features", "services", "entities")
     REGISTRY_VERSION_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
     registry_version: int
     features: _containers.RepeatedCompositeFieldContainer[FeatureInfo]
     services: _containers.RepeatedCompositeFieldContainer[FeatureServiceInfo]
-    def __init__(self, registry_version: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureInfo, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[FeatureServiceInfo, _Mapping]]] = ...) -> None: ...
+    entities: _containers.RepeatedCompositeFieldContainer[EntityInfo]
+    def __init__(self, registry_version: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureInfo, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[FeatureServiceInfo, _Mapping]]] = ..., entities: _Optional[_Iterable[_Union[EntityInfo, _Mapping]]] = ...) -> None: ...
