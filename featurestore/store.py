@@ -137,6 +137,21 @@ class FeatureStore:
         with connection(self.config.duckdb_path, read_only=True) as con:
             return registry_store.list_versions(con, self.config.project)
 
+    def breaking_versions(self) -> dict[int, list[str]]:
+        """Version -> how it broke consumers of the version before it (versions that broke none are absent)."""
+        if not self.config.duckdb_path.exists():
+            return {}
+        with connection(self.config.duckdb_path, read_only=True) as con:
+            snapshots = registry_store.read_snapshots(con, self.config.project)
+        previous: Snapshot | None = None
+        breaking: dict[int, list[str]] = {}
+        for number, snapshot in snapshots.items():
+            reasons = make_plan(previous, snapshot, None).breaking
+            if reasons:
+                breaking[number] = reasons
+            previous = snapshot
+        return breaking
+
     def list_entities(self) -> list[Entity]:
         return list(self.registry().entities.values())
 

@@ -10,13 +10,13 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import MONITOR, RepoOption, app, console, open_store
 
 # Deep enough for file -> run -> view -> feature -> service / training set.
 MAX_DEPTH = 6
 
 
-@app.command("lineage")
+@app.command("lineage", rich_help_panel=MONITOR)
 def lineage_cmd(
     name: Annotated[
         str,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, err_console, open_store
+from featurestore.cli.app import MONITOR, RepoOption, app, console, err_console, open_store
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, split_names
 from featurestore.config import Config
 from featurestore.errors import InvalidRequestError
@@ -36,7 +36,7 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-@app.command()
+@app.command(rich_help_panel=MONITOR)
 def freshness(
     views: Annotated[
         list[str] | None, typer.Option("--views", help="Online views to check (default: all).")
@@ -99,7 +99,7 @@ def freshness(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(rich_help_panel=MONITOR)
 def skew(
     log: Annotated[Path, typer.Option("--log", help="The request log folder (serve --request-log).")],
     features: FeaturesOption = None,

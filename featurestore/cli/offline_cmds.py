@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import BUILD, RepoOption, app, console, open_store
 from featurestore.cli.progress import progress_bar
 from featurestore.errors import InvalidRequestError
 from featurestore.offline.ingest import IngestResult
@@ -51,7 +51,7 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@app.command()
+@app.command(rich_help_panel=BUILD)
 def materialize(
     repo: RepoOption = Path("."),
     offline: Annotated[bool, typer.Option("--offline", help="Only ingest sources into DuckDB.")] = False,
@@ -134,7 +134,7 @@ training_set_app = typer.Typer(
     no_args_is_help=False,
     help="Build a point-in-time correct training set (or: training-set reproduce ID).",
 )
-app.add_typer(training_set_app, name="training-set")
+app.add_typer(training_set_app, name="training-set", rich_help_panel=BUILD)
 
 
 @training_set_app.callback()

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, err_console, open_store
+from featurestore.cli.app import SERVE, RepoOption, app, console, err_console, open_store
 from featurestore.cli.monitoring_online_cmds import request_log_options
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, features_or_service
 from featurestore.errors import InvalidRequestError
 
 
-@app.command()
+@app.command(rich_help_panel=SERVE)
 def serve(
     repo: RepoOption = Path("."),
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port.")] = 6566,
@@ -100,7 +100,7 @@ def _join_key_types(repo: Path, wanted: list[str] | str, required: bool) -> dict
     return {k.name: k.dtype.name for k in plan.join_keys}
 
 
-@app.command()
+@app.command(rich_help_panel=SERVE)
 def get(
     entity: Annotated[
         list[str], typer.Option("--entity", "-e", help="join_key=value (repeat; comma-separate values).")

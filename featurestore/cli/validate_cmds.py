@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import BUILD, RepoOption, app, console, open_store
 from featurestore.cli.offline_cmds import split_names
 from featurestore.cli.progress import progress_bar
 from featurestore.validation import ValidationReport
@@ -18,7 +18,7 @@ from featurestore.validation import ValidationReport
 VIEW_CHECK_VALUES = 3
 
 
-@app.command()
+@app.command(rich_help_panel=BUILD)
 def validate(
     repo: RepoOption = Path("."),
     views: Annotated[

@@ -243,6 +243,51 @@ def test_apply_of_a_breaking_change(make_repo) -> None:  # type: ignore[no-untyp
     assert [v.version for v in fs.versions()] == [1, 2]
 
 
+def test_plan_shows_real_before_values_and_exit_code_gates_breaking_changes(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo({"drivers.py": DRIVER_REPO})
+    assert run_cli("apply", "--repo", str(repo)).returncode == 0
+    unchanged = run_cli("plan", "--repo", str(repo), "--exit-code")
+    assert (unchanged.returncode, unchanged.stdout) == (0, "No changes against version 1.\n")
+
+    # Attributes stored only when not at their default, and the first tag of a view.
+    (repo / "drivers.py").write_text(
+        DRIVER_REPO.replace("ttl=timedelta(days=2),", 'ttl=timedelta(days=2), on_invalid="quarantine", '
+                            'tags={"team": "risk"},')
+        .replace('Field("acc_rate", Float32)', 'Field("acc_rate", Float32, nullable=False)')
+    )
+    changes = run_cli("plan", "--repo", str(repo), "--exit-code")
+    assert changes.returncode == 2, changes.stderr
+    assert changes.stdout.splitlines() == [
+        "Plan against version 1: 1 to change",
+        "  ~ feature view driver_stats",
+        "      features.acc_rate.nullable: true -> false",
+        "      on_invalid: fail -> quarantine",
+        "      tags.team: (none) -> risk",
+    ]
+    as_json = json.loads(run_cli("plan", "--repo", str(repo), "--json").stdout)
+    assert [(f["path"], f["old"], f["new"]) for f in as_json["changes"][0]["fields"]] == [
+        ("features.acc_rate.nullable", True, False), ("on_invalid", "fail", "quarantine"),
+        ("tags.team", None, "risk")]
+    assert (as_json["base_version"], as_json["breaking"], as_json["exit_code"]) == (1, [], 2)
+    assert run_cli("apply", "--repo", str(repo)).returncode == 0
+
+    (repo / "drivers.py").write_text(DRIVER_REPO.replace('Field("acc_rate", Float32),', ""))
+    breaking = run_cli("plan", "--repo", str(repo), "--exit-code")
+    assert breaking.returncode == 3, breaking.stderr
+    assert "BREAKING: feature 'acc_rate' removed while online" in breaking.stdout
+    assert run_cli("apply", "--repo", str(repo), "--allow-breaking").returncode == 0
+
+    listing = run_cli("versions", "--repo", str(repo))
+    rows = [line for line in listing.stdout.splitlines() if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in rows[:3]] == ["1", "2", "3"]
+    assert "BREAKING" not in "".join(rows[:2])
+    assert "BREAKING: feature view 'driver_stats': feature 'acc_rate' removed while online" in "".join(rows[2:])
+    versions = json.loads(run_cli("versions", "--repo", str(repo), "--json").stdout)
+    assert [(v["version"], v["breaking"]) for v in versions] == [(1, []), (2, []), (3, [
+        "feature view 'driver_stats': feature 'acc_rate' removed while online",
+        "feature service 'driver_model': feature 'driver_stats:acc_rate' removed from the service"])]
+
+
 def test_unknown_command_and_option_are_usage_errors(tmp_path: Path) -> None:
     command, option = run_side_by_side(["frobnicate"], ["plan", "--no-such-option"], cwd=tmp_path)
     for result in (command, option):
