@@ -78,7 +78,7 @@ class FeatureStore:
 
     def load_definitions(self) -> Snapshot:
         """Import the repo's Python files and check them, without touching the registry."""
-        return compile_repo(load_repo(self.config.repo), self.config.repo)
+        return compile_repo(load_repo(self.config.repo, raise_problems=False), self.config.repo)
 
     def plan(self) -> Plan:
         """What ``apply`` would change; changes nothing."""

@@ -188,26 +188,46 @@ def test_several_bad_definitions(make_repo) -> None:  # type: ignore[no-untyped-
     text = DRIVER_REPO.replace('Field("acc_rate", Float32)', 'Field("speed", Float32)')
     text = text.replace('timestamp_field="event_timestamp"', 'timestamp_field="driver_id"')
     repo = make_repo({"drivers.py": text, "broken.py": "import not_a_real_module_xyz\n"})
-    # A file that cannot be imported is reported first; once it is fixed the rest shows.
-    result = run_cli("apply", "--repo", str(repo))
-    assert_one_error_line(result, "broken.py:1: ModuleNotFoundError: No module named 'not_a_real_module_xyz'")
-
-    (repo / "broken.py").unlink()
+    # A file that cannot be imported does not hide the problems of the others.
     result = run_cli("apply", "--repo", str(repo))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     header, *problems = result.stderr.strip().splitlines()
-    assert header == "error: 2 problems in definitions:"
-    assert len(problems) == 2
-    assert problems[0].startswith("  drivers.py:")
-    assert problems[0].endswith(
-        "source 'driver_source': timestamp_field 'driver_id' is int64 in 'data/driver_stats', not a timestamp"
-    )
+    assert header == "error: 3 problems in definitions:"
+    assert problems[0] == "  broken.py:1: ModuleNotFoundError: No module named 'not_a_real_module_xyz'"
     assert problems[1].startswith("  drivers.py:")
     assert problems[1].endswith(
+        "source 'driver_source': timestamp_field 'driver_id' is int64 in 'data/driver_stats', not a timestamp"
+    )
+    assert problems[2].startswith("  drivers.py:")
+    assert problems[2].endswith(
         "feature view 'driver_stats': field 'speed' is not a column of 'data/driver_stats'"
     )
     assert not (repo / ".featurestore" / "store.duckdb").exists()
+
+
+def test_a_duplicate_name_is_reported_with_every_other_problem(make_repo) -> None:  # type: ignore[no-untyped-def]
+    text = (DRIVER_REPO.replace('Field("acc_rate", Float32)', 'Field("speed", Float32)')
+            .replace('Field("avg_daily_trips", Int32)', 'Field("avg_daily_trips", String)')
+            .replace("Int32, ParquetSource", "Int32, ParquetSource, String"))
+    other = """
+        from featurestore import Entity, ParquetSource
+        driver = Entity("driver", join_keys=["driver_ref"])
+        ghost = ParquetSource("ghost", path="data/nowhere", timestamp_field="ts")
+    """
+    repo = make_repo({"drivers.py": text, "other.py": other})
+    result = run_cli("plan", "--repo", str(repo))
+    assert result.returncode == 1, result.stdout
+    header, *problems = result.stderr.strip().splitlines()
+    assert header == "error: 4 problems in definitions:", result.stderr
+    ends = [
+        "duplicate entity name 'driver' (also at drivers.py:5)",
+        "source 'ghost': path 'data/nowhere' matches no Parquet files",
+        "feature view 'driver_stats': field 'speed' is not a column of 'data/driver_stats'",
+        "feature view 'driver_stats': field 'avg_daily_trips' is declared String but 'data/driver_stats' has int32",
+    ]
+    for problem, end in zip(problems, ends, strict=True):
+        assert problem.endswith(end), (problem, end)
 
 
 def test_describe_before_apply_and_of_an_unknown_name(make_repo) -> None:  # type: ignore[no-untyped-def]
