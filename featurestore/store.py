@@ -46,7 +46,7 @@ from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_pl
 from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
 from featurestore.storage import connection
-from featurestore.validation import ValidationReport, ViewReport
+from featurestore.validation import FileReport, ValidationReport, ViewReport
 
 if TYPE_CHECKING:
     from featurestore.lineage.openlineage import LineageEvents
@@ -138,7 +138,7 @@ class FeatureStore:
             return registry_store.list_versions(con, self.config.project)
 
     def breaking_versions(self) -> dict[int, list[str]]:
-        """Version -> how it broke consumers of the version before it (versions that broke none are absent)."""
+        """Version -> how it broke consumers of the version before it (absent: it broke none)."""
         if not self.config.duckdb_path.exists():
             return {}
         with connection(self.config.duckdb_path, read_only=True) as con:
@@ -305,8 +305,11 @@ class FeatureStore:
             for i, path in enumerate(files):
                 if progress:
                     progress(f"{view.name}: validating {path.name}", i, len(files))
-                check_file_schema(path, view)
-                view_report.files.append(validate_file(view, path).report)
+                try:
+                    check_file_schema(path, view)
+                    view_report.files.append(validate_file(view, path).report)
+                except SourceError as e:  # reported with the file; the other files are still checked
+                    view_report.files.append(FileReport(str(path), 0, 0, error=e.message))
             report.views.append(view_report)
         return report
 

@@ -108,7 +108,7 @@ def list_objects(
     listing = table("kind", "name", "details")
     for k, name, obj in chosen:
         listing.add_row(k, name, _details(k, obj))
-    console.print(listing)
+    console.print(listing, markup=False)
 
 
 @app.command(rich_help_panel=DEFINE)
@@ -138,7 +138,7 @@ def versions(repo: RepoOption = Path("."), as_json: JsonOption = False) -> None:
         summary = v.summary + "".join(f"\nBREAKING: {reason}" for reason in breaking.get(v.version, []))
         applied_at = f"{v.created_at:%Y-%m-%d %H:%M:%S}"
         listing.add_row(str(v.version), v.content_hash, applied_at, v.author, summary)
-    console.print(listing)
+    console.print(listing, markup=False)
 
 
 def plan_dict(plan: Plan) -> dict[str, Any]:

@@ -224,7 +224,8 @@ def test_a_duplicate_name_is_reported_with_every_other_problem(make_repo) -> Non
         "duplicate entity name 'driver' (also at drivers.py:5)",
         "source 'ghost': path 'data/nowhere' matches no Parquet files",
         "feature view 'driver_stats': field 'speed' is not a column of 'data/driver_stats'",
-        "feature view 'driver_stats': field 'avg_daily_trips' is declared String but 'data/driver_stats' has int32",
+        "feature view 'driver_stats': field 'avg_daily_trips' is declared String but 'data/driver_stats' "
+        "has int32",
     ]
     for problem, end in zip(problems, ends, strict=True):
         assert problem.endswith(end), (problem, end)
@@ -301,7 +302,8 @@ def test_plan_shows_real_before_values_and_exit_code_gates_breaking_changes(make
     rows = [line for line in listing.stdout.splitlines() if line.startswith("│")]
     assert [row.split("│")[1].strip() for row in rows[:3]] == ["1", "2", "3"]
     assert "BREAKING" not in "".join(rows[:2])
-    assert "BREAKING: feature view 'driver_stats': feature 'acc_rate' removed while online" in "".join(rows[2:])
+    reason = "feature view 'driver_stats': feature 'acc_rate' removed while online"
+    assert f"BREAKING: {reason}" in "".join(rows[2:])
     versions = json.loads(run_cli("versions", "--repo", str(repo), "--json").stdout)
     assert [(v["version"], v["breaking"]) for v in versions] == [(1, []), (2, []), (3, [
         "feature view 'driver_stats': feature 'acc_rate' removed while online",
