@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from featurestore.cli.app import MONITOR, RepoOption, app, console, err_console, open_store
+from featurestore.cli.output import data_table
 from featurestore.monitoring.drift import NO_TEST, DriftReport
 from featurestore.monitoring.report import write_html
 
@@ -69,7 +69,7 @@ def drift_cmd(
 
 def print_report(report: DriftReport) -> None:
     t = report.thresholds
-    table = Table(
+    table = data_table(
         "feature",
         "type",
         "test",

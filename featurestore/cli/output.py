@@ -24,7 +24,7 @@ def make_console(stream: TextIO, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
 
 
-def table(*headers: str, **options: Any) -> Table:
+def data_table(*headers: str, **options: Any) -> Table:
     """A table whose cells wrap on a narrow terminal, long words folded rather than cut to ``...``."""
     t = Table(*headers, **options)
     for column in t.columns:

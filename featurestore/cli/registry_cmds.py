@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from featurestore.cli.app import DEFINE, RepoOption, app, console, open_store
-from featurestore.cli.output import duration, print_json, table
+from featurestore.cli.output import data_table, duration, print_json
 from featurestore.errors import ConfigError
 from featurestore.registry import PRESENT, Plan
 from featurestore.scaffold import scaffold
@@ -105,7 +105,7 @@ def list_objects(
     if as_json:
         print_json([{"kind": k, "name": name, "spec": obj.to_spec()} for k, name, obj in chosen])
         return
-    listing = table("kind", "name", "details")
+    listing = data_table("kind", "name", "details")
     for k, name, obj in chosen:
         listing.add_row(k, name, _details(k, obj))
     console.print(listing, markup=False)
@@ -133,7 +133,7 @@ def versions(repo: RepoOption = Path("."), as_json: JsonOption = False) -> None:
     if as_json:
         print_json([{**asdict(v), "breaking": breaking.get(v.version, [])} for v in applied])
         return
-    listing = table("version", "hash", "applied at (UTC)", "author", "summary")
+    listing = data_table("version", "hash", "applied at (UTC)", "author", "summary")
     for v in applied:
         summary = v.summary + "".join(f"\nBREAKING: {reason}" for reason in breaking.get(v.version, []))
         applied_at = f"{v.created_at:%Y-%m-%d %H:%M:%S}"

@@ -9,7 +9,7 @@ import typer
 
 from featurestore.cli.app import BUILD, RepoOption, app, console, open_store
 from featurestore.cli.offline_cmds import split_names
-from featurestore.cli.output import print_json, table
+from featurestore.cli.output import data_table, print_json
 from featurestore.cli.progress import progress_bar
 from featurestore.validation import ValidationReport
 
@@ -41,7 +41,7 @@ def validate(
 
 
 def print_report(result: ValidationReport) -> None:
-    summary = table("view", "policy", "files", "rows", "invalid rows", "result")
+    summary = data_table("view", "policy", "files", "rows", "invalid rows", "result")
     for v in result.views:
         summary.add_row(
             v.view,
@@ -56,7 +56,7 @@ def print_report(result: ValidationReport) -> None:
     errors = [(v.view, path, why) for v in result.views for path, why in v.errors()]
     if not failures and not errors:
         return
-    listing = table("view", "file", "column", "check", "failing rows", "examples", title="Failures")
+    listing = data_table("view", "file", "column", "check", "failing rows", "examples", title="Failures")
     for view, path, why in errors:
         listing.add_row(view, Path(path).name, "(file)", "unreadable", "all", why)
     for view, path, c in failures:
