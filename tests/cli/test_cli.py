@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import pty
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +18,7 @@ from typer.testing import CliRunner
 
 from featurestore import FeatureStore
 from featurestore.cli import app
-from tests.helpers import DRIVER_REPO, run_cli
+from tests.helpers import DRIVER_REPO, FEATURESTORE, run_cli
 
 # Each foundation command and a phrase of the purpose its --help must state.
 COMMANDS = {
@@ -149,6 +153,48 @@ def test_plan_prints_changes_field_by_field(example_repo: Path) -> None:
         "      BREAKING: feature 'driver_stats:rating' removed from the service",
         "This plan breaks consumers; apply needs --allow-breaking.",
     ]
+
+
+def on_terminal(*args: str, columns: int) -> str:
+    """What a command prints to a terminal ``columns`` wide, without its color codes."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([FEATURESTORE, *args], stdout=terminal, stderr=subprocess.PIPE,
+                               env={**os.environ, "COLUMNS": str(columns)})
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=60) == 0, process.stderr
+    os.close(controller)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n")
+
+
+def test_tables_are_never_cut_in_a_log_or_on_a_narrow_terminal(example_repo: Path) -> None:
+    repo = str(example_repo)
+    assert run_cli("apply", "--repo", repo).returncode == 0
+    # Not a terminal (a pipe, a log, CI): each row on one line however narrow COLUMNS says.
+    piped = run_cli("list", "--repo", repo, env={"COLUMNS": "60"})
+    assert piped.returncode == 0, piped.stderr
+    [row] = [line for line in piped.stdout.splitlines() if "customer_profile_source" in line]
+    assert "data/customer_profile/*.parquet (time: event_timestamp)" in row
+    assert "3 features of customer; ttl 30d; online" in piped.stdout
+    assert "…" not in piped.stdout
+
+    # A narrow terminal: cells wrap, long words fold, nothing is cut to an ellipsis.
+    shown = on_terminal("list", "--repo", repo, columns=50)
+    assert "…" not in shown
+    rows = [line.split("│") for line in shown.splitlines() if line.count("│") == 4]
+    assert rows and all(len("│".join(r)) <= 50 for r in rows)
+    names = "".join(r[2].strip() for r in rows)
+    details = "".join(r[3].strip() for r in rows).replace(" ", "")
+    assert "customer_profile_source" in names
+    assert "data/customer_profile/*.parquet(time:event_timestamp)" in details
 
 
 # -- errors -----------------------------------------------------------------------------
@@ -348,6 +394,23 @@ def test_command_help(helps: dict[str, subprocess.CompletedProcess[str]], comman
     assert "--repo" in result.stdout
 
 
+def test_root_help_groups_commands_by_task_and_takes_h_and_version() -> None:
+    long_help, short_help, version = run_side_by_side(["--help"], ["-h"], ["--version"])
+    assert long_help.returncode == short_help.returncode == version.returncode == 0
+    assert short_help.stdout == long_help.stdout
+    assert version.stdout == f"featurestore {importlib.metadata.version('featurestore')}\n"
+    panels = {"Define features": ["init", "plan", "apply", "list", "describe", "versions"],
+              "Build data": ["materialize", "validate", "training-set"],
+              "Serve online": ["serve", "get"],
+              "Monitor and trace": ["drift", "lineage", "freshness", "skew"]}
+    lines = long_help.stdout.splitlines()
+    titles = [i for i, line in enumerate(lines) if any(f"─ {p} ─" in line for p in panels)]
+    assert [next(p for p in panels if p in lines[i]) for i in titles] == list(panels)
+    for start, (panel, commands) in zip(titles, panels.items(), strict=True):
+        body = lines[start + 1 : start + 1 + len(commands)]
+        assert [line.strip("│ ").split()[0] for line in body] == commands, panel
+
+
 def test_no_arguments_shows_help(helps: dict[str, subprocess.CompletedProcess[str]]) -> None:
     result = helps["(no arguments)"]
     assert "Usage: featurestore [OPTIONS] COMMAND" in result.stdout + result.stderr
@@ -385,6 +448,9 @@ def test_every_command_help_renders_its_purpose_and_options() -> None:
         assert "--repo" in result.output and "FEATURESTORE_REPO" in result.output, name
         for param in command.params:
             assert param.help.split()[0] in result.output, (name, param.name)
+        # A flag takes no value, and help text keeps its brackets (rich markup once ate them).
+        assert "<bool>" not in result.output, name
+        assert "(default: ," not in result.output, name
 
 
 # -- init -------------------------------------------------------------------------------
