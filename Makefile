@@ -1,23 +1,34 @@
 # The two commands: `make demo` and `make test`. Everything they need is installed here.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two stamps: the demo needs only the package (RUNTIME); tests and lint add the dev tools (DEV).
+RUNTIME := $(VENV)/.installed-runtime
+DEV     := $(VENV)/.installed-dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPO   := definitions
 
-.PHONY: setup redis-server data demo test lint proto bench bench-full bench-tools clean
+.PHONY: setup runtime redis-server data demo test lint proto bench bench-full bench-tools clean
 
-setup: $(STAMP) redis-server
+# Everything for development: the package, the dev tools and redis-server.
+setup: $(DEV) runtime
+
+# What the package needs to run (the demo): no mypy, hypothesis, schemathesis or grpcio-tools.
+runtime: $(RUNTIME) redis-server
 	@# Bytecode for the package: environments with PYTHONDONTWRITEBYTECODE set would otherwise
 	@# compile every module on each CLI start (~0.1 s). Stale files are recompiled in memory.
 	@$(BIN)/python -m compileall -q featurestore >/dev/null
 
-# The virtual environment, rebuilt when the dependencies change.
-$(STAMP): pyproject.toml
+# The virtual environment with the package, rebuilt when the dependencies change.
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+# The dev extras on top (tests, lint, make proto, benchmarks).
+$(DEV): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV)
 
 # Debian's redis-server: tests start private instances of it, the demo starts one if none answers.
 redis-server:
@@ -27,20 +38,22 @@ redis-server:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
 # The example repo's data: seeded, ending at the current hour so served values are fresh.
-data: $(STAMP)
+data: $(RUNTIME)
 	$(BIN)/python -m featurestore.datagen $(REPO)/data --scale demo
 
 # Starts a local redis-server (no persistence) when none answers at the repo's Redis URL.
-demo: setup data
+# Ports: DEMO_GRPC_PORT (default 6566) and DEMO_HTTP_PORT (default 6567), e.g.
+#   make demo DEMO_GRPC_PORT=7566 DEMO_HTTP_PORT=7567
+demo: runtime data
 	@scripts/ensure_redis.sh $(REPO)
 	@$(REPO)/demo.sh $(REPO)
 
 # Regenerate the gRPC code from proto/ (committed; tests check it is fresh).
-proto: $(STAMP)
+proto: $(DEV)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
 		proto/featurestore/serving/v1/serving.proto
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check featurestore tests $(wildcard benchmarks)
 	$(BIN)/mypy
 

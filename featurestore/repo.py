@@ -34,6 +34,8 @@ class RepoContents:
     sources: dict[str, ParquetSource] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, FeatureService] = field(default_factory=dict)
+    # What ``load_repo(..., raise_problems=False)`` found, for the compiler to report with its own.
+    problems: list[str] = field(default_factory=list)
 
     def by_kind(self) -> dict[str, dict[str, Any]]:
         return {
@@ -63,8 +65,13 @@ def python_files(repo: Path) -> list[Path]:
     return found
 
 
-def load_repo(repo: Path) -> RepoContents:
-    """Import every .py file under ``repo`` and collect its definitions."""
+def load_repo(repo: Path, raise_problems: bool = True) -> RepoContents:
+    """Import every .py file under ``repo`` and collect its definitions.
+
+    With ``raise_problems=False`` the problems (a file that fails to import, a duplicate name)
+    come back in ``problems`` with what could be collected, so that checking the rest can
+    report its problems in the same round.
+    """
     repo = repo.resolve()
     problems: list[str] = []
     seen: dict[tuple[str, str], Any] = {}
@@ -98,11 +105,12 @@ def load_repo(repo: Path) -> RepoContents:
             for entity in obj.entities:
                 if isinstance(entity, Entity):
                     _collect(entity, seen, problems, repo)
-    if problems:
-        # A broken file imported by another file fails both imports the same way: say it once.
-        raise DefinitionError(list(dict.fromkeys(problems)))
+    # A broken file imported by another file fails both imports the same way: say it once.
+    problems = list(dict.fromkeys(problems))
+    if problems and raise_problems:
+        raise DefinitionError(problems)
 
-    contents = RepoContents()
+    contents = RepoContents(problems=problems)
     table = contents.by_kind()
     for (kind, name), obj in sorted(seen.items()):
         table[kind][name] = obj

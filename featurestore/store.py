@@ -46,7 +46,7 @@ from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_pl
 from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
 from featurestore.storage import connection
-from featurestore.validation import ValidationReport, ViewReport
+from featurestore.validation import FileReport, ValidationReport, ViewReport
 
 if TYPE_CHECKING:
     from featurestore.lineage.openlineage import LineageEvents
@@ -78,7 +78,7 @@ class FeatureStore:
 
     def load_definitions(self) -> Snapshot:
         """Import the repo's Python files and check them, without touching the registry."""
-        return compile_repo(load_repo(self.config.repo), self.config.repo)
+        return compile_repo(load_repo(self.config.repo, raise_problems=False), self.config.repo)
 
     def plan(self) -> Plan:
         """What ``apply`` would change; changes nothing."""
@@ -136,6 +136,21 @@ class FeatureStore:
             return []
         with connection(self.config.duckdb_path, read_only=True) as con:
             return registry_store.list_versions(con, self.config.project)
+
+    def breaking_versions(self) -> dict[int, list[str]]:
+        """Version -> how it broke consumers of the version before it (absent: it broke none)."""
+        if not self.config.duckdb_path.exists():
+            return {}
+        with connection(self.config.duckdb_path, read_only=True) as con:
+            snapshots = registry_store.read_snapshots(con, self.config.project)
+        previous: Snapshot | None = None
+        breaking: dict[int, list[str]] = {}
+        for number, snapshot in snapshots.items():
+            reasons = make_plan(previous, snapshot, None).breaking
+            if reasons:
+                breaking[number] = reasons
+            previous = snapshot
+        return breaking
 
     def list_entities(self) -> list[Entity]:
         return list(self.registry().entities.values())
@@ -290,8 +305,11 @@ class FeatureStore:
             for i, path in enumerate(files):
                 if progress:
                     progress(f"{view.name}: validating {path.name}", i, len(files))
-                check_file_schema(path, view)
-                view_report.files.append(validate_file(view, path).report)
+                try:
+                    check_file_schema(path, view)
+                    view_report.files.append(validate_file(view, path).report)
+                except SourceError as e:  # reported with the file; the other files are still checked
+                    view_report.files.append(FileReport(str(path), 0, 0, error=e.message))
             report.views.append(view_report)
         return report
 

@@ -9,6 +9,8 @@ from featurestore.cli import (  # noqa: F401
     registry_cmds,
     validate_cmds,
 )
-from featurestore.cli.app import app, main
+from featurestore.cli.app import app, main, order_commands
+
+order_commands()
 
 __all__ = ["app", "main"]

@@ -8,11 +8,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+import typer.core
 
+from featurestore.cli.output import make_console
 from featurestore.errors import DefinitionError, FeatureStoreError
 from featurestore.secrets import mask_text
 from featurestore.store import FeatureStore
+
+# --help lists the commands by the task they serve, in the order a new user meets them.
+DEFINE = "Define features"
+BUILD = "Build data"
+SERVE = "Serve online"
+MONITOR = "Monitor and trace"
+PANELS = (DEFINE, BUILD, SERVE, MONITOR)
 
 app = typer.Typer(
     name="featurestore",
@@ -20,9 +28,43 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = make_console(sys.stdout)
+err_console = make_console(sys.stderr, stderr=True)
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: typer.Context) -> str | None:
+    # Typer labels a flag such as --json with "<bool>", as if it took a value: a flag shows none.
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign,assignment]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"featurestore {version('featurestore')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Declare features in Python, build point-in-time training sets, serve the latest values."""
+
+
+def order_commands() -> None:
+    """Commands in the order of PANELS (stable within one), whatever order their modules load in."""
+    rank = {panel: i for i, panel in enumerate(PANELS)}
+    app.registered_commands.sort(key=lambda c: rank.get(c.rich_help_panel, len(PANELS)))  # type: ignore[arg-type]
 
 RepoOption = Annotated[
     Path,

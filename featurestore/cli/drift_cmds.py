@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, err_console, open_store
+from featurestore.cli.app import MONITOR, RepoOption, app, console, err_console, open_store
+from featurestore.cli.output import data_table
 from featurestore.monitoring.drift import NO_TEST, DriftReport
 from featurestore.monitoring.report import write_html
 
 
-@app.command("drift")
+@app.command("drift", rich_help_panel=MONITOR)
 def drift_cmd(
     target: Annotated[str, typer.Argument(help="A feature view or feature service.")],
     baseline: Annotated[
@@ -32,11 +32,17 @@ def drift_cmd(
     ] = "latest",
     psi_threshold: Annotated[
         float | None,
-        typer.Option("--psi-threshold", help="Drifted from this PSI on (default: [monitoring], 0.2)."),
+        typer.Option(
+            "--psi-threshold",
+            help="Drifted from this PSI on (default: monitoring.psi_threshold in the config, else 0.2).",
+        ),
     ] = None,
     p_value_threshold: Annotated[
         float | None,
-        typer.Option("--p-value-threshold", help="...and below this p-value (default: [monitoring], 0.05)."),
+        typer.Option(
+            "--p-value-threshold",
+            help="...and below this p-value (default: monitoring.p_value_threshold, else 0.05).",
+        ),
     ] = None,
     html: Annotated[
         Path | None, typer.Option("--html", help="Write a self-contained HTML report with a chart per drift.")
@@ -63,7 +69,7 @@ def drift_cmd(
 
 def print_report(report: DriftReport) -> None:
     t = report.thresholds
-    table = Table(
+    table = data_table(
         "feature",
         "type",
         "test",

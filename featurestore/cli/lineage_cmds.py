@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,13 +9,14 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import MONITOR, RepoOption, app, console, open_store
+from featurestore.cli.output import print_json
 
 # Deep enough for file -> run -> view -> feature -> service / training set.
 MAX_DEPTH = 6
 
 
-@app.command("lineage")
+@app.command("lineage", rich_help_panel=MONITOR)
 def lineage_cmd(
     name: Annotated[
         str,
@@ -29,7 +29,7 @@ def lineage_cmd(
     store = open_store(repo)
     graph = store.lineage(name)
     if as_json:
-        typer.echo(json.dumps(graph, indent=2, default=str))
+        print_json(graph)
         return
     nodes = {n["id"]: n for n in graph["nodes"]}
     parents: dict[str, list[tuple[str, str]]] = {}
@@ -75,7 +75,10 @@ def _label(node: dict[str, Any], repo: Path) -> str:
         rows = f" {node['rows']:,} rows" if node.get("rows") is not None else ""
         return f"file [cyan]{name}[/]{rows}{mark}"
     if kind == "feature_view":
-        return f"view [bold]{name}[/]" + (" (online)" if node.get("online") else "")
+        quiet = node.get("unchanged_runs") or 0
+        notes = ["online"] if node.get("online") else []
+        notes += [f"{quiet:,} run{'s' * (quiet != 1)} that changed nothing not listed"] if quiet else []
+        return f"view [bold]{name}[/]" + (f" ({'; '.join(notes)})" if notes else "")
     if kind == "feature":
         return f"feature [green]{name}[/]" + (f" {node['dtype']}" if node.get("dtype") else "")
     if kind == "feature_service":
@@ -87,4 +90,6 @@ def _label(node: dict[str, Any], repo: Path) -> str:
     status = escape(str(node.get("status")))
     color = "green" if status == "succeeded" else "red"
     target = " -> redis" if node.get("writes_to") else ""
-    return f"run [blue]{name}[/] [{color}]{status}[/] (registry v{node.get('registry_version')}){target}"
+    quiet = " [dim]changed nothing[/]" if node.get("changed") is False else ""
+    version = node.get("registry_version")
+    return f"run [blue]{name}[/] [{color}]{status}[/]{quiet} (registry v{version}){target}"

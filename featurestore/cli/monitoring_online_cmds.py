@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, err_console, open_store
+from featurestore.cli.app import MONITOR, RepoOption, app, console, err_console, open_store
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, split_names
+from featurestore.cli.output import data_table, duration
 from featurestore.config import Config
 from featurestore.errors import InvalidRequestError
 
@@ -36,7 +36,7 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-@app.command()
+@app.command(rich_help_panel=MONITOR)
 def freshness(
     views: Annotated[
         list[str] | None, typer.Option("--views", help="Online views to check (default: all).")
@@ -62,7 +62,7 @@ def freshness(
         if note:
             err_console.print(note)  # stdout stays the JSON alone
     else:
-        table = Table(
+        table = data_table(
             "view",
             "TTL",
             "newest value",
@@ -82,7 +82,7 @@ def freshness(
             reason = s.reason()
             table.add_row(
                 s.view,
-                _age(d["ttl_seconds"]) or "none",
+                "none" if d["ttl_seconds"] is None else duration(d["ttl_seconds"]),
                 d["newest_event"] or "",
                 _age(d["newest_age_seconds"]),
                 d["materialized_at"] or "",
@@ -99,7 +99,7 @@ def freshness(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(rich_help_panel=MONITOR)
 def skew(
     log: Annotated[Path, typer.Option("--log", help="The request log folder (serve --request-log).")],
     features: FeaturesOption = None,
@@ -118,7 +118,7 @@ def skew(
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        table = Table(
+        table = data_table(
             "feature",
             "compared",
             "mismatches",

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import BUILD, RepoOption, app, console, open_store
+from featurestore.cli.output import data_table, duration, print_json
 from featurestore.cli.progress import progress_bar
 from featurestore.errors import InvalidRequestError
 from featurestore.offline.ingest import IngestResult
+from featurestore.online.materialize import MaterializeResult
 
 
 def split_names(values: list[str] | None) -> list[str] | None:
@@ -51,7 +53,7 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@app.command()
+@app.command(rich_help_panel=BUILD)
 def materialize(
     repo: RepoOption = Path("."),
     offline: Annotated[bool, typer.Option("--offline", help="Only ingest sources into DuckDB.")] = False,
@@ -63,6 +65,7 @@ def materialize(
     incremental: Annotated[
         bool, typer.Option("--incremental", help="From each view's watermark (and late files) to --end.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's counts as JSON.")] = False,
 ) -> None:
     """Ingest sources into DuckDB, then write the newest value per entity into Redis."""
     store = open_store(repo)
@@ -74,6 +77,9 @@ def materialize(
     if offline:
         with progress_bar() as report:
             results = store.ingest(names, progress=report)  # type: ignore[arg-type]
+        if as_json:
+            print_json({"ingestion": [_ingest_dict(r) for r in results]})
+            return
         _print_ingest(results)
         _print_quarantine(results)
         changed = sum(r.changed for r in results)
@@ -82,13 +88,19 @@ def materialize(
         return
     with progress_bar() as report:
         result = store.materialize(begin, finish, names, report, incremental)  # type: ignore[arg-type]
-    table = Table("view", "from", "to", "rows read", "entities", "written", "kept newer", "seconds")
+    if as_json:
+        print_json(_materialize_dict(result))
+        return
+    table = data_table(
+        "view", "from", "to", "rows read", "expired", "entities", "written", "kept newer", "seconds"
+    )
     for v in result.views:
         table.add_row(
             v.view,
             v.start.isoformat(timespec="seconds") if v.start else "beginning",
             v.end.isoformat(timespec="seconds"),
             f"{v.rows_read:,}",
+            f"{v.expired:,}",
             f"{v.entities:,}",
             f"{v.written:,}",
             f"{v.kept_newer:,}",
@@ -96,12 +108,48 @@ def materialize(
         )
     console.print(table)
     _print_quarantine(result.ingestion)
+    for v in result.views:
+        if v.expired and v.ttl is not None:
+            console.print(
+                f"{v.view}: {v.expired:,} rows skipped as expired: older than the view's TTL "
+                f"({duration(v.ttl.total_seconds())}), so they would not be served."
+            )
     for view, n in result.removed.items():
         console.print(f"Removed {n:,} keys of deleted view {view!r} from the online store.")
     console.print(
         f"Run {result.run_id}: {result.rows_read:,} rows read, {result.written:,} entities written "
         f"in {time.perf_counter() - started:.2f}s."
     )
+
+
+def _materialize_dict(result: MaterializeResult) -> dict[str, Any]:
+    """A run for ``--json``: per view what was read, skipped as expired and written."""
+    return {
+        "run_id": result.run_id,
+        "rows_read": result.rows_read,
+        "expired": result.expired,
+        "written": result.written,
+        "views": [asdict(v) for v in result.views],  # ttl in seconds
+        "removed": result.removed,
+        "ingestion": [_ingest_dict(r) for r in result.ingestion],
+        "seconds": result.seconds,
+    }
+
+
+def _ingest_dict(r: IngestResult) -> dict[str, Any]:
+    return {
+        "view": r.view,
+        "run_id": r.run_id,
+        "changed": r.changed,
+        "files_added": r.files_added,
+        "files_changed": r.files_changed,
+        "files_removed": r.files_removed,
+        "rows_inserted": r.rows_inserted,
+        "rows_deleted": r.rows_deleted,
+        "rows_rejected": r.rows_rejected,
+        "quarantined_to": r.validation.quarantined_to if r.validation else [],
+        "seconds": r.seconds,
+    }
 
 
 def _print_quarantine(results: list[IngestResult]) -> None:
@@ -112,7 +160,7 @@ def _print_quarantine(results: list[IngestResult]) -> None:
 
 
 def _print_ingest(results: list[IngestResult]) -> None:
-    table = Table("view", "files +", "files ~", "files -", "rows in", "rows out", "invalid", "seconds")
+    table = data_table("view", "files +", "files ~", "files -", "rows in", "rows out", "invalid", "seconds")
     for r in results:
         table.add_row(
             r.view,
@@ -134,7 +182,7 @@ training_set_app = typer.Typer(
     no_args_is_help=False,
     help="Build a point-in-time correct training set (or: training-set reproduce ID).",
 )
-app.add_typer(training_set_app, name="training-set")
+app.add_typer(training_set_app, name="training-set", rich_help_panel=BUILD)
 
 
 @training_set_app.callback()

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, err_console, open_store
+from featurestore.cli.app import SERVE, RepoOption, app, console, err_console, open_store
 from featurestore.cli.monitoring_online_cmds import request_log_options
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, features_or_service
+from featurestore.cli.output import data_table, duration
 from featurestore.errors import InvalidRequestError
 
 
-@app.command()
+@app.command(rich_help_panel=SERVE)
 def serve(
     repo: RepoOption = Path("."),
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port.")] = 6566,
@@ -66,15 +66,6 @@ def serve(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _age(delta: timedelta) -> str:
-    """How old a value is, to the unit that matters: 42s, 17m, 5h, 3d."""
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if abs(seconds) >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def _entity_value(text: str, dtype: str | None = None) -> Any:
     """A join key value typed as its declared dtype; with none known, digits mean an integer."""
     if dtype is None:
@@ -100,7 +91,7 @@ def _join_key_types(repo: Path, wanted: list[str] | str, required: bool) -> dict
     return {k.name: k.dtype.name for k in plan.join_keys}
 
 
-@app.command()
+@app.command(rich_help_panel=SERVE)
 def get(
     entity: Annotated[
         list[str], typer.Option("--entity", "-e", help="join_key=value (repeat; comma-separate values).")
@@ -157,9 +148,9 @@ def get(
     n = len(next(iter(entities.values())))
     for i in range(n):
         title = ", ".join(f"{k}={v[i]}" for k, v in entities.items())
-        table = Table("feature", "value", "status", "age", title=title, title_justify="left")
+        table = data_table("feature", "value", "status", "age", title=title, title_justify="left")
         for name, column in columns.items():
             stamp = stamps[name][i]
-            age = "" if stamp is None else _age(now - stamp)
+            age = "" if stamp is None else duration((now - stamp).total_seconds(), parts=1)
             table.add_row(name, "" if column[i] is None else str(column[i]), statuses[name][i], age)
         console.print(table)

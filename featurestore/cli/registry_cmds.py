@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import DEFINE, RepoOption, app, console, open_store
+from featurestore.cli.output import data_table, duration, print_json
 from featurestore.errors import ConfigError
-from featurestore.registry import Plan
+from featurestore.registry import PRESENT, Plan
 from featurestore.scaffold import scaffold
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 
-@app.command()
+
+@app.command(rich_help_panel=DEFINE)
 def init(
     directory: Annotated[
         Path | None,
@@ -44,14 +46,29 @@ def init(
     console.print(f"Next: featurestore plan --repo {directory}")
 
 
-@app.command()
-def plan(repo: RepoOption = Path(".")) -> None:
+@app.command(rich_help_panel=DEFINE)
+def plan(
+    repo: RepoOption = Path("."),
+    exit_code: Annotated[
+        bool,
+        typer.Option(
+            "--exit-code",
+            help="Exit 0 with no changes, 2 with changes, 3 with breaking changes (1 is an error), for CI.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Show what apply would change, field by field; changes nothing."""
     result = open_store(repo).plan()
-    print_plan(result)
+    if as_json:
+        print_json(plan_dict(result))
+    else:
+        print_plan(result)
+    if exit_code and result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
-@app.command()
+@app.command(rich_help_panel=DEFINE)
 def apply(
     repo: RepoOption = Path("."),
     allow_breaking: Annotated[
@@ -68,42 +85,65 @@ def apply(
         console.print(f"Applied registry version {v.version} ({v.content_hash}) by {v.author}.")
 
 
-@app.command("list")
+@app.command("list", rich_help_panel=DEFINE)
 def list_objects(
     repo: RepoOption = Path("."),
     kind: Annotated[
         str | None,
         typer.Option(help="Only this kind: entity, source, feature_view, feature_service."),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List the applied entities, sources, feature views and services."""
     snapshot = open_store(repo).registry()
-    table = Table("kind", "name", "details")
-    for k, objs in snapshot.by_kind().items():
-        if kind and kind not in (k, k + "s"):
-            continue
-        for name, obj in objs.items():
-            table.add_row(k, name, _details(k, obj))
-    console.print(table)
+    chosen = [
+        (k, name, obj)
+        for k, objs in snapshot.by_kind().items()
+        if not kind or kind in (k, k + "s")
+        for name, obj in objs.items()
+    ]
+    if as_json:
+        print_json([{"kind": k, "name": name, "spec": obj.to_spec()} for k, name, obj in chosen])
+        return
+    listing = data_table("kind", "name", "details")
+    for k, name, obj in chosen:
+        listing.add_row(k, name, _details(k, obj))
+    console.print(listing, markup=False)
 
 
-@app.command()
+@app.command(rich_help_panel=DEFINE)
 def describe(
     name: Annotated[str, typer.Argument(help="Name of an entity, source, view or service.")],
     repo: RepoOption = Path("."),
+    as_json: JsonOption = False,
 ) -> None:
     """Print an applied object's full spec as JSON."""
-    console.print_json(json.dumps(open_store(repo).describe(name)))
+    spec = open_store(repo).describe(name)
+    if as_json:
+        print_json(spec)
+    else:
+        console.print_json(json.dumps(spec))
 
 
-@app.command()
-def versions(repo: RepoOption = Path(".")) -> None:
-    """List every applied registry version."""
-    table = Table("version", "hash", "applied at (UTC)", "author", "summary")
-    for v in open_store(repo).versions():
-        applied = f"{v.created_at:%Y-%m-%d %H:%M:%S}"
-        table.add_row(str(v.version), v.content_hash, applied, v.author, v.summary)
-    console.print(table)
+@app.command(rich_help_panel=DEFINE)
+def versions(repo: RepoOption = Path("."), as_json: JsonOption = False) -> None:
+    """List every applied registry version; BREAKING marks those that broke consumers of the one before."""
+    store = open_store(repo)
+    applied, breaking = store.versions(), store.breaking_versions()
+    if as_json:
+        print_json([{**asdict(v), "breaking": breaking.get(v.version, [])} for v in applied])
+        return
+    listing = data_table("version", "hash", "applied at (UTC)", "author", "summary")
+    for v in applied:
+        summary = v.summary + "".join(f"\nBREAKING: {reason}" for reason in breaking.get(v.version, []))
+        applied_at = f"{v.created_at:%Y-%m-%d %H:%M:%S}"
+        listing.add_row(str(v.version), v.content_hash, applied_at, v.author, summary)
+    console.print(listing, markup=False)
+
+
+def plan_dict(plan: Plan) -> dict[str, Any]:
+    """A plan for ``--json``: its changes field by field, and what breaks consumers."""
+    return {**asdict(plan), "summary": plan.summary(), "breaking": plan.breaking, "exit_code": plan.exit_code}
 
 
 def print_plan(plan: Plan) -> None:
@@ -126,8 +166,8 @@ def print_plan(plan: Plan) -> None:
 def _show(value: object) -> str:
     if value is None:
         return "(none)"
-    if value is True:
-        return "(present)"
+    if value is PRESENT:
+        return PRESENT.value
     return json.dumps(value) if not isinstance(value, str) else value
 
 
@@ -138,7 +178,7 @@ def _details(kind: str, obj: object) -> str:
     if kind == "source":
         return f"{spec['path']} (time: {spec['timestamp_field']})"
     if kind == "feature_view":
-        ttl = "none" if spec["ttl_seconds"] is None else str(timedelta(seconds=spec["ttl_seconds"]))
+        ttl = "none" if spec["ttl_seconds"] is None else duration(spec["ttl_seconds"])
         online = "online" if spec["online"] else "offline only"
         return f"{len(spec['features'])} features of {', '.join(spec['entities'])}; ttl {ttl}; {online}"
     return f"{len(spec['features'])} features"

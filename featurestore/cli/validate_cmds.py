@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import BUILD, RepoOption, app, console, open_store
 from featurestore.cli.offline_cmds import split_names
+from featurestore.cli.output import data_table, print_json
 from featurestore.cli.progress import progress_bar
 from featurestore.validation import ValidationReport
 
@@ -18,7 +17,7 @@ from featurestore.validation import ValidationReport
 VIEW_CHECK_VALUES = 3
 
 
-@app.command()
+@app.command(rich_help_panel=BUILD)
 def validate(
     repo: RepoOption = Path("."),
     views: Annotated[
@@ -26,12 +25,15 @@ def validate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Validate every source file against its view's schema and checks; exit 1 on failures."""
+    """Validate every source file against its view's schema and checks; exit 1 on failures.
+
+    A file that cannot be read fails its view; the other files are still checked and reported.
+    """
     store = open_store(repo)
     with progress_bar() as report:
         result = store.validate(split_names(views), progress=report)  # type: ignore[arg-type]
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
+        print_json(result.to_dict())
     else:
         print_report(result)
     if not result.passed:
@@ -39,7 +41,7 @@ def validate(
 
 
 def print_report(result: ValidationReport) -> None:
-    summary = Table("view", "policy", "files", "rows", "invalid rows", "result")
+    summary = data_table("view", "policy", "files", "rows", "invalid rows", "result")
     for v in result.views:
         summary.add_row(
             v.view,
@@ -51,15 +53,18 @@ def print_report(result: ValidationReport) -> None:
         )
     console.print(summary)
     failures = [(v.view, path, c) for v in result.views for path, c in v.failures()]
-    if not failures:
+    errors = [(v.view, path, why) for v in result.views for path, why in v.errors()]
+    if not failures and not errors:
         return
-    table = Table("view", "file", "column", "check", "failing rows", "examples", title="Failures")
+    listing = data_table("view", "file", "column", "check", "failing rows", "examples", title="Failures")
+    for view, path, why in errors:
+        listing.add_row(view, Path(path).name, "(file)", "unreadable", "all", why)
     for view, path, c in failures:
         examples = "; ".join(
             f"row {e['row']}: {c.column}={e.get(c.column)!r}" if c.column else _leading(e) for e in c.examples
         )
-        table.add_row(view, Path(path).name, c.column or "(view)", c.check, f"{c.failing_rows:,}", examples)
-    console.print(table)
+        listing.add_row(view, Path(path).name, c.column or "(view)", c.check, f"{c.failing_rows:,}", examples)
+    console.print(listing, markup=False)
 
 
 def _leading(example: dict[str, Any]) -> str:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from pandera.pandas import Check
 
 ON_INVALID = ("fail", "quarantine")
+# Attributes to_spec leaves out at these values, so existing specs keep their fingerprints.
+SPEC_DEFAULTS: dict[str, Any] = {"on_invalid": "fail", "checks": []}
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,9 +127,9 @@ class FeatureView:
             "tags": dict(sorted(self.tags.items())),
             "owner": self.owner,
             "description": self.description,
-            # only when set, so existing specs keep their fingerprints
+            # only when set (SPEC_DEFAULTS), so existing specs keep their fingerprints
             **({"checks": specs_of(self.checks)} if self.checks else {}),
-            **({"on_invalid": self.on_invalid} if self.on_invalid != "fail" else {}),
+            **({"on_invalid": self.on_invalid} if self.on_invalid != SPEC_DEFAULTS["on_invalid"] else {}),
         }
 
     @classmethod

@@ -62,6 +62,10 @@ def specs_of(checks: Sequence[Any]) -> list[dict[str, Any]]:
     return [check_spec(c) for c in checks]
 
 
+# Attributes to_spec leaves out at these values, so existing specs keep their fingerprints.
+SPEC_DEFAULTS: dict[str, Any] = {"nullable": True}
+
+
 @dataclass(frozen=True)
 class Field:
     """A feature (or a join key's declared type) in a view's schema."""
@@ -95,8 +99,8 @@ class Field:
             "description": self.description,
             "checks": specs_of(self.checks),
         }
-        if not self.nullable:  # only when set, so existing specs keep their fingerprints
-            spec["nullable"] = False
+        if self.nullable != SPEC_DEFAULTS["nullable"]:
+            spec["nullable"] = self.nullable
         return spec
 
     @classmethod

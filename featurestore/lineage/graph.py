@@ -25,7 +25,8 @@ from featurestore.offline.tables import column_types, table_exists
 from featurestore.registry import Snapshot
 from featurestore.storage import connection, quote
 
-# Runs per view shown (newest first); a run asked for by name is always included.
+# Runs per view shown (newest first) of those that changed something; a run asked for by name
+# is always included.
 RECENT_RUNS = 5
 
 
@@ -82,7 +83,7 @@ def _definitions(g: _Graph, snapshot: Snapshot) -> None:
                 g.node(
                     f"feature:{view.name}:{f.name}", "feature", f"{view.name}:{f.name}", dtype=f.dtype.name
                 ),
-                "has feature",
+                "has",
             )
     for service in snapshot.services.values():
         s = g.node(f"service:{service.name}", "feature_service", service.name)
@@ -136,8 +137,18 @@ def _disk_status(path: Path, size: int, mtime: float, fingerprint: str) -> str:
     return "unchanged" if file_fingerprint(path) == fingerprint else "changed"
 
 
+# A run changed something when it failed or wrote rows; scheduled runs over untouched files
+# are recorded too, but listing them would push the runs that mattered out of view.
+_INGEST_CHANGED = (
+    "(status <> 'succeeded' OR coalesce(files_added, 0) + coalesce(files_changed, 0) "
+    "+ coalesce(files_removed, 0) + coalesce(rows_inserted, 0) + coalesce(rows_deleted, 0) > 0)"
+)
+_MATERIALIZE_CHANGED = "(status <> 'succeeded' OR coalesce(entities_written, 0) > 0)"
+
+
 def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) -> None:
     schema = quote(project)
+    unchanged: dict[str, int] = {}  # view -> runs that changed nothing (not shown)
     if table_exists(con, project, "ingestion_runs"):
         for (
             run_id,
@@ -151,12 +162,13 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
             quarantined,
             validation,
             error,
+            changed,
         ) in con.execute(
             f"""SELECT run_id, view, registry_version, status, started_at, finished_at, rows_inserted,
-                       rows_deleted, rows_quarantined, validation, error FROM (
-                  SELECT *, row_number() OVER (PARTITION BY view ORDER BY run_id DESC) AS k
-                  FROM {schema}.ingestion_runs)
-                WHERE k <= ? OR ? = 'ingest-' || run_id ORDER BY run_id""",
+                       rows_deleted, rows_quarantined, validation, error, changed FROM (
+                  SELECT *, row_number() OVER (PARTITION BY view, changed ORDER BY run_id DESC) AS k
+                  FROM (SELECT *, {_INGEST_CHANGED} AS changed FROM {schema}.ingestion_runs))
+                WHERE (changed AND k <= ?) OR ? = 'ingest-' || run_id ORDER BY run_id""",
             [RECENT_RUNS, name],
         ).fetchall():
             r = g.node(
@@ -166,6 +178,7 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
                 run_type=INGEST,
                 registry_version=version,
                 status=status,
+                changed=changed,
                 started_at=started,
                 finished_at=finished,
                 rows_inserted=inserted,
@@ -176,6 +189,10 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
             )
             if f"view:{view}" in g.nodes:
                 g.edge(r, f"view:{view}", "wrote")
+        for view, n in con.execute(
+            f"SELECT view, count(*) FROM {schema}.ingestion_runs WHERE NOT {_INGEST_CHANGED} GROUP BY view"
+        ).fetchall():
+            unchanged[view] = unchanged.get(view, 0) + n
     if table_exists(con, project, "materialization_runs"):
         # Added in place on older files: absent until a run since has written one.
         linked = "ingestion_runs" in column_types(con, project, "materialization_runs")
@@ -192,11 +209,13 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
             error,
             ingestions,
             rejected,
+            changed,
         ) in con.execute(
             f"""SELECT run_id, views, registry_version, status, started_at, finished_at, rows_read,
-                       entities_written, error, {fed_by} FROM {schema}.materialization_runs
-                WHERE run_id > (SELECT max(run_id) FROM {schema}.materialization_runs) - ?
-                   OR ? = 'materialize-' || run_id ORDER BY run_id""",
+                       entities_written, error, {fed_by}, changed FROM (
+                  SELECT *, row_number() OVER (PARTITION BY changed ORDER BY run_id DESC) AS k
+                  FROM (SELECT *, {_MATERIALIZE_CHANGED} AS changed FROM {schema}.materialization_runs))
+                WHERE (changed AND k <= ?) OR ? = 'materialize-' || run_id ORDER BY run_id""",
             [RECENT_RUNS, name],
         ).fetchall():
             r = g.node(
@@ -206,6 +225,7 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
                 run_type=MATERIALIZE,
                 registry_version=version,
                 status=status,
+                changed=changed,
                 started_at=started,
                 finished_at=finished,
                 rows_read=rows_read,
@@ -221,15 +241,29 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
             for view in views:
                 if f"view:{view}" in g.nodes:
                     g.edge(f"view:{view}", r, "materialized by")
+        for view, n in con.execute(
+            f"SELECT view, count(*) FROM (SELECT unnest(views) AS view FROM {schema}.materialization_runs "
+            f"WHERE NOT {_MATERIALIZE_CHANGED}) GROUP BY view"
+        ).fetchall():
+            unchanged[view] = unchanged.get(view, 0) + n
+    for view, n in unchanged.items():
+        if f"view:{view}" in g.nodes:
+            g.nodes[f"view:{view}"]["unchanged_runs"] = n
     if table_exists(con, project, "run_sources"):
-        for kind, run_id, path, fingerprint in con.execute(
-            f"SELECT kind, run_id, path, fingerprint FROM {schema}.run_sources ORDER BY path"
+        ingested: dict[tuple[str, str], str] = {}  # (view, path) -> fingerprint the last ingestion left
+        for kind, run_id, view, path, fingerprint in con.execute(
+            f"SELECT kind, run_id, view, path, fingerprint FROM {schema}.run_sources "
+            "ORDER BY kind, run_id, path"
         ).fetchall():
             r = f"run:{run_name(kind, run_id)}"
+            # An ingestion lists every file of its view; the ones it did not touch are kept, not read.
+            kept = kind == INGEST and ingested.get((view, path)) == fingerprint
+            if kind == INGEST:
+                ingested[(view, path)] = fingerprint
             if r in g.nodes:
                 f = g.node(f"file:{path}", "source_file", path)
                 g.nodes[f].setdefault("status", "not ingested now")
-                g.edge(f, r, f"read ({fingerprint[:8]})")
+                g.edge(f, r, f"{'kept' if kept else 'read'} ({fingerprint[:8]})")
 
 
 def _rejected(g: _Graph, config: Config) -> None:

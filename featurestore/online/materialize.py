@@ -63,6 +63,10 @@ class ViewResult:
     # from the rows that remain, or deleted when none is left.
     corrected: int = 0
     seconds: float = 0.0
+    # Rows in range older than the view's TTL (and EXPIRED_GRACE): not written, since a value
+    # that old is not served; counted so a run over historical data can say why it wrote nothing.
+    expired: int = 0
+    ttl: timedelta | None = None
 
 
 @dataclass
@@ -80,6 +84,10 @@ class MaterializeResult:
     @property
     def written(self) -> int:
         return sum(v.written for v in self.views)
+
+    @property
+    def expired(self) -> int:
+        return sum(v.expired for v in self.views)
 
     @property
     def rows_rejected(self) -> int:
@@ -231,11 +239,12 @@ def _plan(
 
 
 def newest_rows_sql(
-    project: str, plan: _Plan, now: datetime, only: str | None = None
+    project: str, plan: _Plan, now: datetime, only: str | None = None, expired: bool = False
 ) -> tuple[str, list[object]]:
     """The newest row per entity in the plan's range (the same order as training sets).
 
-    ``only``: a further SQL condition on the rows (e.g. which keys).
+    ``only``: a further SQL condition on the rows (e.g. which keys). ``expired``: the rows
+    in range too old to serve instead (a view with a TTL), which a run skips.
     """
     view = plan.view
     keys = ", ".join(quote(k.name) for k in view.join_keys)
@@ -245,7 +254,7 @@ def newest_rows_sql(
         where.append(only)
     params: list[object] = [plan.end]
     if view.ttl is not None:  # rows already past their TTL would only be served as expired
-        where.append(f"{EVENT_TS} >= ?")
+        where.append(f"{EVENT_TS} < ?" if expired else f"{EVENT_TS} >= ?")
         params.append(now - view.ttl - EXPIRED_GRACE)
     if plan.start is not None:
         if plan.late_since is not None:
@@ -279,11 +288,13 @@ def _materialize_view(
 ) -> ViewResult:
     began = time.perf_counter()
     view = plan.view
-    result = ViewResult(view.name, plan.start, plan.end)
+    result = ViewResult(view.name, plan.start, plan.end, ttl=view.ttl)
     if plan.retracted:
         result.corrected = _correct_retracted(con, project, plan, codec, writer, run_id, now)
     sql, params = newest_rows_sql(project, plan, now)
     result.rows_read, total = _count(con, sql, params, view)
+    if view.ttl is not None:
+        result.expired = _count(con, *newest_rows_sql(project, plan, now, expired=True), view)[0]
     if progress:
         progress(f"{view.name}", 0, total)
     # Closed even when a batch fails: a reader left open (the traceback keeps it alive)

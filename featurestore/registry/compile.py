@@ -20,8 +20,11 @@ from featurestore.repo import RepoContents, relative_location
 
 
 def compile_repo(contents: RepoContents, repo: Path) -> Snapshot:
-    """Check every cross-reference and every source, and fill join key dtypes."""
-    problems: list[str] = []
+    """Check every cross-reference and every source, and fill join key dtypes.
+
+    Raises one DefinitionError with these problems and those ``contents`` brought from loading.
+    """
+    problems: list[str] = list(contents.problems)
     # Files of a source whose columns differ from its first file's: each is checked against
     # every declaration that reads it, since only the declared columns must agree.
     others: dict[str, list[tuple[str, pa.Schema]]] = {}

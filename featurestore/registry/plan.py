@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
+from featurestore.definitions import feature_view as view_spec
+from featurestore.definitions import field as field_spec
 from featurestore.registry.snapshot import KIND_ORDER, Snapshot
+
+
+class Presence(Enum):
+    """The value of a whole item (a feature, a check) in a diff: added when new, removed when old.
+
+    Not ``True``, which a boolean attribute (``online``, ``nullable``) may hold.
+    """
+
+    PRESENT = "(present)"
+
+
+PRESENT = Presence.PRESENT
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,11 @@ class Plan:
         return not self.changes
 
     @property
+    def exit_code(self) -> int:
+        """For ``plan --exit-code``: 0 no changes, 2 changes, 3 breaking changes (1 is an error)."""
+        return 3 if self.breaking else 2 if self.changes else 0
+
+    @property
     def breaking(self) -> list[str]:
         return [f"{c.kind.replace('_', ' ')} {c.name!r}: {b}" for c in self.changes for b in c.breaking]
 
@@ -62,7 +82,7 @@ def make_plan(old: Snapshot | None, new: Snapshot, base_version: int | None) -> 
         for name in sorted(before.keys() - after.keys()):
             changes.append(Change(kind, name, "remove", breaking=_removal_breaks(kind, name, old, served)))
         for name in sorted(before.keys() & after.keys()):
-            diffs = _diff(_flatten(before[name]), _flatten(after[name]))
+            diffs = _diff(_flatten(_full(kind, before[name])), _flatten(_full(kind, after[name])))
             if diffs:
                 breaking = _change_breaks(kind, name, diffs, old, served)
                 changes.append(Change(kind, name, "change", tuple(diffs), breaking))
@@ -110,22 +130,34 @@ def _change_breaks(
     return tuple(dict.fromkeys(reasons))
 
 
+def _full(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with the attributes ``to_spec`` leaves out at their defaults, so a diff shows real values."""
+    if kind != "feature_view":
+        return spec
+    features = [{**field_spec.SPEC_DEFAULTS, **f} for f in spec["features"]]
+    return {**view_spec.SPEC_DEFAULTS, **spec, "features": features}
+
+
 def _flatten(spec: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested spec -> dotted paths; lists of named dicts are keyed by name, so a reorder is no diff."""
+    """Nested spec -> dotted paths; lists of named dicts are keyed by name, so a reorder is no diff.
+
+    An empty dict or list adds no path: empty and absent read the same, so adding the first
+    tag shows as ``tags.team: (none) -> risk``, not as a change of ``tags`` too.
+    """
     out: dict[str, Any] = {}
     if isinstance(spec, dict):
-        if not spec and prefix:
-            out[prefix] = {}
         for key, value in spec.items():
             out.update(_flatten(value, f"{prefix}.{key}" if prefix else key))
-    elif isinstance(spec, list) and spec and all(isinstance(v, dict) and "name" in v for v in spec):
+    elif isinstance(spec, list) and not spec:
+        pass
+    elif isinstance(spec, list) and all(isinstance(v, dict) and "name" in v for v in spec):
         for item in spec:
             item_prefix = f"{prefix}.{item['name']}"
-            out[item_prefix] = True  # marks presence, so a removed item shows as one change
+            out[item_prefix] = PRESENT  # so a removed item shows as one change
             out.update(_flatten({k: v for k, v in item.items() if k != "name"}, item_prefix))
     elif isinstance(spec, list) and prefix == "features":
         for ref in spec:
-            out[f"{prefix}.{ref}"] = True
+            out[f"{prefix}.{ref}"] = PRESENT
     else:
         out[prefix] = spec
     return out
@@ -133,8 +165,8 @@ def _flatten(spec: Any, prefix: str = "") -> dict[str, Any]:
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
     changes: list[FieldChange] = []
-    # Paths of whole items (marked True by _flatten) present on one side only.
-    whole_items = {p for p in old.keys() ^ new.keys() if old.get(p, new.get(p)) is True}
+    # Paths of whole items (marked PRESENT by _flatten) present on one side only.
+    whole_items = {p for p in old.keys() ^ new.keys() if old.get(p, new.get(p)) is PRESENT}
     for path in sorted(old.keys() | new.keys()):
         a, b = old.get(path), new.get(path)
         if a == b:

@@ -93,6 +93,21 @@ def read_snapshot(
     return versions[number], Snapshot.from_specs(specs)
 
 
+def read_snapshots(con: duckdb.DuckDBPyConnection, project: str) -> dict[int, Snapshot]:
+    """Every applied version's definitions, oldest first, in one query."""
+    if not has_tables(con, project):
+        return {}
+    rows = con.execute(
+        f"SELECT version, kind, name, spec FROM {quote(project)}.registry_objects ORDER BY version"
+    ).fetchall()
+    specs: dict[int, dict[str, dict[str, dict[str, object]]]] = {
+        v.version: {k: {} for k in KIND_ORDER} for v in list_versions(con, project)
+    }
+    for number, kind, name, spec in rows:
+        specs[number][kind][name] = json.loads(spec)
+    return {number: Snapshot.from_specs(s) for number, s in specs.items()}
+
+
 def check_unmoved(started: int | None, current: Version | None) -> None:
     """Refuse an apply that started from version ``started`` if another apply recorded one since."""
     now = current.version if current else None

@@ -219,6 +219,26 @@ def _security(options: ServeOptions) -> str:
     return f"; {', '.join(parts)}" if parts else ""
 
 
+def _check_ports(options: ServeOptions) -> None:
+    """A port that cannot be bound is one clear error, raised before grpc's C core and uvicorn
+    log raw lines of their own about it. (A port taken between this probe and the real bind
+    still fails, with those lines.)"""
+    for name, port in (("gRPC", options.grpc_port), ("HTTP", options.http_port)):
+        if not port:
+            continue
+        try:
+            found = socket.getaddrinfo(options.host, port, type=socket.SOCK_STREAM)
+            family, kind, proto, _, address = found[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as both servers bind
+                if options.workers > 1:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                probe.bind(address)
+        except OSError as e:
+            why = (e.strerror or str(e)).lower()
+            raise FeatureStoreError(f"cannot serve {name} on {options.host}:{port}: {why}") from None
+
+
 def _worker(config: Config, options: ServeOptions, ready: Event) -> None:
     _configure_logging()  # a spawned process starts without the parent's logging
     asyncio.run(serve_async(config, options, reuse_port=True, on_ready=lambda _: ready.set()))
@@ -227,6 +247,7 @@ def _worker(config: Config, options: ServeOptions, ready: Event) -> None:
 def serve(config: Config, options: ServeOptions, on_ready: Callable[[str], None] | None = None) -> None:
     """Run until SIGTERM or SIGINT."""
     _configure_logging()
+    _check_ports(options)
     if options.workers <= 1:
         asyncio.run(serve_async(config, options, on_ready=on_ready))
         return

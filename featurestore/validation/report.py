@@ -29,6 +29,7 @@ class FileReport:
     rows: int
     invalid_rows: int
     failures: list[CheckFailure] = field(default_factory=list)
+    error: str | None = None  # why the file could not be read (then its rows were not checked)
 
 
 @dataclass
@@ -48,7 +49,11 @@ class ViewReport:
 
     @property
     def passed(self) -> bool:
-        return self.invalid_rows == 0
+        return self.invalid_rows == 0 and not self.errors()
+
+    def errors(self) -> list[tuple[str, str]]:
+        """(path, why) of each file that could not be read."""
+        return [(f.path, f.error) for f in self.files if f.error]
 
     def failures(self) -> list[tuple[str, CheckFailure]]:
         return [(f.path, c) for f in self.files for c in f.failures]

@@ -95,6 +95,8 @@ def _row_values(frame: pd.DataFrame, row: int, view: FeatureView) -> dict[str, A
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):  # a List feature: a list in JSON, not numpy's text
+        return [_plain(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, pd.Timestamp):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import pty
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +18,7 @@ from typer.testing import CliRunner
 
 from featurestore import FeatureStore
 from featurestore.cli import app
-from tests.helpers import DRIVER_REPO, run_cli
+from tests.helpers import DRIVER_REPO, FEATURESTORE, run_cli
 
 # Each foundation command and a phrase of the purpose its --help must state.
 COMMANDS = {
@@ -151,6 +155,48 @@ def test_plan_prints_changes_field_by_field(example_repo: Path) -> None:
     ]
 
 
+def on_terminal(*args: str, columns: int) -> str:
+    """What a command prints to a terminal ``columns`` wide, without its color codes."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([FEATURESTORE, *args], stdout=terminal, stderr=subprocess.PIPE,
+                               env={**os.environ, "COLUMNS": str(columns)})
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=60) == 0, process.stderr
+    os.close(controller)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n")
+
+
+def test_tables_are_never_cut_in_a_log_or_on_a_narrow_terminal(example_repo: Path) -> None:
+    repo = str(example_repo)
+    assert run_cli("apply", "--repo", repo).returncode == 0
+    # Not a terminal (a pipe, a log, CI): each row on one line however narrow COLUMNS says.
+    piped = run_cli("list", "--repo", repo, env={"COLUMNS": "60"})
+    assert piped.returncode == 0, piped.stderr
+    [row] = [line for line in piped.stdout.splitlines() if "customer_profile_source" in line]
+    assert "data/customer_profile/*.parquet (time: event_timestamp)" in row
+    assert "3 features of customer; ttl 30d; online" in piped.stdout
+    assert "…" not in piped.stdout
+
+    # A narrow terminal: cells wrap, long words fold, nothing is cut to an ellipsis.
+    shown = on_terminal("list", "--repo", repo, columns=50)
+    assert "…" not in shown
+    rows = [line.split("│") for line in shown.splitlines() if line.count("│") == 4]
+    assert rows and all(len("│".join(r)) <= 50 for r in rows)
+    names = "".join(r[2].strip() for r in rows)
+    details = "".join(r[3].strip() for r in rows).replace(" ", "")
+    assert "customer_profile_source" in names
+    assert "data/customer_profile/*.parquet(time:event_timestamp)" in details
+
+
 # -- errors -----------------------------------------------------------------------------
 
 
@@ -188,26 +234,47 @@ def test_several_bad_definitions(make_repo) -> None:  # type: ignore[no-untyped-
     text = DRIVER_REPO.replace('Field("acc_rate", Float32)', 'Field("speed", Float32)')
     text = text.replace('timestamp_field="event_timestamp"', 'timestamp_field="driver_id"')
     repo = make_repo({"drivers.py": text, "broken.py": "import not_a_real_module_xyz\n"})
-    # A file that cannot be imported is reported first; once it is fixed the rest shows.
-    result = run_cli("apply", "--repo", str(repo))
-    assert_one_error_line(result, "broken.py:1: ModuleNotFoundError: No module named 'not_a_real_module_xyz'")
-
-    (repo / "broken.py").unlink()
+    # A file that cannot be imported does not hide the problems of the others.
     result = run_cli("apply", "--repo", str(repo))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     header, *problems = result.stderr.strip().splitlines()
-    assert header == "error: 2 problems in definitions:"
-    assert len(problems) == 2
-    assert problems[0].startswith("  drivers.py:")
-    assert problems[0].endswith(
-        "source 'driver_source': timestamp_field 'driver_id' is int64 in 'data/driver_stats', not a timestamp"
-    )
+    assert header == "error: 3 problems in definitions:"
+    assert problems[0] == "  broken.py:1: ModuleNotFoundError: No module named 'not_a_real_module_xyz'"
     assert problems[1].startswith("  drivers.py:")
     assert problems[1].endswith(
+        "source 'driver_source': timestamp_field 'driver_id' is int64 in 'data/driver_stats', not a timestamp"
+    )
+    assert problems[2].startswith("  drivers.py:")
+    assert problems[2].endswith(
         "feature view 'driver_stats': field 'speed' is not a column of 'data/driver_stats'"
     )
     assert not (repo / ".featurestore" / "store.duckdb").exists()
+
+
+def test_a_duplicate_name_is_reported_with_every_other_problem(make_repo) -> None:  # type: ignore[no-untyped-def]
+    text = (DRIVER_REPO.replace('Field("acc_rate", Float32)', 'Field("speed", Float32)')
+            .replace('Field("avg_daily_trips", Int32)', 'Field("avg_daily_trips", String)')
+            .replace("Int32, ParquetSource", "Int32, ParquetSource, String"))
+    other = """
+        from featurestore import Entity, ParquetSource
+        driver = Entity("driver", join_keys=["driver_ref"])
+        ghost = ParquetSource("ghost", path="data/nowhere", timestamp_field="ts")
+    """
+    repo = make_repo({"drivers.py": text, "other.py": other})
+    result = run_cli("plan", "--repo", str(repo))
+    assert result.returncode == 1, result.stdout
+    header, *problems = result.stderr.strip().splitlines()
+    assert header == "error: 4 problems in definitions:", result.stderr
+    ends = [
+        "duplicate entity name 'driver' (also at drivers.py:5)",
+        "source 'ghost': path 'data/nowhere' matches no Parquet files",
+        "feature view 'driver_stats': field 'speed' is not a column of 'data/driver_stats'",
+        "feature view 'driver_stats': field 'avg_daily_trips' is declared String but 'data/driver_stats' "
+        "has int32",
+    ]
+    for problem, end in zip(problems, ends, strict=True):
+        assert problem.endswith(end), (problem, end)
 
 
 def test_describe_before_apply_and_of_an_unknown_name(make_repo) -> None:  # type: ignore[no-untyped-def]
@@ -241,6 +308,52 @@ def test_apply_of_a_breaking_change(make_repo) -> None:  # type: ignore[no-untyp
     assert "BREAKING: feature 'acc_rate' removed while online" in forced.stdout
     assert "Applied registry version 2" in forced.stdout
     assert [v.version for v in fs.versions()] == [1, 2]
+
+
+def test_plan_shows_real_before_values_and_exit_code_gates_breaking_changes(make_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = make_repo({"drivers.py": DRIVER_REPO})
+    assert run_cli("apply", "--repo", str(repo)).returncode == 0
+    unchanged = run_cli("plan", "--repo", str(repo), "--exit-code")
+    assert (unchanged.returncode, unchanged.stdout) == (0, "No changes against version 1.\n")
+
+    # Attributes stored only when not at their default, and the first tag of a view.
+    (repo / "drivers.py").write_text(
+        DRIVER_REPO.replace("ttl=timedelta(days=2),", 'ttl=timedelta(days=2), on_invalid="quarantine", '
+                            'tags={"team": "risk"},')
+        .replace('Field("acc_rate", Float32)', 'Field("acc_rate", Float32, nullable=False)')
+    )
+    changes = run_cli("plan", "--repo", str(repo), "--exit-code")
+    assert changes.returncode == 2, changes.stderr
+    assert changes.stdout.splitlines() == [
+        "Plan against version 1: 1 to change",
+        "  ~ feature view driver_stats",
+        "      features.acc_rate.nullable: true -> false",
+        "      on_invalid: fail -> quarantine",
+        "      tags.team: (none) -> risk",
+    ]
+    as_json = json.loads(run_cli("plan", "--repo", str(repo), "--json").stdout)
+    assert [(f["path"], f["old"], f["new"]) for f in as_json["changes"][0]["fields"]] == [
+        ("features.acc_rate.nullable", True, False), ("on_invalid", "fail", "quarantine"),
+        ("tags.team", None, "risk")]
+    assert (as_json["base_version"], as_json["breaking"], as_json["exit_code"]) == (1, [], 2)
+    assert run_cli("apply", "--repo", str(repo)).returncode == 0
+
+    (repo / "drivers.py").write_text(DRIVER_REPO.replace('Field("acc_rate", Float32),', ""))
+    breaking = run_cli("plan", "--repo", str(repo), "--exit-code")
+    assert breaking.returncode == 3, breaking.stderr
+    assert "BREAKING: feature 'acc_rate' removed while online" in breaking.stdout
+    assert run_cli("apply", "--repo", str(repo), "--allow-breaking").returncode == 0
+
+    listing = run_cli("versions", "--repo", str(repo))
+    rows = [line for line in listing.stdout.splitlines() if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in rows[:3]] == ["1", "2", "3"]
+    assert "BREAKING" not in "".join(rows[:2])
+    reason = "feature view 'driver_stats': feature 'acc_rate' removed while online"
+    assert f"BREAKING: {reason}" in "".join(rows[2:])
+    versions = json.loads(run_cli("versions", "--repo", str(repo), "--json").stdout)
+    assert [(v["version"], v["breaking"]) for v in versions] == [(1, []), (2, []), (3, [
+        "feature view 'driver_stats': feature 'acc_rate' removed while online",
+        "feature service 'driver_model': feature 'driver_stats:acc_rate' removed from the service"])]
 
 
 def test_unknown_command_and_option_are_usage_errors(tmp_path: Path) -> None:
@@ -281,6 +394,23 @@ def test_command_help(helps: dict[str, subprocess.CompletedProcess[str]], comman
     assert "--repo" in result.stdout
 
 
+def test_root_help_groups_commands_by_task_and_takes_h_and_version() -> None:
+    long_help, short_help, version = run_side_by_side(["--help"], ["-h"], ["--version"])
+    assert long_help.returncode == short_help.returncode == version.returncode == 0
+    assert short_help.stdout == long_help.stdout
+    assert version.stdout == f"featurestore {importlib.metadata.version('featurestore')}\n"
+    panels = {"Define features": ["init", "plan", "apply", "list", "describe", "versions"],
+              "Build data": ["materialize", "validate", "training-set"],
+              "Serve online": ["serve", "get"],
+              "Monitor and trace": ["drift", "lineage", "freshness", "skew"]}
+    lines = long_help.stdout.splitlines()
+    titles = [i for i, line in enumerate(lines) if any(f"─ {p} ─" in line for p in panels)]
+    assert [next(p for p in panels if p in lines[i]) for i in titles] == list(panels)
+    for start, (panel, commands) in zip(titles, panels.items(), strict=True):
+        body = lines[start + 1 : start + 1 + len(commands)]
+        assert [line.strip("│ ").split()[0] for line in body] == commands, panel
+
+
 def test_no_arguments_shows_help(helps: dict[str, subprocess.CompletedProcess[str]]) -> None:
     result = helps["(no arguments)"]
     assert "Usage: featurestore [OPTIONS] COMMAND" in result.stdout + result.stderr
@@ -318,6 +448,9 @@ def test_every_command_help_renders_its_purpose_and_options() -> None:
         assert "--repo" in result.output and "FEATURESTORE_REPO" in result.output, name
         for param in command.params:
             assert param.help.split()[0] in result.output, (name, param.name)
+        # A flag takes no value, and help text keeps its brackets (rich markup once ate them).
+        assert "<bool>" not in result.output, name
+        assert "(default: ," not in result.output, name
 
 
 # -- init -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ own report: the summary is checked against them.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -140,3 +141,36 @@ def test_progress_bar_on_a_terminal(repo: Path) -> None:
     text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode(errors="replace")
     assert "customer_profile" in text
     assert f"{written}/{written}" in text, text  # the bar reached every entity of the view
+
+
+def test_rows_older_than_the_ttl_are_counted_as_expired_per_view(
+    tmp_path: Path, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    # Historical data: every row older than both views' TTLs (driver_stats 2d, customer_profile 30d).
+    data = tmp_path / "data"
+    datagen.generate(data, "tiny", end=datetime.now(UTC) - timedelta(days=60))
+    repo = copy_example_repo(tmp_path / "repo", data, redis_server.url)
+    assert run_cli("apply", "--repo", str(repo)).returncode == 0
+    expected = {}
+    for view, folder, key in (("driver_stats", "driver_stats", "driver_id"),
+                              ("customer_profile", "customer_profile", "customer_id")):
+        rows = ds.dataset(repo / "data" / folder, format="parquet").to_table()
+        has_key = pc.and_(pc.is_valid(rows.column(key)), pc.is_valid(rows.column("event_timestamp")))
+        expected[view] = pc.sum(has_key).as_py()
+        assert expected[view] > 0
+
+    done = run_cli("materialize", "--repo", str(repo), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {v["view"]: (v["rows_read"], v["expired"], v["written"]) for v in report["views"]} == {
+        view: (0, n, 0) for view, n in expected.items()}
+    assert (report["written"], report["expired"]) == (0, sum(expected.values()))
+    assert view_keys(redis_client, "driver_stats") == []
+
+    again = run_cli("materialize", "--repo", str(repo))
+    assert again.returncode == 0, again.stderr
+    assert summary(again.stdout)[1:] == (0, 0)
+    n = expected["driver_stats"]
+    assert (f"driver_stats: {n:,} rows skipped as expired: older than the view's TTL (2d), "
+            "so they would not be served.") in again.stdout.splitlines()
+    assert f"customer_profile: {expected['customer_profile']:,} rows skipped as expired" in again.stdout

@@ -106,3 +106,28 @@ def test_cli_json_tree_and_unknown_names(store: FeatureStore, tmp_path: Path) ->
     assert "service svc" in tree.stdout and "training set" in tree.stdout
     missing = run_cli("lineage", "nope", "--repo", repo)
     assert missing.returncode == 1 and missing.stderr.startswith("error: nothing named 'nope'")
+
+
+def test_runs_that_changed_nothing_are_counted_not_listed(store: FeatureStore) -> None:
+    write_stats(store.config.repo / "data" / "stats" / "c.parquet", [0.7])
+    store.ingest(["stats"])  # ingest-3 adds c.parquet; a and b stay as they were
+    for _ in range(6):  # scheduled runs over untouched files: ingest-4 to ingest-9
+        store.ingest(["stats"])
+    repo = str(store.config.repo)
+
+    graph = json.loads(run_cli("lineage", "stats", "--json", "--repo", repo).stdout)
+    assert ids(graph, "run") == ["run:ingest-1", "run:ingest-3"]
+    assert node(graph, "view:stats")["unchanged_runs"] == 6
+    reads = {(Path(e["from"]).name, e["to"], e["relation"].split()[0]) for e in graph["edges"]
+             if e["to"] == "run:ingest-3"}
+    assert reads == {("a.parquet", "run:ingest-3", "kept"), ("b.parquet", "run:ingest-3", "kept"),
+                     ("c.parquet", "run:ingest-3", "read")}
+
+    tree = run_cli("lineage", "stats", "--repo", repo).stdout
+    assert tree.splitlines()[0] == "view stats (online; 6 runs that changed nothing not listed)"
+    assert "run ingest-9" not in tree
+
+    asked = run_cli("lineage", "ingest-9", "--repo", repo)
+    assert asked.stdout.splitlines()[0] == "run ingest-9 succeeded changed nothing (registry v1)"
+    assert node(json.loads(run_cli("lineage", "ingest-9", "--json", "--repo", repo).stdout),
+                "run:ingest-9")["changed"] is False

@@ -15,7 +15,7 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.config import load_config
 from featurestore.errors import BreakingChangeError, ConcurrentApplyError, NotAppliedError, NotFoundError
-from featurestore.registry import FieldChange
+from featurestore.registry import PRESENT, FieldChange
 from featurestore.registry import store as registry_store
 from featurestore.storage import connection
 from tests.helpers import DRIVER_REPO, FEATURESTORE, run_cli, write_repo
@@ -194,9 +194,9 @@ def test_adding_a_feature_is_not_breaking(driver_repo: Path) -> None:
     assert plan.breaking == []
     view_change, service_change = plan.changes
     assert view_change.name == "driver_stats"
-    assert view_change.fields == (FieldChange("features.rating", None, True),)
+    assert view_change.fields == (FieldChange("features.rating", None, PRESENT),)
     assert service_change.name == "driver_model"
-    assert service_change.fields == (FieldChange("features.driver_stats:rating", None, True),)
+    assert service_change.fields == (FieldChange("features.driver_stats:rating", None, PRESENT),)
     result = fs.apply()
     assert result.version is not None and result.version.version == 2
 
@@ -209,7 +209,7 @@ def test_removing_a_feature_of_an_online_view_is_breaking(example_repo: Path) ->
     plan = fs.plan()
     view_change = next(c for c in plan.changes if c.name == "driver_stats")
     # One line for the removed feature, not one per attribute below it.
-    assert view_change.fields == (FieldChange("features.rating", True, None),)
+    assert view_change.fields == (FieldChange("features.rating", PRESENT, None),)
     assert view_change.breaking == ("feature 'rating' removed while online",)
     assert "feature view 'driver_stats': feature 'rating' removed while online" in plan.breaking
     assert (

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import struct
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import redis
 
 from tests.helpers import run_cli
@@ -89,3 +92,54 @@ def test_materialize_with_quarantine(tmp_path: Path, redis_client: redis.Redis) 
     assert done.stderr.strip().count("\n") == 0
     for part in ("'trips'", "d.parquet", "is double", "declared Int64"):
         assert part in done.stderr, part
+
+
+LIST_DEFS = """
+from pandera.pandas import Check
+from featurestore import Entity, FeatureView, Field, Float64, List, ParquetSource, String
+
+driver = Entity("driver", join_keys=["driver_id"])
+tagged = FeatureView(
+    "tagged", entities=[driver],
+    source=ParquetSource("tagged_src", path="data/tagged", timestamp_field="ts"),
+    schema=[Field("score", Float64, checks=[Check.ge(0)]), Field("labels", List(String))],
+)
+"""
+
+
+def test_validate_goes_on_past_an_unreadable_file_and_writes_lists_as_json(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "data" / "tagged").mkdir(parents=True)
+    (repo / "featurestore.toml").write_text('project = "val"\n')
+    (repo / "defs.py").write_text(LIST_DEFS)
+    rows = pa.table({
+        "driver_id": pa.array([1, 2], pa.int64()),
+        "ts": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC")),
+        "score": [0.5, -1.0],
+        "labels": pa.array([["a"], ["x", "y"]], pa.list_(pa.string())),
+    })
+    # a.parquet: a readable footer over garbage pages, so only reading its rows fails.
+    broken = repo / "data" / "tagged" / "a.parquet"
+    pq.write_table(rows, broken, compression="none")
+    data = bytearray(broken.read_bytes())
+    footer = struct.unpack("<I", data[-8:-4])[0]
+    for i in range(8, len(data) - 8 - footer, 7):
+        data[i] ^= 0x5A
+    broken.write_bytes(bytes(data))
+    pq.write_table(rows, repo / "data" / "tagged" / "b.parquet")
+
+    done = run_cli("validate", "--repo", str(repo), "--json")
+    assert done.returncode == 1, done.stderr
+    [view] = json.loads(done.stdout)["views"]
+    a, b = view["files"]
+    assert (Path(a["path"]).name, a["rows"]) == ("a.parquet", 0)
+    assert "is not a readable Parquet file" in a["error"]
+    assert (Path(b["path"]).name, b["rows"], b["invalid_rows"], b["error"]) == ("b.parquet", 2, 1, None)
+    [failure] = b["failures"]
+    assert failure["examples"] == [{"row": 1, "driver_id": 2, "ts": "2026-01-01T00:00:00+00:00",
+                                    "score": -1.0, "labels": ["x", "y"]}]
+
+    table = run_cli("validate", "--repo", str(repo))
+    assert table.returncode == 1, table.stderr
+    for part in ("a.parquet", "unreadable", "not a readable Parquet file", "b.parquet", "row 1: score=-1.0"):
+        assert part in table.stdout, part
