@@ -1,10 +1,11 @@
 """Files written where the user says: never over the store or a source, never half written.
 
-Every command that writes a file a user named (``training-set --out``, ``training-set
-reproduce --out``, ``drift --html``, ``init``) goes through here: ``OutputGuard.check``
-refuses a path inside the store's folder or one any registered source reads (compared
-after resolving symlinks), and ``atomic_write`` writes beside the target and renames, so
-an interrupted write leaves the old file or none, never half of one.
+``OutputGuard.check`` refuses a path inside the store's folder (the one holding the DuckDB
+file, its spills, runs and records) or one a registered source reads or would read
+(compared after resolving symlinks and ``..``): ``training-set --out``, ``training-set
+reproduce --out`` and ``drift --html`` go through it. ``atomic_write`` writes beside the
+target and renames, so an interrupted write leaves the old file or none, never half of one:
+those outputs, ``init``'s files and the store's own records use it.
 """
 
 from __future__ import annotations
@@ -69,12 +70,12 @@ def write_text(target: Path, text: str) -> None:
 
 
 def _resolve(path: Path) -> Path:
-    return Path(os.path.realpath(path.expanduser().absolute()))
+    return Path(os.path.realpath(path.absolute()))
 
 
 def _reads(source: ParquetSource, repo: Path, target: Path) -> bool:
     """Whether ``target`` (resolved) is, or would become, a file ``source`` reads."""
-    base = Path(source.path).expanduser()
+    base = Path(source.path)  # as ParquetSource.files reads it
     base = base if base.is_absolute() else repo / base
     if any(_resolve(f) == target for f in source.files(repo)):
         return True
