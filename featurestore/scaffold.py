@@ -7,6 +7,7 @@ from pathlib import Path
 from featurestore.config import render_config, valid_project
 from featurestore.datagen import SCALES, default_end, driver_batches
 from featurestore.errors import ConfigError
+from featurestore.outputs import atomic_write, write_text
 
 EXAMPLE = '''"""Example definitions: edit or replace them, then run featurestore plan."""
 
@@ -63,14 +64,14 @@ def scaffold(directory: Path, project: str) -> list[Path]:
         names = ", ".join(str(p.relative_to(directory)) for p in clashes)
         raise ConfigError(f"{directory} already holds {names}; init writes only new files")
 
-    directory.mkdir(parents=True, exist_ok=True)
-    config.write_text(render_config(project))
-    example.write_text(EXAMPLE)
+    # Each file appears whole or not at all (outputs.atomic_write), even if init is interrupted.
+    write_text(config, render_config(project))
+    write_text(example, EXAMPLE)
     # Keep the user's .gitignore: add the store's folder to it.
     ignore = directory / ".gitignore"
     kept = ignore.read_text() if ignore.exists() else ""
     if IGNORE not in kept.splitlines():
-        ignore.write_text(kept + ("\n" if kept and not kept.endswith("\n") else "") + IGNORE + "\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(next(driver_batches(SCALES["tiny"], default_end())), path)
+        write_text(ignore, kept + ("\n" if kept and not kept.endswith("\n") else "") + IGNORE + "\n")
+    with atomic_write(path) as partial:
+        pq.write_table(next(driver_batches(SCALES["tiny"], default_end())), partial)
     return [config, example, path]

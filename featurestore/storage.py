@@ -63,10 +63,11 @@ def connect(
             delay = min(delay * 2, 0.5)
             continue
         # Naive timestamps mean UTC everywhere in the store; spills go beside the file.
+        # Paths and sizes are bound, never pasted: a folder may be named o'brien.
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"SET temp_directory = '{path.parent / 'tmp'}'")
+        con.execute("SET temp_directory = ?", [str(path.parent / "tmp")])
         if memory_limit:  # validated by the config: a size such as 8GB
-            con.execute(f"SET memory_limit = '{memory_limit}'")
+            con.execute("SET memory_limit = ?", [memory_limit])
         return con
 
 
@@ -94,9 +95,38 @@ def connection(
         con.close()
 
 
+@contextmanager
+def sandbox(path: Path, memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection that reads the store's tables and nothing else, for queries users write.
+
+    An in-memory database attaches the store read-only, then turns off external access (no
+    file, URL or extension can be read or written, nothing attached) and locks its settings,
+    so a query cannot turn them back on.
+    """
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET temp_directory = ?", [str(path.parent / "tmp")])
+        if memory_limit:
+            con.execute("SET memory_limit = ?", [memory_limit])
+        # Named like a direct connection's catalog (the file's stem), so queries read the same.
+        con.execute(f"ATTACH ? AS {quote(path.stem)} (READ_ONLY)", [str(path)])
+        con.execute(f"USE {quote(path.stem)}")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        yield con
+    finally:
+        con.close()
+
+
 def quote(identifier: str) -> str:
     """A DuckDB identifier, quoted (names are validated, this guards the rest)."""
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A DuckDB string literal, only where a statement cannot take parameters (a view's body)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def fetch_one(

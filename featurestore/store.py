@@ -42,6 +42,7 @@ from featurestore.online import state as online_state
 from featurestore.online.connection import checked_client, sync_client, unavailable
 from featurestore.online.lookup import OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
+from featurestore.outputs import OutputGuard
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
 from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
@@ -251,9 +252,16 @@ class FeatureStore:
 
         Refuses (SourceError naming the file) if a source changed since, unless ``force``.
         """
+        self.output_guard().check(out)  # the recorded version's sources are checked when writing
         record = load_record(self.config.store_dir, training_set)
         snapshot = self._read(int(record["manifest"]["registry_version"]))[1]
         return reproduce(self.config, snapshot, training_set, Path(out), force)
+
+    def output_guard(self) -> OutputGuard:
+        """Checks a path to write for the user: not in the store's folder, not over an applied source."""
+        snapshot = self._latest_or_none()[1]
+        sources = tuple(snapshot.sources.values()) if snapshot is not None else ()
+        return OutputGuard(self.config.store_dir, self.config.repo, sources)
 
     def lineage(self, name: str) -> dict[str, Any]:
         """The lineage graph around ``name`` (view, ``view:feature``, service, training set id, run).

@@ -54,7 +54,10 @@ def drift_cmd(
     repo: RepoOption = Path("."),
 ) -> None:
     """Compare every feature of a view or service between a baseline and the current data (PSI and a test)."""
-    report = open_store(repo).drift(target, baseline, current, psi_threshold, p_value_threshold)
+    store = open_store(repo)
+    if html is not None:  # before the work: never over the store or a source
+        store.output_guard().check(html)
+    report = store.drift(target, baseline, current, psi_threshold, p_value_threshold)
     if as_json:
         typer.echo(report.to_json())
     else:

@@ -208,14 +208,13 @@ def training_set(
     if out is None or entities is None:
         raise InvalidRequestError("training-set needs --entities FILE and --out FILE")
     wanted = features_or_service(features, service)
-    if out.is_dir():  # checked here too, before the join runs
-        raise InvalidRequestError(f"output {out} is a directory: give a file path to write")
     if entities.is_dir():
         raise InvalidRequestError(f"entity file {entities} is a directory: give a Parquet file")
     if not entities.is_file():
         raise InvalidRequestError(f"entity file {entities} does not exist")
     started = time.perf_counter()
     store = open_store(repo)
+    store.output_guard().check(out)  # checked here too, before the join runs
     with store.get_training_set(entities, wanted, full_feature_names, timestamp_column) as ts:
         ts.to_parquet(out)
     console.print(

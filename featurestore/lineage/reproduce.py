@@ -89,8 +89,9 @@ def reproduce(
         changes.append(f"its entity frame copy {entities} is missing or changed")
     _refuse_unless(force, training_set, changes)
     # DuckDB marks columns read from Parquet without nulls as required in what it writes, and
-    # columns of an in-memory frame as optional: the copy is handed over in the original's form.
-    in_memory = manifest["entities"] in ("pandas DataFrame", "Arrow table")
+    # columns of an in-memory frame (a SQL query's rows are one too) as optional: the copy is
+    # handed over in the original's form.
+    in_memory = manifest["entities"] in ("pandas DataFrame", "Arrow table", "SQL query")
     with build_training_set(
         config,
         snapshot,

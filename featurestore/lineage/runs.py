@@ -183,7 +183,7 @@ def ingestion_runs(
     started_at = datetime.now(UTC)
     runs = IngestionRuns(con, project, started_at, events)
     for view in views:
-        row = fetch_one(con, f"SELECT nextval('{project}.ingestion_run_ids')")
+        row = fetch_one(con, "SELECT nextval(?)", [f"{quote(project)}.ingestion_run_ids"])
         assert row is not None  # a sequence always answers
         runs.ids[view] = int(row[0])
         con.execute(

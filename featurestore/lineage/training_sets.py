@@ -28,6 +28,7 @@ from featurestore.errors import NotFoundError
 from featurestore.monitoring.stats import output_statistics
 from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
 from featurestore.offline.ingest import file_fingerprint
+from featurestore.outputs import write_text
 
 if TYPE_CHECKING:
     from featurestore.lineage.openlineage import LineageEvents
@@ -71,10 +72,9 @@ class TrainingSetRecorder:
         started_at = datetime.now(UTC)
         tmp = self.store_dir / FOLDER / f".entities-{uuid.uuid4().hex}.parquet"
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        target = str(tmp).replace("'", "''")
         row = con.execute(
-            f"COPY (SELECT * EXCLUDE ({ROW}, {TS}) FROM {ENTITY_VIEW} ORDER BY {ROW}) "
-            f"TO '{target}' (FORMAT parquet)"
+            f"COPY (SELECT * EXCLUDE ({ROW}, {TS}) FROM {ENTITY_VIEW} ORDER BY {ROW}) TO ? (FORMAT parquet)",
+            [str(tmp)],
         ).fetchall()
         full = {**manifest, "entity_fingerprint": file_fingerprint(tmp), "rows": int(row[0][0])}
         return PendingRecord({**full, "id": training_set_id(full)}, tmp, started_at)
@@ -98,9 +98,7 @@ class TrainingSetRecorder:
             "created_at": datetime.now(UTC).isoformat(),
             "statistics": statistics,
         }
-        partial = where / f".{RECORD}.partial"
-        partial.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-        partial.replace(where / RECORD)
+        write_text(where / RECORD, json.dumps(record, indent=2, sort_keys=True, default=str))
         if self.events is not None:
             sources = [f["path"] for files in manifest["sources"].values() for f in files]
             self.events.run(

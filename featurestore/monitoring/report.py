@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 
 from featurestore.monitoring.drift import DriftReport, FeatureDrift
+from featurestore.outputs import write_text
 
 BASELINE_COLOR = "#4c78a8"
 CURRENT_COLOR = "#f58518"
@@ -27,12 +28,12 @@ tr.drifted td { background: #fde2e1; font-weight: 600; }
 
 
 def write_html(report: DriftReport, path: str | os.PathLike[str]) -> Path:
-    """Write the report to ``path`` (written beside and renamed, so it appears complete)."""
+    """Write the report to ``path`` (written beside and renamed, so it appears complete).
+
+    Callers writing where a user says check the path first (``FeatureStore.output_guard``).
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(render_html(report), encoding="utf-8")
-    partial.replace(target)
+    write_text(target, render_html(report))
     return target
 
 

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from featurestore.errors import InvalidRequestError
-from featurestore.storage import quote
+from featurestore.storage import literal, quote, sandbox
 
 ROW = "__fs_row"  # input order, so every entity row comes back once, where it was
 TS = "__fs_ts"  # the entity timestamp normalized to TIMESTAMPTZ (UTC)
@@ -41,8 +41,17 @@ class EntityFrame:
         return type_family(self.columns[column])
 
 
-def register_entities(con: duckdb.DuckDBPyConnection, entity_df: Any, ts_column: str) -> EntityFrame:
-    """Register ``entity_df`` (DataFrame, Arrow table, Parquet path or SQL) with a row index."""
+def register_entities(
+    con: duckdb.DuckDBPyConnection,
+    entity_df: Any,
+    ts_column: str,
+    store: Path,
+    memory_limit: str | None = None,
+) -> EntityFrame:
+    """Register ``entity_df`` (DataFrame, Arrow table, Parquet path or SQL) with a row index.
+
+    A SQL query runs apart, in ``storage.sandbox`` over the ``store`` file: see ``query_entities``.
+    """
     if isinstance(entity_df, pa.RecordBatchReader):
         entity_df = entity_df.read_all()
     if _is_pandas(entity_df):
@@ -61,15 +70,41 @@ def register_entities(con: duckdb.DuckDBPyConnection, entity_df: Any, ts_column:
             # file_row_number keeps the file's order without reading it into memory.
             sql = (
                 f"SELECT * EXCLUDE (file_row_number), file_row_number AS {ROW} "
-                f"FROM read_parquet({_literal(str(path))}, file_row_number = true)"
+                f"FROM read_parquet({literal(str(path))}, file_row_number = true)"
             )
             return _register_sql(con, sql, ts_column, str(path))
-        sql = f"SELECT *, row_number() OVER () - 1 AS {ROW} FROM ({text})"
-        return _register_sql(con, sql, ts_column, "SQL query")
+        return _register_arrow(con, query_entities(store, text, memory_limit), ts_column, "SQL query")
     raise InvalidRequestError(
         "entity_df must be a pandas DataFrame, a pyarrow Table, a Parquet path or a SQL query, "
         f"got {type(entity_df).__name__}"
     )
+
+
+def query_entities(store: Path, sql: str, memory_limit: str | None = None) -> pa.Table:
+    """The rows of one SELECT statement over the store's tables, read with no access to anything else.
+
+    Anything but exactly one SELECT is refused before it runs (no stacked statements: a COPY
+    after a SELECT would write a file), and the query runs in ``sandbox``, where reading a
+    file, a URL or an extension fails.
+    """
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise InvalidRequestError(f"cannot parse the entity query: {_first_line(e)}") from None
+    kinds = [s.type.name for s in statements]
+    if kinds != ["SELECT"]:
+        found = ", ".join(kinds) or "nothing"
+        raise InvalidRequestError(f"a SQL entity_df must be exactly one SELECT statement, got {found}")
+    with sandbox(store, memory_limit) as con:
+        try:
+            return con.sql(statements[0].query).to_arrow_table()
+        except duckdb.PermissionException as e:
+            raise InvalidRequestError(
+                "a SQL entity_df may read only the store's tables, not files, URLs or extensions "
+                f"(give a Parquet path or a DataFrame instead): {_first_line(e)}"
+            ) from None
+        except duckdb.Error as e:
+            raise InvalidRequestError(f"cannot read the entity frame (SQL query): {_first_line(e)}") from None
 
 
 def type_family(duckdb_type: str) -> str:
@@ -100,9 +135,7 @@ def _register_sql(con: duckdb.DuckDBPyConnection, sql: str, ts_column: str, what
     try:
         described = con.execute(f"DESCRIBE {sql}").fetchall()
     except duckdb.Error as e:
-        raise InvalidRequestError(
-            f"cannot read the entity frame ({what}): {str(e).splitlines()[0]}"
-        ) from None
+        raise InvalidRequestError(f"cannot read the entity frame ({what}): {_first_line(e)}") from None
     columns = {name: dtype for name, dtype, *_ in described if name != ROW}
     if ts_column not in columns:
         raise InvalidRequestError(
@@ -124,5 +157,5 @@ def _is_pandas(value: Any) -> bool:
     return type(value).__module__.startswith("pandas") and type(value).__name__ == "DataFrame"
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]

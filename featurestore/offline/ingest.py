@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from featurestore.offline.tables import (
     table_exists,
     view_table,
 )
+from featurestore.outputs import atomic_write, write_text
 from featurestore.storage import fetch_one, quote
 from featurestore.validation import ValidationReport, ViewReport
 
@@ -484,24 +484,20 @@ def _statistics(
 def _write_quarantine(store_dir: Path, view: str, path: Path, result: FileValidation) -> Path:
     """The file's invalid rows with their reasons, written atomically (rename)."""
     assert result.quarantine is not None
-    folder = store_dir / "quarantine" / view
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{path.stem}-{file_fingerprint(path)[:12]}.parquet"
+    target = store_dir / "quarantine" / view / f"{path.stem}-{file_fingerprint(path)[:12]}.parquet"
     table = result.quarantine.append_column(
         "__source_file", pa.array([str(path)] * result.quarantine.num_rows)
     )
-    tmp = target.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)
+    with atomic_write(target) as partial:
+        pq.write_table(table, partial)
     return target
 
 
 def _keep_failed_report(store_dir: Path, report: ViewReport) -> None:
     """A failed validation writes nothing to DuckDB; its report is kept beside the store."""
-    folder = store_dir / "validation"
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    (folder / f"{report.view}-{stamp}-failed.json").write_text(ValidationReport([report]).to_json())
+    target = store_dir / "validation" / f"{report.view}-{stamp}-failed.json"
+    write_text(target, ValidationReport([report]).to_json())
 
 
 def _record_validation(con: duckdb.DuckDBPyConnection, project: str, report: ViewReport) -> None:

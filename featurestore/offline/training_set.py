@@ -17,6 +17,7 @@ from featurestore.errors import InvalidRequestError, NotAppliedError
 from featurestore.offline.entities import register_entities
 from featurestore.offline.ingest import ingested_fingerprint
 from featurestore.offline.pit import OutputColumn, point_in_time_sql
+from featurestore.outputs import OutputGuard, atomic_write
 from featurestore.registry import Snapshot, ViewRequest
 from featurestore.storage import connect, quote
 
@@ -47,11 +48,13 @@ class TrainingSet:
         con: duckdb.DuckDBPyConnection,
         sql: str,
         manifest: dict[str, Any],
+        guard: OutputGuard,
         recorder: Recorder | None = None,
     ) -> None:
         self._con = con
         self.sql = sql
         self.manifest = manifest
+        self._guard = guard
         self._recorder = recorder
 
     def to_arrow(self) -> pa.Table:
@@ -70,11 +73,12 @@ class TrainingSet:
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write it with DuckDB (out of core), the manifest in the file's metadata.
 
-        The file appears complete or not at all: it is written beside and renamed. With a
-        recorder (``FeatureStore.get_training_set``), the training set is registered and
+        The file appears complete or not at all: it is written beside and renamed. A path
+        inside the store's folder or one a source reads is refused (InvalidRequestError). With
+        a recorder (``FeatureStore.get_training_set``), the training set is registered and
         ``manifest`` gains its ``id``, ``entity_fingerprint``, ``rows`` and ``output_fingerprint``.
         """
-        target = Path(path)
+        target = self._guard.check(path)
         if self._recorder is None:
             return self.write(target, self.manifest)
         pending = self._recorder.before_write(self._con, self.manifest)
@@ -88,19 +92,12 @@ class TrainingSet:
 
     def write(self, target: Path, manifest: dict[str, Any]) -> Path:
         """Write the file with exactly this manifest embedded (``reproduce`` passes the recorded one)."""
-        if target.is_dir():
-            raise InvalidRequestError(f"output {target} is a directory: give a file path to write")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        text = json.dumps(manifest, sort_keys=True, default=str).replace("'", "''")
-        try:
+        target = self._guard.check(target)
+        with atomic_write(target) as partial:
             self._con.execute(
-                f"COPY ({self.sql}) TO '{_escape(partial)}' (FORMAT parquet, "
-                f"KV_METADATA {{'{MANIFEST_KEY}': '{text}'}})"
+                f"COPY ({self.sql}) TO ? (FORMAT parquet, KV_METADATA ?)",
+                [str(partial), {MANIFEST_KEY: json.dumps(manifest, sort_keys=True, default=str)}],
             )
-            partial.replace(target)
-        finally:
-            partial.unlink(missing_ok=True)
         return target
 
     def close(self) -> None:
@@ -123,7 +120,10 @@ def build_training_set(
     event_timestamp_column: str | None = None,
     recorder: Recorder | None = None,
 ) -> TrainingSet:
-    """Resolve features, check the entity frame against them and prepare the query."""
+    """Resolve features, check the entity frame against them and prepare the query.
+
+    Outputs may not go into the store's folder or over a file a source of ``snapshot`` reads.
+    """
     requests = snapshot.resolve(features)
     if not config.duckdb_path.exists():
         raise NotAppliedError("nothing ingested yet: run 'featurestore materialize --offline'")
@@ -131,7 +131,7 @@ def build_training_set(
     con = connect(config.duckdb_path, read_only=True, memory_limit=config.memory_limit)
     try:
         _check_ingested(con, config.project, requests)
-        frame = register_entities(con, entity_df, ts_column)
+        frame = register_entities(con, entity_df, ts_column, config.duckdb_path, config.memory_limit)
         for req in requests:
             for key in req.view.join_keys:
                 if key.name not in frame.columns:
@@ -153,7 +153,8 @@ def build_training_set(
     except BaseException:
         con.close()
         raise
-    return TrainingSet(con, sql, manifest, recorder)
+    guard = OutputGuard(config.store_dir, config.repo, tuple(snapshot.sources.values()))
+    return TrainingSet(con, sql, manifest, guard, recorder)
 
 
 def _check_ingested(con: duckdb.DuckDBPyConnection, project: str, requests: Sequence[ViewRequest]) -> None:
@@ -217,7 +218,3 @@ def _manifest(
         "sources": sources,
         "entities": entities,
     }
-
-
-def _escape(path: Path) -> str:
-    return str(path).replace("'", "''")

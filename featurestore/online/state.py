@@ -86,7 +86,7 @@ def start_run(
 ) -> tuple[int, datetime]:
     mark_dead_runs(con, project)
     started_at = datetime.now(UTC)
-    row = fetch_one(con, f"SELECT nextval('{project}.materialization_run_ids')")
+    row = fetch_one(con, "SELECT nextval(?)", [f"{quote(project)}.materialization_run_ids"])
     assert row is not None
     run_id = int(row[0])
     con.execute(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -165,11 +166,14 @@ def entity_input(
         return table
     if form == "pandas":  # nullable integers stay integers (NumPy would make them floats)
         return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    if form == "sql":  # a query over a table of the store, as labels kept beside the features
+        with duckdb.connect(str(folder / ".featurestore" / "store.duckdb")) as con:
+            con.register("entity_input", table)
+            con.execute("CREATE OR REPLACE TABLE entity_rows AS SELECT * FROM entity_input")
+        return "SELECT * FROM entity_rows ORDER BY label"
     path = folder / "entities.parquet"
     pq.write_table(table, path)
-    if form == "parquet":
-        return path
-    return f"SELECT * FROM read_parquet('{path}') ORDER BY label"  # a SQL query
+    return path
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,0 +1,89 @@
+"""Files written where the user says: never over the store or a source, never half written.
+
+``OutputGuard.check`` refuses a path inside the store's folder (the one holding the DuckDB
+file, its spills, runs and records) or one a registered source reads or would read
+(compared after resolving symlinks and ``..``): ``training-set --out``, ``training-set
+reproduce --out`` and ``drift --html`` go through it. ``atomic_write`` writes beside the
+target and renames, so an interrupted write leaves the old file or none, never half of one:
+those outputs, ``init``'s files and the store's own records use it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from featurestore.definitions import ParquetSource
+from featurestore.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class OutputGuard:
+    """What an output may not touch: the store's folder and every file a source reads."""
+
+    store_dir: Path
+    repo: Path
+    sources: tuple[ParquetSource, ...] = ()
+
+    def check(self, path: str | os.PathLike[str]) -> Path:
+        """``path`` as given, or InvalidRequestError naming what writing it would destroy."""
+        target = Path(path)
+        if target.is_dir():
+            raise InvalidRequestError(f"output {target} is a directory: give a file path to write")
+        resolved = _resolve(target)
+        store = _resolve(self.store_dir)
+        if resolved == store or store in resolved.parents:
+            raise InvalidRequestError(
+                f"output {target} is inside the store's folder {self.store_dir}: write it elsewhere"
+            )
+        for source in self.sources:
+            if _reads(source, self.repo, resolved):
+                raise InvalidRequestError(
+                    f"output {target} would overwrite data of source {source.name!r} "
+                    f"({source.path}): write it elsewhere"
+                )
+        return target
+
+
+@contextmanager
+def atomic_write(target: Path) -> Iterator[Path]:
+    """Yield a hidden path beside ``target`` to write; renamed over ``target`` if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
+    try:
+        yield partial
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_text(target: Path, text: str) -> None:
+    """``target.write_text(text)``, appearing complete or not at all."""
+    with atomic_write(target) as partial:
+        partial.write_text(text, encoding="utf-8")
+
+
+def _resolve(path: Path) -> Path:
+    return Path(os.path.realpath(path.absolute()))
+
+
+def _reads(source: ParquetSource, repo: Path, target: Path) -> bool:
+    """Whether ``target`` (resolved) is, or would become, a file ``source`` reads."""
+    base = Path(source.path)  # as ParquetSource.files reads it
+    base = base if base.is_absolute() else repo / base
+    if any(_resolve(f) == target for f in source.files(repo)):
+        return True
+    if not glob.has_magic(str(base)):  # a file or a folder (read recursively)
+        where = _resolve(base)
+        return target == where or where in target.parents
+    # A pattern: fnmatch's "*" also crosses "/", which only makes the refusal wider.
+    parts = base.parts
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    pattern = _resolve(Path(*parts[:first])).joinpath(*parts[first:])
+    return fnmatch.fnmatchcase(str(target), str(pattern))
