@@ -34,3 +34,13 @@ def number_in(
         return value
 
     return check
+
+
+def server_target(value: str | None) -> str | None:
+    """A typer callback for ``host:port``: gRPC's resolver would keep a too-large port's low 16 bits."""
+    if value is None:
+        return None
+    _, sep, port = value.rpartition(":")
+    if sep and port.isdigit() and not 0 < int(port) <= PORT_MAX:
+        raise typer.BadParameter(f"port {port} of {value!r} must be from 1 to {PORT_MAX}")
+    return value

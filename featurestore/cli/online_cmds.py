@@ -11,7 +11,7 @@ from rich.table import Table
 
 from featurestore.cli.app import RepoOption, app, console, err_console, open_store
 from featurestore.cli.monitoring_online_cmds import request_log_options
-from featurestore.cli.numbers import PORT_MAX, number_in
+from featurestore.cli.numbers import PORT_MAX, number_in, server_target
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, features_or_service
 from featurestore.errors import InvalidRequestError
 
@@ -115,7 +115,10 @@ def get(
     features: FeaturesOption = None,
     service: ServiceOption = None,
     server: Annotated[
-        str | None, typer.Option(help="host:port of a gRPC server (default: read Redis directly).")
+        str | None,
+        typer.Option(
+            callback=server_target, help="host:port of a gRPC server (default: read Redis directly)."
+        ),
     ] = None,
     repo: RepoOption = Path("."),
     auth_token: Annotated[

@@ -66,7 +66,7 @@ def served_run_ids(client: redis.Redis, project: str, batch: int = 1000) -> set[
         pipe = client.pipeline(transaction=False)
         for key in chunk:
             pipe.getrange(key, 0, HEADER.size - 1)
-        for header in pipe.execute():
+        for header in pipe.execute(raise_on_error=False):  # a key of another type: not a value
             if isinstance(header, bytes) and len(header) == HEADER.size:  # not expired meanwhile
                 found.add(HEADER.unpack(header)[2])
 

@@ -31,6 +31,7 @@ class TlsFiles:
         for what, path in (("certificate", self.cert), ("key", self.key)):
             if not path.is_file():
                 raise ConfigError(f"TLS {what} {path} does not exist")
+
         def encrypted() -> bytes:  # without it, OpenSSL asks for the passphrase on the terminal
             raise ConfigError(
                 f"TLS key {self.key} is encrypted (it needs a passphrase); serve takes an unencrypted "

@@ -36,6 +36,8 @@ def _usage_error(result: subprocess.CompletedProcess[str], option: str, *texts: 
         (("serve", "--http-port", "-1"), "--http-port", "0"),
         (("serve", "--redis-timeout", "nan"), "--redis-timeout", "nan"),
         (("serve", "--redis-timeout", "0"), "--redis-timeout", "> 0"),
+        (("get", "-e", "driver_id=1", "-f", "driver_stats:city", "--server", "127.0.0.1:72102"), "--server",
+         "65535"),  # was sent to port 6566
     ],
 )
 def test_numbers_out_of_range_are_refused_before_anything_runs(
