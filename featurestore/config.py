@@ -53,6 +53,10 @@ class Config:
     # Drift: a feature drifts when its PSI reaches this and its test's p-value is below that.
     psi_threshold: float = 0.2
     p_value_threshold: float = 0.05
+    # [retention]: run bookkeeping `featurestore gc` keeps (see lineage/retention.py), and
+    # whether each materialization runs it when done.
+    keep_runs: int = 10
+    gc_after_materialize: bool = False
 
     @property
     def store_dir(self) -> Path:
@@ -76,7 +80,10 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
-    known = {"project", "offline", "online", "training", "lineage", "serving", "request_log", "monitoring"}
+    known = {
+        "project", "offline", "online", "training", "lineage", "serving", "request_log", "monitoring",
+        "retention",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; expected {sorted(known)}")
@@ -111,6 +118,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     serving = _serving_paths(_table(raw, "serving", path), env, root)
     log_path, log_sample = _request_log(raw, env, root, path)
     psi, p_value = _drift_thresholds(raw, path)
+    keep_runs, gc_after = _retention(raw, path)
     return Config(
         root,
         project,
@@ -124,6 +132,8 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         request_log_sample=log_sample,
         psi_threshold=psi,
         p_value_threshold=p_value,
+        keep_runs=keep_runs,
+        gc_after_materialize=gc_after,
     )
 
 
@@ -202,6 +212,25 @@ def _drift_thresholds(raw: dict[str, object], path: Path) -> tuple[float, float]
             raise ConfigError(f"{path}: [monitoring] {name} must be a number {bounds}, got {item!r}")
         found[name] = float(item)
     return found["psi_threshold"], found["p_value_threshold"]
+
+
+def _retention(raw: dict[str, object], path: Path) -> tuple[int, bool]:
+    """[retention] keep_runs (an integer >= 1) and after_materialize (true or false)."""
+    value = raw.get("retention", {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [retention] must be a table")
+    unknown = sorted(set(value) - {"keep_runs", "after_materialize"})
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {unknown} in [retention]; expected ['after_materialize', 'keep_runs']"
+        )
+    keep = value.get("keep_runs", Config.keep_runs)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError(f"{path}: [retention] keep_runs must be an integer >= 1, got {keep!r}")
+    after = value.get("after_materialize", False)
+    if not isinstance(after, bool):
+        raise ConfigError(f"{path}: [retention] after_materialize must be true or false, got {after!r}")
+    return keep, after
 
 
 def valid_project(name: str) -> bool:

@@ -92,6 +92,12 @@ def load_repo(repo: Path, raise_problems: bool = True) -> RepoContents:
             except Exception as e:  # any import-time failure is a problem in that file
                 problems.append(f"{_where(e, repo, rel)}: {type(e).__name__}: {e}")
                 continue
+            except SystemExit as e:  # sys.exit(0) at import would end the command "successfully"
+                problems.append(
+                    f"{_where(e, repo, rel)}: the file calls sys.exit({e.code!r}) when imported; "
+                    "a definitions file must not exit (guard scripts with if __name__ == '__main__')"
+                )
+                continue
             for value in list(vars(module).values()):
                 _collect(value, seen, problems, repo)
     finally:

@@ -46,8 +46,13 @@ def connect(
     Another process holding the file is waited for, up to ``lock_timeout`` seconds (default:
     ``default_lock_timeout()``); then the error names the file and the holder's pid.
     """
+    if path.is_dir():
+        raise ConfigError(f"the store {path} ([offline] path) is a folder: name a DuckDB file in it")
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create the folder of the store {path} ([offline] path): {e}") from None
     lock_timeout = default_lock_timeout() if lock_timeout is None else lock_timeout
     deadline = time.monotonic() + lock_timeout
     delay = 0.05
@@ -55,8 +60,9 @@ def connect(
         try:
             con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as e:
-            if "lock" not in str(e).lower():
-                raise
+            if "lock" not in str(e).lower():  # not a DuckDB file, unreadable, ...
+                reason = " ".join(str(e).split()).removeprefix("IO Error: ")
+                raise ConfigError(f"cannot open the store {path} ([offline] path): {reason}") from None
             if time.monotonic() >= deadline:
                 raise StoreLockedError(_busy_message(path, str(e), lock_timeout)) from None
             time.sleep(delay)

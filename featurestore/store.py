@@ -17,14 +17,17 @@ from featurestore.config import Config, load_config
 from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
 from featurestore.errors import (
     BreakingChangeError,
+    InvalidRequestError,
     NotAppliedError,
     NotFoundError,
     SourceError,
     StoreLockedError,
 )
+from featurestore.lineage import retention
 from featurestore.lineage import runs as lineage_runs
 from featurestore.lineage.graph import lineage as lineage_graph
 from featurestore.lineage.reproduce import ReproduceResult, reproduce
+from featurestore.lineage.retention import GcResult
 from featurestore.lineage.training_sets import TrainingSetRecorder, list_records, load_record
 from featurestore.monitoring.check import check_drift
 from featurestore.monitoring.drift import DriftReport, Thresholds
@@ -362,6 +365,8 @@ class FeatureStore:
             after=lambda con, run_id: lineage_runs.emit_materialization(con, project, run_id, online, events),
         )
         result.ingestion = ingested
+        if self.config.gc_after_materialize:
+            self.gc()
         return result
 
     def materialize_incremental(
@@ -438,6 +443,33 @@ class FeatureStore:
                 return ts.to_arrow()
 
         return skew(Path(log_dir), training_set, refs)
+
+    # -- retention -----------------------------------------------------------------------
+
+    def gc(self, keep_runs: int | None = None) -> GcResult:
+        """Delete the run bookkeeping no recorded training set, served value or recent run needs.
+
+        ``keep_runs`` (default: the config's) recent runs of each kind stay; see lineage/retention.py.
+        """
+        keep = self.config.keep_runs if keep_runs is None else keep_runs
+        if keep < 1:
+            raise InvalidRequestError(f"keep_runs {keep} must be at least 1")
+        path, project = self.config.duckdb_path, self.config.project
+        if not path.exists():
+            return GcResult()
+        with connection(path, read_only=True) as con:
+            online = retention.needs_redis(con, project)
+        served: set[int] = set()
+        if online:  # read before taking the write lock, which a materialization waits for
+            client = checked_client(self.config.redis_url)
+            try:
+                served = retention.served_run_ids(client, project)
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                raise unavailable(self.config.redis_url, e) from None
+            finally:
+                client.close()
+        with connection(path) as con:
+            return retention.collect(con, project, served, list_records(self.config.store_dir), keep)
 
     def close(self) -> None:
         if self._redis is not None:

@@ -159,3 +159,21 @@ def test_rendered_config_loads_with_defaults(tmp_path: Path) -> None:
     assert config.project == "fresh_repo"
     assert config.duckdb_path == tmp_path.resolve() / DEFAULT_DUCKDB_PATH
     assert config.redis_url == DEFAULT_REDIS_URL
+
+
+def test_retention_settings(tmp_path: Path) -> None:
+    default = load_config(write_toml(tmp_path, 'project = "rides"\n'), env=NO_ENV)
+    assert (default.keep_runs, default.gc_after_materialize) == (10, False)
+    repo = write_toml(tmp_path, 'project = "rides"\n[retention]\nkeep_runs = 3\nafter_materialize = true\n')
+    config = load_config(repo, env=NO_ENV)
+    assert (config.keep_runs, config.gc_after_materialize) == (3, True)
+    for bad, message in (
+        ("keep_runs = 0", "keep_runs must be an integer >= 1, got 0"),
+        ("keep_runs = 2.5", "keep_runs must be an integer >= 1, got 2.5"),
+        ('after_materialize = "yes"', "after_materialize must be true or false"),
+        ("keep = 3", "unknown key(s) ['keep'] in [retention]"),
+    ):
+        write_toml(tmp_path, f'project = "rides"\n[retention]\n{bad}\n')
+        with pytest.raises(ConfigError) as e:
+            load_config(tmp_path, env=NO_ENV)
+        assert message in e.value.message

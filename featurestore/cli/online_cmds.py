@@ -10,6 +10,7 @@ import typer
 
 from featurestore.cli.app import SERVE, RepoOption, app, console, err_console, open_store
 from featurestore.cli.monitoring_online_cmds import request_log_options
+from featurestore.cli.numbers import PORT_MAX, number_in, server_target
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, features_or_service
 from featurestore.cli.output import data_table, duration
 from featurestore.errors import InvalidRequestError
@@ -18,8 +19,12 @@ from featurestore.errors import InvalidRequestError
 @app.command(rich_help_panel=SERVE)
 def serve(
     repo: RepoOption = Path("."),
-    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port.")] = 6566,
-    http_port: Annotated[int, typer.Option("--http-port", help="HTTP port (0: no HTTP server).")] = 6567,
+    grpc_port: Annotated[
+        int, typer.Option("--grpc-port", min=0, max=PORT_MAX, help="gRPC port (0: any free port).")
+    ] = 6566,
+    http_port: Annotated[
+        int, typer.Option("--http-port", min=0, max=PORT_MAX, help="HTTP port (0: no HTTP server).")
+    ] = 6567,
     host: Annotated[
         str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
     ] = "127.0.0.1",
@@ -27,7 +32,9 @@ def serve(
         int, typer.Option(min=1, help="Server processes sharing the ports (one per core).")
     ] = 1,
     max_entities: Annotated[int, typer.Option(min=1, help="Most entities one request may ask for.")] = 10_000,
-    redis_timeout: Annotated[float, typer.Option(help="Seconds a lookup waits for Redis.")] = 1.0,
+    redis_timeout: Annotated[
+        float, typer.Option(callback=number_in(0, lo_open=True), help="Seconds a lookup waits for Redis.")
+    ] = 1.0,
     auth_tokens_file: Annotated[
         Path | None,
         typer.Option(help="Require a bearer token from this file, one a line (or FEATURESTORE_AUTH_TOKENS)"),
@@ -99,7 +106,10 @@ def get(
     features: FeaturesOption = None,
     service: ServiceOption = None,
     server: Annotated[
-        str | None, typer.Option(help="host:port of a gRPC server (default: read Redis directly).")
+        str | None,
+        typer.Option(
+            callback=server_target, help="host:port of a gRPC server (default: read Redis directly)."
+        ),
     ] = None,
     repo: RepoOption = Path("."),
     auth_token: Annotated[

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from featurestore.definitions.base import check_name
-from featurestore.definitions.types import DType, dtype_from_name
+from featurestore.definitions.types import FLOATS, DType, dtype_from_name
 from featurestore.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def specs_of(checks: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 # Attributes to_spec leaves out at these values, so existing specs keep their fingerprints.
-SPEC_DEFAULTS: dict[str, Any] = {"nullable": True}
+SPEC_DEFAULTS: dict[str, Any] = {"nullable": True, "allow_nan": False}
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,9 @@ class Field:
     checks: Sequence[pa_checks.Check] = field(default=(), compare=False)
     # False: a null value is invalid (validation rejects the row), not just missing.
     nullable: bool = True
+    # NaN is a float value, not a null: a float field with checks refuses it unless this is
+    # True (pandas would otherwise hide NaN from every check as a missing value).
+    allow_nan: bool = False
 
     def __post_init__(self) -> None:
         check_name("field", self.name)
@@ -91,6 +94,12 @@ class Field:
         object.__setattr__(self, "checks", checks)
         if not isinstance(self.nullable, bool):
             raise DefinitionError([f"field {self.name!r}: nullable must be True or False"])
+        if not isinstance(self.allow_nan, bool):
+            raise DefinitionError([f"field {self.name!r}: allow_nan must be True or False"])
+        if self.allow_nan and self.dtype.name not in FLOATS:
+            raise DefinitionError(
+                [f"field {self.name!r}: allow_nan is for Float32 and Float64 fields, not {self.dtype.name}"]
+            )
 
     def to_spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {
@@ -99,8 +108,10 @@ class Field:
             "description": self.description,
             "checks": specs_of(self.checks),
         }
-        if self.nullable != SPEC_DEFAULTS["nullable"]:
-            spec["nullable"] = self.nullable
+        # Only fields that differ from the defaults, so existing specs keep their fingerprints.
+        for key, default in SPEC_DEFAULTS.items():
+            if getattr(self, key) != default:
+                spec[key] = getattr(self, key)
         return spec
 
     @classmethod
@@ -112,7 +123,13 @@ class Field:
             spec.get("description", ""),
             checks,
             nullable=spec.get("nullable", True),
+            allow_nan=spec.get("allow_nan", False),
         )
+
+    @property
+    def refuses_nan(self) -> bool:
+        """Whether a NaN value fails validation: a float field with checks, unless it allows NaN."""
+        return self.dtype.name in FLOATS and bool(self.checks) and not self.allow_nan
 
 
 def check_spec(check: pa_checks.Check) -> dict[str, Any]:

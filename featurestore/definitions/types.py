@@ -36,6 +36,7 @@ Bool = DType("Bool", pa.bool_(), "BOOLEAN")
 Bytes = DType("Bytes", pa.binary(), "BLOB")
 Timestamp = DType("Timestamp", pa.timestamp("us", tz="UTC"), "TIMESTAMPTZ")
 
+FLOATS = frozenset({Float32.name, Float64.name})  # the types that can hold NaN
 SCALARS: dict[str, DType] = {
     t.name: t for t in (Int32, Int64, Float32, Float64, String, Bool, Bytes, Timestamp)
 }

@@ -294,6 +294,7 @@ def write_view(
                 p.on_disk[path],
                 p.stat_time,
                 checked[path].invalid_rows,
+                checked[path].bad_strings,
             )
             inserted += n
             skipped += s
@@ -413,6 +414,7 @@ def _insert_file(
     stat: tuple[int, float],
     checked_at: datetime,
     invalid_rows: np.ndarray,
+    bad_strings: bool = False,
 ) -> tuple[int, int]:
     src = view.source
     keys = [quote(k.name) for k in view.join_keys]
@@ -433,18 +435,29 @@ def _insert_file(
     )
     valid = " AND ".join([f"{k} IS NOT NULL" for k in keys] + [f"{quote(src.timestamp_field)} IS NOT NULL"])
     scan = "read_parquet(?, file_row_number = true)"
-    total_row = fetch_one(con, f"SELECT count(*) FROM {scan}", [path])
+    scan_params: list[object] = [path]
+    if bad_strings:  # DuckDB reads no file holding a string that is not UTF-8: hand it a cleaned copy
+        from featurestore.validation.schema import columns_read  # loaded by the validation already
+        from featurestore.validation.validate import clean_table
+
+        clean = clean_table(Path(path), columns_read(view))
+        rows = pa.array(np.arange(clean.num_rows, dtype=np.int64))
+        con.register("__fs_clean", clean.append_column("file_row_number", rows))
+        scan, scan_params = "__fs_clean", []
+    total_row = fetch_one(con, f"SELECT count(*) FROM {scan}", scan_params)
     total = int(total_row[0]) if total_row else 0
     if len(invalid_rows):  # quarantined rows stay out
         con.register("__fs_invalid", pa.table({"row": pa.array(invalid_rows, pa.int64())}))
         valid += " AND file_row_number NOT IN (SELECT row FROM __fs_invalid)"
     try:
         con.execute(
-            f"INSERT INTO {table} SELECT {select} FROM {scan} WHERE {valid}", [file_id, file_id, path]
+            f"INSERT INTO {table} SELECT {select} FROM {scan} WHERE {valid}", [file_id, file_id, *scan_params]
         )
     finally:
         if len(invalid_rows):
             con.unregister("__fs_invalid")
+        if bad_strings:
+            con.unregister("__fs_clean")
     stats = fetch_one(
         con, f"SELECT count(*), min({EVENT_TS}), max({EVENT_TS}) FROM {table} WHERE {FILE_ID} = ?", [file_id]
     )

@@ -50,10 +50,11 @@ class Tokens:
     """The accepted tokens, kept only as SHA-256 digests: a repr, log or pickle shows none.
 
     With a ``file``, its tokens are read again when it changes (checked at most every
-    ``check_interval`` seconds, on a request), so tokens rotate without a restart: write the
-    new token beside the old, move clients over, remove the old. A file that becomes
-    unreadable or empty keeps the tokens in force, with a warning: a half-written or
-    deleted file must not open the server, nor lock every client out.
+    ``check_interval`` seconds, on a request or a health check), so tokens rotate without a
+    restart: write the new token beside the old, move clients over, remove the old. A file
+    that becomes unreadable or holds no token fails closed: every request is refused (the
+    environment's tokens too) and ``problem`` says why, until the file holds tokens again.
+    Keeping the old tokens instead would keep a token someone meant to revoke valid.
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class Tokens:
         self._fixed = tuple(fixed)  # digests of the environment's tokens: kept across reloads
         self._file_state = _file_state(file) if file else None
         self._checked_at = time.monotonic()
+        self._problem: str | None = None
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -78,10 +80,15 @@ class Tokens:
     def __repr__(self) -> str:
         return f"Tokens({len(self)} configured)"
 
-    def accepts(self, token: str | None) -> bool:
-        """Whether ``token`` is one of ours, in time independent of which token and where it differs."""
+    def problem(self) -> str | None:
+        """Why every request is refused (the tokens file broke), None while tokens are in force."""
         if self.file is not None and time.monotonic() - self._checked_at >= self.check_interval:
             self._reload()
+        return self._problem
+
+    def accepts(self, token: str | None) -> bool:
+        """Whether ``token`` is one of ours, in time independent of which token and where it differs."""
+        self.problem()  # reads the file again when it is due
         # Digests have one length, so compare_digest's time does not depend on the token's
         # length; every token is compared (no early exit), so neither does the position of a match.
         candidate = _digest(token or "")
@@ -100,10 +107,13 @@ class Tokens:
         try:
             tokens = read_tokens_file(self.file)
         except ConfigError as e:
-            log.warning("%s; the %d token(s) read before stay in force", e.message, len(self))
+            self._digests = ()
+            self._problem = f"{e.message}: every request is refused until it holds tokens again"
+            log.error("%s", self._problem)
             return
         digests = tuple(dict.fromkeys((*self._fixed, *(_digest(t) for t in tokens))))
-        if digests != self._digests:
+        if digests != self._digests or self._problem:
+            self._problem = None
             self._digests = digests  # one assignment: a request sees the old set or the new
             log.warning("bearer tokens reloaded from %s: %d token(s) in force", self.file, len(self))
 

@@ -116,11 +116,14 @@ async def serve_async(
                 ok = True
             except Exception as e:  # noqa: BLE001 - any failure means not serving
                 ok, why = False, unavailable(config.redis_url, e).message
+            if ok and options.tokens is not None:  # a broken tokens file refuses every request
+                why = options.tokens.problem() or ""
+                ok = not why
             if ok != healthy or not (ok or checked):  # a change, or failing from the start
                 if not ok:  # at start too: a wrong password would otherwise go unexplained
                     log.warning("%s; health is NOT_SERVING", why)
                 elif checked:
-                    log.warning("online store %s answers again", mask_url(config.redis_url))
+                    log.warning("serving again (online store %s)", mask_url(config.redis_url))
                 await set_health(ok)
             checked = True
             await asyncio.sleep(0.5)

@@ -31,8 +31,18 @@ class TlsFiles:
         for what, path in (("certificate", self.cert), ("key", self.key)):
             if not path.is_file():
                 raise ConfigError(f"TLS {what} {path} does not exist")
+
+        def encrypted() -> bytes:  # without it, OpenSSL asks for the passphrase on the terminal
+            raise ConfigError(
+                f"TLS key {self.key} is encrypted (it needs a passphrase); serve takes an unencrypted "
+                f"key: decrypt a copy with 'openssl pkey -in {self.key.name} -out server.key' and keep "
+                "it readable only by the server's user"
+            )
+
         try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.cert, self.key)
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                self.cert, self.key, password=encrypted
+            )
         except (ssl.SSLError, OSError) as e:
             raise ConfigError(
                 f"TLS certificate {self.cert} and key {self.key} do not load together "

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pandera.errors
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.definitions import FeatureView
@@ -28,6 +29,8 @@ class FileValidation:
     report: FileReport
     invalid_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     quarantine: pa.Table | None = None  # the invalid rows with __reason, when asked for
+    # Some string is not UTF-8: DuckDB refuses to read the file, even rows it would skip.
+    bad_strings: bool = False
 
 
 def validate_file(view: FeatureView, path: Path, keep_invalid: bool = False) -> FileValidation:
@@ -37,15 +40,21 @@ def validate_file(view: FeatureView, path: Path, keep_invalid: bool = False) -> 
     invalid: list[np.ndarray] = []
     kept: list[pa.Table] = []
     rows = 0
+    bad_strings = False
     for offset, batch in _batches(path, columns):
+        batch, judged = _arrow_checks(view, batch, offset)
+        bad_strings = bad_strings or any(check == VALID_UTF8 for _, check in judged.failing)
         frame = batch.to_pandas()
         frame.index = pd.RangeIndex(offset, offset + len(frame))
         rows += len(frame)
         try:
             schema.validate(frame, lazy=True)
-            continue
+            cases = _NO_CASES
         except pandera.errors.SchemaErrors as e:
             cases = e.failure_cases
+        cases = _with_arrow_cases(cases, judged)
+        if cases.empty:
+            continue
         reasons: dict[int, list[str]] = {}
         # pandera reports a view-level check once per column of each failing row: one failure.
         view_level = (cases["schema_context"] == "DataFrameSchema") | cases["column"].isna()
@@ -73,7 +82,101 @@ def validate_file(view: FeatureView, path: Path, keep_invalid: bool = False) -> 
     all_invalid = np.concatenate(invalid) if invalid else np.zeros(0, dtype=np.int64)
     report = FileReport(str(path), rows, len(all_invalid), list(failures.values()))
     quarantine = pa.concat_tables(kept) if kept else None
-    return FileValidation(report, all_invalid, quarantine)
+    return FileValidation(report, all_invalid, quarantine, bad_strings)
+
+
+def clean_table(path: Path, columns: list[str]) -> pa.Table:
+    """The file's ``columns`` with every string that is not UTF-8 made null (its row is invalid)."""
+    schema = pa.schema([pq.read_schema(path).field(c) for c in columns])
+    return pa.Table.from_batches([_without_bad_strings(b) for _, b in _batches(path, columns)], schema)
+
+
+def _without_bad_strings(batch: pa.RecordBatch) -> pa.RecordBatch:
+    arrays = [_nulls_at(a, _invalid_utf8(a)) if _is_string(a.type) else a for a in batch.columns]
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
+# What pandas cannot tell: a NaN and a null are both NaN in a float column, and a string that
+# is not UTF-8 cannot become a Python str. Both are judged on the Arrow batch instead.
+NOT_NAN = "not_nan"  # the check a refused NaN fails (see Field.allow_nan)
+VALID_UTF8 = "valid_utf8"
+_CASE_COLUMNS = ["schema_context", "column", "check", "index"]
+_NO_CASES = pd.DataFrame({c: pd.Series([], dtype=object) for c in _CASE_COLUMNS})
+
+
+@dataclass
+class _Judged:
+    """Cells judged on the Arrow batch: (column, check) -> failing rows, and each column's cells
+    that pandera must not call null (a NaN, or a bad string it was handed as null)."""
+
+    failing: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    not_null: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _arrow_checks(view: FeatureView, batch: pa.RecordBatch, offset: int) -> tuple[pa.RecordBatch, _Judged]:
+    """NaN in fields that refuse it and strings that are not UTF-8; bad strings become nulls."""
+    judged = _Judged()
+    fields = {f.name: f for f in view.features}
+    arrays = list(batch.columns)
+    for i, name in enumerate(batch.schema.names):
+        array = arrays[i]
+        field_ = fields.get(name)
+        if field_ is not None and pa.types.is_floating(array.type):
+            nan = np.flatnonzero(pc.fill_null(pc.is_nan(array), False).to_numpy(zero_copy_only=False))
+            if len(nan):
+                judged.not_null[name] = nan + offset
+                if field_.refuses_nan:
+                    judged.failing[(name, NOT_NAN)] = nan + offset
+        elif _is_string(array.type):
+            bad = _invalid_utf8(array)
+            if len(bad):
+                judged.failing[(name, VALID_UTF8)] = judged.not_null[name] = bad + offset
+                arrays[i] = _nulls_at(array, bad)
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema), judged
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _nulls_at(array: pa.Array, rows: np.ndarray) -> pa.Array:
+    mask = np.zeros(len(array), dtype=bool)
+    mask[rows] = True
+    return pc.if_else(pa.array(mask), pa.scalar(None, array.type), array)
+
+
+def _invalid_utf8(array: pa.Array) -> np.ndarray:
+    """The positions of strings that are not UTF-8 (Parquet writers do not all check)."""
+    try:
+        array.validate(full=True)
+        return np.zeros(0, dtype=np.int64)
+    except pa.ArrowInvalid:
+        pass
+    values = array.view(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
+    bad = []
+    for i, value in enumerate(values.to_pylist()):  # only for a column known to hold one
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(i)
+    return np.asarray(bad, dtype=np.int64)
+
+
+def _with_arrow_cases(cases: pd.DataFrame, judged: _Judged) -> pd.DataFrame:
+    """pandera's failure cases, less its nulls that are not nulls, plus the cells judged on Arrow."""
+    if judged.not_null and not cases.empty:
+        artefact = np.zeros(len(cases), dtype=bool)
+        for column, rows in judged.not_null.items():
+            artefact |= (
+                (cases["check"] == "not_nullable") & (cases["column"] == column) & cases["index"].isin(rows)
+            ).to_numpy()
+        cases = cases[~artefact]
+    extra = [
+        pd.DataFrame({"schema_context": "Column", "column": column, "check": check, "index": rows})
+        for (column, check), rows in judged.failing.items()
+    ]
+    return pd.concat([cases, *extra], ignore_index=True) if extra else cases
 
 
 def _batches(path: Path, columns: list[str]) -> Iterator[tuple[int, pa.RecordBatch]]:

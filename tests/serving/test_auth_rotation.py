@@ -1,5 +1,5 @@
 """Bearer tokens rotate without a restart: a real `featurestore serve` reads its tokens file again
-when the file changes, keeps the environment's tokens, and keeps its tokens when the file breaks."""
+when the file changes and keeps the environment's tokens; a file that breaks refuses everyone."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from featurestore.serving import auth
+from featurestore.serving.grpc_server import NOT_SERVING, SERVING
 from featurestore.serving.v1 import serving_pb2 as pb
 from tests.conftest import RedisServer
-from tests.serving.support import SERVICE, ServeProcess, wait_for
+from tests.serving.support import SERVICE, ServeProcess, health, wait_for
 
 OLD = "old-token-0123456789abcdef"
 NEW = "new-token-fedcba9876543210"
@@ -72,12 +73,19 @@ def test_a_changed_tokens_file_is_read_again_without_a_restart(
         assert _accepted(server, NEW) == (True, True)
         assert _accepted(server, ENV) == (True, True)  # the environment's token stays
 
-        # A broken file (emptied by a half-finished write) opens nothing and locks no one out.
+        # A file emptied (or deleted) fails closed: a token meant to be revoked must not stay valid,
+        # so every token, the environment's too, is refused, and the log and health say why.
         _replace(tokens, "# nothing yet\n")
-        # The file is checked on a request: ask until the server has said it kept its tokens.
-        wait_for(lambda: _http_status(server, NEW) and "stay in force" in server.stderr, 30,
-                 "the broken file reported")
-        assert _accepted(server, NEW) == (True, True) and _accepted(server, OLD) == (False, False)
+        wait_for(lambda: _accepted(server, NEW) == (False, False), 30, "every token refused")
+        assert _accepted(server, ENV) == (False, False) and _accepted(server, OLD) == (False, False)
+        assert "holds no tokens (one a line): every request is refused" in server.stderr
+        wait_for(lambda: health(server.target) == NOT_SERVING, 30, "health NOT_SERVING")
+        assert httpx.get(f"{server.http_url}/healthz", timeout=10).status_code == 503
+
+        _replace(tokens, f"{NEW}\n")  # fixed: served again, still without a restart
+        wait_for(lambda: _accepted(server, NEW) == (True, True), 30, "the new token accepted again")
+        assert _accepted(server, ENV) == (True, True) and _accepted(server, OLD) == (False, False)
+        wait_for(lambda: health(server.target) == SERVING, 30, "health SERVING again")
         body = {"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [1001]}}
         assert httpx.post(f"{server.http_url}/v1/online-features", json=body, timeout=10).status_code == 401
 
