@@ -20,7 +20,8 @@ DEFINE = "Define features"
 BUILD = "Build data"
 SERVE = "Serve online"
 MONITOR = "Monitor and trace"
-PANELS = (DEFINE, BUILD, SERVE, MONITOR)
+MAINTAIN = "Maintain the store"
+PANELS = (DEFINE, BUILD, SERVE, MONITOR, MAINTAIN)
 
 app = typer.Typer(
     name="featurestore",

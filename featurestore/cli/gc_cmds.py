@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import MAINTAIN, RepoOption, app, console, open_store
 
 
-@app.command()
+@app.command(rich_help_panel=MAINTAIN)
 def gc(
     repo: RepoOption = Path("."),
     keep_runs: Annotated[

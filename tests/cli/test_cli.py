@@ -402,13 +402,15 @@ def test_root_help_groups_commands_by_task_and_takes_h_and_version() -> None:
     panels = {"Define features": ["init", "plan", "apply", "list", "describe", "versions"],
               "Build data": ["materialize", "validate", "training-set"],
               "Serve online": ["serve", "get"],
-              "Monitor and trace": ["drift", "lineage", "freshness", "skew"]}
+              "Monitor and trace": ["drift", "lineage", "freshness", "skew"],
+              "Maintain the store": ["gc"]}
     lines = long_help.stdout.splitlines()
     titles = [i for i, line in enumerate(lines) if any(f"─ {p} ─" in line for p in panels)]
     assert [next(p for p in panels if p in lines[i]) for i in titles] == list(panels)
     for start, (panel, commands) in zip(titles, panels.items(), strict=True):
         body = lines[start + 1 : start + 1 + len(commands)]
         assert [line.strip("│ ").split()[0] for line in body] == commands, panel
+    assert all(c.rich_help_panel in panels for c in app.registered_commands if not c.hidden)  # no stray panel
 
 
 def test_no_arguments_shows_help(helps: dict[str, subprocess.CompletedProcess[str]]) -> None:
