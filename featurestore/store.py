@@ -306,16 +306,16 @@ class FeatureStore:
         incremental: bool = False,
     ) -> MaterializeResult:
         """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis."""
-        checked_client(self.config.redis_url).close()  # an unreachable Redis fails before a long ingest
+        client = checked_client(self.config.redis_url)  # an unreachable Redis fails before a long ingest
         project = self.config.project
         # One write connection for ingestion, the registry and the run's record: opening and
         # closing the file costs more than this bookkeeping. It is released while Redis is written.
-        with connection(self.config.duckdb_path) as con:
+        with client, connection(self.config.duckdb_path) as con:
             version, snapshot = registry_store.read_snapshot(con, project)
             chosen = self._select_views(snapshot, views)
             ingested = self._ingest(con, version, chosen, progress)
             run = online_materialize.start_run(
-                con, self.config, chosen, version.version, start, end, incremental
+                con, self.config, chosen, version.version, start, end, incremental, client=client
             )
             online = [plan.view.name for plan in run.plans]
             # The ingestions that changed an online view's rows fed this run (offline views don't).

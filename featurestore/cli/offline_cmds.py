@@ -95,6 +95,9 @@ def materialize(
             f"{v.seconds:.2f}",
         )
     console.print(table)
+    for v in result.views:
+        if v.rewritten:
+            console.print(f"{v.view}: rewritten in full ({v.rewritten})", markup=False)
     _print_quarantine(result.ingestion)
     for view, n in result.removed.items():
         console.print(f"Removed {n:,} keys of deleted view {view!r} from the online store.")
