@@ -11,6 +11,7 @@ and HTTP code it maps to, so servers and clients share this module::
     │   ├── BreakingChangeError     apply refused: the plan breaks consumers
     │   └── ConcurrentApplyError    another apply won the race
     ├── StoreLockedError            another process holds the DuckDB file
+    │   └── RunInProgressError      another ingestion or materialization runs (if_idle: skipped)
     ├── NotFoundError               an unknown view, feature, service or entity
     ├── InvalidRequestError         a request is malformed (entity frame, join keys, batch size)
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
@@ -84,6 +85,10 @@ class StoreLockedError(FeatureStoreError):
 
     grpc_status = "UNAVAILABLE"
     http_status = 503
+
+
+class RunInProgressError(StoreLockedError):
+    """Another ingestion or materialization holds the store, and this run was asked to skip then."""
 
 
 class NotFoundError(FeatureStoreError):

@@ -105,7 +105,8 @@ def test_the_cli_says_why_a_view_was_rewritten(store: FeatureStore, redis_client
     redis_client.flushall()
     result = run_cli("materialize", "--incremental", "--repo", str(store.config.repo))
     assert result.returncode == 0, result.stderr
-    assert "items: rewritten in full (online data lost: Redis has no marker" in " ".join(result.stdout.split())
+    said = " ".join(result.stdout.split())
+    assert "items: rewritten in full (online data lost: Redis has no marker" in said
     assert served(store) == IDS
 
 
