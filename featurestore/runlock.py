@@ -18,6 +18,7 @@ from pathlib import Path
 
 from featurestore.errors import RunInProgressError
 
+
 class RunLock:
     """The held lock: ``describe`` tells waiters what the holder is doing now."""
 

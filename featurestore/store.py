@@ -45,6 +45,7 @@ from featurestore.online.materialize import MaterializeResult
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
 from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
+from featurestore.runlock import RunLock, exclusive_run
 from featurestore.storage import connection
 from featurestore.validation import ValidationReport, ViewReport
 
@@ -177,10 +178,20 @@ class FeatureStore:
     # -- offline store -------------------------------------------------------------------
 
     def ingest(
-        self, views: Sequence[str] | None = None, progress: Progress | None = None
+        self,
+        views: Sequence[str] | None = None,
+        progress: Progress | None = None,
+        if_idle: bool = False,
+        on_wait: Callable[[str], None] | None = None,
     ) -> list[IngestResult]:
-        """Load each view's Parquet source into DuckDB; unchanged files are skipped."""
-        with connection(self.config.duckdb_path) as con:
+        """Load each view's Parquet source into DuckDB; unchanged files are skipped.
+
+        Waits for a running ingestion or materialization (``on_wait`` is told whom for), or
+        with ``if_idle`` raises RunInProgressError instead.
+        """
+        with exclusive_run(self.config.duckdb_path, "an ingestion", if_idle, on_wait), connection(
+            self.config.duckdb_path
+        ) as con:
             version, snapshot = registry_store.read_snapshot(con, self.config.project)
             return self._ingest(con, version, self._select_views(snapshot, views), progress)
 
@@ -304,8 +315,27 @@ class FeatureStore:
         views: Sequence[str] | None = None,
         progress: Progress | None = None,
         incremental: bool = False,
+        if_idle: bool = False,
+        on_wait: Callable[[str], None] | None = None,
     ) -> MaterializeResult:
-        """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis."""
+        """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis.
+
+        One run at a time per store: this one waits for a running ingestion or materialization
+        for as long as it takes (``on_wait`` is told whom it waits for), or with ``if_idle``
+        raises RunInProgressError instead.
+        """
+        with exclusive_run(self.config.duckdb_path, "a materialization", if_idle, on_wait) as lock:
+            return self._materialize(start, end, views, progress, incremental, lock)
+
+    def _materialize(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        views: Sequence[str] | None,
+        progress: Progress | None,
+        incremental: bool,
+        lock: RunLock,
+    ) -> MaterializeResult:
         client = checked_client(self.config.redis_url)  # an unreachable Redis fails before a long ingest
         project = self.config.project
         # One write connection for ingestion, the registry and the run's record: opening and
@@ -317,6 +347,7 @@ class FeatureStore:
             run = online_materialize.start_run(
                 con, self.config, chosen, version.version, start, end, incremental, client=client
             )
+            lock.describe(f"materialization run {run.run_id}")
             online = [plan.view.name for plan in run.plans]
             # The ingestions that changed an online view's rows fed this run (offline views don't).
             fed = [r for r in ingested if r.changed and r.view in online]
@@ -343,9 +374,10 @@ class FeatureStore:
         end: datetime | None = None,
         views: Sequence[str] | None = None,
         progress: Progress | None = None,
+        if_idle: bool = False,
     ) -> MaterializeResult:
         """Materialize what is new since each view's watermark (late-arriving files included)."""
-        return self.materialize(None, end, views, progress, incremental=True)
+        return self.materialize(None, end, views, progress, incremental=True, if_idle=if_idle)
 
     def get_online_features(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,10 +11,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from featurestore.cli.app import RepoOption, app, console, open_store
+from featurestore.cli.app import RepoOption, app, console, err_console, open_store
 from featurestore.cli.progress import progress_bar
-from featurestore.errors import InvalidRequestError
+from featurestore.errors import InvalidRequestError, RunInProgressError
 from featurestore.offline.ingest import IngestResult
+from featurestore.store import FeatureStore
 
 
 def split_names(values: list[str] | None) -> list[str] | None:
@@ -63,25 +65,37 @@ def materialize(
     incremental: Annotated[
         bool, typer.Option("--incremental", help="From each view's watermark (and late files) to --end.")
     ] = False,
+    if_idle: Annotated[
+        bool,
+        typer.Option("--if-idle", help="If another ingestion or materialization runs, say so and exit 0."),
+    ] = False,
 ) -> None:
-    """Ingest sources into DuckDB, then write the newest value per entity into Redis."""
+    """Ingest sources into DuckDB, then write the newest value per entity into Redis.
+
+    One run at a time per store: a second one waits for the first (or, with --if-idle, skips).
+    """
     store = open_store(repo)
     begin, finish = parse_time(start, "--start"), parse_time(end, "--end")
     if incremental and begin is not None:
         raise InvalidRequestError("--incremental starts at each view's watermark: drop --start")
     started = time.perf_counter()
     names = split_names(views)
-    if offline:
+
+    def waiting(line: str) -> None:
+        err_console.print(line, markup=False)
+
+    try:
+        if offline:
+            _ingest(store, names, if_idle, waiting, started)
+            return
         with progress_bar() as report:
-            results = store.ingest(names, progress=report)  # type: ignore[arg-type]
-        _print_ingest(results)
-        _print_quarantine(results)
-        changed = sum(r.changed for r in results)
-        seconds = time.perf_counter() - started
-        console.print(f"Offline store: {changed} of {len(results)} views changed in {seconds:.2f}s.")
+            result = store.materialize(
+                begin, finish, names, report, incremental, if_idle, waiting  # type: ignore[arg-type]
+            )
+    except RunInProgressError as e:  # only with --if-idle: skipping is this run's success
+        console.print(e.message, markup=False)
         return
-    with progress_bar() as report:
-        result = store.materialize(begin, finish, names, report, incremental)  # type: ignore[arg-type]
+
     table = Table("view", "from", "to", "rows read", "entities", "written", "kept newer", "seconds")
     for v in result.views:
         table.add_row(
@@ -105,6 +119,22 @@ def materialize(
         f"Run {result.run_id}: {result.rows_read:,} rows read, {result.written:,} entities written "
         f"in {time.perf_counter() - started:.2f}s."
     )
+
+
+def _ingest(
+    store: FeatureStore,
+    names: list[str] | None,
+    if_idle: bool,
+    waiting: Callable[[str], None],
+    started: float,
+) -> None:
+    with progress_bar() as report:
+        results = store.ingest(names, report, if_idle, waiting)  # type: ignore[arg-type]
+    _print_ingest(results)
+    _print_quarantine(results)
+    changed = sum(r.changed for r in results)
+    seconds = time.perf_counter() - started
+    console.print(f"Offline store: {changed} of {len(results)} views changed in {seconds:.2f}s.")
 
 
 def _print_quarantine(results: list[IngestResult]) -> None:

@@ -75,7 +75,7 @@ def unmarked(client: redis.Redis, project: str, views: Sequence[str], epoch: str
                 "online data lost: Redis has no marker of the run that wrote it "
                 "(flushed, or restarted without persistence)"
             )
-        elif mark.decode() != epoch:
+        elif (mark if isinstance(mark, str) else mark.decode()) != epoch:
             out[view] = "online data lost: Redis holds another store's values for this project"
     return out
 
