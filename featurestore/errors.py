@@ -17,12 +17,13 @@ and HTTP code it maps to, so servers and clients share this module::
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
     ├── OnlineStoreUnavailable      Redis does not answer
     ├── UnauthenticatedError        a serving request lacks a valid bearer token
-    └── ValidationError             source rows fail their declaration (policy "fail")
+    ├── ValidationError             source rows fail their declaration (policy "fail")
+    └── ViewsFailedError            some views of a run failed alone; the others were written
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -135,3 +136,20 @@ class UnauthenticatedError(FeatureStoreError):
 
     grpc_status = "UNAUTHENTICATED"
     http_status = 401
+
+
+class ViewsFailedError(FeatureStoreError):
+    """Some views of an ingestion or materialization failed (each alone); the others were written.
+
+    ``failed`` maps each failed view to why; ``result`` is what the run did for the others.
+    """
+
+    grpc_status = "FAILED_PRECONDITION"
+    http_status = 422
+
+    def __init__(self, failed: Mapping[str, str], result: Any) -> None:
+        self.failed = dict(failed)
+        self.result = result
+        noun = "feature view" if len(self.failed) == 1 else f"{len(self.failed)} feature views"
+        reasons = "; ".join(f"{view!r}: {why}" for view, why in self.failed.items())
+        super().__init__(f"{noun} failed, the others were written: {reasons}")

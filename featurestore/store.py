@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,6 +21,8 @@ from featurestore.errors import (
     NotFoundError,
     SourceError,
     StoreLockedError,
+    ValidationError,
+    ViewsFailedError,
 )
 from featurestore.lineage import runs as lineage_runs
 from featurestore.lineage.graph import lineage as lineage_graph
@@ -33,7 +35,7 @@ from featurestore.offline.ingest import (
     Progress,
     check_file_schema,
     prepare_view,
-    raise_if_failed,
+    rejection,
     write_view,
 )
 from featurestore.offline.training_set import TrainingSet, build_training_set
@@ -47,7 +49,7 @@ from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
 from featurestore.runlock import RunLock, exclusive_run
 from featurestore.storage import connection
-from featurestore.validation import ValidationReport, ViewReport
+from featurestore.validation import FileReport, ValidationReport, ViewReport
 
 if TYPE_CHECKING:
     from featurestore.lineage.openlineage import LineageEvents
@@ -193,28 +195,42 @@ class FeatureStore:
             self.config.duckdb_path
         ) as con:
             version, snapshot = registry_store.read_snapshot(con, self.config.project)
-            return self._ingest(con, version, self._select_views(snapshot, views), progress)
+            results, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
+        if failed:
+            raise ViewsFailedError(failed, results)
+        return results
 
     def _ingest(
         self, con: DuckDBPyConnection, version: Version, chosen: list[FeatureView], progress: Progress | None
-    ) -> list[IngestResult]:
+    ) -> tuple[list[IngestResult], dict[str, str]]:
+        """The views' ingestions, and view -> why for those refused (each alone: the others go on)."""
         project, store_dir = self.config.project, self.config.store_dir
-        names, events = [v.name for v in chosen], self._lineage_events()
-        # Every view is validated before anything is written, runs included: a failed
-        # validation leaves the file untouched (its report is kept beside the store).
-        with lineage_runs.rejected_ingestions(store_dir, version.version, names, events):
-            with_checks = self._check_functions()
-            prepared = [
-                prepare_view(con, project, view, self.config.repo, progress, with_checks) for view in chosen
-            ]
-            raise_if_failed(prepared, store_dir)
+        events = self._lineage_events()
+        # Every view is validated before anything is written, runs included: a view whose
+        # source or validation fails leaves its table untouched (its report is kept beside the
+        # store), and the other views are still written.
+        started_at = datetime.now(UTC)
+        with_checks = self._check_functions()
+        prepared, rejected = [], {}
+        for view in chosen:
+            try:
+                p = prepare_view(con, project, view, self.config.repo, progress, with_checks)
+            except (SourceError, ValidationError) as e:
+                rejected[view.name] = e
+                continue
+            if p.failed:
+                rejected[view.name] = rejection(p, store_dir)
+            else:
+                prepared.append(p)
+        lineage_runs.record_rejected(store_dir, version.version, rejected, started_at, events)
+        names = [p.view.name for p in prepared]
         with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
             results = []
             for p in prepared:
                 result = write_view(con, project, p, version.version, store_dir, progress)
                 runs.succeeded(result)
                 results.append(replace(result, run_id=runs.ids[result.view]))
-            return results
+        return results, {view: e.message for view, e in rejected.items()}
 
     def get_training_set(
         self,
@@ -301,7 +317,11 @@ class FeatureStore:
             for i, path in enumerate(files):
                 if progress:
                     progress(f"{view.name}: validating {path.name}", i, len(files))
-                check_file_schema(path, view)
+                try:
+                    check_file_schema(path, view)
+                except SourceError as e:  # one bad file is reported, the others still checked
+                    view_report.files.append(FileReport(str(path), 0, 0, error=e.message))
+                    continue
                 view_report.files.append(validate_file(view, path).report)
             report.views.append(view_report)
         return report
@@ -342,11 +362,13 @@ class FeatureStore:
         # closing the file costs more than this bookkeeping. It is released while Redis is written.
         with client, connection(self.config.duckdb_path) as con:
             version, snapshot = registry_store.read_snapshot(con, project)
-            chosen = self._select_views(snapshot, views)
-            ingested = self._ingest(con, version, chosen, progress)
+            ingested, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
+            # A view that failed is left out alone: the run materializes the others.
+            chosen = [v for v in self._select_views(snapshot, views) if v.name not in failed]
             run = online_materialize.start_run(
                 con, self.config, chosen, version.version, start, end, incremental, client=client
             )
+            online_state.record_failed_views(con, project, run.run_id, failed)
             lock.describe(f"materialization run {run.run_id}")
             online = [plan.view.name for plan in run.plans]
             # The ingestions that changed an online view's rows fed this run (offline views don't).
@@ -367,6 +389,8 @@ class FeatureStore:
             after=lambda con, run_id: lineage_runs.emit_materialization(con, project, run_id, online, events),
         )
         result.ingestion = ingested
+        if failed:
+            raise ViewsFailedError(failed, result)
         return result
 
     def materialize_incremental(

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from featurestore.cli.app import RepoOption, app, console, err_console, open_store
 from featurestore.cli.progress import progress_bar
-from featurestore.errors import InvalidRequestError, RunInProgressError
+from featurestore.errors import InvalidRequestError, RunInProgressError, ViewsFailedError
 from featurestore.offline.ingest import IngestResult
 from featurestore.store import FeatureStore
 
@@ -84,6 +84,7 @@ def materialize(
     def waiting(line: str) -> None:
         err_console.print(line, markup=False)
 
+    failed: ViewsFailedError | None = None  # printed after what the other views did
     try:
         if offline:
             _ingest(store, names, if_idle, waiting, started)
@@ -95,6 +96,8 @@ def materialize(
     except RunInProgressError as e:  # only with --if-idle: skipping is this run's success
         console.print(e.message, markup=False)
         return
+    except ViewsFailedError as e:
+        failed, result = e, e.result
 
     table = Table("view", "from", "to", "rows read", "entities", "written", "kept newer", "seconds")
     for v in result.views:
@@ -119,6 +122,8 @@ def materialize(
         f"Run {result.run_id}: {result.rows_read:,} rows read, {result.written:,} entities written "
         f"in {time.perf_counter() - started:.2f}s."
     )
+    if failed is not None:
+        raise failed
 
 
 def _ingest(
@@ -128,20 +133,28 @@ def _ingest(
     waiting: Callable[[str], None],
     started: float,
 ) -> None:
-    with progress_bar() as report:
-        results = store.ingest(names, report, if_idle, waiting)  # type: ignore[arg-type]
+    failed: ViewsFailedError | None = None
+    try:
+        with progress_bar() as report:
+            results = store.ingest(names, report, if_idle, waiting)  # type: ignore[arg-type]
+    except ViewsFailedError as e:
+        failed, results = e, e.result
     _print_ingest(results)
     _print_quarantine(results)
     changed = sum(r.changed for r in results)
     seconds = time.perf_counter() - started
     console.print(f"Offline store: {changed} of {len(results)} views changed in {seconds:.2f}s.")
+    if failed is not None:
+        raise failed
 
 
 def _print_quarantine(results: list[IngestResult]) -> None:
     for r in results:
         if r.rows_quarantined and r.validation:
-            where = ", ".join(r.validation.quarantined_to)
+            where = ", ".join(p for p in r.validation.quarantined_to if not p.endswith(".unreadable"))
             console.print(f"{r.view}: {r.rows_quarantined:,} invalid rows quarantined to {where}")
+        for f in r.validation.unreadable() if r.validation else []:
+            console.print(f"{r.view}: set aside, not ingested: {f.error}", markup=False)
 
 
 def _print_ingest(results: list[IngestResult]) -> None:

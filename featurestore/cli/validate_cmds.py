@@ -50,6 +50,9 @@ def print_report(result: ValidationReport) -> None:
             "[green]passed[/]" if v.passed else "[red]failed[/]",
         )
     console.print(summary)
+    for v in result.views:
+        for f in v.unreadable():
+            console.print(f"{v.view}: {f.error}", markup=False)
     failures = [(v.view, path, c) for v in result.views for path, c in v.failures()]
     if not failures:
         return

@@ -3,6 +3,7 @@ and the store's online epoch (the value of its markers in Redis, see online/pres
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -48,6 +49,9 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
     con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS rows_rejected BIGINT")
     # ...and which process had that pid: pids are reused, so a pid alone can outlive its run.
     con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS process VARCHAR")
+    # Views asked for but left out, each failed alone (its source or validation): view -> why.
+    # ``views`` holds the online views the run did write.
+    con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS failed_views JSON")
     con.execute(
         f"""CREATE TABLE IF NOT EXISTS {schema}.online_watermarks (
             view VARCHAR PRIMARY KEY,
@@ -187,6 +191,16 @@ def link_ingestion(
         "SET ingestion_runs = ?, rows_rejected = ? WHERE run_id = ?",
         [ingestion_runs, rows_rejected, run_id],
     )
+
+
+def record_failed_views(
+    con: duckdb.DuckDBPyConnection, project: str, run_id: int, failed: dict[str, str]
+) -> None:
+    if failed:
+        con.execute(
+            f"UPDATE {quote(project)}.materialization_runs SET failed_views = ? WHERE run_id = ?",
+            [json.dumps(failed), run_id],
+        )
 
 
 def finish_run(

@@ -29,6 +29,7 @@ class FileReport:
     rows: int
     invalid_rows: int
     failures: list[CheckFailure] = field(default_factory=list)
+    error: str | None = None  # the file is not readable Parquet (or lacks a declared column): unchecked
 
 
 @dataclass
@@ -48,7 +49,11 @@ class ViewReport:
 
     @property
     def passed(self) -> bool:
-        return self.invalid_rows == 0
+        return self.invalid_rows == 0 and not self.unreadable()
+
+    def unreadable(self) -> list[FileReport]:
+        """Files that could not be checked at all (not Parquet, a declared column missing)."""
+        return [f for f in self.files if f.error is not None]
 
     def failures(self) -> list[tuple[str, CheckFailure]]:
         return [(f.path, c) for f in self.files for c in f.failures]
@@ -63,6 +68,8 @@ class ViewReport:
         ]
         more = len(self.failures()) - 3
         tail = f"; and {more} more" if more > 0 else ""
+        if not self.failures():
+            return "; ".join(str(f.error) for f in self.unreadable())
         return f"feature view {self.view!r}: {self.invalid_rows:,} invalid row(s): " + "; ".join(parts) + tail
 
 
