@@ -141,14 +141,16 @@ class UnauthenticatedError(FeatureStoreError):
 class ViewsFailedError(FeatureStoreError):
     """Some views of an ingestion or materialization failed (each alone); the others were written.
 
-    ``failed`` maps each failed view to why; ``result`` is what the run did for the others.
+    ``errors`` maps each failed view to its own error (a ValidationError, a SourceError);
+    ``failed`` to its message; ``result`` is what the run did for the others.
     """
 
     grpc_status = "FAILED_PRECONDITION"
     http_status = 422
 
-    def __init__(self, failed: Mapping[str, str], result: Any) -> None:
-        self.failed = dict(failed)
+    def __init__(self, errors: Mapping[str, FeatureStoreError], result: Any) -> None:
+        self.errors = dict(errors)
+        self.failed = {view: e.message for view, e in self.errors.items()}
         self.result = result
         noun = "feature view" if len(self.failed) == 1 else f"{len(self.failed)} feature views"
         reasons = "; ".join(f"{view!r}: {why}" for view, why in self.failed.items())

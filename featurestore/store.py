@@ -17,6 +17,7 @@ from featurestore.config import Config, load_config
 from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
 from featurestore.errors import (
     BreakingChangeError,
+    FeatureStoreError,
     NotAppliedError,
     NotFoundError,
     SourceError,
@@ -32,6 +33,7 @@ from featurestore.monitoring.check import check_drift
 from featurestore.monitoring.drift import DriftReport, Thresholds
 from featurestore.offline.ingest import (
     IngestResult,
+    PreparedIngest,
     Progress,
     check_file_schema,
     prepare_view,
@@ -202,8 +204,8 @@ class FeatureStore:
 
     def _ingest(
         self, con: DuckDBPyConnection, version: Version, chosen: list[FeatureView], progress: Progress | None
-    ) -> tuple[list[IngestResult], dict[str, str]]:
-        """The views' ingestions, and view -> why for those refused (each alone: the others go on)."""
+    ) -> tuple[list[IngestResult], dict[str, FeatureStoreError]]:
+        """The views' ingestions, and view -> error for those refused (each alone: the others go on)."""
         project, store_dir = self.config.project, self.config.store_dir
         events = self._lineage_events()
         # Every view is validated before anything is written, runs included: a view whose
@@ -211,7 +213,8 @@ class FeatureStore:
         # store), and the other views are still written.
         started_at = datetime.now(UTC)
         with_checks = self._check_functions()
-        prepared, rejected = [], {}
+        prepared: list[PreparedIngest] = []
+        rejected: dict[str, FeatureStoreError] = {}
         for view in chosen:
             try:
                 p = prepare_view(con, project, view, self.config.repo, progress, with_checks)
@@ -223,6 +226,8 @@ class FeatureStore:
             else:
                 prepared.append(p)
         lineage_runs.record_rejected(store_dir, version.version, rejected, started_at, events)
+        if not prepared:  # every view refused: the file stays untouched
+            return [], rejected
         names = [p.view.name for p in prepared]
         with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
             results = []
@@ -230,7 +235,7 @@ class FeatureStore:
                 result = write_view(con, project, p, version.version, store_dir, progress)
                 runs.succeeded(result)
                 results.append(replace(result, run_id=runs.ids[result.view]))
-        return results, {view: e.message for view, e in rejected.items()}
+        return results, rejected
 
     def get_training_set(
         self,
@@ -368,7 +373,8 @@ class FeatureStore:
             run = online_materialize.start_run(
                 con, self.config, chosen, version.version, start, end, incremental, client=client
             )
-            online_state.record_failed_views(con, project, run.run_id, failed)
+            why = {view: e.message for view, e in failed.items()}
+            online_state.record_failed_views(con, project, run.run_id, why)
             lock.describe(f"materialization run {run.run_id}")
             online = [plan.view.name for plan in run.plans]
             # The ingestions that changed an online view's rows fed this run (offline views don't).

@@ -114,7 +114,7 @@ class PreparedIngest:
     report: ViewReport
     checked: dict[str, FileValidation]
     seconds: float  # spent deciding and validating
-    # Files that are not readable Parquet (or lack a declared column), set aside under policy
+    # Files that are not readable Parquet, set aside under policy
     # "quarantine": path -> why. A known one is treated as removed.
     unreadable: dict[str, str] = field(default_factory=dict)
 
@@ -195,12 +195,14 @@ def prepare_view(
     unreadable: dict[str, str] = {}
     for path in added + changed:  # check every file before writing anything
         try:
-            check_file_schema(Path(path), view)
-        except SourceError as e:
+            schema = read_file_schema(Path(path), view)
+        except SourceError as e:  # not Parquet at all: set aside under "quarantine"
             if view.on_invalid != "quarantine":
                 raise
             unreadable[path] = e.message
             report.files.append(FileReport(path, 0, 0, error=e.message))
+            continue
+        check_file_schema(Path(path), view, schema)  # a drifted file stops the view, whatever the policy
     if unreadable:  # set aside: never ingested, and the rows an earlier version gave are taken away
         added = [p for p in added if p not in unreadable]
         removed = sorted(removed + [p for p in changed if p in unreadable and not rebuild])
@@ -236,7 +238,7 @@ def rejection(prepared: PreparedIngest, store_dir: Path) -> ValidationError:
     """The error of a view that failed validation under policy "fail"; its report is kept."""
     _keep_failed_report(store_dir, prepared.report)
     return ValidationError(
-        prepared.report.summary() + " (policy 'fail': nothing of this view was written)", prepared.report
+        prepared.report.summary() + " (policy 'fail': nothing was written for this view)", prepared.report
     )
 
 
@@ -560,14 +562,19 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_file_schema(path: Path, view: FeatureView) -> None:
-    """A column dropped or retyped in a file is caught before anything is written."""
+def read_file_schema(path: Path, view: FeatureView) -> pa.Schema:
+    """The file's Parquet schema; SourceError if it is not readable Parquet."""
     try:
-        schema = pq.read_schema(path)
+        return pq.read_schema(path)
     except (OSError, pa.ArrowException) as e:
         raise SourceError(
             f"feature view {view.name!r}: {path} is not a readable Parquet file ({' '.join(str(e).split())})"
         ) from None
+
+
+def check_file_schema(path: Path, view: FeatureView, schema: pa.Schema | None = None) -> None:
+    """A column dropped or retyped in a file is caught before anything is written."""
+    schema = read_file_schema(path, view) if schema is None else schema
     src = view.source
     expected: list[tuple[str, str, Callable[[pa.DataType], bool]]] = [
         (k.name, k.dtype.name, k.dtype.accepts) for k in view.join_keys
