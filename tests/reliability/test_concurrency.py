@@ -191,7 +191,9 @@ def test_a_second_materialization_waits_for_the_first_as_long_as_it_takes_or_ski
     try:
         first = start_cli("materialize", "--incremental", "--repo", str(repo), env=env)
         # Handshake: the first names its run in the lock once it is recorded, then blocks on Redis.
-        assert wait_until(first, lambda _: lock.exists() and "materialization run 2" in lock.read_text())
+        assert wait_until(
+            first, lambda _: lock.exists() and "materialization run 2" in lock.read_text(), timeout=300
+        )
         holder = f"materialization run 2 (pid {first.pid})"
 
         skipped = start_cli("materialize", "--incremental", "--if-idle", "--repo", str(repo), env=env)
