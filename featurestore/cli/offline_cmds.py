@@ -97,6 +97,8 @@ def materialize(
         console.print(e.message, markup=False)
         return
     except ViewsFailedError as e:
+        if offline:  # _ingest printed what it did for the other views
+            raise
         failed, result = e, e.result
 
     table = Table("view", "from", "to", "rows read", "entities", "written", "kept newer", "seconds")
