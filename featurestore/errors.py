@@ -11,17 +11,19 @@ and HTTP code it maps to, so servers and clients share this module::
     │   ├── BreakingChangeError     apply refused: the plan breaks consumers
     │   └── ConcurrentApplyError    another apply won the race
     ├── StoreLockedError            another process holds the DuckDB file
+    │   └── RunInProgressError      another ingestion or materialization runs (if_idle: skipped)
     ├── NotFoundError               an unknown view, feature, service or entity
     ├── InvalidRequestError         a request is malformed (entity frame, join keys, batch size)
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
     ├── OnlineStoreUnavailable      Redis does not answer
     ├── UnauthenticatedError        a serving request lacks a valid bearer token
-    └── ValidationError             source rows fail their declaration (policy "fail")
+    ├── ValidationError             source rows fail their declaration (policy "fail")
+    └── ViewsFailedError            some views of a run failed alone; the others were written
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -86,6 +88,10 @@ class StoreLockedError(FeatureStoreError):
     http_status = 503
 
 
+class RunInProgressError(StoreLockedError):
+    """Another ingestion or materialization holds the store, and this run was asked to skip then."""
+
+
 class NotFoundError(FeatureStoreError):
     """An unknown feature view, feature, service, entity or object."""
 
@@ -130,3 +136,22 @@ class UnauthenticatedError(FeatureStoreError):
 
     grpc_status = "UNAUTHENTICATED"
     http_status = 401
+
+
+class ViewsFailedError(FeatureStoreError):
+    """Some views of an ingestion or materialization failed (each alone); the others were written.
+
+    ``errors`` maps each failed view to its own error (a ValidationError, a SourceError);
+    ``failed`` to its message; ``result`` is what the run did for the others.
+    """
+
+    grpc_status = "FAILED_PRECONDITION"
+    http_status = 422
+
+    def __init__(self, errors: Mapping[str, FeatureStoreError], result: Any) -> None:
+        self.errors = dict(errors)
+        self.failed = {view: e.message for view, e in self.errors.items()}
+        self.result = result
+        noun = "feature view" if len(self.failed) == 1 else f"{len(self.failed)} feature views"
+        reasons = "; ".join(f"{view!r}: {why}" for view, why in self.failed.items())
+        super().__init__(f"{noun} failed, the others were written: {reasons}")

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,11 +17,14 @@ from featurestore.config import Config, load_config
 from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
 from featurestore.errors import (
     BreakingChangeError,
+    FeatureStoreError,
     InvalidRequestError,
     NotAppliedError,
     NotFoundError,
     SourceError,
     StoreLockedError,
+    ValidationError,
+    ViewsFailedError,
 )
 from featurestore.lineage import retention
 from featurestore.lineage import runs as lineage_runs
@@ -33,10 +36,11 @@ from featurestore.monitoring.check import check_drift
 from featurestore.monitoring.drift import DriftReport, Thresholds
 from featurestore.offline.ingest import (
     IngestResult,
+    PreparedIngest,
     Progress,
     check_file_schema,
     prepare_view,
-    raise_if_failed,
+    rejection,
     write_view,
 )
 from featurestore.offline.training_set import TrainingSet, build_training_set
@@ -49,6 +53,7 @@ from featurestore.outputs import OutputGuard
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
 from featurestore.registry import store as registry_store
 from featurestore.repo import load_repo
+from featurestore.runlock import RunLock, exclusive_run
 from featurestore.storage import connection
 from featurestore.validation import FileReport, ValidationReport, ViewReport
 
@@ -196,33 +201,60 @@ class FeatureStore:
     # -- offline store -------------------------------------------------------------------
 
     def ingest(
-        self, views: Sequence[str] | None = None, progress: Progress | None = None
+        self,
+        views: Sequence[str] | None = None,
+        progress: Progress | None = None,
+        if_idle: bool = False,
+        on_wait: Callable[[str], None] | None = None,
     ) -> list[IngestResult]:
-        """Load each view's Parquet source into DuckDB; unchanged files are skipped."""
-        with connection(self.config.duckdb_path) as con:
+        """Load each view's Parquet source into DuckDB; unchanged files are skipped.
+
+        Waits for a running ingestion or materialization (``on_wait`` is told whom for), or
+        with ``if_idle`` raises RunInProgressError instead.
+        """
+        with exclusive_run(self.config.duckdb_path, "an ingestion", if_idle, on_wait), connection(
+            self.config.duckdb_path
+        ) as con:
             version, snapshot = registry_store.read_snapshot(con, self.config.project)
-            return self._ingest(con, version, self._select_views(snapshot, views), progress)
+            results, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
+        if failed:
+            raise ViewsFailedError(failed, results)
+        return results
 
     def _ingest(
         self, con: DuckDBPyConnection, version: Version, chosen: list[FeatureView], progress: Progress | None
-    ) -> list[IngestResult]:
+    ) -> tuple[list[IngestResult], dict[str, FeatureStoreError]]:
+        """The views' ingestions, and view -> error for those refused (each alone: the others go on)."""
         project, store_dir = self.config.project, self.config.store_dir
-        names, events = [v.name for v in chosen], self._lineage_events()
-        # Every view is validated before anything is written, runs included: a failed
-        # validation leaves the file untouched (its report is kept beside the store).
-        with lineage_runs.rejected_ingestions(store_dir, version.version, names, events):
-            with_checks = self._check_functions()
-            prepared = [
-                prepare_view(con, project, view, self.config.repo, progress, with_checks) for view in chosen
-            ]
-            raise_if_failed(prepared, store_dir)
+        events = self._lineage_events()
+        # Every view is validated before anything is written, runs included: a view whose
+        # source or validation fails leaves its table untouched (its report is kept beside the
+        # store), and the other views are still written.
+        started_at = datetime.now(UTC)
+        with_checks = self._check_functions()
+        prepared: list[PreparedIngest] = []
+        rejected: dict[str, FeatureStoreError] = {}
+        for view in chosen:
+            try:
+                p = prepare_view(con, project, view, self.config.repo, progress, with_checks)
+            except (SourceError, ValidationError) as e:
+                rejected[view.name] = e
+                continue
+            if p.failed:
+                rejected[view.name] = rejection(p, store_dir)
+            else:
+                prepared.append(p)
+        lineage_runs.record_rejected(store_dir, version.version, rejected, started_at, events)
+        if not prepared:  # every view refused: the file stays untouched
+            return [], rejected
+        names = [p.view.name for p in prepared]
         with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
             results = []
             for p in prepared:
                 result = write_view(con, project, p, version.version, store_dir, progress)
                 runs.succeeded(result)
                 results.append(replace(result, run_id=runs.ids[result.view]))
-            return results
+        return results, rejected
 
     def get_training_set(
         self,
@@ -318,9 +350,10 @@ class FeatureStore:
                     progress(f"{view.name}: validating {path.name}", i, len(files))
                 try:
                     check_file_schema(path, view)
-                    view_report.files.append(validate_file(view, path).report)
-                except SourceError as e:  # reported with the file; the other files are still checked
+                except SourceError as e:  # one bad file is reported, the others still checked
                     view_report.files.append(FileReport(str(path), 0, 0, error=e.message))
+                    continue
+                view_report.files.append(validate_file(view, path).report)
             report.views.append(view_report)
         return report
 
@@ -333,19 +366,42 @@ class FeatureStore:
         views: Sequence[str] | None = None,
         progress: Progress | None = None,
         incremental: bool = False,
+        if_idle: bool = False,
+        on_wait: Callable[[str], None] | None = None,
     ) -> MaterializeResult:
-        """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis."""
-        checked_client(self.config.redis_url).close()  # an unreachable Redis fails before a long ingest
+        """Ingest sources, then write the newest value per entity in ``[start, end)`` to Redis.
+
+        One run at a time per store: this one waits for a running ingestion or materialization
+        for as long as it takes (``on_wait`` is told whom it waits for), or with ``if_idle``
+        raises RunInProgressError instead.
+        """
+        with exclusive_run(self.config.duckdb_path, "a materialization", if_idle, on_wait) as lock:
+            return self._materialize(start, end, views, progress, incremental, lock)
+
+    def _materialize(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        views: Sequence[str] | None,
+        progress: Progress | None,
+        incremental: bool,
+        lock: RunLock,
+    ) -> MaterializeResult:
+        client = checked_client(self.config.redis_url)  # an unreachable Redis fails before a long ingest
         project = self.config.project
         # One write connection for ingestion, the registry and the run's record: opening and
         # closing the file costs more than this bookkeeping. It is released while Redis is written.
-        with connection(self.config.duckdb_path) as con:
+        with client, connection(self.config.duckdb_path) as con:
             version, snapshot = registry_store.read_snapshot(con, project)
-            chosen = self._select_views(snapshot, views)
-            ingested = self._ingest(con, version, chosen, progress)
+            ingested, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
+            # A view that failed is left out alone: the run materializes the others.
+            chosen = [v for v in self._select_views(snapshot, views) if v.name not in failed]
             run = online_materialize.start_run(
-                con, self.config, chosen, version.version, start, end, incremental
+                con, self.config, chosen, version.version, start, end, incremental, client=client
             )
+            why = {view: e.message for view, e in failed.items()}
+            online_state.record_failed_views(con, project, run.run_id, why)
+            lock.describe(f"materialization run {run.run_id}")
             online = [plan.view.name for plan in run.plans]
             # The ingestions that changed an online view's rows fed this run (offline views don't).
             fed = [r for r in ingested if r.changed and r.view in online]
@@ -367,6 +423,8 @@ class FeatureStore:
         result.ingestion = ingested
         if self.config.gc_after_materialize:
             self.gc()
+        if failed:
+            raise ViewsFailedError(failed, result)
         return result
 
     def materialize_incremental(
@@ -374,9 +432,10 @@ class FeatureStore:
         end: datetime | None = None,
         views: Sequence[str] | None = None,
         progress: Progress | None = None,
+        if_idle: bool = False,
     ) -> MaterializeResult:
         """Materialize what is new since each view's watermark (late-arriving files included)."""
-        return self.materialize(None, end, views, progress, incremental=True)
+        return self.materialize(None, end, views, progress, incremental=True, if_idle=if_idle)
 
     def get_online_features(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,12 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from featurestore.cli.app import BUILD, RepoOption, app, console, open_store
+from featurestore.cli.app import BUILD, RepoOption, app, console, err_console, open_store
 from featurestore.cli.output import data_table, duration, print_json
 from featurestore.cli.progress import progress_bar
-from featurestore.errors import InvalidRequestError
+from featurestore.errors import InvalidRequestError, RunInProgressError, ViewsFailedError
 from featurestore.offline.ingest import IngestResult
 from featurestore.online.materialize import MaterializeResult
+from featurestore.store import FeatureStore
 
 
 def split_names(values: list[str] | None) -> list[str] | None:
@@ -66,30 +68,45 @@ def materialize(
         bool, typer.Option("--incremental", help="From each view's watermark (and late files) to --end.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's counts as JSON.")] = False,
+    if_idle: Annotated[
+        bool,
+        typer.Option("--if-idle", help="If another ingestion or materialization runs, say so and exit 0."),
+    ] = False,
 ) -> None:
-    """Ingest sources into DuckDB, then write the newest value per entity into Redis."""
+    """Ingest sources into DuckDB, then write the newest value per entity into Redis.
+
+    One run at a time per store: a second one waits for the first (or, with --if-idle, skips).
+    """
     store = open_store(repo)
     begin, finish = parse_time(start, "--start"), parse_time(end, "--end")
     if incremental and begin is not None:
         raise InvalidRequestError("--incremental starts at each view's watermark: drop --start")
     started = time.perf_counter()
     names = split_names(views)
-    if offline:
-        with progress_bar() as report:
-            results = store.ingest(names, progress=report)  # type: ignore[arg-type]
-        if as_json:
-            print_json({"ingestion": [_ingest_dict(r) for r in results]})
+
+    def waiting(line: str) -> None:
+        err_console.print(line, markup=False)
+
+    failed: ViewsFailedError | None = None  # printed after what the other views did
+    try:
+        if offline:
+            _ingest(store, names, if_idle, waiting, started, as_json)
             return
-        _print_ingest(results)
-        _print_quarantine(results)
-        changed = sum(r.changed for r in results)
-        seconds = time.perf_counter() - started
-        console.print(f"Offline store: {changed} of {len(results)} views changed in {seconds:.2f}s.")
+        with progress_bar() as report:
+            result = store.materialize(
+                begin, finish, names, report, incremental, if_idle, waiting  # type: ignore[arg-type]
+            )
+    except RunInProgressError as e:  # only with --if-idle: skipping is this run's success
+        console.print(e.message, markup=False)
         return
-    with progress_bar() as report:
-        result = store.materialize(begin, finish, names, report, incremental)  # type: ignore[arg-type]
+    except ViewsFailedError as e:
+        if offline:  # _ingest printed what it did for the other views
+            raise
+        failed, result = e, e.result
     if as_json:
         print_json(_materialize_dict(result))
+        if failed is not None:
+            raise failed
         return
     table = data_table(
         "view", "from", "to", "rows read", "expired", "entities", "written", "kept newer", "seconds"
@@ -107,6 +124,9 @@ def materialize(
             f"{v.seconds:.2f}",
         )
     console.print(table)
+    for v in result.views:
+        if v.rewritten:
+            console.print(f"{v.view}: rewritten in full ({v.rewritten})", markup=False)
     _print_quarantine(result.ingestion)
     for v in result.views:
         if v.expired and v.ttl is not None:
@@ -120,6 +140,34 @@ def materialize(
         f"Run {result.run_id}: {result.rows_read:,} rows read, {result.written:,} entities written "
         f"in {time.perf_counter() - started:.2f}s."
     )
+    if failed is not None:
+        raise failed
+
+
+def _ingest(
+    store: FeatureStore,
+    names: list[str] | None,
+    if_idle: bool,
+    waiting: Callable[[str], None],
+    started: float,
+    as_json: bool,
+) -> None:
+    failed: ViewsFailedError | None = None
+    try:
+        with progress_bar() as report:
+            results = store.ingest(names, report, if_idle, waiting)  # type: ignore[arg-type]
+    except ViewsFailedError as e:
+        failed, results = e, e.result
+    if as_json:
+        print_json({"ingestion": [_ingest_dict(r) for r in results]})
+    else:
+        _print_ingest(results)
+        _print_quarantine(results)
+        changed = sum(r.changed for r in results)
+        seconds = time.perf_counter() - started
+        console.print(f"Offline store: {changed} of {len(results)} views changed in {seconds:.2f}s.")
+    if failed is not None:
+        raise failed
 
 
 def _materialize_dict(result: MaterializeResult) -> dict[str, Any]:
@@ -155,8 +203,10 @@ def _ingest_dict(r: IngestResult) -> dict[str, Any]:
 def _print_quarantine(results: list[IngestResult]) -> None:
     for r in results:
         if r.rows_quarantined and r.validation:
-            where = ", ".join(r.validation.quarantined_to)
+            where = ", ".join(p for p in r.validation.quarantined_to if not p.endswith(".unreadable"))
             console.print(f"{r.view}: {r.rows_quarantined:,} invalid rows quarantined to {where}")
+        for f in r.validation.unreadable() if r.validation else []:
+            console.print(f"{r.view}: set aside, not ingested: {f.error}", markup=False)
 
 
 def _print_ingest(results: list[IngestResult]) -> None:

@@ -53,7 +53,7 @@ def print_report(result: ValidationReport) -> None:
         )
     console.print(summary)
     failures = [(v.view, path, c) for v in result.views for path, c in v.failures()]
-    errors = [(v.view, path, why) for v in result.views for path, why in v.errors()]
+    errors = [(v.view, f.path, str(f.error)) for v in result.views for f in v.unreadable()]
     if not failures and not errors:
         return
     listing = data_table("view", "file", "column", "check", "failing rows", "examples", title="Failures")

@@ -9,7 +9,7 @@ each view as the run left or read them, so a run can be traced to the exact file
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -204,44 +204,41 @@ def ingestion_runs(
 REJECTED = "runs/rejected_ingestions.jsonl"
 
 
-@contextmanager
-def rejected_ingestions(
-    store_dir: Path, registry_version: int, views: Sequence[str], events: LineageEvents | None = None
-) -> Iterator[None]:
+def record_rejected(
+    store_dir: Path,
+    registry_version: int,
+    rejected: Mapping[str, FeatureStoreError],
+    started_at: datetime,
+    events: LineageEvents | None = None,
+) -> None:
     """Record ingestions refused before writing (validation, source files) beside the store,
-    which they must leave untouched.
+    which they leave untouched; the other views of the call go on.
 
-    One JSON line per view: named ``ingest-rejected-N`` (N counts the lines), status
-    ``failed``, the validation summary of the failed view (if validation failed) and the error.
+    One JSON line per refused view: named ``ingest-rejected-N`` (N counts the lines), status
+    ``failed``, the view's own validation summary (if validation failed) and its own error.
     """
-    started_at = datetime.now(UTC)
-    try:
-        yield
-    except FeatureStoreError as e:  # failed validation, a missing or drifted source file
-        report = e.report if isinstance(e, ValidationError) else None
-        path = store_dir / REJECTED
-        path.parent.mkdir(parents=True, exist_ok=True)
-        first = len(read_rejected(store_dir)) + 1
-        with path.open("a") as f:
-            for i, view in enumerate(views):
-                summary = validation_summary(report) if report is not None and report.view == view else None
-                line = {
-                    "view": view,
-                    "registry_version": registry_version,
-                    "status": "failed",
-                    "started_at": started_at,
-                    "finished_at": datetime.now(UTC),
-                    "validation": summary,
-                    "error": e.message,
-                }
-                f.write(json.dumps(line, default=str) + "\n")
-                if events is not None:
-                    name = f"ingest-rejected-{first + i}"
-                    mine = report is None or summary is not None
-                    error = e.message if mine else f"not written: {e.message}"
-                    out = [events.offline_table(view)]
-                    events.run(f"ingest.{view}", name, started_at, None, "failed", (), out, error)
-        raise
+    if not rejected:
+        return
+    path = store_dir / REJECTED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    first = len(read_rejected(store_dir)) + 1
+    with path.open("a") as f:
+        for i, (view, e) in enumerate(rejected.items()):
+            report = e.report if isinstance(e, ValidationError) else None
+            line = {
+                "view": view,
+                "registry_version": registry_version,
+                "status": "failed",
+                "started_at": started_at,
+                "finished_at": datetime.now(UTC),
+                "validation": validation_summary(report),
+                "error": e.message,
+            }
+            f.write(json.dumps(line, default=str) + "\n")
+            if events is not None:
+                out = [events.offline_table(view)]
+                name = f"ingest-rejected-{first + i}"
+                events.run(f"ingest.{view}", name, started_at, None, "failed", (), out, e.message)
 
 
 def read_rejected(store_dir: Path) -> list[dict[str, Any]]:

@@ -5,7 +5,9 @@ Redis: the view's watermark (event times before it are materialized), the run th
 and so the newest event time below the watermark in the view's ingested table. A sample of
 the view's keys in Redis says what is actually there to serve: the age of each sampled
 value, read from its header. A view whose newest value is older than its TTL (or that was
-never materialized) is stale: every lookup of it answers EXPIRED or NOT_FOUND.
+never materialized) is stale: every lookup of it answers EXPIRED or NOT_FOUND. So is a view
+whose values Redis lost (flushed, restarted without persistence): its marker is gone, or keys
+known offline are missing from it (online/presence.py).
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from featurestore.config import Config
 from featurestore.definitions import FeatureView
 from featurestore.errors import InvalidRequestError
 from featurestore.offline.tables import EVENT_TS, table_exists, view_table
+from featurestore.online import presence
 from featurestore.online.codec import HEADER, header_of
 from featurestore.online.connection import checked_client, unavailable
 from featurestore.online.keys import view_pattern
+from featurestore.online.state import epoch as online_epoch
+from featurestore.online.state import watermark as online_watermark
 from featurestore.storage import connection, fetch_one, quote
 
 DEFAULT_SAMPLE = 1000
@@ -43,6 +48,9 @@ class ViewFreshness:
     sampled: int = 0  # keys of the view read from Redis
     sample_ages: list[float] = field(default_factory=list)  # seconds, sorted
     sample_expired: int = 0  # sampled values older than the TTL (served as EXPIRED)
+    lost: str | None = None  # why Redis no longer holds the view's values (None: it does, or not checked)
+    known_checked: int = 0  # keys known offline looked for in Redis
+    known_missing: int = 0  # of them, missing
 
     @property
     def newest_age(self) -> timedelta | None:
@@ -59,6 +67,8 @@ class ViewFreshness:
         """Why the view is stale, or None if it is fresh."""
         if self.watermark is None:
             return "never materialized"
+        if self.lost is not None:
+            return self.lost + ": run 'featurestore materialize --incremental' to rewrite it"
         if self.newest_event is None:
             return "nothing materialized: no rows before the watermark"
         age = (now or self.checked_at) - self.newest_event
@@ -163,6 +173,31 @@ def recent_runs(
     )
 
 
+def check_presence(
+    con: duckdb.DuckDBPyConnection,
+    client: redis.Redis,
+    project: str,
+    views: list[FeatureView],
+    states: list[ViewFreshness],
+    sample: int,
+) -> None:
+    """Set ``lost`` on each materialized view Redis no longer holds: by marker, then ``sample`` known keys."""
+    marked = [s for s in states if s.watermark is not None]
+    lost = presence.unmarked(client, project, [s.view for s in marked], online_epoch(con, project))
+    by_name = {v.name: v for v in views}
+    now = datetime.now(UTC)  # Redis expires keys by the clock, whatever time the check judges at
+    for s in marked:
+        s.lost = lost.get(s.view)
+        mark = online_watermark(con, project, s.view)
+        if s.lost is not None or mark is None or sample <= 0:
+            continue
+        s.known_checked, s.known_missing = presence.partly_lost(
+            con, client, project, by_name[s.view], mark, now, sample
+        )
+        if s.known_missing:
+            s.lost = presence.partial_loss_reason(s.known_checked, s.known_missing)
+
+
 def sample_redis(client: redis.Redis, project: str, states: list[ViewFreshness], sample: int) -> None:
     """Read up to ``sample`` keys of each view from Redis and record the ages of their values."""
     for state in states:
@@ -223,10 +258,13 @@ def freshness(
     """
     with connection(config.duckdb_path, read_only=True) as con:
         states = online_state(con, config.project, views, now)
-    if sample > 0 and states:
+        if not states:
+            return states
         client = checked_client(config.redis_url)
         try:
-            sample_redis(client, config.project, states, sample)
+            check_presence(con, client, config.project, views, states, sample)
+            if sample > 0:
+                sample_redis(client, config.project, states, sample)
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise unavailable(config.redis_url, e) from None
         finally:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +42,7 @@ from featurestore.offline.tables import (
 )
 from featurestore.outputs import atomic_write, write_text
 from featurestore.storage import fetch_one, quote
-from featurestore.validation import ValidationReport, ViewReport
+from featurestore.validation import FileReport, ValidationReport, ViewReport
 
 if TYPE_CHECKING:
     from featurestore.validation.validate import FileValidation
@@ -113,6 +115,9 @@ class PreparedIngest:
     report: ViewReport
     checked: dict[str, FileValidation]
     seconds: float  # spent deciding and validating
+    # Files that are not readable Parquet, set aside under policy
+    # "quarantine": path -> why. A known one is treated as removed.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -137,7 +142,8 @@ def ingest_view(
     """
     store_dir = store_dir or repo / ".featurestore"
     prepared = prepare_view(con, project, view, repo, progress)
-    raise_if_failed([prepared], store_dir)
+    if prepared.failed:
+        raise rejection(prepared, store_dir)
     return write_view(con, project, prepared, registry_version, store_dir, progress)
 
 
@@ -186,9 +192,22 @@ def prepare_view(
         if added and kept and added[0] < max(kept):
             added, changed, rebuild, touched = sorted(on_disk), [], True, []
 
-    for path in added + changed:  # check every file before writing anything
-        check_file_schema(Path(path), view)
     report = ViewReport(view.name, view.on_invalid)
+    unreadable: dict[str, str] = {}
+    for path in added + changed:  # check every file before writing anything
+        try:
+            schema = read_file_schema(Path(path), view)
+        except SourceError as e:  # not Parquet at all: set aside under "quarantine"
+            if view.on_invalid != "quarantine":
+                raise
+            unreadable[path] = e.message
+            report.files.append(FileReport(path, 0, 0, error=e.message))
+            continue
+        check_file_schema(Path(path), view, schema)  # a drifted file stops the view, whatever the policy
+    if unreadable:  # set aside: never ingested, and the rows an earlier version gave are taken away
+        added = [p for p in added if p not in unreadable]
+        removed = sorted(removed + [p for p in changed if p in unreadable and not rebuild])
+        changed = [p for p in changed if p not in unreadable]
     checked: dict[str, FileValidation] = {}
     todo = sorted(added + changed)
     if todo:  # pandera (and pandas) load only when there is something to validate
@@ -212,20 +231,16 @@ def prepare_view(
         report,
         checked,
         time.perf_counter() - started,
+        unreadable,
     )
 
 
-def raise_if_failed(prepared: list[PreparedIngest], store_dir: Path) -> None:
-    """ValidationError for the first view that failed under policy "fail"; each failed report is kept."""
-    failed = [p for p in prepared if p.failed]
-    for p in failed:
-        _keep_failed_report(store_dir, p.report)
-    if failed:
-        others = [p.view.name for p in failed[1:]]
-        more = f"; feature view(s) {others} failed too" if others else ""
-        raise ValidationError(
-            failed[0].report.summary() + more + " (policy 'fail': nothing was written)", failed[0].report
-        )
+def rejection(prepared: PreparedIngest, store_dir: Path) -> ValidationError:
+    """The error of a view that failed validation under policy "fail"; its report is kept."""
+    _keep_failed_report(store_dir, prepared.report)
+    return ValidationError(
+        prepared.report.summary() + " (policy 'fail': nothing was written for this view)", prepared.report
+    )
 
 
 def write_view(
@@ -247,8 +262,12 @@ def write_view(
             "WHERE view = ? AND path = ?",
             [stat[1], read_at, view.name, path],
         )
+    for path in p.unreadable:
+        report.quarantined_to.append(str(_quarantine_file(store_dir, view.name, Path(path))))
     if not (p.added or p.changed or p.removed or p.rebuild):
-        return IngestResult(view.name, seconds=time.perf_counter() - started)
+        return IngestResult(
+            view.name, validation=report if p.unreadable else None, seconds=time.perf_counter() - started
+        )
     quarantined = 0
     for path, result in checked.items():
         if result.quarantine is not None:
@@ -506,6 +525,18 @@ def _write_quarantine(store_dir: Path, view: str, path: Path, result: FileValida
     return target
 
 
+def _quarantine_file(store_dir: Path, view: str, path: Path) -> Path:
+    """A copy of a file that is not readable Parquet, beside the quarantined rows (atomic)."""
+    folder = store_dir / "quarantine" / view
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{path.name}-{file_fingerprint(path)[:12]}.unreadable"
+    if not target.exists():
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+    return target
+
+
 def _keep_failed_report(store_dir: Path, report: ViewReport) -> None:
     """A failed validation writes nothing to DuckDB; its report is kept beside the store."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -541,14 +572,19 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_file_schema(path: Path, view: FeatureView) -> None:
-    """A column dropped or retyped in a file is caught before anything is written."""
+def read_file_schema(path: Path, view: FeatureView) -> pa.Schema:
+    """The file's Parquet schema; SourceError if it is not readable Parquet."""
     try:
-        schema = pq.read_schema(path)
+        return pq.read_schema(path)
     except (OSError, pa.ArrowException) as e:
         raise SourceError(
             f"feature view {view.name!r}: {path} is not a readable Parquet file ({' '.join(str(e).split())})"
         ) from None
+
+
+def check_file_schema(path: Path, view: FeatureView, schema: pa.Schema | None = None) -> None:
+    """A column dropped or retyped in a file is caught before anything is written."""
+    schema = read_file_schema(path, view) if schema is None else schema
     src = view.source
     expected: list[tuple[str, str, Callable[[pa.DataType], bool]]] = [
         (k.name, k.dtype.name, k.dtype.accepts) for k in view.join_keys

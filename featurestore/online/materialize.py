@@ -24,7 +24,7 @@ import redis
 
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
-from featurestore.errors import InvalidRequestError, NotAppliedError
+from featurestore.errors import InvalidRequestError, NotAppliedError, OnlineStoreUnavailable
 from featurestore.offline.tables import (
     CREATED_TS,
     EVENT_TS,
@@ -36,11 +36,12 @@ from featurestore.offline.tables import (
     table_exists,
     view_table,
 )
-from featurestore.online import state
+from featurestore.online import presence, state
 from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
 from featurestore.online.connection import checked_client, unavailable
 from featurestore.online.keys import encode_keys, view_pattern
 from featurestore.online.writer import NewerWinsWriter, delete_view
+from featurestore.secrets import mask_url
 from featurestore.storage import connection, fetch_one, quote
 
 Progress = Callable[[str, int, int], None]
@@ -67,6 +68,7 @@ class ViewResult:
     # that old is not served; counted so a run over historical data can say why it wrote nothing.
     expired: int = 0
     ttl: timedelta | None = None
+    rewritten: str | None = None  # why an incremental run rewrote the view in full (online data lost)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class _Plan:
     # ``start``, whose earlier rows the next incremental run must still find.
     advances: bool = True
     retracted: bool = False  # keys lost rows since the last run: rewrite them first
+    rewrite: str | None = None  # incremental, but Redis lost the view's values: why it is rewritten
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class StartedRun:
     now: datetime
     plans: list[_Plan]
     removals: list[str]
+    epoch: str  # the store's online epoch: the value of the markers this run sets (presence.py)
 
 
 def start_run(
@@ -128,11 +132,14 @@ def start_run(
     end: datetime | None,
     incremental: bool,
     now: datetime | None = None,
+    client: redis.Redis | None = None,
 ) -> StartedRun:
     """Plan each online view's range and record the run, on the caller's write connection.
 
     The caller may do more on the same connection (ingestion before, lineage after): opening
-    and closing the file costs more than the bookkeeping itself.
+    and closing the file costs more than the bookkeeping itself. With ``client``, an
+    incremental run first checks that Redis still holds each view (presence.py) and rewrites
+    in full those it lost.
     """
     now = now or datetime.now(UTC)
     end = end or now
@@ -147,13 +154,44 @@ def start_run(
             raise NotAppliedError(
                 f"feature view {v.name!r} has not been ingested: run 'featurestore materialize'"
             )
+    epoch = state.ensure_epoch(con, config.project)
     plans = [_plan(con, config.project, v, start, end, incremental) for v in online]
+    if client is not None:
+        plans = _rewrite_lost(con, client, config, plans, epoch, now)
     plans = [replace(p, retracted=has_retractions(con, config.project, p.view.name)) for p in plans]
     removals = state.pending_removals(con, config.project)
     run_id, started_at = state.start_run(
         con, config.project, registry_version, [v.name for v in online], start, end, incremental
     )
-    return StartedRun(run_id, started_at, now, plans, removals)
+    return StartedRun(run_id, started_at, now, plans, removals, epoch)
+
+
+def _rewrite_lost(
+    con: duckdb.DuckDBPyConnection,
+    client: redis.Redis,
+    config: Config,
+    plans: list[_Plan],
+    epoch: str,
+    now: datetime,
+) -> list[_Plan]:
+    """Incremental plans of views that Redis no longer (fully) holds become full rewrites."""
+    project = config.project
+    incremental = [p for p in plans if p.late_since is not None]
+    try:
+        lost = presence.unmarked(client, project, [p.view.name for p in incremental], epoch)
+        for p in incremental:
+            mark = state.watermark(con, project, p.view.name)
+            if p.view.name in lost or mark is None:
+                continue
+            checked, gone = presence.partly_lost(con, client, project, p.view, mark, now, presence.RUN_SAMPLE)
+            if gone:
+                lost[p.view.name] = presence.partial_loss_reason(checked, gone)
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        raise unavailable(config.redis_url, e) from None
+    return [
+        replace(p, start=None, late_since=None, rewrite=lost[p.view.name]) if p.view.name in lost else p
+        for p in plans
+    ]
 
 
 def write_run(
@@ -175,6 +213,7 @@ def write_run(
     client: redis.Redis | None = None
     try:
         client = checked_client(config.redis_url)
+        presence.begin_writes(client, config.project, run.run_id)
         writer = NewerWinsWriter(client)
         for name in run.removals:
             result.removed[name] = delete_view(client, view_pattern(config.project, name))
@@ -184,15 +223,26 @@ def write_run(
                 result.views.append(
                     _materialize_view(con, config.project, plan, codec, writer, run.run_id, run.now, progress)
                 )
+        completed = [p.view.name for p in run.plans if p.advances]
+        if not presence.mark_written(client, config.project, run.run_id, run.epoch, completed):
+            raise OnlineStoreUnavailable(
+                f"the online store {mask_url(config.redis_url)} lost its data during materialization run "
+                f"{run.run_id} (flushed or restarted): run 'featurestore materialize --incremental' again"
+            )
         status = "succeeded"
     except (redis.ConnectionError, redis.TimeoutError) as e:
         status, error = "failed", str(unavailable(config.redis_url, e))
         raise unavailable(config.redis_url, e) from None
+    except OnlineStoreUnavailable as e:
+        status, error = "failed", e.message
+        raise
     except Exception as e:
         status, error = "failed", f"{type(e).__name__}: {e}"
         raise
     finally:
         if client is not None:
+            if status != "succeeded":
+                _forget_run_field(client, config.project, run.run_id)
             client.close()
         with connection(config.duckdb_path) as con:
             _finish(con, config.project, run, result, status, error)
@@ -200,6 +250,13 @@ def write_run(
                 after(con, run.run_id)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _forget_run_field(client: redis.Redis, project: str, run_id: int) -> None:
+    try:
+        presence.end_writes(client, project, run_id)
+    except redis.RedisError:  # Redis is what failed: the stray field is harmless
+        pass
 
 
 def _finish(
@@ -288,7 +345,7 @@ def _materialize_view(
 ) -> ViewResult:
     began = time.perf_counter()
     view = plan.view
-    result = ViewResult(view.name, plan.start, plan.end, ttl=view.ttl)
+    result = ViewResult(view.name, plan.start, plan.end, ttl=view.ttl, rewritten=plan.rewrite)
     if plan.retracted:
         result.corrected = _correct_retracted(con, project, plan, codec, writer, run_id, now)
     sql, params = newest_rows_sql(project, plan, now)

@@ -1,15 +1,19 @@
-"""Online bookkeeping in DuckDB: materialization runs, per-view watermarks, pending removals."""
+"""Online bookkeeping in DuckDB: materialization runs, per-view watermarks, pending removals,
+and the store's online epoch (the value of its markers in Redis, see online/presence.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
+from featurestore.offline.tables import table_exists
 from featurestore.storage import fetch_one, quote
 
 
@@ -45,6 +49,9 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
     con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS rows_rejected BIGINT")
     # ...and which process had that pid: pids are reused, so a pid alone can outlive its run.
     con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS process VARCHAR")
+    # Views asked for but left out, each failed alone (its source or validation): view -> why.
+    # ``views`` holds the online views the run did write.
+    con.execute(f"ALTER TABLE {schema}.materialization_runs ADD COLUMN IF NOT EXISTS failed_views JSON")
     con.execute(
         f"""CREATE TABLE IF NOT EXISTS {schema}.online_watermarks (
             view VARCHAR PRIMARY KEY,
@@ -52,6 +59,9 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
             run_started_at TIMESTAMPTZ NOT NULL,  -- files ingested later may hold late rows
             run_id INTEGER NOT NULL)"""
     )
+    # One row: the id a materialization writes into Redis beside each view it completed, so a
+    # Redis that lost its data (or holds another store's) is told apart from an up-to-date one.
+    con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.online_epoch (epoch VARCHAR NOT NULL)")
     con.execute(
         f"""CREATE TABLE IF NOT EXISTS {schema}.online_removals (
             view VARCHAR PRIMARY KEY,
@@ -73,6 +83,23 @@ def watermark(con: duckdb.DuckDBPyConnection, project: str, view: str) -> Waterm
         [view],
     )
     return Watermark(*row) if row else None
+
+
+def epoch(con: duckdb.DuckDBPyConnection, project: str) -> str | None:
+    """The store's online epoch, None if no materialization has recorded one yet."""
+    if not table_exists(con, project, "online_epoch"):
+        return None
+    row = fetch_one(con, f"SELECT epoch FROM {quote(project)}.online_epoch LIMIT 1")
+    return str(row[0]) if row else None
+
+
+def ensure_epoch(con: duckdb.DuckDBPyConnection, project: str) -> str:
+    """The store's online epoch, created on first use (the caller has run ensure_tables)."""
+    current = epoch(con, project)
+    if current is None:
+        current = uuid.uuid4().hex
+        con.execute(f"INSERT INTO {quote(project)}.online_epoch VALUES (?)", [current])
+    return current
 
 
 def start_run(
@@ -164,6 +191,16 @@ def link_ingestion(
         "SET ingestion_runs = ?, rows_rejected = ? WHERE run_id = ?",
         [ingestion_runs, rows_rejected, run_id],
     )
+
+
+def record_failed_views(
+    con: duckdb.DuckDBPyConnection, project: str, run_id: int, failed: dict[str, str]
+) -> None:
+    if failed:
+        con.execute(
+            f"UPDATE {quote(project)}.materialization_runs SET failed_views = ? WHERE run_id = ?",
+            [json.dumps(failed), run_id],
+        )
 
 
 def finish_run(

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 import grpc
@@ -44,6 +44,9 @@ from featurestore.serving.auth import DENIED
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.request_log import RequestLog
 from featurestore.serving.v1 import serving_pb2
+
+if TYPE_CHECKING:
+    from featurestore.monitoring.freshness import ViewFreshness
 
 log = logging.getLogger("featurestore.serving")
 
@@ -405,6 +408,7 @@ class StateCollector(Collector):
 
     def _read(self) -> list[Metric]:
         from featurestore.monitoring.freshness import online_state, recent_runs
+        from featurestore.online.state import epoch as online_epoch
         from featurestore.storage import connection
 
         snapshot = self.holder.current.snapshot
@@ -412,6 +416,8 @@ class StateCollector(Collector):
         with connection(self.config.duckdb_path, read_only=True, lock_timeout=0.2) as con:
             states = online_state(con, self.config.project, views)
             runs, totals = recent_runs(con, self.config.project)
+            epoch = online_epoch(con, self.config.project)
+        self._mark_lost(states, epoch)
         runs_total = CounterMetricFamily(
             "featurestore_materialization_runs", "Materialization runs by status.", labels=["status"]
         )
@@ -456,7 +462,8 @@ class StateCollector(Collector):
                 ("newest_event_timestamp_seconds", "Event time of the newest materialized value."),
                 ("materialized_timestamp_seconds", "When the run that set the watermark finished."),
                 ("ttl_seconds", "The view's TTL (absent: values never expire)."),
-                ("stale", "1 when the newest materialized value is older than the TTL, or none is."),
+                ("stale", "1 when the newest value is older than the TTL, none is, or Redis lost them."),
+                ("lost", "1 when Redis no longer holds the view's values (marker gone: flushed, restarted)."),
             )
         }
         for s in states:
@@ -469,4 +476,30 @@ class StateCollector(Collector):
             if s.ttl is not None:
                 per_view["ttl_seconds"].add_metric([s.view], s.ttl.total_seconds())
             per_view["stale"].add_metric([s.view], 1.0 if s.is_stale(now) else 0.0)
+            per_view["lost"].add_metric([s.view], 1.0 if s.lost else 0.0)
         return [runs_total, rows, written, seconds, *recent.values(), *per_view.values()]
+
+    def _mark_lost(self, states: list[ViewFreshness], epoch: str | None) -> None:
+        """Markers of the materialized views in Redis (one HMGET): a missing one means lost.
+
+        Redis down is not "lost" (the lookup metrics show an outage): the views are left as read.
+        """
+        import redis
+
+        from featurestore.online.connection import sync_client
+        from featurestore.online.presence import unmarked
+        from featurestore.secrets import mask_text
+
+        marked = [s for s in states if s.watermark is not None]
+        if not marked:
+            return
+        client = sync_client(self.config.redis_url, socket_timeout=0.5)
+        try:
+            lost = unmarked(client, self.config.project, [s.view for s in marked], epoch)
+        except redis.RedisError as e:
+            log.warning("metrics: online markers not read: %s", mask_text(str(e)))
+            return
+        finally:
+            client.close()
+        for s in marked:
+            s.lost = lost.get(s.view)

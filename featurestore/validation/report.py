@@ -29,7 +29,7 @@ class FileReport:
     rows: int
     invalid_rows: int
     failures: list[CheckFailure] = field(default_factory=list)
-    error: str | None = None  # why the file could not be read (then its rows were not checked)
+    error: str | None = None  # the file is not readable Parquet (or lacks a declared column): unchecked
 
 
 @dataclass
@@ -49,11 +49,11 @@ class ViewReport:
 
     @property
     def passed(self) -> bool:
-        return self.invalid_rows == 0 and not self.errors()
+        return self.invalid_rows == 0 and not self.unreadable()
 
-    def errors(self) -> list[tuple[str, str]]:
-        """(path, why) of each file that could not be read."""
-        return [(f.path, f.error) for f in self.files if f.error]
+    def unreadable(self) -> list[FileReport]:
+        """Files that could not be checked at all (not Parquet, a declared column missing)."""
+        return [f for f in self.files if f.error is not None]
 
     def failures(self) -> list[tuple[str, CheckFailure]]:
         return [(f.path, c) for f in self.files for c in f.failures]
@@ -68,6 +68,8 @@ class ViewReport:
         ]
         more = len(self.failures()) - 3
         tail = f"; and {more} more" if more > 0 else ""
+        if not self.failures():
+            return "; ".join(str(f.error) for f in self.unreadable())
         return f"feature view {self.view!r}: {self.invalid_rows:,} invalid row(s): " + "; ".join(parts) + tail
 
 

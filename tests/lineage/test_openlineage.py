@@ -14,7 +14,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.config import load_config
-from featurestore.errors import ConfigError, ValidationError
+from featurestore.errors import ConfigError, ViewsFailedError
 from tests.lineage.conftest import entity_frame, write_stats
 
 
@@ -47,7 +47,7 @@ def test_ingestion_and_training_set_events_go_to_the_file(store: FeatureStore, t
 
 def test_a_failed_ingestion_is_a_fail_event(store: FeatureStore) -> None:
     write_stats(store.config.repo / "data" / "stats" / "b.parquet", [0.5, -1.0], drivers=(2,))
-    with pytest.raises(ValidationError):
+    with pytest.raises(ViewsFailedError):
         store.ingest(["stats"])
     fail = by_job(events(store), "lin.ingest.stats")[-1]
     assert fail["eventType"] == "FAIL"

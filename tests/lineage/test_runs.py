@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from featurestore import FeatureStore
-from featurestore.errors import SourceError, ValidationError
+from featurestore.errors import ViewsFailedError
 from featurestore.offline.ingest import file_fingerprint
 from featurestore.storage import connection
 from tests.lineage.conftest import at, write_stats
@@ -44,7 +44,7 @@ def test_each_ingested_view_is_a_run_with_its_source_snapshot(store: FeatureStor
 
 def test_a_failed_validation_is_a_failed_run_with_its_report(store: FeatureStore) -> None:
     write_stats(store.config.repo / "data" / "stats" / "b.parquet", [0.5, -1.0], drivers=(2,))
-    with pytest.raises(ValidationError):
+    with pytest.raises(ViewsFailedError):
         store.ingest(["stats"])
     [run] = [n for n in store.lineage("stats")["nodes"] if n["kind"] == "run" and n["status"] != "succeeded"]
     assert (run["status"], run["registry_version"]) == ("failed", 1)
@@ -69,7 +69,7 @@ def test_a_materialization_run_records_the_snapshots_it_read(redis_url: str, sto
 def test_a_source_that_cannot_be_read_is_a_failed_run(store: FeatureStore) -> None:
     for f in (store.config.repo / "data" / "stats").iterdir():
         f.unlink()
-    with pytest.raises(SourceError, match="matches no Parquet files"):
+    with pytest.raises(ViewsFailedError, match="matches no Parquet files"):
         store.ingest()
     failed = [n for n in store.lineage("stats")["nodes"] if n["kind"] == "run" and n["status"] == "failed"]
     assert len(failed) == 1 and "matches no Parquet files" in failed[0]["error"]

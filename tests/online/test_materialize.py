@@ -32,6 +32,7 @@ from tests.online.helpers import (
     lookup,
     make_store,
     newest_rows,
+    value_keys,
     write_parquet,
 )
 
@@ -111,7 +112,7 @@ def test_lookups_serve_the_newest_row_of_each_entity(
     newest = newest_rows(sorted(folder.iterdir()), TRIP_KEYS, "ts", "created")
     got = lookup(fs, [f"trips:{f}" for f in TRIP_FEATURES], columns(ALL_TRIPS, TRIP_KEYS))
     assert got == expected_lookup(newest, TRIP_KEYS, ALL_TRIPS, TRIP_FEATURES)
-    assert redis_client.dbsize() == len(newest)  # one key per entity, nothing else
+    assert redis_client.dbsize() == len(newest) + 1  # one key per entity, and the project's marker
 
 
 def test_example_data_serves_the_newest_row_of_every_entity(
@@ -189,7 +190,7 @@ def test_ttl_decides_present_expired_and_not_written(tmp_path: Path, redis_clien
     micros = got.features[0].event_ts_us
     assert micros[1] == int((now - ages[2][0]).timestamp() * 1_000_000) and micros[2] is None
 
-    stored = {int(k.split(b"=")[1].split(b"}")[0]): k for k in redis_client.scan_iter()}
+    stored = {int(k.split(b"=")[1].split(b"}")[0]): k for k in value_keys(redis_client)}
     assert sorted(stored) == [1, 2, 4]
     for i, key in stored.items():
         event = now - ages[i][-1]
@@ -214,7 +215,7 @@ def test_a_view_without_ttl_keeps_every_entity_forever(tmp_path: Path, redis_cli
     )
     fs.materialize()
     assert lookup(fs, ["items:v"], {"id": [1]}) == ({"id": [1], "v": [7]}, {"v": ["PRESENT"]})
-    assert [redis_client.pttl(k) for k in redis_client.scan_iter()] == [-1]
+    assert [redis_client.pttl(k) for k in value_keys(redis_client)] == [-1]
 
 
 # -- removing a view -----------------------------------------------------------------------
@@ -316,7 +317,7 @@ def test_materialize_writes_one_key_per_entity_and_view(tmp_path: Path, redis_cl
     ]
     only = fs.materialize(views=["zones"])
     assert [v.view for v in only.views] == ["zones"]
-    assert redis_client.dbsize() == 10
+    assert len(value_keys(redis_client)) == 10
 
 
 def test_projects_sharing_a_redis_keep_apart(tmp_path: Path, redis_client: redis.Redis) -> None:
@@ -324,7 +325,8 @@ def test_projects_sharing_a_redis_keep_apart(tmp_path: Path, redis_client: redis
     theirs = two_views(tmp_path / "theirs", "theirs", trips=100)
     ours.materialize()
     theirs.materialize()
-    assert redis_client.dbsize() == 20
+    assert len(value_keys(redis_client)) == 20
+    assert sorted(redis_client.keys("*:online-epoch")) == [b"{ours}:online-epoch", b"{theirs}:online-epoch"]
     assert lookup(ours, ["stats:trips"], {"driver_id": [1]})[0]["trips"] == [0]
     assert lookup(theirs, ["stats:trips"], {"driver_id": [1]})[0]["trips"] == [100]
     edit(tmp_path / "ours" / "defs.py", ZONES_VIEW, "")

@@ -21,6 +21,7 @@ import redis
 from featurestore.storage import connection
 from tests.conftest import RedisServer, free_port
 from tests.helpers import FEATURESTORE
+from tests.online.helpers import MARKER
 
 PROJECT = "rel"
 DEFS = """
@@ -269,9 +270,9 @@ def materializing(server: DurableRedis) -> Callable[[int], bool]:
 
 
 def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
-    """Every key: its value without the run id (bytes 16..20 of the header), and its absolute
-    expiry in ms; pipelined, for tens of thousands of keys."""
-    keys = list(client.scan_iter(count=5000))
+    """Every value key (not the project's marker): its value without the run id (bytes 16..20
+    of the header), and its absolute expiry in ms; pipelined, for tens of thousands of keys."""
+    keys = [k for k in client.scan_iter(count=5000) if not k.endswith(MARKER)]
     out: dict[bytes, tuple[bytes, int]] = {}
     for i in range(0, len(keys), 5000):
         chunk = keys[i : i + 5000]

@@ -12,7 +12,9 @@ import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import ConfigError
+from featurestore.runlock import lock_path
 from featurestore.storage import default_lock_timeout
+from tests.conftest import RedisServer
 from tests.online.helpers import on_db
 from tests.reliability.support import (
     DEFS,
@@ -167,3 +169,50 @@ def test_two_applies_fired_at_the_same_moment_one_wins(tmp_path: Path) -> None:
     for version, content_hash in versions:  # each version complete: every object of its repo
         rows = query(shared, f"SELECT count(*) FROM {PROJECT}.registry_objects WHERE version = {version}")
         assert rows == [(compiled[content_hash],)]
+
+
+def test_a_second_materialization_waits_for_the_first_as_long_as_it_takes_or_skips_if_idle(
+    tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    repo = write_repo(tmp_path / "repo")
+    data = repo / "data" / "items"
+    items_file(data / "part-0.parquet", 2_000, 1_000, 0, hours_ago(2), seed=0)
+    fs = FeatureStore(repo)
+    fs.apply()
+    fs.materialize()  # run 1
+    items_file(data / "part-1.parquet", 2_000, 1_000, 10**6, hours_ago(1), seed=1)
+    # The first run's Redis writes wait while Redis pauses writes (its client waits up to 300 s
+    # for an answer). The DuckDB lock is not waited for at all (timeout 0): any wait is the run lock's.
+    env = cli_env(
+        FEATURESTORE_REDIS_URL=f"{redis_server.url}?socket_timeout=300", FEATURESTORE_LOCK_TIMEOUT="0"
+    )
+    lock = lock_path(fs.config.duckdb_path)
+    redis_client.client_pause(600_000, all=False)
+    try:
+        first = start_cli("materialize", "--incremental", "--repo", str(repo), env=env)
+        # Handshake: the first names its run in the lock once it is recorded, then blocks on Redis.
+        assert wait_until(
+            first, lambda _: lock.exists() and "materialization run 2" in lock.read_text(), timeout=300
+        )
+        holder = f"materialization run 2 (pid {first.pid})"
+
+        skipped = start_cli("materialize", "--incremental", "--if-idle", "--repo", str(repo), env=env)
+        code, out, err = finish(skipped)
+        assert (code, out.strip(), err) == (0, f"skip: {holder} is in progress", "")
+
+        second = start_cli("materialize", "--incremental", "--repo", str(repo), env=env)
+        assert second.stderr is not None
+        assert second.stderr.readline().strip() == f"waiting for {holder} to finish"
+        assert first.poll() is None and second.poll() is None
+    finally:
+        redis_client.client_unpause()
+    for process in (first, second):
+        code, out, err = finish(process)
+        assert code == 0, err
+    rows = query(
+        fs.config.duckdb_path,
+        f"SELECT run_id, status, started_at, finished_at FROM {PROJECT}.materialization_runs ORDER BY run_id",
+    )
+    assert [(r[0], r[1]) for r in rows] == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
+    assert rows[2][2] >= rows[1][3]  # the second started once the first had finished
+    assert lock.read_text() == ""  # released: nobody is named as holding it

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import redis
 
 from featurestore import FeatureStore
+from tests.online.helpers import MARKER
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TZ = pa.timestamp("us", tz="UTC")
@@ -185,5 +186,9 @@ def file_digest(path: Path) -> str:
 
 
 def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes | None, int]]:
-    """Every key of the database: its serialized value and its absolute expiry in ms (-1: none)."""
-    return {key: (client.dump(key), int(client.pexpiretime(key))) for key in client.scan_iter()}
+    """Every value key (not the project's marker): its serialized value and its absolute expiry in ms."""
+    return {
+        key: (client.dump(key), int(client.pexpiretime(key)))
+        for key in client.scan_iter()
+        if not key.endswith(MARKER)
+    }

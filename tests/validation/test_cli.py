@@ -73,7 +73,7 @@ def test_materialize_with_quarantine(tmp_path: Path, redis_client: redis.Redis) 
     assert done.returncode == 0, done.stderr
     [quarantined] = folder.iterdir()
     assert f"trips: 8 invalid rows quarantined to {quarantined}" in done.stdout
-    assert redis_client.dbsize() == 2 + 5  # profile customers, trips drivers with a valid row
+    assert redis_client.dbsize() == 2 + 5 + 1  # profile customers, trips drivers with a valid row, marker
 
     data = fs.config.repo / "data" / "trips"
     write(data / "c.parquet", trips_table([(8, 1, 1, 0.5, "car", 1), (9, 1, 1, 0.5, "car", -1)]))

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from featurestore import FeatureStore
-from featurestore.errors import ValidationError
+from featurestore.errors import ValidationError, ViewsFailedError
 from featurestore.offline.ingest import IngestResult
 from tests.helpers import run_cli
 from tests.validation.conftest import (
@@ -49,23 +49,32 @@ def store_state(fs: FeatureStore, client: redis.Redis) -> tuple[object, ...]:
     return file_digest(db), db.stat().st_size, db.with_name(db.name + ".wal").exists(), redis_dump(client)
 
 
-def test_fail_leaves_duckdb_and_redis_byte_for_byte(tmp_path: Path, redis_client: redis.Redis) -> None:
+def trips_keys(client: redis.Redis) -> dict[bytes, tuple[bytes | None, int]]:
+    return {k: v for k, v in redis_dump(client).items() if k.endswith(b"}:trips")}
+
+
+def test_fail_leaves_the_view_as_it_was_and_the_others_go_on(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
     fs = make_store(tmp_path / "repo")
     first = fs.materialize()  # the files were written just now: the racy-clean rule re-reads them
     assert first.written == 5 and ingestion(first.ingestion, "trips").rows_inserted == len(GOOD)
     assert any(ttl > 0 for _, ttl in redis_dump(redis_client).values())  # profile keys expire
-    before = store_state(fs, redis_client)
-    assert before[2] is False
+    before = trips_keys(redis_client)
 
-    # A bad trips file and a good new profile file: the run is refused as a whole.
+    # A bad trips file and a good new profile file: trips fails alone, profile goes on.
     data = fs.config.repo / "data"
     write(data / "trips" / "b.parquet", trips_table([*GOOD[:2], (4, 50, 50, 7.0, "car", 1)]))
     write(data / "profile" / "p2.parquet", profile_table([(10, 60, 99.0)]))
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(ViewsFailedError) as raised:
         fs.materialize()
-    assert raised.value.report.view == "trips"
+    assert list(raised.value.errors) == ["trips"]
+    error = raised.value.errors["trips"]
+    assert isinstance(error, ValidationError) and error.report.view == "trips"
     assert "b.parquet: column 'rate' failed in_range(0, 1) in 1 row(s)" in str(raised.value)
-    assert store_state(fs, redis_client) == before
+    assert trips_keys(redis_client) == before
+    profile = fs.get_online_features(["profile:balance"], {"customer_id": [10]}).to_dict()
+    assert profile["balance"] == [99.0]
     [kept] = (fs.config.store_dir / "validation").glob("trips-*-failed.json")
     saved = json.loads(kept.read_text())
     assert not saved["passed"] and saved["views"][0]["invalid_rows"] == 1
@@ -76,12 +85,13 @@ def test_fail_leaves_duckdb_and_redis_byte_for_byte(tmp_path: Path, redis_client
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     for part in ("'trips'", "b.parquet", "'rate'", RANGE, "nothing was written"):
         assert part in done.stderr, part
-    assert store_state(fs, redis_client) == before
+    assert trips_keys(redis_client) == before
 
-    # Fixed at the source, the next run takes both views' new files.
+    # Fixed at the source, the next run takes trips' file (profile's was taken already).
     write(data / "trips" / "b.parquet", trips_table([(4, 50, 50, 0.7, "car", 1)]))
     again = fs.materialize()
-    assert ingestion(again.ingestion, "profile").rows_inserted == 1
+    assert ingestion(again.ingestion, "trips").rows_inserted == 1
+    assert ingestion(again.ingestion, "profile").rows_inserted == 0
     keys = {"driver_id": [4], "customer_id": [10]}
     online = fs.get_online_features(["trips:rate", "profile:balance"], keys)
     assert online.to_dict() == {"driver_id": [4], "customer_id": [10], "rate": [0.7], "balance": [99.0]}

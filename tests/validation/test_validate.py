@@ -10,7 +10,12 @@ import pyarrow as pa
 import pytest
 
 from featurestore import FeatureStore
-from featurestore.errors import DefinitionError, NotAppliedError, SourceError, ValidationError
+from featurestore.errors import (
+    DefinitionError,
+    NotAppliedError,
+    SourceError,
+    ViewsFailedError,
+)
 from tests.validation.conftest import (
     GE,
     GOOD,
@@ -76,14 +81,14 @@ def test_each_failure_is_reported_and_refused(ingested: FeatureStore, case: str)
 
     db = fs.config.duckdb_path
     before = file_digest(db)
-    with pytest.raises(ValidationError) as raised:
-        fs.ingest()
+    with pytest.raises(ViewsFailedError) as raised:
+        fs.ingest(["trips"])  # alone: the other view would record its (unchanged) ingestion
     message = str(raised.value)
     for part in ("'trips'", "b.parquet", check, "nothing was written"):
         assert part in message, (part, message)
     if column is not None:
         assert f"column {column!r}" in message
-    assert raised.value.report.invalid_rows == len(bad_rows)
+    assert raised.value.errors["trips"].report.invalid_rows == len(bad_rows)  # type: ignore[attr-defined]
     assert file_digest(db) == before
 
 
@@ -146,8 +151,9 @@ def test_schema_drift_is_caught_before_anything_is_written(quarantining: Feature
     db = fs.config.duckdb_path
     before = file_digest(db)
     write(fs.config.repo / "data" / "trips" / "b.parquet", change(trips_table(GOOD)))
-    with pytest.raises(SourceError) as raised:
-        fs.ingest()
+    with pytest.raises(ViewsFailedError) as raised:
+        fs.ingest(["trips"])  # alone: the other view would record its (unchanged) ingestion
+    assert isinstance(raised.value.errors["trips"], SourceError)
     message = str(raised.value)
     for part in ["feature view 'trips'", "b.parquet", *parts]:
         assert part in message, (part, message)
@@ -159,7 +165,7 @@ def test_custom_checks_come_from_the_code_and_must_match_the_applied_ones(tmp_pa
     # The registry keeps a custom check by name only; ingestion takes its function from the code.
     dupes: list[Row] = [(4, 7, 7, 0.1, "car", 1), (4, 7, 7, 0.2, "bike", 2)]
     fs = make_store(tmp_path / "repo", trips={"a.parquet": [*GOOD, *dupes]})
-    with pytest.raises(ValidationError, match=UNIQUE):
+    with pytest.raises(ViewsFailedError, match=UNIQUE):
         fs.ingest()
     defs = fs.config.repo / "defs.py"
     defs.write_text(defs.read_text().replace('name="unique_key_ts_created"', 'name="renamed"'))
