@@ -350,10 +350,9 @@ class FeatureStore:
                     progress(f"{view.name}: validating {path.name}", i, len(files))
                 try:
                     check_file_schema(path, view)
+                    view_report.files.append(validate_file(view, path).report)
                 except SourceError as e:  # one bad file is reported, the others still checked
                     view_report.files.append(FileReport(str(path), 0, 0, error=e.message))
-                    continue
-                view_report.files.append(validate_file(view, path).report)
             report.views.append(view_report)
         return report
 

@@ -4,6 +4,7 @@ a recorded training set and the lineage of served values need."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -44,8 +45,10 @@ def test_gc_drops_old_runs_and_keeps_training_sets_and_served_lineage(
     with duckdb.connect(str(fs.config.duckdb_path), read_only=True) as con:
         # The ingestion that loaded the data the training set read: its record is worth keeping.
         [(loaded,)] = con.execute(FIRST_STATS_RUN).fetchall()
-    names = [record["id"], f"ingest-{loaded}", *(f"materialize-{r}" for r in served)]
-    lineage_before = {name: fs.lineage(name) for name in names}
+    names = [record["id"], *(f"materialize-{r}" for r in served)]
+    lineage_before = {name: without_noop_counts(fs.lineage(name)) for name in names}
+    # The loading run's own record and files stay; runs downstream of it that gc deletes go.
+    loaded_before = upstream(fs.lineage(f"ingest-{loaded}"))
 
     result = fs.gc(keep_runs=5)
 
@@ -56,7 +59,8 @@ def test_gc_drops_old_runs_and_keeps_training_sets_and_served_lineage(
     assert result.rows_deleted == sum(before.values()) - sum(after.values())
     assert served <= set(result.kept_materialization_runs) and loaded in result.kept_ingestion_runs
     # What the lineage shows of the training set and of each run behind a served value is unchanged.
-    assert {name: fs.lineage(name) for name in lineage_before} == lineage_before
+    assert {name: without_noop_counts(fs.lineage(name)) for name in lineage_before} == lineage_before
+    assert upstream(fs.lineage(f"ingest-{loaded}")) == loaded_before
     assert fs.gc(keep_runs=5).rows_deleted == 0  # nothing more to delete
     # The training set still rebuilds byte for byte from its record, once the file added since is gone.
     (fs.config.repo / "data" / "stats" / "c.parquet").unlink()
@@ -86,3 +90,15 @@ def test_gc_command(redis_url: str, store: FeatureStore) -> None:
     assert "run_sources" in done.stdout and "Kept" in done.stdout
     refused = run_cli("gc", "--repo", str(store.config.repo), "--keep-runs", "0")
     assert refused.returncode == 2 and "--keep-runs" in refused.stderr
+
+
+def without_noop_counts(graph: dict[str, Any]) -> dict[str, Any]:
+    """The graph without the count of runs that changed nothing: gc deletes those runs by design."""
+    for node in graph["nodes"]:
+        node.pop("unchanged_runs", None)
+    return graph
+
+
+def upstream(graph: dict[str, Any]) -> list[dict[str, Any]]:
+    """The root run's node and the files it read."""
+    return [n for n in graph["nodes"] if n["id"] == graph["root"] or n["kind"] == "file"]
