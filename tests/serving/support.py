@@ -266,6 +266,40 @@ def _established(pid: int, port: int, column: int) -> int:
     return count
 
 
+
+def unread_bytes(pid: int, port: int) -> int:
+    """Bytes that arrived on process ``pid``'s connections on local ``port`` and wait unread:
+    a request that reached a server stopped with SIGSTOP."""
+    inodes = {
+        target[len("socket:["):-1]
+        for target in (_readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+        if target.startswith("socket:[")
+    }
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port and cols[9] in inodes:
+                total += int(cols[4].split(":")[1], 16)  # tx_queue:rx_queue, in hex
+    return total
+
+
+def listening(port: int) -> bool:
+    """Whether any process listens on local TCP ``port``."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
 def open_fds(pid: int) -> int:
     """How many file descriptors process ``pid`` has open."""
     return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
