@@ -15,14 +15,11 @@ import pyarrow.parquet as pq
 import redis
 
 from featurestore import FeatureStore
-from featurestore.online.codec import HEADER
 from featurestore.storage import connection, quote
+from tests.support.redis import redis_dump
 
 TZ = pa.timestamp("us", tz="UTC")
 _NO_CREATED = datetime.min.replace(tzinfo=UTC)
-# The run id sits at bytes 16..20 of the value header; it differs between otherwise equal runs.
-_RUN_ID = slice(16, 20)
-assert HEADER.size == 24 and HEADER.format == "<qqII"
 
 
 def make_store(repo: Path, defs: str, data: Mapping[str, pa.Table], project: str = "online") -> FeatureStore:
@@ -59,16 +56,6 @@ def client_of(fs: FeatureStore) -> redis.Redis:
     return redis.Redis.from_url(fs.config.redis_url)
 
 
-def dump(client: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
-    """Every key: its value without the run id, and its absolute expiry in ms (-1: none)."""
-    out = {}
-    for key in client.scan_iter():
-        value = client.get(key)
-        assert value is not None
-        out[key] = (value[: _RUN_ID.start] + value[_RUN_ID.stop :], int(client.pexpiretime(key)))
-    return out
-
-
 def clean_run_dump(fs: FeatureStore, db: int = 1) -> dict[bytes, tuple[bytes, int]]:
     """What one uninterrupted full materialization writes into an empty database."""
     other = on_db(fs, db)
@@ -76,7 +63,7 @@ def clean_run_dump(fs: FeatureStore, db: int = 1) -> dict[bytes, tuple[bytes, in
     try:
         client.flushdb()
         other.materialize()
-        return dump(client)
+        return redis_dump(client)
     finally:
         client.close()
         other.close()

@@ -27,7 +27,6 @@ from tests.online.helpers import (
     TZ,
     client_of,
     columns,
-    dump,
     edit,
     expected_lookup,
     lookup,
@@ -35,6 +34,7 @@ from tests.online.helpers import (
     newest_rows,
     write_parquet,
 )
+from tests.support.redis import redis_dump
 
 TRIPS = """
 from featurestore import Entity, FeatureView, Field, Float64, Int64, ParquetSource, String
@@ -290,7 +290,7 @@ def test_a_view_gone_from_online_loses_its_keys_and_only_those(
 ) -> None:
     fs = two_views(tmp_path / "repo")
     fs.materialize()
-    before = dump(redis_client)
+    before = redis_dump(redis_client)
     assert len(keys_of(redis_client, "zones")) == 5 and len(keys_of(redis_client, "stats")) == 5
 
     defs = tmp_path / "repo" / "defs.py"
@@ -303,7 +303,7 @@ def test_a_view_gone_from_online_loses_its_keys_and_only_those(
 
     assert result.removed == {"zones": 5}
     assert keys_of(redis_client, "zones") == set()
-    assert dump(redis_client) == {k: v for k, v in before.items() if k.endswith(b":stats")}
+    assert redis_dump(redis_client) == {k: v for k, v in before.items() if k.endswith(b":stats")}
     assert fs.materialize().removed == {}  # done once, not on every run
     fresh = FeatureStore(fs.config.repo)  # see the report: fs itself caches the old registry
     if change == "remove":

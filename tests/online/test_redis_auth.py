@@ -17,9 +17,9 @@ from featurestore import FeatureStore, datagen
 from featurestore.config import load_config
 from featurestore.serving.client import Client
 from tests.certs import Certs, make_certs
-from tests.conftest import RedisServer, free_port
 from tests.helpers import run_cli
 from tests.serving.support import ServeProcess, copy_example_repo, from_client, from_in_process
+from tests.support.redis import RedisServer, free_port
 
 PASSWORD = "pw-Zq8rT1xWv7kLm3"
 WRONG = "pw-wrong-Hn4bYc9s"

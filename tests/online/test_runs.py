@@ -16,8 +16,8 @@ import redis
 from featurestore import FeatureStore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online import materialize as materialize_module
-from tests.conftest import RedisServer, free_port
-from tests.online.helpers import TZ, clean_run_dump, dump, make_store, runs, watermarks, write_parquet
+from tests.online.helpers import TZ, clean_run_dump, make_store, runs, watermarks, write_parquet
+from tests.support.redis import RedisServer, free_port, redis_dump
 
 DEFS = """
 from datetime import timedelta
@@ -101,7 +101,7 @@ def test_a_run_stopped_midway_is_recorded_and_a_rerun_completes_it(
     store.materialize_incremental()
     assert runs(store)[-1][1] == "succeeded"
     assert watermarks(store)["items"][1] == runs(store)[-1][0]
-    assert dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(redis_client) == clean_run_dump(store)
 
 
 KILL_AFTER_FIRST_BATCH = textwrap.dedent("""
@@ -140,7 +140,7 @@ def test_a_killed_run_moves_no_watermark_and_a_rerun_completes_it(
     assert watermarks(store) == mark
     store.materialize_incremental()
     assert [r[1] for r in runs(store)] == ["succeeded", "interrupted", "succeeded"]
-    assert dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(redis_client) == clean_run_dump(store)
 
 
 def test_redis_dying_midway_fails_the_run_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,16 +11,8 @@ import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
-from tests.online.helpers import (
-    TZ,
-    clean_run_dump,
-    columns,
-    dump,
-    expected_lookup,
-    lookup,
-    make_store,
-    newest_rows,
-)
+from tests.online.helpers import TZ, clean_run_dump, columns, expected_lookup, lookup, make_store, newest_rows
+from tests.support.redis import redis_dump
 
 DEFS = """
 from datetime import timedelta
@@ -91,7 +83,7 @@ def test_an_older_range_never_overwrites_a_newer_one(
     assert serves_newest(store)
     result = store.get_online_features(["scores:v"], {"id": IDS}, with_run_ids=True)
     assert result.run_ids == {"scores": [newer.run_id] * len(IDS)}
-    assert dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(redis_client) == clean_run_dump(store)
 
 
 @pytest.mark.parametrize("order", [[(0, 4), (2, 6)], [(2, 6), (0, 4)], [(0, 6), (1, 2), (0, 3)]])
@@ -101,15 +93,15 @@ def test_overlapping_ranges_in_any_order_leave_the_state_of_one_full_run(
     for start, end in order:
         store.materialize(at(start), at(end))
     assert serves_newest(store)
-    assert dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(redis_client) == clean_run_dump(store)
 
 
 def test_a_rerun_rewrites_the_same_values(store: FeatureStore, redis_client: redis.Redis) -> None:
     first = store.materialize()
-    state = dump(redis_client)
+    state = redis_dump(redis_client)
     again = store.materialize()
     assert again.written == first.written == len(IDS)  # ties rewrite: reruns stay idempotent
-    assert dump(redis_client) == state
+    assert redis_dump(redis_client) == state
 
 
 def test_a_range_must_not_be_empty(store: FeatureStore, at: Minutes) -> None:

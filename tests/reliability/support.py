@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import redis
 
 from featurestore.storage import connection
-from tests.conftest import RedisServer, free_port
 from tests.helpers import FEATURESTORE
+from tests.support.redis import RedisServer, free_port
 
 PROJECT = "rel"
 DEFS = """
@@ -285,24 +285,6 @@ def materializing(server: DurableRedis) -> Callable[[int], bool]:
     client = server.client()
     start = script_calls(client)
     return lambda pid: script_calls(client) > start
-
-
-def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
-    """Every key: its value without the run id (bytes 16..20 of the header), and its absolute
-    expiry in ms; pipelined, for tens of thousands of keys."""
-    keys = list(client.scan_iter(count=5000))
-    out: dict[bytes, tuple[bytes, int]] = {}
-    for i in range(0, len(keys), 5000):
-        chunk = keys[i : i + 5000]
-        pipe = client.pipeline(transaction=False)
-        for k in chunk:
-            pipe.get(k)
-            pipe.pexpiretime(k)
-        replies = pipe.execute()
-        for j, k in enumerate(chunk):
-            value = replies[2 * j]
-            out[k] = (value[:16] + value[20:], int(replies[2 * j + 1]))
-    return out
 
 
 def event_times(dump: dict[bytes, tuple[bytes, int]]) -> dict[bytes, int]:

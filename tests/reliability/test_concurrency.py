@@ -28,11 +28,11 @@ from tests.reliability.support import (
     opened,
     parquet_rows,
     query,
-    redis_dump,
     start_cli,
     wait_until,
     write_repo,
 )
+from tests.support.redis import redis_dump
 
 ROWS = 100_000
 

@@ -25,11 +25,11 @@ from tests.reliability.support import (
     materializing,
     one_error_line,
     query,
-    redis_dump,
     start_cli,
     wait_until,
     write_repo,
 )
+from tests.support.redis import redis_dump
 
 ENTITIES = 25_000  # two batches of writes: about a second of materialization here
 

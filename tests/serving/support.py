@@ -22,8 +22,8 @@ from featurestore import FeatureStore
 from featurestore.config import load_config
 from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.client import OnlineResponse
-from tests.conftest import free_port
 from tests.helpers import FEATURESTORE, run_cli
+from tests.support.redis import free_port
 
 ROOT = Path(__file__).parent.parent.parent
 SERVICE = "featurestore.serving.v1.FeatureServing"

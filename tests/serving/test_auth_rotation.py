@@ -12,8 +12,8 @@ import pytest
 
 from featurestore.serving import auth
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.conftest import RedisServer
 from tests.serving.support import SERVICE, ServeProcess, wait_for
+from tests.support.redis import RedisServer
 
 OLD = "old-token-0123456789abcdef"
 NEW = "new-token-fedcba9876543210"

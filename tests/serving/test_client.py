@@ -9,8 +9,8 @@ import pytest
 
 import featurestore
 from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
-from tests.conftest import RedisServer
 from tests.serving.support import ServeProcess, open_store, wait_for
+from tests.support.redis import RedisServer
 
 CITY = ["driver_stats:city"]
 DRIVERS = [1001, 1002, 5]

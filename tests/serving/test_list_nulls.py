@@ -12,9 +12,9 @@ import redis
 
 import featurestore
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.conftest import RedisServer
 from tests.online.helpers import make_store
 from tests.serving.support import ServeProcess, from_client, from_http, from_in_process
+from tests.support.redis import RedisServer
 
 DEFS = """
 from featurestore import Entity, FeatureView, Field, Float32, Float64, Int32, Int64, List, ParquetSource

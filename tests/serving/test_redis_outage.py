@@ -18,7 +18,6 @@ import featurestore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.conftest import RedisServer
 from tests.serving.support import (
     NOT_SERVING,
     SERVICE,
@@ -32,6 +31,7 @@ from tests.serving.support import (
     rss_bytes,
     wait_for,
 )
+from tests.support.redis import RedisServer
 
 REDIS_TIMEOUT = 0.5
 # The callers' deadline while Redis is away: the server must answer UNAVAILABLE before it

@@ -16,7 +16,6 @@ import featurestore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.conftest import RedisServer, free_port
 from tests.helpers import run_cli
 from tests.serving.support import (
     ServeProcess,
@@ -28,6 +27,7 @@ from tests.serving.support import (
     unread_bytes,
     wait_for,
 )
+from tests.support.redis import RedisServer, free_port
 
 DRIVERS = list(range(1001, 1021))
 CITY = ["driver_stats:city"]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import redis
 
 from featurestore import FeatureStore
 
@@ -182,8 +181,3 @@ def newest_valid(rows: Sequence[Row]) -> dict[int, Row]:
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes | None, int]]:
-    """Every key of the database: its serialized value and its absolute expiry in ms (-1: none)."""
-    return {key: (client.dump(key), int(client.pexpiretime(key))) for key in client.scan_iter()}
