@@ -19,7 +19,8 @@ from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 from featurestore.storage import connect
 from tests.reliability.support import DEFS, OpenWatch, finish, hours_ago, items_file, start_cli, write_repo
-from tests.serving.support import ServeProcess, wait_for
+from tests.serving.support import ServeProcess
+from tests.support.waiting import wait_for
 
 ENTITIES = 5_000
 CALLERS = 2

@@ -9,10 +9,9 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import httpx
@@ -24,12 +23,12 @@ from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.client import OnlineResponse
 from tests.helpers import FEATURESTORE, run_cli
 from tests.support.redis import free_port
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).parent.parent.parent
 SERVICE = "featurestore.serving.v1.FeatureServing"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-T = TypeVar("T")
 
 
 def copy_example_repo(dest: Path, data: Path, redis_url: str) -> Path:
@@ -54,22 +53,6 @@ def materialized_example_repo(dest: Path, data: Path, redis_url: str) -> Path:
 def open_store(repo: Path) -> FeatureStore:
     """An in-process store that reads only the repo's featurestore.toml (no environment)."""
     return FeatureStore(repo, config=load_config(repo, env={}))
-
-
-def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last failure
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} within {timeout}s; last: {last!r}")
 
 
 def health(target: str, service: str = "", timeout: float = 2.0, ca: Path | None = None) -> int:

@@ -12,8 +12,9 @@ import pytest
 
 from featurestore.serving import auth
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.serving.support import SERVICE, ServeProcess, wait_for
+from tests.serving.support import SERVICE, ServeProcess
 from tests.support.redis import RedisServer
+from tests.support.waiting import wait_for
 
 OLD = "old-token-0123456789abcdef"
 NEW = "new-token-fedcba9876543210"

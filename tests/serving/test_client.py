@@ -9,8 +9,9 @@ import pytest
 
 import featurestore
 from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
-from tests.serving.support import ServeProcess, open_store, wait_for
+from tests.serving.support import ServeProcess, open_store
 from tests.support.redis import RedisServer
+from tests.support.waiting import wait_for
 
 CITY = ["driver_stats:city"]
 DRIVERS = [1001, 1002, 5]

@@ -29,9 +29,9 @@ from tests.serving.support import (
     open_fds,
     open_store,
     rss_bytes,
-    wait_for,
 )
 from tests.support.redis import RedisServer
+from tests.support.waiting import wait_for
 
 REDIS_TIMEOUT = 0.5
 # The callers' deadline while Redis is away: the server must answer UNAVAILABLE before it

@@ -25,9 +25,9 @@ from tests.serving.support import (
     open_store,
     process_state,
     unread_bytes,
-    wait_for,
 )
 from tests.support.redis import RedisServer, free_port
+from tests.support.waiting import wait_for
 
 DRIVERS = list(range(1001, 1021))
 CITY = ["driver_stats:city"]
