@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,15 +12,10 @@ import redis
 
 from featurestore import datagen
 from tests.helpers import write_repo
+from tests.support.redis import RedisServer, free_port
 
 # Generated data ends here, so tests do not depend on the clock.
 DATA_END = datetime(2026, 1, 31, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -55,54 +47,6 @@ def make_repo(tmp_path: Path, tiny_data: Path):  # type: ignore[no-untyped-def]
         return write_repo(tmp_path / "repo", files, tiny_data, project)
 
     return make
-
-
-class RedisServer:
-    """A real redis-server process on a loopback port, started and stopped by the tests."""
-
-    def __init__(self, port: int, workdir: Path, *args: str) -> None:
-        self.port = port
-        self.workdir = workdir
-        self.args = args  # more redis-server options (e.g. --requirepass)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-                *self.args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from featurestore import secrets
 from featurestore.config import load_config
 from featurestore.errors import ConfigError, OnlineStoreUnavailable
 from featurestore.online.connection import checked_client
-from tests.conftest import free_port
+from tests.support.redis import free_port
 
 
 @pytest.mark.parametrize(

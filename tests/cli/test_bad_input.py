@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisServer, free_port
 from tests.helpers import run_cli
+from tests.support.redis import RedisServer, free_port
 
 SERVICE = ("--service", "trip_model")
 

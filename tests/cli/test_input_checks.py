@@ -84,7 +84,8 @@ def test_a_string_that_is_not_utf8_fails_validation_and_is_quarantined(
     repo = copy_of(applied, tmp_path)
     bad = repo / "data" / "driver_stats" / "zz-latin.parquet"
     _invalid_utf8_file(bad)
-    one_line_error(run_cli("materialize", "--repo", str(repo), "--offline"), "city", "valid_utf8", summary=True)
+    done = run_cli("materialize", "--repo", str(repo), "--offline")
+    one_line_error(done, "city", "valid_utf8", summary=True)
     assert "valid_utf8" in run_cli("validate", "--repo", str(repo)).stdout
 
     defs = repo / "drivers.py"

@@ -23,9 +23,9 @@ import redis
 from featurestore import datagen
 from featurestore.online.materialize import EXPIRED_GRACE
 from tests.cli.test_bad_input import one_line_error
-from tests.conftest import RedisServer
 from tests.helpers import FEATURESTORE, run_cli
 from tests.serving.support import copy_example_repo, open_store
+from tests.support.redis import RedisServer
 
 TTL = timedelta(days=2)  # driver_stats, in definitions/drivers.py
 SUMMARY = re.compile(r"Run (\d+): ([\d,]+) rows read, ([\d,]+) entities written in [\d.]+s\.")

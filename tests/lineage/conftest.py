@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from featurestore import FeatureStore
-from tests.conftest import RedisServer
+from tests.support.redis import RedisServer
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from featurestore import datagen
-from tests.conftest import RedisServer, free_port
 from tests.serving.support import materialized_example_repo
+from tests.support.redis import RedisServer, free_port
 
 
 @pytest.fixture(scope="package")

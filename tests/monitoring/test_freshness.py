@@ -15,8 +15,8 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.config import load_config
 from featurestore.errors import InvalidRequestError
-from tests.conftest import RedisServer
 from tests.helpers import run_cli
+from tests.support.redis import RedisServer
 
 DEFINITIONS = '''
 from datetime import timedelta

@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import featurestore
 from featurestore.errors import InvalidRequestError
-from tests.conftest import RedisServer
 from tests.monitoring.conftest import sample, scrape
 from tests.serving.support import ServeProcess
+from tests.support.redis import RedisServer
 
 GET_ONLINE = "/featurestore.serving.v1.FeatureServing/GetOnlineFeatures"
 ONLINE_ROUTE = "POST /v1/online-features"

@@ -19,8 +19,9 @@ from featurestore.online.lookup import LookupPlan, OnlineResult
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.request_log import RequestLog
-from tests.conftest import RedisServer
-from tests.serving.support import open_store, wait_for
+from tests.serving.support import open_store
+from tests.support.redis import RedisServer
+from tests.support.waiting import wait_for
 
 N_FEATURES = 16
 

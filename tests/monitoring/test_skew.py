@@ -20,10 +20,10 @@ from featurestore.config import load_config
 from featurestore.errors import ConfigError
 from featurestore.online.codec import ViewCodec
 from featurestore.online.keys import entity_tag, view_key
-from tests.conftest import RedisServer
 from tests.helpers import run_cli
 from tests.monitoring.conftest import sample, scrape
 from tests.serving.support import ServeProcess, open_store
+from tests.support.redis import RedisServer
 
 ENTITIES = {"driver_id": [1001, 1002, 7], "customer_id": [5001, 9, 5003]}
 N_FEATURES = 16  # trip_model: 13 driver_stats features + 3 customer_profile features

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore
@@ -52,6 +53,11 @@ maybe_int = st.one_of(st.none(), st.integers(-5, 5))
 
 def ts(minute: int) -> datetime:
     return T0 + timedelta(minutes=minute)
+
+
+def when(offset: timedelta | None) -> datetime | None:
+    """An entity row's time (an offset from T0), or None."""
+    return None if offset is None else T0 + offset
 
 
 @pytest.fixture(scope="module")
@@ -115,20 +121,30 @@ def write_sources(
     )
 
 
+# Entity ids and source ids lean towards 1, so most entity rows have source rows to match.
+few_ids = st.one_of(st.just(1), st.integers(1, 3))
 driver_row = st.tuples(
-    st.integers(1, 3),
+    few_ids,
     minutes,
     st.one_of(st.none(), minutes),
     maybe_int,
     st.one_of(st.none(), st.floats(-10, 10, allow_nan=False)),
 )
-# (driver, customer, country, city, minute): a few null keys and times, which match nothing.
+# Entity times as offsets from T0: mostly on the sources' 10-minute grid (rows exactly at the
+# entity time, exactly one TTL old), else a second either side of it (just inside or past
+# a TTL) or anywhere between. Whole seconds: every timestamp unit holds them exactly.
+on_grid = st.integers(-1, 15).map(lambda m: timedelta(minutes=10 * m))
+second = st.sampled_from([timedelta(seconds=-1), timedelta(seconds=1)])
+near_grid = st.tuples(on_grid, second).map(lambda t: t[0] + t[1])
+off_grid = st.tuples(on_grid, st.integers(2, 598)).map(lambda t: t[0] + timedelta(seconds=t[1]))
+entity_time = st.one_of(on_grid, on_grid, near_grid, near_grid, off_grid, st.just(None))
+# (driver, customer, country, city, offset): a few null keys and times, which match nothing.
 entity_row = st.tuples(
-    st.one_of(st.integers(0, 4), st.just(None)),
-    st.integers(0, 3),
+    st.one_of(few_ids, few_ids, st.integers(0, 4), st.just(None)),
+    st.one_of(st.just(1), st.integers(0, 3)),
     st.sampled_from(["pt", "es"]),
     st.sampled_from(["porto", "lisbon"]),
-    st.one_of(st.integers(-10, 150), st.just(None)),
+    entity_time,
 )
 FEATURES = [
     "driver_all:trips",
@@ -146,7 +162,7 @@ def entity_input(
     entities: list[tuple[Any, ...]], zone: str, unit: str, form: str, ts_column: str, folder: Path
 ) -> Any:
     """The entity rows as the user may hold them: timestamps naive (UTC) or in a zone, any unit."""
-    instants = [None if e[4] is None else ts(e[4]) for e in entities]
+    instants = [when(e[4]) for e in entities]
     if zone == "naive":
         walls = [None if t is None else t.replace(tzinfo=None) for t in instants]
         times = pa.array(walls, pa.timestamp(unit))
@@ -176,28 +192,110 @@ def entity_input(
     return path
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    driver_files=st.lists(st.lists(driver_row, min_size=1, max_size=12), min_size=1, max_size=3),
-    customers=st.lists(st.tuples(st.integers(1, 3), minutes, maybe_int), min_size=1, max_size=8),
-    regions=st.lists(
-        st.tuples(
-            st.sampled_from(["pt", "es"]),
-            st.sampled_from(["porto", "lisbon"]),
-            minutes,
-            st.one_of(st.none(), st.floats(0, 1)),
+# Explicit cases for the edges the join was built for: rows exactly at the entity time,
+# exactly one TTL old and a second past it; equal event times decided by the created time
+# (a missing one losing), and full ties decided by the later file, then the later row.
+EDGES = {
+    "driver_files": [
+        [(1, 0, None, 1, 0.1), (1, 0, 10, 2, 0.2), (2, 30, 30, 3, None), (2, 30, 30, 4, 0.4)],
+        [(1, 0, 5, 5, 0.5), (2, 30, 30, 6, 0.6), (3, 60, None, 7, 0.7), (3, 60, None, 8, 0.8)],
+    ],
+    "customers": [(1, 0, 10), (1, 0, 11), (2, 60, None)],
+    "regions": [("pt", "porto", 0, 0.5), ("pt", "porto", 0, 0.25)],
+    "entities": [
+        (1, 1, "pt", "porto", timedelta(0)),  # rows at the entity time; created decides
+        (1, 1, "pt", "porto", timedelta(minutes=30)),  # one TTL old for driver_ttl
+        (1, 1, "pt", "porto", timedelta(minutes=30, seconds=1)),  # a second past it
+        (1, 1, "pt", "porto", timedelta(minutes=60)),  # one TTL old for customer_v
+        (1, 1, "pt", "porto", timedelta(minutes=60, seconds=1)),
+        (2, 2, "es", "porto", timedelta(minutes=30)),  # full tie over files: later file
+        (3, 2, "es", "lisbon", timedelta(minutes=90)),  # full tie in a file, exactly TTL old
+        (3, 3, "pt", "lisbon", timedelta(minutes=90, seconds=-1)),
+    ],
+}
+# Entity rows (over the two TTL views, all examples) that must meet each case: the strategies
+# above reach each several times more often; before them, no example had a row one TTL old.
+EDGE_CASES = {"at entity time": 30, "equal event times": 30, "one TTL old": 15, "just past TTL": 10}
+
+
+def edges_hit(
+    entity_keys: list[tuple[Any, ...]],
+    times: list[datetime | None],
+    rows: list[SourceRow],
+    ttl: timedelta | None,
+) -> Counter[str]:
+    """How many entity rows meet each edge case of one view (coverage, not correctness)."""
+    hit: Counter[str] = Counter()
+    for keys, at in zip(entity_keys, times, strict=True):
+        mine = [r.event_ts for r in rows if at is not None and r.keys == keys]
+        usable = [t for t in mine if t <= at and (ttl is None or t >= at - ttl)]
+        hit["matched"] += bool(usable)
+        hit["at entity time"] += at in mine
+        if ttl is not None and at is not None:
+            hit["one TTL old"] += at - ttl in mine
+            hit["just past TTL"] += at - ttl - timedelta(seconds=1) in mine
+        hit["equal event times"] += bool(usable) and mine.count(max(usable)) > 1
+    return hit
+
+
+# 100 examples, each an ingestion, in one test: minutes on a shared, loaded machine.
+@pytest.mark.timeout(1800)
+def test_matches_reference(pit_repo: FeatureStore) -> None:
+    hit: Counter[str] = Counter()
+    entity_rows = 0
+
+    @settings(
+        max_examples=100, deadline=None, derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        driver_files=st.lists(st.lists(driver_row, min_size=2, max_size=12), min_size=1, max_size=3),
+        customers=st.lists(st.tuples(few_ids, minutes, maybe_int), min_size=2, max_size=8),
+        regions=st.lists(
+            st.tuples(
+                st.sampled_from(["pt", "es"]),
+                st.sampled_from(["porto", "lisbon"]),
+                minutes,
+                st.one_of(st.none(), st.floats(0, 1)),
+            ),
+            min_size=1,
+            max_size=8,
         ),
-        min_size=1,
-        max_size=8,
-    ),
-    entities=st.lists(entity_row, min_size=1, max_size=15),
-    zone=st.sampled_from(["UTC", "naive", "Asia/Kolkata", "America/New_York"]),
-    unit=st.sampled_from(["s", "ms", "us", "ns"]),
-    form=st.sampled_from(["arrow", "pandas", "parquet", "sql"]),
-    ts_column=st.sampled_from(["event_timestamp", "labelled_at"]),
-    full_names=st.booleans(),
-)
-def test_matches_reference(
+        entities=st.lists(entity_row, min_size=8, max_size=20),
+        zone=st.sampled_from(["UTC", "naive", "Asia/Kolkata", "America/New_York"]),
+        unit=st.sampled_from(["s", "ms", "us", "ns"]),
+        form=st.sampled_from(["arrow", "pandas", "parquet", "sql"]),
+        ts_column=st.sampled_from(["event_timestamp", "labelled_at"]),
+        full_names=st.booleans(),
+    )
+    @example(**EDGES, zone="UTC", unit="s", form="arrow", ts_column="event_timestamp", full_names=True)
+    @example(**EDGES, zone="Asia/Kolkata", unit="ns", form="sql", ts_column="labelled_at", full_names=False)
+    def check(
+        driver_files: list[list[tuple[Any, ...]]],
+        customers: list[tuple[Any, ...]],
+        regions: list[tuple[Any, ...]],
+        entities: list[tuple[Any, ...]],
+        zone: str,
+        unit: str,
+        form: str,
+        ts_column: str,
+        full_names: bool,
+    ) -> None:
+        nonlocal entity_rows
+        for view, entity_keys, times, rows, ttl in check_example(
+            pit_repo, driver_files, customers, regions, entities, zone, unit, form, ts_column, full_names
+        ):
+            if view in ("driver_ttl", "customer_v"):
+                hit.update(edges_hit(entity_keys, times, rows, ttl))
+        entity_rows += len(entities)
+
+    check()
+    # The examples must reach the edges, not only pass: each case met by many entity rows.
+    assert all(hit[case] >= least for case, least in EDGE_CASES.items()), hit
+    assert hit["matched"] >= 0.25 * 2 * entity_rows, (hit, entity_rows)  # was 6% of entity rows
+
+
+def check_example(
     pit_repo: FeatureStore,
     driver_files: list[list[tuple[Any, ...]]],
     customers: list[tuple[Any, ...]],
@@ -208,7 +306,8 @@ def test_matches_reference(
     form: str,
     ts_column: str,
     full_names: bool,
-) -> None:
+) -> list[tuple[str, list[tuple[Any, ...]], list[datetime | None], list[SourceRow], timedelta | None]]:
+    """Assert one example's training set matches the reference; each view's inputs to it."""
     repo = pit_repo.config.repo
     write_sources(repo, driver_files, customers, regions)
     pit_repo.ingest()
@@ -229,7 +328,7 @@ def test_matches_reference(
     assert got.column("label").to_pylist() == list(range(len(entities)))
     assert got.column("driver_id").to_pylist() == [e[0] for e in entities]
     assert got.column("city").to_pylist() == [e[3] for e in entities]
-    times = [None if e[4] is None else ts(e[4]) for e in entities]
+    times = [when(e[4]) for e in entities]
     got_times = got.column(ts_column).to_pylist()
     if zone == "naive":  # naive stays naive; read as UTC
         got_times = [None if t is None else t.replace(tzinfo=UTC) for t in got_times]
@@ -247,17 +346,16 @@ def test_matches_reference(
     region_rows = [
         SourceRow((r[0], r[1]), ts(r[2]), None, (0, j), {"demand": r[3]}) for j, r in enumerate(regions)
     ]
+    views = [
+        ("driver_all", [(e[0],) for e in entities], times, driver_rows, None),
+        ("driver_ttl", [(e[0],) for e in entities], times, driver_rows, timedelta(minutes=30)),
+        ("customer_v", [(e[1],) for e in entities], times, customer_rows, timedelta(hours=1)),
+        ("region_v", [(e[2], e[3]) for e in entities], times, region_rows, None),
+    ]
+    values = {"driver_all": ["trips", "score"], "driver_ttl": ["trips", "score"], "customer_v": ["balance"],
+              "region_v": ["demand"]}
     expected = {
-        "driver_all": point_in_time(
-            [(e[0],) for e in entities], times, driver_rows, ["trips", "score"], None
-        ),
-        "driver_ttl": point_in_time(
-            [(e[0],) for e in entities], times, driver_rows, ["trips", "score"], timedelta(minutes=30)
-        ),
-        "customer_v": point_in_time(
-            [(e[1],) for e in entities], times, customer_rows, ["balance"], timedelta(hours=1)
-        ),
-        "region_v": point_in_time([(e[2], e[3]) for e in entities], times, region_rows, ["demand"], None),
+        view: point_in_time(keys, at, rows, values[view], ttl) for view, keys, at, rows, ttl in views
     }
     for ref in features:
         view, feature = ref.split(":")
@@ -265,3 +363,4 @@ def test_matches_reference(
         assert got.column(name).to_pylist() == [row[feature] for row in expected[view]], ref
         if feature in ("trips", "balance"):  # nulls keep the integer type
             assert got.schema.field(name).type == pa.int64(), ref
+    return views

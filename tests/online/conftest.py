@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import free_port
+from tests.support.redis import free_port
 
 
 @pytest.fixture

@@ -15,16 +15,11 @@ import pyarrow.parquet as pq
 import redis
 
 from featurestore import FeatureStore
-from featurestore.online.codec import HEADER
 from featurestore.storage import connection, quote
+from tests.support.redis import redis_dump
 
 TZ = pa.timestamp("us", tz="UTC")
 _NO_CREATED = datetime.min.replace(tzinfo=UTC)
-# The end of the project's marker hash (online/presence.py), which holds no value.
-MARKER = b"}:online-epoch"
-# The run id sits at bytes 16..20 of the value header; it differs between otherwise equal runs.
-_RUN_ID = slice(16, 20)
-assert HEADER.size == 24 and HEADER.format == "<qqII"
 
 
 def make_store(repo: Path, defs: str, data: Mapping[str, pa.Table], project: str = "online") -> FeatureStore:
@@ -61,24 +56,6 @@ def client_of(fs: FeatureStore) -> redis.Redis:
     return redis.Redis.from_url(fs.config.redis_url)
 
 
-def value_keys(client: redis.Redis) -> list[bytes]:
-    """Every key but the project's marker hash: one per (entity, view)."""
-    return [k for k in client.scan_iter() if not k.endswith(MARKER)]
-
-
-def dump(client: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
-    """Every value key (not the project's marker): its value without the run id, and its
-    absolute expiry in ms (-1: none)."""
-    out = {}
-    for key in client.scan_iter():
-        if key.endswith(MARKER):
-            continue
-        value = client.get(key)
-        assert value is not None
-        out[key] = (value[: _RUN_ID.start] + value[_RUN_ID.stop :], int(client.pexpiretime(key)))
-    return out
-
-
 def clean_run_dump(fs: FeatureStore, db: int = 1) -> dict[bytes, tuple[bytes, int]]:
     """What one uninterrupted full materialization writes into an empty database."""
     other = on_db(fs, db)
@@ -86,7 +63,7 @@ def clean_run_dump(fs: FeatureStore, db: int = 1) -> dict[bytes, tuple[bytes, in
     try:
         client.flushdb()
         other.materialize()
-        return dump(client)
+        return redis_dump(client)
     finally:
         client.close()
         other.close()

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurestore.online.aioredis import AsyncRedis
-from tests.conftest import RedisServer, free_port
+from tests.support.redis import RedisServer, free_port
 
 T = TypeVar("T")
 

@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from featurestore import FeatureStore
-from tests.online.helpers import TZ, clean_run_dump, dump, make_store, watermarks, write_parquet
+from tests.online.helpers import TZ, clean_run_dump, make_store, watermarks, write_parquet
+from tests.support.redis import redis_dump
 
 DEFS = """
 from featurestore import Entity, FeatureView, Field, Int64, ParquetSource
@@ -71,7 +72,7 @@ def test_each_run_writes_only_what_is_new(
     again = store.materialize_incremental()
     assert (again.rows_read, again.written) == (0, 0)  # nothing new
     assert watermarks(store)["items"][1] == again.run_id
-    state = dump(redis_client)
+    state = redis_dump(redis_client)
 
     # A new file, later in path order, with newer rows for items 1 and 2.
     add_file(store, "part-2.parquet", [(1, now - HOUR, None, 100), (2, now - HOUR, None, 200)])
@@ -79,9 +80,9 @@ def test_each_run_writes_only_what_is_new(
     assert (newer.views[0].entities, newer.written, newer.views[0].kept_newer) == (2, 2, 0)
     assert served(store, [0, 1, 2, 3]) == [0, 100, 200, 3]
     assert run_ids(store, [0, 1, 2, 3]) == [first.run_id, newer.run_id, newer.run_id, first.run_id]
-    changed = {k for k, v in dump(redis_client).items() if state.get(k) != v}
+    changed = {k for k, v in redis_dump(redis_client).items() if state.get(k) != v}
     assert changed == {b"{online:id=1}:items", b"{online:id=2}:items"}
-    assert dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(redis_client) == clean_run_dump(store)
 
 
 def test_a_late_file_with_old_event_times_is_picked_up(
@@ -109,7 +110,7 @@ def test_a_late_file_with_old_event_times_is_picked_up(
     # so each key gets its newest row overall: items 4 and 5 rewrite the value they had.
     assert (late.rows_read, late.written, late.views[0].kept_newer) == (7, 4, 0)
     assert served(store, [20, 3, 4, 5]) == [2000, 300, 4, 5]
-    assert dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(redis_client) == clean_run_dump(store)
     assert store.materialize_incremental().rows_read == 0  # picked up once
 
 

@@ -11,7 +11,7 @@ import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pytest
@@ -22,19 +22,19 @@ from hypothesis import strategies as st
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError, NotFoundError, OnlineStoreUnavailable
 from featurestore.online.materialize import EXPIRED_GRACE
+from featurestore.serving.fastpath import fast_encoder
 from tests.online.helpers import (
     TZ,
     client_of,
     columns,
-    dump,
     edit,
     expected_lookup,
     lookup,
     make_store,
     newest_rows,
-    value_keys,
     write_parquet,
 )
+from tests.support.redis import redis_dump, value_keys
 
 TRIPS = """
 from featurestore import Entity, FeatureView, Field, Float64, Int64, ParquetSource, String
@@ -218,6 +218,33 @@ def test_a_view_without_ttl_keeps_every_entity_forever(tmp_path: Path, redis_cli
     assert [redis_client.pttl(k) for k in value_keys(redis_client)] == [-1]
 
 
+
+def test_the_ttl_boundary_online_is_the_training_sets_one(tmp_path: Path, redis_client: redis.Redis) -> None:
+    # A value exactly TTL old is served, a microsecond older is EXPIRED, online (general and
+    # fast path) as offline. Lookups take the clock as an argument, so the boundary is exact.
+    event = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=123_457)
+    table = pa.table(
+        {"id": pa.array([1], pa.int64()), "ts": pa.array([event], TZ), "v": pa.array([7], pa.int64())}
+    )
+    fs = make_store(tmp_path / "repo", TTL_DEFS, {"items.parquet": table})
+    fs.materialize()
+    exact, past = event + TTL, event + TTL + timedelta(microseconds=1)
+
+    plan = fs.online_registry().plan(("items:v",))
+    n, entities = plan.entity_columns({"id": [1]})
+    raw = cast(list[bytes | None], redis_client.mget(plan.keys(n, entities)))
+    online = [plan.assemble(n, entities, raw, now=now).statuses()["v"] for now in (exact, past)]
+    assert online == [["PRESENT"], ["EXPIRED"]]
+    encoder = fast_encoder(plan)  # answers only when every value is live, else defers
+    assert encoder is not None
+    micros = [(now - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) for now in (exact, past)]
+    assert [encoder.encode(n, raw, 1, us) is not None for us in micros] == [True, False]
+
+    frame = pa.table({"id": pa.array([1, 1], pa.int64()), "event_timestamp": pa.array([exact, past], TZ)})
+    with fs.get_training_set(frame, ["items:v"]) as ts:
+        assert ts.to_arrow().column("v").to_pylist() == [7, None]
+
+
 # -- removing a view -----------------------------------------------------------------------
 
 TWO_VIEWS = """
@@ -263,7 +290,7 @@ def test_a_view_gone_from_online_loses_its_keys_and_only_those(
 ) -> None:
     fs = two_views(tmp_path / "repo")
     fs.materialize()
-    before = dump(redis_client)
+    before = redis_dump(redis_client)
     assert len(keys_of(redis_client, "zones")) == 5 and len(keys_of(redis_client, "stats")) == 5
 
     defs = tmp_path / "repo" / "defs.py"
@@ -276,7 +303,7 @@ def test_a_view_gone_from_online_loses_its_keys_and_only_those(
 
     assert result.removed == {"zones": 5}
     assert keys_of(redis_client, "zones") == set()
-    assert dump(redis_client) == {k: v for k, v in before.items() if k.endswith(b":stats")}
+    assert redis_dump(redis_client) == {k: v for k, v in before.items() if k.endswith(b":stats")}
     assert fs.materialize().removed == {}  # done once, not on every run
     fresh = FeatureStore(fs.config.repo)  # see the report: fs itself caches the old registry
     if change == "remove":

@@ -13,11 +13,11 @@ import pytest
 import redis
 
 from featurestore import FeatureStore
-from tests.conftest import RedisServer
 from tests.helpers import run_cli
 from tests.monitoring.conftest import sample, scrape
 from tests.online.helpers import TZ, make_store
 from tests.serving.support import ServeProcess
+from tests.support.redis import RedisServer
 
 DEFS = """
 from featurestore import Entity, FeatureView, Field, Int64, ParquetSource

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from featurestore import FeatureStore
 from featurestore.offline.tables import table_exists
 from featurestore.storage import connection
-from tests.online.helpers import clean_run_dump, dump, make_store, write_parquet
+from tests.online.helpers import clean_run_dump, make_store, write_parquet
 from tests.online.test_incremental import DEFS, HOUR, add_file, items, served
+from tests.support.redis import redis_dump
 
 Row = tuple[int, datetime, datetime | None, int]
 IDS = list(range(5))
@@ -45,7 +46,7 @@ def test_removed_newest_rows_give_way_to_the_rows_that_remain(
     result = fs.materialize()
     assert served(fs, [1, 2]) == [1, 21]
     assert result.views[0].corrected == 2  # both keys of the old file, rewritten from what remains
-    assert dump(redis_client) == clean_run_dump(fs)
+    assert redis_dump(redis_client) == clean_run_dump(fs)
 
 
 def test_a_removed_file_deletes_keys_left_without_rows(tmp_path: Path, redis_client: redis.Redis) -> None:
@@ -57,7 +58,7 @@ def test_a_removed_file_deletes_keys_left_without_rows(tmp_path: Path, redis_cli
     (fs.config.repo / "data" / "items" / "part-2.parquet").unlink()
     fs.materialize_incremental()
     assert served(fs, [0, 7]) == [0, None]
-    assert b"{online:id=7}:items" not in dump(redis_client)
+    assert b"{online:id=7}:items" not in redis_dump(redis_client)
     assert fs.materialize_incremental().views[0].corrected == 0  # done once
 
 
@@ -137,7 +138,7 @@ def test_redis_follows_the_sources_through_rewrites_and_removals(
                 del files[name]
             fs.materialize_incremental() if incremental else fs.materialize()
             assert served(fs, IDS) == reference(files, now)
-        assert dump(redis_client) == clean_run_dump(fs)
+        assert redis_dump(redis_client) == clean_run_dump(fs)
         fs.close()
 
 

@@ -11,16 +11,8 @@ import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
-from tests.online.helpers import (
-    TZ,
-    clean_run_dump,
-    columns,
-    dump,
-    expected_lookup,
-    lookup,
-    make_store,
-    newest_rows,
-)
+from tests.online.helpers import TZ, clean_run_dump, columns, expected_lookup, lookup, make_store, newest_rows
+from tests.support.redis import redis_dump
 
 DEFS = """
 from datetime import timedelta
@@ -91,7 +83,7 @@ def test_an_older_range_never_overwrites_a_newer_one(
     assert serves_newest(store)
     result = store.get_online_features(["scores:v"], {"id": IDS}, with_run_ids=True)
     assert result.run_ids == {"scores": [newer.run_id] * len(IDS)}
-    assert dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(redis_client) == clean_run_dump(store)
 
 
 @pytest.mark.parametrize("order", [[(0, 4), (2, 6)], [(2, 6), (0, 4)], [(0, 6), (1, 2), (0, 3)]])
@@ -101,17 +93,85 @@ def test_overlapping_ranges_in_any_order_leave_the_state_of_one_full_run(
     for start, end in order:
         store.materialize(at(start), at(end))
     assert serves_newest(store)
-    assert dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(redis_client) == clean_run_dump(store)
 
 
 def test_a_rerun_rewrites_the_same_values(store: FeatureStore, redis_client: redis.Redis) -> None:
     first = store.materialize()
-    state = dump(redis_client)
+    state = redis_dump(redis_client)
     again = store.materialize()
     assert again.written == first.written == len(IDS)  # ties rewrite: reruns stay idempotent
-    assert dump(redis_client) == state
+    assert redis_dump(redis_client) == state
 
 
 def test_a_range_must_not_be_empty(store: FeatureStore, at: Minutes) -> None:
     with pytest.raises(InvalidRequestError, match="is not before end"):
         store.materialize(at(3), at(3))
+
+
+# -- equal event times: the later created time wins, a missing one loses (as in Feast's DuckDB
+# store, whose ORDER BY created DESC puts nulls last), in one run, across runs and offline ----
+
+
+def one_row(repo: Path, at: datetime, created: datetime | None, v: int) -> FeatureStore:
+    """A repo of the ``online`` project whose only row is item 0 at ``at``."""
+    table = pa.table(
+        {
+            "id": pa.array([0], pa.int64()),
+            "ts": pa.array([at], TZ),
+            "created": pa.array([created], TZ),
+            "v": pa.array([v], pa.int64()),
+        }
+    )
+    return make_store(repo, DEFS, {"scores.parquet": table})
+
+
+@pytest.mark.parametrize("loser_created", [timedelta(seconds=1), None], ids=["earlier", "missing"])
+@pytest.mark.parametrize("winner_first", [True, False])
+def test_at_equal_event_times_the_later_created_wins_whichever_run_writes_first(
+    tmp_path: Path,
+    redis_client: redis.Redis,
+    at: Minutes,
+    loser_created: timedelta | None,
+    winner_first: bool,
+) -> None:
+    # Two repos (two DuckDB files) of one project write the same key: only the newer-wins
+    # script sees both rows, so only its created-time comparison can decide.
+    winner = one_row(tmp_path / "winner", at(0), at(0) + timedelta(seconds=2), 2)
+    loser = one_row(tmp_path / "loser", at(0), None if loser_created is None else at(0) + loser_created, 1)
+    first, second = (winner, loser) if winner_first else (loser, winner)
+    first.materialize()
+    later = second.materialize()
+    assert later.views[0].written == (0 if winner_first else 1)
+    assert later.views[0].kept_newer == (1 if winner_first else 0)
+    assert winner.get_online_features(["scores:v"], {"id": [0]}).to_dict()["v"] == [2]
+
+
+def test_a_row_without_created_loses_a_tie_online_and_offline(
+    tmp_path: Path, redis_client: redis.Redis, at: Minutes
+) -> None:
+    # Item 0's row with a created time is in the first file, item 1's in the second: a full
+    # tie would go to the later file, so either way only the created time decides.
+    def table(rows: list[tuple[int, datetime | None, int]]) -> pa.Table:
+        return pa.table(
+            {
+                "id": pa.array([i for i, _, _ in rows], pa.int64()),
+                "ts": pa.array([at(0)] * len(rows), TZ),
+                "created": pa.array([c for _, c, _ in rows], TZ),
+                "v": pa.array([v for _, _, v in rows], pa.int64()),
+            }
+        )
+
+    fs = make_store(
+        tmp_path / "repo",
+        DEFS.replace("scores.parquet", "scores"),
+        {
+            "scores/part-0.parquet": table([(0, at(0), 10), (1, None, 11)]),
+            "scores/part-1.parquet": table([(0, None, 20), (1, at(0), 21)]),
+        },
+    )
+    fs.materialize()
+    assert fs.get_online_features(["scores:v"], {"id": [0, 1]}).to_dict()["v"] == [10, 21]
+    entities = pa.table({"id": pa.array([0, 1], pa.int64()), "event_timestamp": pa.array([at(1)] * 2, TZ)})
+    with fs.get_training_set(entities, ["scores:v"]) as ts:
+        assert ts.to_arrow().column("v").to_pylist() == [10, 21]

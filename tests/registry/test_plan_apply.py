@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from featurestore.registry import PRESENT, FieldChange
 from featurestore.registry import store as registry_store
 from featurestore.storage import connection
 from tests.helpers import DRIVER_REPO, FEATURESTORE, run_cli, write_repo
+from tests.support.waiting import wait_for
 
 CONV_RATE = 'Field("conv_rate", Float32)'
 
@@ -365,16 +365,6 @@ if gate:
 """
 
 
-def wait_for(path: Path, process: subprocess.Popen[str]) -> None:
-    """Until ``path`` exists (bounded), failing early if ``process`` ended."""
-    for _ in range(3000):
-        if path.exists():
-            return
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.02)
-    raise AssertionError(f"{path} never appeared")
-
-
 def test_two_applies_at_once_one_wins_the_other_gets_a_clear_error(
     make_repo, tmp_path: Path, tiny_data: Path  # type: ignore[no-untyped-def]
 ) -> None:
@@ -401,7 +391,9 @@ def test_two_applies_at_once_one_wins_the_other_gets_a_clear_error(
         text=True,
     )
     try:
-        wait_for(Path(str(gate) + ".waiting"), late)
+        waiting = Path(str(gate) + ".waiting")
+        wait_for(lambda: waiting.exists() or late.poll() is not None, 60, "the late apply at the gate")
+        assert waiting.exists(), late.communicate()
         winner = subprocess.run(
             [FEATURESTORE, "apply", "--repo", str(first)],
             env=env, capture_output=True, text=True, timeout=120,

@@ -3,6 +3,7 @@ computed from the Parquet files alone, and real processes killed at chosen momen
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -19,9 +20,8 @@ import pyarrow.parquet as pq
 import redis
 
 from featurestore.storage import connection
-from tests.conftest import RedisServer, free_port
 from tests.helpers import FEATURESTORE
-from tests.online.helpers import MARKER
+from tests.support.redis import RedisServer, free_port
 
 PROJECT = "rel"
 DEFS = """
@@ -172,32 +172,6 @@ def kill_after(
     return process.returncode
 
 
-def write_phases(
-    process: subprocess.Popen[str], ready: Callable[[int], bool], db: Path, committed_above: int = 0
-) -> tuple[float, float]:
-    """For an uninterrupted writer of ``db``, timed from ``ready(pid)``: seconds until its big
-    transaction commits (DuckDB's write-ahead log grows past ``committed_above`` bytes) and
-    until the log is checkpointed into the file (it disappears). It must succeed."""
-    wal = db.with_name(db.name + ".wal")
-    assert wait_until(process, ready), process.communicate()
-    first, committed = time.monotonic(), None
-    while process.poll() is None:
-        try:
-            size: int | None = wal.stat().st_size
-        except FileNotFoundError:
-            size = None
-        if committed is None and size is not None and size > committed_above:
-            committed = time.monotonic()
-        if committed is not None and size is None:
-            break
-        time.sleep(0.001)
-    checkpointed = time.monotonic()
-    code, _, err = finish(process)
-    assert code == 0, err
-    assert committed is not None, "never saw the write-ahead log"
-    return committed - first, checkpointed - first
-
-
 def opened(db: Path) -> Callable[[int], bool]:
     """Ready when the process has the DuckDB file open (it is inside a connection)."""
     return lambda pid: has_open(pid, db)
@@ -209,6 +183,50 @@ def writing(db: Path) -> Callable[[int], bool]:
     wal = db.with_name(db.name + ".wal")
     return lambda pid: wal.exists() and has_open(pid, db)
 
+
+
+def grown(db: Path, size: int) -> Callable[[int], bool]:
+    """Ready when ``db`` is larger than ``size`` bytes while the process holds it: it has
+    written blocks (rows not necessarily committed)."""
+    return lambda pid: _size(db) > size and has_open(pid, db)
+
+
+def logged(db: Path, size: int) -> Callable[[int], bool]:
+    """Ready when DuckDB's write-ahead log is past ``size`` bytes: a big transaction committed
+    and not yet checkpointed into the file."""
+    wal = db.with_name(db.name + ".wal")
+    return lambda pid: _size(wal) > size and has_open(pid, db)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+class OpenWatch:
+    """Counts the times any process opens ``path`` from now on (Linux inotify): a process that
+    tries a file another one has locked shows up here, though it closes it again at once."""
+
+    _IN_OPEN = 0x20
+
+    def __init__(self, path: Path) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self._fd < 0 or self._libc.inotify_add_watch(self._fd, os.fsencode(path), self._IN_OPEN) < 0:
+            raise OSError(ctypes.get_errno(), f"cannot watch {path}")
+        self._opens = 0
+
+    def opens(self) -> int:
+        while True:
+            try:
+                events = os.read(self._fd, 4096)
+            except BlockingIOError:
+                return self._opens
+            self._opens += len(events) // 16  # struct inotify_event without a name: 16 bytes
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=timeout)
@@ -267,24 +285,6 @@ def materializing(server: DurableRedis) -> Callable[[int], bool]:
     client = server.client()
     start = script_calls(client)
     return lambda pid: script_calls(client) > start
-
-
-def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes, int]]:
-    """Every value key (not the project's marker): its value without the run id (bytes 16..20
-    of the header), and its absolute expiry in ms; pipelined, for tens of thousands of keys."""
-    keys = [k for k in client.scan_iter(count=5000) if not k.endswith(MARKER)]
-    out: dict[bytes, tuple[bytes, int]] = {}
-    for i in range(0, len(keys), 5000):
-        chunk = keys[i : i + 5000]
-        pipe = client.pipeline(transaction=False)
-        for k in chunk:
-            pipe.get(k)
-            pipe.pexpiretime(k)
-        replies = pipe.execute()
-        for j, k in enumerate(chunk):
-            value = replies[2 * j]
-            out[k] = (value[:16] + value[20:], int(replies[2 * j + 1]))
-    return out
 
 
 def event_times(dump: dict[bytes, tuple[bytes, int]]) -> dict[bytes, int]:

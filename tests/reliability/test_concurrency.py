@@ -14,7 +14,6 @@ from featurestore import FeatureStore
 from featurestore.errors import ConfigError
 from featurestore.runlock import lock_path
 from featurestore.storage import default_lock_timeout
-from tests.conftest import RedisServer
 from tests.online.helpers import on_db
 from tests.reliability.support import (
     DEFS,
@@ -30,11 +29,11 @@ from tests.reliability.support import (
     opened,
     parquet_rows,
     query,
-    redis_dump,
     start_cli,
     wait_until,
     write_repo,
 )
+from tests.support.redis import RedisServer, redis_dump
 
 ROWS = 100_000
 

@@ -3,7 +3,6 @@ holds the state before or after, never a mix; a rerun ends where an uninterrupte
 
 from __future__ import annotations
 
-import random
 import shutil
 from pathlib import Path
 
@@ -17,16 +16,17 @@ from tests.reliability.support import (
     PROJECT,
     cli_env,
     finish,
+    grown,
     hours_ago,
     ingested_files,
     ingested_rows,
     items_file,
     kill_after,
+    logged,
     opened,
     parquet_rows,
     query,
     start_cli,
-    write_phases,
     write_repo,
     writing,
 )
@@ -63,25 +63,26 @@ def test_an_ingestion_killed_anywhere_leaves_before_or_after_and_a_rerun_complet
     after_files = sorted(data.glob("*.parquet"))
     after = parquet_rows(after_files)
 
-    # An uninterrupted run of the same change on a copy of the file: the end state to reach,
-    # and when, after its first write (the runs recorded), it commits and checkpoints here.
+    # An uninterrupted run of the same change on a copy of the file: the end state to reach.
     clean = repo.parent / "clean.duckdb"
     shutil.copy(db, clean)
     clean_env = cli_env(FEATURESTORE_DUCKDB_PATH=str(clean))
-    ingesting = start_cli("materialize", "--offline", "--repo", str(repo), env=clean_env)
-    inserting, checkpointed = write_phases(ingesting, writing(clean), clean, committed_above=64 * 1024)
+    code, _, err = finish(start_cli("materialize", "--offline", "--repo", str(repo), env=clean_env))
+    assert code == 0, err
     assert ingested_rows(clean).equals(after)
-    # Kill points: just after it opens the file (deciding, validating: reads only); at seeded
-    # fractions of the inserts (uncommitted rows already in the file's blocks); and between
-    # the commit and the checkpoint (committed rows only in the log).
-    rng = random.Random(8)
-    points = [(opened(db), 0.05)]
-    points += [(writing(db), f * inserting) for f in sorted(rng.uniform(0.05, 0.7) for _ in range(2))]
-    points += [(writing(db), inserting + rng.uniform(0.2, 0.8) * (checkpointed - inserting))]
+    # Kill points, each the moment a state is seen (not a time): it opened the file (deciding,
+    # validating: reads only); its runs are recorded (the log appears); the file grew
+    # (uncommitted rows in its blocks); the log holds the big commit (not yet checkpointed).
+    points = [
+        lambda: opened(db),
+        lambda: writing(db),
+        lambda: grown(db, db.stat().st_size),  # the size now, after the last kill's replay
+        lambda: logged(db, 64 * 1024),
+    ]
     outcomes: list[int] = []
     left_running: set[int] = set()  # runs the killed processes left "running"
-    for ready, delay in points:
-        code = kill_after(start_cli("materialize", "--offline", "--repo", str(repo)), ready, delay)
+    for point in points:
+        code = kill_after(start_cli("materialize", "--offline", "--repo", str(repo)), point(), 0)
         outcomes.append(code)
         left_running |= running_runs(db)
         # Opens for writing too (replaying DuckDB's log; the next kill point waits for a new one).
@@ -96,7 +97,7 @@ def test_an_ingestion_killed_anywhere_leaves_before_or_after_and_a_rerun_complet
                 "part-3.parquet",
             ]
             continue
-        assert now.equals(after), f"killed {delay:.2f}s in: neither before nor after"
+        assert now.equals(after), f"killed at point {len(outcomes)}: neither before nor after"
         assert ingested_files(db) == [f.name for f in after_files]
         break
     # Kills landed before the commit, some of them while writing (their runs were recorded).
@@ -158,23 +159,20 @@ def test_an_apply_killed_anywhere_leaves_before_or_after_and_a_rerun_completes(t
     new = fs.load_definitions()
     assert new.content_hash != old_hash
     objects = len([o for objs in new.by_kind().values() for o in objs])
-    # An uninterrupted apply on a copy of the file: what it records, and when, after opening
-    # the file, it commits and checkpoints here. The kills land at seeded fractions of the
-    # time to the commit (reading, planning, inserting), and once between commit and checkpoint.
+    # An uninterrupted apply on a copy of the file: what it records. Kill points, each the
+    # moment a state is seen: it opened the file (reading, planning); the file grew (rows
+    # inserted, uncommitted); the log holds the commit (not yet checkpointed).
     clean = tmp_path / "clean.duckdb"
     shutil.copy(db, clean)
     env = cli_env(FEATURESTORE_DUCKDB_PATH=str(clean))
-    committing, checkpointed = write_phases(
-        start_cli("apply", "--repo", str(repo), env=env), opened(clean), clean
-    )
+    code, _, err = finish(start_cli("apply", "--repo", str(repo), env=env))
+    assert code == 0, err
     expected = registry_rows(clean)
     assert [r[0] for r in query(clean, f"SELECT version FROM {PROJECT}.registry_versions")] == [1, 2]
 
-    rng = random.Random(11)
     outcomes = []
-    delays = sorted(f * committing for f in (rng.uniform(0.05, 0.9) for _ in range(2)))
-    for delay in [*delays, committing + rng.uniform(0.2, 0.8) * (checkpointed - committing)]:
-        code = kill_after(start_cli("apply", "--repo", str(repo)), opened(db), delay)
+    for ready in (opened(db), grown(db, db.stat().st_size), writing(db)):
+        code = kill_after(start_cli("apply", "--repo", str(repo)), ready, 0)
         outcomes.append(code)
         versions = query(
             db, f"SELECT version, content_hash FROM {PROJECT}.registry_versions ORDER BY version"

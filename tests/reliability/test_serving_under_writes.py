@@ -18,8 +18,9 @@ from featurestore.serving.client import Client
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 from featurestore.storage import connect
-from tests.reliability.support import DEFS, finish, hours_ago, items_file, start_cli, write_repo
-from tests.serving.support import ServeProcess, wait_for
+from tests.reliability.support import DEFS, OpenWatch, finish, hours_ago, items_file, start_cli, write_repo
+from tests.serving.support import ServeProcess
+from tests.support.waiting import wait_for
 
 ENTITIES = 5_000
 CALLERS = 2
@@ -86,15 +87,28 @@ def test_serving_under_load_while_writers_hold_the_store(tmp_path: Path, redis_c
 
     # Starts while a writer holds the file: it waits for it (up to the lock timeout).
     holder = connect(db)
-    threading.Timer(4.0, holder.close).start()  # longer than its imports: it meets the lock
-    server = ServeProcess(repo, url).start()
+    watch = OpenWatch(db)
+    server = ServeProcess(repo, url)
+    starting = threading.Thread(target=server.start)
+    starting.start()
     try:
+        wait_for(watch.opens, 60, "the server trying the held file")
+        assert server.process is not None and server.process.poll() is None  # waiting, not failed
+        assert "serving gRPC on" not in server.stderr
+    finally:
+        holder.close()
+        watch.close()
+        starting.join(120)
+    try:
+        assert server.process is not None and "serving gRPC on" in server.stderr, server.stderr
         with Load(server.target, [int(i) for i in old.index]) as load:
             wait_for(lambda: load.ok > 20, 30, "lookups answered")
             # A writer holds the file across at least one registry refresh (every 5 s, 1 s wait).
             holder = connect(db)
-            threading.Event().wait(7.5)
-            holder.close()
+            try:
+                wait_for(lambda: "registry refresh skipped" in server.stderr, 60, "a refresh skipped")
+            finally:
+                holder.close()
             # New values and a new registry version, written by the CLI while the load goes on.
             items_file(
                 data / "part-1.parquet", 4 * ENTITIES, ENTITIES, 10**6, hours_ago(0.5), seed=1, span_hours=1

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from featurestore import datagen
-from tests.conftest import RedisServer, free_port
 from tests.serving.support import ServeProcess, materialized_example_repo
+from tests.support.redis import RedisServer, free_port
 
 MAX_ENTITIES = 200
 

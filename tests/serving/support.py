@@ -9,10 +9,9 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import httpx
@@ -22,14 +21,14 @@ from featurestore import FeatureStore
 from featurestore.config import load_config
 from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.client import OnlineResponse
-from tests.conftest import free_port
 from tests.helpers import FEATURESTORE, run_cli
+from tests.support.redis import free_port
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).parent.parent.parent
 SERVICE = "featurestore.serving.v1.FeatureServing"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-T = TypeVar("T")
 
 
 def copy_example_repo(dest: Path, data: Path, redis_url: str) -> Path:
@@ -54,22 +53,6 @@ def materialized_example_repo(dest: Path, data: Path, redis_url: str) -> Path:
 def open_store(repo: Path) -> FeatureStore:
     """An in-process store that reads only the repo's featurestore.toml (no environment)."""
     return FeatureStore(repo, config=load_config(repo, env={}))
-
-
-def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last failure
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} within {timeout}s; last: {last!r}")
 
 
 def health(target: str, service: str = "", timeout: float = 2.0, ca: Path | None = None) -> int:
@@ -265,6 +248,40 @@ def _established(pid: int, port: int, column: int) -> int:
                 count += 1
     return count
 
+
+
+def unread_bytes(pid: int, port: int) -> int:
+    """Bytes that arrived on process ``pid``'s connections on local ``port`` and wait unread:
+    a request that reached a server stopped with SIGSTOP."""
+    inodes = {
+        target[len("socket:["):-1]
+        for target in (_readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+        if target.startswith("socket:[")
+    }
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port and cols[9] in inodes:
+                total += int(cols[4].split(":")[1], 16)  # tx_queue:rx_queue, in hex
+    return total
+
+
+def listening(port: int) -> bool:
+    """Whether any process listens on local TCP ``port``."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 def open_fds(pid: int) -> int:
     """How many file descriptors process ``pid`` has open."""

@@ -17,7 +17,6 @@ from featurestore.errors import ConfigError, UnauthenticatedError
 from featurestore.serving import auth
 from featurestore.serving.client import Client
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.conftest import RedisServer
 from tests.helpers import run_cli
 from tests.serving.support import (
     SERVICE,
@@ -28,6 +27,7 @@ from tests.serving.support import (
     health,
     open_store,
 )
+from tests.support.redis import RedisServer
 
 FILE_TOKEN = "file-token-0123456789abcdef"
 ENV_TOKEN = "env-token-fedcba9876543210"
@@ -56,9 +56,11 @@ def secured(served_repo: Path, serving_redis: RedisServer, tokens_file: Path) ->
         process.stop()
 
 
-def _unary(target: str, method: str, body: bytes, token: str | None) -> grpc.RpcError:
+def _unary(
+    target: str, method: str, body: bytes, token: str | None, scheme: str = "Bearer"
+) -> grpc.RpcError:
     """Call ``method`` with raw request bytes; the error it must end with."""
-    metadata = [("authorization", f"Bearer {token}")] if token else None
+    metadata = [("authorization", f"{scheme} {token}")] if token else None
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary(method)
         with pytest.raises(grpc.RpcError) as info:
@@ -78,6 +80,22 @@ def test_grpc_without_a_valid_token_is_unauthenticated(secured: ServeProcess, to
     error = _unary(secured.target, f"/{SERVICE}/GetOnlineFeatures", request.SerializeToString(), token)
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert error.details() == auth.MESSAGE
+
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "Bearer:"])
+def test_a_valid_token_under_another_scheme_is_refused(secured: ServeProcess, scheme: str) -> None:
+    request = pb.GetOnlineFeaturesRequest(features=KNOWN)
+    request.entities["driver_id"].int64_values.values.extend([1001])
+    body = request.SerializeToString()
+    error = _unary(secured.target, f"/{SERVICE}/GetOnlineFeatures", body, FILE_TOKEN, scheme)
+    assert (error.code(), error.details()) == (grpc.StatusCode.UNAUTHENTICATED, auth.MESSAGE)
+    url, lookup = f"{secured.http_url}/v1/online-features", {"features": KNOWN, "entities": ENTITIES}
+    answers = [
+        httpx.post(url, json=lookup, headers={"authorization": f"{s} {FILE_TOKEN}"})
+        for s in (scheme, "Bearer")
+    ]
+    assert [r.status_code for r in answers] == [401, 200]  # the same token is good as a bearer token
 
 
 def test_grpc_answer_does_not_depend_on_what_was_asked(secured: ServeProcess) -> None:

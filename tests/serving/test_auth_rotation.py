@@ -13,8 +13,9 @@ import pytest
 from featurestore.serving import auth
 from featurestore.serving.grpc_server import NOT_SERVING, SERVING
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.conftest import RedisServer
-from tests.serving.support import SERVICE, ServeProcess, health, wait_for
+from tests.serving.support import SERVICE, ServeProcess, health
+from tests.support.redis import RedisServer
+from tests.support.waiting import wait_for
 
 OLD = "old-token-0123456789abcdef"
 NEW = "new-token-fedcba9876543210"

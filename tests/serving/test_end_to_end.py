@@ -13,7 +13,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import featurestore
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.conftest import RedisServer
 from tests.helpers import run_cli
 from tests.serving.conftest import MAX_ENTITIES
 from tests.serving.support import (
@@ -26,6 +25,7 @@ from tests.serving.support import (
     health,
     open_store,
 )
+from tests.support.redis import RedisServer
 
 # 100 drivers exist (1001-1100), 200 customers (5001-5200); the rest are unknown.
 DRIVERS = [*range(1001, 1101), 1, 0, -7, 999_999_999_999, *range(2001, 2017)]

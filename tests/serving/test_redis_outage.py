@@ -18,7 +18,6 @@ import featurestore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.conftest import RedisServer
 from tests.serving.support import (
     NOT_SERVING,
     SERVICE,
@@ -30,13 +29,15 @@ from tests.serving.support import (
     open_fds,
     open_store,
     rss_bytes,
-    wait_for,
 )
+from tests.support.redis import RedisServer
+from tests.support.waiting import wait_for
 
 REDIS_TIMEOUT = 0.5
 # The callers' deadline while Redis is away: the server must answer UNAVAILABLE before it
 # (it waits at most REDIS_TIMEOUT), so DEADLINE_EXCEEDED or a read timeout fails the test.
-DEADLINE = REDIS_TIMEOUT + 1.5
+# Generous: a server that waited for Redis without bound still misses it, a loaded machine not.
+DEADLINE = REDIS_TIMEOUT + 20
 DRIVERS = list(range(1001, 1101))
 FEATURES = ["driver_stats:completed_trips_total", "driver_stats:city"]
 
@@ -128,12 +129,12 @@ def test_a_frozen_redis_times_out_then_answers_correctly_again(
         took, messages = assert_unavailable(stub, outage_server)
         assert took >= REDIS_TIMEOUT * 0.9  # it did wait for Redis, for the configured time
         assert all(m.endswith("does not answer: timeout") for m in messages), messages
-        wait_for(lambda: health_is(outage_server, NOT_SERVING), 5, "health NOT_SERVING")
+        wait_for(lambda: health_is(outage_server, NOT_SERVING), 30, "health NOT_SERVING")
     finally:
         serving_redis.process.send_signal(signal.SIGCONT)
 
     # Lookups cancelled mid-command must not leave replies behind for later requests.
-    wait_for(lambda: stub.GetOnlineFeatures(request(DRIVERS), timeout=2), 5, "a lookup succeeds")
+    wait_for(lambda: stub.GetOnlineFeatures(request(DRIVERS), timeout=2), 30, "a lookup succeeds")
     for drivers in (DRIVERS[::-1], DRIVERS[:7], [1, *DRIVERS[50:60], 2], DRIVERS):
         assert values(stub.GetOnlineFeatures(request(drivers), timeout=5)) == expected_values(
             served_repo, drivers
@@ -141,7 +142,7 @@ def test_a_frozen_redis_times_out_then_answers_correctly_again(
         assert post(outage_server, drivers).json()["features"][0]["values"] == [
             v or None for v in expected_values(served_repo, drivers)["completed_trips_total"]
         ]
-    wait_for(lambda: health_is(outage_server, SERVING), 5, "health SERVING again")
+    wait_for(lambda: health_is(outage_server, SERVING), 30, "health SERVING again")
     assert outage_server.process is not None and outage_server.process.poll() is None
 
 
@@ -157,21 +158,21 @@ def test_a_stopped_redis_fails_fast_and_a_restarted_one_serves_again(
         assert all("Connect" in m for m in messages), messages  # the reason, from the Redis client
         with featurestore.Client(outage_server.target) as client:  # retries, then a typed error
             with pytest.raises(OnlineStoreUnavailable) as error:
-                client.get_online_features(FEATURES, {"driver_id": DRIVERS}, timeout=5)
-            # UNAVAILABLE, not DEADLINE_EXCEEDED: the retries ended within the 5 s deadline.
+                client.get_online_features(FEATURES, {"driver_id": DRIVERS}, timeout=DEADLINE)
+            # UNAVAILABLE, not DEADLINE_EXCEEDED: the retries ended within the deadline.
             assert error.value.message.startswith("UNAVAILABLE: online store redis://127.0.0.1:")
-        wait_for(lambda: health_is(outage_server, NOT_SERVING), 5, "health NOT_SERVING")
+        wait_for(lambda: health_is(outage_server, NOT_SERVING), 30, "health NOT_SERVING")
         assert outage_server.process is not None and outage_server.process.poll() is None
     finally:
         serving_redis.start()
 
     # "Within seconds of Redis returning": wait_for's bound, not a measured time.
-    wait_for(lambda: stub.GetOnlineFeatures(request(DRIVERS), timeout=2), 5, "a lookup succeeds")
+    wait_for(lambda: stub.GetOnlineFeatures(request(DRIVERS), timeout=2), 30, "a lookup succeeds")
     assert values(stub.GetOnlineFeatures(request(DRIVERS), timeout=5)) == expected
     answer = post(outage_server, DRIVERS)
     assert answer.status_code == 200
     assert answer.json()["features"][1]["values"] == [v or None for v in expected["city"]]
-    wait_for(lambda: health_is(outage_server, SERVING), 5, "health SERVING again")
+    wait_for(lambda: health_is(outage_server, SERVING), 30, "health SERVING again")
     assert outage_server.process is not None and outage_server.process.poll() is None
 
 
@@ -217,13 +218,13 @@ def test_redis_outages_leak_no_descriptors_connections_or_memory(
         """(open descriptors, connections to Redis, RSS) once no HTTP caller is connected."""
         # The server closes a socket when it reads its caller's close: wait for that, so only
         # the gRPC channel (open throughout) and the server's own descriptors are counted.
-        wait_for(lambda: established_connections(pid, outage_server.http_port) == 0, 10, "HTTP closed")
+        wait_for(lambda: established_connections(pid, outage_server.http_port) == 0, 60, "HTTP closed")
         return open_fds(pid), connections_to(pid, serving_redis.port), rss_bytes(pid)
 
     with redis.Redis.from_url(serving_redis.url) as client:
         client.save()  # each restarted Redis loads this snapshot: same data
     with httpx.Client(base_url=outage_server.http_url, timeout=DEADLINE) as http:
-        wait_for(lambda: serves_correctly(http), 10, "correct answers before the outages")
+        wait_for(lambda: serves_correctly(http), 60, "correct answers before the outages")
         for _ in range(50):  # warm-up: what is allocated once is allocated now
             assert serves_correctly(http)
     fds, redis_connections, rss = measure()
@@ -234,13 +235,13 @@ def test_redis_outages_leak_no_descriptors_connections_or_memory(
             serving_redis.stop()
             try:
                 fail_unavailable(stub, http)
-                wait_for(lambda: health_is(outage_server, NOT_SERVING), 5, f"NOT_SERVING in outage {cycle}")
+                wait_for(lambda: health_is(outage_server, NOT_SERVING), 30, f"NOT_SERVING in outage {cycle}")
                 assert outage_server.process.poll() is None, outage_server.stderr
             finally:
                 serving_redis.start()
             # "Serves again within seconds": a poll bound, not a speed measurement.
-            wait_for(lambda: serves_correctly(http), 10, f"correct answers after outage {cycle}")
-            wait_for(lambda: health_is(outage_server, SERVING), 5, f"SERVING after outage {cycle}")
+            wait_for(lambda: serves_correctly(http), 60, f"correct answers after outage {cycle}")
+            wait_for(lambda: health_is(outage_server, SERVING), 30, f"SERVING after outage {cycle}")
 
     fds_after, redis_connections, rss_after = measure()
     # slack: a descriptor the runtime opens late (a log file, an epoll set)

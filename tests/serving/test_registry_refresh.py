@@ -12,9 +12,10 @@ import pytest
 
 import featurestore
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.conftest import RedisServer
 from tests.helpers import run_cli
-from tests.serving.support import ServeProcess, open_store, wait_for
+from tests.serving.support import ServeProcess, open_store
+from tests.support.redis import RedisServer
+from tests.support.waiting import wait_for
 
 # A second view over the drivers' source: new keys in Redis, nothing else changes.
 ACTIVITY = '''

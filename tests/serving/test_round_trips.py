@@ -15,8 +15,8 @@ import pytest
 import redis
 
 import featurestore
-from tests.conftest import RedisServer
 from tests.serving.support import ServeProcess, open_store
+from tests.support.redis import RedisServer
 
 DRIVERS = list(range(1001, 1041))
 CUSTOMERS = list(range(5001, 5041))

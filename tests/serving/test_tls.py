@@ -14,9 +14,9 @@ from featurestore.errors import ConfigError, OnlineStoreUnavailable
 from featurestore.serving.client import Client
 from featurestore.serving.tls import TlsFiles, load_tls
 from tests.certs import Certs, make_certs
-from tests.conftest import RedisServer
 from tests.helpers import run_cli
 from tests.serving.support import ServeProcess, from_client, from_http, from_in_process, open_store, verify
+from tests.support.redis import RedisServer
 
 TOKEN = "tls-token-0123456789abcdef"
 KNOWN = ["driver_stats:conv_rate", "driver_stats:city"]

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import redis
 
 from featurestore import FeatureStore
-from tests.online.helpers import MARKER
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TZ = pa.timestamp("us", tz="UTC")
@@ -183,12 +181,3 @@ def newest_valid(rows: Sequence[Row]) -> dict[int, Row]:
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def redis_dump(client: redis.Redis) -> dict[bytes, tuple[bytes | None, int]]:
-    """Every value key (not the project's marker): its serialized value and its absolute expiry in ms."""
-    return {
-        key: (client.dump(key), int(client.pexpiretime(key)))
-        for key in client.scan_iter()
-        if not key.endswith(MARKER)
-    }

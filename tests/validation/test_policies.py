@@ -19,6 +19,7 @@ from featurestore import FeatureStore
 from featurestore.errors import ValidationError, ViewsFailedError
 from featurestore.offline.ingest import IngestResult
 from tests.helpers import run_cli
+from tests.support.redis import redis_dump
 from tests.validation.conftest import (
     COLUMNS,
     GOOD,
@@ -32,7 +33,6 @@ from tests.validation.conftest import (
     make_store,
     newest_valid,
     profile_table,
-    redis_dump,
     trips_table,
     write,
 )
@@ -46,7 +46,8 @@ def ingestion(result: list[IngestResult], view: str) -> IngestResult:
 def store_state(fs: FeatureStore, client: redis.Redis) -> tuple[object, ...]:
     """The DuckDB file's bytes (no connection is open), whether it has a WAL, and all of Redis."""
     db = fs.config.duckdb_path
-    return file_digest(db), db.stat().st_size, db.with_name(db.name + ".wal").exists(), redis_dump(client)
+    wal = db.with_name(db.name + ".wal").exists()
+    return file_digest(db), db.stat().st_size, wal, redis_dump(client, keep_run_id=True)
 
 
 def trips_keys(client: redis.Redis) -> dict[bytes, tuple[bytes | None, int]]:
@@ -59,7 +60,8 @@ def test_fail_leaves_the_view_as_it_was_and_the_others_go_on(
     fs = make_store(tmp_path / "repo")
     first = fs.materialize()  # the files were written just now: the racy-clean rule re-reads them
     assert first.written == 5 and ingestion(first.ingestion, "trips").rows_inserted == len(GOOD)
-    assert any(ttl > 0 for _, ttl in redis_dump(redis_client).values())  # profile keys expire
+    # profile keys expire
+    assert any(ttl > 0 for _, ttl in redis_dump(redis_client, keep_run_id=True).values())
     before = trips_keys(redis_client)
 
     # A bad trips file and a good new profile file: trips fails alone, profile goes on.
