@@ -162,6 +162,7 @@ def build_server(
     reuse_port: bool = False,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,  # None: plaintext
+    options: Sequence[tuple[str, int]] = (),  # more core options (connections.grpc_options)
 ) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -169,6 +170,7 @@ def build_server(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *options,
         ]
     )
     _add_servicer(servicer, server)

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import uvicorn
 
-from featurestore.config import Config
+from featurestore.config import Config, ServingLimits
 from featurestore.errors import FeatureStoreError
 from featurestore.online.connection import async_client, unavailable
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
 from featurestore.secrets import mask_logs, mask_url
-from featurestore.serving import auth
+from featurestore.serving import auth, connections
 from featurestore.serving.grpc_server import (
     NOT_SERVING,
     SERVICE_NAME,
@@ -61,6 +61,7 @@ class ServeOptions:
     tls: TlsFiles | None = None  # None: plaintext (see serving/tls.py)
     request_log: Path | None = None  # a folder: log a sample of requests there as Parquet
     request_log_sample: float = 0.01  # share of requests logged
+    limits: ServingLimits = ServingLimits()  # connections, timeouts, bytes in flight (serving/connections.py)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -96,6 +97,7 @@ async def serve_async(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     holder = RegistryHolder(config, options.max_entities, options.registry_refresh)
+    limits = connections.raise_fd_limit(options.limits, 1 if options.http_port is None else 2)
     client = async_client(config.redis_url)
     health = HealthServicer()
     healthy = False
@@ -136,6 +138,7 @@ async def serve_async(
             # metrics first: it times and counts refused calls too
             [metrics.grpc_interceptor(), *auth.grpc_interceptors(options.tokens)],
             options.tls.grpc_credentials() if options.tls else None,
+            connections.grpc_options(limits),
         )
     except RuntimeError:  # grpc cannot bind the port (it has logged why)
         await client.aclose()
@@ -159,6 +162,7 @@ async def serve_async(
                 # metrics outside the bearer check: refused requests are counted too
                 metrics.instrument(auth.protect_http(app, options.tokens)),
                 log_level="warning", lifespan="off", access_log=False,
+                **connections.http_options(limits),
                 **tls_options,
             )
         )
