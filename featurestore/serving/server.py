@@ -39,6 +39,7 @@ from featurestore.serving.grpc_server import (
     build_server,
 )
 from featurestore.serving.http_app import build_app
+from featurestore.serving.limits import ByteBudget
 from featurestore.serving.metrics import ServingMetrics, multiprocess_dir
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.request_log import RequestLog
@@ -131,7 +132,10 @@ async def serve_async(
     if options.request_log is not None:
         request_log = RequestLog(options.request_log, options.request_log_sample)
     metrics = ServingMetrics(holder, config, request_log)
-    servicer = FeatureServingServicer(holder, client, config.redis_url, options.redis_timeout, metrics)
+    budget = ByteBudget(limits.max_bytes_in_flight)  # one for both transports: they share the memory
+    servicer = FeatureServingServicer(
+        holder, client, config.redis_url, options.redis_timeout, metrics, budget
+    )
     try:
         grpc_server, grpc_port = build_server(
             servicer, health, options.grpc_port, options.host, reuse_port,
@@ -154,7 +158,9 @@ async def serve_async(
 
     http: _Uvicorn | None = None
     if options.http_port is not None:
-        app = build_app(holder, client, config.redis_url, options.redis_timeout, lambda: healthy, metrics)
+        app = build_app(
+            holder, client, config.redis_url, options.redis_timeout, lambda: healthy, metrics, budget=budget
+        )
         metrics.mount(app)  # /metrics sits behind the tokens too, when there are tokens
         tls_options = options.tls.uvicorn_options() if options.tls else {}
         http = _Uvicorn(
