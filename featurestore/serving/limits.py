@@ -181,7 +181,7 @@ class BodyLimit:
                     try:
                         self.budget.take(seen - taken)
                     except ResourceExhaustedError as e:
-                        raise HTTPException(429, e.message) from None
+                        raise HTTPException(429, e.message, headers={"retry-after": "1"}) from None
                     taken = scope[TAKEN] = seen
             return message
 
@@ -200,5 +200,7 @@ async def _refuse(send: Send, status: int, message: str) -> None:
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),  # the unread body makes the connection unusable
     ]
+    if status == 429:
+        headers.append((b"retry-after", b"1"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
