@@ -6,9 +6,10 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from featurestore.errors import ConfigError
 from featurestore.secrets import mask_url
@@ -17,6 +18,27 @@ CONFIG_FILE = "featurestore.toml"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DUCKDB_PATH = ".featurestore/store.duckdb"
 _PROJECT = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """What clients may hold of one `serve` process ([serving] table; see serving/limits.py).
+
+    Per worker: with ``--workers N`` each process has its own listeners and budget.
+    """
+
+    # Open connections per listener (gRPC and HTTP each); HTTP makes room for a new one by
+    # closing the longest idle one, so health checks still get in.
+    max_connections: int = 1000
+    max_streams: int = 100  # concurrent gRPC calls on one connection (HTTP/2 streams)
+    # Seconds a new connection has to send a whole HTTP request (headers and body), or the
+    # TLS and HTTP/2 handshake for gRPC; slow clients are closed after that.
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0  # seconds a connection may stay open with no request in flight
+    # Bytes of requests and answers being worked on at once (per worker): over it a request
+    # is refused at once with RESOURCE_EXHAUSTED / HTTP 429.
+    max_bytes_in_flight: int = 64 * _MIB
 
 
 @dataclass(frozen=True)
@@ -39,6 +61,7 @@ class Config:
     auth_tokens_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    serving_limits: ServingLimits = ServingLimits()
 
     def __repr__(self) -> str:  # the Redis URL may hold a password
         fields = ", ".join(
@@ -115,7 +138,9 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         raise ConfigError(
             f"openlineage_url must start with http:// or https://, got {mask_url(openlineage_url)!r}"
         )
-    serving = _serving_paths(_table(raw, "serving", path), env, root)
+    serving_table = _table(raw, "serving", path, numbers=_LIMIT_KEYS)
+    limits = _serving_limits(serving_table, env, path)
+    serving = _serving_paths(serving_table, env, root)
     log_path, log_sample = _request_log(raw, env, root, path)
     psi, p_value = _drift_thresholds(raw, path)
     keep_runs, gc_after = _retention(raw, path)
@@ -128,6 +153,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         memory_limit,
         openlineage_url,
         **serving,
+        serving_limits=limits,
         request_log_path=log_path,
         request_log_sample=log_sample,
         psi_threshold=psi,
@@ -166,11 +192,22 @@ _TABLE_KEYS = {
     "online": {"redis_url"},
     "training": {"event_timestamp_column"},
     "lineage": {"openlineage_url"},
-    "serving": {"auth_tokens_file", "tls_cert", "tls_key"},
+    "serving": {"auth_tokens_file", "tls_cert", "tls_key", "max_connections", "max_streams",
+                "header_timeout", "idle_timeout", "max_bytes_in_flight"},
 }
+# [serving] keys that take numbers, with their type and smallest value.
+_LIMIT_KEYS: dict[str, tuple[type, float]] = {
+    "max_connections": (int, 1),
+    "max_streams": (int, 1),
+    "header_timeout": (float, 0.01),
+    "idle_timeout": (float, 0.01),
+    "max_bytes_in_flight": (int, 1),
+}
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 
 
-def _table(raw: dict[str, object], key: str, path: Path) -> dict[str, str]:
+def _table(raw: dict[str, object], key: str, path: Path, numbers: Collection[str] = ()) -> dict[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: [{key}] must be a table")
@@ -179,12 +216,58 @@ def _table(raw: dict[str, object], key: str, path: Path) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown} in [{key}]; expected {sorted(_TABLE_KEYS[key])}")
     for name, item in value.items():
-        if not isinstance(item, str):
+        if name not in numbers and not isinstance(item, str):
             raise ConfigError(f"{path}: [{key}] {name} must be a string, got {item!r}")
     return value
 
 
-def _serving_paths(serving: dict[str, str], env: Mapping[str, str], root: Path) -> dict[str, Path | None]:
+def _serving_limits(serving: Mapping[str, object], env: Mapping[str, str], path: Path) -> ServingLimits:
+    """[serving] limits, overridden by FEATURESTORE_SERVING_<KEY> (e.g. _MAX_CONNECTIONS)."""
+    found: dict[str, float] = {}
+    for name, (kind, low) in _LIMIT_KEYS.items():
+        variable = f"FEATURESTORE_SERVING_{name.upper()}"
+        item: object = env.get(variable) or serving.get(name)
+        where = variable if env.get(variable) else f"{path}: [serving] {name}"
+        if item is None:
+            continue
+        number = _size(item) if name == "max_bytes_in_flight" else _number(item, kind)
+        if number is None or number < low:
+            what = "a size in bytes, or such as 64MiB" if name == "max_bytes_in_flight" else (
+                "a whole number >= 1" if kind is int else "a number of seconds > 0"
+            )
+            raise ConfigError(f"{where} must be {what}, got {item!r}")
+        found[name] = number
+    return ServingLimits(**found)  # type: ignore[arg-type]
+
+
+def _number(item: object, kind: type) -> float | None:
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, str):
+        try:
+            item = kind(item.strip())
+        except ValueError:
+            return None
+    if kind is int and not isinstance(item, int):
+        return None
+    if not isinstance(item, int | float) or not math.isfinite(item):
+        return None
+    return kind(item)
+
+
+def _size(item: object) -> int | None:
+    """Bytes: an integer, or a number with a unit such as 64MiB or 1GB."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        return item
+    if not isinstance(item, str):
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", item)
+    if match is None or match[2].lower() not in {"", *_UNITS}:
+        return None
+    return int(float(match[1]) * _UNITS.get(match[2].lower(), 1))
+
+
+def _serving_paths(serving: Mapping[str, Any], env: Mapping[str, str], root: Path) -> dict[str, Path | None]:
     """[serving] file paths, overridden by FEATURESTORE_AUTH_TOKENS_FILE / _TLS_CERT / _TLS_KEY."""
     out: dict[str, Path | None] = {}
     for key in ("auth_tokens_file", "tls_cert", "tls_key"):

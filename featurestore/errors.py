@@ -17,6 +17,8 @@ and HTTP code it maps to, so servers and clients share this module::
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
     ├── OnlineStoreUnavailable      Redis does not answer
     ├── UnauthenticatedError        a serving request lacks a valid bearer token
+    ├── ResourceExhaustedError      a server is at its bytes-in-flight budget (retry later)
+    │   └── AnswerTooLargeError     the answer would pass the message size limit
     ├── ValidationError             source rows fail their declaration (policy "fail")
     └── ViewsFailedError            some views of a run failed alone; the others were written
 """
@@ -136,6 +138,19 @@ class UnauthenticatedError(FeatureStoreError):
 
     grpc_status = "UNAUTHENTICATED"
     http_status = 401
+
+
+class ResourceExhaustedError(FeatureStoreError):
+    """The server is answering as many bytes as its budget allows: retry shortly."""
+
+    grpc_status = "RESOURCE_EXHAUSTED"
+    http_status = 429
+
+
+class AnswerTooLargeError(ResourceExhaustedError):
+    """The answer would pass the message size limit: ask for fewer entities or features."""
+
+    http_status = 413
 
 
 class ViewsFailedError(FeatureStoreError):

@@ -9,6 +9,7 @@ import pytest
 from featurestore.config import (
     DEFAULT_DUCKDB_PATH,
     DEFAULT_REDIS_URL,
+    ServingLimits,
     load_config,
     render_config,
 )
@@ -177,3 +178,39 @@ def test_retention_settings(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as e:
             load_config(tmp_path, env=NO_ENV)
         assert message in e.value.message
+
+
+def test_serving_limits_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    repo = write_toml(
+        tmp_path,
+        'project = "rides"\n[serving]\nmax_connections = 50\nheader_timeout = 2.5\n'
+        'max_bytes_in_flight = "8MiB"\ntls_cert = "server.pem"\n',
+    )
+    limits = load_config(repo, env=NO_ENV).serving_limits
+    assert (limits.max_connections, limits.header_timeout, limits.max_bytes_in_flight) == (50, 2.5, 8 << 20)
+    assert limits.max_streams == ServingLimits.max_streams and limits.idle_timeout == 60.0
+    env = {"FEATURESTORE_SERVING_MAX_CONNECTIONS": "7", "FEATURESTORE_SERVING_MAX_BYTES_IN_FLIGHT": "1000"}
+    limits = load_config(repo, env=env).serving_limits
+    assert (limits.max_connections, limits.max_bytes_in_flight, limits.header_timeout) == (7, 1000, 2.5)
+    defaults = load_config(write_toml(tmp_path, 'project = "rides"\n'), env=NO_ENV)
+    assert defaults.serving_limits == ServingLimits()
+
+
+@pytest.mark.parametrize(
+    ("line", "env", "message"),
+    [
+        ("max_connections = 0", {}, "[serving] max_connections must be a whole number >= 1, got 0"),
+        ("max_streams = 1.5", {}, "[serving] max_streams must be a whole number >= 1, got 1.5"),
+        ('idle_timeout = "soon"', {}, "[serving] idle_timeout must be a number of seconds > 0, got 'soon'"),
+        ("header_timeout = true", {}, "[serving] header_timeout must be a number of seconds > 0, got True"),
+        ('max_bytes_in_flight = "lots"', {}, "must be a size in bytes, or such as 64MiB, got 'lots'"),
+        ("", {"FEATURESTORE_SERVING_IDLE_TIMEOUT": "-1"}, "FEATURESTORE_SERVING_IDLE_TIMEOUT must be"),
+    ],
+)
+def test_bad_serving_limits_are_one_clear_error(
+    tmp_path: Path, line: str, env: dict[str, str], message: str
+) -> None:
+    repo = write_toml(tmp_path, f'project = "rides"\n[serving]\n{line}\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(repo, env=env)
+    assert message in info.value.message

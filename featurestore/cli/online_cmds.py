@@ -65,6 +65,7 @@ def serve(
         redis_timeout=redis_timeout,
         tokens=load_tokens(store.config, auth_tokens_file),
         tls=load_tls(store.config, tls_cert, tls_key),
+        limits=store.config.serving_limits,
         **request_log_options(store.config, request_log, request_log_sample),
     )
     run(store.config, options, on_ready=lambda line: err_console.print(line, markup=False))

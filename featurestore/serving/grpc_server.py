@@ -18,9 +18,10 @@ from grpc_reflection.v1alpha import reflection
 from featurestore.errors import FeatureStoreError, InvalidRequestError
 from featurestore.online.aioredis import AsyncRedis
 from featurestore.online.connection import unavailable
+from featurestore.online.lookup import MAX_FEATURES
 from featurestore.serving import convert
 from featurestore.serving.fastpath import fast_encoder
-from featurestore.serving.limits import shorten
+from featurestore.serving.limits import ByteBudget, answer_bytes, check_answer, shorten
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
@@ -40,28 +41,43 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
         redis_url: str,
         redis_timeout: float,
         metrics: ServingMetrics | None = None,
+        budget: ByteBudget | None = None,  # None: no bound on the bytes in flight
     ) -> None:
         self.holder = holder
         self.redis = client
         self.redis_url = redis_url
         self.redis_timeout = redis_timeout
         self.metrics = metrics
+        self.budget = budget
 
     async def GetOnlineFeatures(  # noqa: N802 - gRPC method name
-        self, request: pb.GetOnlineFeaturesRequest, context: grpc.aio.ServicerContext
+        self, received: Received | Malformed | FeatureStoreError, context: grpc.aio.ServicerContext
     ) -> pb.GetOnlineFeaturesResponse:
+        taken = received.nbytes if isinstance(received, Received) else 0
         try:
-            if isinstance(request, Malformed):
-                raise InvalidRequestError(f"malformed {request.message}: {request.error}")
+            if isinstance(received, FeatureStoreError):  # refused before parsing
+                raise received
+            if isinstance(received, Malformed):
+                raise InvalidRequestError(f"malformed {received.message}: {received.error}")
+            request: pb.GetOnlineFeaturesRequest = received.message
             registry = self.holder.current
             features: tuple[str, ...] | str
             if request.feature_service and request.features:
                 raise InvalidRequestError("give either features or feature_service, not both")
+            if len(request.features) > MAX_FEATURES:  # before a Python string is made of each
+                raise InvalidRequestError(
+                    f"{len(request.features)} features in one request, more than the limit of {MAX_FEATURES}"
+                )
             features = request.feature_service or tuple(request.features)
             if not features:
                 raise InvalidRequestError("no features requested: give features or feature_service")
             plan = registry.plan(features, request.full_feature_names)
             n, columns = plan.entity_columns(convert.entity_columns(request.entities))
+            least, answer = answer_bytes(plan, n, request.include_run_ids)
+            check_answer(least, at_least=True)  # before any work: it could not be sent
+            if self.budget is not None:
+                self.budget.take(answer, "an answer", held=taken)
+                taken += answer
             keys = plan.keys(n, columns)
             started = time.perf_counter()
             raw = await self._mget(keys, context)
@@ -71,24 +87,38 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
                 encoder, now_us = fast_encoder(plan), time.time_ns() // 1000
                 fast = None if encoder is None else encoder.encode(n, raw, registry.version, now_us)
                 if fast is not None:
+                    check_answer(len(fast.data))  # its exact size, known only now
                     if self.metrics is not None:
                         self.metrics.served_present(plan, n, fast.events, redis_seconds)
                         if logged:  # the log's thread decodes what it needs, off this path
                             self.metrics.log_lookup("grpc", now_us, plan, n, columns, raw)
                     return fast.data  # type: ignore[return-value]  # bytes: _serialize passes them on
             result = plan.assemble(n, columns, raw, with_run_ids=request.include_run_ids)
+            data = convert.to_response(result, registry.version).SerializeToString()
+            check_answer(len(data))  # as above: refused with a status, not failed in grpc's send
             if self.metrics is not None:
                 self.metrics.served("grpc", plan, columns, result, redis_seconds, logged=logged)
-            return convert.to_response(result, registry.version)
+            return data  # bytes: _serialize passes them on
         except FeatureStoreError as e:
             await _abort(context, e)
+        finally:
+            if taken:
+                assert self.budget is not None
+                self.budget.give(taken)
 
     async def ListFeatures(  # noqa: N802 - gRPC method name
-        self, request: pb.ListFeaturesRequest, context: grpc.aio.ServicerContext
+        self, received: Received | Malformed | FeatureStoreError, context: grpc.aio.ServicerContext
     ) -> pb.ListFeaturesResponse:
-        if isinstance(request, Malformed):
-            await _abort(context, InvalidRequestError(f"malformed {request.message}: {request.error}"))
-        return convert.list_features(self.holder.current)
+        try:
+            if isinstance(received, FeatureStoreError):
+                await _abort(context, received)
+            if isinstance(received, Malformed):
+                await _abort(context, InvalidRequestError(f"malformed {received.message}: {received.error}"))
+            return convert.list_features(self.holder.current)
+        finally:
+            if isinstance(received, Received) and received.nbytes:
+                assert self.budget is not None
+                self.budget.give(received.nbytes)
 
     async def _mget(self, keys: list[str], context: grpc.aio.ServicerContext) -> list[Any]:
         # Fail within the caller's deadline (or ours) rather than hang on a dead Redis.
@@ -113,13 +143,30 @@ class Malformed:
     error: str
 
 
-def _lenient(message: type[Any]) -> Any:
+@dataclass(frozen=True)
+class Received:
+    """A parsed request, and the bytes it took from the budget (the handler gives them back)."""
+
+    message: Any
+    nbytes: int
+
+
+def _lenient(message: type[Any], budget: ByteBudget | None) -> Any:
     # grpc answers a deserializer's exception with UNKNOWN and logs a traceback; bad bytes
-    # are the caller's mistake, so the handler answers INVALID_ARGUMENT instead.
-    def parse(data: bytes) -> Any:
+    # are the caller's mistake, so the handler answers INVALID_ARGUMENT instead. The bytes
+    # are counted before they are parsed: over the budget the request is refused unparsed.
+    # grpc runs this on its event loop, in the call's task, just before the handler.
+    def parse(data: bytes) -> Received | Malformed | FeatureStoreError:
+        if budget is not None:
+            try:
+                budget.take(len(data))
+            except FeatureStoreError as e:
+                return e
         try:
-            return message.FromString(data)
+            return Received(message.FromString(data), len(data) if budget is not None else 0)
         except DecodeError as e:
+            if budget is not None:
+                budget.give(len(data))
             return Malformed(message.DESCRIPTOR.name, str(e))
 
     return parse
@@ -131,16 +178,16 @@ def _serialize(response: pb.GetOnlineFeaturesResponse | bytes) -> bytes:
 
 
 def _add_servicer(servicer: FeatureServingServicer, server: grpc.aio.Server) -> None:
-    """pb_grpc.add_FeatureServingServicer_to_server, with lenient request parsing."""
+    """pb_grpc.add_FeatureServingServicer_to_server, with lenient, budgeted request parsing."""
     handlers = {
         "GetOnlineFeatures": grpc.unary_unary_rpc_method_handler(
             servicer.GetOnlineFeatures,
-            request_deserializer=_lenient(pb.GetOnlineFeaturesRequest),
+            request_deserializer=_lenient(pb.GetOnlineFeaturesRequest, servicer.budget),
             response_serializer=_serialize,
         ),
         "ListFeatures": grpc.unary_unary_rpc_method_handler(
             servicer.ListFeatures,
-            request_deserializer=_lenient(pb.ListFeaturesRequest),
+            request_deserializer=_lenient(pb.ListFeaturesRequest, servicer.budget),
             response_serializer=pb.ListFeaturesResponse.SerializeToString,
         ),
     }
@@ -162,6 +209,7 @@ def build_server(
     reuse_port: bool = False,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,  # None: plaintext
+    options: Sequence[tuple[str, int]] = (),  # more core options (connections.grpc_options)
 ) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -169,6 +217,7 @@ def build_server(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *options,
         ]
     )
     _add_servicer(servicer, server)

@@ -21,7 +21,15 @@ from featurestore.errors import FeatureStoreError, InvalidRequestError
 from featurestore.online.aioredis import AsyncRedis
 from featurestore.online.connection import unavailable
 from featurestore.online.lookup import OnlineResult, Status
-from featurestore.serving.limits import MAX_BODY_BYTES, BodyLimit, shorten
+from featurestore.serving.limits import (
+    MAX_BODY_BYTES,
+    TAKEN,
+    BodyLimit,
+    ByteBudget,
+    answer_bytes,
+    check_answer,
+    shorten,
+)
 from featurestore.serving.registry_holder import RegistryHolder
 
 if TYPE_CHECKING:
@@ -69,8 +77,9 @@ class ErrorResponse(BaseModel):
 # Every error answers ErrorResponse; the spec says so, so clients (and schemathesis) can rely on it.
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Unknown features, services or join keys; bad values"},
-    413: {"model": ErrorResponse, "description": "Request body over the size limit"},
+    413: {"model": ErrorResponse, "description": "Request body or answer over the size limit"},
     422: {"model": ErrorResponse, "description": "Body does not match the request schema"},
+    429: {"model": ErrorResponse, "description": "The server is at its bytes-in-flight budget: retry"},
     503: {"model": ErrorResponse, "description": "The online store does not answer"},
 }
 
@@ -130,6 +139,7 @@ _HTTP_CODES = {
     404: "NOT_FOUND",
     405: "UNIMPLEMENTED",
     413: "RESOURCE_EXHAUSTED",
+    429: "RESOURCE_EXHAUSTED",
     503: "UNAVAILABLE",
 }
 
@@ -146,17 +156,21 @@ def build_app(
     is_healthy: Callable[[], bool],
     metrics: ServingMetrics | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    budget: ByteBudget | None = None,  # None: no bound on the bytes in flight
 ) -> FastAPI:
     app = FastAPI(
         title="featurestore online features",
         version="1",
         description="The latest feature values per entity, from the online store.",
     )
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, budget=budget)
 
     @app.exception_handler(FeatureStoreError)
     async def _store_error(request: Request, exc: FeatureStoreError) -> JSONResponse:
-        return _error(exc.http_status, exc.grpc_status, exc.message)
+        response = _error(exc.http_status, exc.grpc_status, exc.message)
+        if exc.http_status == 429:
+            response.headers["retry-after"] = "1"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -176,7 +190,7 @@ def build_app(
         return response
 
     @app.post("/v1/online-features", response_model=OnlineFeaturesResponse, responses=_ERROR_RESPONSES)
-    async def online_features(body: OnlineFeaturesRequest) -> JSONResponse:
+    async def online_features(body: OnlineFeaturesRequest, request: Request) -> JSONResponse:
         registry = holder.current
         if body.feature_service and body.features:
             raise InvalidRequestError("give either features or feature_service, not both")
@@ -185,18 +199,26 @@ def build_app(
             raise InvalidRequestError("no features requested: give features or feature_service")
         plan = registry.plan(features, body.full_feature_names)
         n, columns = plan.entity_columns(body.entities)
-        keys = plan.keys(n, columns)
-        started = time.perf_counter()
+        least, answer = answer_bytes(plan, n, body.include_run_ids)
+        check_answer(least, at_least=True)  # as gRPC: the same request gets the same answer on both
+        if budget is not None:
+            budget.take(answer, "an answer", held=request.scope.get(TAKEN, 0))
         try:
-            async with asyncio.timeout(redis_timeout):  # unlike wait_for, no task per request
-                raw = cast(list[bytes | None], await client.mget(keys))
-        except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as e:
-            raise unavailable(redis_url, e) from None  # says so when Redis refused the password
-        redis_seconds = time.perf_counter() - started
-        result = plan.assemble(n, columns, raw, with_run_ids=body.include_run_ids)
-        if metrics is not None:
-            metrics.served("http", plan, columns, result, redis_seconds)
-        return JSONResponse(_response(result, registry.version))
+            keys = plan.keys(n, columns)
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(redis_timeout):  # unlike wait_for, no task per request
+                    raw = cast(list[bytes | None], await client.mget(keys))
+            except (TimeoutError, redis.ConnectionError, redis.TimeoutError) as e:
+                raise unavailable(redis_url, e) from None  # says so when Redis refused the password
+            redis_seconds = time.perf_counter() - started
+            result = plan.assemble(n, columns, raw, with_run_ids=body.include_run_ids)
+            if metrics is not None:
+                metrics.served("http", plan, columns, result, redis_seconds)
+            return JSONResponse(_response(result, registry.version))
+        finally:
+            if budget is not None:
+                budget.give(answer)
 
     @app.get("/v1/features")
     async def features() -> dict[str, Any]:

@@ -62,6 +62,8 @@ KNOWN_GRPC_METHODS = frozenset(
     )
     for m in service.methods
 )
+# A caller may send any method name (uvicorn takes any token): only these become labels.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
 _HOUR, _DAY = 3600.0, 86400.0
 AGE_BUCKETS = (
     60.0,
@@ -352,7 +354,9 @@ class _HttpMetrics:
     def __init__(self, app: Any, metrics: ServingMetrics, routes: set[str]) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes  # only declared routes become labels: a scan of random paths adds none
+        # Only declared routes and standard methods become labels: a scan of random paths or
+        # made-up methods adds none (statuses come from our own answers, views from the registry).
+        self.routes = routes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -370,8 +374,8 @@ class _HttpMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            path = scope["path"]
-            route = f"{scope['method']} {path if path in self.routes else 'other'}"
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+            route = f"{method} {scope['path'] if scope['path'] in self.routes else 'other'}"
             self.metrics.request("http", route, str(status), time.perf_counter() - started)
 
 

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import uvicorn
 
-from featurestore.config import Config
+from featurestore.config import Config, ServingLimits
 from featurestore.errors import FeatureStoreError
 from featurestore.online.connection import async_client, unavailable
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
 from featurestore.secrets import mask_logs, mask_url
-from featurestore.serving import auth
+from featurestore.serving import auth, connections
 from featurestore.serving.grpc_server import (
     NOT_SERVING,
     SERVICE_NAME,
@@ -39,6 +39,7 @@ from featurestore.serving.grpc_server import (
     build_server,
 )
 from featurestore.serving.http_app import build_app
+from featurestore.serving.limits import ByteBudget
 from featurestore.serving.metrics import ServingMetrics, multiprocess_dir
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.request_log import RequestLog
@@ -61,6 +62,7 @@ class ServeOptions:
     tls: TlsFiles | None = None  # None: plaintext (see serving/tls.py)
     request_log: Path | None = None  # a folder: log a sample of requests there as Parquet
     request_log_sample: float = 0.01  # share of requests logged
+    limits: ServingLimits = ServingLimits()  # connections, timeouts, bytes in flight (serving/connections.py)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -96,6 +98,7 @@ async def serve_async(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     holder = RegistryHolder(config, options.max_entities, options.registry_refresh)
+    limits = connections.raise_fd_limit(options.limits, 1 if options.http_port is None else 2)
     client = async_client(config.redis_url)
     health = HealthServicer()
     healthy = False
@@ -132,13 +135,17 @@ async def serve_async(
     if options.request_log is not None:
         request_log = RequestLog(options.request_log, options.request_log_sample)
     metrics = ServingMetrics(holder, config, request_log)
-    servicer = FeatureServingServicer(holder, client, config.redis_url, options.redis_timeout, metrics)
+    budget = ByteBudget(limits.max_bytes_in_flight)  # one for both transports: they share the memory
+    servicer = FeatureServingServicer(
+        holder, client, config.redis_url, options.redis_timeout, metrics, budget
+    )
     try:
         grpc_server, grpc_port = build_server(
             servicer, health, options.grpc_port, options.host, reuse_port,
             # metrics first: it times and counts refused calls too
             [metrics.grpc_interceptor(), *auth.grpc_interceptors(options.tokens)],
             options.tls.grpc_credentials() if options.tls else None,
+            connections.grpc_options(limits),
         )
     except RuntimeError:  # grpc cannot bind the port (it has logged why)
         await client.aclose()
@@ -154,7 +161,9 @@ async def serve_async(
 
     http: _Uvicorn | None = None
     if options.http_port is not None:
-        app = build_app(holder, client, config.redis_url, options.redis_timeout, lambda: healthy, metrics)
+        app = build_app(
+            holder, client, config.redis_url, options.redis_timeout, lambda: healthy, metrics, budget=budget
+        )
         metrics.mount(app)  # /metrics sits behind the tokens too, when there are tokens
         tls_options = options.tls.uvicorn_options() if options.tls else {}
         http = _Uvicorn(
@@ -162,6 +171,7 @@ async def serve_async(
                 # metrics outside the bearer check: refused requests are counted too
                 metrics.instrument(auth.protect_http(app, options.tokens)),
                 log_level="warning", lifespan="off", access_log=False,
+                **connections.http_options(limits),
                 **tls_options,
             )
         )

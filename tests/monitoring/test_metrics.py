@@ -175,3 +175,72 @@ def test_refused_requests_are_counted(
         assert not any("no.such" in str(m) or "made" in str(m) for m in methods), methods
     finally:
         assert server.stop() == 0
+
+
+def _series(text: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    return {
+        (s.name, tuple(sorted(s.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_made_up_methods_paths_and_names_add_no_series(
+    served_repo: Path, monitoring_redis: RedisServer, tmp_path: Path
+) -> None:
+    """The attack: with tokens on, thousands of distinct 2,000-character HTTP methods, paths,
+    gRPC methods and feature names. Every label a client controls comes from a fixed set, so
+    a second round of new names adds no series and /metrics stays the size it was."""
+    token = "metrics-token-0123456789abcdef"
+    (tmp_path / "tokens").write_text(token)
+    server = ServeProcess(
+        served_repo, monitoring_redis.url, "--auth-tokens-file", str(tmp_path / "tokens")
+    ).start()
+    auth = {"authorization": f"Bearer {token}"}
+    rounds = iter(range(1_000_000))
+
+    def attack(times: int) -> None:
+        with httpx.Client(base_url=server.http_url, timeout=10) as http, grpc.insecure_channel(
+            server.target
+        ) as channel:
+            for _ in range(times):
+                name = f"X{next(rounds):08d}".ljust(2000, "Z")
+                # Made-up methods and paths, without and with a token: 401, then 404/405.
+                assert http.request(name, "/v1/online-features").status_code == 401
+                assert http.request(name, f"/{name.lower()}").status_code == 401
+                assert http.request(name, "/v1/online-features", headers=auth).status_code in (404, 405)
+                assert http.request("GET", f"/{name.lower()}", headers=auth).status_code == 404
+                with pytest.raises(grpc.RpcError) as info:
+                    channel.unary_unary(f"/{name}/{name}")(b"", timeout=10)
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                # Names of features and services that do not exist: errors, counted by code only.
+                body = {"features": [f"{name}:{name}"], "entities": {"driver_id": [1001]}}
+                response = http.post("/v1/online-features", json=body, headers=auth)
+                assert response.status_code == 400, response.text
+                service = {"feature_service": name, "entities": {"driver_id": [1001]}}
+                assert http.post("/v1/online-features", json=service, headers=auth).status_code == 400
+                with featurestore.Client(server.target, timeout=10, token=token) as client:
+                    with pytest.raises(InvalidRequestError):
+                        client.get_online_features([f"{name}:{name}"], {"driver_id": [1001]})
+
+    def metrics() -> str:
+        response = httpx.get(f"{server.http_url}/metrics", headers=auth, timeout=10)
+        assert response.status_code == 200
+        return response.text
+
+    try:
+        attack(60)  # every kind of answer has been counted once at least
+        metrics()  # a scrape is counted once answered: the next one shows it
+        first = metrics()
+        attack(240)
+        second = metrics()
+        assert _series(second) == _series(first)  # 240 x 6 new names: not one new series
+        assert len(second) < len(first) + 2_000  # only counts and sums grew a digit or two
+        count = "featurestore_request_duration_seconds_count"
+        methods = {dict(labels)["method"] for name, labels in _series(second) if name == count}
+        http_routes = {m for m in methods if not m.startswith("/")}
+        assert {m.split(" ", 1)[0] for m in http_routes} <= {"GET", "POST", "other"}, methods
+        assert all(len(m) < 100 for m in methods), methods
+        assert all("Z" * 10 not in str(labels) for _, labels in _series(second))
+    finally:
+        assert server.stop() == 0
