@@ -39,7 +39,7 @@ from featurestore.offline.ingest import (
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.online import materialize as online_materialize
 from featurestore.online import state as online_state
-from featurestore.online.connection import checked_client, sync_client, unavailable
+from featurestore.online.connection import checked_client, redis_errors, sync_client
 from featurestore.online.lookup import OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
@@ -362,10 +362,8 @@ class FeatureStore:
         keys = plan.keys(n, columns)
         if self._redis is None:
             self._redis = sync_client(self.config.redis_url)
-        try:
+        with redis_errors(self.config.redis_url):
             raw = cast(list[bytes | None], self._redis.mget(keys))
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise unavailable(self.config.redis_url, e) from None
         return plan.assemble(n, columns, raw, with_run_ids=with_run_ids)
 
     def online_registry(self) -> OnlineRegistry:

@@ -22,7 +22,7 @@ from featurestore.definitions import FeatureView
 from featurestore.errors import InvalidRequestError
 from featurestore.offline.tables import EVENT_TS, table_exists, view_table
 from featurestore.online.codec import HEADER, header_of
-from featurestore.online.connection import checked_client, unavailable
+from featurestore.online.connection import checked_client, redis_errors
 from featurestore.online.keys import view_pattern
 from featurestore.storage import connection, fetch_one, quote
 
@@ -226,9 +226,8 @@ def freshness(
     if sample > 0 and states:
         client = checked_client(config.redis_url)
         try:
-            sample_redis(client, config.project, states, sample)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise unavailable(config.redis_url, e) from None
+            with redis_errors(config.redis_url):
+                sample_redis(client, config.project, states, sample)
         finally:
             client.close()
     return states

@@ -24,7 +24,7 @@ import redis
 
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
-from featurestore.errors import InvalidRequestError, NotAppliedError
+from featurestore.errors import InvalidRequestError, NotAppliedError, OnlineStoreUnavailable
 from featurestore.offline.tables import (
     CREATED_TS,
     EVENT_TS,
@@ -38,7 +38,7 @@ from featurestore.offline.tables import (
 )
 from featurestore.online import state
 from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
-from featurestore.online.connection import checked_client, unavailable
+from featurestore.online.connection import checked_client, redis_errors
 from featurestore.online.keys import encode_keys, view_pattern
 from featurestore.online.writer import NewerWinsWriter, delete_view
 from featurestore.storage import connection, fetch_one, quote
@@ -167,19 +167,22 @@ def write_run(
     client: redis.Redis | None = None
     try:
         client = checked_client(config.redis_url)
-        writer = NewerWinsWriter(client)
-        for name in run.removals:
-            result.removed[name] = delete_view(client, view_pattern(config.project, name))
-        with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
-            for plan in run.plans:
-                codec = codecs[plan.view.name]
-                result.views.append(
-                    _materialize_view(con, config.project, plan, codec, writer, run.run_id, run.now, progress)
-                )
+        with redis_errors(config.redis_url):
+            writer = NewerWinsWriter(client)
+            for name in run.removals:
+                result.removed[name] = delete_view(client, view_pattern(config.project, name))
+            with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
+                for plan in run.plans:
+                    codec = codecs[plan.view.name]
+                    result.views.append(
+                        _materialize_view(
+                            con, config.project, plan, codec, writer, run.run_id, run.now, progress
+                        )
+                    )
         status = "succeeded"
-    except (redis.ConnectionError, redis.TimeoutError) as e:
-        status, error = "failed", str(unavailable(config.redis_url, e))
-        raise unavailable(config.redis_url, e) from None
+    except OnlineStoreUnavailable as e:
+        status, error = "failed", e.message
+        raise
     except Exception as e:
         status, error = "failed", f"{type(e).__name__}: {e}"
         raise
