@@ -378,7 +378,11 @@ class FeatureStore:
                 latest = self._online.version if self._online else None
             if self._online is None or (latest is not None and latest != self._online.version):
                 version, snapshot = self._read(None)
-                self._online = OnlineRegistry(self.config.project, snapshot, version.version)
+                with connection(self.config.duckdb_path, read_only=True) as con:
+                    history = registry_store.view_feature_lists(con, self.config.project)
+                self._online = OnlineRegistry(
+                    self.config.project, snapshot, version.version, history=history
+                )
         return self._online
 
     # -- monitoring (online) ---------------------------------------------------------------
