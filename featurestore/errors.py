@@ -15,7 +15,7 @@ and HTTP code it maps to, so servers and clients share this module::
     ├── NotFoundError               an unknown view, feature, service or entity
     ├── InvalidRequestError         a request is malformed (entity frame, join keys, batch size)
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
-    ├── OnlineStoreUnavailable      Redis does not answer
+    ├── OnlineStoreUnavailable      Redis does not answer, or answers an error
     ├── UnauthenticatedError        a serving request lacks a valid bearer token
     ├── ResourceExhaustedError      a server is at its bytes-in-flight budget (retry later)
     │   └── AnswerTooLargeError     the answer would pass the message size limit
@@ -34,6 +34,10 @@ class FeatureStoreError(Exception):
 
     grpc_status: str = "INTERNAL"
     http_status: int = 500
+    # What a server tells a remote caller instead of ``message``, when the message is for the
+    # operator only (it names internal addresses); None: the message itself. The server logs
+    # the message with a request id and adds the id to what the caller reads.
+    client_message: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -116,10 +120,19 @@ class SourceError(FeatureStoreError):
 
 
 class OnlineStoreUnavailable(FeatureStoreError):
-    """The online store (Redis) does not answer."""
+    """The online store (Redis) does not answer, or answers an error (busy, loading, no auth).
+
+    ``config_problem`` is set when retrying cannot help: Redis refused the credentials or
+    wants a password that ``redis_url`` does not give.
+    """
 
     grpc_status = "UNAVAILABLE"
     http_status = 503
+    client_message = "the online store is unavailable; retry later"
+
+    def __init__(self, message: str, config_problem: bool = False) -> None:
+        super().__init__(message)
+        self.config_problem = config_problem
 
 
 class ValidationError(FeatureStoreError):

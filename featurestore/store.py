@@ -46,7 +46,7 @@ from featurestore.offline.ingest import (
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.online import materialize as online_materialize
 from featurestore.online import state as online_state
-from featurestore.online.connection import checked_client, sync_client, unavailable
+from featurestore.online.connection import checked_client, redis_errors, sync_client
 from featurestore.online.lookup import OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
 from featurestore.outputs import OutputGuard
@@ -451,10 +451,8 @@ class FeatureStore:
         keys = plan.keys(n, columns)
         if self._redis is None:
             self._redis = sync_client(self.config.redis_url)
-        try:
+        with redis_errors(self.config.redis_url):
             raw = cast(list[bytes | None], self._redis.mget(keys))
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise unavailable(self.config.redis_url, e) from None
         return plan.assemble(n, columns, raw, with_run_ids=with_run_ids)
 
     def online_registry(self) -> OnlineRegistry:
@@ -469,7 +467,11 @@ class FeatureStore:
                 latest = self._online.version if self._online else None
             if self._online is None or (latest is not None and latest != self._online.version):
                 version, snapshot = self._read(None)
-                self._online = OnlineRegistry(self.config.project, snapshot, version.version)
+                with connection(self.config.duckdb_path, read_only=True) as con:
+                    history = registry_store.view_feature_lists(con, self.config.project)
+                self._online = OnlineRegistry(
+                    self.config.project, snapshot, version.version, history=history
+                )
         return self._online
 
     # -- monitoring (online) ---------------------------------------------------------------
@@ -521,9 +523,8 @@ class FeatureStore:
         if online:  # read before taking the write lock, which a materialization waits for
             client = checked_client(self.config.redis_url)
             try:
-                served = retention.served_run_ids(client, project)
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                raise unavailable(self.config.redis_url, e) from None
+                with redis_errors(self.config.redis_url):
+                    served = retention.served_run_ids(client, project)
             finally:
                 client.close()
         with connection(path) as con:

@@ -25,7 +25,7 @@ from featurestore.errors import InvalidRequestError
 from featurestore.offline.tables import EVENT_TS, table_exists, view_table
 from featurestore.online import presence
 from featurestore.online.codec import HEADER, header_of
-from featurestore.online.connection import checked_client, unavailable
+from featurestore.online.connection import checked_client, redis_errors
 from featurestore.online.keys import view_pattern
 from featurestore.online.state import epoch as online_epoch
 from featurestore.online.state import watermark as online_watermark
@@ -262,11 +262,10 @@ def freshness(
             return states
         client = checked_client(config.redis_url)
         try:
-            check_presence(con, client, config.project, views, states, sample)
-            if sample > 0:
-                sample_redis(client, config.project, states, sample)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise unavailable(config.redis_url, e) from None
+            with redis_errors(config.redis_url):
+                check_presence(con, client, config.project, views, states, sample)
+                if sample > 0:
+                    sample_redis(client, config.project, states, sample)
         finally:
             client.close()
     return states

@@ -20,9 +20,11 @@ k = 8 * length // (8 * item width + 1). Lists without nulls are laid out exactly
 the bitmap existed, so values written then still decode.
 
 The header leads so that the newer-wins script compares two values without decoding them,
-and the layout hash lets a reader refuse a value written under another schema instead of
-misreading it. Encoding is vectorized over an Arrow batch; decoding is one ``struct`` call
-per value plus a walk over the variable-width part.
+and the layout hash tells a reader which feature list the value was written with: a
+reader decodes it by that list (lookup.py keeps those of earlier registry versions), or
+leaves it alone, instead of misreading it. Encoding is vectorized over an Arrow batch;
+decoding is one ``struct`` call per value plus a walk over the variable-width part, which
+also checks that the value ends where its last feature does (else it is corrupt).
 """
 
 from __future__ import annotations
@@ -80,10 +82,19 @@ class Decoded:
     values: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class ViewSchema:
+    """A view's name and features as an earlier registry version had them: enough to decode
+    the values written then."""
+
+    name: str
+    features: tuple[Field, ...]
+
+
 class ViewCodec:
     """Encodes and decodes the values of one feature view; built once per registry version."""
 
-    def __init__(self, view: FeatureView) -> None:
+    def __init__(self, view: FeatureView | ViewSchema) -> None:
         self.view = view
         self.features: tuple[Field, ...] = tuple(view.features)
         for f in self.features:
@@ -169,24 +180,39 @@ class ViewCodec:
 
         The fixed-width part of every value is read as one numpy structured array, so the
         cost per value is a slice and a join; only variable-width features walk each value.
-        Values written under another layout (or truncated) come back in ``rejected``.
+        Values written under another layout come back in ``other``; values that cannot be
+        decoded (cut short, with bytes to spare, or a requested feature that does not parse)
+        in ``corrupt``.
         """
         size = self._prefix.size
         good = [i for i, v in enumerate(values) if len(v) >= size]
-        rejected = [i for i, v in enumerate(values) if len(v) < size]
+        other: list[int] = []
+        corrupt: list[int] = []
+        if len(good) < len(values):  # too short for this layout: written under another, or cut short
+            for i, v in enumerate(values):
+                if len(v) < size:
+                    (other if layout_of(v) not in (None, self.layout) else corrupt).append(i)
         # One C-level unpack of every fixed-width prefix, then a transpose into columns.
         rows = list(self._prefix.iter_unpack(b"".join([values[i][:size] for i in good])))
         if any(row[3] != self.layout for row in rows):
-            rejected += [good[j] for j, row in enumerate(rows) if row[3] != self.layout]
+            other += [good[j] for j, row in enumerate(rows) if row[3] != self.layout]
             keep = [j for j, row in enumerate(rows) if row[3] == self.layout]
+            good = [good[j] for j in keep]
+            rows = [rows[j] for j in keep]
+        wanted_var = {p for p in positions if _is_variable(self.features[p])}
+        if self.variable:  # every value is walked to its end: whole, or corrupt
+            variable, bad = self._walk_variable([values[i] for i in good], wanted_var)
+        else:
+            variable, bad = {}, [j for j, i in enumerate(good) if len(values[i]) != size]
+        if bad:
+            corrupt += [good[j] for j in bad]
+            keep = sorted(set(range(len(good))) - set(bad))
             good = [good[j] for j in keep]
             rows = [rows[j] for j in keep]
         fields = list(zip(*rows, strict=True)) if rows else [()] * (5 + len(self.fixed))
         nulls = fields[4]
         zero = bytes(self.null_bytes)
         null_rows = [j for j, b in enumerate(nulls) if b != zero]
-        wanted_var = [p for p in positions if _is_variable(self.features[p])]
-        variable = self._walk_variable([values[i] for i in good], set(wanted_var)) if wanted_var else {}
         columns: list[list[Any]] = []
         for p in positions:
             column = variable[p] if p in variable else list(fields[5 + self._fixed_index[p]])
@@ -194,22 +220,37 @@ class ViewCodec:
                 if nulls[j][p // 8] >> (p % 8) & 1:
                     column[j] = None
             columns.append(column)
-        return DecodedColumns(good, rejected, list(fields[0]), list(fields[2]), columns)
+        return DecodedColumns(good, sorted(other), sorted(corrupt), list(fields[0]), list(fields[2]), columns)
 
-    def _walk_variable(self, values: Sequence[bytes], wanted: set[int]) -> dict[int, list[Any]]:
+    def _walk_variable(
+        self, values: Sequence[bytes], wanted: set[int]
+    ) -> tuple[dict[int, list[Any]], list[int]]:
+        """The ``wanted`` variable-width features of each value, and the values that do not
+        parse: a length past the end, bytes left over, or a wanted feature malformed."""
         out: dict[int, list[Any]] = {p: [] for p in wanted}
+        bad: list[int] = []
         start = self._prefix.size
         slots = [(self.features.index(f), f) for f in self.variable]
-        for value in values:
-            pos = start
-            for slot, f in slots:
-                (length,) = _U32.unpack_from(value, pos)
-                pos += 4
-                size = length & LENGTH_MASK
-                if slot in wanted:
-                    out[slot].append(_decode_variable(value[pos : pos + size], f, length != size))
-                pos += size
-        return out
+        for j, value in enumerate(values):
+            pos, row = start, []
+            try:
+                for slot, f in slots:
+                    (length,) = _U32.unpack_from(value, pos)
+                    pos += 4
+                    size = length & LENGTH_MASK
+                    if pos + size > len(value):
+                        raise ValueError("a length past the end of the value")
+                    if slot in wanted:
+                        row.append((slot, _decode_variable(value[pos : pos + size], f, length != size)))
+                    pos += size
+                if pos != len(value):
+                    raise ValueError("bytes after the last feature")
+            except (struct.error, ValueError):  # UnicodeDecodeError is a ValueError
+                bad.append(j)
+                continue
+            for slot, v in row:
+                out[slot].append(v)
+        return out, bad
 
     def decode(self, value: bytes) -> Decoded | None:
         """The value's header and features, or None if it was written under another layout."""
@@ -237,10 +278,17 @@ class DecodedColumns:
     """Many decoded values: ``good[j]`` is the input index of row ``j`` of each list."""
 
     good: list[int]
-    rejected: list[int]
+    other: list[int]  # input indices of values written under another layout
+    corrupt: list[int]  # input indices of values that cannot be decoded
     event_ts_us: list[int]
     run_ids: list[int]
     columns: list[list[Any]]  # one per requested position, one entry per good value
+    earlier: bool = False  # some rows were decoded by an earlier layout (see lookup.py)
+
+
+def layout_of(value: bytes) -> int | None:
+    """The layout hash a stored value was written under; None if it is too short to say."""
+    return HEADER.unpack_from(value, 0)[3] if len(value) >= HEADER.size else None
 
 
 def header_of(value: bytes) -> tuple[int, int, int]:
@@ -361,7 +409,11 @@ def _decode_variable(raw: bytes, f: Field, with_nulls: bool = False) -> Any:
         values = (items.astype(bool) if inner == "Bool" else items).tolist()
         end = k * item.itemsize
     if not with_nulls:
+        if end != len(raw):
+            raise ValueError(f"{len(raw)} bytes are not a whole list")
         return values
+    if len(raw) != end + (k + 7) // 8:
+        raise ValueError(f"{len(raw)} bytes are not a list with its validity bitmap")
     bitmap = np.frombuffer(raw, dtype=np.uint8, offset=end)
     for j in np.flatnonzero(np.unpackbits(bitmap, count=k, bitorder="little") == 0).tolist():
         values[j] = None

@@ -1,6 +1,16 @@
-"""Redis clients from a URL, with errors that name the server but never its password."""
+"""Redis clients from a URL, and the one place Redis errors become ours.
+
+Every call into Redis (serving, in-process lookups, materialization, freshness) runs inside
+``redis_errors``: whatever redis-py or the serving client raises -- a refused connection, a
+timeout, or an error reply such as BUSY (a long script), LOADING (a restarted Redis reading
+its dataset) or NOAUTH (a Redis that now wants a password) -- leaves as one
+``OnlineStoreUnavailable`` naming the server, never its password.
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import redis
 
@@ -24,23 +34,54 @@ def async_client(url: str) -> AsyncRedis:
     return AsyncRedis(url, connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT)
 
 
+@contextlib.contextmanager
+def redis_errors(url: str) -> Iterator[None]:
+    """Map every Redis error raised inside, and a timeout waiting for Redis, to ours."""
+    try:
+        yield
+    except (redis.RedisError, TimeoutError) as e:
+        raise unavailable(url, e) from None
+
+
 def unavailable(url: str, error: Exception) -> OnlineStoreUnavailable:
-    if isinstance(error, redis.AuthenticationError):
-        return OnlineStoreUnavailable(f"online store {mask_url(url)} refused the credentials: {error}")
+    """``error`` (from Redis, or a timeout waiting for it) as OnlineStoreUnavailable."""
+    shown = mask_url(url)
+    code, reply = _reply(error)
+    if code == "NOAUTH":
+        return OnlineStoreUnavailable(
+            f"online store {shown} requires a password and redis_url gives none ({reply}): "
+            "set it in redis_url ([online] redis_url or FEATURESTORE_REDIS_URL)",
+            config_problem=True,
+        )
+    if isinstance(error, redis.AuthenticationError) or code == "WRONGPASS":
+        return OnlineStoreUnavailable(
+            f"online store {shown} refused the credentials: {reply}", config_problem=True
+        )
+    if code:  # any other error reply: BUSY (a long script), LOADING, MASTERDOWN, OOM, ...
+        return OnlineStoreUnavailable(f"online store {shown} cannot answer now: {reply}")
     hint = ""
-    if "CERTIFICATE_VERIFY_FAILED" in str(error) and "ssl_ca_certs=" not in url:
+    if "CERTIFICATE_VERIFY_FAILED" in reply and "ssl_ca_certs=" not in url:
         hint = " (a private CA? name its certificate in the URL: ?ssl_ca_certs=/path/to/ca.pem)"
-    why = str(error) or "timeout"
-    return OnlineStoreUnavailable(f"online store {mask_url(url)} does not answer: {why}{hint}")
+    return OnlineStoreUnavailable(f"online store {shown} does not answer: {reply or 'timeout'}{hint}")
+
+
+def _reply(error: Exception) -> tuple[str, str]:
+    """An error reply's code ("" if ``error`` is not one) and its text as Redis sent it."""
+    text = str(error)
+    code = getattr(error, "status_code", None)  # redis-py moves the code of replies it knows here
+    if code:
+        return code, f"{code} {text}"
+    first = text.split(" ", 1)[0]
+    return (first if isinstance(error, redis.ResponseError) and first.isupper() else ""), text
 
 
 def checked_client(url: str) -> redis.Redis:
     """A client whose server has answered a PING."""
     client = sync_client(url)
     try:
-        client.ping()
-    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as e:
-        # AuthenticationError is a ConnectionError: unavailable() tells them apart.
+        with redis_errors(url):
+            client.ping()
+    except OnlineStoreUnavailable:
         client.close()
-        raise unavailable(url, e) from None
+        raise
     return client

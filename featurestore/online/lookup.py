@@ -4,10 +4,17 @@ Everything that depends only on the registry and the requested features -- resol
 references, codecs, output names, which join keys are needed -- is prepared once per
 registry version and cached, so a request only validates its entities, builds keys and
 decodes values.
+
+A stored value is decoded by the feature list it was written with (its header's layout):
+after an apply that adds a feature, values materialized before it keep serving the
+features they hold, and the new feature answers NOT_FOUND until a materialization writes
+it. A value that cannot be decoded answers CORRUPT for its entity; the rest is served.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,8 +27,8 @@ import pyarrow as pa
 
 from featurestore.definitions import Field
 from featurestore.definitions.types import pandas_frame
-from featurestore.errors import InvalidRequestError
-from featurestore.online.codec import ViewCodec
+from featurestore.errors import DefinitionError, InvalidRequestError
+from featurestore.online.codec import DecodedColumns, ViewCodec, ViewSchema, layout_of
 from featurestore.online.keys import encode_key_value
 from featurestore.registry import Snapshot
 
@@ -41,10 +48,15 @@ class Status(IntEnum):
     NULL_VALUE = 2  # the newest row holds null for this feature
     NOT_FOUND = 3  # nothing materialized for this entity
     EXPIRED = 4  # the newest value is older than the view's TTL
+    CORRUPT = 5  # the stored value cannot be decoded (counted in /metrics, logged)
 
 
-PRESENT, NULL_VALUE, NOT_FOUND, EXPIRED = (int(s) for s in Status)
+PRESENT, NULL_VALUE, NOT_FOUND, EXPIRED, CORRUPT = (int(s) for s in Status)
 _LIVE = 0  # internal: found and within TTL; the value decides PRESENT or NULL_VALUE
+_ABSENT: Any = object()  # internal: a decoded value written before the feature existed
+log = logging.getLogger("featurestore.online")
+_CORRUPT_LOG_SECONDS = 60.0
+_corrupt_logged: dict[str, float] = {}  # view -> when a corrupt value of it was last logged
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,38 @@ class _ViewPlan:
     positions: tuple[int, ...]  # requested features, as indices into the codec's features
     join_keys: tuple[str, ...]
     ttl_us: int | None
+    # layout of an earlier feature list -> its codec, and requested position -> its position there
+    older: Mapping[int, tuple[ViewCodec, Mapping[int, int]]] = field(default_factory=dict)
+
+    def decode(self, values: Sequence[bytes], positions: Sequence[int]) -> DecodedColumns:
+        """``ViewCodec.decode_columns``, values of an earlier layout decoded by theirs: a feature
+        their list lacks is ``_ABSENT``. Values of a layout no version had stay in ``other``."""
+        dec = self.codec.decode_columns(values, positions)
+        if not dec.other or not self.older:
+            return dec
+        by_layout: dict[int | None, list[int]] = {}
+        for i in dec.other:
+            by_layout.setdefault(layout_of(values[i]), []).append(i)
+        good, other, corrupt = list(dec.good), [], list(dec.corrupt)
+        events, runs, columns = list(dec.event_ts_us), list(dec.run_ids), [list(c) for c in dec.columns]
+        for layout, indices in by_layout.items():
+            known = self.older.get(layout) if layout is not None else None
+            if known is None:
+                other += indices
+                continue
+            codec, where = known
+            held_positions = [where[p] for p in positions if p in where]
+            old = codec.decode_columns([values[i] for i in indices], held_positions)
+            good += [indices[j] for j in old.good]
+            other += [indices[j] for j in old.other]
+            corrupt += [indices[j] for j in old.corrupt]
+            events += old.event_ts_us
+            runs += old.run_ids
+            held = iter(old.columns)
+            for column, p in zip(columns, positions, strict=True):
+                column += next(held) if p in where else [_ABSENT] * len(old.good)
+        earlier = len(good) > len(dec.good)
+        return DecodedColumns(good, sorted(other), sorted(corrupt), events, runs, columns, earlier)
 
 
 @dataclass(frozen=True)
@@ -121,6 +165,20 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _log_corrupt(view: str, entities: list[int], columns: Mapping[str, list[Any]]) -> None:
+    """Say which entity's value of ``view`` cannot be decoded, at most once a minute per view."""
+    now = time.monotonic()
+    if now - _corrupt_logged.get(view, -_CORRUPT_LOG_SECONDS) < _CORRUPT_LOG_SECONDS:
+        return
+    _corrupt_logged[view] = now
+    first = ", ".join(f"{k}={v[entities[0]]!r:.80}" for k, v in columns.items())
+    log.warning(
+        "%d stored value(s) of feature view %r cannot be decoded (the first: %s); they answer "
+        "CORRUPT until a materialization rewrites them",
+        len(entities), view, first,
+    )
 
 
 def _datetime(micros: int) -> datetime:
@@ -264,7 +322,7 @@ class LookupPlan:
             found = [i for i in range(n) if raw[base + i] is not None]
             runs: list[int | None] = [None] * n
             if found:
-                dec = view.codec.decode_columns(
+                dec = view.decode(
                     [raw[base + i] for i in found],  # type: ignore[misc]
                     [view.positions[pos] for pos, _ in cols],
                 )
@@ -274,15 +332,20 @@ class LookupPlan:
                 if view.ttl_us is not None:
                     oldest = now_us - view.ttl_us
                     live = [t >= oldest for t in stamps]
-                everything = len(rows) == n and all(live) and rows == list(range(n))
+                # every entity found and fresh, in one layout: the common case
+                everything = len(rows) == n and all(live) and rows == list(range(n)) and not dec.earlier
                 slot = [-1] * n  # entity index -> decoded row, -1 where nothing was found
                 for j, i in enumerate(rows):
                     slot[i] = j
                 # the status of each entity before looking at its values
                 state = [NOT_FOUND if j < 0 else (_LIVE if live[j] else EXPIRED) for j in slot]
+                if dec.corrupt:
+                    for j in dec.corrupt:
+                        state[found[j]] = CORRUPT
+                    _log_corrupt(view.name, [found[j] for j in dec.corrupt], columns)
                 stamp_column = [None if j < 0 else stamps[j] for j in slot]
                 for (_, col), values in zip(cols, dec.columns, strict=True):
-                    if everything:  # the common case: every entity found and fresh
+                    if everything:
                         col.values = values
                         col.statuses = [PRESENT if v is not None else NULL_VALUE for v in values]
                     else:
@@ -294,6 +357,12 @@ class LookupPlan:
                             for v, b in zip(col.values, state, strict=True)
                         ]
                     col.event_ts_us = stamp_column
+                    if dec.earlier:  # a feature an earlier layout lacks: not found for that entity
+                        absent = [i for i, j in enumerate(slot) if j >= 0 and values[j] is _ABSENT]
+                        if absent:
+                            col.event_ts_us = list(stamp_column)
+                            for i in absent:
+                                col.values[i], col.statuses[i], col.event_ts_us[i] = None, NOT_FOUND, None
                 if with_run_ids:
                     for j, i in enumerate(rows):
                         runs[i] = dec.run_ids[j]
@@ -306,13 +375,30 @@ class OnlineRegistry:
     """One registry version prepared for serving: codecs per view and cached lookup plans."""
 
     def __init__(
-        self, project: str, snapshot: Snapshot, version: int, max_entities: int = DEFAULT_MAX_ENTITIES
+        self,
+        project: str,
+        snapshot: Snapshot,
+        version: int,
+        max_entities: int = DEFAULT_MAX_ENTITIES,
+        history: Mapping[str, Sequence[Sequence[Field]]] | None = None,
     ) -> None:
+        """``history``: every feature list each view has had (``view_feature_lists``), so that
+        values written under an earlier one keep serving the features it has."""
         self.project = project
         self.snapshot = snapshot
         self.version = version
         self.max_entities = max_entities
         self.codecs = {name: ViewCodec(v) for name, v in snapshot.views.items() if v.online}
+        self.older: dict[str, dict[int, ViewCodec]] = {}
+        for name, lists in (history or {}).items():
+            if name in self.codecs:
+                for features in lists:
+                    try:
+                        codec = ViewCodec(ViewSchema(name, tuple(features)))
+                    except DefinitionError:  # a list that was never servable wrote no values
+                        continue
+                    if codec.layout != self.codecs[name].layout:
+                        self.older.setdefault(name, {})[codec.layout] = codec
         self._cached_plan = lru_cache(maxsize=1024)(self._plan)
 
     def plan(self, features: tuple[str, ...] | str, full_feature_names: bool = False) -> LookupPlan:
@@ -338,7 +424,11 @@ class OnlineRegistry:
             positions = tuple(names.index(f.name) for f in req.features)
             ttl_us = None if req.view.ttl is None else req.view.ttl // timedelta(microseconds=1)
             keys = tuple(k.name for k in req.view.join_keys)
-            views.append(_ViewPlan(req.view.name, codec, positions, keys, ttl_us))
+            older = {
+                layout: (old, _positions_in(old, codec, positions))
+                for layout, old in self.older.get(req.view.name, {}).items()
+            }
+            views.append(_ViewPlan(req.view.name, codec, positions, keys, ttl_us, older))
             for k in req.view.join_keys:
                 seen = join_keys.setdefault(k.name, k)
                 if seen.dtype != k.dtype:
@@ -363,3 +453,15 @@ class OnlineRegistry:
         return [
             (f"{name}:{f.name}", f) for name, codec in sorted(self.codecs.items()) for f in codec.features
         ]
+
+
+def _positions_in(old: ViewCodec, current: ViewCodec, positions: Sequence[int]) -> dict[int, int]:
+    """Requested position (in ``current``) -> the same feature's position in ``old``, for the
+    features ``old`` has with the same type."""
+    where = {(f.name, f.dtype.name): p for p, f in enumerate(old.features)}
+    out = {}
+    for p in positions:
+        f = current.features[p]
+        if (f.name, f.dtype.name) in where:
+            out[p] = where[(f.name, f.dtype.name)]
+    return out

@@ -38,7 +38,7 @@ from featurestore.offline.tables import (
 )
 from featurestore.online import presence, state
 from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
-from featurestore.online.connection import checked_client, unavailable
+from featurestore.online.connection import checked_client, redis_errors
 from featurestore.online.keys import encode_keys, view_pattern
 from featurestore.online.writer import NewerWinsWriter, delete_view
 from featurestore.secrets import mask_url
@@ -177,7 +177,7 @@ def _rewrite_lost(
     """Incremental plans of views that Redis no longer (fully) holds become full rewrites."""
     project = config.project
     incremental = [p for p in plans if p.late_since is not None]
-    try:
+    with redis_errors(config.redis_url):
         lost = presence.unmarked(client, project, [p.view.name for p in incremental], epoch)
         for p in incremental:
             mark = state.watermark(con, project, p.view.name)
@@ -186,8 +186,6 @@ def _rewrite_lost(
             checked, gone = presence.partly_lost(con, client, project, p.view, mark, now, presence.RUN_SAMPLE)
             if gone:
                 lost[p.view.name] = presence.partial_loss_reason(checked, gone)
-    except (redis.ConnectionError, redis.TimeoutError) as e:
-        raise unavailable(config.redis_url, e) from None
     return [
         replace(p, start=None, late_since=None, rewrite=lost[p.view.name]) if p.view.name in lost else p
         for p in plans
@@ -213,26 +211,27 @@ def write_run(
     client: redis.Redis | None = None
     try:
         client = checked_client(config.redis_url)
-        presence.begin_writes(client, config.project, run.run_id)
-        writer = NewerWinsWriter(client)
-        for name in run.removals:
-            result.removed[name] = delete_view(client, view_pattern(config.project, name))
-        with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
-            for plan in run.plans:
-                codec = codecs[plan.view.name]
-                result.views.append(
-                    _materialize_view(con, config.project, plan, codec, writer, run.run_id, run.now, progress)
-                )
-        completed = [p.view.name for p in run.plans if p.advances]
-        if not presence.mark_written(client, config.project, run.run_id, run.epoch, completed):
+        with redis_errors(config.redis_url):
+            presence.begin_writes(client, config.project, run.run_id)
+            writer = NewerWinsWriter(client)
+            for name in run.removals:
+                result.removed[name] = delete_view(client, view_pattern(config.project, name))
+            with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
+                for plan in run.plans:
+                    codec = codecs[plan.view.name]
+                    result.views.append(
+                        _materialize_view(
+                            con, config.project, plan, codec, writer, run.run_id, run.now, progress
+                        )
+                    )
+            completed = [p.view.name for p in run.plans if p.advances]
+            lost = not presence.mark_written(client, config.project, run.run_id, run.epoch, completed)
+        if lost:
             raise OnlineStoreUnavailable(
                 f"the online store {mask_url(config.redis_url)} lost its data during materialization run "
                 f"{run.run_id} (flushed or restarted): run 'featurestore materialize --incremental' again"
             )
         status = "succeeded"
-    except (redis.ConnectionError, redis.TimeoutError) as e:
-        status, error = "failed", str(unavailable(config.redis_url, e))
-        raise unavailable(config.redis_url, e) from None
     except OnlineStoreUnavailable as e:
         status, error = "failed", e.message
         raise

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from featurestore.definitions import Field
 from featurestore.errors import ConcurrentApplyError, NotAppliedError
 from featurestore.registry.snapshot import KIND_ORDER, Snapshot
 from featurestore.storage import fetch_one, quote
@@ -106,6 +107,29 @@ def read_snapshots(con: duckdb.DuckDBPyConnection, project: str) -> dict[int, Sn
     for number, kind, name, spec in rows:
         specs[number][kind][name] = json.loads(spec)
     return {number: Snapshot.from_specs(s) for number, s in specs.items()}
+
+
+def view_feature_lists(con: duckdb.DuckDBPyConnection, project: str) -> dict[str, list[list[Field]]]:
+    """Every distinct feature list each feature view has had, over all recorded versions.
+
+    Values in the online store carry the layout they were written with; a reader serving a
+    newer version decodes older values with these (one row per view definition, not per version).
+    """
+    if not has_tables(con, project):
+        return {}
+    rows = con.execute(
+        f"SELECT DISTINCT name, fingerprint, spec FROM {quote(project)}.registry_objects "
+        "WHERE kind = 'feature_view' ORDER BY name, fingerprint"
+    ).fetchall()
+    out: dict[str, list[list[Field]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for name, _, spec in rows:
+        features = json.loads(spec)["features"]
+        key = (name, json.dumps([(f["name"], f["dtype"]) for f in features]))
+        if key not in seen:
+            seen.add(key)
+            out.setdefault(name, []).append([Field.from_spec(f) for f in features])
+    return out
 
 
 def check_unmoved(started: int | None, current: Version | None) -> None:

@@ -7,9 +7,10 @@ booleans are already one-byte varints, strings are already UTF-8. Decoding into 
 objects (``LookupPlan.assemble``) and filling a message column by column
 (``convert.to_response``) cost more than the Redis read on the gRPC path; this path skips
 both. Anything unusual (a missing, expired or null value, another layout, list features,
-run ids asked for) returns None and the caller takes the general path. A list feature the
-lookup does not ask for is skipped by its length, whose high bit (a list holding nulls) is
-masked off.
+run ids asked for, a value that does not parse) returns None and the caller takes the
+general path, which decides its status. A list feature the lookup does not ask for is
+skipped by its length, whose high bit (a list holding nulls) is masked off; every value is
+walked to its end, and requested strings checked to be UTF-8, as the general path does.
 
 The bytes parse to exactly the message the general path builds; tests hold it to that.
 Wire format, for the next reader: a field is a one-byte tag ``number << 3 | wire type``
@@ -112,7 +113,10 @@ class FastEncoder:
             oldest = None if view.ttl_us is None else now_us - view.ttl_us
             events = []
             for value in values:
-                if len(value) < view.fixed_end or value[view.nulls] != view.zero_nulls:
+                size = len(value)
+                if size < view.fixed_end or value[view.nulls] != view.zero_nulls:
+                    return None
+                if size != view.fixed_end and not view.variable:  # bytes to spare: corrupt
                     return None
                 event, _, _, layout = HEADER.unpack_from(value)
                 if layout != view.codec.layout or (oldest is not None and event < oldest):
@@ -120,7 +124,10 @@ class FastEncoder:
                 events.append(event)
             all_events.append(events)
             stamps.append(b"\x32" + pb.Int64List(values=events).SerializeToString()[1:])  # field 6
-            variable.append(_split_variable(values, view) if view.variable else None)
+            split = _split_variable(values, view) if view.variable else None
+            if view.variable and split is None:
+                return None
+            variable.append(split)
         statuses = _ld(5, bytes((PRESENT,)) * n)
         parts = []
         for col in self.columns:
@@ -128,7 +135,10 @@ class FastEncoder:
             if col.code == "var":
                 split = variable[col.view]
                 assert split is not None
-                items = b"".join([_ld(1, row[col.offset]) for row in split])
+                raw_items = [row[col.offset] for row in split]
+                if col.number == _VARIABLE["String"] and not _utf8(raw_items):
+                    return None
+                items = b"".join([_ld(1, item) for item in raw_items])
                 payload = _ld(col.number, items)
             else:
                 o, w = col.offset, col.width
@@ -146,18 +156,34 @@ class FastEncoder:
         return FastAnswer(b"".join(parts), all_events)
 
 
-def _split_variable(values: list[bytes], view: _View) -> list[list[bytes]]:
-    """Each value's variable-width features, as raw bytes, in schema order."""
+def _split_variable(values: list[bytes], view: _View) -> list[list[bytes]] | None:
+    """Each value's variable-width features, as raw bytes, in schema order; None if a value
+    does not end where its last feature does."""
     out = []
     for value in values:
-        pos, items = view.fixed_end, []
+        pos, items, size = view.fixed_end, [], len(value)
         for _ in range(view.variable):
+            if pos + 4 > size:
+                return None
             (length,) = _U32.unpack_from(value, pos)
             length &= LENGTH_MASK  # a list with null items flags it; lists are not served here
             items.append(value[pos + 4 : pos + 4 + length])
             pos += 4 + length
+        if pos != size:
+            return None
         out.append(items)
     return out
+
+
+def _utf8(items: list[bytes]) -> bool:
+    if b"".join(items).isascii():  # the usual case, checked in C at once
+        return True
+    try:
+        for item in items:
+            item.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @lru_cache(maxsize=1024)

@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 
 from featurestore.config import Config
 from featurestore.errors import FeatureStoreError
-from featurestore.online.lookup import EXPIRED, NOT_FOUND, LookupPlan, OnlineResult
+from featurestore.online.lookup import CORRUPT, EXPIRED, NOT_FOUND, LookupPlan, OnlineResult
 from featurestore.serving.auth import DENIED
 from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.request_log import RequestLog
@@ -64,6 +64,8 @@ KNOWN_GRPC_METHODS = frozenset(
 )
 # A caller may send any method name (uvicorn takes any token): only these become labels.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+# Per view of a plan: its first output column, then its children (found, not found, expired, age, corrupt)
+_ViewMetrics = tuple[int, Any, Any, Any, Any, Any]
 _HOUR, _DAY = 3600.0, 86400.0
 AGE_BUCKETS = (
     60.0,
@@ -129,7 +131,8 @@ class ServingMetrics:
         )
         self.lookups = Counter(
             "featurestore_online_lookups",
-            "Entities looked up per view by outcome: FOUND (within TTL), NOT_FOUND or EXPIRED.",
+            "Entities looked up per view by outcome: FOUND (within TTL), NOT_FOUND, EXPIRED or CORRUPT "
+            "(a stored value that cannot be decoded).",
             ["view", "status"],
             registry=r,
         )
@@ -156,7 +159,7 @@ class ServingMetrics:
             r.register(self.state)
         self._children: dict[tuple[str, str, str], Any] = {}
         self._routes: set[str] = set()
-        self._views: MutableMapping[LookupPlan, list[tuple[int, Any, Any, Any, Any]]] = WeakKeyDictionary()
+        self._views: MutableMapping[LookupPlan, list[_ViewMetrics]] = WeakKeyDictionary()
         self._tick = 0
 
     # -- hooks ---------------------------------------------------------------------------
@@ -184,21 +187,24 @@ class ServingMetrics:
         columns = result.features
         now = time.time()
         self._tick += 1
-        for j, found, not_found, expired, age in views:
+        for j, found, not_found, expired, age, corrupt in views:
             col = columns[j]
             statuses = col.statuses
             n = len(statuses)
             missing = statuses.count(NOT_FOUND)
             old = statuses.count(EXPIRED)
+            broken = statuses.count(CORRUPT)
             if missing:
                 not_found.inc(missing)
             if old:
                 expired.inc(old)
-            if n - missing - old:
-                found.inc(n - missing - old)
+            if broken:
+                corrupt.inc(broken)
+            if n - missing - old - broken:
+                found.inc(n - missing - old - broken)
                 # One served entity per request, rotating: the cost does not grow with the batch.
                 i = self._tick % n
-                while statuses[i] == NOT_FOUND or statuses[i] == EXPIRED:
+                while statuses[i] in (NOT_FOUND, EXPIRED, CORRUPT):
                     i = (i + 1) % n
                 age.observe(max(0.0, now - col.event_ts_us[i] / 1e6))  # type: ignore[operator]
         if self.request_log is not None and logged is not False:
@@ -214,7 +220,7 @@ class ServingMetrics:
         views = self._plan_views(plan)
         now = time.time()
         self._tick += 1
-        for vi, (_, found, _, _, age) in enumerate(views):
+        for vi, (_, found, _, _, age, _) in enumerate(views):
             found.inc(n)
             age.observe(max(0.0, now - events[vi][self._tick % n] / 1e6))
 
@@ -225,14 +231,14 @@ class ServingMetrics:
         if self.request_log is not None:
             self.request_log.offer_lookup(transport, now_us, plan, n, entities, raw)
 
-    def _plan_views(self, plan: LookupPlan) -> list[tuple[int, Any, Any, Any, Any]]:
+    def _plan_views(self, plan: LookupPlan) -> list[_ViewMetrics]:
         """Per view of the plan: its first output column and its metric children (cached)."""
         views = self._views.get(plan)
         if views is None:
             views = self._views[plan] = self._label_views(plan)
         return views
 
-    def _label_views(self, plan: LookupPlan) -> list[tuple[int, Any, Any, Any, Any]]:
+    def _label_views(self, plan: LookupPlan) -> list[_ViewMetrics]:
         first: dict[int, int] = {}
         for j, (vi, _, _) in enumerate(plan.outputs):
             first.setdefault(vi, j)
@@ -246,6 +252,7 @@ class ServingMetrics:
                     self.lookups.labels(name, "NOT_FOUND"),
                     self.lookups.labels(name, "EXPIRED"),
                     self.served_age.labels(name),
+                    self.lookups.labels(name, "CORRUPT"),
                 )
             )
         return out

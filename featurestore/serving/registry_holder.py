@@ -39,7 +39,8 @@ def load(
         if latest.version == known:
             return None
         version, snapshot = registry_store.read_snapshot(con, config.project, latest.version)
-    return OnlineRegistry(config.project, snapshot, version.version, max_entities)
+        history = registry_store.view_feature_lists(con, config.project)
+    return OnlineRegistry(config.project, snapshot, version.version, max_entities, history)
 
 
 class RegistryHolder:

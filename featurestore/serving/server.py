@@ -25,11 +25,12 @@ from pathlib import Path
 import uvicorn
 
 from featurestore.config import Config, ServingLimits
-from featurestore.errors import FeatureStoreError
-from featurestore.online.connection import async_client, unavailable
+from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
+from featurestore.online.connection import async_client, redis_errors
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
 from featurestore.secrets import mask_logs, mask_url
 from featurestore.serving import auth, connections
+from featurestore.serving.failures import Failures
 from featurestore.serving.grpc_server import (
     NOT_SERVING,
     SERVICE_NAME,
@@ -115,10 +116,13 @@ async def serve_async(
         while True:
             why = ""
             try:
-                await asyncio.wait_for(client.ping(), options.redis_timeout)
+                with redis_errors(config.redis_url):
+                    await asyncio.wait_for(client.ping(), options.redis_timeout)
                 ok = True
+            except OnlineStoreUnavailable as e:
+                ok, why = False, e.message
             except Exception as e:  # noqa: BLE001 - any failure means not serving
-                ok, why = False, unavailable(config.redis_url, e).message
+                ok, why = False, f"online store {mask_url(config.redis_url)}: {type(e).__name__}: {e}"
             if ok and options.tokens is not None:  # a broken tokens file refuses every request
                 why = options.tokens.problem() or ""
                 ok = not why
@@ -136,8 +140,9 @@ async def serve_async(
         request_log = RequestLog(options.request_log, options.request_log_sample)
     metrics = ServingMetrics(holder, config, request_log)
     budget = ByteBudget(limits.max_bytes_in_flight)  # one for both transports: they share the memory
+    failures = Failures()  # one per process, so both transports log a failure once
     servicer = FeatureServingServicer(
-        holder, client, config.redis_url, options.redis_timeout, metrics, budget
+        holder, client, config.redis_url, options.redis_timeout, metrics, budget=budget, failures=failures
     )
     try:
         grpc_server, grpc_port = build_server(
@@ -162,7 +167,8 @@ async def serve_async(
     http: _Uvicorn | None = None
     if options.http_port is not None:
         app = build_app(
-            holder, client, config.redis_url, options.redis_timeout, lambda: healthy, metrics, budget=budget
+            holder, client, config.redis_url, options.redis_timeout, lambda: healthy, metrics,
+            budget=budget, failures=failures,
         )
         metrics.mount(app)  # /metrics sits behind the tokens too, when there are tokens
         tls_options = options.tls.uvicorn_options() if options.tls else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,10 +130,10 @@ def test_every_dtype_round_trips_with_nulls(
         assert (decoded.event_ts_us, decoded.created_us, decoded.run_id) == (event[i], created[i], run_id)
         assert header_of(value) == (event[i], created[i], run_id)
         assert all_same(list(decoded.values), expected[i]), (decoded.values, expected[i])
-    # Serving decodes many values at once, only the requested features, and refuses a value
-    # of another layout or one too short to hold this one.
+    # Serving decodes many values at once, only the requested features, and sets apart a
+    # value of another layout and one too short to hold this one.
     got = codec.decode_columns([*encoded, other_layout_value(), b"short"], positions)
-    assert (got.good, sorted(got.rejected)) == (list(range(n)), [n, n + 1])
+    assert (got.good, got.other, got.corrupt) == (list(range(n)), [n], [n + 1])
     assert got.event_ts_us == event.tolist() and got.run_ids == [run_id] * n
     for p, column in zip(positions, got.columns, strict=True):
         assert all_same(column, [e[p] for e in expected]), FIELDS[p].name
@@ -326,3 +328,41 @@ def test_a_null_inside_a_list_is_served_as_the_training_set_has_it(
     assert offline["emb"] == [[1.0, None]] and offline["ids"] == [[None, 5]]
     online = lookup(fs, ["every:emb", "every:ids"], {"id": [1]})[0]
     assert (online["emb"], online["ids"]) == (offline["emb"], offline["ids"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=rows, pick=st.integers(0, 11), positions=st.lists(st.integers(0, len(FIELDS) - 1), unique=True))
+def test_a_value_cut_short_or_with_bytes_to_spare_is_corrupt_and_the_others_decode(
+    data: list[dict[str, Any]], pick: int, positions: list[int]
+) -> None:
+    codec = ViewCodec(VIEW)
+    n = len(data)
+    i = pick % n
+    zeros = np.zeros(n, np.int64)
+    encoded = codec.encode(table_of(data), zeros, zeros, 1).to_pylist()
+    whole = codec.decode_columns(encoded, positions)
+    keep = [j for j in range(n) if j != i]
+    value = encoded[i]
+    for bad in (*(value[:cut] for cut in range(len(value))), value + b"\x00"):
+        got = codec.decode_columns([*encoded[:i], bad, *encoded[i + 1 :]], positions)
+        assert (got.corrupt, got.other, got.good) == ([i], [], keep), (len(bad), len(value))
+        for column, full in zip(got.columns, whole.columns, strict=True):
+            assert all_same(column, [full[j] for j in keep])
+
+
+@pytest.mark.parametrize(
+    ("feature", "stored"),
+    [("s", b"\xff\xfe"), ("emb", b"\x00\x00\x80")],  # not UTF-8; not a whole number of float32s
+)
+def test_a_requested_feature_that_does_not_parse_is_corrupt(feature: str, stored: bytes) -> None:
+    codec = ViewCodec(VIEW)
+    row = dict.fromkeys(ARROW) | {"s": "ok", "emb": [1.0]}
+    (value,) = codec.encode(table_of([row]), np.zeros(1, np.int64), np.zeros(1, np.int64), 1).to_pylist()
+    # Rewrite the feature's bytes in place of the original ones, keeping the framing valid.
+    original = {"s": b"ok", "emb": np.array([1.0], "<f4").tobytes()}[feature]
+    start = value.index(struct.pack("<I", len(original)) + original, codec.prefix_size)
+    bad = value[:start] + struct.pack("<I", len(stored)) + stored + value[start + 4 + len(original) :]
+    position = [f.name for f in FIELDS].index(feature)
+    assert codec.decode_columns([bad], [position]).corrupt == [0]
+    # Not asked for, it is only skipped by its length: the value serves the other features.
+    assert codec.decode_columns([bad], [0]).good == [0]

@@ -118,9 +118,8 @@ def test_a_wrong_or_missing_password_is_one_line_naming_the_host(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     shown = f"redis://:***@127.0.0.1:{password_redis.port}/0" if password else password_redis.url
-    assert len(lines) == 1 and lines[0].startswith(f"error: online store {shown} refused the credentials"), (
-        lines
-    )
+    why = "refused the credentials" if password else "requires a password and redis_url gives none"
+    assert len(lines) == 1 and lines[0].startswith(f"error: online store {shown} {why}"), lines
     assert_no_secret(result.stdout, result.stderr)
 
 
@@ -184,7 +183,8 @@ def test_rediss_materialize_and_serve_with_a_token_print_no_secret(
 def test_serving_with_a_wrong_password_says_the_credentials_were_refused(
     repo: Path, password_redis: RedisServer
 ) -> None:
-    """Not "does not answer": the server answers UNAVAILABLE naming the refusal, and logs it at start."""
+    """Not "does not answer": the server logs the refusal at start and as a configuration error;
+    the caller reads UNAVAILABLE with a request id, not the server's Redis address."""
     from featurestore.errors import OnlineStoreUnavailable
     from tests.serving.support import health
 
@@ -195,9 +195,12 @@ def test_serving_with_a_wrong_password_says_the_credentials_were_refused(
         assert health(server.target) == 2  # NOT_SERVING
         with Client(server.target) as client, pytest.raises(OnlineStoreUnavailable) as refused:
             client.get_online_features(KNOWN, ENTITIES)
-        shown = f"online store redis://:***@127.0.0.1:{password_redis.port}/0 refused the credentials"
-        assert refused.value.message.startswith(f"UNAVAILABLE: {shown}: WRONGPASS"), refused.value.message
+        message = refused.value.message
+        assert message.startswith("UNAVAILABLE: the online store is unavailable; retry later (request id ")
+        assert "redis://" not in message and str(password_redis.port) not in message, message
     finally:
         server.stop()
+    shown = f"online store redis://:***@127.0.0.1:{password_redis.port}/0 refused the credentials: WRONGPASS"
     assert f"{shown}" in server.stderr and "NOT_SERVING" in server.stderr, server.stderr
+    assert f"configuration error: {shown}" in server.stderr, server.stderr
     assert_no_secret(server.stderr, str(refused.value))

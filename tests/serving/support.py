@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -181,6 +182,27 @@ class ServeProcess:
                 process.wait(10)
                 raise
         return process.returncode
+
+
+# -- failures: what a caller reads, what the server logged --------------------------------
+
+UNAVAILABLE_MESSAGE = re.compile(
+    r"the online store is unavailable; retry later \(request id (?P<id>[0-9a-f]{12})\)"
+)
+
+
+def request_id(message: str) -> str:
+    """The request id of the generic message a caller reads when the online store fails."""
+    match = UNAVAILABLE_MESSAGE.fullmatch(message)
+    assert match, message  # nothing about the Redis: not its address, not its reply
+    return match["id"]
+
+
+def logged_detail(server: ServeProcess, message: str) -> str:
+    """What the server logged for the request that a caller's ``message`` names by its id."""
+    prefix = f"request {request_id(message)} failed: "
+    line = wait_for(lambda: next((x for x in server.lines if prefix in x), None), 5, f"{prefix!r} logged")
+    return line.split(prefix, 1)[1].strip()
 
 
 # -- one shape for the three answers: in process, gRPC client, HTTP --------------------------

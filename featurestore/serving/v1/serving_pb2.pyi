@@ -34,6 +34,7 @@ class FieldStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NULL_VALUE: _ClassVar[FieldStatus]
     NOT_FOUND: _ClassVar[FieldStatus]
     EXPIRED: _ClassVar[FieldStatus]
+    CORRUPT: _ClassVar[FieldStatus]
 VALUE_TYPE_UNSPECIFIED: ValueType
 INT32: ValueType
 INT64: ValueType
@@ -56,6 +57,7 @@ PRESENT: FieldStatus
 NULL_VALUE: FieldStatus
 NOT_FOUND: FieldStatus
 EXPIRED: FieldStatus
+CORRUPT: FieldStatus
 
 class Int32List(_message.Message):
     __slots__ = ("values",)
