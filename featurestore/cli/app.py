@@ -86,6 +86,8 @@ def open_store(repo: Path) -> FeatureStore:
 def main() -> None:
     """Console entry point: user errors print one line and exit 1, never a traceback."""
     debug = os.environ.get("FEATURESTORE_DEBUG") == "1"
+    # `plan --exit-code` gives 2 and 3 meanings (changes, breaking changes): any error must be 1.
+    failed = 1 if "--exit-code" in sys.argv[1:] else 2
     try:
         code = app(standalone_mode=False)  # typer returns, not raises, an Exit code here
         if isinstance(code, int) and code:
@@ -98,7 +100,7 @@ def main() -> None:
             show()
         else:
             err_console.print(f"error: {e.format_message()}", markup=False)
-        sys.exit(e.exit_code)
+        sys.exit(min(e.exit_code, failed))
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
@@ -128,4 +130,4 @@ def main() -> None:
             "(set FEATURESTORE_DEBUG=1 for a traceback)",
             markup=False,
         )
-        sys.exit(2)
+        sys.exit(failed)

@@ -315,6 +315,9 @@ def test_plan_shows_real_before_values_and_exit_code_gates_breaking_changes(make
     assert run_cli("apply", "--repo", str(repo)).returncode == 0
     unchanged = run_cli("plan", "--repo", str(repo), "--exit-code")
     assert (unchanged.returncode, unchanged.stdout) == (0, "No changes against version 1.\n")
+    # A usage error is an error (1), never mistaken for "changes" (2), which click would exit with.
+    misused = run_cli("plan", "--repo", str(repo), "--exit-code", "--no-such-option")
+    assert misused.returncode == 1 and "--no-such-option" in misused.stderr, misused
 
     # Attributes stored only when not at their default, and the first tag of a view.
     (repo / "drivers.py").write_text(
