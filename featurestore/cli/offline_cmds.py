@@ -104,7 +104,7 @@ def materialize(
             raise
         failed, result = e, e.result
     if as_json:
-        print_json(_materialize_dict(result))
+        print_json({**_materialize_dict(result), "failed": failed.failed if failed else {}})
         if failed is not None:
             raise failed
         return
@@ -159,7 +159,8 @@ def _ingest(
     except ViewsFailedError as e:
         failed, results = e, e.result
     if as_json:
-        print_json({"ingestion": [_ingest_dict(r) for r in results]})
+        ingestion = [_ingest_dict(r) for r in results]
+        print_json({"ingestion": ingestion, "failed": failed.failed if failed else {}})
     else:
         _print_ingest(results)
         _print_quarantine(results)

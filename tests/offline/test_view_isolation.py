@@ -93,6 +93,14 @@ def test_a_view_failing_validation_fails_alone(repo: Path) -> None:
     (rejected,) = read_rejected(fs.config.store_dir)
     assert rejected["view"] == "strict" and "strict/part-1.parquet" in rejected["error"]
 
+    # Scripts read the same from --json: what was written, and each failed view with its reason.
+    for args in (("materialize", "--json"), ("materialize", "--offline", "--json")):
+        code, out, err = cli(repo, *args)
+        assert code == 1 and err.startswith("error: feature view failed"), (args, err)
+        report = json.loads(out)
+        assert list(report["failed"]) == ["strict"], args
+        assert "strict/part-1.parquet" in report["failed"]["strict"], args
+
 
 def test_a_file_that_is_not_parquet_is_set_aside_or_fails_its_view_only(repo: Path) -> None:
     (repo / "data" / "strict" / "part-1.parquet").unlink()
