@@ -233,7 +233,7 @@ def test_the_ttl_boundary_online_is_the_training_sets_one(tmp_path: Path, redis_
     plan = fs.online_registry().plan(("items:v",))
     n, entities = plan.entity_columns({"id": [1]})
     raw = cast(list[bytes | None], redis_client.mget(plan.keys(n, entities)))
-    online = [plan.assemble(n, entities, raw, now=now).statuses()["v"] for now in (exact, past)]
+    online = [plan.assemble(n, entities, raw, now=now).statuses["v"] for now in (exact, past)]
     assert online == [["PRESENT"], ["EXPIRED"]]
     encoder = fast_encoder(plan)  # answers only when every value is live, else defers
     assert encoder is not None

@@ -75,12 +75,13 @@ def test_a_writer_that_cannot_wait_loses_with_one_clear_line(pending: FeatureSto
     impatient = cli_env(FEATURESTORE_LOCK_TIMEOUT="0")
     losers = [
         armed_cli("apply", "--repo", str(repo), env=impatient),
-        armed_cli("materialize", "--offline", "--repo", str(repo), env=impatient),
         armed_cli("versions", "--repo", str(repo), env=impatient),  # a reader cannot open it either
     ]
+    # An ingestion is no loser: runs take turns on the run lock, however long the first takes.
+    waiter = armed_cli("materialize", "--offline", "--repo", str(repo), env=impatient)
     winner = start_cli("materialize", "--offline", "--repo", str(repo))
     assert wait_until(winner, opened(db))  # it holds the file from here to its end
-    fire(*losers)
+    fire(*losers, waiter)
     results = [finish(p) for p in losers]
     code, _, err = finish(winner)
     assert code == 0, err
@@ -90,9 +91,12 @@ def test_a_writer_that_cannot_wait_loses_with_one_clear_line(pending: FeatureSto
             f"error: the store {db} is busy: another featurestore process (pid {winner.pid}) is using "
             "it (waited 0s); try again when it finishes, or set FEATURESTORE_LOCK_TIMEOUT to wait longer"
         )
-    # The winner's result stands; the losing apply and ingestion wrote nothing.
+    code, _, err = finish(waiter)
+    assert code == 0, err
+    assert f"(pid {winner.pid}) to finish" in err, err
+    # The winner's result stands; the losing apply wrote nothing, the waiter found nothing new.
     assert ingested_rows(db).equals(parquet_rows(sorted((repo / "data" / "items").glob("*.parquet"))))
-    assert ingestion_statuses(pending) == [("succeeded", 4 * ROWS)]
+    assert ingestion_statuses(pending) == [("succeeded", 4 * ROWS), ("succeeded", 0)]
     assert [r[0] for r in query(db, f"SELECT version FROM {PROJECT}.registry_versions")] == [1]
 
 

@@ -136,7 +136,7 @@ def test_adding_a_feature_keeps_the_existing_ones_served_without_a_gap(
         assert [c["statuses"] for c in reply["features"]] == [answer.statuses[k] for k in answer.statuses]
         assert reply["features"][2]["event_timestamps"] == [None] * len(DRIVERS)
         local = open_store(own_repo).get_online_features(features, {"driver_id": DRIVERS})
-        assert local.statuses() == answer.statuses
+        assert local.statuses == answer.statuses
 
         # Once materialized, the new feature is served wherever the others are.
         materialized = run_cli("materialize", "--repo", str(own_repo), "--views", "driver_shift", env=env)

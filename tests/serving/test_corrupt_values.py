@@ -64,7 +64,7 @@ def stored(serving_redis: RedisServer) -> Iterator[tuple[redis.Redis, bytes]]:
 
 def expected(served_repo: Path, features: list[str], entities: dict[str, list[int]]) -> dict[str, list[str]]:
     """The statuses now, with driver 1001's driver_stats features turned CORRUPT."""
-    statuses = open_store(served_repo).get_online_features(features, entities).statuses()
+    statuses = open_store(served_repo).get_online_features(features, entities).statuses
     for ref in features:
         view, name = ref.split(":")
         if view == "driver_stats":
@@ -112,7 +112,7 @@ def test_a_corrupt_value_answers_corrupt_for_its_entity_on_every_surface(
     assert fast_answer(served_repo, client, features, entities) is False  # it declines, not breaks
     # in process
     result = open_store(served_repo).get_online_features(features, entities)
-    assert result.statuses() == want
+    assert result.statuses == want
     assert all(result.to_dict()[name][BROKEN] is None for name in want if "CORRUPT" in want[name])
     # gRPC: a bare stub (the server picks the fast path for FIXED when it can), and the client
     with grpc.insecure_channel(server.target) as channel:
