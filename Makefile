@@ -88,4 +88,4 @@ soak: bench-tools
 	$(BIN)/python benchmarks/soak.py --seconds 180
 
 clean:
-	rm -rf $(VENV) $(REPO)/data $(REPO)/.featurestore .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REPO)/data $(REPO)/out $(REPO)/.featurestore .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,9 @@ step $fs describe trip_model --repo "$repo"
 
 # Offline: ingest the Parquet sources into DuckDB, then a point-in-time correct training set.
 step $fs materialize --offline --repo "$repo"
-train="$repo/.featurestore/trip_model_training.parquet"
+# Outputs go beside the store, never inside its folder or over a source (training-set refuses those).
+mkdir -p "$repo/out"
+train="$repo/out/trip_model_training.parquet"
 step $fs training-set --repo "$repo" --entities "$repo/data/entity_rows.parquet" --service trip_model \
 	--out "$train"
 step $py -c 'import sys, pyarrow.parquet as pq
