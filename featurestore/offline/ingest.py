@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -527,13 +526,10 @@ def _write_quarantine(store_dir: Path, view: str, path: Path, result: FileValida
 
 def _quarantine_file(store_dir: Path, view: str, path: Path) -> Path:
     """A copy of a file that is not readable Parquet, beside the quarantined rows (atomic)."""
-    folder = store_dir / "quarantine" / view
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{path.name}-{file_fingerprint(path)[:12]}.unreadable"
+    target = store_dir / "quarantine" / view / f"{path.name}-{file_fingerprint(path)[:12]}.unreadable"
     if not target.exists():
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        with atomic_write(target) as partial:
+            shutil.copyfile(path, partial)
     return target
 
 
