@@ -10,6 +10,7 @@ and HTTP code it maps to, so servers and clients share this module::
     │   ├── NotAppliedError         nothing applied yet, or no such version
     │   ├── BreakingChangeError     apply refused: the plan breaks consumers
     │   └── ConcurrentApplyError    another apply won the race
+    ├── StoreVersionError           the DuckDB file is newer than this code, not migrated, or not a store
     ├── StoreLockedError            another process holds the DuckDB file
     │   └── RunInProgressError      another ingestion or materialization runs (if_idle: skipped)
     ├── NotFoundError               an unknown view, feature, service or entity
@@ -85,6 +86,13 @@ class ConcurrentApplyError(RegistryError):
     """Another apply recorded a version first; re-run plan and apply."""
 
     grpc_status = "ABORTED"
+
+
+class StoreVersionError(FeatureStoreError):
+    """The store file was written by a newer featurestore, or needs ``featurestore migrate`` first."""
+
+    grpc_status = "FAILED_PRECONDITION"
+    http_status = 500
 
 
 class StoreLockedError(FeatureStoreError):

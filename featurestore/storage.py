@@ -12,7 +12,9 @@ from typing import Any
 
 import duckdb
 
+from featurestore import migrations
 from featurestore.errors import ConfigError, StoreLockedError
+from featurestore.migrations import MigrationResult
 
 # DuckDB lets one process write a file, or many read it; a second writer fails at once,
 # so wait a little for short holders (an apply, a small ingestion) before giving up.
@@ -45,7 +47,43 @@ def connect(
 
     Another process holding the file is waited for, up to ``lock_timeout`` seconds (default:
     ``default_lock_timeout()``); then the error names the file and the holder's pid.
+    The file's schema version is checked (see migrations.py): a writable open migrates an
+    older file, after a backup; a file of a newer featurestore raises StoreVersionError.
     """
+    con = _open(path, read_only, lock_timeout)
+    try:
+        # Naive timestamps mean UTC everywhere in the store; spills go beside the file.
+        # Paths and sizes are bound, never pasted: a folder may be named o'brien.
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET temp_directory = ?", [str(path.parent / "tmp")])
+        if memory_limit:  # validated by the config: a size such as 8GB
+            con.execute("SET memory_limit = ?", [memory_limit])
+        migrations.open_checks(con, path, read_only)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def migrate(path: Path, dry_run: bool = False, lock_timeout: float | None = None) -> MigrationResult | None:
+    """Bring the store file to this featurestore's schema version (``featurestore migrate``).
+
+    None if there is no file yet; ``dry_run`` opens the file read-only and reports the plan.
+    """
+    if not path.is_file():
+        if path.exists():
+            raise ConfigError(f"the store {path} ([offline] path) is not a file")
+        return None
+    con = _open(path, dry_run, lock_timeout)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        return migrations.upgrade(con, path, dry_run)
+    finally:
+        con.close()
+
+
+def _open(path: Path, read_only: bool, lock_timeout: float | None) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, waiting for another process's lock and mapping DuckDB's errors."""
     if path.is_dir():
         raise ConfigError(f"the store {path} ([offline] path) is a folder: name a DuckDB file in it")
     if not read_only:
@@ -68,12 +106,6 @@ def connect(
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
             continue
-        # Naive timestamps mean UTC everywhere in the store; spills go beside the file.
-        # Paths and sizes are bound, never pasted: a folder may be named o'brien.
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET temp_directory = ?", [str(path.parent / "tmp")])
-        if memory_limit:  # validated by the config: a size such as 8GB
-            con.execute("SET memory_limit = ?", [memory_limit])
         return con
 
 
@@ -118,6 +150,7 @@ def sandbox(path: Path, memory_limit: str | None = None) -> Iterator[duckdb.Duck
         # Named like a direct connection's catalog (the file's stem), so queries read the same.
         con.execute(f"ATTACH ? AS {quote(path.stem)} (READ_ONLY)", [str(path)])
         con.execute(f"USE {quote(path.stem)}")
+        migrations.open_checks(con, path, read_only=True)
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         yield con

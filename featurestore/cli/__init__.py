@@ -4,6 +4,7 @@ from featurestore.cli import (  # noqa: F401
     drift_cmds,
     gc_cmds,
     lineage_cmds,
+    migrate_cmds,
     monitoring_online_cmds,
     offline_cmds,
     online_cmds,

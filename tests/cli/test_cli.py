@@ -406,7 +406,7 @@ def test_root_help_groups_commands_by_task_and_takes_h_and_version() -> None:
               "Build data": ["materialize", "validate", "training-set"],
               "Serve online": ["serve", "get"],
               "Monitor and trace": ["drift", "lineage", "freshness", "skew"],
-              "Maintain the store": ["gc"]}
+              "Maintain the store": ["gc", "migrate"]}
     lines = long_help.stdout.splitlines()
     titles = [i for i, line in enumerate(lines) if any(f"─ {p} ─" in line for p in panels)]
     assert [next(p for p in panels if p in lines[i]) for i in titles] == list(panels)
