@@ -188,27 +188,28 @@ _migrating = threading.Lock()
 
 def stored_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The file's schema version: 0 if it has tables but no record, None if it has no tables."""
+    # Results are fetched whole (fetchall): one left open would block the connection's next query.
     try:  # the common case, a file already versioned: one tiny query
-        row = con.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()
+        ((version,),) = con.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchall()
     except duckdb.CatalogException:
-        row = None
-    if row is not None and row[0] is not None:
-        return int(row[0])
-    tables = con.execute(
+        version = None
+    if version is not None:
+        return int(version)
+    ((tables,),) = con.execute(
         "SELECT count(*) FROM duckdb_tables() "
         "WHERE database_name = current_database() AND NOT internal AND NOT temporary "
         "AND NOT (schema_name = 'main' AND table_name = ?)",
         [VERSION_TABLE],
-    ).fetchone()
-    return 0 if tables and tables[0] else None
+    ).fetchall()
+    return 0 if tables else None
 
 
 def _written_by(con: duckdb.DuckDBPyConnection) -> str:
     try:
-        row = con.execute(f"SELECT max_by(written_by, version) FROM {VERSION_TABLE}").fetchone()
+        ((writer,),) = con.execute(f"SELECT max_by(written_by, version) FROM {VERSION_TABLE}").fetchall()
     except duckdb.Error:
         return ""
-    return f" (written by featurestore {row[0]})" if row and row[0] else ""
+    return f" (written by featurestore {writer})" if writer else ""
 
 
 def _record(con: duckdb.DuckDBPyConnection, version: int) -> None:
