@@ -305,3 +305,20 @@ def test_an_earlier_backup_is_never_replaced(tmp_path: Path) -> None:
     assert result is not None and result.backup == tmp_path / "store.duckdb.v0-backup-2"
     assert earlier.read_bytes() == b"an earlier backup" and result.backup.is_file()
     assert migrate(tmp_path / "none.duckdb") is None  # no store yet: nothing to do
+
+
+def test_the_backup_holds_what_the_write_ahead_log_had_not_yet_put_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "store.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")  # as if the process had been killed
+    con.execute("SET wal_autocheckpoint = '1TB'")
+    con.execute("CREATE SCHEMA test")
+    con.execute("CREATE TABLE test.online_epoch (epoch VARCHAR NOT NULL)")
+    con.execute("INSERT INTO test.online_epoch VALUES ('e1')")
+    con.close()
+    assert (tmp_path / "store.duckdb.wal").is_file()
+    result = migrate(path)
+    assert result is not None and result.backup == tmp_path / "store.duckdb.v0-backup"
+    assert (tmp_path / "store.duckdb.v0-backup.wal").is_file()
+    with duckdb.connect(str(result.backup), read_only=True) as backup:
+        assert backup.execute("SELECT epoch FROM test.online_epoch").fetchall() == [("e1",)]
