@@ -125,7 +125,14 @@ _V1_VIEW_TABLES: dict[str, tuple[str, ...]] = {
 
 
 def _layout_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Why the file's tables are not those featurestore made at version 1 ([] if they are)."""
+    """Why the file is not a store made by featurestore's code of version 1 ([] if it is).
+
+    Our tables must have their columns. Tables and views of others are tolerated beside a
+    registry (a user's own table does no harm), but a file without a registry is no store.
+    """
+    where = "database_name = current_database() AND NOT internal AND NOT temporary"
+    tables = con.execute(f"SELECT schema_name, table_name FROM duckdb_tables() WHERE {where}").fetchall()
+    views = con.execute(f"SELECT schema_name, view_name FROM duckdb_views() WHERE {where}").fetchall()
     columns: dict[tuple[str, str], set[str]] = {}
     for schema, table, column in con.execute(
         "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
@@ -133,7 +140,8 @@ def _layout_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
     ).fetchall():
         columns.setdefault((schema, table), set()).add(column)
     problems: list[str] = []
-    for (schema, table), have in sorted(columns.items()):
+    others = [f"{schema}.{name}" for schema, name in views]
+    for schema, table in sorted(tables):
         if (schema, table) == ("main", VERSION_TABLE):
             continue
         expected = _V1_TABLES.get(table)
@@ -141,16 +149,15 @@ def _layout_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
             prefix = next((p for p in _V1_VIEW_TABLES if table.startswith(p) and len(table) > len(p)), None)
             expected = _V1_VIEW_TABLES[prefix] if prefix else None
         if expected is None:
-            problems.append(f"table {schema}.{table} is not one featurestore makes")
+            others.append(f"{schema}.{table}")
             continue
-        missing = [c for c in expected if c not in have]
+        missing = [c for c in expected if c not in columns.get((schema, table), set())]
         if missing:
             problems.append(f"table {schema}.{table} lacks column(s) {', '.join(missing)}")
-    views = con.execute(
-        "SELECT schema_name, view_name FROM duckdb_views() "
-        "WHERE database_name = current_database() AND NOT internal AND NOT temporary"
-    ).fetchall()
-    problems += [f"view {schema}.{name} is not one featurestore makes" for schema, name in views]
+    if not any(table == "registry_versions" for _, table in tables):
+        more = f" (and {len(others) - 5} more)" if len(others) > 5 else ""
+        found = f", only tables featurestore does not make: {', '.join(sorted(others)[:5])}{more}"
+        problems.insert(0, "it has no registry (table registry_versions)" + (found if others else ""))
     return problems
 
 

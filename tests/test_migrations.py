@@ -79,6 +79,18 @@ def version_in(path: Path) -> int | None:
         return int(row[0]) if row else None
 
 
+REGISTRY = ("CREATE TABLE test.registry_versions (version INTEGER PRIMARY KEY, content_hash VARCHAR, "
+            "created_at TIMESTAMPTZ, author VARCHAR, summary VARCHAR)")
+
+
+def write_v0_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The smallest file the old release could have made: a registry and one table of its own."""
+    con.execute("CREATE SCHEMA test")
+    con.execute(REGISTRY)
+    con.execute("CREATE TABLE test.online_epoch (epoch VARCHAR NOT NULL)")
+    con.execute("INSERT INTO test.online_epoch VALUES ('e1')")
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -285,7 +297,6 @@ def test_a_duckdb_file_that_is_not_a_store_is_refused_and_left_alone(tmp_path: P
     with pytest.raises(StoreVersionError) as e:
         connect(path)
     assert "not a featurestore store" in e.value.message
-    assert "table main.users is not one featurestore makes" in e.value.message
     assert "table test.registry_versions lacks column(s) content_hash, created_at" in e.value.message
     result = run_cli("migrate", "--repo", str(repo))
     assert result.returncode == 1 and result.stdout == ""
@@ -297,8 +308,7 @@ def test_a_duckdb_file_that_is_not_a_store_is_refused_and_left_alone(tmp_path: P
 def test_an_earlier_backup_is_never_replaced(tmp_path: Path) -> None:
     path = tmp_path / "store.duckdb"
     with duckdb.connect(str(path)) as con:
-        con.execute("CREATE SCHEMA test")
-        con.execute("CREATE TABLE test.online_epoch (epoch VARCHAR NOT NULL)")
+        write_v0_tables(con)
     earlier = tmp_path / "store.duckdb.v0-backup"
     earlier.write_bytes(b"an earlier backup")
     result = migrate(path)
@@ -312,9 +322,7 @@ def test_the_backup_holds_what_the_write_ahead_log_had_not_yet_put_in_the_file(t
     con = duckdb.connect(str(path))
     con.execute("PRAGMA disable_checkpoint_on_shutdown")  # as if the process had been killed
     con.execute("SET wal_autocheckpoint = '1TB'")
-    con.execute("CREATE SCHEMA test")
-    con.execute("CREATE TABLE test.online_epoch (epoch VARCHAR NOT NULL)")
-    con.execute("INSERT INTO test.online_epoch VALUES ('e1')")
+    write_v0_tables(con)
     con.close()
     assert (tmp_path / "store.duckdb.wal").is_file()
     result = migrate(path)
@@ -322,3 +330,26 @@ def test_the_backup_holds_what_the_write_ahead_log_had_not_yet_put_in_the_file(t
     assert (tmp_path / "store.duckdb.v0-backup.wal").is_file()
     with duckdb.connect(str(result.backup), read_only=True) as backup:
         assert backup.execute("SELECT epoch FROM test.online_epoch").fetchall() == [("e1",)]
+
+
+def test_a_duckdb_file_without_a_registry_is_no_store_and_one_with_a_table_of_the_users_is(
+    tmp_path: Path,
+) -> None:
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE users (id INTEGER)")
+        con.execute("CREATE VIEW adults AS SELECT * FROM users")
+    with pytest.raises(StoreVersionError) as e:
+        connect(other)
+    assert "it has no registry (table registry_versions), only tables featurestore does not make: " \
+        "main.adults, main.users" in e.value.message
+    assert version_in(other) is None
+    store = tmp_path / "store.duckdb"
+    with duckdb.connect(str(store)) as con:  # a store of the old release, and a table of its user
+        con.execute("CREATE SCHEMA test")
+        con.execute(REGISTRY)
+        con.execute("CREATE TABLE test.offline_trips (id BIGINT, __event_ts TIMESTAMPTZ, __file_id INTEGER)")
+        con.execute("CREATE TABLE main.my_entities (driver_id BIGINT)")
+    with connection(store) as con:
+        assert con.execute("SELECT count(*) FROM main.my_entities").fetchall() == [(0,)]
+    assert version_in(store) == CURRENT_VERSION
