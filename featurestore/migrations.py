@@ -28,6 +28,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -292,20 +293,24 @@ def _upgrade(con: duckdb.DuckDBPyConnection, path: Path, dry_run: bool) -> Migra
         raise _newer(con, path, version)
     if version == CURRENT_VERSION:
         return MigrationResult(path, version, CURRENT_VERSION, dry_run=dry_run)
-    steps = [m.summary for m in pending(version)] if version is not None else []
+    # A file without tables (None) is new: it is only stamped, there is nothing to keep.
+    todo = pending(version) if version is not None else []
     backup = _backup_path(path, version) if version is not None else None
+    steps = [m.summary for m in todo]
     if dry_run:
         return MigrationResult(path, version, CURRENT_VERSION, backup, steps, dry_run=True)
     if backup is not None:
         _copy_store(path, backup)
     con.begin()
     try:
-        for migration in pending(version) if version is not None else []:
+        for migration in todo:
             migration.apply(con)
         _record(con, CURRENT_VERSION)
         con.commit()
     except BaseException as e:
-        con.rollback()  # the file is as it was: the backup is not needed
+        with suppress(duckdb.Error):  # a failed commit has rolled back already
+            con.rollback()
+        # The file is as it was: the backup is not needed.
         if backup is not None:
             _remove_store_copy(backup)
         if isinstance(e, FeatureStoreError | duckdb.Error):
