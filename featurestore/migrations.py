@@ -5,7 +5,8 @@ The DuckDB file records the layout of its tables as one number, in the one-row t
 is given CURRENT_VERSION at its first writable open) or was made by featurestore before
 versions were recorded (version 0, the layout of commit 7905112).
 
-``storage.connect`` calls ``open_checks`` on every connection:
+``storage.connect`` (and ``storage.sandbox``, read-only) calls ``open_checks`` on every
+connection; in the common case, a file at CURRENT_VERSION, that is one tiny query.
 
 - a file of a NEWER version is refused in both modes (StoreVersionError), never misread;
 - a writable open of an OLDER file migrates it: a copy of the file (and its ``.wal``) is
@@ -17,7 +18,9 @@ versions were recorded (version 0, the layout of commit 7905112).
 
 A migration only ever names tables and columns, never the modules that own them: the
 owners create their tables lazily (CREATE TABLE IF NOT EXISTS), so a migration changes the
-tables that exist and leaves the others for their owners to make in the new layout.
+tables that exist and leaves the others for their owners to make in the new layout. To
+change a layout: change the owner's CREATE TABLE, append ``Migration(N + 1, ...)`` that
+brings existing tables there, and say whether code of N + 1 still reads a file at N.
 """
 
 from __future__ import annotations
