@@ -10,8 +10,9 @@ errors to ours; what leaves here is our data or our errors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
+from typing import Any
 
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online.backend import AsyncBackend, Backend, Key
@@ -159,9 +160,9 @@ class AsyncOnlineStore:
         """The store at ``url`` (connected on the first request)."""
         return cls(project, AsyncRedisBackend(url))
 
-    async def read(self, keys: Sequence[str], timeout: float) -> list[bytes | None]:
+    def read(self, keys: Sequence[str], timeout: float) -> Coroutine[Any, Any, list[bytes | None]]:
         """Each key's stored value, in order, within ``timeout`` seconds (else OnlineStoreUnavailable)."""
-        return await self.backend.read(keys, timeout)
+        return self.backend.read(keys, timeout)  # the backend's coroutine: no frame more per lookup
 
     async def ping(self, timeout: float) -> None:
         await self.backend.ping(timeout)
