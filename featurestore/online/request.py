@@ -25,7 +25,7 @@ from featurestore.online.store import AsyncOnlineStore, OnlineStore
 Admit = Callable[[LookupPlan, int], None]
 
 
-@dataclass
+@dataclass(slots=True)
 class Lookup:
     """A lookup read from the online store, decoded on demand."""
 
