@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import redis
 from duckdb import DuckDBPyConnection
 
 from featurestore.config import Config, load_config
@@ -22,7 +20,6 @@ from featurestore.errors import (
     NotAppliedError,
     NotFoundError,
     SourceError,
-    StoreLockedError,
     ValidationError,
     ViewsFailedError,
 )
@@ -46,9 +43,11 @@ from featurestore.offline.ingest import (
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.online import materialize as online_materialize
 from featurestore.online import state as online_state
-from featurestore.online.connection import checked_client, redis_errors, sync_client
-from featurestore.online.lookup import OnlineRegistry, OnlineResult
+from featurestore.online.lookup import DEFAULT_MAX_ENTITIES, OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
+from featurestore.online.registry_holder import RegistryHolder
+from featurestore.online.request import lookup
+from featurestore.online.store import OnlineStore
 from featurestore.outputs import OutputGuard
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
 from featurestore.registry import store as registry_store
@@ -79,9 +78,8 @@ class FeatureStore:
 
     def __init__(self, repo: str | os.PathLike[str] = ".", config: Config | None = None) -> None:
         self.config = config or load_config(repo)
-        self._online: OnlineRegistry | None = None
-        self._online_checked = 0.0
-        self._redis: redis.Redis | None = None
+        self._registry: RegistryHolder | None = None  # lookups' registry, loaded on the first
+        self._online_store: OnlineStore | None = None
 
     # -- definitions and registry ------------------------------------------------------
 
@@ -104,7 +102,7 @@ class FeatureStore:
         # recorded a version meanwhile wins, and this one fails instead of silently replacing it.
         started = self.versions()
         new = self.load_definitions()
-        self._online = None  # lookups in this process see what is applied now
+        self._registry = None  # lookups in this process see what is applied now
         with connection(self.config.duckdb_path) as con:
             registry_store.ensure_tables(con, self.config.project)
             base = registry_store.latest_version(con, self.config.project)
@@ -386,17 +384,18 @@ class FeatureStore:
         incremental: bool,
         lock: RunLock,
     ) -> MaterializeResult:
-        client = checked_client(self.config.redis_url)  # an unreachable Redis fails before a long ingest
+        # an unreachable Redis fails before a long ingest
+        online_store = OnlineStore.connect(self.config.redis_url, self.config.project)
         project = self.config.project
         # One write connection for ingestion, the registry and the run's record: opening and
         # closing the file costs more than this bookkeeping. It is released while Redis is written.
-        with client, connection(self.config.duckdb_path) as con:
+        with online_store, connection(self.config.duckdb_path) as con:
             version, snapshot = registry_store.read_snapshot(con, project)
             ingested, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
             # A view that failed is left out alone: the run materializes the others.
             chosen = [v for v in self._select_views(snapshot, views) if v.name not in failed]
             run = online_materialize.start_run(
-                con, self.config, chosen, version.version, start, end, incremental, client=client
+                con, self.config, chosen, version.version, start, end, incremental, store=online_store
             )
             why = {view: e.message for view, e in failed.items()}
             online_state.record_failed_views(con, project, run.run_id, why)
@@ -444,35 +443,17 @@ class FeatureStore:
         with_run_ids: bool = False,
     ) -> OnlineResult:
         """The latest values of ``features`` for the entities (join key -> list of values)."""
-        plan = self.online_registry().plan(
-            features if isinstance(features, str) else tuple(features), full_feature_names
-        )
-        n, columns = plan.entity_columns(entities)
-        keys = plan.keys(n, columns)
-        if self._redis is None:
-            self._redis = sync_client(self.config.redis_url)
-        with redis_errors(self.config.redis_url):
-            raw = cast(list[bytes | None], self._redis.mget(keys))
-        return plan.assemble(n, columns, raw, with_run_ids=with_run_ids)
+        if self._online_store is None:
+            self._online_store = OnlineStore.connect(self.config.redis_url, self.config.project, check=False)
+        found = lookup(self.online_registry(), self._online_store, features, entities, full_feature_names)
+        return found.result(with_run_ids=with_run_ids)
 
     def online_registry(self) -> OnlineRegistry:
         """The latest registry version prepared for lookups (re-checked every few seconds)."""
-        now = time.monotonic()
-        if self._online is None or now - self._online_checked > self.REGISTRY_REFRESH:
-            self._online_checked = now
-            try:
-                versions = self.versions()
-                latest = versions[-1].version if versions else None
-            except StoreLockedError:
-                latest = self._online.version if self._online else None
-            if self._online is None or (latest is not None and latest != self._online.version):
-                version, snapshot = self._read(None)
-                with connection(self.config.duckdb_path, read_only=True) as con:
-                    history = registry_store.view_feature_lists(con, self.config.project)
-                self._online = OnlineRegistry(
-                    self.config.project, snapshot, version.version, history=history
-                )
-        return self._online
+        if self._registry is None:
+            self._registry = RegistryHolder(self.config, DEFAULT_MAX_ENTITIES, self.REGISTRY_REFRESH)
+            return self._registry.current
+        return self._registry.checked()
 
     # -- monitoring (online) ---------------------------------------------------------------
 
@@ -521,19 +502,15 @@ class FeatureStore:
             online = retention.needs_redis(con, project)
         served: set[int] = set()
         if online:  # read before taking the write lock, which a materialization waits for
-            client = checked_client(self.config.redis_url)
-            try:
-                with redis_errors(self.config.redis_url):
-                    served = retention.served_run_ids(client, project)
-            finally:
-                client.close()
+            with OnlineStore.connect(self.config.redis_url, project) as online_store:
+                served = online_store.served_run_ids()
         with connection(path) as con:
             return retention.collect(con, project, served, list_records(self.config.store_dir), keep)
 
     def close(self) -> None:
-        if self._redis is not None:
-            self._redis.close()
-            self._redis = None
+        if self._online_store is not None:
+            self._online_store.close()
+            self._online_store = None
 
     # -- internals ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from featurestore import secrets
 from featurestore.config import load_config
 from featurestore.errors import ConfigError, OnlineStoreUnavailable
-from featurestore.online.connection import checked_client
+from featurestore.online.store import OnlineStore
 from tests.support.redis import free_port
 
 
@@ -96,6 +96,6 @@ def test_config_repr_and_errors_mask_the_password(tmp_path: Path) -> None:
 def test_unreachable_redis_error_names_the_host_not_the_password() -> None:
     port = free_port()
     with pytest.raises(OnlineStoreUnavailable) as info:
-        checked_client(f"redis://:hunter2hunter2@127.0.0.1:{port}/0")
+        OnlineStore.connect(f"redis://:hunter2hunter2@127.0.0.1:{port}/0", "p")
     assert f"redis://:***@127.0.0.1:{port}/0 does not answer" in info.value.message
     assert "hunter2hunter2" not in info.value.message

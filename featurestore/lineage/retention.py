@@ -5,7 +5,7 @@ Every ingestion and materialization adds rows (``ingestion_runs``, ``materializa
 most of them for runs that changed nothing. ``collect`` keeps:
 
 - the materialization runs whose values Redis still serves (the run id in each value's
-  header, read with SCAN), the runs behind each view's watermark, runs still running, and
+  header: ``OnlineStore.served_run_ids``), the runs behind each view's watermark, runs still running, and
   the ``keep_runs`` most recent; with each, its source snapshot and the ingestion runs that fed it;
 - per view, the ``keep_runs`` most recent ingestion runs, the latest with statistics
   (``drift --current latest``), and for each recorded training set the run that left the
@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-import redis
 
 from featurestore.lineage.runs import INGEST, MATERIALIZE
 from featurestore.offline.tables import column_types, table_exists
-from featurestore.online.codec import HEADER
 from featurestore.storage import quote
 
 DEFAULT_KEEP_RUNS = 10
@@ -55,29 +53,6 @@ def needs_redis(con: duckdb.DuckDBPyConnection, project: str) -> bool:
         return False
     row = con.execute(f"SELECT count(*) FROM {quote(project)}.materialization_runs").fetchone()
     return bool(row and row[0])
-
-
-def served_run_ids(client: redis.Redis, project: str, batch: int = 1000) -> set[int]:
-    """The materialization runs that wrote a value Redis holds for ``project`` (every key read)."""
-    found: set[int] = set()
-    keys: list[bytes] = []
-
-    def read(chunk: list[bytes]) -> None:
-        pipe = client.pipeline(transaction=False)
-        for key in chunk:
-            pipe.getrange(key, 0, HEADER.size - 1)
-        for header in pipe.execute(raise_on_error=False):  # a key of another type: not a value
-            if isinstance(header, bytes) and len(header) == HEADER.size:  # not expired meanwhile
-                found.add(HEADER.unpack(header)[2])
-
-    for key in client.scan_iter(match="{" + project + ":*}:*", count=batch):
-        keys.append(key)
-        if len(keys) >= batch:
-            read(keys)
-            keys = []
-    if keys:
-        read(keys)
-    return found
 
 
 def collect(

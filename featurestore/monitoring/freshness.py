@@ -17,18 +17,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
-import redis
 
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
 from featurestore.errors import InvalidRequestError
 from featurestore.offline.tables import EVENT_TS, table_exists, view_table
 from featurestore.online import presence
-from featurestore.online.codec import HEADER, header_of
-from featurestore.online.connection import checked_client, redis_errors
-from featurestore.online.keys import view_pattern
+from featurestore.online.codec import header_of
 from featurestore.online.state import epoch as online_epoch
 from featurestore.online.state import watermark as online_watermark
+from featurestore.online.store import OnlineStore
 from featurestore.storage import connection, fetch_one, quote
 
 DEFAULT_SAMPLE = 1000
@@ -175,15 +173,15 @@ def recent_runs(
 
 def check_presence(
     con: duckdb.DuckDBPyConnection,
-    client: redis.Redis,
-    project: str,
+    store: OnlineStore,
     views: list[FeatureView],
     states: list[ViewFreshness],
     sample: int,
 ) -> None:
     """Set ``lost`` on each materialized view Redis no longer holds: by marker, then ``sample`` known keys."""
     marked = [s for s in states if s.watermark is not None]
-    lost = presence.unmarked(client, project, [s.view for s in marked], online_epoch(con, project))
+    project = store.project
+    lost = store.unmarked([s.view for s in marked], online_epoch(con, project))
     by_name = {v.name: v for v in views}
     now = datetime.now(UTC)  # Redis expires keys by the clock, whatever time the check judges at
     for s in marked:
@@ -191,29 +189,20 @@ def check_presence(
         mark = online_watermark(con, project, s.view)
         if s.lost is not None or mark is None or sample <= 0:
             continue
-        s.known_checked, s.known_missing = presence.partly_lost(
-            con, client, project, by_name[s.view], mark, now, sample
-        )
+        view = by_name[s.view]
+        s.known_checked, s.known_missing = presence.partly_lost(con, store, view, mark, now, sample)
         if s.known_missing:
             s.lost = presence.partial_loss_reason(s.known_checked, s.known_missing)
 
 
-def sample_redis(client: redis.Redis, project: str, states: list[ViewFreshness], sample: int) -> None:
-    """Read up to ``sample`` keys of each view from Redis and record the ages of their values."""
+def sample_redis(store: OnlineStore, states: list[ViewFreshness], sample: int) -> None:
+    """Read up to ``sample`` values of each view from Redis and record their ages."""
     for state in states:
-        keys: list[bytes] = []
-        for key in client.scan_iter(match=view_pattern(project, state.view), count=1000):
-            keys.append(key)
-            if len(keys) >= sample:
-                break
         now_us = state.checked_at.timestamp() * 1e6
         ages = []
-        for start in range(0, len(keys), 1000):
-            for value in client.mget(keys[start : start + 1000]):
-                if not isinstance(value, bytes) or len(value) < HEADER.size:
-                    continue  # expired between SCAN and MGET, or not ours
-                event_us, _, _ = header_of(value)
-                ages.append(max(0.0, (now_us - event_us) / 1e6))
+        for value in store.sample(state.view, sample):
+            event_us, _, _ = header_of(value)
+            ages.append(max(0.0, (now_us - event_us) / 1e6))
         ages.sort()
         state.sampled = len(ages)
         state.sample_ages = ages
@@ -260,12 +249,8 @@ def freshness(
         states = online_state(con, config.project, views, now)
         if not states:
             return states
-        client = checked_client(config.redis_url)
-        try:
-            with redis_errors(config.redis_url):
-                check_presence(con, client, config.project, views, states, sample)
-                if sample > 0:
-                    sample_redis(client, config.project, states, sample)
-        finally:
-            client.close()
+        with OnlineStore.connect(config.redis_url, config.project) as store:
+            check_presence(con, store, views, states, sample)
+            if sample > 0:
+                sample_redis(store, states, sample)
     return states

@@ -4,7 +4,8 @@ Layout (little-endian)::
 
     event_ts_us  int64   newest event time of the row written
     created_us   int64   its created time (-2**62 when the source has none)
-    run_id       uint32  the materialization run that wrote it (lineage)
+    run_id       uint24  the materialization run that wrote it (lineage)
+    format       uint8   the value format version (``FORMAT_VERSION``)
     layout       uint32  hash of the view's feature list and types
     nulls        ceil(F/8) bytes, bit i set when feature i is null
     fixed-width features in schema order (Int32/Int64/Float32/Float64/Bool/Timestamp)
@@ -18,6 +19,13 @@ after the items: ceil(k/8) bytes, bit j (least significant first, as Arrow) set 
 is valid; for fixed-width items the length counts items and bitmap, so
 k = 8 * length // (8 * item width + 1). Lists without nulls are laid out exactly as before
 the bitmap existed, so values written then still decode.
+
+The format version is the top byte of the little-endian word whose low 24 bits are the run
+id. Values written before it existed have 0 there (run ids stay below 2**24), which is the
+format this code reads and writes, so they still decode, and a server on older code reads
+values of this code unchanged. A value of a format this code does not know (a newer one)
+decodes as corrupt (CORRUPT for its entity), never as a misread value; a format change
+bumps ``FORMAT_VERSION`` and teaches the reader both.
 
 The header leads so that the newer-wins script compares two values without decoding them,
 and the layout hash tells a reader which feature list the value was written with: a
@@ -42,8 +50,17 @@ import pyarrow.compute as pc
 from featurestore.definitions import FeatureView, Field
 from featurestore.errors import DefinitionError
 
-HEADER = struct.Struct("<qqII")
+HEADER = struct.Struct("<qqII")  # event_ts_us, created_us, run word (run id | format << 24), layout
 NO_CREATED = -(2**62)
+FORMAT_VERSION = 0  # the value format this code writes and reads (see the module docstring)
+RUN_BITS = 24  # the run word's low bits hold the run id, the byte above them the format
+MAX_RUN_ID = (1 << RUN_BITS) - 1
+# Byte ranges of the header's fields, for readers that slice stored values (tests, tools).
+EVENT_TS_BYTES = slice(0, 8)
+CREATED_BYTES = slice(8, 16)
+RUN_ID_BYTES = slice(16, 19)
+FORMAT_BYTE = 19
+LAYOUT_BYTES = slice(20, 24)
 
 # Fixed-width dtypes: struct code, numpy dtype.
 _FIXED: dict[str, tuple[str, str]] = {
@@ -139,12 +156,14 @@ class ViewCodec:
         self, batch: pa.RecordBatch | pa.Table, event_us: np.ndarray, created_us: np.ndarray, run_id: int
     ) -> pa.Array:
         """One binary value per row of ``batch`` (which holds the view's feature columns)."""
+        if not 0 <= run_id <= MAX_RUN_ID:  # its top byte is the format version
+            raise ValueError(f"run id {run_id} does not fit the value header (at most {MAX_RUN_ID})")
         n = batch.num_rows
         rec = np.zeros(n, dtype=self._numpy)
         header = np.zeros(n, dtype=np.dtype([("e", "<i8"), ("c", "<i8"), ("r", "<u4"), ("l", "<u4")]))
         header["e"] = event_us
         header["c"] = created_us
-        header["r"] = run_id
+        header["r"] = run_id | FORMAT_VERSION << RUN_BITS
         header["l"] = self.layout
         rec["h"] = header.view(np.uint8).reshape(n, HEADER.size)
         nulls = np.zeros((n, self.null_bytes), dtype=np.uint8)
@@ -181,8 +200,8 @@ class ViewCodec:
         The fixed-width part of every value is read as one numpy structured array, so the
         cost per value is a slice and a join; only variable-width features walk each value.
         Values written under another layout come back in ``other``; values that cannot be
-        decoded (cut short, with bytes to spare, or a requested feature that does not parse)
-        in ``corrupt``.
+        decoded (of an unknown format version, cut short, with bytes to spare, or a requested
+        feature that does not parse) in ``corrupt``.
         """
         size = self._prefix.size
         good = [i for i, v in enumerate(values) if len(v) >= size]
@@ -191,12 +210,17 @@ class ViewCodec:
         if len(good) < len(values):  # too short for this layout: written under another, or cut short
             for i, v in enumerate(values):
                 if len(v) < size:
-                    (other if layout_of(v) not in (None, self.layout) else corrupt).append(i)
+                    known = format_of(v) == FORMAT_VERSION
+                    (other if known and layout_of(v) != self.layout else corrupt).append(i)
         # One C-level unpack of every fixed-width prefix, then a transpose into columns.
         rows = list(self._prefix.iter_unpack(b"".join([values[i][:size] for i in good])))
-        if any(row[3] != self.layout for row in rows):
-            other += [good[j] for j, row in enumerate(rows) if row[3] != self.layout]
-            keep = [j for j, row in enumerate(rows) if row[3] == self.layout]
+        layout = self.layout
+        if any(row[3] != layout or row[2] >> RUN_BITS != FORMAT_VERSION for row in rows):
+            # a format this code does not know is corrupt, whatever its layout says
+            corrupt += [good[j] for j, row in enumerate(rows) if row[2] >> RUN_BITS != FORMAT_VERSION]
+            rows_known = [(j, row) for j, row in enumerate(rows) if row[2] >> RUN_BITS == FORMAT_VERSION]
+            other += [good[j] for j, row in rows_known if row[3] != self.layout]
+            keep = [j for j, row in rows_known if row[3] == self.layout]
             good = [good[j] for j in keep]
             rows = [rows[j] for j in keep]
         wanted_var = {p for p in positions if _is_variable(self.features[p])}
@@ -220,7 +244,9 @@ class ViewCodec:
                 if nulls[j][p // 8] >> (p % 8) & 1:
                     column[j] = None
             columns.append(column)
-        return DecodedColumns(good, sorted(other), sorted(corrupt), list(fields[0]), list(fields[2]), columns)
+        # every kept word is of FORMAT_VERSION: while that is 0, the word is the run id
+        runs = list(fields[2]) if FORMAT_VERSION == 0 else [w & MAX_RUN_ID for w in fields[2]]
+        return DecodedColumns(good, sorted(other), sorted(corrupt), list(fields[0]), runs, columns)
 
     def _walk_variable(
         self, values: Sequence[bytes], wanted: set[int]
@@ -253,10 +279,15 @@ class ViewCodec:
         return out, bad
 
     def decode(self, value: bytes) -> Decoded | None:
-        """The value's header and features, or None if it was written under another layout."""
-        event_us, created_us, run_id, layout = HEADER.unpack_from(value, 0)
+        """The value's header and features, or None if it was written under another layout.
+
+        Raises ValueError for a value of a format version this code does not know."""
+        event_us, created_us, word, layout = HEADER.unpack_from(value, 0)
+        if word >> RUN_BITS != FORMAT_VERSION:
+            raise ValueError(f"value format version {word >> RUN_BITS} is not {FORMAT_VERSION}")
         if layout != self.layout:
             return None
+        run_id = word & MAX_RUN_ID
         fixed = self._fixed_struct.unpack_from(value, HEADER.size)
         nulls = fixed[0]
         ordered: list[Any] = list(fixed[1:])
@@ -291,10 +322,37 @@ def layout_of(value: bytes) -> int | None:
     return HEADER.unpack_from(value, 0)[3] if len(value) >= HEADER.size else None
 
 
+def format_of(value: bytes) -> int | None:
+    """The format version a stored value was written in; None if it is too short to say."""
+    return value[FORMAT_BYTE] if len(value) >= HEADER.size else None
+
+
 def header_of(value: bytes) -> tuple[int, int, int]:
     """(event_ts_us, created_us, run_id) of a stored value."""
-    event_us, created_us, run_id, _ = HEADER.unpack_from(value, 0)
-    return event_us, created_us, run_id
+    event_us, created_us, word, _ = HEADER.unpack_from(value, 0)
+    return event_us, created_us, word & MAX_RUN_ID
+
+
+def with_header(
+    value: bytes,
+    *,
+    event_ts_us: int | None = None,
+    created_us: int | None = None,
+    run_id: int | None = None,
+    format_version: int | None = None,
+    layout: int | None = None,
+) -> bytes:
+    """``value`` with the given header fields replaced (the rest kept): for tests and tools."""
+    event, created, word, old_layout = HEADER.unpack_from(value, 0)
+    run = word & MAX_RUN_ID if run_id is None else run_id
+    version = word >> RUN_BITS if format_version is None else format_version
+    header = HEADER.pack(
+        event if event_ts_us is None else event_ts_us,
+        created if created_us is None else created_us,
+        run | version << RUN_BITS,
+        old_layout if layout is None else layout,
+    )
+    return header + value[HEADER.size :]
 
 
 def _column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:

@@ -5,12 +5,16 @@ tag, so every view of one entity lives in the same slot (one MGET per entity eve
 cluster), keys of different projects never collide, and a view's keys can be found with
 ``SCAN MATCH {<project>:*}:<view>`` when it is removed. Join keys appear by name, so two
 entities with the same values never share a key. String values are percent-encoded so a
-value can never forge a separator; integers are written in decimal.
+value can never forge a separator; integers are written in decimal. The project's presence
+markers (presence.py) are one hash, ``{<project>}:online-epoch``, never a view key.
+
+This module is the only place keys are spelled: the online store (store.py) and lookup plans
+build them here, for a batch (``encode_keys``) or a request (``request_tags``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -40,6 +44,37 @@ def entity_tag(project: str, names: Sequence[str], values: Sequence[object]) -> 
 
 def view_key(tag: str, view: str) -> str:
     return f"{tag}:{view}"
+
+
+def marker_key(project: str) -> str:
+    """The project's marker hash; never a view key (those hold ``project:`` inside the braces)."""
+    return "{" + project + "}:online-epoch"
+
+
+def project_pattern(project: str) -> str:
+    """SCAN pattern matching every view key of the project."""
+    return "{" + project + ":*}:*"
+
+
+def request_tags(
+    project: str, join_keys: Sequence[str], columns: Mapping[str, Sequence[object]], int_keys: Set[str]
+) -> list[str]:
+    """Each entity's tag followed by ``:``, ready for a view name: one lookup's keys.
+
+    ``int_keys`` names the join keys whose values are validated ints (decimal, nothing to
+    escape): the common single-integer key costs one f-string per entity."""
+    prefix = "{" + project + ":"
+    if len(join_keys) == 1:
+        name = join_keys[0]
+        start = f"{prefix}{name}="
+        if name in int_keys:
+            return [f"{start}{v}}}:" for v in columns[name]]
+        return [f"{start}{encode_key_value(v)}}}:" for v in columns[name]]
+    cols = [columns[k] for k in join_keys]
+    return [
+        prefix + ",".join(f"{k}={encode_key_value(v)}" for k, v in zip(join_keys, row, strict=True)) + "}:"
+        for row in zip(*cols, strict=True)
+    ]
 
 
 def view_pattern(project: str, view: str) -> str:

@@ -29,7 +29,7 @@ from featurestore.definitions import Field
 from featurestore.definitions.types import pandas_frame
 from featurestore.errors import DefinitionError, InvalidRequestError
 from featurestore.online.codec import DecodedColumns, ViewCodec, ViewSchema, layout_of
-from featurestore.online.keys import encode_key_value
+from featurestore.online.keys import request_tags
 from featurestore.registry import Snapshot
 
 if TYPE_CHECKING:
@@ -276,23 +276,8 @@ class LookupPlan:
 
     def _keys(self, n: int, columns: Mapping[str, list[Any]]) -> list[str]:
         keys: list[str] = [""] * (len(self.views) * n)
-        prefix = "{" + self.project + ":"
         for join_keys, members in self._groups.items():
-            if len(join_keys) == 1:
-                name = join_keys[0]
-                start = f"{prefix}{name}="
-                if name in self._int_keys:  # validated ints: decimal, nothing to escape
-                    tags = [f"{start}{v}}}:" for v in columns[name]]
-                else:
-                    tags = [f"{start}{encode_key_value(v)}}}:" for v in columns[name]]
-            else:
-                cols = [columns[k] for k in join_keys]
-                tags = [
-                    prefix
-                    + ",".join(f"{k}={encode_key_value(v)}" for k, v in zip(join_keys, row, strict=True))
-                    + "}:"
-                    for row in zip(*cols, strict=True)
-                ]
+            tags = request_tags(self.project, join_keys, columns, self._int_keys)
             for vi in members:
                 name = self.views[vi].name
                 keys[vi * n : (vi + 1) * n] = [t + name for t in tags]

@@ -20,7 +20,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import redis
 
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
@@ -38,9 +37,8 @@ from featurestore.offline.tables import (
 )
 from featurestore.online import presence, state
 from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
-from featurestore.online.connection import checked_client, redis_errors
-from featurestore.online.keys import encode_keys, view_pattern
-from featurestore.online.writer import NewerWinsWriter, delete_view
+from featurestore.online.keys import encode_keys
+from featurestore.online.store import OnlineStore
 from featurestore.secrets import mask_url
 from featurestore.storage import connection, fetch_one, quote
 
@@ -132,12 +130,12 @@ def start_run(
     end: datetime | None,
     incremental: bool,
     now: datetime | None = None,
-    client: redis.Redis | None = None,
+    store: OnlineStore | None = None,
 ) -> StartedRun:
     """Plan each online view's range and record the run, on the caller's write connection.
 
     The caller may do more on the same connection (ingestion before, lineage after): opening
-    and closing the file costs more than the bookkeeping itself. With ``client``, an
+    and closing the file costs more than the bookkeeping itself. With ``store``, an
     incremental run first checks that Redis still holds each view (presence.py) and rewrites
     in full those it lost.
     """
@@ -156,8 +154,8 @@ def start_run(
             )
     epoch = state.ensure_epoch(con, config.project)
     plans = [_plan(con, config.project, v, start, end, incremental) for v in online]
-    if client is not None:
-        plans = _rewrite_lost(con, client, config, plans, epoch, now)
+    if store is not None:
+        plans = _rewrite_lost(con, store, plans, epoch, now)
     plans = [replace(p, retracted=has_retractions(con, config.project, p.view.name)) for p in plans]
     removals = state.pending_removals(con, config.project)
     run_id, started_at = state.start_run(
@@ -168,24 +166,22 @@ def start_run(
 
 def _rewrite_lost(
     con: duckdb.DuckDBPyConnection,
-    client: redis.Redis,
-    config: Config,
+    store: OnlineStore,
     plans: list[_Plan],
     epoch: str,
     now: datetime,
 ) -> list[_Plan]:
     """Incremental plans of views that Redis no longer (fully) holds become full rewrites."""
-    project = config.project
+    project = store.project
     incremental = [p for p in plans if p.late_since is not None]
-    with redis_errors(config.redis_url):
-        lost = presence.unmarked(client, project, [p.view.name for p in incremental], epoch)
-        for p in incremental:
-            mark = state.watermark(con, project, p.view.name)
-            if p.view.name in lost or mark is None:
-                continue
-            checked, gone = presence.partly_lost(con, client, project, p.view, mark, now, presence.RUN_SAMPLE)
-            if gone:
-                lost[p.view.name] = presence.partial_loss_reason(checked, gone)
+    lost = store.unmarked([p.view.name for p in incremental], epoch)
+    for p in incremental:
+        mark = state.watermark(con, project, p.view.name)
+        if p.view.name in lost or mark is None:
+            continue
+        checked, gone = presence.partly_lost(con, store, p.view, mark, now, presence.RUN_SAMPLE)
+        if gone:
+            lost[p.view.name] = presence.partial_loss_reason(checked, gone)
     return [
         replace(p, start=None, late_since=None, rewrite=lost[p.view.name]) if p.view.name in lost else p
         for p in plans
@@ -208,24 +204,20 @@ def write_run(
     codecs = {plan.view.name: ViewCodec(plan.view) for plan in run.plans}
     result = MaterializeResult(run.run_id)
     status, error = "interrupted", None
-    client: redis.Redis | None = None
+    store: OnlineStore | None = None
     try:
-        client = checked_client(config.redis_url)
-        with redis_errors(config.redis_url):
-            presence.begin_writes(client, config.project, run.run_id)
-            writer = NewerWinsWriter(client)
-            for name in run.removals:
-                result.removed[name] = delete_view(client, view_pattern(config.project, name))
-            with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
-                for plan in run.plans:
-                    codec = codecs[plan.view.name]
-                    result.views.append(
-                        _materialize_view(
-                            con, config.project, plan, codec, writer, run.run_id, run.now, progress
-                        )
-                    )
-            completed = [p.view.name for p in run.plans if p.advances]
-            lost = not presence.mark_written(client, config.project, run.run_id, run.epoch, completed)
+        store = OnlineStore.connect(config.redis_url, config.project)
+        store.begin_writes(run.run_id)
+        for name in run.removals:
+            result.removed[name] = store.delete_view(name)
+        with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
+            for plan in run.plans:
+                codec = codecs[plan.view.name]
+                result.views.append(
+                    _materialize_view(con, config.project, plan, codec, store, run.run_id, run.now, progress)
+                )
+        completed = [p.view.name for p in run.plans if p.advances]
+        lost = not store.mark_written(run.run_id, run.epoch, completed)
         if lost:
             raise OnlineStoreUnavailable(
                 f"the online store {mask_url(config.redis_url)} lost its data during materialization run "
@@ -239,23 +231,16 @@ def write_run(
         status, error = "failed", f"{type(e).__name__}: {e}"
         raise
     finally:
-        if client is not None:
+        if store is not None:
             if status != "succeeded":
-                _forget_run_field(client, config.project, run.run_id)
-            client.close()
+                store.end_writes(run.run_id)  # a killed run leaves its field; it is never read
+            store.close()
         with connection(config.duckdb_path) as con:
             _finish(con, config.project, run, result, status, error)
             if after is not None:
                 after(con, run.run_id)
     result.seconds = time.perf_counter() - began
     return result
-
-
-def _forget_run_field(client: redis.Redis, project: str, run_id: int) -> None:
-    try:
-        presence.end_writes(client, project, run_id)
-    except redis.RedisError:  # Redis is what failed: the stray field is harmless
-        pass
 
 
 def _finish(
@@ -337,7 +322,7 @@ def _materialize_view(
     project: str,
     plan: _Plan,
     codec: ViewCodec,
-    writer: NewerWinsWriter,
+    writer: OnlineStore,
     run_id: int,
     now: datetime,
     progress: Progress | None,
@@ -392,7 +377,7 @@ def _correct_retracted(
     project: str,
     plan: _Plan,
     codec: ViewCodec,
-    writer: NewerWinsWriter,
+    writer: OnlineStore,
     run_id: int,
     now: datetime,
 ) -> int:

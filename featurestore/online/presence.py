@@ -4,80 +4,33 @@ Redis can lose data without a write of ours: FLUSHALL, a restart without persist
 restart from an older snapshot. The watermarks would still say "up to date", so lookups
 would answer NOT_FOUND while freshness and incremental runs saw nothing wrong. Two checks:
 
-- **Markers.** Each run that completes a view records it in one Redis hash per project,
-  ``{<project>}:online-epoch``: field = view, value = the store's epoch (kept in DuckDB,
-  ``state.ensure_epoch``). A missing hash or field, or another store's epoch, means the view's
-  values are gone. The run sets the fields only if a field of its own, set before its first
-  write, is still there at the end: a flush during the run leaves the view unmarked.
+- **Markers** (``OnlineStore`` reads and writes them). Each run that completes a view records
+  it in one Redis hash per project, ``{<project>}:online-epoch`` (keys.py): field = view,
+  value = the store's epoch (kept in DuckDB, ``state.ensure_epoch``). A missing hash or
+  field, or another store's epoch, means the view's values are gone. The run sets the
+  fields only if a field of its own, set before its first write, is still there at the end:
+  a flush during the run leaves the view unmarked.
 - **A sample of known keys.** Entities that have a row below the watermark, in a file
   ingested before the run that set it, and within the TTL, must have a key in Redis; a sample
-  of them is checked with EXISTS. This finds a partial loss that left the markers in place.
+  of them is read back (``OnlineStore.missing``). This finds a partial loss that left the markers in place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 import duckdb
 import pyarrow as pa
-import redis
 
 from featurestore.definitions import FeatureView
 from featurestore.offline.tables import EVENT_TS, FILE_ID, table_exists, view_table
 from featurestore.online.keys import encode_keys
 from featurestore.online.state import Watermark
+from featurestore.online.store import OnlineStore
 from featurestore.storage import quote
 
 # Known keys an incremental run checks per view before trusting its watermark.
 RUN_SAMPLE = 100
-
-# Sets the markers of the views a run completed, if the run's own field (set before its first
-# write) survived: KEYS[1] = the hash, ARGV[1] = the run's field, ARGV[2] = the epoch, ARGV[3..]
-# = views. Returns 1 if marked, 0 if Redis lost the hash during the run.
-_MARK = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], ARGV[2]) end
-return 1
-"""
-
-
-def marker_key(project: str) -> str:
-    """The project's marker hash; never a view key (those hold ``project:`` inside the braces)."""
-    return "{" + project + "}:online-epoch"
-
-
-def begin_writes(client: redis.Redis, project: str, run_id: int) -> None:
-    """Before a run's first write: its field, which a flush during the run takes away."""
-    client.hset(marker_key(project), f"run:{run_id}", "1")
-
-
-def mark_written(client: redis.Redis, project: str, run_id: int, epoch: str, views: Sequence[str]) -> bool:
-    """After a run's writes: mark ``views`` as held under ``epoch``; False if Redis lost data meanwhile."""
-    return bool(client.eval(_MARK, 1, marker_key(project), f"run:{run_id}", epoch, *views))
-
-
-def end_writes(client: redis.Redis, project: str, run_id: int) -> None:
-    """A run that failed removes its field (a killed one leaves it; it is never read)."""
-    client.hdel(marker_key(project), f"run:{run_id}")
-
-
-def unmarked(client: redis.Redis, project: str, views: Sequence[str], epoch: str | None) -> dict[str, str]:
-    """View -> why Redis does not hold it, for each of ``views`` whose marker is not ``epoch``."""
-    if not views:
-        return {}
-    marks = client.hmget(marker_key(project), list(views))
-    out = {}
-    for view, mark in zip(views, marks, strict=True):
-        if mark is None or epoch is None:
-            out[view] = (
-                "online data lost: Redis has no marker of the run that wrote it "
-                "(flushed, or restarted without persistence)"
-            )
-        elif (mark if isinstance(mark, str) else mark.decode()) != epoch:
-            out[view] = "online data lost: Redis holds another store's values for this project"
-    return out
 
 
 def known_keys(
@@ -114,26 +67,17 @@ def known_keys(
     return [str(k) for k in encode_keys(project, view.name, columns).to_pylist()]
 
 
-def missing(client: redis.Redis, keys: Sequence[str]) -> int:
-    """How many of ``keys`` Redis does not hold (one pipelined EXISTS per key)."""
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.exists(key)
-    return sum(1 for found in pipe.execute() if not found)
-
-
 def partly_lost(
     con: duckdb.DuckDBPyConnection,
-    client: redis.Redis,
-    project: str,
+    store: OnlineStore,
     view: FeatureView,
     mark: Watermark,
     now: datetime,
     sample: int,
 ) -> tuple[int, int]:
     """(known keys checked, of them missing from Redis)."""
-    keys = known_keys(con, project, view, mark, now, sample)
-    return len(keys), missing(client, keys) if keys else 0
+    keys = known_keys(con, store.project, view, mark, now, sample)
+    return len(keys), store.missing(keys) if keys else 0
 
 
 def partial_loss_reason(checked: int, lost: int) -> str:

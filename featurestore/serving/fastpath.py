@@ -7,7 +7,7 @@ booleans are already one-byte varints, strings are already UTF-8. Decoding into 
 objects (``LookupPlan.assemble``) and filling a message column by column
 (``convert.to_response``) cost more than the Redis read on the gRPC path; this path skips
 both. Anything unusual (a missing, expired or null value, another layout, list features,
-run ids asked for, a value that does not parse) returns None and the caller takes the
+run ids asked for, a value of an unknown format or that does not parse) returns None and the caller takes the
 general path, which decides its status. A list feature the lookup does not ask for is
 skipped by its length, whose high bit (a list holding nulls) is masked off; every value is
 walked to its end, and requested strings checked to be UTF-8, as the general path does.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
 
-from featurestore.online.codec import HEADER, LENGTH_MASK, ViewCodec
+from featurestore.online.codec import FORMAT_VERSION, HEADER, LENGTH_MASK, RUN_BITS, ViewCodec
 from featurestore.online.lookup import PRESENT, LookupPlan
 from featurestore.serving import convert
 from featurestore.serving.v1 import serving_pb2 as pb
@@ -118,8 +118,10 @@ class FastEncoder:
                     return None
                 if size != view.fixed_end and not view.variable:  # bytes to spare: corrupt
                     return None
-                event, _, _, layout = HEADER.unpack_from(value)
+                event, _, word, layout = HEADER.unpack_from(value)
                 if layout != view.codec.layout or (oldest is not None and event < oldest):
+                    return None
+                if word >> RUN_BITS != FORMAT_VERSION:  # a format this code does not know: CORRUPT
                     return None
                 events.append(event)
             all_events.append(events)

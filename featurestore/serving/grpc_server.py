@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,14 +14,14 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from featurestore.errors import FeatureStoreError, InvalidRequestError
-from featurestore.online.aioredis import AsyncRedis
-from featurestore.online.connection import redis_errors
-from featurestore.online.lookup import MAX_FEATURES
+from featurestore.online.lookup import LookupPlan
+from featurestore.online.registry_holder import RegistryHolder
+from featurestore.online.request import lookup_async
+from featurestore.online.store import AsyncOnlineStore
 from featurestore.serving import convert
 from featurestore.serving.failures import Failures
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.limits import ByteBudget, answer_bytes, check_answer, shorten
-from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 
@@ -37,16 +36,14 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
     def __init__(
         self,
         holder: RegistryHolder,
-        client: AsyncRedis,
-        redis_url: str,
+        store: AsyncOnlineStore,
         redis_timeout: float,
         metrics: ServingMetrics | None = None,
         budget: ByteBudget | None = None,  # None: no bound on the bytes in flight
         failures: Failures | None = None,
     ) -> None:
         self.holder = holder
-        self.redis = client
-        self.redis_url = redis_url
+        self.store = store
         self.redis_timeout = redis_timeout
         self.metrics = metrics
         self.budget = budget
@@ -62,44 +59,47 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
             if isinstance(received, Malformed):
                 raise InvalidRequestError(f"malformed {received.message}: {received.error}")
             request: pb.GetOnlineFeaturesRequest = received.message
-            registry = self.holder.current
-            features: tuple[str, ...] | str
-            if request.feature_service and request.features:
-                raise InvalidRequestError("give either features or feature_service, not both")
-            if len(request.features) > MAX_FEATURES:  # before a Python string is made of each
-                raise InvalidRequestError(
-                    f"{len(request.features)} features in one request, more than the limit of {MAX_FEATURES}"
-                )
-            features = request.feature_service or tuple(request.features)
-            if not features:
-                raise InvalidRequestError("no features requested: give features or feature_service")
-            plan = registry.plan(features, request.full_feature_names)
-            n, columns = plan.entity_columns(convert.entity_columns(request.entities))
-            least, answer = answer_bytes(plan, n, request.include_run_ids)
-            check_answer(least, at_least=True)  # before any work: it could not be sent
-            if self.budget is not None:
-                self.budget.take(answer, "an answer", held=taken)
-                taken += answer
-            keys = plan.keys(n, columns)
-            started = time.perf_counter()
-            raw = await self._mget(keys, context)
-            redis_seconds = time.perf_counter() - started
+
+            def admit(plan: LookupPlan, n: int) -> None:
+                nonlocal taken
+                least, answer = answer_bytes(plan, n, request.include_run_ids)
+                check_answer(least, at_least=True)  # before any work: it could not be sent
+                if self.budget is not None:
+                    self.budget.take(answer, "an answer", held=taken)
+                    taken += answer
+
+            # Fail within the caller's deadline (or ours) rather than hang on a dead Redis.
+            remaining = context.time_remaining()
+            timeout = self.redis_timeout
+            if remaining is not None:
+                timeout = max(0.001, min(remaining, timeout))
+            found = await lookup_async(
+                self.holder.current,
+                self.store,
+                request.features,
+                request.feature_service,
+                convert.entity_columns(request.entities),
+                timeout,
+                request.full_feature_names,
+                admit,
+            )
+            plan, n, raw, version = found.plan, found.n, found.raw, found.registry.version
             logged = self.metrics is not None and self.metrics.sample_request()
             if not request.include_run_ids:
                 encoder, now_us = fast_encoder(plan), time.time_ns() // 1000
-                fast = None if encoder is None else encoder.encode(n, raw, registry.version, now_us)
+                fast = None if encoder is None else encoder.encode(n, raw, version, now_us)
                 if fast is not None:
                     check_answer(len(fast.data))  # its exact size, known only now
                     if self.metrics is not None:
-                        self.metrics.served_present(plan, n, fast.events, redis_seconds)
+                        self.metrics.served_present(plan, n, fast.events, found.read_seconds)
                         if logged:  # the log's thread decodes what it needs, off this path
-                            self.metrics.log_lookup("grpc", now_us, plan, n, columns, raw)
+                            self.metrics.log_lookup("grpc", now_us, plan, n, found.columns, raw)
                     return fast.data  # type: ignore[return-value]  # bytes: _serialize passes them on
-            result = plan.assemble(n, columns, raw, with_run_ids=request.include_run_ids)
-            data = convert.to_response(result, registry.version).SerializeToString()
+            result = found.result(with_run_ids=request.include_run_ids)
+            data = convert.to_response(result, version).SerializeToString()
             check_answer(len(data))  # as above: refused with a status, not failed in grpc's send
             if self.metrics is not None:
-                self.metrics.served("grpc", plan, columns, result, redis_seconds, logged=logged)
+                self.metrics.served("grpc", plan, found.columns, result, found.read_seconds, logged=logged)
             return data  # bytes: _serialize passes them on
         except FeatureStoreError as e:
             await _abort(context, e, self.failures)
@@ -125,14 +125,6 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
             if isinstance(received, Received) and received.nbytes:
                 assert self.budget is not None
                 self.budget.give(received.nbytes)
-
-    async def _mget(self, keys: list[str], context: grpc.aio.ServicerContext) -> list[Any]:
-        # Fail within the caller's deadline (or ours) rather than hang on a dead Redis.
-        remaining = context.time_remaining()
-        timeout = self.redis_timeout if remaining is None else max(0.001, min(remaining, self.redis_timeout))
-        with redis_errors(self.redis_url):
-            async with asyncio.timeout(timeout):  # unlike wait_for, no task per request
-                return list(await self.redis.mget(keys))
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,10 +14,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
-from featurestore.errors import FeatureStoreError, InvalidRequestError
-from featurestore.online.aioredis import AsyncRedis
-from featurestore.online.connection import redis_errors
-from featurestore.online.lookup import OnlineResult, Status
+from featurestore.errors import FeatureStoreError
+from featurestore.online.lookup import LookupPlan, OnlineResult, Status
+from featurestore.online.registry_holder import RegistryHolder
+from featurestore.online.request import lookup_async
+from featurestore.online.store import AsyncOnlineStore
 from featurestore.serving.failures import Failures
 from featurestore.serving.limits import (
     MAX_BODY_BYTES,
@@ -30,7 +29,6 @@ from featurestore.serving.limits import (
     check_answer,
     shorten,
 )
-from featurestore.serving.registry_holder import RegistryHolder
 
 if TYPE_CHECKING:
     from featurestore.serving.metrics import ServingMetrics
@@ -150,8 +148,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 def build_app(
     holder: RegistryHolder,
-    client: AsyncRedis,
-    redis_url: str,
+    store: AsyncOnlineStore,
     redis_timeout: float,
     is_healthy: Callable[[], bool],
     metrics: ServingMetrics | None = None,
@@ -201,32 +198,35 @@ def build_app(
             return _error(500, "INTERNAL", failures.unexpected(e))
 
     async def lookup(body: OnlineFeaturesRequest, request: Request) -> JSONResponse:
-        registry = holder.current
-        if body.feature_service and body.features:
-            raise InvalidRequestError("give either features or feature_service, not both")
-        features: tuple[str, ...] | str = body.feature_service or tuple(body.features)
-        if not features:
-            raise InvalidRequestError("no features requested: give features or feature_service")
-        plan = registry.plan(features, body.full_feature_names)
-        n, columns = plan.entity_columns(body.entities)
-        least, answer = answer_bytes(plan, n, body.include_run_ids)
-        check_answer(least, at_least=True)  # as gRPC: the same request gets the same answer on both
-        if budget is not None:
-            budget.take(answer, "an answer", held=request.scope.get(TAKEN, 0))
-        try:
-            keys = plan.keys(n, columns)
-            started = time.perf_counter()
-            with redis_errors(redis_url):
-                async with asyncio.timeout(redis_timeout):  # unlike wait_for, no task per request
-                    raw = cast(list[bytes | None], await client.mget(keys))
-            redis_seconds = time.perf_counter() - started
-            result = plan.assemble(n, columns, raw, with_run_ids=body.include_run_ids)
-            if metrics is not None:
-                metrics.served("http", plan, columns, result, redis_seconds)
-            return JSONResponse(_response(result, registry.version))
-        finally:
+        taken = 0
+
+        def admit(plan: LookupPlan, n: int) -> None:
+            nonlocal taken
+            least, answer = answer_bytes(plan, n, body.include_run_ids)
+            check_answer(least, at_least=True)  # as gRPC: the same request gets the same answer on both
             if budget is not None:
-                budget.give(answer)
+                budget.take(answer, "an answer", held=request.scope.get(TAKEN, 0))
+                taken = answer
+
+        try:
+            found = await lookup_async(
+                holder.current,
+                store,
+                body.features,
+                body.feature_service,
+                body.entities,
+                redis_timeout,
+                body.full_feature_names,
+                admit,
+            )
+            result = found.result(with_run_ids=body.include_run_ids)
+            if metrics is not None:
+                metrics.served("http", found.plan, found.columns, result, found.read_seconds)
+            return JSONResponse(_response(result, found.registry.version))
+        finally:
+            if taken:
+                assert budget is not None
+                budget.give(taken)
 
     @app.get("/v1/features")
     async def features() -> dict[str, Any]:

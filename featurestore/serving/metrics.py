@@ -38,10 +38,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from featurestore.config import Config
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
 from featurestore.online.lookup import CORRUPT, EXPIRED, NOT_FOUND, LookupPlan, OnlineResult
+from featurestore.online.registry_holder import RegistryHolder
 from featurestore.serving.auth import DENIED
-from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.request_log import RequestLog
 from featurestore.serving.v1 import serving_pb2
 
@@ -495,22 +495,19 @@ class StateCollector(Collector):
 
         Redis down is not "lost" (the lookup metrics show an outage): the views are left as read.
         """
-        import redis
-
-        from featurestore.online.connection import sync_client
-        from featurestore.online.presence import unmarked
-        from featurestore.secrets import mask_text
+        from featurestore.online.store import OnlineStore
 
         marked = [s for s in states if s.watermark is not None]
         if not marked:
             return
-        client = sync_client(self.config.redis_url, socket_timeout=0.5)
+        config = self.config
+        store = OnlineStore.connect(config.redis_url, config.project, check=False, socket_timeout=0.5)
         try:
-            lost = unmarked(client, self.config.project, [s.view for s in marked], epoch)
-        except redis.RedisError as e:
-            log.warning("metrics: online markers not read: %s", mask_text(str(e)))
+            lost = store.unmarked([s.view for s in marked], epoch)
+        except OnlineStoreUnavailable as e:
+            log.warning("metrics: online markers not read: %s", e.message)
             return
         finally:
-            client.close()
+            store.close()
         for s in marked:
             s.lost = lost.get(s.view)

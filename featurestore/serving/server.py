@@ -26,8 +26,9 @@ import uvicorn
 
 from featurestore.config import Config, ServingLimits
 from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
-from featurestore.online.connection import async_client, redis_errors
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
+from featurestore.online.registry_holder import RegistryHolder
+from featurestore.online.store import AsyncOnlineStore
 from featurestore.secrets import mask_logs, mask_url
 from featurestore.serving import auth, connections
 from featurestore.serving.failures import Failures
@@ -42,7 +43,6 @@ from featurestore.serving.grpc_server import (
 from featurestore.serving.http_app import build_app
 from featurestore.serving.limits import ByteBudget
 from featurestore.serving.metrics import ServingMetrics, multiprocess_dir
-from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.request_log import RequestLog
 from featurestore.serving.tls import TlsFiles
 
@@ -100,7 +100,7 @@ async def serve_async(
 ) -> None:
     holder = RegistryHolder(config, options.max_entities, options.registry_refresh)
     limits = connections.raise_fd_limit(options.limits, 1 if options.http_port is None else 2)
-    client = async_client(config.redis_url)
+    store = AsyncOnlineStore.connect(config.redis_url, config.project)
     health = HealthServicer()
     healthy = False
 
@@ -116,8 +116,7 @@ async def serve_async(
         while True:
             why = ""
             try:
-                with redis_errors(config.redis_url):
-                    await asyncio.wait_for(client.ping(), options.redis_timeout)
+                await store.ping(options.redis_timeout)
                 ok = True
             except OnlineStoreUnavailable as e:
                 ok, why = False, e.message
@@ -142,7 +141,7 @@ async def serve_async(
     budget = ByteBudget(limits.max_bytes_in_flight)  # one for both transports: they share the memory
     failures = Failures()  # one per process, so both transports log a failure once
     servicer = FeatureServingServicer(
-        holder, client, config.redis_url, options.redis_timeout, metrics, budget=budget, failures=failures
+        holder, store, options.redis_timeout, metrics, budget=budget, failures=failures
     )
     try:
         grpc_server, grpc_port = build_server(
@@ -153,11 +152,11 @@ async def serve_async(
             connections.grpc_options(limits),
         )
     except RuntimeError:  # grpc cannot bind the port (it has logged why)
-        await client.aclose()
+        await store.aclose()
         metrics.close()
         raise FeatureStoreError(f"cannot serve gRPC on {options.host}:{options.grpc_port}") from None
     try:  # report the real state from the first request on
-        await asyncio.wait_for(client.ping(), options.redis_timeout)
+        await store.ping(options.redis_timeout)
         await set_health(True)
     except Exception:  # noqa: BLE001 - Redis down at start: serve, NOT_SERVING until it answers
         await set_health(False)
@@ -167,7 +166,7 @@ async def serve_async(
     http: _Uvicorn | None = None
     if options.http_port is not None:
         app = build_app(
-            holder, client, config.redis_url, options.redis_timeout, lambda: healthy, metrics,
+            holder, store, options.redis_timeout, lambda: healthy, metrics,
             budget=budget, failures=failures,
         )
         metrics.mount(app)  # /metrics sits behind the tokens too, when there are tokens
@@ -194,7 +193,7 @@ async def serve_async(
             await grpc_server.stop(None)
             for task in tasks[:2]:
                 task.cancel()
-            await client.aclose()
+            await store.aclose()
             metrics.close()
             tasks[-1].result()
 
@@ -217,7 +216,7 @@ async def serve_async(
     for task in tasks[:2]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await client.aclose()
+    await store.aclose()
     await asyncio.to_thread(metrics.close)  # the request log writes what it holds
 
 

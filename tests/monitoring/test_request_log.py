@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from featurestore.online.lookup import LookupPlan, OnlineResult
+from featurestore.online.registry_holder import RegistryHolder
 from featurestore.serving.fastpath import fast_encoder
-from featurestore.serving.registry_holder import RegistryHolder
 from featurestore.serving.request_log import RequestLog
 from tests.serving.support import open_store
 from tests.support.redis import RedisServer

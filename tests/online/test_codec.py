@@ -32,7 +32,17 @@ from featurestore import (
     String,
     Timestamp,
 )
-from featurestore.online.codec import NO_CREATED, ViewCodec, header_of
+from featurestore.online.codec import (
+    FORMAT_BYTE,
+    FORMAT_VERSION,
+    HEADER,
+    MAX_RUN_ID,
+    NO_CREATED,
+    ViewCodec,
+    format_of,
+    header_of,
+    with_header,
+)
 from tests.online.helpers import TZ, edit, lookup, make_store, write_parquet
 
 FIELDS = [
@@ -108,7 +118,7 @@ def all_same(got: list[Any], expected: list[Any]) -> bool:
 @given(
     data=rows,
     skip=st.integers(0, 3),
-    run_id=st.integers(0, 2**32 - 1),
+    run_id=st.integers(0, MAX_RUN_ID),  # the header's run word keeps its top byte for the format
     positions=st.lists(st.integers(0, len(FIELDS) - 1), unique=True),
 )
 def test_every_dtype_round_trips_with_nulls(
@@ -220,6 +230,38 @@ def test_a_list_without_nulls_is_stored_as_before_and_one_with_nulls_says_so() -
 
 def test_a_value_of_another_layout_is_not_decoded() -> None:
     assert ViewCodec(VIEW).decode(other_layout_value()) is None
+
+
+def _one_value(run_id: int) -> bytes:
+    one = np.zeros(1, np.int64)
+    row = dict.fromkeys(ARROW) | {"i32": 3, "s": "x"}
+    return bytes(ViewCodec(VIEW).encode(table_of([row]), one, one, run_id).to_pylist()[0])
+
+
+def test_a_value_written_before_the_format_version_existed_still_decodes() -> None:
+    # Commit 7905112 wrote the header as <qqII (event, created, run id, layout): its run ids
+    # are below 2**24, so the byte that now holds the format version was 0.
+    value = _one_value(7)
+    event, created, run_id, layout = HEADER.unpack_from(value)
+    old = struct.pack("<qqII", event, created, 7, layout) + value[HEADER.size :]
+    assert old == value and value[FORMAT_BYTE] == FORMAT_VERSION == 0
+    decoded = ViewCodec(VIEW).decode(old)
+    assert decoded is not None and decoded.run_id == 7 and decoded.values[0] == 3
+    assert ViewCodec(VIEW).decode_columns([old], [0]).columns == [[3]]
+
+
+def test_a_value_of_an_unknown_format_version_is_corrupt_never_misread() -> None:
+    codec = ViewCodec(VIEW)
+    value = _one_value(MAX_RUN_ID)
+    newer = with_header(value, format_version=FORMAT_VERSION + 1)
+    assert format_of(newer) == FORMAT_VERSION + 1 and header_of(newer) == header_of(value)
+    got = codec.decode_columns([value, newer, newer[: HEADER.size + 1]], [0, 1])
+    assert (got.good, got.other, got.corrupt) == ([0], [], [1, 2])
+    assert got.run_ids == [MAX_RUN_ID]
+    with pytest.raises(ValueError, match="format version"):
+        codec.decode(newer)
+    with pytest.raises(ValueError, match="does not fit"):
+        _one_value(MAX_RUN_ID + 1)
 
 
 # -- end to end ----------------------------------------------------------------------------

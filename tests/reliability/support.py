@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
+from featurestore.online.codec import header_of
 from featurestore.storage import connection
 from tests.helpers import FEATURESTORE
 from tests.support.redis import RedisServer, free_port
@@ -289,7 +290,7 @@ def materializing(server: DurableRedis) -> Callable[[int], bool]:
 
 def event_times(dump: dict[bytes, tuple[bytes, int]]) -> dict[bytes, int]:
     """Each key's event time (microseconds), from the value header."""
-    return {k: int.from_bytes(v[:8], "little", signed=True) for k, (v, _) in dump.items()}
+    return {k: header_of(v)[0] for k, (v, _) in dump.items()}
 
 
 # The CLI's own entry point, imported first, then run on a newline on stdin: a process that

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 import featurestore
+from featurestore.online.codec import FORMAT_VERSION, with_header
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
@@ -41,11 +42,13 @@ REQUESTS = {
     ),
 }
 # How a value is broken, given it and where its variable-width features begin: cut short
-# inside the last string, cut short inside the first length, or longer than its features.
+# inside the last string, cut short inside the first length, longer than its features, or
+# whole but in a value format this code does not know (written by a newer version).
 CUTS: dict[str, Callable[[bytes, int], bytes]] = {
     "cut-in-a-string": lambda v, _: v[:-3],
     "cut-in-a-length": lambda v, prefix: v[: prefix + 2],
     "bytes-to-spare": lambda v, _: v + b"\x00\x01",
+    "unknown-format": lambda v, _: with_header(v, format_version=FORMAT_VERSION + 1),
 }
 
 

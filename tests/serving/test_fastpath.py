@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore
+from featurestore.online.codec import FORMAT_VERSION, layout_of, with_header
 from featurestore.online.lookup import PRESENT, LookupPlan
 from featurestore.serving import convert
 from featurestore.serving.fastpath import fast_encoder
@@ -177,6 +178,8 @@ def test_other_layout_is_declined(store: FeatureStore) -> None:
     }
     every = _encode(plan, 0, EVERY, [full], [0])[0]
     assert encoder.encode(1, [every, zone], 1, time.time_ns() // 1000) is not None
-    other = every[:20] + (int.from_bytes(every[20:24], "little") ^ 1).to_bytes(4, "little") + every[24:]
+    other = with_header(every, layout=layout_of(every) ^ 1)  # type: ignore[operator]
     assert encoder.encode(1, [other, zone], 1, time.time_ns() // 1000) is None
+    newer = with_header(every, format_version=FORMAT_VERSION + 1)  # a format it does not know
+    assert encoder.encode(1, [newer, zone], 1, time.time_ns() // 1000) is None
     assert encoder.encode(1, [every[:30], zone], 1, time.time_ns() // 1000) is None  # truncated

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import redis
 
-# A feature value's run id sits at bytes 16..20 of its header; it differs between otherwise
-# equal runs (see featurestore/online/codec.py).
-_RUN_ID = slice(16, 20)
+from featurestore.online.codec import RUN_ID_BYTES
+
+# A feature value's run id (in its header) differs between otherwise equal runs.
+_RUN_ID = RUN_ID_BYTES
 # The end of the project's marker hash (online/presence.py), which holds no value.
 MARKER = b"}:online-epoch"
 

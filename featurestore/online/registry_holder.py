@@ -1,17 +1,21 @@
-"""The registry a server answers with: loaded once, swapped when a new version is applied.
+"""The registry lookups answer with: loaded once, swapped when a new version is applied.
 
-Requests read ``holder.current`` (one attribute read); a background task checks the
-DuckDB file for a newer version in a worker thread and swaps in a fully prepared
-``OnlineRegistry``, so no request ever waits on the registry.
+The one owner of registry refresh for lookups. In a server, requests read
+``holder.current`` (one attribute read) and a background task (``refresh_forever``) checks
+the DuckDB file for a newer version in a worker thread and swaps in a fully prepared
+``OnlineRegistry``, so no request ever waits on the registry. In process
+(``FeatureStore.get_online_features``), ``checked()`` re-checks at most every
+``refresh_seconds`` on the caller's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from featurestore.config import Config
-from featurestore.errors import FeatureStoreError, NotAppliedError
+from featurestore.errors import FeatureStoreError, NotAppliedError, StoreLockedError
 from featurestore.online.lookup import OnlineRegistry
 from featurestore.registry import store as registry_store
 from featurestore.storage import connection
@@ -35,7 +39,9 @@ def load(
     with connection(config.duckdb_path, read_only=True, lock_timeout=lock_timeout) as con:
         latest = registry_store.latest_version(con, config.project)
         if latest is None:
-            raise NotAppliedError("nothing applied yet: run 'featurestore apply'")
+            raise NotAppliedError(
+                f"nothing applied yet in project {config.project!r}: run 'featurestore apply'"
+            )
         if latest.version == known:
             return None
         version, snapshot = registry_store.read_snapshot(con, config.project, latest.version)
@@ -44,6 +50,8 @@ def load(
 
 
 class RegistryHolder:
+    """The latest applied registry version, prepared for lookups, and its refresh."""
+
     def __init__(self, config: Config, max_entities: int, refresh_seconds: float = 5.0) -> None:
         self.config = config
         self.max_entities = max_entities
@@ -51,6 +59,21 @@ class RegistryHolder:
         loaded = load(config, max_entities)
         assert loaded is not None
         self.current: OnlineRegistry = loaded
+        self._checked = time.monotonic()
+
+    def checked(self) -> OnlineRegistry:
+        """``current``, after looking for a newer version if the last look is ``refresh_seconds``
+        old (a file locked by a writer is looked at again next time)."""
+        now = time.monotonic()
+        if now - self._checked > self.refresh_seconds:
+            self._checked = now
+            try:
+                fresh = load(self.config, self.max_entities, self.current.version)
+            except StoreLockedError:
+                fresh = None
+            if fresh is not None:
+                self.current = fresh
+        return self.current
 
     async def refresh_forever(self) -> None:
         while True:

@@ -1,0 +1,88 @@
+"""What a key-value server must do to hold the online store: the one place a backend plugs in.
+
+In the shape of httpx's transports: a few methods in our terms, each raising only our errors
+(``OnlineStoreUnavailable``), so the module implementing a backend is the only code that
+imports its client library or catches its exceptions. ``OnlineStore`` (store.py) builds keys
+and values and calls these; nothing else calls a backend.
+
+Standalone Redis (redis_backend.py) is the only backend today. A Redis Cluster backend is a
+new module implementing the same methods: ``read`` groups keys by node, sends one pipelined
+read per node and puts the replies back in request order; ``write`` groups keys by slot (each
+newer-wins script call touches one slot) and sends one pipeline per node; ``scan`` walks every
+primary. Every key of one entity shares a hash tag (keys.py), and a project's markers are one
+hash, so the single-key methods need nothing more.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+
+Key = str | bytes  # keys are built as text; SCAN hands them back as bytes
+
+
+class Backend(ABC):
+    """The blocking face: materialization, in-process lookups, the CLI, monitoring."""
+
+    @abstractmethod
+    def read(self, keys: Sequence[Key]) -> list[bytes | None]:
+        """Each key's value, in request order; None where the key holds nothing."""
+
+    @abstractmethod
+    def read_prefixes(self, keys: Sequence[Key], size: int) -> list[bytes | None]:
+        """The first ``size`` bytes of each key's value (None where it holds none, or no string)."""
+
+    @abstractmethod
+    def write(
+        self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int], newer_wins: bool
+    ) -> int:
+        """Set each key (expiring at the absolute time in ms, 0: never); how many were written.
+
+        With ``newer_wins``, a key whose stored value is newer (by its header's event and
+        created times) is left alone, atomically per key."""
+
+    @abstractmethod
+    def delete(self, keys: Sequence[Key]) -> int:
+        """Remove the keys; how many existed."""
+
+    @abstractmethod
+    def scan(self, pattern: str, batch: int) -> Iterator[list[bytes]]:
+        """Every key matching the glob ``pattern``, in batches of about ``batch``."""
+
+    @abstractmethod
+    def get_fields(self, key: str, fields: Sequence[str]) -> list[str | None]:
+        """Fields of the hash at ``key`` (None where absent)."""
+
+    @abstractmethod
+    def set_field(self, key: str, field: str, value: str) -> None:
+        """Set one field of the hash at ``key``."""
+
+    @abstractmethod
+    def delete_field(self, key: str, field: str) -> None:
+        """Remove one field of the hash at ``key``."""
+
+    @abstractmethod
+    def set_fields_if_present(self, key: str, guard: str, fields: Sequence[str], value: str) -> bool:
+        """Atomically: if field ``guard`` of the hash is there, remove it and set ``fields`` to
+        ``value``; False (nothing changed) if it is gone."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise OnlineStoreUnavailable unless the server answers."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class AsyncBackend(ABC):
+    """The event loop's face: what a serving process needs to answer lookups."""
+
+    @abstractmethod
+    async def read(self, keys: Sequence[str], timeout: float) -> list[bytes | None]:
+        """``Backend.read`` within ``timeout`` seconds (else OnlineStoreUnavailable)."""
+
+    @abstractmethod
+    async def ping(self, timeout: float) -> None: ...
+
+    @abstractmethod
+    async def aclose(self) -> None: ...

@@ -1,0 +1,172 @@
+"""The online store of one project: the only code that talks to the key-value server.
+
+``OnlineStore`` (blocking: materialization, in-process lookups, the CLI, monitoring) and
+``AsyncOnlineStore`` (a serving process's event loop) are two classes, not one with both
+faces: they never share a connection (redis-py's pool and the pipelined serving connection
+differ), and a process uses one or the other. Both take keys from keys.py, the one key
+layout, and call a backend (backend.py), whose module alone maps its client library's
+errors to ours; what leaves here is our data or our errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from types import TracebackType
+from typing import Any
+
+from featurestore.errors import OnlineStoreUnavailable
+from featurestore.online.backend import AsyncBackend, Backend, Key
+from featurestore.online.codec import HEADER, header_of
+from featurestore.online.keys import marker_key, project_pattern, view_pattern
+from featurestore.online.redis_backend import SOCKET_TIMEOUT, AsyncRedisBackend, RedisBackend
+
+SCAN_BATCH = 1000
+
+
+class OnlineStore:
+    """Reads, writes, view deletion and presence markers of one project's online values."""
+
+    def __init__(self, project: str, backend: Backend) -> None:
+        self.project = project
+        self.backend = backend
+
+    @classmethod
+    def connect(
+        cls, url: str, project: str, check: bool = True, socket_timeout: float = SOCKET_TIMEOUT
+    ) -> OnlineStore:
+        """The store at ``url``; with ``check``, one whose server has answered a ping."""
+        store = cls(project, RedisBackend(url, socket_timeout))
+        if check:
+            try:
+                store.backend.ping()
+            except OnlineStoreUnavailable:
+                store.close()
+                raise
+        return store
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read(self, keys: Sequence[Key]) -> list[bytes | None]:
+        """Each key's stored value, in order; None where nothing is stored."""
+        return self.backend.read(keys)
+
+    def sample(self, view: str, limit: int) -> list[bytes]:
+        """Up to ``limit`` stored values of ``view`` (those that did not expire meanwhile)."""
+        keys: list[bytes] = []
+        for batch in self.backend.scan(view_pattern(self.project, view), SCAN_BATCH):
+            keys += batch
+            if len(keys) >= limit:
+                break
+        keys = keys[:limit] if len(keys) > limit else keys
+        values: list[bytes] = []
+        for start in range(0, len(keys), SCAN_BATCH):
+            for value in self.backend.read(keys[start : start + SCAN_BATCH]):
+                if isinstance(value, bytes) and len(value) >= HEADER.size:  # not expired, and ours
+                    values.append(value)
+        return values
+
+    def served_run_ids(self) -> set[int]:
+        """The materialization runs that wrote a value the store holds (every key's header read)."""
+        found: set[int] = set()
+        for keys in self.backend.scan(project_pattern(self.project), SCAN_BATCH):
+            for header in self.backend.read_prefixes(keys, HEADER.size):
+                if header is not None and len(header) == HEADER.size:  # not expired meanwhile
+                    found.add(header_of(header)[2])
+        return found
+
+    def missing(self, keys: Sequence[str]) -> int:
+        """How many of ``keys`` hold nothing."""
+        return sum(1 for value in self.backend.read_prefixes(keys, 1) if value is None)
+
+    # -- writes (materialization) --------------------------------------------------------
+
+    def write(self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int]) -> int:
+        """Write each key unless it holds a newer value; returns how many were written."""
+        return self.backend.write(keys, values, expire_at_ms, newer_wins=True)
+
+    def replace(self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int]) -> None:
+        """Write each key whatever it holds: for values whose newer source rows were taken away."""
+        self.backend.write(keys, values, expire_at_ms, newer_wins=False)
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Remove the keys (entities with no row left); returns how many existed."""
+        return self.backend.delete(keys)
+
+    def delete_view(self, view: str) -> int:
+        """Remove every value of ``view`` (a removed view's data); returns how many."""
+        pattern = view_pattern(self.project, view)
+        return sum(self.backend.delete(keys) for keys in self.backend.scan(pattern, SCAN_BATCH))
+
+    # -- presence markers (presence.py says why) ------------------------------------------
+
+    def begin_writes(self, run_id: int) -> None:
+        """Before a run's first write: its field, which a flush during the run takes away."""
+        self.backend.set_field(marker_key(self.project), f"run:{run_id}", "1")
+
+    def mark_written(self, run_id: int, epoch: str, views: Sequence[str]) -> bool:
+        """After a run's writes: mark ``views`` as held under ``epoch``; False if data was lost meanwhile."""
+        return self.backend.set_fields_if_present(marker_key(self.project), f"run:{run_id}", views, epoch)
+
+    def end_writes(self, run_id: int) -> None:
+        """A run that failed removes its field; if the store is what failed, the stray field stays
+        (it is harmless: never read)."""
+        try:
+            self.backend.delete_field(marker_key(self.project), f"run:{run_id}")
+        except OnlineStoreUnavailable:
+            pass
+
+    def unmarked(self, views: Sequence[str], epoch: str | None) -> dict[str, str]:
+        """View -> why the store does not hold it, for each of ``views`` whose marker is not ``epoch``."""
+        if not views:
+            return {}
+        marks = self.backend.get_fields(marker_key(self.project), views)
+        out = {}
+        for view, mark in zip(views, marks, strict=True):
+            if mark is None or epoch is None:
+                out[view] = (
+                    "online data lost: Redis has no marker of the run that wrote it "
+                    "(flushed, or restarted without persistence)"
+                )
+            elif mark != epoch:
+                out[view] = "online data lost: Redis holds another store's values for this project"
+        return out
+
+    # -- the connection --------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self.backend.ping()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> OnlineStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncOnlineStore:
+    """What a serving process asks of the online store: reads under a deadline, and a ping."""
+
+    def __init__(self, project: str, backend: AsyncBackend) -> None:
+        self.project = project
+        self.backend = backend
+
+    @classmethod
+    def connect(cls, url: str, project: str) -> AsyncOnlineStore:
+        """The store at ``url`` (connected on the first request)."""
+        return cls(project, AsyncRedisBackend(url))
+
+    def read(self, keys: Sequence[str], timeout: float) -> Coroutine[Any, Any, list[bytes | None]]:
+        """Each key's stored value, in order, within ``timeout`` seconds (else OnlineStoreUnavailable)."""
+        return self.backend.read(keys, timeout)  # the backend's coroutine: no frame more per lookup
+
+    async def ping(self, timeout: float) -> None:
+        await self.backend.ping(timeout)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
