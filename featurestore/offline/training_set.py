@@ -15,7 +15,7 @@ from featurestore.config import Config
 from featurestore.definitions.types import pandas_frame
 from featurestore.errors import InvalidRequestError, NotAppliedError
 from featurestore.offline.entities import register_entities
-from featurestore.offline.ingest import ingested_fingerprint
+from featurestore.offline.offline_store import OfflineStore
 from featurestore.offline.pit import OutputColumn, point_in_time_sql
 from featurestore.outputs import OutputGuard, atomic_write
 from featurestore.registry import Snapshot, ViewRequest
@@ -158,8 +158,9 @@ def build_training_set(
 
 
 def _check_ingested(con: duckdb.DuckDBPyConnection, project: str, requests: Sequence[ViewRequest]) -> None:
+    offline = OfflineStore(con, project)
     for req in requests:
-        found = ingested_fingerprint(con, project, req.view.name)
+        found = offline.ingested_fingerprint(req.view.name)
         if found is None:
             raise NotAppliedError(
                 f"feature view {req.view.name!r} has not been ingested: "

@@ -25,22 +25,14 @@ import redis
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
 from featurestore.errors import InvalidRequestError, NotAppliedError, OnlineStoreUnavailable
-from featurestore.offline.tables import (
-    CREATED_TS,
-    EVENT_TS,
-    FILE_ID,
-    SEQ,
-    forget_retractions,
-    has_retractions,
-    retracted_table,
-    table_exists,
-    view_table,
-)
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, retracted_table, view_table
+from featurestore.offline.offline_store import OfflineStore
 from featurestore.online import presence, state
 from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
 from featurestore.online.connection import checked_client, redis_errors
 from featurestore.online.keys import encode_keys, view_pattern
 from featurestore.online.writer import NewerWinsWriter, delete_view
+from featurestore.runs.materialization import MaterializationRunState
 from featurestore.secrets import mask_url
 from featurestore.storage import connection, fetch_one, quote
 
@@ -150,7 +142,7 @@ def start_run(
     online = [v for v in views if v.online]
     state.ensure_tables(con, config.project)
     for v in online:
-        if not table_exists(con, config.project, "offline_" + v.name):
+        if not OfflineStore(con, config.project).has_view_table(v.name):
             raise NotAppliedError(
                 f"feature view {v.name!r} has not been ingested: run 'featurestore materialize'"
             )
@@ -158,10 +150,11 @@ def start_run(
     plans = [_plan(con, config.project, v, start, end, incremental) for v in online]
     if client is not None:
         plans = _rewrite_lost(con, client, config, plans, epoch, now)
-    plans = [replace(p, retracted=has_retractions(con, config.project, p.view.name)) for p in plans]
+    offline = OfflineStore(con, config.project)
+    plans = [replace(p, retracted=offline.has_retractions(p.view.name)) for p in plans]
     removals = state.pending_removals(con, config.project)
-    run_id, started_at = state.start_run(
-        con, config.project, registry_version, [v.name for v in online], start, end, incremental
+    run_id, started_at = MaterializationRunState(con, config.project).start(
+        registry_version, [v.name for v in online], start, end, incremental
     )
     return StartedRun(run_id, started_at, now, plans, removals, epoch)
 
@@ -267,13 +260,15 @@ def _finish(
     error: str | None,
 ) -> None:
     kept_newer = sum(v.kept_newer for v in result.views)
-    state.finish_run(con, project, run.run_id, status, result.rows_read, result.written, kept_newer, error)
+    MaterializationRunState(con, project).finish(
+        run.run_id, status, result.rows_read, result.written, kept_newer, error
+    )
     if status == "succeeded":
         for name in result.removed:
             state.removal_done(con, project, name)
         for plan in run.plans:
             if plan.retracted:
-                forget_retractions(con, project, plan.view.name, run.started_at)
+                OfflineStore(con, project).forget_retractions(plan.view.name, run.started_at)
             if plan.advances:
                 state.advance_watermark(con, project, plan.view.name, plan.end, run.started_at, run.run_id)
 

@@ -23,8 +23,9 @@ import duckdb
 import pyarrow as pa
 import redis
 
+from featurestore.catalog import table_exists
 from featurestore.definitions import FeatureView
-from featurestore.offline.tables import EVENT_TS, FILE_ID, table_exists, view_table
+from featurestore.offline.layout import EVENT_TS, FILE_ID, view_table
 from featurestore.online.keys import encode_keys
 from featurestore.online.state import Watermark
 from featurestore.storage import quote

@@ -14,17 +14,15 @@ timestamps are microseconds since the epoch.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import math
 import os
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 

@@ -4,7 +4,7 @@ Each ``to_parquet`` registers its training set under ``STORE/training_sets/ID/``
 ``entities.parquet`` (the entity frame as given, so the set can be rebuilt) and
 ``manifest.json`` (the manifest embedded in the file, where it was written, the file's
 content fingerprint and the ``statistics`` of each feature column, see
-``featurestore.monitoring.stats``: computed over the written file, so neither embedded in it
+``featurestore.profiling``: computed over the written file, so neither embedded in it
 nor part of the id). The id is a short hash of the manifest's stable parts, so the same
 features over the same data and entity rows get the same id. These are plain files rather
 than DuckDB rows because a TrainingSet holds a read-only connection to the store, and the
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from featurestore.errors import NotFoundError
-from featurestore.monitoring.stats import output_statistics
+from featurestore.fingerprints import file_fingerprint
 from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
-from featurestore.offline.ingest import file_fingerprint
 from featurestore.outputs import write_text
+from featurestore.profiling import output_statistics
 
 if TYPE_CHECKING:
     from featurestore.lineage.openlineage import LineageEvents
