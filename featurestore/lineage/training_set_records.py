@@ -17,16 +17,14 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from featurestore.errors import NotFoundError
 from featurestore.fingerprints import file_fingerprint
-from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
 from featurestore.outputs import write_text
 from featurestore.profiling import output_statistics
 
@@ -67,16 +65,13 @@ class TrainingSetRecorder:
     store_dir: Path
     events: LineageEvents | None = None
 
-    def before_write(self, con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> PendingRecord:
+    def before_write(self, copy_entities: Callable[[Path], int], manifest: dict[str, Any]) -> PendingRecord:
         """Copy the entity frame, fingerprint it and give the manifest its id."""
         started_at = datetime.now(UTC)
         tmp = self.store_dir / FOLDER / f".entities-{uuid.uuid4().hex}.parquet"
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        row = con.execute(
-            f"COPY (SELECT * EXCLUDE ({ROW}, {TS}) FROM {ENTITY_VIEW} ORDER BY {ROW}) TO ? (FORMAT parquet)",
-            [str(tmp)],
-        ).fetchall()
-        full = {**manifest, "entity_fingerprint": file_fingerprint(tmp), "rows": int(row[0][0])}
+        rows = copy_entities(tmp)
+        full = {**manifest, "entity_fingerprint": file_fingerprint(tmp), "rows": rows}
         return PendingRecord({**full, "id": training_set_id(full)}, tmp, started_at)
 
     def after_write(self, pending: PendingRecord, output: Path) -> dict[str, Any]:
