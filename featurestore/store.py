@@ -40,10 +40,10 @@ from featurestore.offline.prepare import PreparedIngest, Progress, check_file
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.offline.write import IngestResult
 from featurestore.online import materialize as online_materialize
-from featurestore.online import state as online_state
 from featurestore.online.connection import checked_client, redis_errors, sync_client
 from featurestore.online.lookup import OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
+from featurestore.online.state import OnlineState
 from featurestore.outputs import OutputGuard
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
 from featurestore.registry import versions as registry_versions
@@ -130,8 +130,9 @@ class FeatureStore:
                     if v.online and (n not in new.views or not new.views[n].online)
                 ]
                 if gone:
-                    online_state.ensure_tables(con, self.config.project)
-                    online_state.request_removal(con, self.config.project, gone)
+                    online = OnlineState(con, self.config.project)
+                    online.ensure_tables()
+                    online.request_removal(gone)
         return ApplyResult(plan, version)
 
     def registry(self, version: int | None = None) -> Snapshot:

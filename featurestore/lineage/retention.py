@@ -11,7 +11,7 @@ import duckdb
 import redis
 
 from featurestore.online.codec import HEADER
-from featurestore.online.state import watermark_run_ids
+from featurestore.online.state import OnlineState
 from featurestore.runs.materialization import MaterializationRunState
 from featurestore.runs.retention import DEFAULT_KEEP_RUNS, TABLES, GcResult
 from featurestore.runs.retention import collect as collect_runs
@@ -56,5 +56,5 @@ def collect(
 ) -> GcResult:
     """Delete the bookkeeping rows no kept run needs; the runs Redis serves and the runs behind
     each view's watermark are kept whatever their age."""
-    pinned = set(served) | watermark_run_ids(con, project)
+    pinned = set(served) | OnlineState(con, project).watermark_run_ids()
     return collect_runs(con, project, pinned, training_sets, keep_runs)

@@ -19,7 +19,6 @@ from typing import Any
 import duckdb
 import redis
 
-from featurestore.catalog import table_exists
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
 from featurestore.errors import InvalidRequestError
@@ -28,8 +27,7 @@ from featurestore.online import presence
 from featurestore.online.codec import HEADER, header_of
 from featurestore.online.connection import checked_client, redis_errors
 from featurestore.online.keys import view_pattern
-from featurestore.online.state import epoch as online_epoch
-from featurestore.online.state import watermark as online_watermark
+from featurestore.online.state import OnlineState
 from featurestore.runs.materialization import MaterializationRunState
 from featurestore.storage import connection
 
@@ -108,13 +106,13 @@ def online_state(
     """Each online view's watermark, the run behind it and its newest materialized event time."""
     now = now or datetime.now(UTC)
     out = []
-    has_state = table_exists(con, project, "online_watermarks")
+    online = OnlineState(con, project)
     runs, offline = MaterializationRunState(con, project), OfflineStore(con, project)
     for view in views:
         if not view.online:
             continue
         state = ViewFreshness(view.name, view.ttl, None, None, None, None, now)
-        mark = online_watermark(con, project, view.name) if has_state else None
+        mark = online.watermark(view.name)
         if mark is not None:
             state.watermark, state.run_id = mark.watermark, int(mark.run_id)
             state.materialized_at = runs.finished_at(state.run_id)
@@ -156,12 +154,12 @@ def check_presence(
 ) -> None:
     """Set ``lost`` on each materialized view Redis no longer holds: by marker, then ``sample`` known keys."""
     marked = [s for s in states if s.watermark is not None]
-    lost = presence.unmarked(client, project, [s.view for s in marked], online_epoch(con, project))
+    lost = presence.unmarked(client, project, [s.view for s in marked], OnlineState(con, project).epoch())
     by_name = {v.name: v for v in views}
     now = datetime.now(UTC)  # Redis expires keys by the clock, whatever time the check judges at
     for s in marked:
         s.lost = lost.get(s.view)
-        mark = online_watermark(con, project, s.view)
+        mark = OnlineState(con, project).watermark(s.view)
         if s.lost is not None or mark is None or sample <= 0:
             continue
         s.known_checked, s.known_missing = presence.partly_lost(

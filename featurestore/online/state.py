@@ -19,28 +19,6 @@ from featurestore.runs.materialization import MaterializationRunState
 from featurestore.storage import fetch_one, quote
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection, project: str) -> None:
-    schema = quote(project)
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    # The runs that write them: their table belongs to the run bookkeeping.
-    MaterializationRunState(con, project).ensure_table()
-    con.execute(
-        f"""CREATE TABLE IF NOT EXISTS {schema}.online_watermarks (
-            view VARCHAR PRIMARY KEY,
-            watermark TIMESTAMPTZ NOT NULL,   -- event times before it are in Redis
-            run_started_at TIMESTAMPTZ NOT NULL,  -- files ingested later may hold late rows
-            run_id INTEGER NOT NULL)"""
-    )
-    # One row: the id a materialization writes into Redis beside each view it completed, so a
-    # Redis that lost its data (or holds another store's) is told apart from an up-to-date one.
-    con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.online_epoch (epoch VARCHAR NOT NULL)")
-    con.execute(
-        f"""CREATE TABLE IF NOT EXISTS {schema}.online_removals (
-            view VARCHAR PRIMARY KEY,
-            requested_at TIMESTAMPTZ NOT NULL)"""
-    )
-
-
 @dataclass(frozen=True)
 class Watermark:
     watermark: datetime
@@ -48,67 +26,100 @@ class Watermark:
     run_id: int
 
 
-def watermark(con: duckdb.DuckDBPyConnection, project: str, view: str) -> Watermark | None:
-    row = fetch_one(
-        con,
-        f"SELECT watermark, run_started_at, run_id FROM {quote(project)}.online_watermarks WHERE view = ?",
-        [view],
-    )
-    return Watermark(*row) if row else None
+@dataclass(frozen=True)
+class OnlineState:
+    """Owns ``online_watermarks``, ``online_removals`` and ``online_epoch``."""
 
+    con: duckdb.DuckDBPyConnection
+    project: str
 
-def epoch(con: duckdb.DuckDBPyConnection, project: str) -> str | None:
-    """The store's online epoch, None if no materialization has recorded one yet."""
-    if not table_exists(con, project, "online_epoch"):
-        return None
-    row = fetch_one(con, f"SELECT epoch FROM {quote(project)}.online_epoch LIMIT 1")
-    return str(row[0]) if row else None
+    @property
+    def _schema(self) -> str:
+        return quote(self.project)
 
-
-def ensure_epoch(con: duckdb.DuckDBPyConnection, project: str) -> str:
-    """The store's online epoch, created on first use (the caller has run ensure_tables)."""
-    current = epoch(con, project)
-    if current is None:
-        current = uuid.uuid4().hex
-        con.execute(f"INSERT INTO {quote(project)}.online_epoch VALUES (?)", [current])
-    return current
-
-
-def advance_watermark(
-    con: duckdb.DuckDBPyConnection, project: str, view: str, end: datetime, started_at: datetime, run_id: int
-) -> None:
-    """Move the watermark forward only: an older range materialized later never moves it back."""
-    con.execute(
-        f"""INSERT INTO {quote(project)}.online_watermarks VALUES (?, ?, ?, ?)
-            ON CONFLICT (view) DO UPDATE SET
-              watermark = greatest(watermark, excluded.watermark),
-              run_started_at = CASE WHEN excluded.watermark >= watermark
-                                    THEN excluded.run_started_at ELSE run_started_at END,
-              run_id = CASE WHEN excluded.watermark >= watermark THEN excluded.run_id ELSE run_id END""",
-        [view, end, started_at, run_id],
-    )
-
-
-def request_removal(con: duckdb.DuckDBPyConnection, project: str, views: list[str]) -> None:
-    for view in views:
+    def ensure_tables(self) -> None:
+        schema, con = self._schema, self.con
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        # The runs that write them: their table belongs to the run bookkeeping.
+        MaterializationRunState(con, self.project).ensure_table()
         con.execute(
-            f"INSERT OR REPLACE INTO {quote(project)}.online_removals VALUES (?, ?)",
-            [view, datetime.now(UTC)],
+            f"""CREATE TABLE IF NOT EXISTS {schema}.online_watermarks (
+                view VARCHAR PRIMARY KEY,
+                watermark TIMESTAMPTZ NOT NULL,   -- event times before it are in Redis
+                run_started_at TIMESTAMPTZ NOT NULL,  -- files ingested later may hold late rows
+                run_id INTEGER NOT NULL)"""
         )
-        con.execute(f"DELETE FROM {quote(project)}.online_watermarks WHERE view = ?", [view])
+        # One row: the id a materialization writes into Redis beside each view it completed, so a
+        # Redis that lost its data (or holds another store's) is told apart from an up-to-date one.
+        con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.online_epoch (epoch VARCHAR NOT NULL)")
+        con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {schema}.online_removals (
+                view VARCHAR PRIMARY KEY,
+                requested_at TIMESTAMPTZ NOT NULL)"""
+        )
 
+    # -- watermarks ------------------------------------------------------------------------
 
-def pending_removals(con: duckdb.DuckDBPyConnection, project: str) -> list[str]:
-    return [r[0] for r in con.execute(f"SELECT view FROM {quote(project)}.online_removals").fetchall()]
+    def watermark(self, view: str) -> Watermark | None:
+        """The view's watermark; None if it has none (or nothing was ever materialized)."""
+        if not table_exists(self.con, self.project, "online_watermarks"):
+            return None
+        row = fetch_one(
+            self.con,
+            f"SELECT watermark, run_started_at, run_id FROM {self._schema}.online_watermarks WHERE view = ?",
+            [view],
+        )
+        return Watermark(*row) if row else None
 
+    def advance_watermark(self, view: str, end: datetime, started_at: datetime, run_id: int) -> None:
+        """Move the watermark forward only: an older range materialized later never moves it back."""
+        self.con.execute(
+            f"""INSERT INTO {self._schema}.online_watermarks VALUES (?, ?, ?, ?)
+                ON CONFLICT (view) DO UPDATE SET
+                  watermark = greatest(watermark, excluded.watermark),
+                  run_started_at = CASE WHEN excluded.watermark >= watermark
+                                        THEN excluded.run_started_at ELSE run_started_at END,
+                  run_id = CASE WHEN excluded.watermark >= watermark THEN excluded.run_id ELSE run_id END""",
+            [view, end, started_at, run_id],
+        )
 
-def removal_done(con: duckdb.DuckDBPyConnection, project: str, view: str) -> None:
-    con.execute(f"DELETE FROM {quote(project)}.online_removals WHERE view = ?", [view])
+    def watermark_run_ids(self) -> set[int]:
+        """The materialization runs behind the views' watermarks (kept by ``featurestore gc``)."""
+        if not table_exists(self.con, self.project, "online_watermarks"):
+            return set()
+        rows = self.con.execute(f"SELECT run_id FROM {self._schema}.online_watermarks").fetchall()
+        return {int(r[0]) for r in rows}
 
+    # -- the online epoch ------------------------------------------------------------------
 
-def watermark_run_ids(con: duckdb.DuckDBPyConnection, project: str) -> set[int]:
-    """The materialization runs behind the views' watermarks (kept by ``featurestore gc``)."""
-    if not table_exists(con, project, "online_watermarks"):
-        return set()
-    rows = con.execute(f"SELECT run_id FROM {quote(project)}.online_watermarks").fetchall()
-    return {int(r[0]) for r in rows}
+    def epoch(self) -> str | None:
+        """The store's online epoch, None if no materialization has recorded one yet."""
+        if not table_exists(self.con, self.project, "online_epoch"):
+            return None
+        row = fetch_one(self.con, f"SELECT epoch FROM {self._schema}.online_epoch LIMIT 1")
+        return str(row[0]) if row else None
+
+    def ensure_epoch(self) -> str:
+        """The store's online epoch, created on first use (the caller has run ensure_tables)."""
+        current = self.epoch()
+        if current is None:
+            current = uuid.uuid4().hex
+            self.con.execute(f"INSERT INTO {self._schema}.online_epoch VALUES (?)", [current])
+        return current
+
+    # -- removals --------------------------------------------------------------------------
+
+    def request_removal(self, views: list[str]) -> None:
+        """Views gone from the registry: the next materialization deletes their values."""
+        for view in views:
+            self.con.execute(
+                f"INSERT OR REPLACE INTO {self._schema}.online_removals VALUES (?, ?)",
+                [view, datetime.now(UTC)],
+            )
+            self.con.execute(f"DELETE FROM {self._schema}.online_watermarks WHERE view = ?", [view])
+
+    def pending_removals(self) -> list[str]:
+        return [r[0] for r in self.con.execute(f"SELECT view FROM {self._schema}.online_removals").fetchall()]
+
+    def removal_done(self, view: str) -> None:
+        self.con.execute(f"DELETE FROM {self._schema}.online_removals WHERE view = ?", [view])
