@@ -6,7 +6,7 @@ would answer NOT_FOUND while freshness and incremental runs saw nothing wrong. T
 
 - **Markers.** Each run that completes a view records it in one Redis hash per project,
   ``{<project>}:online-epoch``: field = view, value = the store's epoch (kept in DuckDB,
-  ``state.ensure_epoch``). A missing hash or field, or another store's epoch, means the view's
+  ``OnlineState.ensure_epoch``). A missing hash or field, or another store's epoch, means the view's
   values are gone. The run sets the fields only if a field of its own, set before its first
   write, is still there at the end: a flush during the run leaves the view unmarked.
 - **A sample of known keys.** Entities that have a row below the watermark, in a file
