@@ -31,7 +31,6 @@ from featurestore.lineage.graph import lineage as lineage_graph
 from featurestore.lineage.reproduce import ReproduceResult, reproduce
 from featurestore.lineage.retention import GcResult
 from featurestore.lineage.run_events import emit_materialization
-from featurestore.lineage.training_set_records import TrainingSetRecorder, list_records, load_record
 from featurestore.monitoring.check import check_drift
 from featurestore.monitoring.drift import DriftReport, Thresholds
 from featurestore.offline.offline_store import OfflineStore
@@ -53,6 +52,7 @@ from featurestore.runs import MATERIALIZE
 from featurestore.runs.ingestion import ingestion_runs, record_rejected
 from featurestore.runs.materialization import MaterializationRunState
 from featurestore.runs.sources import RunSourceState
+from featurestore.runs.training_set_records import TrainingSetRecorder, list_records, load_record
 from featurestore.storage import connection
 from featurestore.validation import FileReport, ValidationReport, ViewReport
 

@@ -18,13 +18,13 @@ from featurestore.config import Config
 from featurestore.errors import NotFoundError
 from featurestore.fingerprints import file_fingerprint
 from featurestore.lineage.reproduce import file_changes
-from featurestore.lineage.training_set_records import list_records
 from featurestore.offline.offline_store import OfflineStore
 from featurestore.registry import Snapshot
 from featurestore.runs import INGEST, MATERIALIZE, run_name
 from featurestore.runs.ingestion import IngestionRunState, read_rejected
 from featurestore.runs.materialization import MaterializationRunState
 from featurestore.runs.sources import RunSourceState
+from featurestore.runs.training_set_records import list_records
 from featurestore.storage import connection
 
 # Runs per view shown (newest first) of those that changed something; a run asked for by name

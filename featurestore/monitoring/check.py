@@ -18,12 +18,12 @@ import duckdb
 from featurestore.config import Config
 from featurestore.definitions.feature_service import parse_ref
 from featurestore.errors import InvalidRequestError, NotFoundError
-from featurestore.lineage.training_set_records import list_records, load_record
 from featurestore.monitoring.drift import DriftReport, FeatureDrift, Skipped, Thresholds, compare
 from featurestore.profiling import FeatureStats
 from featurestore.registry import Snapshot
 from featurestore.runs.ingestion import IngestionRunState
 from featurestore.runs.statistics import StatisticsState
+from featurestore.runs.training_set_records import list_records, load_record
 from featurestore.storage import connection
 
 LATEST = "latest"

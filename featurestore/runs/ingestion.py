@@ -19,7 +19,7 @@ import duckdb
 from featurestore.catalog import table_exists
 from featurestore.errors import FeatureStoreError, ValidationError
 from featurestore.profiling import FeatureStats
-from featurestore.runs import INGEST, run_name
+from featurestore.runs import INGEST, RunEvents, run_name
 from featurestore.runs.sources import RunSourceState
 from featurestore.runs.statistics import StatisticsState
 from featurestore.storage import fetch_one, quote
@@ -49,28 +49,6 @@ class IngestCounts(Protocol):
     def validation(self) -> ViewReport | None: ...
     @property
     def statistics(self) -> tuple[FeatureStats, ...]: ...
-
-
-class RunEvents(Protocol):
-    """Where runs are announced (``lineage.openlineage.LineageEvents``, a layer above)."""
-
-    def file(self, path: str) -> Any: ...
-
-    def offline_table(self, view: str) -> Any: ...
-
-    def online_view(self, view: str) -> Any: ...
-
-    def run(
-        self,
-        job: str,
-        run: str,
-        started_at: datetime,
-        finished_at: datetime | None,
-        status: str,
-        inputs: Sequence[Any] = (),
-        outputs: Sequence[Any] = (),
-        error: str | None = None,
-    ) -> None: ...
 
 
 def validation_summary(report: ViewReport | None) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ from featurestore.outputs import write_text
 from featurestore.profiling import output_statistics
 
 if TYPE_CHECKING:
-    from featurestore.lineage.openlineage import LineageEvents
+    from featurestore.runs import RunEvents
 
 FOLDER = "training_sets"
 ENTITIES = "entities.parquet"
@@ -63,7 +63,7 @@ class TrainingSetRecorder:
     """Registers each training set ``TrainingSet.to_parquet`` writes (see the module docstring)."""
 
     store_dir: Path
-    events: LineageEvents | None = None
+    events: RunEvents | None = None
 
     def before_write(self, copy_entities: Callable[[Path], int], manifest: dict[str, Any]) -> PendingRecord:
         """Copy the entity frame, fingerprint it and give the manifest its id."""
