@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from featurestore import FeatureStore
-from featurestore.monitoring.stats import output_statistics
+from featurestore.profiling import output_statistics
 
 ROOT = Path(__file__).resolve().parent.parent
 

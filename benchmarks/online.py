@@ -173,7 +173,7 @@ from featurestore import FeatureStore
 from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
 from featurestore.online.keys import encode_keys
 from featurestore.online.materialize import _Plan, newest_rows_sql
-from featurestore.offline.tables import CREATED_TS, EVENT_TS
+from featurestore.offline.layout import CREATED_TS, EVENT_TS
 from featurestore.storage import connection
 from datetime import UTC, datetime
 store = FeatureStore(sys.argv[1])

@@ -14,13 +14,25 @@ import fnmatch
 import glob
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from featurestore.definitions import ParquetSource
 from featurestore.errors import InvalidRequestError
+
+
+class Source(Protocol):
+    """What the guard needs of a source (``definitions.ParquetSource``, a layer above this one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    def files(self, repo: Path) -> Sequence[Path]: ...
 
 
 @dataclass(frozen=True)
@@ -29,7 +41,7 @@ class OutputGuard:
 
     store_dir: Path
     repo: Path
-    sources: tuple[ParquetSource, ...] = ()
+    sources: tuple[Source, ...] = ()
 
     def check(self, path: str | os.PathLike[str]) -> Path:
         """``path`` as given, or InvalidRequestError naming what writing it would destroy."""
@@ -73,7 +85,7 @@ def _resolve(path: Path) -> Path:
     return Path(os.path.realpath(path.absolute()))
 
 
-def _reads(source: ParquetSource, repo: Path, target: Path) -> bool:
+def _reads(source: Source, repo: Path, target: Path) -> bool:
     """Whether ``target`` (resolved) is, or would become, a file ``source`` reads."""
     base = Path(source.path)  # as ParquetSource.files reads it
     base = base if base.is_absolute() else repo / base

@@ -24,35 +24,34 @@ from featurestore.errors import (
     ViewsFailedError,
 )
 from featurestore.lineage import retention
-from featurestore.lineage import runs as lineage_runs
 from featurestore.lineage.graph import lineage as lineage_graph
 from featurestore.lineage.reproduce import ReproduceResult, reproduce
 from featurestore.lineage.retention import GcResult
-from featurestore.lineage.training_sets import TrainingSetRecorder, list_records, load_record
+from featurestore.lineage.run_events import emit_materialization
 from featurestore.monitoring.check import check_drift
 from featurestore.monitoring.drift import DriftReport, Thresholds
-from featurestore.offline.ingest import (
-    IngestResult,
-    PreparedIngest,
-    Progress,
-    check_file_schema,
-    prepare_view,
-    rejection,
-    write_view,
-)
+from featurestore.offline.offline_store import OfflineStore
+from featurestore.offline.plan import source_files
+from featurestore.offline.prepare import PreparedIngest, Progress, check_file
 from featurestore.offline.training_set import TrainingSet, build_training_set
+from featurestore.offline.write import IngestResult
 from featurestore.online import materialize as online_materialize
-from featurestore.online import state as online_state
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES, OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.request import lookup
+from featurestore.online.state import OnlineState
 from featurestore.online.store import OnlineStore
 from featurestore.outputs import OutputGuard
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
-from featurestore.registry import store as registry_store
+from featurestore.registry import versions as registry_versions
 from featurestore.repo import load_repo
 from featurestore.runlock import RunLock, exclusive_run
+from featurestore.runs import MATERIALIZE
+from featurestore.runs.ingestion import ingestion_runs, record_rejected
+from featurestore.runs.materialization import MaterializationRunState
+from featurestore.runs.sources import RunSourceState
+from featurestore.runs.training_set_records import TrainingSetRecorder, list_records, load_record
 from featurestore.storage import connection
 from featurestore.validation import FileReport, ValidationReport, ViewReport
 
@@ -104,10 +103,10 @@ class FeatureStore:
         new = self.load_definitions()
         self._registry = None  # lookups in this process see what is applied now
         with connection(self.config.duckdb_path) as con:
-            registry_store.ensure_tables(con, self.config.project)
-            base = registry_store.latest_version(con, self.config.project)
-            registry_store.check_unmoved(started[-1].version if started else None, base)
-            old = registry_store.read_snapshot(con, self.config.project)[1] if base else None
+            registry_versions.ensure_tables(con, self.config.project)
+            base = registry_versions.latest_version(con, self.config.project)
+            registry_versions.check_unmoved(started[-1].version if started else None, base)
+            old = registry_versions.read_snapshot(con, self.config.project)[1] if base else None
             plan = make_plan(old, new, base.version if base else None)
             if plan.breaking and not allow_breaking:
                 raise BreakingChangeError(
@@ -117,7 +116,7 @@ class FeatureStore:
                 )
             if plan.is_empty:
                 return ApplyResult(plan, None)
-            version = registry_store.write_version(
+            version = registry_versions.write_version(
                 con, self.config.project, new, plan.base_version, plan.summary()
             )
             # A view gone from the definitions or taken offline leaves data in Redis: the
@@ -129,8 +128,9 @@ class FeatureStore:
                     if v.online and (n not in new.views or not new.views[n].online)
                 ]
                 if gone:
-                    online_state.ensure_tables(con, self.config.project)
-                    online_state.request_removal(con, self.config.project, gone)
+                    online = OnlineState(con, self.config.project)
+                    online.ensure_tables()
+                    online.request_removal(gone)
         return ApplyResult(plan, version)
 
     def registry(self, version: int | None = None) -> Snapshot:
@@ -142,14 +142,14 @@ class FeatureStore:
         if not self.config.duckdb_path.exists():
             return []
         with connection(self.config.duckdb_path, read_only=True) as con:
-            return registry_store.list_versions(con, self.config.project)
+            return registry_versions.list_versions(con, self.config.project)
 
     def breaking_versions(self) -> dict[int, list[str]]:
         """Version -> how it broke consumers of the version before it (absent: it broke none)."""
         if not self.config.duckdb_path.exists():
             return {}
         with connection(self.config.duckdb_path, read_only=True) as con:
-            snapshots = registry_store.read_snapshots(con, self.config.project)
+            snapshots = registry_versions.read_snapshots(con, self.config.project)
         previous: Snapshot | None = None
         breaking: dict[int, list[str]] = {}
         for number, snapshot in snapshots.items():
@@ -213,7 +213,7 @@ class FeatureStore:
         with exclusive_run(self.config.duckdb_path, "an ingestion", if_idle, on_wait), connection(
             self.config.duckdb_path
         ) as con:
-            version, snapshot = registry_store.read_snapshot(con, self.config.project)
+            version, snapshot = registry_versions.read_snapshot(con, self.config.project)
             results, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
         if failed:
             raise ViewsFailedError(failed, results)
@@ -230,26 +230,27 @@ class FeatureStore:
         # store), and the other views are still written.
         started_at = datetime.now(UTC)
         with_checks = self._check_functions()
+        offline = OfflineStore(con, project)
         prepared: list[PreparedIngest] = []
         rejected: dict[str, FeatureStoreError] = {}
         for view in chosen:
             try:
-                p = prepare_view(con, project, view, self.config.repo, progress, with_checks)
+                p = offline.prepare(view, self.config.repo, progress, with_checks)
             except (SourceError, ValidationError) as e:
                 rejected[view.name] = e
                 continue
             if p.failed:
-                rejected[view.name] = rejection(p, store_dir)
+                rejected[view.name] = offline.rejection(p, store_dir)
             else:
                 prepared.append(p)
-        lineage_runs.record_rejected(store_dir, version.version, rejected, started_at, events)
+        record_rejected(store_dir, version.version, rejected, started_at, events)
         if not prepared:  # every view refused: the file stays untouched
             return [], rejected
         names = [p.view.name for p in prepared]
-        with lineage_runs.ingestion_runs(con, project, version.version, names, events) as runs:
+        with ingestion_runs(con, project, version.version, names, events) as runs:
             results = []
             for p in prepared:
-                result = write_view(con, project, p, version.version, store_dir, progress)
+                result = offline.write(p, version.version, store_dir, progress)
                 runs.succeeded(result)
                 results.append(replace(result, run_id=runs.ids[result.view]))
         return results, rejected
@@ -331,24 +332,16 @@ class FeatureStore:
         self, views: Sequence[str] | None = None, progress: Progress | None = None
     ) -> ValidationReport:
         """Check every source file of the repo's views against their declarations; writes nothing."""
-        from featurestore.validation.validate import validate_file  # pandera: only when validating
-
         snapshot = self.load_definitions()
         report = ValidationReport()
         for view in self._select_views(snapshot, views):
             view_report = ViewReport(view.name, view.on_invalid)
-            files = view.source.files(self.config.repo)
-            if not files:
-                raise SourceError(
-                    f"source {view.source.name!r} of feature view {view.name!r}: "
-                    f"path {view.source.path!r} matches no Parquet files"
-                )
+            files = source_files(view, self.config.repo)
             for i, path in enumerate(files):
                 if progress:
                     progress(f"{view.name}: validating {path.name}", i, len(files))
                 try:
-                    check_file_schema(path, view)
-                    view_report.files.append(validate_file(view, path).report)
+                    view_report.files.append(check_file(view, path))
                 except SourceError as e:  # one bad file is reported, the others still checked
                     view_report.files.append(FileReport(str(path), 0, 0, error=e.message))
             report.views.append(view_report)
@@ -390,7 +383,7 @@ class FeatureStore:
         # One write connection for ingestion, the registry and the run's record: opening and
         # closing the file costs more than this bookkeeping. It is released while Redis is written.
         with online_store, connection(self.config.duckdb_path) as con:
-            version, snapshot = registry_store.read_snapshot(con, project)
+            version, snapshot = registry_versions.read_snapshot(con, project)
             ingested, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
             # A view that failed is left out alone: the run materializes the others.
             chosen = [v for v in self._select_views(snapshot, views) if v.name not in failed]
@@ -398,25 +391,24 @@ class FeatureStore:
                 con, self.config, chosen, version.version, start, end, incremental, store=online_store
             )
             why = {view: e.message for view, e in failed.items()}
-            online_state.record_failed_views(con, project, run.run_id, why)
+            runs = MaterializationRunState(con, project)
+            runs.record_failed_views(run.run_id, why)
             lock.describe(f"materialization run {run.run_id}")
             online = [plan.view.name for plan in run.plans]
             # The ingestions that changed an online view's rows fed this run (offline views don't).
             fed = [r for r in ingested if r.changed and r.view in online]
-            online_state.link_ingestion(
-                con,
-                project,
+            runs.link_ingestion(
                 run.run_id,
                 [r.run_id for r in fed if r.run_id is not None],
                 sum(r.rows_rejected for r in fed),
             )
-            lineage_runs.record_sources(con, project, lineage_runs.MATERIALIZE, run.run_id, online)
+            RunSourceState(con, project).record(MATERIALIZE, run.run_id, online)
         events = self._lineage_events()
         result = online_materialize.write_run(
             self.config,
             run,
             progress,
-            after=lambda con, run_id: lineage_runs.emit_materialization(con, project, run_id, online, events),
+            after=lambda con, run_id: emit_materialization(con, project, run_id, online, events),
         )
         result.ingestion = ingested
         if self.config.gc_after_materialize:
@@ -520,7 +512,7 @@ class FeatureStore:
                 f"nothing applied yet ({self.config.duckdb_path} does not exist): run 'featurestore apply'"
             )
         with connection(self.config.duckdb_path, read_only=True) as con:
-            return registry_store.read_snapshot(con, self.config.project, version)
+            return registry_versions.read_snapshot(con, self.config.project, version)
 
     @staticmethod
     def _select_views(snapshot: Snapshot, views: Sequence[str] | None) -> list[FeatureView]:

@@ -15,7 +15,7 @@ from featurestore.cli.app import BUILD, RepoOption, app, console, err_console, o
 from featurestore.cli.output import data_table, duration, print_json
 from featurestore.cli.progress import progress_bar
 from featurestore.errors import InvalidRequestError, RunInProgressError, ViewsFailedError
-from featurestore.offline.ingest import IngestResult
+from featurestore.offline.write import IngestResult
 from featurestore.online.materialize import MaterializeResult
 from featurestore.store import FeatureStore
 

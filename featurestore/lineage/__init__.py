@@ -1,1 +1,2 @@
-"""Lineage: runs and the source snapshots they read, training set manifests, the lineage graph."""
+"""Lineage: reproducing a recorded training set, OpenLineage events, and the lineage graph read
+from the run records (``featurestore.runs``) and the offline store."""

@@ -8,7 +8,6 @@ the run tables and training set records -- never written by hand. Nodes are name
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,16 @@ import duckdb
 
 from featurestore.config import Config
 from featurestore.errors import NotFoundError
+from featurestore.fingerprints import file_fingerprint
 from featurestore.lineage.reproduce import file_changes
-from featurestore.lineage.runs import INGEST, MATERIALIZE, read_rejected, run_name
-from featurestore.lineage.training_sets import list_records
-from featurestore.offline.ingest import file_fingerprint
-from featurestore.offline.tables import column_types, table_exists
+from featurestore.offline.offline_store import OfflineStore
 from featurestore.registry import Snapshot
-from featurestore.storage import connection, quote
+from featurestore.runs import INGEST, MATERIALIZE, run_name
+from featurestore.runs.ingestion import IngestionRunState, read_rejected
+from featurestore.runs.materialization import MaterializationRunState
+from featurestore.runs.sources import RunSourceState
+from featurestore.runs.training_set_records import list_records
+from featurestore.storage import connection
 
 # Runs per view shown (newest first) of those that changed something; a run asked for by name
 # is always included.
@@ -93,28 +95,25 @@ def _definitions(g: _Graph, snapshot: Snapshot) -> None:
 
 def _files(g: _Graph, con: duckdb.DuckDBPyConnection, config: Config, snapshot: Snapshot) -> None:
     """Each view's ingested files, with whether the file on disk still matches what was ingested."""
-    if not table_exists(con, config.project, "offline_files"):
+    rows = OfflineStore(con, config.project).ingested_files()
+    if rows is None:
         return
-    rows = con.execute(
-        f"SELECT view, path, size, mtime, fingerprint, rows, min_event_ts, max_event_ts "
-        f"FROM {quote(config.project)}.offline_files ORDER BY view, path"
-    ).fetchall()
     ingested: dict[str, set[str]] = {}
-    for view, path, size, mtime, fingerprint, n, lo, hi in rows:
-        ingested.setdefault(view, set()).add(path)
+    for row in rows:
+        ingested.setdefault(row.view, set()).add(row.path)
         f = g.node(
-            f"file:{path}",
+            f"file:{row.path}",
             "source_file",
-            path,
-            size=size,
-            fingerprint=fingerprint,
-            rows=n,
-            min_event_ts=lo,
-            max_event_ts=hi,
-            status=_disk_status(Path(path), size, mtime, fingerprint),
+            row.path,
+            size=row.size,
+            fingerprint=row.fingerprint,
+            rows=row.rows,
+            min_event_ts=row.min_event_ts,
+            max_event_ts=row.max_event_ts,
+            status=_disk_status(Path(row.path), row.size, row.mtime, row.fingerprint),
         )
-        if f"view:{view}" in g.nodes:
-            g.edge(f, f"view:{view}", "ingested into")
+        if f"view:{row.view}" in g.nodes:
+            g.edge(f, f"view:{row.view}", "ingested into")
     for view in snapshot.views.values():
         for p in view.source.files(config.repo):
             path = str(p.resolve())
@@ -137,133 +136,72 @@ def _disk_status(path: Path, size: int, mtime: float, fingerprint: str) -> str:
     return "unchanged" if file_fingerprint(path) == fingerprint else "changed"
 
 
-# A run changed something when it failed or wrote rows; scheduled runs over untouched files
-# are recorded too, but listing them would push the runs that mattered out of view.
-_INGEST_CHANGED = (
-    "(status <> 'succeeded' OR coalesce(files_added, 0) + coalesce(files_changed, 0) "
-    "+ coalesce(files_removed, 0) + coalesce(rows_inserted, 0) + coalesce(rows_deleted, 0) > 0)"
-)
-_MATERIALIZE_CHANGED = "(status <> 'succeeded' OR coalesce(entities_written, 0) > 0)"
-
-
 def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) -> None:
-    schema = quote(project)
     unchanged: dict[str, int] = {}  # view -> runs that changed nothing (not shown)
-    if table_exists(con, project, "ingestion_runs"):
-        for (
-            run_id,
-            view,
-            version,
-            status,
-            started,
-            finished,
-            inserted,
-            deleted,
-            quarantined,
-            validation,
-            error,
-            changed,
-        ) in con.execute(
-            f"""SELECT run_id, view, registry_version, status, started_at, finished_at, rows_inserted,
-                       rows_deleted, rows_quarantined, validation, error, changed FROM (
-                  SELECT *, row_number() OVER (PARTITION BY view, changed ORDER BY run_id DESC) AS k
-                  FROM (SELECT *, {_INGEST_CHANGED} AS changed FROM {schema}.ingestion_runs))
-                WHERE (changed AND k <= ?) OR ? = 'ingest-' || run_id ORDER BY run_id""",
-            [RECENT_RUNS, name],
-        ).fetchall():
-            r = g.node(
-                f"run:{run_name(INGEST, run_id)}",
-                "run",
-                run_name(INGEST, run_id),
-                run_type=INGEST,
-                registry_version=version,
-                status=status,
-                changed=changed,
-                started_at=started,
-                finished_at=finished,
-                rows_inserted=inserted,
-                rows_deleted=deleted,
-                validation=None if validation is None else json.loads(validation),
-                rows_quarantined=quarantined,
-                error=error,
-            )
+    ingestions = IngestionRunState(con, project)
+    for i in ingestions.recent(RECENT_RUNS, name):
+        r = g.node(
+            f"run:{run_name(INGEST, i.run_id)}",
+            "run",
+            run_name(INGEST, i.run_id),
+            run_type=INGEST,
+            registry_version=i.registry_version,
+            status=i.status,
+            changed=i.changed,
+            started_at=i.started_at,
+            finished_at=i.finished_at,
+            rows_inserted=i.rows_inserted,
+            rows_deleted=i.rows_deleted,
+            validation=i.validation,
+            rows_quarantined=i.rows_quarantined,
+            error=i.error,
+        )
+        if f"view:{i.view}" in g.nodes:
+            g.edge(r, f"view:{i.view}", "wrote")
+    for view, n in ingestions.unchanged_per_view().items():
+        unchanged[view] = unchanged.get(view, 0) + n
+    materializations = MaterializationRunState(con, project)
+    for m in materializations.recent(RECENT_RUNS, name):
+        r = g.node(
+            f"run:{run_name(MATERIALIZE, m.run_id)}",
+            "run",
+            run_name(MATERIALIZE, m.run_id),
+            run_type=MATERIALIZE,
+            registry_version=m.registry_version,
+            status=m.status,
+            changed=m.changed,
+            started_at=m.started_at,
+            finished_at=m.finished_at,
+            rows_read=m.rows_read,
+            entities_written=m.entities_written,
+            rows_rejected=m.rows_rejected,
+            error=m.error,
+            writes_to="redis",
+        )
+        for ingestion in m.ingestion_runs or []:  # the ingestion it ran first fed it
+            fed = f"run:{run_name(INGEST, ingestion)}"
+            if fed in g.nodes:
+                g.edge(fed, r, "fed")
+        for view in m.views:
             if f"view:{view}" in g.nodes:
-                g.edge(r, f"view:{view}", "wrote")
-        for view, n in con.execute(
-            f"SELECT view, count(*) FROM {schema}.ingestion_runs WHERE NOT {_INGEST_CHANGED} GROUP BY view"
-        ).fetchall():
-            unchanged[view] = unchanged.get(view, 0) + n
-    if table_exists(con, project, "materialization_runs"):
-        # Added in place on older files: absent until a run since has written one.
-        linked = "ingestion_runs" in column_types(con, project, "materialization_runs")
-        fed_by = "ingestion_runs, rows_rejected" if linked else "NULL, NULL"
-        for (
-            run_id,
-            views,
-            version,
-            status,
-            started,
-            finished,
-            rows_read,
-            written,
-            error,
-            ingestions,
-            rejected,
-            changed,
-        ) in con.execute(
-            f"""SELECT run_id, views, registry_version, status, started_at, finished_at, rows_read,
-                       entities_written, error, {fed_by}, changed FROM (
-                  SELECT *, row_number() OVER (PARTITION BY changed ORDER BY run_id DESC) AS k
-                  FROM (SELECT *, {_MATERIALIZE_CHANGED} AS changed FROM {schema}.materialization_runs))
-                WHERE (changed AND k <= ?) OR ? = 'materialize-' || run_id ORDER BY run_id""",
-            [RECENT_RUNS, name],
-        ).fetchall():
-            r = g.node(
-                f"run:{run_name(MATERIALIZE, run_id)}",
-                "run",
-                run_name(MATERIALIZE, run_id),
-                run_type=MATERIALIZE,
-                registry_version=version,
-                status=status,
-                changed=changed,
-                started_at=started,
-                finished_at=finished,
-                rows_read=rows_read,
-                entities_written=written,
-                rows_rejected=rejected,
-                error=error,
-                writes_to="redis",
-            )
-            for ingestion in ingestions or []:  # the ingestion it ran first fed it
-                i = f"run:{run_name(INGEST, ingestion)}"
-                if i in g.nodes:
-                    g.edge(i, r, "fed")
-            for view in views:
-                if f"view:{view}" in g.nodes:
-                    g.edge(f"view:{view}", r, "materialized by")
-        for view, n in con.execute(
-            f"SELECT view, count(*) FROM (SELECT unnest(views) AS view FROM {schema}.materialization_runs "
-            f"WHERE NOT {_MATERIALIZE_CHANGED}) GROUP BY view"
-        ).fetchall():
-            unchanged[view] = unchanged.get(view, 0) + n
+                g.edge(f"view:{view}", r, "materialized by")
+    for view, n in materializations.unchanged_per_view().items():
+        unchanged[view] = unchanged.get(view, 0) + n
     for view, n in unchanged.items():
         if f"view:{view}" in g.nodes:
             g.nodes[f"view:{view}"]["unchanged_runs"] = n
-    if table_exists(con, project, "run_sources"):
-        ingested: dict[tuple[str, str], str] = {}  # (view, path) -> fingerprint the last ingestion left
-        for kind, run_id, view, path, fingerprint in con.execute(
-            f"SELECT kind, run_id, view, path, fingerprint FROM {schema}.run_sources "
-            "ORDER BY kind, run_id, path"
-        ).fetchall():
-            r = f"run:{run_name(kind, run_id)}"
-            # An ingestion lists every file of its view; the ones it did not touch are kept, not read.
-            kept = kind == INGEST and ingested.get((view, path)) == fingerprint
-            if kind == INGEST:
-                ingested[(view, path)] = fingerprint
-            if r in g.nodes:
-                f = g.node(f"file:{path}", "source_file", path)
-                g.nodes[f].setdefault("status", "not ingested now")
-                g.edge(f, r, f"{'kept' if kept else 'read'} ({fingerprint[:8]})")
+    ingested: dict[tuple[str, str], str] = {}  # (view, path) -> fingerprint the last ingestion left
+    for source in RunSourceState(con, project).all():
+        r = f"run:{run_name(source.kind, source.run_id)}"
+        # An ingestion lists every file of its view; the ones it did not touch are kept, not read.
+        key = (source.view, source.path)
+        kept = source.kind == INGEST and ingested.get(key) == source.fingerprint
+        if source.kind == INGEST:
+            ingested[key] = source.fingerprint
+        if r in g.nodes:
+            f = g.node(f"file:{source.path}", "source_file", source.path)
+            g.nodes[f].setdefault("status", "not ingested now")
+            g.edge(f, r, f"{'kept' if kept else 'read'} ({source.fingerprint[:8]})")
 
 
 def _rejected(g: _Graph, config: Config) -> None:

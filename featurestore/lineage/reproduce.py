@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 
 from featurestore.config import Config
 from featurestore.errors import SourceError
-from featurestore.lineage.training_sets import ENTITIES, folder, load_record
-from featurestore.offline.ingest import file_fingerprint
+from featurestore.fingerprints import file_fingerprint
 from featurestore.offline.training_set import build_training_set
 from featurestore.registry import Snapshot
+from featurestore.runs.training_set_records import ENTITIES, folder, load_record
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ import duckdb
 from featurestore.config import Config
 from featurestore.definitions.feature_service import parse_ref
 from featurestore.errors import InvalidRequestError, NotFoundError
-from featurestore.lineage.training_sets import list_records, load_record
-from featurestore.monitoring import run_stats
 from featurestore.monitoring.drift import DriftReport, FeatureDrift, Skipped, Thresholds, compare
-from featurestore.monitoring.stats import FeatureStats
-from featurestore.offline.tables import table_exists
+from featurestore.profiling import FeatureStats
 from featurestore.registry import Snapshot
-from featurestore.storage import connection, fetch_one, quote
+from featurestore.runs.ingestion import IngestionRunState
+from featurestore.runs.statistics import StatisticsState
+from featurestore.runs.training_set_records import list_records, load_record
+from featurestore.storage import connection
 
 LATEST = "latest"
 _RUN = re.compile(r"^(?:ingest-)?(\d+)$")
@@ -105,14 +105,13 @@ def resolve_side(
 
 def _run(con: duckdb.DuckDBPyConnection, project: str, target: Target, run_id: int, role: str) -> Side:
     name = f"ingest-{run_id}"
-    runs = f"{quote(project)}.ingestion_runs"
-    exists = table_exists(con, project, "ingestion_runs")
-    row = fetch_one(con, f"SELECT view, status FROM {runs} WHERE run_id = ?", [run_id]) if exists else None
+    runs = IngestionRunState(con, project)
+    row = runs.view_and_status(run_id)
     if row is None:
-        last = fetch_one(con, f"SELECT max(run_id) FROM {runs}") if exists else None
-        known = f"the latest is ingest-{last[0]}" if last and last[0] is not None else "there are none yet"
+        last = runs.latest_id()
+        known = f"the latest is ingest-{last}" if last is not None else "there are none yet"
         raise NotFoundError(f"{role}: no ingestion run {name!r} ({known})")
-    view, status = str(row[0]), str(row[1])
+    view, status = row
     views = target.views
     if view not in views:
         raise InvalidRequestError(
@@ -124,7 +123,7 @@ def _run(con: duckdb.DuckDBPyConnection, project: str, target: Target, run_id: i
             f"{role}: run {name} ingested feature view {view!r} only, but {target} also has features of "
             f"{others}; compare the view, or use a training set id or 'latest'"
         )
-    stats = run_stats.read(con, project, run_id)
+    stats = StatisticsState(con, project).read(run_id)
     if not stats:
         raise InvalidRequestError(
             f"{role}: run {name} of feature view {view!r} ({status}) ingested no rows, "
@@ -136,15 +135,16 @@ def _run(con: duckdb.DuckDBPyConnection, project: str, target: Target, run_id: i
 def _latest(con: duckdb.DuckDBPyConnection, project: str, target: Target) -> Side:
     found: dict[str, FeatureStats] = {}
     runs = []
+    statistics = StatisticsState(con, project)
     for view in target.views:
-        run_id = run_stats.latest_run(con, project, view)
+        run_id = statistics.latest_run(view)
         if run_id is None:
             raise NotFoundError(
                 f"feature view {view!r} has no ingestion run with statistics yet: "
                 "run 'featurestore materialize --offline'"
             )
         runs.append((view, run_id))
-        found.update({f"{view}:{f}": s for f, s in run_stats.read(con, project, run_id).items()})
+        found.update({f"{view}:{f}": s for f, s in statistics.read(run_id).items()})
     if len(runs) == 1:
         label = f"latest (ingest-{runs[0][1]})"
     else:

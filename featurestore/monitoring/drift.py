@@ -45,7 +45,7 @@ import numpy as np
 
 from featurestore.errors import InvalidRequestError
 from featurestore.monitoring.distributions import chi2_p_value, ks_p_value
-from featurestore.monitoring.stats import CATEGORICAL, NUMERIC, SAMPLE_ROWS, FeatureStats
+from featurestore.profiling import CATEGORICAL, NUMERIC, SAMPLE_ROWS, FeatureStats
 
 EPSILON = 1e-4
 NO_TEST = "none"  # the values were not compared: one side has none

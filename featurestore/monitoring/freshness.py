@@ -21,13 +21,13 @@ import duckdb
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
 from featurestore.errors import InvalidRequestError
-from featurestore.offline.tables import EVENT_TS, table_exists, view_table
+from featurestore.offline.offline_store import OfflineStore
 from featurestore.online import presence
 from featurestore.online.codec import header_of
-from featurestore.online.state import epoch as online_epoch
-from featurestore.online.state import watermark as online_watermark
+from featurestore.online.state import OnlineState
 from featurestore.online.store import OnlineStore
-from featurestore.storage import connection, fetch_one, quote
+from featurestore.runs.materialization import MaterializationRunState
+from featurestore.storage import connection
 
 DEFAULT_SAMPLE = 1000
 
@@ -104,37 +104,17 @@ def online_state(
     """Each online view's watermark, the run behind it and its newest materialized event time."""
     now = now or datetime.now(UTC)
     out = []
-    has_state = table_exists(con, project, "online_watermarks")
-    has_runs = table_exists(con, project, "materialization_runs")
+    online = OnlineState(con, project)
+    runs, offline = MaterializationRunState(con, project), OfflineStore(con, project)
     for view in views:
         if not view.online:
             continue
         state = ViewFreshness(view.name, view.ttl, None, None, None, None, now)
-        row = (
-            fetch_one(
-                con,
-                f"SELECT watermark, run_id FROM {quote(project)}.online_watermarks WHERE view = ?",
-                [view.name],
-            )
-            if has_state
-            else None
-        )
-        if row is not None:
-            state.watermark, state.run_id = row[0], int(row[1])
-            if has_runs:
-                run = fetch_one(
-                    con,
-                    f"SELECT finished_at FROM {quote(project)}.materialization_runs WHERE run_id = ?",
-                    [state.run_id],
-                )
-                state.materialized_at = run[0] if run else None
-            if table_exists(con, project, "offline_" + view.name):
-                newest = fetch_one(
-                    con,
-                    f"SELECT max({EVENT_TS}) FROM {view_table(project, view.name)} WHERE {EVENT_TS} < ?",
-                    [state.watermark],
-                )
-                state.newest_event = newest[0] if newest else None
+        mark = online.watermark(view.name)
+        if mark is not None:
+            state.watermark, state.run_id = mark.watermark, int(mark.run_id)
+            state.materialized_at = runs.finished_at(state.run_id)
+            state.newest_event = offline.newest_event_before(view.name, state.watermark)
         out.append(state)
     return out
 
@@ -153,22 +133,13 @@ def recent_runs(
     con: duckdb.DuckDBPyConnection, project: str, limit: int = 10
 ) -> tuple[list[Run], dict[str, tuple[int, int, int, float]]]:
     """The latest materialization runs, and per status (runs, rows read, entities written, seconds)."""
-    if not table_exists(con, project, "materialization_runs"):
-        return [], {}
-    table = f"{quote(project)}.materialization_runs"
-    rows = con.execute(
-        f"SELECT run_id, status, started_at, finished_at, rows_read, entities_written FROM {table} "
-        "ORDER BY run_id DESC LIMIT ?",
-        [limit],
-    ).fetchall()
-    totals = con.execute(
-        "SELECT status, count(*), coalesce(sum(rows_read), 0), coalesce(sum(entities_written), 0), "
-        f"coalesce(sum(epoch(finished_at) - epoch(started_at)), 0) FROM {table} GROUP BY status"
-    ).fetchall()
-    return (
-        [Run(*r) for r in rows],
-        {s: (int(c), int(r), int(w), float(sec)) for s, c, r, w, sec in totals},
-    )
+    runs = MaterializationRunState(con, project)
+    latest = [
+        Run(r.run_id, r.status, r.started_at, r.finished_at, r.rows_read, r.entities_written)
+        for r in runs.latest(limit)
+    ]
+    totals = {s: (t.runs, t.rows_read, t.entities_written, t.seconds) for s, t in runs.totals().items()}
+    return latest, totals
 
 
 def check_presence(
@@ -181,12 +152,12 @@ def check_presence(
     """Set ``lost`` on each materialized view Redis no longer holds: by marker, then ``sample`` known keys."""
     marked = [s for s in states if s.watermark is not None]
     project = store.project
-    lost = store.unmarked([s.view for s in marked], online_epoch(con, project))
+    lost = store.unmarked([s.view for s in marked], OnlineState(con, project).epoch())
     by_name = {v.name: v for v in views}
     now = datetime.now(UTC)  # Redis expires keys by the clock, whatever time the check judges at
     for s in marked:
         s.lost = lost.get(s.view)
-        mark = online_watermark(con, project, s.view)
+        mark = OnlineState(con, project).watermark(s.view)
         if s.lost is not None or mark is None or sample <= 0:
             continue
         view = by_name[s.view]

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore.errors import InvalidRequestError, NotFoundError
-from featurestore.serving.request_log import value_json
+from featurestore.monitoring.request_log_format import value_json
 
 # (entity frame, features) -> the training set's columns; full feature names (view__feature).
 TrainingSetFn = Callable[[pa.Table, list[str]], pa.Table]

@@ -1,1 +1,1 @@
-"""The offline store: Parquet sources ingested into DuckDB, point-in-time training sets."""
+"""The offline store: Parquet sources ingested into DuckDB (``OfflineStore``), point-in-time training sets."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
-from featurestore.offline.tables import CREATED_TS, EVENT_TS, SEQ, view_table
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, SEQ, view_table
 from featurestore.registry import ViewRequest
 from featurestore.storage import quote
 

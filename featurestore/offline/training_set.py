@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,8 +14,8 @@ import pyarrow as pa
 from featurestore.config import Config
 from featurestore.definitions.types import pandas_frame
 from featurestore.errors import InvalidRequestError, NotAppliedError
-from featurestore.offline.entities import register_entities
-from featurestore.offline.ingest import ingested_fingerprint
+from featurestore.offline.entities import ENTITY_VIEW, ROW, TS, register_entities
+from featurestore.offline.offline_store import OfflineStore
 from featurestore.offline.pit import OutputColumn, point_in_time_sql
 from featurestore.outputs import OutputGuard, atomic_write
 from featurestore.registry import Snapshot, ViewRequest
@@ -30,7 +30,9 @@ MANIFEST_KEY = "featurestore.manifest"
 class Recorder(Protocol):
     """Registers what ``to_parquet`` writes (lineage): gives the manifest its id, files the record."""
 
-    def before_write(self, con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> Any: ...
+    def before_write(self, copy_entities: Callable[[Path], int], manifest: dict[str, Any]) -> Any:
+        """``copy_entities(path)`` writes the entity frame there as Parquet and answers its rows."""
+        ...
 
     def after_write(self, pending: Any, output: Path) -> dict[str, Any]: ...
 
@@ -81,7 +83,7 @@ class TrainingSet:
         target = self._guard.check(path)
         if self._recorder is None:
             return self.write(target, self.manifest)
-        pending = self._recorder.before_write(self._con, self.manifest)
+        pending = self._recorder.before_write(self._copy_entities, self.manifest)
         try:
             self.write(target, pending.manifest)
         except BaseException:
@@ -89,6 +91,14 @@ class TrainingSet:
             raise
         self.manifest = self._recorder.after_write(pending, target)
         return target
+
+    def _copy_entities(self, path: Path) -> int:
+        """The entity frame as given (its rows in order, without the join's own columns), as Parquet."""
+        row = self._con.execute(
+            f"COPY (SELECT * EXCLUDE ({ROW}, {TS}) FROM {ENTITY_VIEW} ORDER BY {ROW}) TO ? (FORMAT parquet)",
+            [str(path)],
+        ).fetchall()
+        return int(row[0][0])
 
     def write(self, target: Path, manifest: dict[str, Any]) -> Path:
         """Write the file with exactly this manifest embedded (``reproduce`` passes the recorded one)."""
@@ -158,8 +168,9 @@ def build_training_set(
 
 
 def _check_ingested(con: duckdb.DuckDBPyConnection, project: str, requests: Sequence[ViewRequest]) -> None:
+    offline = OfflineStore(con, project)
     for req in requests:
-        found = ingested_fingerprint(con, project, req.view.name)
+        found = offline.ingested_fingerprint(req.view.name)
         if found is None:
             raise NotAppliedError(
                 f"feature view {req.view.name!r} has not been ingested: "

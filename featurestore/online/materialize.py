@@ -24,21 +24,14 @@ import pyarrow as pa
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
 from featurestore.errors import InvalidRequestError, NotAppliedError, OnlineStoreUnavailable
-from featurestore.offline.tables import (
-    CREATED_TS,
-    EVENT_TS,
-    FILE_ID,
-    SEQ,
-    forget_retractions,
-    has_retractions,
-    retracted_table,
-    table_exists,
-    view_table,
-)
-from featurestore.online import presence, state
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, retracted_table, view_table
+from featurestore.offline.offline_store import OfflineStore
+from featurestore.online import presence
 from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
 from featurestore.online.keys import encode_keys
+from featurestore.online.state import OnlineState
 from featurestore.online.store import OnlineStore
+from featurestore.runs.materialization import MaterializationRunState
 from featurestore.secrets import mask_url
 from featurestore.storage import connection, fetch_one, quote
 
@@ -146,20 +139,22 @@ def start_run(
             f"materialize: start {start.isoformat()} is not before end {end.isoformat()}"
         )
     online = [v for v in views if v.online]
-    state.ensure_tables(con, config.project)
+    online_state = OnlineState(con, config.project)
+    online_state.ensure_tables()
     for v in online:
-        if not table_exists(con, config.project, "offline_" + v.name):
+        if not OfflineStore(con, config.project).has_view_table(v.name):
             raise NotAppliedError(
                 f"feature view {v.name!r} has not been ingested: run 'featurestore materialize'"
             )
-    epoch = state.ensure_epoch(con, config.project)
+    epoch = online_state.ensure_epoch()
     plans = [_plan(con, config.project, v, start, end, incremental) for v in online]
     if store is not None:
         plans = _rewrite_lost(con, store, plans, epoch, now)
-    plans = [replace(p, retracted=has_retractions(con, config.project, p.view.name)) for p in plans]
-    removals = state.pending_removals(con, config.project)
-    run_id, started_at = state.start_run(
-        con, config.project, registry_version, [v.name for v in online], start, end, incremental
+    offline = OfflineStore(con, config.project)
+    plans = [replace(p, retracted=offline.has_retractions(p.view.name)) for p in plans]
+    removals = online_state.pending_removals()
+    run_id, started_at = MaterializationRunState(con, config.project).start(
+        registry_version, [v.name for v in online], start, end, incremental
     )
     return StartedRun(run_id, started_at, now, plans, removals, epoch)
 
@@ -176,7 +171,7 @@ def _rewrite_lost(
     incremental = [p for p in plans if p.late_since is not None]
     lost = store.unmarked([p.view.name for p in incremental], epoch)
     for p in incremental:
-        mark = state.watermark(con, project, p.view.name)
+        mark = OnlineState(con, project).watermark(p.view.name)
         if p.view.name in lost or mark is None:
             continue
         checked, gone = presence.partly_lost(con, store, p.view, mark, now, presence.RUN_SAMPLE)
@@ -252,15 +247,18 @@ def _finish(
     error: str | None,
 ) -> None:
     kept_newer = sum(v.kept_newer for v in result.views)
-    state.finish_run(con, project, run.run_id, status, result.rows_read, result.written, kept_newer, error)
+    MaterializationRunState(con, project).finish(
+        run.run_id, status, result.rows_read, result.written, kept_newer, error
+    )
     if status == "succeeded":
+        online, offline = OnlineState(con, project), OfflineStore(con, project)
         for name in result.removed:
-            state.removal_done(con, project, name)
+            online.removal_done(name)
         for plan in run.plans:
             if plan.retracted:
-                forget_retractions(con, project, plan.view.name, run.started_at)
+                offline.forget_retractions(plan.view.name, run.started_at)
             if plan.advances:
-                state.advance_watermark(con, project, plan.view.name, plan.end, run.started_at, run.run_id)
+                online.advance_watermark(plan.view.name, plan.end, run.started_at, run.run_id)
 
 
 def _plan(
@@ -273,7 +271,7 @@ def _plan(
 ) -> _Plan:
     if not incremental:
         return _Plan(view, start, end, None, advances=start is None)
-    mark = state.watermark(con, project, view.name)
+    mark = OnlineState(con, project).watermark(view.name)
     if mark is None:
         return _Plan(view, None, end, None)
     return _Plan(view, min(mark.watermark, end), end, mark.run_started_at)

@@ -6,7 +6,7 @@ would answer NOT_FOUND while freshness and incremental runs saw nothing wrong. T
 
 - **Markers** (``OnlineStore`` reads and writes them). Each run that completes a view records
   it in one Redis hash per project, ``{<project>}:online-epoch`` (keys.py): field = view,
-  value = the store's epoch (kept in DuckDB, ``state.ensure_epoch``). A missing hash or
+  value = the store's epoch (kept in DuckDB, ``OnlineState.ensure_epoch``). A missing hash or
   field, or another store's epoch, means the view's values are gone. The run sets the
   fields only if a field of its own, set before its first write, is still there at the end:
   a flush during the run leaves the view unmarked.
@@ -22,8 +22,9 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
+from featurestore.catalog import table_exists
 from featurestore.definitions import FeatureView
-from featurestore.offline.tables import EVENT_TS, FILE_ID, table_exists, view_table
+from featurestore.offline.layout import EVENT_TS, FILE_ID, view_table
 from featurestore.online.keys import encode_keys
 from featurestore.online.state import Watermark
 from featurestore.online.store import OnlineStore

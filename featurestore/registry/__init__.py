@@ -3,7 +3,7 @@
 from featurestore.registry.compile import compile_repo
 from featurestore.registry.plan import PRESENT, Change, FieldChange, Plan, make_plan
 from featurestore.registry.snapshot import Snapshot, ViewRequest
-from featurestore.registry.store import Version
+from featurestore.registry.versions import Version
 
 __all__ = [
     "PRESENT",

@@ -419,7 +419,7 @@ class StateCollector(Collector):
 
     def _read(self) -> list[Metric]:
         from featurestore.monitoring.freshness import online_state, recent_runs
-        from featurestore.online.state import epoch as online_epoch
+        from featurestore.online.state import OnlineState
         from featurestore.storage import connection
 
         snapshot = self.holder.current.snapshot
@@ -427,7 +427,7 @@ class StateCollector(Collector):
         with connection(self.config.duckdb_path, read_only=True, lock_timeout=0.2) as con:
             states = online_state(con, self.config.project, views)
             runs, totals = recent_runs(con, self.config.project)
-            epoch = online_epoch(con, self.config.project)
+            epoch = OnlineState(con, self.config.project).epoch()
         self._mark_lost(states, epoch)
         runs_total = CounterMetricFamily(
             "featurestore_materialization_runs", "Materialization runs by status.", labels=["status"]

@@ -14,66 +14,29 @@ timestamps are microseconds since the epoch.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import math
 import os
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featurestore.monitoring.request_log_format import EPOCH, SCHEMA, value_json
 from featurestore.online.lookup import LookupPlan, OnlineResult, Status
 
 log = logging.getLogger("featurestore.serving")
 
-SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("request_time", pa.timestamp("us", tz="UTC")),
-        ("transport", pa.string()),
-        ("entity_index", pa.int32()),
-        ("entity_json", pa.string()),  # {"driver_id": 1001, ...}: the request's join keys for this entity
-        ("feature", pa.string()),  # view:feature
-        ("value_json", pa.string()),  # null when nothing was served
-        ("status", pa.string()),
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-    ]
-)
 _STATUS = {int(s): s.name for s in Status}
 # (transport, request time, entity columns, the result or how to decode it)
 _Item = tuple[str, float, dict[str, list[Any]], OnlineResult | Callable[[], OnlineResult]]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def value_json(value: Any) -> str | None:
-    """The canonical JSON text of a feature value (served or offline), None for null."""
-    if value is None:
-        return None
-    return json.dumps(_plain(value), separators=(",", ":"), sort_keys=True)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, datetime):  # microseconds since the epoch, as served
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return (aware - _EPOCH) // timedelta(microseconds=1)
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalar
-        return _plain(value.item())
-    return value
 
 
 class RequestLog:
@@ -133,7 +96,7 @@ class RequestLog:
     ) -> None:
         """``offer`` for a sampled request answered without decoding (the gRPC fast path): the
         writer thread decodes the Redis values, judging TTLs at ``now_us`` as the answer did."""
-        at = _EPOCH + timedelta(microseconds=now_us)
+        at = EPOCH + timedelta(microseconds=now_us)
 
         def decode() -> OnlineResult:
             return plan.assemble(n, entities, raw, now=at)

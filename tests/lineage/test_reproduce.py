@@ -11,7 +11,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.errors import NotFoundError, SourceError
-from featurestore.offline.ingest import file_fingerprint
+from featurestore.fingerprints import file_fingerprint
 from featurestore.offline.training_set import MANIFEST_KEY
 from tests.helpers import run_cli
 from tests.lineage.conftest import at, entity_frame, write_stats

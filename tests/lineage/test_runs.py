@@ -8,7 +8,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.errors import ViewsFailedError
-from featurestore.offline.ingest import file_fingerprint
+from featurestore.fingerprints import file_fingerprint
 from featurestore.storage import connection
 from tests.lineage.conftest import at, write_stats
 

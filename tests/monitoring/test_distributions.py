@@ -15,7 +15,7 @@ from featurestore.monitoring.drift import (
     compare,
     population_stability_index,
 )
-from featurestore.monitoring.stats import FeatureStats
+from featurestore.profiling import FeatureStats
 
 
 @pytest.mark.parametrize("dof", [2, 4, 6, 10])

@@ -8,7 +8,7 @@ import pytest
 
 from featurestore.errors import InvalidRequestError, NotFoundError
 from featurestore.monitoring.drift import EPSILON, NO_TEST, FeatureDrift, Skipped, Thresholds, compare
-from featurestore.monitoring.stats import FeatureStats
+from featurestore.profiling import FeatureStats
 from tests.monitoring.drift_repo import (  # noqa: F401
     SHIFTED,
     SHIFTED_NULLS,

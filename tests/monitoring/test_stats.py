@@ -10,16 +10,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from featurestore.monitoring.run_stats import read
-from featurestore.monitoring.stats import OTHER, QUANTILE_LEVELS, TOP_K, FeatureStats, compute_statistics
 from featurestore.offline.training_set import MANIFEST_KEY
+from featurestore.profiling import OTHER, QUANTILE_LEVELS, TOP_K, FeatureStats, compute_statistics
+from featurestore.runs.statistics import StatisticsState
 from featurestore.storage import connection
 from tests.monitoring.drift_repo import DriftRepo, drift_repo, last_run  # noqa: F401
 
 
 def run_stats(repo: DriftRepo, run: str) -> dict[str, FeatureStats]:
     with connection(repo.store.config.duckdb_path, read_only=True) as con:
-        return read(con, "test", int(run.split("-")[1]))
+        return StatisticsState(con, "test").read(int(run.split("-")[1]))
 
 
 def labels(values: pd.Series) -> pd.Series:

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from featurestore import FeatureStore
-from featurestore.lineage.runs import read_rejected
+from featurestore.runs.ingestion import read_rejected
 from featurestore.storage import connection
 from tests.helpers import run_cli
 

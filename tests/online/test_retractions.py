@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore
-from featurestore.offline.tables import table_exists
+from featurestore.catalog import table_exists
 from featurestore.storage import connection
 from tests.online.helpers import clean_run_dump, make_store, write_parquet
 from tests.online.test_incremental import DEFS, HOUR, add_file, items, served

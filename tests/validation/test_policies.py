@@ -17,7 +17,7 @@ import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import ValidationError, ViewsFailedError
-from featurestore.offline.ingest import IngestResult
+from featurestore.offline.write import IngestResult
 from tests.helpers import run_cli
 from tests.support.redis import redis_dump
 from tests.validation.conftest import (

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore
-from featurestore.offline.tables import view_table
+from featurestore.offline.layout import view_table
 from tests.validation.conftest import GOOD, PROJECT, Row, expected_reasons, make_store, trips_table, write
 
 

@@ -4,7 +4,7 @@ Each ``to_parquet`` registers its training set under ``STORE/training_sets/ID/``
 ``entities.parquet`` (the entity frame as given, so the set can be rebuilt) and
 ``manifest.json`` (the manifest embedded in the file, where it was written, the file's
 content fingerprint and the ``statistics`` of each feature column, see
-``featurestore.monitoring.stats``: computed over the written file, so neither embedded in it
+``featurestore.profiling``: computed over the written file, so neither embedded in it
 nor part of the id). The id is a short hash of the manifest's stable parts, so the same
 features over the same data and entity rows get the same id. These are plain files rather
 than DuckDB rows because a TrainingSet holds a read-only connection to the store, and the
@@ -17,21 +17,19 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from featurestore.errors import NotFoundError
-from featurestore.monitoring.stats import output_statistics
-from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
-from featurestore.offline.ingest import file_fingerprint
+from featurestore.fingerprints import file_fingerprint
 from featurestore.outputs import write_text
+from featurestore.profiling import output_statistics
 
 if TYPE_CHECKING:
-    from featurestore.lineage.openlineage import LineageEvents
+    from featurestore.runs import RunEvents
 
 FOLDER = "training_sets"
 ENTITIES = "entities.parquet"
@@ -65,18 +63,15 @@ class TrainingSetRecorder:
     """Registers each training set ``TrainingSet.to_parquet`` writes (see the module docstring)."""
 
     store_dir: Path
-    events: LineageEvents | None = None
+    events: RunEvents | None = None
 
-    def before_write(self, con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> PendingRecord:
+    def before_write(self, copy_entities: Callable[[Path], int], manifest: dict[str, Any]) -> PendingRecord:
         """Copy the entity frame, fingerprint it and give the manifest its id."""
         started_at = datetime.now(UTC)
         tmp = self.store_dir / FOLDER / f".entities-{uuid.uuid4().hex}.parquet"
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        row = con.execute(
-            f"COPY (SELECT * EXCLUDE ({ROW}, {TS}) FROM {ENTITY_VIEW} ORDER BY {ROW}) TO ? (FORMAT parquet)",
-            [str(tmp)],
-        ).fetchall()
-        full = {**manifest, "entity_fingerprint": file_fingerprint(tmp), "rows": int(row[0][0])}
+        rows = copy_entities(tmp)
+        full = {**manifest, "entity_fingerprint": file_fingerprint(tmp), "rows": rows}
         return PendingRecord({**full, "id": training_set_id(full)}, tmp, started_at)
 
     def after_write(self, pending: PendingRecord, output: Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Every feature gets its row count, nulls and a distinct estimate (HyperLogLog). Numeric
 features (integers, floats) also get min, max, mean, standard deviation and 101 quantiles
 (0%, 1%, ..., 100%): a summary fine enough to compare distributions later without the raw
-rows (see ``drift.py``). NaN and infinite values are counted (``non_finite``) and left out
+rows (see ``monitoring/drift.py``). NaN and infinite values are counted (``non_finite``) and left out
 of those: one NaN would make the mean, the standard deviation and the top quantiles NaN.
 Categorical features (strings, booleans) get their ``TOP_K`` most frequent values with
 counts; a boolean's mean is its share of true. Other types (timestamps, bytes, lists) get

@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from featurestore.online import state
+from featurestore.runs.materialization import MaterializationRunState, process_identity
 
 
 @pytest.fixture
 def con() -> Iterator[duckdb.DuckDBPyConnection]:
     connection = duckdb.connect()
-    state.ensure_tables(connection, "p")
+    MaterializationRunState(connection, "p").ensure_table()
     yield connection
     connection.close()
 
@@ -46,11 +46,11 @@ def _statuses(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
 
 
 def test_identity_names_one_process(other_process: subprocess.Popen[bytes]) -> None:
-    mine, other = state.process_identity(os.getpid()), state.process_identity(other_process.pid)
+    mine, other = process_identity(os.getpid()), process_identity(other_process.pid)
     if mine is None:
         pytest.skip("no /proc here: pids alone decide")
     assert other is not None and mine != other
-    assert mine == state.process_identity(os.getpid())  # stable for one process
+    assert mine == process_identity(os.getpid())  # stable for one process
     # Independent reference: field 22 of /proc/PID/stat is the start time in clock ticks.
     with open(f"/proc/{other_process.pid}/stat") as f:
         assert other.endswith(":" + f.read().rsplit(")", 1)[1].split()[19])
@@ -59,22 +59,22 @@ def test_identity_names_one_process(other_process: subprocess.Popen[bytes]) -> N
 def test_a_reused_pid_does_not_keep_a_dead_run_running(
     con: duckdb.DuckDBPyConnection, other_process: subprocess.Popen[bytes]
 ) -> None:
-    if state.process_identity(other_process.pid) is None:
+    if process_identity(other_process.pid) is None:
         pytest.skip("no /proc here: pids alone decide")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(10)
-    ours = state.process_identity(os.getpid())
+    ours = process_identity(os.getpid())
     _running(con, 1, other_process.pid, ours)  # the run's process ended; its pid went to another
-    _running(con, 2, other_process.pid, state.process_identity(other_process.pid))  # still its own
+    _running(con, 2, other_process.pid, process_identity(other_process.pid))  # still its own
     _running(con, 3, os.getpid(), ours)
     _running(con, 4, gone.pid, None)  # recorded before identities: the pid decides
     _running(con, 5, other_process.pid, None)
-    assert sorted(state.mark_dead_runs(con, "p")) == [1, 4]
+    assert sorted(MaterializationRunState(con, "p").mark_dead_runs()) == [1, 4]
     assert _statuses(con) == {1: "interrupted", 2: "running", 3: "running", 4: "interrupted", 5: "running"}
 
 
 def test_start_run_records_the_identity_of_its_process(con: duckdb.DuckDBPyConnection) -> None:
-    run_id, _ = state.start_run(con, "p", 1, ["v"], None, datetime.now(UTC), False)
+    run_id, _ = MaterializationRunState(con, "p").start(1, ["v"], None, datetime.now(UTC), False)
     row = con.execute("SELECT pid, process FROM p.materialization_runs WHERE run_id = ?", [run_id]).fetchone()
-    assert row == (os.getpid(), state.process_identity(os.getpid()))
-    assert state.mark_dead_runs(con, "p") == []  # its own process: alive
+    assert row == (os.getpid(), process_identity(os.getpid()))
+    assert MaterializationRunState(con, "p").mark_dead_runs() == []  # its own process: alive

@@ -1,0 +1,87 @@
+"""The source snapshot of each run (``run_sources``): the ``offline_files`` rows (path, size,
+mtime, content fingerprint, rows, event-time range) of each view as the run left or read
+them, so a run can be traced to the exact files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from featurestore.catalog import table_exists
+from featurestore.storage import quote
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """One file of a run's snapshot."""
+
+    kind: str  # ingest or materialize
+    run_id: int
+    view: str
+    path: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class RunSourceState:
+    """Owns ``run_sources``."""
+
+    con: duckdb.DuckDBPyConnection
+    project: str
+
+    def ensure_table(self) -> None:
+        schema = quote(self.project)
+        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        self.con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {schema}.run_sources (
+                kind VARCHAR NOT NULL,            -- ingest or materialize
+                run_id INTEGER NOT NULL,
+                view VARCHAR NOT NULL,
+                path VARCHAR NOT NULL,
+                size BIGINT NOT NULL,
+                mtime DOUBLE NOT NULL,
+                fingerprint VARCHAR NOT NULL,
+                rows BIGINT NOT NULL,
+                min_event_ts TIMESTAMPTZ,
+                max_event_ts TIMESTAMPTZ)"""
+        )
+
+    def record(self, kind: str, run_id: int, views: Sequence[str]) -> None:
+        """Copy the views' current ``offline_files`` rows into ``run_sources`` for this run.
+
+        The one read of the offline store's ``offline_files`` outside it: the copy is a
+        snapshot of that table, taken in DuckDB without a round trip through Python.
+        """
+        if not views or not table_exists(self.con, self.project, "offline_files"):
+            return
+        self.ensure_table()
+        schema = quote(self.project)
+        self.con.execute(
+            f"""INSERT INTO {schema}.run_sources
+                SELECT ?, ?, view, path, size, mtime, fingerprint, rows, min_event_ts, max_event_ts
+                FROM {schema}.offline_files WHERE list_contains(?, view)""",
+            [kind, run_id, list(views)],
+        )
+
+    def paths(self, kind: str, run_id: int) -> list[str]:
+        """The distinct files of one run's snapshot, in path order."""
+        if not table_exists(self.con, self.project, "run_sources"):
+            return []
+        rows = self.con.execute(
+            f"SELECT DISTINCT path FROM {quote(self.project)}.run_sources WHERE kind = ? AND run_id = ? "
+            "ORDER BY path",
+            [kind, run_id],
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def all(self) -> list[RunSource]:
+        """Every run's snapshot, by kind, run and path."""
+        if not table_exists(self.con, self.project, "run_sources"):
+            return []
+        rows = self.con.execute(
+            f"SELECT kind, run_id, view, path, fingerprint FROM {quote(self.project)}.run_sources "
+            "ORDER BY kind, run_id, path"
+        ).fetchall()
+        return [RunSource(str(k), int(r), str(v), str(p), str(f)) for k, r, v, p, f in rows]
