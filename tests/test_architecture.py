@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "outputs": 1,
     "storage": 1,
     "runlock": 1,
+    "migrations": 1,  # the store file's schema version; storage.connect checks it
     "catalog": 1,  # which tables and columns the DuckDB file holds
     "fingerprints": 1,  # content hashes of files
     "profiling": 1,  # per-feature statistics of a relation, computed by DuckDB
@@ -48,6 +49,7 @@ LAYERS: dict[str, int] = {
 # join, the training set, materialization's newest rows, statistics).
 SQL_OWNERS = {
     "storage.py",  # the connection itself (settings, attaching a read-only file)
+    "migrations.py",  # the schema version table and the steps that upgrade a store
     "catalog.py",  # information_schema
     "profiling.py",  # statistics: one aggregate query over any relation
     "registry/versions.py",
