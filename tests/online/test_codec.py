@@ -33,7 +33,8 @@ from featurestore import (
     Timestamp,
 )
 from featurestore.online.codec import NO_CREATED, ViewCodec, header_of
-from tests.online.helpers import TZ, edit, lookup, make_store, write_parquet
+from tests.online.helpers import TZ, lookup
+from tests.support.repos import edit, make_store, write_parquet
 
 FIELDS = [
     Field("i32", Int32),
@@ -280,7 +281,8 @@ def every_table(examples: list[dict[str, Any]], at: datetime) -> pa.Table:
 
 def every_store(repo: Path, examples: list[dict[str, Any]]) -> FeatureStore:
     return make_store(
-        repo, DEFS, {"every.parquet": every_table(examples, datetime.now(UTC) - timedelta(hours=1))}
+        repo, DEFS, {"every.parquet": every_table(examples, datetime.now(UTC) - timedelta(hours=1))},
+        project="online",
     )
 
 
