@@ -3,44 +3,43 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from featurestore import datagen
-from tests.helpers import write_repo
+from tests.support.clock import DATA_END
 from tests.support.redis import RedisServer, free_port
-
-# Generated data ends here, so tests do not depend on the clock.
-DATA_END = datetime(2026, 1, 31, tzinfo=UTC)
+from tests.support.repos import copy_example_repo, write_repo
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example data at the tiny scale, generated once per session."""
+    """The example data at the tiny scale, ending at DATA_END, generated once per session."""
     out = tmp_path_factory.mktemp("tiny-data")
     datagen.generate(out, "tiny", end=DATA_END)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fresh_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny example data ending at the current hour, so served values are within their
+    views' TTLs (the demo's data ends there too)."""
+    out = tmp_path_factory.mktemp("fresh-data")
+    datagen.generate(out, "tiny")
     return out
 
 
 @pytest.fixture
 def example_repo(tmp_path: Path, tiny_data: Path) -> Path:
     """A copy of definitions/ with tiny data, in its own folder (its own DuckDB file)."""
-    repo = tmp_path / "repo"
-    shutil.copytree(
-        Path(__file__).parent.parent / "definitions",
-        repo,
-        ignore=shutil.ignore_patterns("data", ".featurestore", "__pycache__"),
-    )
-    shutil.copytree(tiny_data, repo / "data")
-    return repo
+    return copy_example_repo(tmp_path / "repo", tiny_data)
 
 
 @pytest.fixture
-def make_repo(tmp_path: Path, tiny_data: Path):  # type: ignore[no-untyped-def]
+def make_repo(tmp_path: Path, tiny_data: Path) -> Callable[..., Path]:
     """make_repo({"file.py": source}) -> a repo folder with the tiny data under data/."""
 
     def make(files: dict[str, str], project: str = "test") -> Path:
@@ -53,10 +52,8 @@ def make_repo(tmp_path: Path, tiny_data: Path):  # type: ignore[no-untyped-def]
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed: run the tests through 'make test'")
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    with RedisServer(free_port(), tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
 
 
 def test_training_sets_and_registry_reads_do_not_import_pandera(example_repo: Path) -> None:

@@ -23,7 +23,8 @@ from featurestore import FeatureStore, migrations
 from featurestore.errors import StoreVersionError
 from featurestore.migrations import CURRENT_VERSION, VERSION_TABLE, Migration
 from featurestore.storage import connect, connection, migrate, sandbox
-from tests.helpers import run_cli, write_repo
+from tests.support.cli import run_cli
+from tests.support.repos import write_repo
 
 ROOT = Path(__file__).resolve().parent.parent
 # The last commit before the store recorded its schema version: its files are version 0.

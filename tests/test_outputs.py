@@ -16,7 +16,7 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
 from featurestore.outputs import atomic_write
-from tests.helpers import run_cli
+from tests.support.cli import one_line_error, run_cli
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -68,14 +68,6 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def one_error_line(result: subprocess.CompletedProcess[str], *expected: str) -> None:
-    assert result.returncode == 1, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    for text in expected:
-        assert text in lines[0], lines[0]
-
-
 def training_set(repo: Path, out: Path | str) -> subprocess.CompletedProcess[str]:
     return run_cli("training-set", "--repo", str(repo), "--entities", str(repo.parent / "entities.parquet"),
                    "--features", "by_file:trips", "--out", str(out))
@@ -85,20 +77,20 @@ def test_training_set_out_over_the_store_file_is_refused_and_the_store_survives(
     store = repo / ".featurestore" / "store.duckdb"
     before = digest(store)
     done = training_set(repo, store)
-    one_error_line(done, f"output {store} is inside the store's folder")
+    one_line_error(done, f"output {store} is inside the store's folder")
     assert digest(store) == before
     assert [v.name for v in FeatureStore(repo).list_feature_views()] == ["by_file", "by_folder", "by_glob"]
     # Relative to the working folder, and a new file in the folder, are refused alike.
     done = run_cli("training-set", "--entities", "../entities.parquet", "--features", "by_file:trips",
                    "--out", ".featurestore/new.parquet", cwd=repo)
-    one_error_line(done, "is inside the store's folder")
+    one_line_error(done, "is inside the store's folder")
     assert not (repo / ".featurestore" / "new.parquet").exists()
 
 
 def test_training_set_out_over_a_source_file_is_refused_and_the_source_survives(repo: Path) -> None:
     source = repo / "data" / "file.parquet"
     before = digest(source)
-    one_error_line(training_set(repo, source), "would overwrite data of source 'by_file_src'")
+    one_line_error(training_set(repo, source), "would overwrite data of source 'by_file_src'")
     assert digest(source) == before
 
 
@@ -152,11 +144,11 @@ def test_reproduce_and_drift_refuse_the_store_and_sources(repo: Path) -> None:
     store = repo / ".featurestore" / "store.duckdb"
     before = digest(store)
     done = run_cli("training-set", "reproduce", training_set_id, "--repo", str(repo), "--out", str(store))
-    one_error_line(done, "is inside the store's folder")
+    one_line_error(done, "is inside the store's folder")
     source = repo / "data" / "folder" / "a.parquet"
     source_before = digest(source)
     done = run_cli("drift", "by_folder", "--baseline", "latest", "--repo", str(repo), "--html", str(source))
-    one_error_line(done, "would overwrite data of source 'by_folder_src'")
+    one_line_error(done, "would overwrite data of source 'by_folder_src'")
     assert digest(store) == before and digest(source) == source_before
     with pytest.raises(InvalidRequestError, match="inside the store's folder"):
         fs.reproduce_training_set(training_set_id, store)

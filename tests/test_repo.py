@@ -10,7 +10,7 @@ import pytest
 from featurestore import Entity, FeatureStore
 from featurestore.errors import DefinitionError
 from featurestore.repo import load_repo, python_files
-from tests.helpers import DRIVER_REPO
+from tests.support.repos import DRIVER_REPO
 
 
 def test_example_repo_with_files_importing_each_other(example_repo: Path) -> None:
@@ -104,7 +104,7 @@ def test_reloading_sees_edits_and_leaves_no_modules_behind(make_repo) -> None:  
 
 
 def test_two_repos_with_the_same_module_names(make_repo, tmp_path: Path, tiny_data: Path) -> None:  # type: ignore[no-untyped-def]
-    from tests.helpers import write_repo
+    from tests.support.repos import write_repo
 
     first = make_repo({"drivers.py": DRIVER_REPO})
     second = write_repo(

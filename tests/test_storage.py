@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from tests.conftest import DATA_END
-from tests.helpers import DRIVER_REPO, run_cli, write_repo
+from tests.support.cli import run_cli
+from tests.support.clock import DATA_END
+from tests.support.repos import DRIVER_REPO, write_repo
 
 # A folder name is data: one with a quote broke every command, one with a statement ran it.
 FOLDERS = ["o'brien", "'; CREATE TABLE pwned(x int); --"]

@@ -6,46 +6,14 @@ traceback, never "internal error" (exit 2), never a blank line or a progress bar
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import run_cli
+from tests.support.cli import one_line_error, run_cli
 from tests.support.redis import RedisServer, free_port
+from tests.support.repos import copy_of
 
 SERVICE = ("--service", "trip_model")
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], *texts: str, summary: bool = False) -> str:
-    """The single error line, after checking the exit code and that nothing else was printed
-    (``summary``: but for what the run did for the views that did not fail, on stdout)."""
-    assert result.returncode == 1, (result.returncode, result.stderr)
-    assert summary or result.stdout == ""
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for text in texts:
-        assert text in result.stderr, result.stderr
-    return result.stderr
-
-
-@pytest.fixture(scope="module")
-def applied(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
-    """The example repo, applied and ingested (no Redis needed); tests that damage it work on a copy."""
-    repo = tmp_path_factory.mktemp("bad-input") / "repo"
-    shutil.copytree(Path(__file__).parent.parent.parent / "definitions", repo,
-                    ignore=shutil.ignore_patterns("data", ".featurestore", "__pycache__"))
-    shutil.copytree(tiny_data, repo / "data")
-    for command in (("apply",), ("materialize", "--offline")):
-        assert run_cli(*command, "--repo", str(repo)).returncode == 0
-    return repo
-
-
-def copy_of(repo: Path, tmp_path: Path) -> Path:
-    shutil.copytree(repo, tmp_path / "copy")
-    return tmp_path / "copy"
 
 
 def test_repo_that_does_not_exist_or_is_a_file(tmp_path: Path, applied: Path) -> None:

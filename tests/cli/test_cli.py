@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
-import pty
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +16,8 @@ from typer.testing import CliRunner
 
 from featurestore import FeatureStore
 from featurestore.cli import app
-from tests.helpers import DRIVER_REPO, FEATURESTORE, run_cli
+from tests.support.cli import on_terminal, one_line_error, run_cli
+from tests.support.repos import DRIVER_REPO
 
 # Each foundation command and a phrase of the purpose its --help must state.
 COMMANDS = {
@@ -35,20 +34,6 @@ def run_side_by_side(*argvs: list[str], cwd: Path | None = None) -> list[subproc
     """Independent commands run at once, to keep the suite fast."""
     with ThreadPoolExecutor(len(argvs)) as pool:
         return list(pool.map(lambda argv: run_cli(*argv, cwd=cwd), argvs))
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
-    """Exit 1, nothing on stdout, exactly one stderr line 'error: ...' containing ``expected``."""
-    assert result.returncode == 1, result
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    (line,) = lines
-    assert line.startswith("error: "), line
-    for text in expected:
-        assert text in line, line
-    return line
 
 
 # -- the happy path ---------------------------------------------------------------------
@@ -155,23 +140,10 @@ def test_plan_prints_changes_field_by_field(example_repo: Path) -> None:
     ]
 
 
-def on_terminal(*args: str, columns: int) -> str:
+def shown_on_terminal(*args: str, columns: int) -> str:
     """What a command prints to a terminal ``columns`` wide, without its color codes."""
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen([FEATURESTORE, *args], stdout=terminal, stderr=subprocess.PIPE,
-                               env={**os.environ, "COLUMNS": str(columns)})
-    os.close(terminal)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # the process closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
-    assert process.wait(timeout=60) == 0, process.stderr
-    os.close(controller)
+    code, seen, stderr = on_terminal(*args, columns=columns)
+    assert code == 0, stderr
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n")
 
 
@@ -187,7 +159,7 @@ def test_tables_are_never_cut_in_a_log_or_on_a_narrow_terminal(example_repo: Pat
     assert "…" not in piped.stdout
 
     # A narrow terminal: cells wrap, long words fold, nothing is cut to an ellipsis.
-    shown = on_terminal("list", "--repo", repo, columns=50)
+    shown = shown_on_terminal("list", "--repo", repo, columns=50)
     assert "…" not in shown
     rows = [line.split("│") for line in shown.splitlines() if line.count("│") == 4]
     assert rows and all(len("│".join(r)) <= 50 for r in rows)
@@ -202,14 +174,14 @@ def test_tables_are_never_cut_in_a_log_or_on_a_narrow_terminal(example_repo: Pat
 
 def test_missing_featurestore_toml(tmp_path: Path) -> None:
     for result in run_side_by_side(["plan"], ["apply"], ["describe", "driver"], cwd=tmp_path):
-        assert_one_error_line(result, "no featurestore.toml in", str(tmp_path.resolve()), "featurestore init")
+        one_line_error(result, "no featurestore.toml in", str(tmp_path.resolve()), "featurestore init")
         assert result.stdout == ""
 
 
 def test_init_refuses_an_existing_repo(make_repo) -> None:  # type: ignore[no-untyped-def]
     repo = make_repo({"drivers.py": DRIVER_REPO})
     before = (repo / "featurestore.toml").read_text()
-    assert_one_error_line(run_cli("init", str(repo)), "already holds a featurestore.toml")
+    one_line_error(run_cli("init", str(repo)), "already holds a featurestore.toml")
     assert (repo / "featurestore.toml").read_text() == before
     assert not (repo / "example.py").exists()
 
@@ -217,14 +189,14 @@ def test_init_refuses_an_existing_repo(make_repo) -> None:  # type: ignore[no-un
 def test_invalid_config(make_repo) -> None:  # type: ignore[no-untyped-def]
     repo = make_repo({"drivers.py": DRIVER_REPO})
     (repo / "featurestore.toml").write_text('project = "Bad-Name"\n')
-    assert_one_error_line(run_cli("plan", "--repo", str(repo)), "project 'Bad-Name'")
+    one_line_error(run_cli("plan", "--repo", str(repo)), "project 'Bad-Name'")
 
 
 def test_bad_definition(make_repo) -> None:  # type: ignore[no-untyped-def]
     repo = make_repo(
         {"drivers.py": DRIVER_REPO.replace('Field("acc_rate", Float32)', 'Field("speed", Float32)')}
     )
-    line = assert_one_error_line(run_cli("apply", "--repo", str(repo)))
+    line = one_line_error(run_cli("apply", "--repo", str(repo)))
     assert line.startswith("error: drivers.py:")
     assert line.endswith("feature view 'driver_stats': field 'speed' is not a column of 'data/driver_stats'")
     assert FeatureStore(repo).versions() == []
@@ -279,11 +251,11 @@ def test_a_duplicate_name_is_reported_with_every_other_problem(make_repo) -> Non
 
 def test_describe_before_apply_and_of_an_unknown_name(make_repo) -> None:  # type: ignore[no-untyped-def]
     repo = make_repo({"drivers.py": DRIVER_REPO})
-    assert_one_error_line(
+    one_line_error(
         run_cli("describe", "driver", "--repo", str(repo)), "nothing applied yet", "featurestore apply"
     )
     FeatureStore(repo).apply()
-    assert_one_error_line(
+    one_line_error(
         run_cli("describe", "nope", "--repo", str(repo)), "nothing named 'nope' in the registry"
     )
 
@@ -294,7 +266,7 @@ def test_apply_of_a_breaking_change(make_repo) -> None:  # type: ignore[no-untyp
     fs.apply()
     (repo / "drivers.py").write_text(DRIVER_REPO.replace('Field("acc_rate", Float32),', ""))
     result = run_cli("apply", "--repo", str(repo))
-    assert_one_error_line(
+    one_line_error(
         result,
         "apply refused, the plan breaks consumers",
         "feature 'acc_rate' removed while online",
@@ -494,10 +466,10 @@ def test_init_refuses_what_it_would_break_and_writes_nothing(tmp_path: Path) -> 
         ["init", str(tmp_path / "bad"), "--project", "Bad-Name"],
         ["init", str(tmp_path / "one"), "--repo", str(tmp_path / "two")],
     )
-    assert_one_error_line(file_error, f"{a_file} is a file, not a folder")
-    assert_one_error_line(clash, f"{existing} already holds example.py")
-    assert_one_error_line(bad_project, "project 'Bad-Name' must be lower-case letters")
-    assert_one_error_line(two_folders, "init got two folders")
+    one_line_error(file_error, f"{a_file} is a file, not a folder")
+    one_line_error(clash, f"{existing} already holds example.py")
+    one_line_error(bad_project, "project 'Bad-Name' must be lower-case letters")
+    one_line_error(two_folders, "init got two folders")
     assert a_file.read_text() == "mine"
     assert sorted(p.name for p in existing.iterdir()) == ["example.py"]
     assert (existing / "example.py").read_text() == "mine = 1\n"

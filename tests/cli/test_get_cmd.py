@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import redis
 
-from tests.cli.test_bad_input import one_line_error
-from tests.helpers import run_cli
-from tests.online.helpers import TZ, make_store
+from tests.online.helpers import TZ
+from tests.support.cli import one_line_error, run_cli
+from tests.support.repos import make_store
 
 DEFS = """
 from featurestore import Entity, FeatureView, Field, Int64, ParquetSource, String
@@ -33,6 +33,7 @@ def test_a_string_key_of_digits_stays_a_string(tmp_path: Path, redis_client: red
             "b.parquet": pa.table({"code": ["007", "7"], "ts": pa.array([now, now], TZ), "v": [700, 7]}),
             "s.parquet": pa.table({"shop_id": [7], "ts": pa.array([now], TZ), "w": [70]}),
         },
+        project="online",
     )
     fs.materialize()
     repo = str(fs.config.repo)

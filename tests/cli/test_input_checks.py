@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.certs import make_certs
-from tests.cli.test_bad_input import applied, copy_of, one_line_error  # noqa: F401 - a fixture
-from tests.helpers import FEATURESTORE, run_cli
+from tests.support.certs import make_certs
+from tests.support.cli import FEATURESTORE, one_line_error, run_cli
+from tests.support.repos import copy_of
 
 
 def _usage_error(result: subprocess.CompletedProcess[str], option: str, *texts: str) -> None:
@@ -41,7 +41,7 @@ def _usage_error(result: subprocess.CompletedProcess[str], option: str, *texts: 
     ],
 )
 def test_numbers_out_of_range_are_refused_before_anything_runs(
-    applied: Path, args: tuple[str, ...], option: str, shown: str  # noqa: F811
+    applied: Path, args: tuple[str, ...], option: str, shown: str
 ) -> None:
     result = subprocess.run(
         [FEATURESTORE, *args, "--repo", str(applied)], capture_output=True, text=True, timeout=60,
@@ -50,7 +50,7 @@ def test_numbers_out_of_range_are_refused_before_anything_runs(
     _usage_error(result, option, shown)
 
 
-def test_a_definitions_file_that_exits_is_a_problem_with_its_line(tmp_path: Path, applied: Path) -> None:  # noqa: F811
+def test_a_definitions_file_that_exits_is_a_problem_with_its_line(tmp_path: Path, applied: Path) -> None:
     repo = copy_of(applied, tmp_path)
     (repo / "zz_script.py").write_text("import sys\n\n\nsys.exit(0)\n")
     for command in ("plan", "apply", "validate"):
@@ -58,7 +58,7 @@ def test_a_definitions_file_that_exits_is_a_problem_with_its_line(tmp_path: Path
 
 
 @pytest.mark.parametrize("kind", ["text file", "folder"])
-def test_offline_path_that_is_not_a_duckdb_file(tmp_path: Path, applied: Path, kind: str) -> None:  # noqa: F811
+def test_offline_path_that_is_not_a_duckdb_file(tmp_path: Path, applied: Path, kind: str) -> None:
     repo = copy_of(applied, tmp_path)
     target = repo / "notes.txt"
     if kind == "folder":
@@ -79,7 +79,7 @@ def _invalid_utf8_file(path: Path) -> None:
 
 
 def test_a_string_that_is_not_utf8_fails_validation_and_is_quarantined(
-    tmp_path: Path, applied: Path  # noqa: F811
+    tmp_path: Path, applied: Path
 ) -> None:
     repo = copy_of(applied, tmp_path)
     bad = repo / "data" / "driver_stats" / "zz-latin.parquet"
@@ -99,7 +99,7 @@ def test_a_string_that_is_not_utf8_fails_validation_and_is_quarantined(
     assert row["__row"] == 1 and row["__reason"] == "city: valid_utf8" and row["city"] is None
 
 
-def test_an_encrypted_tls_key_fails_serve_instead_of_prompting(tmp_path: Path, applied: Path) -> None:  # noqa: F811
+def test_an_encrypted_tls_key_fails_serve_instead_of_prompting(tmp_path: Path, applied: Path) -> None:
     certs = make_certs(tmp_path / "certs")
     key = serialization.load_pem_private_key(certs.key.read_bytes(), None)
     locked = tmp_path / "locked.key"

@@ -7,11 +7,7 @@ own report: the summary is checked against them.
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,10 +18,10 @@ import redis
 
 from featurestore import datagen
 from featurestore.online.materialize import EXPIRED_GRACE
-from tests.cli.test_bad_input import one_line_error
-from tests.helpers import FEATURESTORE, run_cli
-from tests.serving.support import copy_example_repo, open_store
+from tests.serving.support import open_store
+from tests.support.cli import on_terminal, one_line_error, run_cli
 from tests.support.redis import RedisServer
+from tests.support.repos import copy_example_repo
 
 TTL = timedelta(days=2)  # driver_stats, in definitions/drivers.py
 SUMMARY = re.compile(r"Run (\d+): ([\d,]+) rows read, ([\d,]+) entities written in [\d.]+s\.")
@@ -115,28 +111,10 @@ def test_start_after_end_and_start_with_incremental_are_one_line_errors(repo: Pa
 
 def test_progress_bar_on_a_terminal(repo: Path) -> None:
     # On a terminal the bar counts entities per view on stderr; stdout still ends with the summary.
-    controller, terminal = pty.openpty()
-    env = {**os.environ, "COLUMNS": "120"}
-    process = subprocess.Popen(
-        [FEATURESTORE, "materialize", "--repo", str(repo), "--views", "customer_profile"],
-        stdout=subprocess.PIPE, stderr=terminal, text=True, env=env,
+    returncode, seen, stdout = on_terminal(
+        "materialize", "--repo", str(repo), "--views", "customer_profile", columns=120, stream="stderr"
     )
-    os.close(terminal)
-    seen = b""
-    while True:
-        ready, _, _ = select.select([controller], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # the process closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
-    stdout, _ = process.communicate(timeout=60)
-    os.close(controller)
-    assert process.returncode == 0, seen
+    assert returncode == 0, seen
     _, _, written = summary(stdout)
     text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode(errors="replace")
     assert "customer_profile" in text

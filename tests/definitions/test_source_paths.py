@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore import FeatureStore, ParquetSource
-from tests.helpers import write_repo
+from tests.support.repos import make_store
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -63,14 +63,16 @@ def write_data(data: Path) -> None:
         (data / name).write_text("not parquet\n")
 
 
-def make_store(tmp_path: Path) -> FeatureStore:
-    data = tmp_path / "data"
-    write_data(data)
-    return FeatureStore(write_repo(tmp_path / "repo", {"defs.py": DEFS}, data))
+@pytest.fixture
+def fs(tmp_path: Path) -> FeatureStore:
+    """The repo with every path form, not yet applied."""
+    repo = tmp_path / "repo"
+    write_data(repo / "data")
+    return make_store(repo, DEFS, apply=False)
 
 
-def test_each_path_form_names_its_files(tmp_path: Path) -> None:
-    repo = make_store(tmp_path).config.repo
+def test_each_path_form_names_its_files(fs: FeatureStore) -> None:
+    repo = fs.config.repo
     data = repo / "data"
     for path, expected in PATHS.values():
         source = ParquetSource("s", path=path, timestamp_field="ts")
@@ -80,8 +82,9 @@ def test_each_path_form_names_its_files(tmp_path: Path) -> None:
         assert absolute.files(repo) == source.files(repo), path
 
 
-def test_each_path_form_is_applied_ingested_and_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fs = make_store(tmp_path)
+def test_each_path_form_is_applied_ingested_and_read(
+    fs: FeatureStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # relative source paths are from the repo, not the working folder
     assert fs.apply().version is not None
     results = {r.view: r for r in fs.ingest()}

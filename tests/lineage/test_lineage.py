@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from featurestore import FeatureStore
-from tests.helpers import run_cli
-from tests.lineage.conftest import entity_frame, write_stats
+from tests.lineage.support import entity_frame, write_stats
+from tests.support.cli import run_cli
 
 
 def ids(graph: dict[str, Any], kind: str) -> list[str]:

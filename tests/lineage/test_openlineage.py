@@ -15,7 +15,7 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.config import load_config
 from featurestore.errors import ConfigError, ViewsFailedError
-from tests.lineage.conftest import entity_frame, write_stats
+from tests.lineage.support import entity_frame, write_stats
 
 
 def events(fs: FeatureStore) -> list[dict[str, Any]]:

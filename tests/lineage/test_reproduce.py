@@ -13,8 +13,8 @@ from featurestore import FeatureStore
 from featurestore.errors import NotFoundError, SourceError
 from featurestore.fingerprints import file_fingerprint
 from featurestore.offline.training_set import MANIFEST_KEY
-from tests.helpers import run_cli
-from tests.lineage.conftest import at, entity_frame, write_stats
+from tests.lineage.support import at, entity_frame, write_stats
+from tests.support.cli import run_cli
 
 
 def build(fs: FeatureStore, entities: object, out: Path, features: object = "svc") -> dict[str, object]:

@@ -10,8 +10,8 @@ import duckdb
 
 from featurestore import FeatureStore
 from featurestore.lineage.retention import TABLES
-from tests.helpers import run_cli
-from tests.lineage.conftest import entity_frame, write_stats
+from tests.lineage.support import entity_frame, write_stats
+from tests.support.cli import run_cli
 
 FEATURES = ["stats:score", "zones:label"]
 FIRST_STATS_RUN = "SELECT min(run_id) FROM lin.ingestion_runs WHERE view = 'stats'"

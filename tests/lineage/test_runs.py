@@ -10,7 +10,7 @@ from featurestore import FeatureStore
 from featurestore.errors import ViewsFailedError
 from featurestore.fingerprints import file_fingerprint
 from featurestore.storage import connection
-from tests.lineage.conftest import at, write_stats
+from tests.lineage.support import at, write_stats
 
 
 def sources_of(fs: FeatureStore, kind: str, run_id: object, columns: str = "*") -> list[dict[str, object]]:

@@ -1,34 +1,22 @@
-"""Monitoring fixtures: the example repo materialized into a private Redis (data ending now)."""
+"""Monitoring fixtures: the example repo materialized into a private Redis (data ending now),
+and a repo with a known drift."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from featurestore import datagen
-from tests.serving.support import materialized_example_repo
+from tests.monitoring.drift_repo import DriftRepo, build
 from tests.support.redis import RedisServer, free_port
+from tests.support.repos import materialized_example_repo
 
 
 @pytest.fixture(scope="package")
 def monitoring_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("monitoring-redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="package")
-def fresh_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny example data, ending at the current hour (so within the views' TTLs)."""
-    out = tmp_path_factory.mktemp("monitoring-data")
-    datagen.generate(out, "tiny")
-    return out
+    with RedisServer(free_port(), tmp_path_factory.mktemp("monitoring-redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="package")
@@ -36,23 +24,11 @@ def served_repo(
     tmp_path_factory: pytest.TempPathFactory, fresh_data: Path, monitoring_redis: RedisServer
 ) -> Path:
     """The example repo, applied and materialized through the CLI."""
-    return materialized_example_repo(
-        tmp_path_factory.mktemp("monitored") / "repo", fresh_data, monitoring_redis.url
-    )
+    dest = tmp_path_factory.mktemp("monitored") / "repo"
+    return materialized_example_repo(dest, fresh_data, monitoring_redis.url)
 
 
-def scrape(http_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET /metrics, parsed by prometheus-client's own parser: {(sample name, labels): value}."""
-    response = httpx.get(f"{http_url}/metrics", timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-
-
-def sample(samples: dict[Any, float], name: str, **labels: str) -> float:
-    """One sample's value; 0 when absent (a counter never incremented is not exported)."""
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+@pytest.fixture(scope="module")
+def drift_repo(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> DriftRepo:
+    """The example repo with a known drift (see drift_repo.py), built once per test module."""
+    return build(tmp_path_factory.mktemp("drift"), tiny_data)

@@ -8,12 +8,12 @@
    the baseline; the values they still have as before), ingested as its own run: exactly
    those five drifted, three by their values and two by their share of missing values.
 
-The raw rows of each step are kept, for references computed with numpy and pandas.
+The raw rows of each step are kept, for references computed with numpy and pandas. The
+fixture ``drift_repo`` (monitoring/conftest.py) builds it once per test module.
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from featurestore import FeatureStore, datagen
 from featurestore.storage import connection
-from tests.conftest import DATA_END
+from tests.support.clock import DATA_END
+from tests.support.repos import copy_example_repo
 
 SHIFTED_VALUES = ["driver_stats:conv_rate", "driver_stats:earnings_today", "driver_stats:city"]
 SHIFTED_NULLS = ["driver_stats:last_trip_km", "driver_stats:vehicle_type"]
@@ -35,7 +35,6 @@ SHIFTED = [
     "driver_stats:conv_rate", "driver_stats:earnings_today", "driver_stats:last_trip_km",
     "driver_stats:city", "driver_stats:vehicle_type",
 ]
-DEFINITIONS = Path(__file__).parent.parent.parent / "definitions"
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,8 @@ def last_run(store: FeatureStore, view: str) -> str:
 
 
 def build(folder: Path, tiny_data: Path) -> DriftRepo:
-    repo = folder / "repo"
-    shutil.copytree(DEFINITIONS, repo, ignore=shutil.ignore_patterns("data", ".featurestore", "__pycache__"))
+    repo = copy_example_repo(folder / "repo", tiny_data)
     (repo / "featurestore.toml").write_text('project = "test"\n')
-    shutil.copytree(tiny_data, repo / "data")
     store = FeatureStore(repo)
     store.apply()
     store.ingest()
@@ -121,8 +118,3 @@ def build(folder: Path, tiny_data: Path) -> DriftRepo:
         control.to_pandas(),
         shifted.to_pandas(),
     )
-
-
-@pytest.fixture(scope="module")
-def drift_repo(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> DriftRepo:
-    return build(tmp_path_factory.mktemp("drift"), tiny_data)

@@ -9,12 +9,11 @@ import pytest
 from featurestore.errors import InvalidRequestError, NotFoundError
 from featurestore.monitoring.drift import EPSILON, NO_TEST, FeatureDrift, Skipped, Thresholds, compare
 from featurestore.profiling import FeatureStats
-from tests.monitoring.drift_repo import (  # noqa: F401
+from tests.monitoring.drift_repo import (
     SHIFTED,
     SHIFTED_NULLS,
     SHIFTED_VALUES,
     DriftRepo,
-    drift_repo,
 )
 
 # The summaries keep 101 quantiles (exact here: fewer rows than the reservoir sample), so a

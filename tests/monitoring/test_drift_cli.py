@@ -6,14 +6,13 @@ import json
 import re
 from pathlib import Path
 
-from tests.helpers import run_cli
-from tests.monitoring.drift_repo import (  # noqa: F401
+from tests.monitoring.drift_repo import (
     SHIFTED,
     SHIFTED_NULLS,
     SHIFTED_VALUES,
     DriftRepo,
-    drift_repo,
 )
+from tests.support.cli import run_cli
 
 
 def drift(repo: DriftRepo, *args: str):  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.config import load_config
 from featurestore.errors import InvalidRequestError
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
 from tests.support.redis import RedisServer
 
 DEFINITIONS = '''

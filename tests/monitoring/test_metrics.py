@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import featurestore
 from featurestore.errors import InvalidRequestError
-from tests.monitoring.conftest import sample, scrape
 from tests.serving.support import ServeProcess
+from tests.support.metrics import sample, scrape
 from tests.support.redis import RedisServer
 
 GET_ONLINE = "/featurestore.serving.v1.FeatureServing/GetOnlineFeatures"

@@ -20,9 +20,9 @@ from featurestore.config import load_config
 from featurestore.errors import ConfigError
 from featurestore.online.codec import ViewCodec
 from featurestore.online.keys import entity_tag, view_key
-from tests.helpers import run_cli
-from tests.monitoring.conftest import sample, scrape
 from tests.serving.support import ServeProcess, open_store
+from tests.support.cli import run_cli
+from tests.support.metrics import sample, scrape
 from tests.support.redis import RedisServer
 
 ENTITIES = {"driver_id": [1001, 1002, 7], "customer_id": [5001, 9, 5003]}

@@ -14,7 +14,7 @@ from featurestore.offline.training_set import MANIFEST_KEY
 from featurestore.profiling import OTHER, QUANTILE_LEVELS, TOP_K, FeatureStats, compute_statistics
 from featurestore.runs.statistics import StatisticsState
 from featurestore.storage import connection
-from tests.monitoring.drift_repo import DriftRepo, drift_repo, last_run  # noqa: F401
+from tests.monitoring.drift_repo import DriftRepo, last_run
 
 
 def run_stats(repo: DriftRepo, run: str) -> dict[str, FeatureStats]:

@@ -12,7 +12,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DEFS = '''

@@ -3,18 +3,19 @@ and the training set afterwards is the one a full ingestion of today's files giv
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore
-from tests.helpers import run_cli
 from tests.offline.reference import SourceRow, point_in_time
+from tests.support.cli import run_cli
+from tests.support.clock import minutes_after
+from tests.support.repos import make_store, write_parquet
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 DEFS = """
@@ -31,13 +32,12 @@ Row = tuple[int, int, int | None, int]  # driver, event minute, created minute, 
 GRID = [(d, m) for d in (1, 2, 3) for m in range(-5, 50, 5)]
 
 
-def at(minute: int) -> datetime:
-    return T0 + timedelta(minutes=minute)
+at = minutes_after(T0)
 
 
-def write(repo: Path, name: str, rows: list[Row]) -> None:
+def trips_table(rows: list[Row]) -> pa.Table:
     tz = pa.timestamp("us", tz="UTC")
-    table = pa.table(
+    return pa.table(
         {
             "driver_id": pa.array([r[0] for r in rows], pa.int64()),
             "ts": pa.array([at(r[1]) for r in rows], tz),
@@ -45,18 +45,16 @@ def write(repo: Path, name: str, rows: list[Row]) -> None:
             "trips": pa.array([r[3] for r in rows], pa.int64()),
         }
     )
-    pq.write_table(table, repo / "data" / "trips" / name)
 
 
-def make_store(repo: Path, files: dict[str, list[Row]]) -> FeatureStore:
-    (repo / "data" / "trips").mkdir(parents=True)
-    (repo / "featurestore.toml").write_text('project = "inc"\n')
-    (repo / "defs.py").write_text(DEFS)
-    for name, rows in files.items():
-        write(repo, name, rows)
-    store = FeatureStore(repo)
-    store.apply()
-    return store
+def write(repo: Path, name: str, rows: list[Row]) -> None:
+    write_parquet(repo / "data" / "trips" / name, trips_table(rows))
+
+
+def trips_store(repo: Path, files: dict[str, list[Row]]) -> FeatureStore:
+    """The trips view over ``files`` (name -> rows under data/trips), applied."""
+    tables = {f"trips/{name}": trips_table(rows) for name, rows in files.items()}
+    return make_store(repo, DEFS, tables, project="inc")
 
 
 def served(store: FeatureStore) -> list[int | None]:
@@ -83,7 +81,7 @@ def expected(files: dict[str, list[Row]]) -> list[int | None]:
 
 def test_unchanged_new_changed_and_removed_files(tmp_path: Path) -> None:
     files: dict[str, list[Row]] = {"a.parquet": [(1, 0, 0, 1), (2, 0, 0, 2)]}
-    store = make_store(tmp_path / "repo", files)
+    store = trips_store(tmp_path / "repo", files)
     [first] = store.ingest()
     assert (first.files_added, first.rows_inserted) == (1, 2)
 
@@ -118,7 +116,7 @@ def test_unchanged_new_changed_and_removed_files(tmp_path: Path) -> None:
 
 
 def test_cli_materialize_offline_reports_what_changed(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "repo", {"a.parquet": [(1, 0, 0, 1)]})
+    store = trips_store(tmp_path / "repo", {"a.parquet": [(1, 0, 0, 1)]})
     repo = str(store.config.repo)
     first = run_cli("materialize", "--offline", "--repo", repo)
     assert first.returncode == 0, first.stderr
@@ -144,7 +142,7 @@ def test_incremental_ingestion_matches_a_full_one(
     # Coarse times and few drivers make full ties (same driver, event and created time) across
     # files common: whichever files change, the later file in path order must keep winning.
     files: dict[str, list[Row]] = {"part-1.parquet": first}
-    store = make_store(tmp_path_factory.mktemp("inc") / "repo", files)
+    store = trips_store(tmp_path_factory.mktemp("inc") / "repo", files)
     store.ingest()
     assert served(store) == expected(files)
     for k, rows in steps:

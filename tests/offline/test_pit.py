@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
 from tests.offline.reference import SourceRow, point_in_time
+from tests.support.clock import minutes_after
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -51,8 +52,7 @@ minutes = st.integers(0, 12).map(lambda m: m * 10)
 maybe_int = st.one_of(st.none(), st.integers(-5, 5))
 
 
-def ts(minute: int) -> datetime:
-    return T0 + timedelta(minutes=minute)
+ts = minutes_after(T0)
 
 
 def when(offset: timedelta | None) -> datetime | None:

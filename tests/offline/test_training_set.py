@@ -14,7 +14,9 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.errors import DefinitionError, InvalidRequestError, NotAppliedError, NotFoundError
 from featurestore.offline.training_set import MANIFEST_KEY
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.clock import minutes_after
+from tests.support.repos import make_store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -37,33 +39,27 @@ svc = FeatureService("svc", features=[stats[["score"]], zones[["label"]]])
 '''
 
 
-def at(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
+at = minutes_after(T0)
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> FeatureStore:
-    repo = tmp_path / "repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "featurestore.toml").write_text('project = "ts"\n')
-    (repo / "defs.py").write_text(DEFS)
     tz = pa.timestamp("us", tz="UTC")
-    pq.write_table(pa.table({
+    stats = pa.table({
         "driver_id": pa.array([1, 1, 1, 1, 2], pa.int64()),
         "ts": pa.array([at(0), at(10), at(10), at(30), at(0)], tz),
         "created": pa.array([at(0), at(11), at(12), at(30), at(0)], tz),
         "trips": pa.array([1, 2, 3, 4, 5], pa.int64()),
         "score": [0.1, 0.2, 0.3, 0.4, 0.5],
-    }), repo / "data" / "stats.parquet")
-    pq.write_table(pa.table({
+    })
+    zones = pa.table({
         "driver_id": pa.array([1, 1], pa.int64()),
         "zone": ["a", "b"],
         "ts": pa.array([at(0), at(0)], tz),
         "trips": pa.array([10, 20], pa.int64()),
         "label": ["in-a", "in-b"],
-    }), repo / "data" / "zones.parquet")
-    fs = FeatureStore(repo)
-    fs.apply()
+    })
+    fs = make_store(tmp_path / "repo", DEFS, {"stats.parquet": stats, "zones.parquet": zones}, project="ts")
     fs.ingest()
     return fs
 
@@ -186,19 +182,14 @@ def test_a_feature_named_like_an_entity_column_needs_full_names(store: FeatureSt
 
 
 def test_a_view_never_ingested_is_a_clear_error(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "featurestore.toml").write_text('project = "ni"\n')
-    (repo / "defs.py").write_text(DEFS)
     tz = pa.timestamp("us", tz="UTC")
-    pq.write_table(pa.table({"driver_id": pa.array([1], pa.int64()), "ts": pa.array([at(0)], tz),
-                             "created": pa.array([at(0)], tz), "trips": pa.array([1], pa.int64()),
-                             "score": [0.1]}), repo / "data" / "stats.parquet")
-    pq.write_table(pa.table({"driver_id": pa.array([1], pa.int64()), "zone": ["a"],
-                             "ts": pa.array([at(0)], tz), "trips": pa.array([10], pa.int64()),
-                             "label": ["in-a"]}), repo / "data" / "zones.parquet")
-    fs = FeatureStore(repo)
-    fs.apply()
+    stats = pa.table({"driver_id": pa.array([1], pa.int64()), "ts": pa.array([at(0)], tz),
+                      "created": pa.array([at(0)], tz), "trips": pa.array([1], pa.int64()),
+                      "score": [0.1]})
+    zones = pa.table({"driver_id": pa.array([1], pa.int64()), "zone": ["a"],
+                      "ts": pa.array([at(0)], tz), "trips": pa.array([10], pa.int64()),
+                      "label": ["in-a"]})
+    fs = make_store(tmp_path / "repo", DEFS, {"stats.parquet": stats, "zones.parquet": zones}, project="ni")
     frame = entity_frame([(1, "a", at(5))])
     with pytest.raises(NotAppliedError, match="'stats' has not been ingested"):
         fs.get_training_set(frame, ["stats:trips"])

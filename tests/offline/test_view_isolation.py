@@ -15,7 +15,7 @@ import redis
 from featurestore import FeatureStore
 from featurestore.runs.ingestion import read_rejected
 from featurestore.storage import connection
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
 
 DEFS = """
 from pandera.pandas import Check

@@ -1,9 +1,8 @@
-"""Helpers for online-store tests: repos on disk, Redis dumps, run bookkeeping, and the
-plain-Python reference for "the newest source row per entity"."""
+"""Helpers for online-store tests: other Redis databases, clean-run dumps, run bookkeeping, and
+the plain-Python reference for "the newest source row per entity"."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,30 +19,6 @@ from tests.support.redis import redis_dump
 
 TZ = pa.timestamp("us", tz="UTC")
 _NO_CREATED = datetime.min.replace(tzinfo=UTC)
-
-
-def make_store(repo: Path, defs: str, data: Mapping[str, pa.Table], project: str = "online") -> FeatureStore:
-    """A repo with ``defs.py`` and the given Parquet files (paths under data/), applied."""
-    repo.mkdir(parents=True, exist_ok=True)
-    (repo / "featurestore.toml").write_text(f'project = "{project}"\n')
-    (repo / "defs.py").write_text(textwrap.dedent(defs))
-    for name, table in data.items():
-        write_parquet(repo / "data" / name, table)
-    fs = FeatureStore(repo)
-    fs.apply()
-    return fs
-
-
-def write_parquet(path: Path, table: pa.Table) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
-    return path
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new))
 
 
 def on_db(fs: FeatureStore, db: int) -> FeatureStore:

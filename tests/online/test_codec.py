@@ -43,7 +43,8 @@ from featurestore.online.codec import (
     header_of,
     with_header,
 )
-from tests.online.helpers import TZ, edit, lookup, make_store, write_parquet
+from tests.online.helpers import TZ, lookup
+from tests.support.repos import edit, make_store, write_parquet
 
 FIELDS = [
     Field("i32", Int32),
@@ -322,7 +323,8 @@ def every_table(examples: list[dict[str, Any]], at: datetime) -> pa.Table:
 
 def every_store(repo: Path, examples: list[dict[str, Any]]) -> FeatureStore:
     return make_store(
-        repo, DEFS, {"every.parquet": every_table(examples, datetime.now(UTC) - timedelta(hours=1))}
+        repo, DEFS, {"every.parquet": every_table(examples, datetime.now(UTC) - timedelta(hours=1))},
+        project="online",
     )
 
 

@@ -2,47 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 import redis
 
 from featurestore import FeatureStore
-from tests.online.helpers import TZ, clean_run_dump, make_store, watermarks, write_parquet
+from tests.online.helpers import clean_run_dump, watermarks
+from tests.online.items import DEFS, HOUR, add_file, items, served
 from tests.support.redis import redis_dump
-
-DEFS = """
-from featurestore import Entity, FeatureView, Field, Int64, ParquetSource
-
-item = Entity("item", join_keys=["id"])
-items = FeatureView("items", entities=[item],
-                    source=ParquetSource("items_src", path="data/items", timestamp_field="ts",
-                                         created_timestamp_field="created"),
-                    schema=[Field("v", Int64)])
-"""
-HOUR = timedelta(hours=1)
-
-
-def items(rows: list[tuple[int, datetime, datetime | None, int]]) -> pa.Table:
-    """Rows of (id, event time, created time, v)."""
-    return pa.table(
-        {
-            "id": pa.array([r[0] for r in rows], pa.int64()),
-            "ts": pa.array([r[1] for r in rows], TZ),
-            "created": pa.array([r[2] for r in rows], TZ),
-            "v": pa.array([r[3] for r in rows], pa.int64()),
-        }
-    )
-
-
-def add_file(fs: FeatureStore, name: str, rows: list[tuple[int, datetime, datetime | None, int]]) -> None:
-    write_parquet(fs.config.repo / "data" / "items" / name, items(rows))
-
-
-def served(fs: FeatureStore, ids: list[int]) -> list[int | None]:
-    return list(fs.get_online_features(["items:v"], {"id": ids}).to_dict()["v"])
+from tests.support.repos import make_store
 
 
 def run_ids(fs: FeatureStore, ids: list[int]) -> list[int | None]:
@@ -59,7 +29,8 @@ def store(tmp_path: Path, redis_client: redis.Redis, now: datetime) -> FeatureSt
     """Items 0..9, one row each five hours ago."""
     old = now - 5 * HOUR
     return make_store(
-        tmp_path / "repo", DEFS, {"items/part-1.parquet": items([(i, old, old, i) for i in range(10)])}
+        tmp_path / "repo", DEFS, {"items/part-1.parquet": items([(i, old, old, i) for i in range(10)])},
+        project="online",
     )
 
 

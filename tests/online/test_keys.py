@@ -16,7 +16,8 @@ from redis.crc import key_slot
 
 from featurestore import FeatureStore
 from featurestore.online.keys import encode_keys
-from tests.online.helpers import TZ, lookup, make_store
+from tests.online.helpers import TZ, lookup
+from tests.support.repos import make_store
 
 DEFS = """
 from featurestore import Entity, FeatureView, Field, Int64, ParquetSource

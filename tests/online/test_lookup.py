@@ -14,7 +14,8 @@ import redis
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError, NotFoundError, OnlineStoreUnavailable
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES, MAX_FEATURES
-from tests.online.helpers import TZ, lookup, make_store
+from tests.online.helpers import TZ, lookup
+from tests.support.repos import make_store
 
 DEFS = """
 from featurestore import Entity, FeatureService, FeatureView, Field, Float64, Int64, ParquetSource, String
@@ -57,6 +58,7 @@ def build(repo: Path) -> FeatureStore:
                 }
             ),
         },
+        project="online",
     )
 
 

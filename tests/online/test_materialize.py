@@ -23,18 +23,9 @@ from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError, NotFoundError, OnlineStoreUnavailable
 from featurestore.online.materialize import EXPIRED_GRACE
 from featurestore.serving.fastpath import fast_encoder
-from tests.online.helpers import (
-    TZ,
-    client_of,
-    columns,
-    edit,
-    expected_lookup,
-    lookup,
-    make_store,
-    newest_rows,
-    write_parquet,
-)
+from tests.online.helpers import TZ, client_of, columns, expected_lookup, lookup, newest_rows
 from tests.support.redis import redis_dump, value_keys
+from tests.support.repos import edit, make_store, write_parquet
 
 TRIPS = """
 from featurestore import Entity, FeatureView, Field, Float64, Int64, ParquetSource, String
@@ -106,7 +97,7 @@ def test_lookups_serve_the_newest_row_of_each_entity(
             write_parquet(repo / "data" / name, table)
         fs = FeatureStore(repo)
     else:
-        fs = make_store(repo, TRIPS, tables)
+        fs = make_store(repo, TRIPS, tables, project="online")
     redis_client.flushall()
     fs.materialize()
     newest = newest_rows(sorted(folder.iterdir()), TRIP_KEYS, "ts", "created")
@@ -179,6 +170,7 @@ def test_ttl_decides_present_expired_and_not_written(tmp_path: Path, redis_clien
                 }
             )
         },
+        project="online",
     )
     result = fs.materialize()
     assert result.rows_read == 3 and result.written == 3  # items 1, 2 and 4's newer row
@@ -212,6 +204,7 @@ def test_a_view_without_ttl_keeps_every_entity_forever(tmp_path: Path, redis_cli
                 }
             )
         },
+        project="online",
     )
     fs.materialize()
     assert lookup(fs, ["items:v"], {"id": [1]}) == ({"id": [1], "v": [7]}, {"v": ["PRESENT"]})
@@ -226,7 +219,7 @@ def test_the_ttl_boundary_online_is_the_training_sets_one(tmp_path: Path, redis_
     table = pa.table(
         {"id": pa.array([1], pa.int64()), "ts": pa.array([event], TZ), "v": pa.array([7], pa.int64())}
     )
-    fs = make_store(tmp_path / "repo", TTL_DEFS, {"items.parquet": table})
+    fs = make_store(tmp_path / "repo", TTL_DEFS, {"items.parquet": table}, project="online")
     fs.materialize()
     exact, past = event + TTL, event + TTL + timedelta(microseconds=1)
 
@@ -276,7 +269,7 @@ def two_views(repo: Path, project: str = "online", trips: int = 0) -> FeatureSto
                 {"driver_id": ids, "ts": pa.array([at] * 5, TZ), "zone": list("abcde")}
             ),
         },
-        project,
+        project=project,
     )
 
 

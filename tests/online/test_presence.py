@@ -13,11 +13,12 @@ import pytest
 import redis
 
 from featurestore import FeatureStore
-from tests.helpers import run_cli
-from tests.monitoring.conftest import sample, scrape
-from tests.online.helpers import TZ, make_store
+from tests.online.helpers import TZ
 from tests.serving.support import ServeProcess
+from tests.support.cli import run_cli
+from tests.support.metrics import sample, scrape
 from tests.support.redis import RedisServer
+from tests.support.repos import make_store
 
 DEFS = """
 from featurestore import Entity, FeatureView, Field, Int64, ParquetSource
@@ -37,7 +38,7 @@ def store(tmp_path: Path, redis_client: redis.Redis) -> FeatureStore:
     rows = pa.table(
         {"id": pa.array(IDS, pa.int64()), "ts": pa.array([ts] * len(IDS), TZ), "v": pa.array(IDS, pa.int64())}
     )
-    fs = make_store(tmp_path / "repo", DEFS, {"items/part-0.parquet": rows})
+    fs = make_store(tmp_path / "repo", DEFS, {"items/part-0.parquet": rows}, project="online")
     assert fs.materialize_incremental().written == len(IDS)
     return fs
 

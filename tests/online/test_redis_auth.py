@@ -16,10 +16,11 @@ import redis
 from featurestore import FeatureStore, datagen
 from featurestore.config import load_config
 from featurestore.serving.client import Client
-from tests.certs import Certs, make_certs
-from tests.helpers import run_cli
-from tests.serving.support import ServeProcess, copy_example_repo, from_client, from_in_process
+from tests.serving.support import ServeProcess, from_client, from_in_process
+from tests.support.certs import Certs, make_certs
+from tests.support.cli import run_cli
 from tests.support.redis import RedisServer, free_port
+from tests.support.repos import copy_example_repo
 
 PASSWORD = "pw-Zq8rT1xWv7kLm3"
 WRONG = "pw-wrong-Hn4bYc9s"

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from featurestore import FeatureStore
 from featurestore.catalog import table_exists
 from featurestore.storage import connection
-from tests.online.helpers import clean_run_dump, make_store, write_parquet
-from tests.online.test_incremental import DEFS, HOUR, add_file, items, served
+from tests.online.helpers import clean_run_dump
+from tests.online.items import DEFS, HOUR, add_file, items, served
 from tests.support.redis import redis_dump
+from tests.support.repos import make_store, write_parquet
 
 Row = tuple[int, datetime, datetime | None, int]
 IDS = list(range(5))
@@ -37,7 +38,8 @@ def test_removed_newest_rows_give_way_to_the_rows_that_remain(
 ) -> None:
     now = now_s()
     fs = make_store(
-        tmp_path / "repo", DEFS, {"items/part-1.parquet": items([(i, now - 5 * HOUR, None, i) for i in IDS])}
+        tmp_path / "repo", DEFS, {"items/part-1.parquet": items([(i, now - 5 * HOUR, None, i) for i in IDS])},
+        project="online",
     )
     add_file(fs, "part-2.parquet", [(1, now - HOUR, None, 10), (2, now - HOUR, None, 20)])
     fs.materialize()
@@ -51,7 +53,9 @@ def test_removed_newest_rows_give_way_to_the_rows_that_remain(
 
 def test_a_removed_file_deletes_keys_left_without_rows(tmp_path: Path, redis_client: redis.Redis) -> None:
     now = now_s()
-    fs = make_store(tmp_path / "repo", DEFS, {"items/part-1.parquet": items([(0, now - HOUR, None, 0)])})
+    fs = make_store(
+        tmp_path / "repo", DEFS, {"items/part-1.parquet": items([(0, now - HOUR, None, 0)])}, project="online"
+    )
     add_file(fs, "part-2.parquet", [(7, now - HOUR, None, 70), (0, now - HOUR / 2, None, 5)])
     fs.materialize_incremental()
     assert served(fs, [0, 7]) == [5, 70]
@@ -73,6 +77,7 @@ def test_a_backdated_row_is_served_as_the_training_set_has_it(
             "items/part-1.parquet": items([(3, now - 3 * HOUR, None, 30)]),
             "items/part-2.parquet": items([(3, now - HOUR, None, 31)]),
         },
+        project="online",
     )
     fs.materialize()
     add_file(fs, "part-2.parquet", [(3, now - 4 * HOUR, None, 31)])  # corrected: it happened earlier
@@ -119,7 +124,7 @@ def test_redis_follows_the_sources_through_rewrites_and_removals(
     counter = iter(range(1, 10_000))
     with tempfile.TemporaryDirectory() as tmp:
         first = [(i, now - 10 * HOUR, None, -i) for i in IDS]
-        fs = make_store(Path(tmp) / "repo", DEFS, {"items/part-0.parquet": items(first)})
+        fs = make_store(Path(tmp) / "repo", DEFS, {"items/part-0.parquet": items(first)}, project="online")
         files: dict[str, list[Row]] = {"part-0.parquet": first}
         for op, name, picks, incremental in plan:
             path = fs.config.repo / "data" / "items" / name
@@ -153,6 +158,7 @@ def test_a_rebuilt_view_rewrites_keys_whose_rows_went_with_the_rebuild(
             "items/part-1.parquet": items([(1, now - 3 * HOUR, None, 1), (2, now - 3 * HOUR, None, 2)]),
             "items/part-2.parquet": items([(1, now - HOUR, None, 10)]),
         },
+        project="online",
     )
     fs.materialize()
     (fs.config.repo / "data" / "items" / "part-2.parquet").unlink()
@@ -170,7 +176,9 @@ def test_a_rebuilt_view_rewrites_keys_whose_rows_went_with_the_rebuild(
 def test_offline_only_views_keep_no_retractions(tmp_path: Path) -> None:
     now = now_s()
     defs = DEFS.replace('schema=[Field("v", Int64)])', 'schema=[Field("v", Int64)], online=False)')
-    fs = make_store(tmp_path / "repo", defs, {"items/part-1.parquet": items([(1, now - HOUR, None, 1)])})
+    fs = make_store(
+        tmp_path / "repo", defs, {"items/part-1.parquet": items([(1, now - HOUR, None, 1)])}, project="online"
+    )
     fs.ingest()
     add_file(fs, "part-1.parquet", [(1, now - HOUR, None, 2)])
     fs.ingest()

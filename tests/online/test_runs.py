@@ -16,8 +16,9 @@ import redis
 from featurestore import FeatureStore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online import materialize as materialize_module
-from tests.online.helpers import TZ, clean_run_dump, make_store, runs, watermarks, write_parquet
+from tests.online.helpers import TZ, clean_run_dump, runs, watermarks
 from tests.support.redis import RedisServer, free_port, redis_dump
+from tests.support.repos import make_store, write_parquet
 
 DEFS = """
 from datetime import timedelta
@@ -48,7 +49,8 @@ def store(tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(materialize_module, "BATCH_ROWS", BATCH)
     now = datetime.now(UTC)
     fs = make_store(
-        tmp_path / "repo", DEFS, {"items/part-0.parquet": items(range(10), now - timedelta(hours=2), 0)}
+        tmp_path / "repo", DEFS, {"items/part-0.parquet": items(range(10), now - timedelta(hours=2), 0)},
+        project="online",
     )
     fs.materialize_incremental()
     write_parquet(
@@ -150,7 +152,9 @@ def test_redis_dying_midway_fails_the_run_clearly(tmp_path: Path, monkeypatch: p
         monkeypatch.setenv("FEATURESTORE_REDIS_URL", server.url)
         monkeypatch.setattr(materialize_module, "BATCH_ROWS", BATCH)
         at = datetime.now(UTC) - timedelta(hours=1)
-        fs = make_store(tmp_path / "repo", DEFS, {"items/part-0.parquet": items(range(10), at, 0)})
+        fs = make_store(
+            tmp_path / "repo", DEFS, {"items/part-0.parquet": items(range(10), at, 0)}, project="online"
+        )
         fs.ingest()
 
         def kill_redis(what: str, done: int, total: int) -> None:

@@ -11,8 +11,9 @@ import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
-from tests.online.helpers import TZ, clean_run_dump, columns, expected_lookup, lookup, make_store, newest_rows
+from tests.online.helpers import TZ, clean_run_dump, columns, expected_lookup, lookup, newest_rows
 from tests.support.redis import redis_dump
+from tests.support.repos import make_store
 
 DEFS = """
 from datetime import timedelta
@@ -60,6 +61,7 @@ def store(tmp_path: Path, redis_client: redis.Redis, at: Minutes) -> FeatureStor
                 }
             )
         },
+        project="online",
     )
 
 
@@ -123,7 +125,7 @@ def one_row(repo: Path, at: datetime, created: datetime | None, v: int) -> Featu
             "v": pa.array([v], pa.int64()),
         }
     )
-    return make_store(repo, DEFS, {"scores.parquet": table})
+    return make_store(repo, DEFS, {"scores.parquet": table}, project="online")
 
 
 @pytest.mark.parametrize("loser_created", [timedelta(seconds=1), None], ids=["earlier", "missing"])
@@ -169,6 +171,7 @@ def test_a_row_without_created_loses_a_tie_online_and_offline(
             "scores/part-0.parquet": table([(0, at(0), 10), (1, None, 11)]),
             "scores/part-1.parquet": table([(0, None, 20), (1, at(0), 21)]),
         },
+        project="online",
     )
     fs.materialize()
     assert fs.get_online_features(["scores:v"], {"id": [0, 1]}).to_dict()["v"] == [10, 21]

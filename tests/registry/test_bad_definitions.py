@@ -9,7 +9,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.errors import DefinitionError
-from tests.helpers import DRIVER_REPO
+from tests.support.repos import DRIVER_REPO
 
 
 def line_of(text: str, start: str) -> int:

@@ -17,16 +17,16 @@ from featurestore.errors import BreakingChangeError, ConcurrentApplyError, NotAp
 from featurestore.registry import PRESENT, FieldChange
 from featurestore.registry import versions as registry_versions
 from featurestore.storage import connection
-from tests.helpers import DRIVER_REPO, FEATURESTORE, run_cli, write_repo
+from tests.support.cli import FEATURESTORE, run_cli
+from tests.support.repos import DRIVER_REPO, write_repo
+from tests.support.repos import edit as edit_file
 from tests.support.waiting import wait_for
 
 CONV_RATE = 'Field("conv_rate", Float32)'
 
 
 def edit(repo: Path, old: str, new: str, file: str = "drivers.py") -> None:
-    text = (repo / file).read_text()
-    assert old in text, f"{old!r} not in {file}"
-    (repo / file).write_text(text.replace(old, new))
+    edit_file(repo / file, old, new)
 
 
 def version_numbers(fs: FeatureStore) -> list[int]:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,8 +20,9 @@ import redis
 
 from featurestore.online.codec import header_of
 from featurestore.storage import connection
-from tests.helpers import FEATURESTORE
+from tests.support.cli import FEATURESTORE
 from tests.support.redis import RedisServer, free_port
+from tests.support.repos import write_repo
 
 PROJECT = "rel"
 DEFS = """
@@ -40,11 +40,10 @@ item_model = FeatureService("item_model", features=[items])
 TZ = pa.timestamp("us", tz="UTC")
 
 
-def write_repo(repo: Path, defs: str = DEFS) -> Path:
+def items_repo(repo: Path, defs: str = DEFS) -> Path:
+    """The items repo (``defs``), its data/items folder still empty."""
     (repo / "data" / "items").mkdir(parents=True, exist_ok=True)
-    (repo / "featurestore.toml").write_text(f'project = "{PROJECT}"\n')
-    (repo / "defs.py").write_text(textwrap.dedent(defs))
-    return repo
+    return write_repo(repo, {"defs.py": defs}, project=PROJECT)
 
 
 def items_file(

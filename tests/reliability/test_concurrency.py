@@ -25,13 +25,13 @@ from tests.reliability.support import (
     hours_ago,
     ingested_rows,
     items_file,
+    items_repo,
     one_error_line,
     opened,
     parquet_rows,
     query,
     start_cli,
     wait_until,
-    write_repo,
 )
 from tests.support.redis import RedisServer, redis_dump
 
@@ -41,7 +41,7 @@ ROWS = 100_000
 @pytest.fixture
 def pending(tmp_path: Path) -> Iterator[FeatureStore]:
     """Applied, with four files of items not ingested yet."""
-    repo = write_repo(tmp_path / "repo")
+    repo = items_repo(tmp_path / "repo")
     for i in range(4):
         items_file(
             repo / "data" / "items" / f"part-{i}.parquet", ROWS, 50_000, i * ROWS, hours_ago(1), seed=i
@@ -116,7 +116,7 @@ def test_the_lock_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyP
 def test_overlapping_materializations_at_once_end_as_one_run_of_their_union(
     tmp_path: Path, redis_client: redis.Redis
 ) -> None:
-    repo = write_repo(tmp_path / "repo")
+    repo = items_repo(tmp_path / "repo")
     data = repo / "data" / "items"
     items_file(data / "part-0.parquet", 20_000, 10_000, 0, hours_ago(3), seed=0, span_hours=2)
     items_file(data / "part-1.parquet", 20_000, 10_000, 10**6, hours_ago(0.5), seed=1, span_hours=1)
@@ -143,7 +143,7 @@ def test_two_applies_fired_at_the_same_moment_one_wins(tmp_path: Path) -> None:
     """Two repos (different owners: not breaking either way) apply to one store at once: one
     wins; the other fails with one clear line, unless it started after the winner finished."""
     repos = [
-        write_repo(tmp_path / name, DEFS.replace("ttl=", f"owner='{name}@example.com', ttl="))
+        items_repo(tmp_path / name, DEFS.replace("ttl=", f"owner='{name}@example.com', ttl="))
         for name in "ab"
     ]
     for repo in repos:
@@ -177,7 +177,7 @@ def test_two_applies_fired_at_the_same_moment_one_wins(tmp_path: Path) -> None:
 def test_a_second_materialization_waits_for_the_first_as_long_as_it_takes_or_skips_if_idle(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    repo = write_repo(tmp_path / "repo")
+    repo = items_repo(tmp_path / "repo")
     data = repo / "data" / "items"
     items_file(data / "part-0.parquet", 2_000, 1_000, 0, hours_ago(2), seed=0)
     fs = FeatureStore(repo)

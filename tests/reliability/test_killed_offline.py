@@ -21,13 +21,13 @@ from tests.reliability.support import (
     ingested_files,
     ingested_rows,
     items_file,
+    items_repo,
     kill_after,
     logged,
     opened,
     parquet_rows,
     query,
     start_cli,
-    write_repo,
     writing,
 )
 
@@ -37,7 +37,7 @@ ROWS = 100_000  # per file: writing the changes takes a moment here
 @pytest.fixture
 def ingested(tmp_path: Path) -> FeatureStore:
     """Four files of items, applied and ingested: the state before."""
-    repo = write_repo(tmp_path / "repo")
+    repo = items_repo(tmp_path / "repo")
     newest = hours_ago(1)
     for i in range(4):
         items_file(repo / "data" / "items" / f"part-{i}.parquet", ROWS, 50_000, i * ROWS, newest, seed=i)
@@ -145,7 +145,7 @@ def registry_rows(db: Path) -> list[tuple[object, ...]]:
 
 
 def test_an_apply_killed_anywhere_leaves_before_or_after_and_a_rerun_completes(tmp_path: Path) -> None:
-    repo = write_repo(tmp_path / "repo", many_views(extra_field=False))
+    repo = items_repo(tmp_path / "repo", many_views(extra_field=False))
     data = repo / "data" / "items" / "part-0.parquet"
     items_file(data, 10, 5, 0, hours_ago(1), seed=0)
     fs = FeatureStore(repo)

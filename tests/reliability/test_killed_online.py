@@ -21,13 +21,13 @@ from tests.reliability.support import (
     finish,
     hours_ago,
     items_file,
+    items_repo,
     kill_after,
     materializing,
     one_error_line,
     query,
     start_cli,
     wait_until,
-    write_repo,
 )
 from tests.support.redis import redis_dump
 
@@ -40,7 +40,7 @@ def online(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Fe
     server = DurableRedis(tmp_path / "redis").start()
     monkeypatch.setenv("FEATURESTORE_REDIS_URL", server.url)
     try:
-        repo = write_repo(tmp_path / "repo")
+        repo = items_repo(tmp_path / "repo")
         data = repo / "data" / "items"
         items_file(data / "part-0.parquet", 2 * ENTITIES, ENTITIES, 0, hours_ago(3), seed=0, span_hours=2)
         fs = FeatureStore(repo)

@@ -18,7 +18,7 @@ from featurestore.serving.client import Client
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 from featurestore.storage import connect
-from tests.reliability.support import DEFS, OpenWatch, finish, hours_ago, items_file, start_cli, write_repo
+from tests.reliability.support import DEFS, OpenWatch, finish, hours_ago, items_file, items_repo, start_cli
 from tests.serving.support import ServeProcess
 from tests.support.waiting import wait_for
 
@@ -75,7 +75,7 @@ def newest_v(files: list[Path]) -> pd.Series:
 
 
 def test_serving_under_load_while_writers_hold_the_store(tmp_path: Path, redis_client: redis.Redis) -> None:
-    repo = write_repo(tmp_path / "repo")
+    repo = items_repo(tmp_path / "repo")
     data = repo / "data" / "items"
     items_file(data / "part-0.parquet", 4 * ENTITIES, ENTITIES, 0, hours_ago(3), seed=0, span_hours=2)
     fs = FeatureStore(repo)

@@ -1,7 +1,7 @@
 """Serving fixtures: the example repo materialized into a private Redis, and a shared server.
 
-The data ends at the current hour (not at the fixed DATA_END), so served values are within
-their views' TTLs and come back PRESENT. The Redis is private to this package: its tests
+The data ends at the current hour (``fresh_data``, not the fixed DATA_END), so served values are
+within their views' TTLs and come back PRESENT. The Redis is private to this package: its tests
 stop, freeze and restart it.
 """
 
@@ -12,27 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from featurestore import datagen
-from tests.serving.support import ServeProcess, materialized_example_repo
+from tests.serving.support import MAX_ENTITIES, ServeProcess
 from tests.support.redis import RedisServer, free_port
-
-MAX_ENTITIES = 200
+from tests.support.repos import materialized_example_repo
 
 
 @pytest.fixture(scope="package")
 def serving_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("serving-redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="package")
-def fresh_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny example data, ending at the current hour."""
-    out = tmp_path_factory.mktemp("fresh-data")
-    datagen.generate(out, "tiny")
-    return out
+    with RedisServer(free_port(), tmp_path_factory.mktemp("serving-redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="package")

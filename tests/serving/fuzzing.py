@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 
 from featurestore.serving.v1 import serving_pb2 as pb
 from tests.online.helpers import newest_rows
-from tests.serving.conftest import MAX_ENTITIES
-from tests.serving.support import open_store
+from tests.serving.support import MAX_ENTITIES, open_store
 
 INT64 = (-(2**63), 2**63 - 1)
 INT32 = (-(2**31), 2**31 - 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import ssl
 import subprocess
@@ -22,33 +21,15 @@ from featurestore import FeatureStore
 from featurestore.config import load_config
 from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.client import OnlineResponse
-from tests.helpers import FEATURESTORE, run_cli
+from tests.support.cli import FEATURESTORE
 from tests.support.redis import free_port
 from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).parent.parent.parent
 SERVICE = "featurestore.serving.v1.FeatureServing"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def copy_example_repo(dest: Path, data: Path, redis_url: str) -> Path:
-    """definitions/ with ``data`` under data/, pointed at ``redis_url``."""
-    shutil.copytree(ROOT / "definitions", dest,
-                    ignore=shutil.ignore_patterns("data", ".featurestore", "__pycache__"))
-    shutil.copytree(data, dest / "data")
-    toml = dest / "featurestore.toml"
-    toml.write_text(toml.read_text().replace("redis://127.0.0.1:6379/0", redis_url))
-    return dest
-
-
-def materialized_example_repo(dest: Path, data: Path, redis_url: str) -> Path:
-    """copy_example_repo, then applied and materialized through the CLI."""
-    repo = copy_example_repo(dest, data, redis_url)
-    for command in ("apply", "materialize"):
-        result = run_cli(command, "--repo", str(repo), env={"FEATURESTORE_REDIS_URL": redis_url})
-        assert result.returncode == 0, result.stderr
-    return repo
+# The shared server's --max-entities (conftest's ``server``).
+MAX_ENTITIES = 200
 
 
 def open_store(repo: Path) -> FeatureStore:

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 import featurestore
-from tests.conftest import RedisServer
-from tests.helpers import run_cli
 from tests.serving.support import ServeProcess, open_store, wait_for
+from tests.support.cli import run_cli
+from tests.support.redis import RedisServer
 
 SHIFT = '''
 from datetime import timedelta

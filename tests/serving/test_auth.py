@@ -17,7 +17,6 @@ from featurestore.errors import ConfigError, UnauthenticatedError
 from featurestore.serving import auth
 from featurestore.serving.client import Client
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.helpers import run_cli
 from tests.serving.support import (
     SERVICE,
     SERVING,
@@ -27,6 +26,7 @@ from tests.serving.support import (
     health,
     open_store,
 )
+from tests.support.cli import run_cli
 from tests.support.redis import RedisServer
 
 FILE_TOKEN = "file-token-0123456789abcdef"

@@ -22,9 +22,10 @@ from featurestore.serving.grpc_server import MAX_MESSAGE_BYTES
 from featurestore.serving.limits import MAX_BODY_BYTES, MAX_ERROR_CHARS, too_large
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.online.helpers import TZ, make_store
+from tests.online.helpers import TZ
 from tests.serving.support import SERVICE, SERVING, ServeProcess, health
 from tests.support.redis import RedisServer
+from tests.support.repos import make_store
 
 CITY = ["driver_stats:city"]
 HUGE = 1_000_000  # characters: far beyond the 8-16 KiB a gRPC status message may take

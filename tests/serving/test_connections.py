@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from featurestore.serving.connections import RESERVED_FDS
-from tests.conftest import RedisServer
 from tests.serving.support import SERVING, ServeProcess, established_connections, health, open_fds, wait_for
+from tests.support.redis import RedisServer
 
 CAP = 50  # connections per listener
 SLOW = 3 * CAP  # clients per listener that never finish a request

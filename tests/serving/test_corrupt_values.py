@@ -24,9 +24,9 @@ from featurestore.online.codec import FORMAT_VERSION, with_header
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.conftest import RedisServer
-from tests.monitoring.conftest import sample, scrape
 from tests.serving.support import ServeProcess, open_store, wait_for
+from tests.support.metrics import sample, scrape
+from tests.support.redis import RedisServer
 
 BROKEN = 0  # the index of the entity whose value is broken: driver 1001
 KEY = "{rides:driver_id=1001}:driver_stats"

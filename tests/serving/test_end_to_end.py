@@ -13,9 +13,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import featurestore
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.helpers import run_cli
-from tests.serving.conftest import MAX_ENTITIES
 from tests.serving.support import (
+    MAX_ENTITIES,
     SERVICE,
     SERVING,
     ServeProcess,
@@ -25,6 +24,7 @@ from tests.serving.support import (
     health,
     open_store,
 )
+from tests.support.cli import run_cli
 from tests.support.redis import RedisServer
 
 # 100 drivers exist (1001-1100), 200 customers (5001-5200); the rest are unknown.

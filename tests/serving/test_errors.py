@@ -12,8 +12,7 @@ import featurestore
 from featurestore.errors import InvalidRequestError
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.serving.conftest import MAX_ENTITIES
-from tests.serving.support import SERVING, ServeProcess, health
+from tests.serving.support import MAX_ENTITIES, SERVING, ServeProcess, health
 
 CITY = ["driver_stats:city"]
 Features = list[str] | str | None  # None: both features and a service

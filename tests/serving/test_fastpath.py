@@ -17,7 +17,7 @@ from featurestore.online.lookup import PRESENT, LookupPlan
 from featurestore.serving import convert
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.online.helpers import make_store
+from tests.support.repos import make_store
 
 DEFS = """
 from datetime import timedelta

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from grpc_tools import protoc
 
-from tests.serving.support import ROOT
+from tests.support.repos import ROOT
 
 GENERATED = ["serving_pb2.py", "serving_pb2.pyi", "serving_pb2_grpc.py"]
 

@@ -15,8 +15,8 @@ import pytest
 
 from featurestore.serving.limits import MAX_ANSWER_BYTES
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.conftest import RedisServer
 from tests.serving.support import SERVICE, ServeProcess, rss_bytes, wait_for
+from tests.support.redis import RedisServer
 
 GET = f"/{SERVICE}/GetOnlineFeatures"
 NUMBERS = [

@@ -14,10 +14,10 @@ import redis
 
 import featurestore
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.helpers import run_cli
-from tests.online.helpers import make_store
 from tests.serving.support import ServeProcess
+from tests.support.cli import run_cli
 from tests.support.redis import RedisServer
+from tests.support.repos import make_store
 
 DEFS = """
 from featurestore import (Bool, Bytes, Entity, FeatureView, Field, Float32, Float64, Int32, Int64, List,

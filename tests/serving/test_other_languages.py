@@ -14,9 +14,9 @@ from google.protobuf import json_format
 
 import featurestore
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.online.helpers import make_store
-from tests.serving.support import ROOT, ServeProcess
+from tests.serving.support import ServeProcess
 from tests.support.redis import RedisServer
+from tests.support.repos import ROOT, make_store
 
 DEFS = """
 from featurestore import Entity, FeatureView, Field, Float64, Int32, Int64, ParquetSource, String

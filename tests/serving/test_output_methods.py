@@ -10,9 +10,9 @@ import pyarrow as pa
 import redis
 
 import featurestore
-from tests.online.helpers import make_store
 from tests.serving.support import ServeProcess
 from tests.support.redis import RedisServer
+from tests.support.repos import make_store
 
 DEFS = """
 from featurestore import (Bool, Entity, FeatureView, Field, Float64, Int32, Int64, List, ParquetSource,

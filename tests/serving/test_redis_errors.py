@@ -23,14 +23,9 @@ import featurestore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.conftest import RedisServer, free_port
-from tests.serving.support import (
-    ServeProcess,
-    logged_detail,
-    materialized_example_repo,
-    open_store,
-    wait_for,
-)
+from tests.serving.support import ServeProcess, logged_detail, open_store, wait_for
+from tests.support.redis import RedisServer, free_port
+from tests.support.repos import materialized_example_repo
 
 FEATURES = ["driver_stats:completed_trips_total", "driver_stats:city"]
 DRIVERS = [1001, 1002]  # both in the tiny data

@@ -12,8 +12,8 @@ import pytest
 
 import featurestore
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.helpers import run_cli
 from tests.serving.support import ServeProcess, open_store
+from tests.support.cli import run_cli
 from tests.support.redis import RedisServer
 from tests.support.waiting import wait_for
 

@@ -16,7 +16,6 @@ import featurestore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.helpers import run_cli
 from tests.serving.support import (
     ServeProcess,
     children,
@@ -26,6 +25,7 @@ from tests.serving.support import (
     process_state,
     unread_bytes,
 )
+from tests.support.cli import run_cli
 from tests.support.redis import RedisServer, free_port
 from tests.support.waiting import wait_for
 

@@ -13,9 +13,9 @@ import pytest
 from featurestore.errors import ConfigError, OnlineStoreUnavailable
 from featurestore.serving.client import Client
 from featurestore.serving.tls import TlsFiles, load_tls
-from tests.certs import Certs, make_certs
-from tests.helpers import run_cli
 from tests.serving.support import ServeProcess, from_client, from_http, from_in_process, open_store, verify
+from tests.support.certs import Certs, make_certs
+from tests.support.cli import run_cli
 from tests.support.redis import RedisServer
 
 TOKEN = "tls-token-0123456789abcdef"

@@ -11,23 +11,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
-from tests.helpers import run_cli
-from tests.validation.conftest import (
+from tests.support.cli import run_cli
+from tests.support.repos import write_parquet
+from tests.validation.support import (
     GOOD,
     ISIN,
+    MIXED,
     NOT_NULL,
     RANGE,
     UNIQUE,
     expected_reasons,
-    make_store,
+    trips_store,
     trips_table,
-    write,
 )
-from tests.validation.test_policies import MIXED
 
 
 def test_validate_reports_without_writing(tmp_path: Path) -> None:
-    fs = make_store(tmp_path / "repo", "quarantine", {"a.parquet": GOOD, "b.parquet": MIXED}, apply=False)
+    fs = trips_store(tmp_path / "repo", "quarantine", {"a.parquet": GOOD, "b.parquet": MIXED}, apply=False)
     repo = str(fs.config.repo)
 
     done = run_cli("validate", "--repo", repo, "--json")
@@ -65,7 +65,7 @@ def test_validate_reports_without_writing(tmp_path: Path) -> None:
 
 
 def test_materialize_with_quarantine(tmp_path: Path, redis_client: redis.Redis) -> None:
-    fs = make_store(tmp_path / "repo", "quarantine", {"a.parquet": GOOD, "b.parquet": MIXED})
+    fs = trips_store(tmp_path / "repo", "quarantine", {"a.parquet": GOOD, "b.parquet": MIXED})
     repo = str(fs.config.repo)
     folder = fs.config.store_dir / "quarantine" / "trips"
 
@@ -76,7 +76,7 @@ def test_materialize_with_quarantine(tmp_path: Path, redis_client: redis.Redis) 
     assert redis_client.dbsize() == 2 + 5 + 1  # profile customers, trips drivers with a valid row, marker
 
     data = fs.config.repo / "data" / "trips"
-    write(data / "c.parquet", trips_table([(8, 1, 1, 0.5, "car", 1), (9, 1, 1, 0.5, "car", -1)]))
+    write_parquet(data / "c.parquet", trips_table([(8, 1, 1, 0.5, "car", 1), (9, 1, 1, 0.5, "car", -1)]))
     done = run_cli("materialize", "--repo", repo, "--offline")
     assert done.returncode == 0, done.stderr
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in done.stdout.splitlines()]
@@ -86,7 +86,7 @@ def test_materialize_with_quarantine(tmp_path: Path, redis_client: redis.Redis) 
 
     # Drift is refused under any policy, naming what the declaration expects and what the file has.
     table = trips_table(GOOD)
-    write(data / "d.parquet", table.set_column(5, "trips", table.column("trips").cast(pa.float64())))
+    write_parquet(data / "d.parquet", table.set_column(5, "trips", table.column("trips").cast(pa.float64())))
     done = run_cli("materialize", "--repo", repo)
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0

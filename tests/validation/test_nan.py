@@ -23,7 +23,7 @@ from pandera.pandas import Check
 from featurestore import Entity, FeatureStore, FeatureView, Field, Float64, Int64, ParquetSource
 from featurestore.errors import DefinitionError
 from featurestore.validation.validate import validate_file
-from tests.validation.conftest import RANGE, make_store, trips_table
+from tests.validation.support import RANGE, trips_store, trips_table
 
 NAN = float("nan")
 NOT_NAN = "not_nan"  # the check a refused NaN fails, as reports and quarantine files name it
@@ -95,7 +95,7 @@ def test_a_nan_in_a_checked_column_is_quarantined_not_served(
     tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     # driver 1: a valid rate at minute 0, a NaN at minute 10 (the newest row).
-    fs = make_store(tmp_path / "repo", "quarantine", {"a.parquet": [(1, 0, 0, 0.5, "car", 3)]})
+    fs = trips_store(tmp_path / "repo", "quarantine", {"a.parquet": [(1, 0, 0, 0.5, "car", 3)]})
     pq.write_table(trips_table([(1, 10, 10, NAN, "car", 1)]), tmp_path / "repo/data/trips/b.parquet")
     result = fs.materialize()
     [trips] = [r for r in result.ingestion if r.view == "trips"]

@@ -18,9 +18,10 @@ import redis
 from featurestore import FeatureStore
 from featurestore.errors import ValidationError, ViewsFailedError
 from featurestore.offline.write import IngestResult
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
 from tests.support.redis import redis_dump
-from tests.validation.conftest import (
+from tests.support.repos import write_parquet
+from tests.validation.support import (
     COLUMNS,
     GOOD,
     MIXED,
@@ -30,11 +31,10 @@ from tests.validation.conftest import (
     at,
     expected_reasons,
     file_digest,
-    make_store,
     newest_valid,
     profile_table,
+    trips_store,
     trips_table,
-    write,
 )
 
 
@@ -57,7 +57,7 @@ def trips_keys(client: redis.Redis) -> dict[bytes, tuple[bytes | None, int]]:
 def test_fail_leaves_the_view_as_it_was_and_the_others_go_on(
     tmp_path: Path, redis_client: redis.Redis
 ) -> None:
-    fs = make_store(tmp_path / "repo")
+    fs = trips_store(tmp_path / "repo")
     first = fs.materialize()  # the files were written just now: the racy-clean rule re-reads them
     assert first.written == 5 and ingestion(first.ingestion, "trips").rows_inserted == len(GOOD)
     # profile keys expire
@@ -66,8 +66,8 @@ def test_fail_leaves_the_view_as_it_was_and_the_others_go_on(
 
     # A bad trips file and a good new profile file: trips fails alone, profile goes on.
     data = fs.config.repo / "data"
-    write(data / "trips" / "b.parquet", trips_table([*GOOD[:2], (4, 50, 50, 7.0, "car", 1)]))
-    write(data / "profile" / "p2.parquet", profile_table([(10, 60, 99.0)]))
+    write_parquet(data / "trips" / "b.parquet", trips_table([*GOOD[:2], (4, 50, 50, 7.0, "car", 1)]))
+    write_parquet(data / "profile" / "p2.parquet", profile_table([(10, 60, 99.0)]))
     with pytest.raises(ViewsFailedError) as raised:
         fs.materialize()
     assert list(raised.value.errors) == ["trips"]
@@ -90,7 +90,7 @@ def test_fail_leaves_the_view_as_it_was_and_the_others_go_on(
     assert trips_keys(redis_client) == before
 
     # Fixed at the source, the next run takes trips' file (profile's was taken already).
-    write(data / "trips" / "b.parquet", trips_table([(4, 50, 50, 0.7, "car", 1)]))
+    write_parquet(data / "trips" / "b.parquet", trips_table([(4, 50, 50, 0.7, "car", 1)]))
     again = fs.materialize()
     assert ingestion(again.ingestion, "trips").rows_inserted == 1
     assert ingestion(again.ingestion, "profile").rows_inserted == 0
@@ -102,7 +102,7 @@ def test_fail_leaves_the_view_as_it_was_and_the_others_go_on(
 def test_quarantine_serves_the_valid_rows_and_sets_the_rest_aside(
     tmp_path: Path, redis_client: redis.Redis
 ) -> None:
-    fs = make_store(tmp_path / "repo", "quarantine", {"a.parquet": GOOD, "b.parquet": MIXED})
+    fs = trips_store(tmp_path / "repo", "quarantine", {"a.parquet": GOOD, "b.parquet": MIXED})
     result = fs.materialize()
     bad = expected_reasons(MIXED)
     assert len(bad) == 8
@@ -178,7 +178,7 @@ def test_validation_reads_batch_by_batch_and_keeps_row_numbers(
             yield offset, batch
 
     monkeypatch.setattr(validate, "_batches", counted)
-    fs = make_store(tmp_path / "repo", "quarantine", {"a.parquet": MIXED}, numbered=True)
+    fs = trips_store(tmp_path / "repo", "quarantine", {"a.parquet": MIXED}, numbered=True)
     [result] = fs.ingest(["trips"])
     assert batches == [4, 4, 4]
     bad = expected_reasons(MIXED)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from featurestore import FeatureStore
 from featurestore.offline.layout import view_table
-from tests.validation.conftest import GOOD, PROJECT, Row, expected_reasons, make_store, trips_table, write
+from tests.support.repos import write_parquet
+from tests.validation.support import GOOD, PROJECT, Row, expected_reasons, trips_store, trips_table
 
 
 def maybe(values: st.SearchStrategy[Any], null_one_in: int) -> st.SearchStrategy[Any]:
@@ -40,8 +41,8 @@ FILE_NUMBERS = itertools.count(1)
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
     """Applied once (the slow part); each example replaces the trips file with a new one."""
-    fs = make_store(tmp_path_factory.mktemp("property") / "repo", "quarantine",
-                    {"part-00000.parquet": GOOD}, numbered=True)
+    fs = trips_store(tmp_path_factory.mktemp("property") / "repo", "quarantine",
+                     {"part-00000.parquet": GOOD}, numbered=True)
     fs.ingest()
     return fs
 
@@ -52,7 +53,7 @@ def test_quarantine_is_exactly_the_rows_the_checks_reject(store: FeatureStore, r
     folder = store.config.repo / "data" / "trips"
     for old in folder.iterdir():
         old.unlink()
-    path = write(folder / f"part-{next(FILE_NUMBERS):05d}.parquet", trips_table(rows, numbered=True))
+    path = write_parquet(folder / f"part-{next(FILE_NUMBERS):05d}.parquet", trips_table(rows, numbered=True))
     [result] = store.ingest(["trips"])
     bad = expected_reasons(rows)
 

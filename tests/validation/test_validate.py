@@ -16,7 +16,8 @@ from featurestore.errors import (
     SourceError,
     ViewsFailedError,
 )
-from tests.validation.conftest import (
+from tests.support.repos import write_parquet
+from tests.validation.support import (
     GE,
     GOOD,
     ISIN,
@@ -26,9 +27,8 @@ from tests.validation.conftest import (
     UNIQUE,
     Row,
     file_digest,
-    make_store,
+    trips_store,
     trips_table,
-    write,
 )
 
 # Each case: the invalid rows appended after GOOD in b.parquet, the column (None: the view's
@@ -47,7 +47,7 @@ CASES: dict[str, tuple[list[Row], str | None, str, object]] = {
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
     """One store per module with GOOD ingested (policy "fail"); a failed ingestion leaves it so."""
-    fs = make_store(tmp_path_factory.mktemp("validate") / "repo", trips={"a.parquet": GOOD})
+    fs = trips_store(tmp_path_factory.mktemp("validate") / "repo", trips={"a.parquet": GOOD})
     fs.ingest()
     return fs
 
@@ -56,7 +56,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
 def test_each_failure_is_reported_and_refused(ingested: FeatureStore, case: str) -> None:
     bad_rows, column, check, value = CASES[case]
     fs = ingested
-    bad = write(fs.config.repo / "data" / "trips" / "b.parquet", trips_table([*GOOD, *bad_rows]))
+    bad = write_parquet(fs.config.repo / "data" / "trips" / "b.parquet", trips_table([*GOOD, *bad_rows]))
     first_bad = len(GOOD)
 
     report = fs.validate()
@@ -94,7 +94,7 @@ def test_each_failure_is_reported_and_refused(ingested: FeatureStore, case: str)
 
 def test_every_failure_of_a_row_is_named_and_counted_once(tmp_path: Path) -> None:
     rows: list[Row] = [*GOOD, (None, None, 0, 2.0, "van", -1), (4, 1, 1, 0.5, "car", 1)]
-    fs = make_store(tmp_path / "repo", trips={"a.parquet": rows}, apply=False)
+    fs = trips_store(tmp_path / "repo", trips={"a.parquet": rows}, apply=False)
     [file] = {v.view: v for v in fs.validate(["trips"]).views}["trips"].files
     assert (file.rows, file.invalid_rows) == (6, 1)
     got = {(f.column, f.check): f.failing_rows for f in file.failures}
@@ -105,8 +105,8 @@ def test_every_failure_of_a_row_is_named_and_counted_once(tmp_path: Path) -> Non
 
 def test_validate_writes_nothing_not_even_a_store(tmp_path: Path) -> None:
     # Quarantine policy, invalid rows, never applied: validate only reads.
-    fs = make_store(tmp_path / "repo", "quarantine", {"a.parquet": [*GOOD, (4, 0, 0, 9.0, "car", 1)]},
-                    apply=False)
+    fs = trips_store(tmp_path / "repo", "quarantine", {"a.parquet": [*GOOD, (4, 0, 0, 9.0, "car", 1)]},
+                     apply=False)
     report = fs.validate(["trips"])
     assert [v.view for v in report.views] == ["trips"] and report.views[0].invalid_rows == 1
     assert report.views[0].quarantined_to == []
@@ -139,7 +139,7 @@ DRIFT = {
 
 @pytest.fixture(scope="module")
 def quarantining(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
-    fs = make_store(tmp_path_factory.mktemp("drift") / "repo", "quarantine")
+    fs = trips_store(tmp_path_factory.mktemp("drift") / "repo", "quarantine")
     fs.ingest()
     return fs
 
@@ -150,7 +150,7 @@ def test_schema_drift_is_caught_before_anything_is_written(quarantining: Feature
     fs = quarantining  # even the quarantine policy cannot take a drifted file
     db = fs.config.duckdb_path
     before = file_digest(db)
-    write(fs.config.repo / "data" / "trips" / "b.parquet", change(trips_table(GOOD)))
+    write_parquet(fs.config.repo / "data" / "trips" / "b.parquet", change(trips_table(GOOD)))
     with pytest.raises(ViewsFailedError) as raised:
         fs.ingest(["trips"])  # alone: the other view would record its (unchanged) ingestion
     assert isinstance(raised.value.errors["trips"], SourceError)
@@ -164,7 +164,7 @@ def test_schema_drift_is_caught_before_anything_is_written(quarantining: Feature
 def test_custom_checks_come_from_the_code_and_must_match_the_applied_ones(tmp_path: Path) -> None:
     # The registry keeps a custom check by name only; ingestion takes its function from the code.
     dupes: list[Row] = [(4, 7, 7, 0.1, "car", 1), (4, 7, 7, 0.2, "bike", 2)]
-    fs = make_store(tmp_path / "repo", trips={"a.parquet": [*GOOD, *dupes]})
+    fs = trips_store(tmp_path / "repo", trips={"a.parquet": [*GOOD, *dupes]})
     with pytest.raises(ViewsFailedError, match=UNIQUE):
         fs.ingest()
     defs = fs.config.repo / "defs.py"
@@ -177,13 +177,13 @@ def test_custom_checks_come_from_the_code_and_must_match_the_applied_ones(tmp_pa
 def test_validate_names_each_drifted_file_against_the_declaration(tmp_path: Path) -> None:
     # Never applied: validate compiles the repo's code, and must say per file what the
     # declaration expects and what that file has, as ingestion does.
-    fs = make_store(tmp_path / "repo", trips={"a.parquet": GOOD}, apply=False)
+    fs = trips_store(tmp_path / "repo", trips={"a.parquet": GOOD}, apply=False)
     data = fs.config.repo / "data" / "trips"
     good = trips_table(GOOD)
-    write(data / "b.parquet", good.drop_columns(["rate"]))
-    write(data / "c.parquet", retyped(good, "trips", good.column("trips").cast(pa.float64())))
+    write_parquet(data / "b.parquet", good.drop_columns(["rate"]))
+    write_parquet(data / "c.parquet", retyped(good, "trips", good.column("trips").cast(pa.float64())))
     # An undeclared column more (or less) is no drift: ingestion never reads it.
-    write(data / "d.parquet", good.append_column("note", pa.array(["x"] * good.num_rows)))
+    write_parquet(data / "d.parquet", good.append_column("note", pa.array(["x"] * good.num_rows)))
     with pytest.raises(DefinitionError) as raised:
         fs.validate(["trips"])
     assert [p.split(": ", 1)[1] for p in raised.value.problems] == [

@@ -1,18 +1,19 @@
-"""Validation fixtures: a repo of two views over hand-made Parquet files, an empty Redis, and
-the plain-Python reference of every check the ``trips`` view declares."""
+"""Validation test helpers: a repo of two views over hand-made Parquet files, and the
+plain-Python reference of every check the ``trips`` view declares."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from featurestore import FeatureStore
+from tests.support.clock import minutes_after
+from tests.support.repos import make_store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TZ = pa.timestamp("us", tz="UTC")
@@ -84,8 +85,11 @@ MIXED: list[Row] = [
 ]
 
 
+_minutes = minutes_after(T0)
+
+
 def at(minutes: int | None) -> datetime | None:
-    return None if minutes is None else T0 + timedelta(minutes=minutes)
+    return None if minutes is None else _minutes(minutes)
 
 
 def trips_table(rows: Sequence[Row], numbered: bool = False) -> pa.Table:
@@ -114,13 +118,7 @@ def profile_table(rows: Sequence[tuple[int, int, float]]) -> pa.Table:
     )
 
 
-def write(path: Path, table: pa.Table) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
-    return path
-
-
-def make_store(
+def trips_store(
     repo: Path,
     policy: str = "fail",
     trips: dict[str, Sequence[Row]] | None = None,
@@ -128,17 +126,12 @@ def make_store(
     apply: bool = True,
 ) -> FeatureStore:
     """A repo with the two views, trips files under data/trips and one profile file."""
-    repo.mkdir(parents=True, exist_ok=True)
-    (repo / "featurestore.toml").write_text(f'project = "{PROJECT}"\n')
     extra = '\n        Field("n", Int64),' if numbered else ""
-    (repo / "defs.py").write_text(DEFS.replace("POLICY", policy).replace("EXTRA", extra))
-    for name, rows in (trips or {"a.parquet": GOOD}).items():
-        write(repo / "data" / "trips" / name, trips_table(rows, numbered))
-    write(repo / "data" / "profile" / "p1.parquet", profile_table([(10, 0, 5.0), (11, 3, 7.5)]))
-    fs = FeatureStore(repo)
-    if apply:
-        fs.apply()
-    return fs
+    files = trips or {"a.parquet": GOOD}
+    tables = {f"trips/{name}": trips_table(rows, numbered) for name, rows in files.items()}
+    tables["profile/p1.parquet"] = profile_table([(10, 0, 5.0), (11, 3, 7.5)])
+    defs = DEFS.replace("POLICY", policy).replace("EXTRA", extra)
+    return make_store(repo, defs, tables, project=PROJECT, apply=apply)
 
 
 def expected_reasons(rows: Sequence[Row]) -> dict[int, set[str]]:
