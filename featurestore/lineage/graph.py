@@ -9,6 +9,7 @@ the run tables and training set records -- never written by hand. Nodes are name
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -136,47 +137,26 @@ def _disk_status(path: Path, size: int, mtime: float, fingerprint: str) -> str:
     return "unchanged" if file_fingerprint(path) == fingerprint else "changed"
 
 
+def _run_node(g: _Graph, kind: str, run_id: int, run: Any, omit: tuple[str, ...], **extra: Any) -> str:
+    """A run's node: its record's fields (those not drawn as edges) become the node's."""
+    name = run_name(kind, run_id)
+    record = {f.name: getattr(run, f.name) for f in fields(run) if f.name not in omit}
+    return g.node(f"run:{name}", "run", name, run_type=kind, **record, **extra)
+
+
 def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) -> None:
     unchanged: dict[str, int] = {}  # view -> runs that changed nothing (not shown)
     ingestions = IngestionRunState(con, project)
     for i in ingestions.recent(RECENT_RUNS, name):
-        r = g.node(
-            f"run:{run_name(INGEST, i.run_id)}",
-            "run",
-            run_name(INGEST, i.run_id),
-            run_type=INGEST,
-            registry_version=i.registry_version,
-            status=i.status,
-            changed=i.changed,
-            started_at=i.started_at,
-            finished_at=i.finished_at,
-            rows_inserted=i.rows_inserted,
-            rows_deleted=i.rows_deleted,
-            validation=i.validation,
-            rows_quarantined=i.rows_quarantined,
-            error=i.error,
-        )
+        r = _run_node(g, INGEST, i.run_id, i, omit=("run_id", "view"))
         if f"view:{i.view}" in g.nodes:
             g.edge(r, f"view:{i.view}", "wrote")
     for view, n in ingestions.unchanged_per_view().items():
         unchanged[view] = unchanged.get(view, 0) + n
     materializations = MaterializationRunState(con, project)
     for m in materializations.recent(RECENT_RUNS, name):
-        r = g.node(
-            f"run:{run_name(MATERIALIZE, m.run_id)}",
-            "run",
-            run_name(MATERIALIZE, m.run_id),
-            run_type=MATERIALIZE,
-            registry_version=m.registry_version,
-            status=m.status,
-            changed=m.changed,
-            started_at=m.started_at,
-            finished_at=m.finished_at,
-            rows_read=m.rows_read,
-            entities_written=m.entities_written,
-            rows_rejected=m.rows_rejected,
-            error=m.error,
-            writes_to="redis",
+        r = _run_node(
+            g, MATERIALIZE, m.run_id, m, omit=("run_id", "views", "ingestion_runs"), writes_to="redis"
         )
         for ingestion in m.ingestion_runs or []:  # the ingestion it ran first fed it
             fed = f"run:{run_name(INGEST, ingestion)}"
