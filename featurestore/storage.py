@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,16 @@ def fetch_one(
     """The first row of a query, or None; fetches the whole result so the connection is free again."""
     rows = con.execute(sql, params or []).fetchall()
     return rows[0] if rows else None
+
+
+@dataclass(frozen=True)
+class ProjectTables:
+    """Base of the classes that each own some of a project's tables (one class per kind of state)."""
+
+    con: duckdb.DuckDBPyConnection
+    project: str
+
+    @property
+    def schema(self) -> str:
+        """The project's schema, quoted for SQL."""
+        return quote(self.project)

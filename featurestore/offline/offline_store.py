@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
-
 from featurestore.catalog import column_types, table_exists
 from featurestore.definitions import FeatureView
 from featurestore.errors import ValidationError
@@ -29,7 +27,7 @@ from featurestore.offline.layout import EVENT_TS, retracted_table, view_table
 from featurestore.offline.plan import FileState
 from featurestore.offline.prepare import PreparedIngest, Progress, prepare_view
 from featurestore.offline.write import IngestResult, write_view
-from featurestore.storage import fetch_one, quote
+from featurestore.storage import ProjectTables, fetch_one, quote
 
 
 @dataclass(frozen=True)
@@ -47,11 +45,8 @@ class IngestedFile:
 
 
 @dataclass(frozen=True)
-class OfflineStore:
+class OfflineStore(ProjectTables):
     """The offline tables of one project in one DuckDB connection (see the module docstring)."""
-
-    con: duckdb.DuckDBPyConnection
-    project: str
 
     # -- ingestion -------------------------------------------------------------------------
 
@@ -102,7 +97,7 @@ class OfflineStore:
     # -- tables ----------------------------------------------------------------------------
 
     def ensure_tables(self) -> None:
-        schema = quote(self.project)
+        schema = self.schema
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         self.con.execute(
             f"""CREATE TABLE IF NOT EXISTS {schema}.offline_files (
@@ -137,7 +132,7 @@ class OfflineStore:
             return None
         row = fetch_one(
             self.con,
-            f"SELECT view_fingerprint FROM {quote(self.project)}.offline_views WHERE view = ?",
+            f"SELECT view_fingerprint FROM {self.schema}.offline_views WHERE view = ?",
             [view],
         )
         return None if row is None else str(row[0])
@@ -151,7 +146,7 @@ class OfflineStore:
         if not table_exists(self.con, self.project, "offline_files"):
             return {}
         rows = self.con.execute(
-            f"SELECT path, file_id, size, mtime, epoch(checked_at) FROM {quote(self.project)}.offline_files "
+            f"SELECT path, file_id, size, mtime, epoch(checked_at) FROM {self.schema}.offline_files "
             "WHERE view = ?",
             [view],
         ).fetchall()
@@ -161,7 +156,7 @@ class OfflineStore:
         """The content fingerprint the file had when ingested, None if it was not."""
         row = fetch_one(
             self.con,
-            f"SELECT fingerprint FROM {quote(self.project)}.offline_files WHERE view = ? AND path = ?",
+            f"SELECT fingerprint FROM {self.schema}.offline_files WHERE view = ? AND path = ?",
             [view, path],
         )
         return None if row is None else str(row[0])
@@ -172,7 +167,7 @@ class OfflineStore:
             return None
         rows = self.con.execute(
             f"SELECT view, path, size, mtime, fingerprint, rows, min_event_ts, max_event_ts "
-            f"FROM {quote(self.project)}.offline_files ORDER BY view, path"
+            f"FROM {self.schema}.offline_files ORDER BY view, path"
         ).fetchall()
         return [IngestedFile(*row) for row in rows]
 
@@ -232,7 +227,7 @@ class OfflineStore:
     def touch_file(self, view: str, path: str, mtime: float, checked_at: datetime) -> None:
         """A file touched but not changed keeps its rows; its mtime and check time move on."""
         self.con.execute(
-            f"UPDATE {quote(self.project)}.offline_files SET mtime = ?, checked_at = ? "
+            f"UPDATE {self.schema}.offline_files SET mtime = ?, checked_at = ? "
             "WHERE view = ? AND path = ?",
             [mtime, checked_at, view, path],
         )
@@ -240,17 +235,17 @@ class OfflineStore:
     def record_view(self, view: FeatureView, registry_version: int) -> None:
         """The definition the view's table was now built for."""
         self.con.execute(
-            f"INSERT OR REPLACE INTO {quote(self.project)}.offline_views VALUES (?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO {self.schema}.offline_views VALUES (?, ?, ?, ?)",
             [view.name, view.fingerprint, registry_version, datetime.now(UTC)],
         )
 
     def forget_files(self, view: str, path: str | None = None) -> None:
         """Drop the ``offline_files`` rows of one file of the view, or of all of them."""
         if path is None:
-            self.con.execute(f"DELETE FROM {quote(self.project)}.offline_files WHERE view = ?", [view])
+            self.con.execute(f"DELETE FROM {self.schema}.offline_files WHERE view = ?", [view])
         else:
             self.con.execute(
-                f"DELETE FROM {quote(self.project)}.offline_files WHERE view = ? AND path = ?", [view, path]
+                f"DELETE FROM {self.schema}.offline_files WHERE view = ? AND path = ?", [view, path]
             )
 
     def record_file(
@@ -266,7 +261,7 @@ class OfflineStore:
     ) -> None:
         """One ingested file: its size and mtime (``stat``) and fingerprint as read at ``checked_at``."""
         self.con.execute(
-            f"INSERT INTO {quote(self.project)}.offline_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {self.schema}.offline_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 view,
                 file_id,

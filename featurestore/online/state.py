@@ -12,11 +12,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import duckdb
-
 from featurestore.catalog import table_exists
 from featurestore.runs.materialization import MaterializationRunState
-from featurestore.storage import fetch_one, quote
+from featurestore.storage import ProjectTables, fetch_one
 
 
 @dataclass(frozen=True)
@@ -27,18 +25,11 @@ class Watermark:
 
 
 @dataclass(frozen=True)
-class OnlineState:
+class OnlineState(ProjectTables):
     """Owns ``online_watermarks``, ``online_removals`` and ``online_epoch``."""
 
-    con: duckdb.DuckDBPyConnection
-    project: str
-
-    @property
-    def _schema(self) -> str:
-        return quote(self.project)
-
     def ensure_tables(self) -> None:
-        schema, con = self._schema, self.con
+        schema, con = self.schema, self.con
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         # The runs that write them: their table belongs to the run bookkeeping.
         MaterializationRunState(con, self.project).ensure_table()
@@ -66,7 +57,7 @@ class OnlineState:
             return None
         row = fetch_one(
             self.con,
-            f"SELECT watermark, run_started_at, run_id FROM {self._schema}.online_watermarks WHERE view = ?",
+            f"SELECT watermark, run_started_at, run_id FROM {self.schema}.online_watermarks WHERE view = ?",
             [view],
         )
         return Watermark(*row) if row else None
@@ -74,7 +65,7 @@ class OnlineState:
     def advance_watermark(self, view: str, end: datetime, started_at: datetime, run_id: int) -> None:
         """Move the watermark forward only: an older range materialized later never moves it back."""
         self.con.execute(
-            f"""INSERT INTO {self._schema}.online_watermarks VALUES (?, ?, ?, ?)
+            f"""INSERT INTO {self.schema}.online_watermarks VALUES (?, ?, ?, ?)
                 ON CONFLICT (view) DO UPDATE SET
                   watermark = greatest(watermark, excluded.watermark),
                   run_started_at = CASE WHEN excluded.watermark >= watermark
@@ -87,7 +78,7 @@ class OnlineState:
         """The materialization runs behind the views' watermarks (kept by ``featurestore gc``)."""
         if not table_exists(self.con, self.project, "online_watermarks"):
             return set()
-        rows = self.con.execute(f"SELECT run_id FROM {self._schema}.online_watermarks").fetchall()
+        rows = self.con.execute(f"SELECT run_id FROM {self.schema}.online_watermarks").fetchall()
         return {int(r[0]) for r in rows}
 
     # -- the online epoch ------------------------------------------------------------------
@@ -96,7 +87,7 @@ class OnlineState:
         """The store's online epoch, None if no materialization has recorded one yet."""
         if not table_exists(self.con, self.project, "online_epoch"):
             return None
-        row = fetch_one(self.con, f"SELECT epoch FROM {self._schema}.online_epoch LIMIT 1")
+        row = fetch_one(self.con, f"SELECT epoch FROM {self.schema}.online_epoch LIMIT 1")
         return str(row[0]) if row else None
 
     def ensure_epoch(self) -> str:
@@ -104,7 +95,7 @@ class OnlineState:
         current = self.epoch()
         if current is None:
             current = uuid.uuid4().hex
-            self.con.execute(f"INSERT INTO {self._schema}.online_epoch VALUES (?)", [current])
+            self.con.execute(f"INSERT INTO {self.schema}.online_epoch VALUES (?)", [current])
         return current
 
     # -- removals --------------------------------------------------------------------------
@@ -113,13 +104,13 @@ class OnlineState:
         """Views gone from the registry: the next materialization deletes their values."""
         for view in views:
             self.con.execute(
-                f"INSERT OR REPLACE INTO {self._schema}.online_removals VALUES (?, ?)",
+                f"INSERT OR REPLACE INTO {self.schema}.online_removals VALUES (?, ?)",
                 [view, datetime.now(UTC)],
             )
-            self.con.execute(f"DELETE FROM {self._schema}.online_watermarks WHERE view = ?", [view])
+            self.con.execute(f"DELETE FROM {self.schema}.online_watermarks WHERE view = ?", [view])
 
     def pending_removals(self) -> list[str]:
-        return [r[0] for r in self.con.execute(f"SELECT view FROM {self._schema}.online_removals").fetchall()]
+        return [r[0] for r in self.con.execute(f"SELECT view FROM {self.schema}.online_removals").fetchall()]
 
     def removal_done(self, view: str) -> None:
-        self.con.execute(f"DELETE FROM {self._schema}.online_removals WHERE view = ?", [view])
+        self.con.execute(f"DELETE FROM {self.schema}.online_removals WHERE view = ?", [view])

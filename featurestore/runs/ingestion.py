@@ -22,7 +22,7 @@ from featurestore.profiling import FeatureStats
 from featurestore.runs import INGEST, RunEvents, run_name
 from featurestore.runs.sources import RunSourceState
 from featurestore.runs.statistics import StatisticsState
-from featurestore.storage import fetch_one, quote
+from featurestore.storage import ProjectTables, fetch_one
 from featurestore.validation import ViewReport
 
 
@@ -94,18 +94,15 @@ CHANGED = (
 
 
 @dataclass(frozen=True)
-class IngestionRunState:
+class IngestionRunState(ProjectTables):
     """Owns ``ingestion_runs`` and its id sequence."""
-
-    con: duckdb.DuckDBPyConnection
-    project: str
 
     @property
     def _table(self) -> str:
-        return f"{quote(self.project)}.ingestion_runs"
+        return f"{self.schema}.ingestion_runs"
 
     def ensure_table(self) -> None:
-        schema = quote(self.project)
+        schema = self.schema
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         self.con.execute(f"CREATE SEQUENCE IF NOT EXISTS {schema}.ingestion_run_ids START 1")
         self.con.execute(
@@ -136,7 +133,7 @@ class IngestionRunState:
 
     def start(self, view: str, registry_version: int, started_at: datetime) -> int:
         """A new "running" run of ``view``; its id."""
-        row = fetch_one(self.con, "SELECT nextval(?)", [f"{quote(self.project)}.ingestion_run_ids"])
+        row = fetch_one(self.con, "SELECT nextval(?)", [f"{self.schema}.ingestion_run_ids"])
         assert row is not None  # a sequence always answers
         run_id = int(row[0])
         self.con.execute(

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
-
 from featurestore.catalog import column_types, table_exists
-from featurestore.storage import fetch_one, quote
+from featurestore.storage import ProjectTables, fetch_one
 
 
 @dataclass(frozen=True)
@@ -52,21 +50,18 @@ CHANGED = "(status <> 'succeeded' OR coalesce(entities_written, 0) > 0)"
 
 
 @dataclass(frozen=True)
-class MaterializationRunState:
+class MaterializationRunState(ProjectTables):
     """Owns ``materialization_runs`` and its id sequence."""
-
-    con: duckdb.DuckDBPyConnection
-    project: str
 
     @property
     def _table(self) -> str:
-        return f"{quote(self.project)}.materialization_runs"
+        return f"{self.schema}.materialization_runs"
 
     def exists(self) -> bool:
         return table_exists(self.con, self.project, "materialization_runs")
 
     def ensure_table(self) -> None:
-        schema = quote(self.project)
+        schema = self.schema
         con = self.con
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         con.execute(f"CREATE SEQUENCE IF NOT EXISTS {schema}.materialization_run_ids START 1")
@@ -117,7 +112,7 @@ class MaterializationRunState:
         """A new "running" run, after recording the dead ones; its id and start time."""
         self.mark_dead_runs()
         started_at = datetime.now(UTC)
-        row = fetch_one(self.con, "SELECT nextval(?)", [f"{quote(self.project)}.materialization_run_ids"])
+        row = fetch_one(self.con, "SELECT nextval(?)", [f"{self.schema}.materialization_run_ids"])
         assert row is not None
         run_id = int(row[0])
         self.con.execute(

@@ -7,10 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import duckdb
-
 from featurestore.catalog import table_exists
-from featurestore.storage import quote
+from featurestore.storage import ProjectTables
 
 
 @dataclass(frozen=True)
@@ -25,14 +23,11 @@ class RunSource:
 
 
 @dataclass(frozen=True)
-class RunSourceState:
+class RunSourceState(ProjectTables):
     """Owns ``run_sources``."""
 
-    con: duckdb.DuckDBPyConnection
-    project: str
-
     def ensure_table(self) -> None:
-        schema = quote(self.project)
+        schema = self.schema
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         self.con.execute(
             f"""CREATE TABLE IF NOT EXISTS {schema}.run_sources (
@@ -57,7 +52,7 @@ class RunSourceState:
         if not views or not table_exists(self.con, self.project, "offline_files"):
             return
         self.ensure_table()
-        schema = quote(self.project)
+        schema = self.schema
         self.con.execute(
             f"""INSERT INTO {schema}.run_sources
                 SELECT ?, ?, view, path, size, mtime, fingerprint, rows, min_event_ts, max_event_ts
@@ -70,7 +65,7 @@ class RunSourceState:
         if not table_exists(self.con, self.project, "run_sources"):
             return []
         rows = self.con.execute(
-            f"SELECT DISTINCT path FROM {quote(self.project)}.run_sources WHERE kind = ? AND run_id = ? "
+            f"SELECT DISTINCT path FROM {self.schema}.run_sources WHERE kind = ? AND run_id = ? "
             "ORDER BY path",
             [kind, run_id],
         ).fetchall()
@@ -81,7 +76,7 @@ class RunSourceState:
         if not table_exists(self.con, self.project, "run_sources"):
             return []
         rows = self.con.execute(
-            f"SELECT kind, run_id, view, path, fingerprint FROM {quote(self.project)}.run_sources "
+            f"SELECT kind, run_id, view, path, fingerprint FROM {self.schema}.run_sources "
             "ORDER BY kind, run_id, path"
         ).fetchall()
         return [RunSource(str(k), int(r), str(v), str(p), str(f)) for k, r, v, p, f in rows]

@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import duckdb
-
 from featurestore.catalog import table_exists
 from featurestore.profiling import FeatureStats
-from featurestore.storage import fetch_one, quote
+from featurestore.storage import ProjectTables, fetch_one
 
 TABLE = "feature_statistics"
 _COLUMNS = (
@@ -43,15 +41,12 @@ _COLUMNS = (
 
 
 @dataclass(frozen=True)
-class StatisticsState:
+class StatisticsState(ProjectTables):
     """Owns ``feature_statistics``."""
-
-    con: duckdb.DuckDBPyConnection
-    project: str
 
     def ensure_table(self) -> None:
         self.con.execute(
-            f"""CREATE TABLE IF NOT EXISTS {quote(self.project)}.{TABLE} (
+            f"""CREATE TABLE IF NOT EXISTS {self.schema}.{TABLE} (
                 run_id INTEGER NOT NULL,          -- ingestion_runs.run_id
                 view VARCHAR NOT NULL,
                 feature VARCHAR NOT NULL,
@@ -72,7 +67,7 @@ class StatisticsState:
         )
         # Added later: files written before have no such column (read() copes).
         self.con.execute(
-            f"ALTER TABLE {quote(self.project)}.{TABLE} ADD COLUMN IF NOT EXISTS non_finite BIGINT"
+            f"ALTER TABLE {self.schema}.{TABLE} ADD COLUMN IF NOT EXISTS non_finite BIGINT"
         )
 
     def record(self, run_id: int, view: str, stats: Sequence[FeatureStats]) -> None:
@@ -82,7 +77,7 @@ class StatisticsState:
         self.ensure_table()
         now = datetime.now(UTC)
         self.con.executemany(
-            f"INSERT OR REPLACE INTO {quote(self.project)}.{TABLE} ({', '.join(_COLUMNS)}) "
+            f"INSERT OR REPLACE INTO {self.schema}.{TABLE} ({', '.join(_COLUMNS)}) "
             f"VALUES ({', '.join(['?'] * len(_COLUMNS))})",
             [
                 [
@@ -113,7 +108,7 @@ class StatisticsState:
             return {}
         # SELECT *: a file written before non_finite existed has no such column.
         result = self.con.execute(
-            f"SELECT * FROM {quote(self.project)}.{TABLE} WHERE run_id = ? ORDER BY feature", [run_id]
+            f"SELECT * FROM {self.schema}.{TABLE} WHERE run_id = ? ORDER BY feature", [run_id]
         )
         names = [d[0] for d in result.description]
         out = {}
@@ -144,6 +139,6 @@ class StatisticsState:
         if not table_exists(self.con, self.project, TABLE):
             return None
         row = fetch_one(
-            self.con, f"SELECT max(run_id) FROM {quote(self.project)}.{TABLE} WHERE view = ?", [view]
+            self.con, f"SELECT max(run_id) FROM {self.schema}.{TABLE} WHERE view = ?", [view]
         )
         return None if row is None or row[0] is None else int(row[0])

@@ -7,22 +7,17 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import duckdb
-
-from featurestore.storage import quote
+from featurestore.storage import ProjectTables
 from featurestore.validation import ViewReport
 
 
 @dataclass(frozen=True)
-class ValidationResultState:
+class ValidationResultState(ProjectTables):
     """Owns ``validation_results``."""
-
-    con: duckdb.DuckDBPyConnection
-    project: str
 
     def ensure_table(self) -> None:
         self.con.execute(
-            f"""CREATE TABLE IF NOT EXISTS {quote(self.project)}.validation_results (
+            f"""CREATE TABLE IF NOT EXISTS {self.schema}.validation_results (
                 view VARCHAR NOT NULL, path VARCHAR NOT NULL, checked_at TIMESTAMPTZ NOT NULL,
                 policy VARCHAR NOT NULL, rows BIGINT NOT NULL, invalid_rows BIGINT NOT NULL,
                 failures JSON NOT NULL)"""
@@ -37,6 +32,6 @@ class ValidationResultState:
                 [{"column": c.column, "check": c.check, "failing_rows": c.failing_rows} for c in f.failures]
             )
             self.con.execute(
-                f"INSERT INTO {quote(self.project)}.validation_results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO {self.schema}.validation_results VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [report.view, f.path, now, report.policy, f.rows, f.invalid_rows, failures],
             )
