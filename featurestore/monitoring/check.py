@@ -23,7 +23,7 @@ from featurestore.profiling import FeatureStats
 from featurestore.registry import Snapshot
 from featurestore.runs.ingestion import IngestionRunState
 from featurestore.runs.statistics import StatisticsState
-from featurestore.runs.training_set_records import list_records, load_record
+from featurestore.runs.training_set_records import has_record, list_records, load_record
 from featurestore.storage import connection
 
 LATEST = "latest"
@@ -98,7 +98,9 @@ def resolve_side(
     if spec == LATEST:
         return _latest(con, config.project, target)
     match = _RUN.match(spec)
-    if match:
+    # A training set's id is 12 hex digits, all of them decimal once in ~280 ids: a recorded
+    # training set wins over a bare run number (``ingest-N`` always means the run).
+    if match and not (spec.isdigit() and has_record(config.store_dir, spec)):
         return _run(con, config.project, target, int(match.group(1)), role)
     return _training_set(config, target, spec, role)
 

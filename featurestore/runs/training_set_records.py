@@ -111,13 +111,19 @@ class TrainingSetRecorder:
         pending.entities.unlink(missing_ok=True)
 
 
+def has_record(store_dir: Path, training_set: str) -> bool:
+    """Whether a training set of this id is recorded."""
+    if not training_set or os.sep in training_set:
+        return False
+    return (folder(store_dir, training_set) / RECORD).is_file()
+
+
 def load_record(store_dir: Path, training_set: str) -> dict[str, Any]:
     """The record of a training set by id; NotFoundError names the known ones."""
-    path = folder(store_dir, training_set) / RECORD
-    if not training_set or os.sep in training_set or not path.is_file():
+    if not has_record(store_dir, training_set):
         known = ", ".join(sorted(r["id"] for r in list_records(store_dir))[:10]) or "none yet"
         raise NotFoundError(f"no training set {training_set!r} (known: {known})")
-    record: dict[str, Any] = json.loads(path.read_text())
+    record: dict[str, Any] = json.loads((folder(store_dir, training_set) / RECORD).read_text())
     return record
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from featurestore.errors import InvalidRequestError, NotFoundError
 from featurestore.monitoring.drift import EPSILON, NO_TEST, FeatureDrift, Skipped, Thresholds, compare
 from featurestore.profiling import FeatureStats
+from featurestore.runs.training_set_records import RECORD, folder
 from tests.monitoring.drift_repo import (
     SHIFTED,
     SHIFTED_NULLS,
@@ -217,3 +221,22 @@ def test_bad_arguments_name_the_problem(drift_repo: DriftRepo) -> None:  # noqa:
         store.drift("customer_profile", drift_repo.baseline_run)
     with pytest.raises(InvalidRequestError, match="also has features of 'customer_profile'"):
         store.drift("trip_model", drift_repo.baseline_run)
+
+
+def test_a_training_set_whose_id_is_all_digits_is_not_taken_for_a_run(drift_repo: DriftRepo) -> None:  # noqa: F811
+    # One id in ~280 is 12 decimal digits, which also reads as a bare run number.
+    store_dir = drift_repo.store.config.store_dir
+    digits = "578783192741"
+    record = json.loads((folder(store_dir, drift_repo.training_set) / RECORD).read_text())
+    record["id"] = record["manifest"]["id"] = digits
+    (folder(store_dir, digits)).mkdir()
+    (folder(store_dir, digits) / RECORD).write_text(json.dumps(record))
+    try:
+        report = drift_repo.store.drift("trip_model", digits, "latest")
+        assert report.baseline == f"training set {digits}"
+        assert [f.feature for f in report.drifted] == SHIFTED_VALUES
+        # ingest-N still names the run, whatever training sets exist
+        with pytest.raises(NotFoundError, match="no ingestion run 'ingest-578783192741'"):
+            drift_repo.store.drift("trip_model", f"ingest-{digits}", "latest")
+    finally:
+        shutil.rmtree(folder(store_dir, digits))
