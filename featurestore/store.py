@@ -44,7 +44,7 @@ from featurestore.online.state import OnlineState
 from featurestore.online.store import OnlineStore
 from featurestore.outputs import OutputGuard
 from featurestore.registry import Plan, Snapshot, Version, compile_repo, make_plan
-from featurestore.registry import versions as registry_versions
+from featurestore.registry.versions import RegistryState, check_unmoved
 from featurestore.repo import load_repo
 from featurestore.runlock import RunLock, exclusive_run
 from featurestore.runs import MATERIALIZE
@@ -103,10 +103,11 @@ class FeatureStore:
         new = self.load_definitions()
         self._registry = None  # lookups in this process see what is applied now
         with connection(self.config.duckdb_path) as con:
-            registry_versions.ensure_tables(con, self.config.project)
-            base = registry_versions.latest_version(con, self.config.project)
-            registry_versions.check_unmoved(started[-1].version if started else None, base)
-            old = registry_versions.read_snapshot(con, self.config.project)[1] if base else None
+            registry = RegistryState(con, self.config.project)
+            registry.ensure_tables()
+            base = registry.latest()
+            check_unmoved(started[-1].version if started else None, base)
+            old = registry.snapshot()[1] if base else None
             plan = make_plan(old, new, base.version if base else None)
             if plan.breaking and not allow_breaking:
                 raise BreakingChangeError(
@@ -116,9 +117,7 @@ class FeatureStore:
                 )
             if plan.is_empty:
                 return ApplyResult(plan, None)
-            version = registry_versions.write_version(
-                con, self.config.project, new, plan.base_version, plan.summary()
-            )
+            version = registry.write(new, plan.base_version, plan.summary())
             # A view gone from the definitions or taken offline leaves data in Redis: the
             # next materialization removes it (recorded here so a Redis outage loses nothing).
             if old is not None:
@@ -142,14 +141,14 @@ class FeatureStore:
         if not self.config.duckdb_path.exists():
             return []
         with connection(self.config.duckdb_path, read_only=True) as con:
-            return registry_versions.list_versions(con, self.config.project)
+            return RegistryState(con, self.config.project).versions()
 
     def breaking_versions(self) -> dict[int, list[str]]:
         """Version -> how it broke consumers of the version before it (absent: it broke none)."""
         if not self.config.duckdb_path.exists():
             return {}
         with connection(self.config.duckdb_path, read_only=True) as con:
-            snapshots = registry_versions.read_snapshots(con, self.config.project)
+            snapshots = RegistryState(con, self.config.project).snapshots()
         previous: Snapshot | None = None
         breaking: dict[int, list[str]] = {}
         for number, snapshot in snapshots.items():
@@ -213,7 +212,7 @@ class FeatureStore:
         with exclusive_run(self.config.duckdb_path, "an ingestion", if_idle, on_wait), connection(
             self.config.duckdb_path
         ) as con:
-            version, snapshot = registry_versions.read_snapshot(con, self.config.project)
+            version, snapshot = RegistryState(con, self.config.project).snapshot()
             results, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
         if failed:
             raise ViewsFailedError(failed, results)
@@ -383,7 +382,7 @@ class FeatureStore:
         # One write connection for ingestion, the registry and the run's record: opening and
         # closing the file costs more than this bookkeeping. It is released while Redis is written.
         with online_store, connection(self.config.duckdb_path) as con:
-            version, snapshot = registry_versions.read_snapshot(con, project)
+            version, snapshot = RegistryState(con, project).snapshot()
             ingested, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
             # A view that failed is left out alone: the run materializes the others.
             chosen = [v for v in self._select_views(snapshot, views) if v.name not in failed]
@@ -512,7 +511,7 @@ class FeatureStore:
                 f"nothing applied yet ({self.config.duckdb_path} does not exist): run 'featurestore apply'"
             )
         with connection(self.config.duckdb_path, read_only=True) as con:
-            return registry_versions.read_snapshot(con, self.config.project, version)
+            return RegistryState(con, self.config.project).snapshot(version)
 
     @staticmethod
     def _select_views(snapshot: Snapshot, views: Sequence[str] | None) -> list[FeatureView]:

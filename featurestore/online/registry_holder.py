@@ -17,7 +17,7 @@ import time
 from featurestore.config import Config
 from featurestore.errors import FeatureStoreError, NotAppliedError, StoreLockedError
 from featurestore.online.lookup import OnlineRegistry
-from featurestore.registry import versions as registry_versions
+from featurestore.registry.versions import RegistryState
 from featurestore.storage import connection
 
 log = logging.getLogger("featurestore.serving")
@@ -37,15 +37,15 @@ def load(
             f"nothing applied yet ({config.duckdb_path} does not exist): run 'featurestore apply'"
         )
     with connection(config.duckdb_path, read_only=True, lock_timeout=lock_timeout) as con:
-        latest = registry_versions.latest_version(con, config.project)
+        latest = RegistryState(con, config.project).latest()
         if latest is None:
             raise NotAppliedError(
                 f"nothing applied yet in project {config.project!r}: run 'featurestore apply'"
             )
         if latest.version == known:
             return None
-        version, snapshot = registry_versions.read_snapshot(con, config.project, latest.version)
-        history = registry_versions.view_feature_lists(con, config.project)
+        version, snapshot = RegistryState(con, config.project).snapshot(latest.version)
+        history = RegistryState(con, config.project).view_feature_lists()
     return OnlineRegistry(config.project, snapshot, version.version, max_entities, history)
 
 

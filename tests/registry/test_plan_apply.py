@@ -15,7 +15,7 @@ from featurestore import FeatureStore
 from featurestore.config import load_config
 from featurestore.errors import BreakingChangeError, ConcurrentApplyError, NotAppliedError, NotFoundError
 from featurestore.registry import PRESENT, FieldChange
-from featurestore.registry import versions as registry_versions
+from featurestore.registry.versions import RegistryState
 from featurestore.storage import connection
 from tests.support.cli import FEATURESTORE, run_cli
 from tests.support.repos import DRIVER_REPO, write_repo
@@ -340,12 +340,12 @@ def test_write_version_with_a_stale_parent_is_refused(driver_repo: Path) -> None
     with connection(path) as con:
         for stale in (None, 0, 2):
             with pytest.raises(ConcurrentApplyError) as e:
-                registry_versions.write_version(con, project, snapshot, stale, "stale")
+                RegistryState(con, project).write(snapshot, stale, "stale")
             assert f"the registry moved from version {stale} to 1" in e.value.message
             assert "featurestore plan" in e.value.message
-        assert [v.version for v in registry_versions.list_versions(con, project)] == [1]
+        assert [v.version for v in RegistryState(con, project).versions()] == [1]
         # The transaction was rolled back: the connection still works and a fresh parent succeeds.
-        written = registry_versions.write_version(con, project, snapshot, 1, "fresh")
+        written = RegistryState(con, project).write(snapshot, 1, "fresh")
     assert written.version == 2
     assert version_numbers(fs) == [1, 2]
     assert fs.registry().content_hash == snapshot.content_hash
