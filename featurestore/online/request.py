@@ -23,6 +23,10 @@ from featurestore.online.lookup import MAX_FEATURES, LookupPlan, OnlineRegistry,
 from featurestore.online.store import AsyncOnlineStore, OnlineStore
 
 Admit = Callable[[LookupPlan, int], None]
+# A request's entity columns, or how to make them: a transport whose columns cost memory in
+# proportion to the request (gRPC's protobuf lists become Python objects) passes a function,
+# called only once the plan is made, so a request naming an unknown feature never pays for them.
+Entities = Mapping[str, Sequence[Any]] | Callable[[], Mapping[str, Sequence[Any]]]
 
 
 @dataclass(slots=True)
@@ -58,12 +62,12 @@ def wanted(features: Sequence[str], feature_service: str | None) -> tuple[str, .
 def _prepare(
     registry: OnlineRegistry,
     features: tuple[str, ...] | str,
-    entities: Mapping[str, Sequence[Any]],
+    entities: Entities,
     full_feature_names: bool,
     admit: Admit | None,
 ) -> tuple[LookupPlan, int, dict[str, list[Any]], list[str]]:
     plan = registry.plan(features, full_feature_names)
-    n, columns = plan.entity_columns(entities)
+    n, columns = plan.entity_columns(entities() if callable(entities) else entities)
     if admit is not None:
         admit(plan, n)
     return plan, n, columns, plan.keys(n, columns)
@@ -91,7 +95,7 @@ async def lookup_async(
     store: AsyncOnlineStore,
     features: Sequence[str],
     feature_service: str | None,
-    entities: Mapping[str, Sequence[Any]],
+    entities: Entities,
     timeout: float,
     full_feature_names: bool = False,
     admit: Admit | None = None,

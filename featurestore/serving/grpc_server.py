@@ -78,7 +78,7 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
                 self.store,
                 request.features,
                 request.feature_service,
-                convert.entity_columns(request.entities),
+                lambda: convert.entity_columns(request.entities),  # after the plan (request.py)
                 timeout,
                 request.full_feature_names,
                 admit,
