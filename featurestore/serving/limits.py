@@ -92,8 +92,8 @@ class ByteBudget:
 
     Requests and answers take bytes and give them back when answered; every call runs on
     the server's event loop. One request larger than the whole budget is let in when nothing
-    else is in flight, so that "retry" is always true. Once ``limit`` bytes have passed (taken
-    or refused) and none are in flight, the memory they took is handed back to the system, at most every
+    else is in flight, so that "retry" is always true. Once ``limit`` bytes have passed and
+    none are in flight, the memory they took is handed back to the system, at most every
     ``release_every`` seconds.
     """
 
@@ -109,9 +109,6 @@ class ByteBudget:
         """Count ``nbytes`` in, or raise ResourceExhaustedError if the budget cannot hold them
         (``held``: bytes the same request holds already, which do not count as others')."""
         if self.used > held and self.used + nbytes > self.limit:
-            # Refused, but grpc has read the request into memory all the same: its bytes count
-            # toward the next release, or a burst refused almost whole would never trigger one.
-            self._passed += nbytes
             raise ResourceExhaustedError(
                 f"server busy: {what} of {nbytes} bytes does not fit in its budget "
                 f"({self.used} of max_bytes_in_flight {self.limit} bytes in use); retry shortly"
