@@ -214,9 +214,13 @@ class RedisBackend(Backend):
 class AsyncRedisBackend(AsyncBackend):
     """The serving path's Redis: one pipelined connection (see aioredis.py)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, wait: float = SOCKET_TIMEOUT) -> None:
         self.url = url
-        self._client = AsyncRedis(url, connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT)
+        # The connection is presumed dead once its oldest command waited longer than any
+        # read may wait: a server told to wait 300 s for Redis must not drop its reads at 5.
+        self._client = AsyncRedis(
+            url, connect_timeout=CONNECT_TIMEOUT, socket_timeout=max(SOCKET_TIMEOUT, wait)
+        )
 
     async def read(self, keys: Sequence[str], timeout: float) -> list[bytes | None]:
         with map_errors(self.url):

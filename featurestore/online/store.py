@@ -156,9 +156,10 @@ class AsyncOnlineStore:
         self.backend = backend
 
     @classmethod
-    def connect(cls, url: str, project: str) -> AsyncOnlineStore:
-        """The store at ``url`` (connected on the first request)."""
-        return cls(project, AsyncRedisBackend(url))
+    def connect(cls, url: str, project: str, wait: float = SOCKET_TIMEOUT) -> AsyncOnlineStore:
+        """The store at ``url`` (connected on the first request), whose reads may wait up
+        to ``wait`` seconds."""
+        return cls(project, AsyncRedisBackend(url, wait))
 
     def read(self, keys: Sequence[str], timeout: float) -> Coroutine[Any, Any, list[bytes | None]]:
         """Each key's stored value, in order, within ``timeout`` seconds (else OnlineStoreUnavailable)."""
