@@ -92,9 +92,9 @@ class ByteBudget:
 
     Requests and answers take bytes and give them back when answered; every call runs on
     the server's event loop. One request larger than the whole budget is let in when nothing
-    else is in flight, so that "retry" is always true. Once ``limit`` bytes have passed and
-    none are in flight, the memory they took is handed back to the system, at most every
-    ``release_every`` seconds.
+    else is in flight, so that "retry" is always true. Once ``limit`` bytes have passed (taken
+    or refused) and none are in flight, the memory they took is handed back to the system,
+    at most every ``release_every`` seconds.
     """
 
     def __init__(self, limit: int, release_every: float = 5.0) -> None:
@@ -103,12 +103,16 @@ class ByteBudget:
         self.release_every = release_every
         self._passed = 0  # bytes given back since the last release
         self._released_at = -release_every
+        self.releases = 0  # how many times memory was handed back
         self._release: asyncio.TimerHandle | None = None
 
     def take(self, nbytes: int, what: str = "a request", held: int = 0) -> None:
         """Count ``nbytes`` in, or raise ResourceExhaustedError if the budget cannot hold them
         (``held``: bytes the same request holds already, which do not count as others')."""
         if self.used > held and self.used + nbytes > self.limit:
+            # Refused, but grpc has read the request into memory all the same: its bytes count
+            # toward the next release, or a burst refused almost whole would never trigger one.
+            self._passed += nbytes
             raise ResourceExhaustedError(
                 f"server busy: {what} of {nbytes} bytes does not fit in its budget "
                 f"({self.used} of max_bytes_in_flight {self.limit} bytes in use); retry shortly"
@@ -129,6 +133,7 @@ class ByteBudget:
             return
         self._passed = 0
         self._released_at = loop.time()
+        self.releases += 1
         gc.collect()  # an error's traceback holds its request in a reference cycle
         loop.run_in_executor(None, release_memory)  # free() lets go of the GIL
 
