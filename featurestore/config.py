@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from featurestore.errors import ConfigError
+from featurestore.redis_urls import check_url
 from featurestore.secrets import mask_url
 
 CONFIG_FILE = "featurestore.toml"
@@ -48,7 +49,7 @@ class Config:
     repo: Path
     project: str
     duckdb_path: Path
-    redis_url: str
+    redis_url: str  # one Redis, or a Redis Cluster (redis_urls.py)
     # Entity frames name their event time column this unless a call says otherwise.
     event_timestamp_column: str = "event_timestamp"
     # DuckDB's buffer pool for heavy work (training sets, ingestion), e.g. "8GB"; beyond it
@@ -80,6 +81,9 @@ class Config:
     # whether each materialization runs it when done.
     keep_runs: int = 10
     gc_after_materialize: bool = False
+    # On a cluster, lookups may read replicas too (more reads per second; values up to the
+    # replication lag old). Materialization always writes the masters.
+    read_from_replicas: bool = False
 
     @property
     def store_dir(self) -> Path:
@@ -125,10 +129,8 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     duckdb_path = Path(env.get("FEATURESTORE_DUCKDB_PATH") or offline.get("path", DEFAULT_DUCKDB_PATH))
     if not duckdb_path.is_absolute():
         duckdb_path = root / duckdb_path
-    redis_url = env.get("FEATURESTORE_REDIS_URL") or online.get("redis_url", DEFAULT_REDIS_URL)
-    if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        shown = mask_url(redis_url) if isinstance(redis_url, str) else redis_url
-        raise ConfigError(f"redis_url must start with redis://, rediss:// or unix://, got {shown!r}")
+    redis_url = check_url(env.get("FEATURESTORE_REDIS_URL") or online.get("redis_url", DEFAULT_REDIS_URL))
+    read_from_replicas = _read_from_replicas(online, env, path)
     event_col = training.get("event_timestamp_column", "event_timestamp")
     memory_limit = env.get("FEATURESTORE_DUCKDB_MEMORY_LIMIT") or offline.get("memory_limit")
     if memory_limit is not None and not _MEMORY.match(str(memory_limit)):
@@ -153,6 +155,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         memory_limit,
         openlineage_url,
         **serving,
+        read_from_replicas=read_from_replicas,
         serving_limits=limits,
         request_log_path=log_path,
         request_log_sample=log_sample,
@@ -189,7 +192,7 @@ def _request_log(
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 _TABLE_KEYS = {
     "offline": {"path", "memory_limit"},
-    "online": {"redis_url"},
+    "online": {"redis_url", "read_from_replicas"},
     "training": {"event_timestamp_column"},
     "lineage": {"openlineage_url"},
     "serving": {"auth_tokens_file", "tls_cert", "tls_key", "max_connections", "max_streams",
@@ -295,6 +298,17 @@ def _drift_thresholds(raw: dict[str, object], path: Path) -> tuple[float, float]
             raise ConfigError(f"{path}: [monitoring] {name} must be a number {bounds}, got {item!r}")
         found[name] = float(item)
     return found["psi_threshold"], found["p_value_threshold"]
+
+
+def _read_from_replicas(online: dict[str, object], env: Mapping[str, str], path: Path) -> bool:
+    """[online] read_from_replicas (true or false; FEATURESTORE_READ_FROM_REPLICAS overrides)."""
+    value: object = online.get("read_from_replicas", False)
+    override = env.get("FEATURESTORE_READ_FROM_REPLICAS")
+    if override:
+        value = {"true": True, "1": True, "false": False, "0": False}.get(override.lower(), override)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: [online] read_from_replicas must be true or false, got {value!r}")
+    return value
 
 
 def _retention(raw: dict[str, object], path: Path) -> tuple[int, bool]:

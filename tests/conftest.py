@@ -12,6 +12,7 @@ import redis
 from featurestore import datagen
 from tests.support.clock import DATA_END
 from tests.support.redis import RedisServer, free_port
+from tests.support.redis_cluster import RedisCluster
 from tests.support.repos import copy_example_repo, write_repo
 
 
@@ -54,6 +55,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         pytest.fail("redis-server is not installed: run the tests through 'make test'")
     with RedisServer(free_port(), tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real Redis Cluster (3 masters, 3 replicas) for the session. Tests that kill or
+    reshard nodes start their own (tests/support/redis_cluster.py)."""
+    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

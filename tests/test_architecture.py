@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "config": 1,
     "secrets": 1,
+    "redis_urls": 1,  # what an online store URL may say (one Redis or a cluster)
     "outputs": 1,
     "storage": 1,
     "runlock": 1,
