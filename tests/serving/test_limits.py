@@ -102,8 +102,9 @@ def test_requests_over_the_budget_are_refused_at_once(
             assert httpx.get(f"{budgeted.http_url}/healthz", timeout=10).status_code in (200, 503)
             time.sleep(SOCKET_TIMEOUT + 1)
             small = _call(budgeted.target, _request(NUMBERS, [1001]).SerializeToString(), 1)
-            assert isinstance(small, grpc.RpcError)
-            assert small.code() == grpc.StatusCode.DEADLINE_EXCEEDED, small.details()
+            assert isinstance(small, grpc.RpcError)  # the server's wait or the caller's deadline ends it
+            assert small.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+            time.sleep(1)  # a connection dropped as dead would have failed the first by now
             assert not first.done()
         finally:
             serving_redis.process.send_signal(signal.SIGCONT)
