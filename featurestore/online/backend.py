@@ -5,24 +5,28 @@ In the shape of httpx's transports: a few methods in our terms, each raising onl
 imports its client library or catches its exceptions. ``OnlineStore`` (store.py) builds keys
 and values and calls these; nothing else calls a backend.
 
-Standalone Redis (redis_backend.py) is the only backend today. A Redis Cluster backend is a
-new module implementing the same methods: ``read`` groups keys by node, sends one pipelined
-read per node and puts the replies back in request order; ``write`` groups keys by slot (each
-newer-wins script call touches one slot) and sends one pipeline per node; ``scan`` walks every
-primary. Every key of one entity shares a hash tag (keys.py), and a project's markers are one
-hash, so the single-key methods need nothing more.
+Two backends: standalone Redis (redis_backend.py) and Redis Cluster (cluster_backend.py),
+whose ``read`` groups keys by slot, sends one pipelined read per node and puts the replies
+back in request order; ``write`` groups keys by slot (each newer-wins script call touches
+one slot) and sends one pipeline per node; ``scan`` walks every primary. Every key of one
+entity shares a hash tag (keys.py). The marker methods take many hashes: a cluster keeps one
+per hash slot (``CLUSTER``), so that losing any master's data shows (presence.py).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 Key = str | bytes  # keys are built as text; SCAN hands them back as bytes
 
 
 class Backend(ABC):
     """The blocking face: materialization, in-process lookups, the CLI, monitoring."""
+
+    # Keys spread over the hash slots of several servers: markers are kept per slot.
+    CLUSTER: ClassVar[bool] = False
 
     @abstractmethod
     def read(self, keys: Sequence[Key]) -> list[bytes | None]:
@@ -50,21 +54,23 @@ class Backend(ABC):
         """Every key matching the glob ``pattern``, in batches of about ``batch``."""
 
     @abstractmethod
-    def get_fields(self, key: str, fields: Sequence[str]) -> list[str | None]:
-        """Fields of the hash at ``key`` (None where absent)."""
+    def get_fields(self, keys: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:
+        """Fields of each hash at ``keys`` (None where absent), in order."""
 
     @abstractmethod
-    def set_field(self, key: str, field: str, value: str) -> None:
-        """Set one field of the hash at ``key``."""
+    def set_field(self, keys: Sequence[str], field: str, value: str) -> None:
+        """Set one field of each hash at ``keys``."""
 
     @abstractmethod
-    def delete_field(self, key: str, field: str) -> None:
-        """Remove one field of the hash at ``key``."""
+    def delete_field(self, keys: Sequence[str], field: str) -> None:
+        """Remove one field of each hash at ``keys``."""
 
     @abstractmethod
-    def set_fields_if_present(self, key: str, guard: str, fields: Sequence[str], value: str) -> bool:
-        """Atomically: if field ``guard`` of the hash is there, remove it and set ``fields`` to
-        ``value``; False (nothing changed) if it is gone."""
+    def set_fields_if_present(
+        self, keys: Sequence[str], guard: str, fields: Sequence[str], value: str
+    ) -> bool:
+        """Atomically for each hash at ``keys``: if its field ``guard`` is there, remove it and
+        set ``fields`` to ``value``; False if it was gone from any (those are left unchanged)."""
 
     @abstractmethod
     def ping(self) -> None:

@@ -6,7 +6,8 @@ cluster), keys of different projects never collide, and a view's keys can be fou
 ``SCAN MATCH {<project>:*}:<view>`` when it is removed. Join keys appear by name, so two
 entities with the same values never share a key. String values are percent-encoded so a
 value can never forge a separator; integers are written in decimal. The project's presence
-markers (presence.py) are one hash, ``{<project>}:online-epoch``, never a view key.
+markers (presence.py) are one hash, ``{<project>}:online-epoch``, never a view key; on a
+Redis Cluster, one such hash per hash slot, ``{<project>/<n>}:online-epoch``.
 
 This module is the only place keys are spelled: the online store (store.py) and lookup plans
 build them here, for a batch (``encode_keys``) or a request (``request_tags``).
@@ -14,6 +15,8 @@ build them here, for a batch (``encode_keys``) or a request (``request_tags``).
 
 from __future__ import annotations
 
+import binascii
+import functools
 from collections.abc import Mapping, Sequence, Set
 from urllib.parse import quote
 
@@ -49,6 +52,30 @@ def view_key(tag: str, view: str) -> str:
 def marker_key(project: str) -> str:
     """The project's marker hash; never a view key (those hold ``project:`` inside the braces)."""
     return "{" + project + "}:online-epoch"
+
+
+# Redis Cluster's hash slots: a key's slot is CRC16 (XMODEM) of its hash tag, modulo this.
+SLOTS = 16384
+
+
+@functools.cache
+def slot_marker_keys(project: str) -> tuple[str, ...]:
+    """On a Redis Cluster, one marker hash per hash slot (index = slot), for presence.py.
+
+    A master that restarts empty takes the markers of its slots with it, whichever slots it
+    serves: a marker moves with its slot when the cluster is resharded. The tags are found by
+    counting up ``<project>/<n>`` until every slot has one (about 170,000 CRCs, once per
+    process); ``/`` never appears in a view key's tag (``<project>:...``)."""
+    keys: list[str] = [""] * SLOTS
+    missing, n = SLOTS, 0
+    while missing:
+        tag = f"{project}/{n}"
+        slot = binascii.crc_hqx(tag.encode(), 0) % SLOTS
+        if not keys[slot]:
+            keys[slot] = "{" + tag + "}:online-epoch"
+            missing -= 1
+        n += 1
+    return tuple(keys)
 
 
 def project_pattern(project: str) -> str:

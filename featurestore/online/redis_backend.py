@@ -4,7 +4,9 @@ Every call into Redis runs inside ``map_errors``: whatever redis-py or the servi
 (aioredis.py) raises -- a refused connection, a timeout, or an error reply such as BUSY (a
 long script), LOADING (a restarted Redis reading its dataset) or NOAUTH (a Redis that now
 wants a password) -- leaves as one ``OnlineStoreUnavailable`` naming the server, never its
-password. No other module imports redis (tests/test_layering.py holds that).
+password. The cluster's errors too (cluster_backend.py calls it): an uncovered slot, CLUSTERDOWN,
+redirections without end. No other module imports redis (tests/online/test_redis_boundary.py
+holds that).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ return written
 KEYS_PER_CALL = 128
 
 # KEYS[1] = the hash, ARGV[1] = the guard field, ARGV[2] = the value, ARGV[3..] = fields.
-_SET_IF_PRESENT = """
+SET_IF_PRESENT = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], ARGV[2]) end
@@ -73,7 +75,7 @@ def map_errors(url: str) -> Iterator[None]:
     """Map every Redis error raised inside, and a timeout waiting for Redis, to ours."""
     try:
         yield
-    except (redis.RedisError, TimeoutError) as e:
+    except (redis.RedisError, redis.exceptions.RedisClusterException, TimeoutError) as e:
         raise unavailable(url, e) from None
 
 
@@ -90,6 +92,13 @@ def unavailable(url: str, error: Exception) -> OnlineStoreUnavailable:
     if isinstance(error, redis.AuthenticationError) or code == "WRONGPASS":
         return OnlineStoreUnavailable(
             f"online store {shown} refused the credentials: {reply}", config_problem=True
+        )
+    if isinstance(error, (redis.exceptions.ClusterError, redis.exceptions.RedisClusterException)):
+        # Retries exhausted on a cluster (CLUSTERDOWN, an uncovered slot, MOVED/ASK or TRYAGAIN
+        # again and again): a master down and not replaced yet, or slots on the move.
+        return OnlineStoreUnavailable(
+            f"online store {shown} (a Redis Cluster) cannot answer now: {reply or type(error).__name__} "
+            "(a master down and not yet replaced by its replica, or slots being moved)"
         )
     if code:  # any other error reply: BUSY (a long script), LOADING, MASTERDOWN, OOM, ...
         return OnlineStoreUnavailable(f"online store {shown} cannot answer now: {reply}")
@@ -109,7 +118,8 @@ def _reply(error: Exception) -> tuple[str, str]:
     return (first if isinstance(error, redis.ResponseError) and first.isupper() else ""), text
 
 
-def _text(value: bytes | str | None) -> str | None:
+def as_text(value: bytes | str | None) -> str | None:
+    """A hash field as Redis returns it, as text."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -187,21 +197,35 @@ class RedisBackend(Backend):
         if keys:
             yield keys
 
-    def get_fields(self, key: str, fields: Sequence[str]) -> list[str | None]:
+    def get_fields(self, keys: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, list(fields))
         with map_errors(self.url):
-            return [_text(v) for v in self._client.hmget(key, list(fields))]
+            return [[as_text(v) for v in reply] for reply in pipe.execute()]
 
-    def set_field(self, key: str, field: str, value: str) -> None:
+    def set_field(self, keys: Sequence[str], field: str, value: str) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hset(key, field, value)
         with map_errors(self.url):
-            self._client.hset(key, field, value)
+            pipe.execute()
 
-    def delete_field(self, key: str, field: str) -> None:
+    def delete_field(self, keys: Sequence[str], field: str) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hdel(key, field)
         with map_errors(self.url):
-            self._client.hdel(key, field)
+            pipe.execute()
 
-    def set_fields_if_present(self, key: str, guard: str, fields: Sequence[str], value: str) -> bool:
+    def set_fields_if_present(
+        self, keys: Sequence[str], guard: str, fields: Sequence[str], value: str
+    ) -> bool:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.eval(SET_IF_PRESENT, 1, key, guard, value, *fields)
         with map_errors(self.url):
-            return bool(self._client.eval(_SET_IF_PRESENT, 1, key, guard, value, *fields))
+            return all(pipe.execute())
 
     def ping(self) -> None:
         with map_errors(self.url):

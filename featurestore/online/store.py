@@ -16,9 +16,11 @@ from typing import Any
 
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online.backend import AsyncBackend, Backend, Key
+from featurestore.online.cluster_backend import RedisClusterBackend
 from featurestore.online.codec import HEADER, header_of
-from featurestore.online.keys import marker_key, project_pattern, view_pattern
+from featurestore.online.keys import marker_key, project_pattern, slot_marker_keys, view_pattern
 from featurestore.online.redis_backend import SOCKET_TIMEOUT, AsyncRedisBackend, RedisBackend
+from featurestore.redis_urls import is_cluster
 
 SCAN_BATCH = 1000
 
@@ -34,8 +36,12 @@ class OnlineStore:
     def connect(
         cls, url: str, project: str, check: bool = True, socket_timeout: float = SOCKET_TIMEOUT
     ) -> OnlineStore:
-        """The store at ``url``; with ``check``, one whose server has answered a ping."""
-        store = cls(project, RedisBackend(url, socket_timeout))
+        """The store at ``url`` (one Redis or a cluster); with ``check``, one whose server has
+        answered a ping (on a cluster: every master, and every slot served)."""
+        backend: Backend = (
+            RedisClusterBackend(url, socket_timeout) if is_cluster(url) else RedisBackend(url, socket_timeout)
+        )
+        store = cls(project, backend)
         if check:
             try:
                 store.backend.ping()
@@ -99,35 +105,42 @@ class OnlineStore:
 
     # -- presence markers (presence.py says why) ------------------------------------------
 
+    def _markers(self) -> Sequence[str]:
+        """The marker hashes: one, or on a cluster one per hash slot (so each master holds some)."""
+        return slot_marker_keys(self.project) if self.backend.CLUSTER else (marker_key(self.project),)
+
     def begin_writes(self, run_id: int) -> None:
         """Before a run's first write: its field, which a flush during the run takes away."""
-        self.backend.set_field(marker_key(self.project), f"run:{run_id}", "1")
+        self.backend.set_field(self._markers(), f"run:{run_id}", "1")
 
     def mark_written(self, run_id: int, epoch: str, views: Sequence[str]) -> bool:
-        """After a run's writes: mark ``views`` as held under ``epoch``; False if data was lost meanwhile."""
-        return self.backend.set_fields_if_present(marker_key(self.project), f"run:{run_id}", views, epoch)
+        """After a run's writes: mark ``views`` as held under ``epoch``; False if data was lost
+        meanwhile (a marker hash that lost the run's field keeps its old marks)."""
+        return self.backend.set_fields_if_present(self._markers(), f"run:{run_id}", views, epoch)
 
     def end_writes(self, run_id: int) -> None:
         """A run that failed removes its field; if the store is what failed, the stray field stays
         (it is harmless: never read)."""
         try:
-            self.backend.delete_field(marker_key(self.project), f"run:{run_id}")
+            self.backend.delete_field(self._markers(), f"run:{run_id}")
         except OnlineStoreUnavailable:
             pass
 
     def unmarked(self, views: Sequence[str], epoch: str | None) -> dict[str, str]:
-        """View -> why the store does not hold it, for each of ``views`` whose marker is not ``epoch``."""
+        """View -> why the store does not hold it, for each of ``views`` whose marker is not
+        ``epoch`` (in any of the marker hashes)."""
         if not views:
             return {}
-        marks = self.backend.get_fields(marker_key(self.project), views)
+        marks = self.backend.get_fields(self._markers(), views)
         out = {}
-        for view, mark in zip(views, marks, strict=True):
-            if mark is None or epoch is None:
+        for i, view in enumerate(views):
+            held = {hash_marks[i] for hash_marks in marks}
+            if None in held or epoch is None:
                 out[view] = (
                     "online data lost: Redis has no marker of the run that wrote it "
                     "(flushed, or restarted without persistence)"
                 )
-            elif mark != epoch:
+            elif held != {epoch}:
                 out[view] = "online data lost: Redis holds another store's values for this project"
         return out
 

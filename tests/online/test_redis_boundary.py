@@ -2,7 +2,8 @@
 
 The backend module maps every Redis exception to ours (``map_errors``); if another module
 imported redis, it could catch (or leak) redis-py's exceptions around that boundary, and a
-second backend (Redis Cluster) would have to change it too.
+second backend (Redis Cluster, cluster_backend.py, which reuses ``map_errors``) would have
+to change it too.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 import featurestore
 
 PACKAGE = Path(featurestore.__file__).parent
-# The Redis backend and the serving client it wraps: the only code speaking Redis.
-REDIS_MODULES = {"online/redis_backend.py", "online/aioredis.py"}
+# The Redis backends and the serving client one wraps: the only code speaking Redis.
+REDIS_MODULES = {"online/redis_backend.py", "online/cluster_backend.py", "online/aioredis.py"}
 # Who may build a Redis backend: the online store's constructors.
 BACKEND_USERS = {"online/store.py"}
 
@@ -66,6 +67,11 @@ def test_only_the_online_store_builds_the_redis_backend() -> None:
         name
         for name, path in _sources().items()
         if name not in REDIS_MODULES
-        and {"featurestore.online.redis_backend", "featurestore.online.aioredis"} & _imports(path)
+        and {
+            "featurestore.online.redis_backend",
+            "featurestore.online.cluster_backend",
+            "featurestore.online.aioredis",
+        }
+        & _imports(path)
     )
     assert users == sorted(BACKEND_USERS)
