@@ -23,10 +23,15 @@ shift 2
 
 stop() {
 	local pidfile pid
+	# Every node at once: a master stopped alone waits up to 10 s (shutdown-timeout) for its
+	# replica to catch up, which a replica stopping with it never does.
+	for pidfile in "$dir"/*/redis.pid; do
+		[[ -f $pidfile ]] || continue
+		kill "$(cat "$pidfile")" 2>/dev/null || true
+	done
 	for pidfile in "$dir"/*/redis.pid; do
 		[[ -f $pidfile ]] || continue
 		pid=$(cat "$pidfile")
-		kill "$pid" 2>/dev/null || true
 		for _ in $(seq 100); do # up to 10 s each
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
