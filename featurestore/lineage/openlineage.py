@@ -24,6 +24,7 @@ from openlineage.client.transport.http import HttpConfig, HttpTransport
 from openlineage.client.transport.transport import Transport
 
 from featurestore.config import Config
+from featurestore.redis_urls import is_cluster, parse_cluster_url
 
 EVENTS_FILE = "openlineage/events.jsonl"
 PRODUCER = "https://github.com/featurestore/featurestore"
@@ -54,7 +55,12 @@ class LineageEvents:
         return Dataset(f"duckdb://{self.config.duckdb_path}", f"{self.config.project}.offline_{view}")
 
     def online_view(self, view: str) -> Dataset:
-        parts = urlsplit(self.config.redis_url)
+        url = self.config.redis_url
+        if is_cluster(url):  # the seeds, without credentials (urlsplit cannot read host:port,host:port)
+            seeds = parse_cluster_url(url).seeds
+            hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in seeds)
+            return Dataset(f"{url.split('://', 1)[0]}://{hosts}", f"{self.config.project}:{view}")
+        parts = urlsplit(url)
         host = parts.hostname or parts.path  # unix:// sockets have a path; credentials stay out
         netloc = f"{host}:{parts.port}" if parts.port else host
         return Dataset(urlunsplit((parts.scheme, netloc, "", "", "")), f"{self.config.project}:{view}")

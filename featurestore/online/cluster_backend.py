@@ -26,7 +26,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 from redis.crc import key_slot
-from redis.exceptions import AskError, MovedError, TryAgainError
+from redis.exceptions import AskError, MovedError, SlotNotCoveredError, TryAgainError
 
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online.backend import Backend, Key
@@ -113,10 +113,13 @@ class RedisClusterBackend(Backend):
             for round_ in range(ROUNDS):
                 if round_:
                     client.nodes_manager.initialize()  # the slot map as the cluster has it now
+                slots = client.nodes_manager.slots_cache  # slot -> [master, replicas...]
                 by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
                 for i in pending:
-                    node = client.nodes_manager.get_node_from_slot(commands[i][0])
-                    by_node.setdefault(node.name, (node, []))[1].append(i)
+                    serving = slots.get(commands[i][0])
+                    if not serving:
+                        raise SlotNotCoveredError(f"slot {commands[i][0]} has no master")
+                    by_node.setdefault(serving[0].name, (serving[0], []))[1].append(i)
                 failures = self._pipelines(list(by_node.values()), commands, out)
                 redirected = [i for i in pending if isinstance(out[i], (AskError, TryAgainError))]
                 for i in redirected:

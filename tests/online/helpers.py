@@ -3,6 +3,7 @@ the plain-Python reference for "the newest source row per entity"."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -11,24 +12,38 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import redis
+import redis.cluster
 
 from featurestore import FeatureStore
+from featurestore.redis_urls import is_cluster, parse_cluster_url
 from featurestore.storage import connection, quote
-from tests.support.redis import redis_dump
+from tests.support.redis import RedisClient, redis_dump
 
 TZ = pa.timestamp("us", tz="UTC")
 _NO_CREATED = datetime.min.replace(tzinfo=UTC)
+# For a test whose module runs on both (the any_redis fixture) that adds nothing on a cluster:
+# only one Redis. (The cluster costs ~1 s per materialization: 16384 marker hashes.)
+single_redis = pytest.mark.parametrize("any_redis", ["redis"], indirect=True)
+# A cluster has one database: where a test on it runs its clean runs instead (a redis-server).
+CLEAN_REDIS_URL = "FEATURESTORE_TEST_CLEAN_REDIS_URL"
 
 
 def on_db(fs: FeatureStore, db: int) -> FeatureStore:
-    """The same repo and DuckDB file, writing to another database of the same Redis server."""
-    base, _, _ = fs.config.redis_url.rpartition("/")
+    """The same repo and DuckDB file, writing to another database of the same Redis server
+    (of the redis-server named by ``CLEAN_REDIS_URL`` if ``fs`` is on a cluster)."""
+    url = fs.config.redis_url
+    base, _, _ = (os.environ[CLEAN_REDIS_URL] if is_cluster(url) else url).rpartition("/")
     return FeatureStore(fs.config.repo, config=replace(fs.config, redis_url=f"{base}/{db}"))
 
 
-def client_of(fs: FeatureStore) -> redis.Redis:
-    return redis.Redis.from_url(fs.config.redis_url)
+def client_of(fs: FeatureStore) -> RedisClient:
+    url = fs.config.redis_url
+    if is_cluster(url):
+        host, port = parse_cluster_url(url).seeds[0]
+        return redis.cluster.RedisCluster(host=host, port=port)
+    return redis.Redis.from_url(url)
 
 
 def clean_run_dump(fs: FeatureStore, db: int = 1) -> dict[bytes, tuple[bytes, int]]:

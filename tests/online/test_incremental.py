@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import redis
 
 from featurestore import FeatureStore
-from tests.online.helpers import clean_run_dump, watermarks
+from tests.online.helpers import clean_run_dump, single_redis, watermarks
 from tests.online.items import DEFS, HOUR, add_file, items, served
-from tests.support.redis import redis_dump
+from tests.support.redis import RedisClient, redis_dump
 from tests.support.repos import make_store
 
 
@@ -25,7 +24,7 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def store(tmp_path: Path, redis_client: redis.Redis, now: datetime) -> FeatureStore:
+def store(tmp_path: Path, any_redis: RedisClient, now: datetime) -> FeatureStore:
     """Items 0..9, one row each five hours ago."""
     old = now - 5 * HOUR
     return make_store(
@@ -35,7 +34,7 @@ def store(tmp_path: Path, redis_client: redis.Redis, now: datetime) -> FeatureSt
 
 
 def test_each_run_writes_only_what_is_new(
-    store: FeatureStore, redis_client: redis.Redis, now: datetime
+    store: FeatureStore, any_redis: RedisClient, now: datetime
 ) -> None:
     first = store.materialize_incremental()
     assert (first.rows_read, first.written) == (10, 10)
@@ -43,7 +42,7 @@ def test_each_run_writes_only_what_is_new(
     again = store.materialize_incremental()
     assert (again.rows_read, again.written) == (0, 0)  # nothing new
     assert watermarks(store)["items"][1] == again.run_id
-    state = redis_dump(redis_client)
+    state = redis_dump(any_redis)
 
     # A new file, later in path order, with newer rows for items 1 and 2.
     add_file(store, "part-2.parquet", [(1, now - HOUR, None, 100), (2, now - HOUR, None, 200)])
@@ -51,13 +50,14 @@ def test_each_run_writes_only_what_is_new(
     assert (newer.views[0].entities, newer.written, newer.views[0].kept_newer) == (2, 2, 0)
     assert served(store, [0, 1, 2, 3]) == [0, 100, 200, 3]
     assert run_ids(store, [0, 1, 2, 3]) == [first.run_id, newer.run_id, newer.run_id, first.run_id]
-    changed = {k for k, v in redis_dump(redis_client).items() if state.get(k) != v}
+    changed = {k for k, v in redis_dump(any_redis).items() if state.get(k) != v}
     assert changed == {b"{online:id=1}:items", b"{online:id=2}:items"}
-    assert redis_dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(any_redis) == clean_run_dump(store)
 
 
+@single_redis
 def test_a_late_file_with_old_event_times_is_picked_up(
-    store: FeatureStore, redis_client: redis.Redis, now: datetime
+    store: FeatureStore, any_redis: RedisClient, now: datetime
 ) -> None:
     store.materialize_incremental()
     mark = watermarks(store)["items"][0]
@@ -81,10 +81,11 @@ def test_a_late_file_with_old_event_times_is_picked_up(
     # so each key gets its newest row overall: items 4 and 5 rewrite the value they had.
     assert (late.rows_read, late.written, late.views[0].kept_newer) == (7, 4, 0)
     assert served(store, [20, 3, 4, 5]) == [2000, 300, 4, 5]
-    assert redis_dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(any_redis) == clean_run_dump(store)
     assert store.materialize_incremental().rows_read == 0  # picked up once
 
 
+@single_redis
 def test_a_partial_range_does_not_move_the_watermark(store: FeatureStore, now: datetime) -> None:
     # The rows before the range's start were never written: the next incremental run must
     # not start after them.
@@ -95,12 +96,14 @@ def test_a_partial_range_does_not_move_the_watermark(store: FeatureStore, now: d
     assert served(store, [0, 9]) == [0, 9]
 
 
+@single_redis
 def test_a_full_range_run_sets_the_watermark(store: FeatureStore, now: datetime) -> None:
     full = store.materialize(end=now)
     assert watermarks(store)["items"] == (now, full.run_id)
     assert store.materialize_incremental().rows_read == 0
 
 
+@single_redis
 def test_an_earlier_end_never_moves_the_watermark_back(store: FeatureStore, now: datetime) -> None:
     first = store.materialize_incremental(end=now)
     store.materialize_incremental(end=now - 2 * HOUR)
@@ -108,8 +111,9 @@ def test_an_earlier_end_never_moves_the_watermark_back(store: FeatureStore, now:
     assert watermarks(store)["items"] == (now, first.run_id)
 
 
+@single_redis
 def test_a_changed_earlier_file_does_not_beat_a_full_tie_in_a_later_file(
-    store: FeatureStore, redis_client: redis.Redis, now: datetime
+    store: FeatureStore, any_redis: RedisClient, now: datetime
 ) -> None:
     at = now - 2 * HOUR
     add_file(store, "part-3.parquet", [(7, at, at, 777)])

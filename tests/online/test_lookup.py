@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError, NotFoundError, OnlineStoreUnavailable
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES, MAX_FEATURES
-from tests.online.helpers import TZ, lookup
+from tests.online.helpers import TZ, lookup, single_redis
+from tests.support.redis import RedisClient
 from tests.support.repos import make_store
 
 DEFS = """
@@ -63,7 +63,7 @@ def build(repo: Path) -> FeatureStore:
 
 
 @pytest.fixture
-def store(tmp_path: Path, redis_client: redis.Redis) -> FeatureStore:
+def store(tmp_path: Path, any_redis: RedisClient) -> FeatureStore:
     fs = build(tmp_path / "repo")
     fs.materialize()
     return fs
@@ -91,6 +91,7 @@ def test_composite_keys_and_two_entities_in_one_request(store: FeatureStore) -> 
     )
 
 
+@single_redis
 def test_full_feature_names_tell_views_apart(store: FeatureStore) -> None:
     both = ["stats:trips", "zones:trips"]
     with pytest.raises(
@@ -108,6 +109,7 @@ def test_full_feature_names_tell_views_apart(store: FeatureStore) -> None:
     assert [c.ref for c in result.features] == ["zones:label", "zones:trips", "stats:score"]
 
 
+@single_redis
 def test_results_convert_to_arrow_with_declared_types(store: FeatureStore) -> None:
     table = store.get_online_features(["stats:trips", "stats:score"], {"driver_id": [2, 1, 9]}).to_arrow()
     assert table.schema == pa.schema(
@@ -116,6 +118,7 @@ def test_results_convert_to_arrow_with_declared_types(store: FeatureStore) -> No
     assert table.to_pydict() == {"driver_id": [2, 1, 9], "trips": [20, 10, None], "score": [None, 0.5, None]}
 
 
+@single_redis
 def test_numpy_arrays_are_accepted_as_key_columns(store: FeatureStore) -> None:
     got = lookup(store, ["stats:trips"], {"driver_id": np.array([2, 1], dtype=np.int64)})
     assert got[0] == {"driver_id": [2, 1], "trips": [20, 10]}
@@ -233,6 +236,7 @@ def test_unreachable_redis_fails_fast_and_keeps_the_password_secret(
         assert "hunter2" not in str(caught.value) and "user:***@127.0.0.1" in str(caught.value)
 
 
+@single_redis
 def test_a_lookup_after_apply_sees_the_applied_definitions(store: FeatureStore) -> None:
     assert lookup(store, ["zones:label"], {"driver_id": [1], "zone": ["a"]})[0]["label"] == ["1a"]
     defs = store.config.repo / "defs.py"

@@ -24,7 +24,7 @@ from featurestore.errors import InvalidRequestError, NotFoundError, OnlineStoreU
 from featurestore.online.materialize import EXPIRED_GRACE
 from featurestore.serving.fastpath import fast_encoder
 from tests.online.helpers import TZ, client_of, columns, expected_lookup, lookup, newest_rows
-from tests.support.redis import redis_dump, value_keys
+from tests.support.redis import RedisClient, redis_dump, value_keys
 from tests.support.repos import edit, make_store, write_parquet
 
 TRIPS = """
@@ -107,7 +107,7 @@ def test_lookups_serve_the_newest_row_of_each_entity(
 
 
 def test_example_data_serves_the_newest_row_of_every_entity(
-    example_repo: Path, redis_client: redis.Redis
+    example_repo: Path, any_redis: RedisClient
 ) -> None:
     for name in ("drivers.py", "customers.py"):  # the tiny data is older than any TTL from now
         path = example_repo / name
@@ -149,7 +149,7 @@ items = FeatureView("items", entities=[item], ttl=timedelta(hours=2),
 TTL = timedelta(hours=2)
 
 
-def test_ttl_decides_present_expired_and_not_written(tmp_path: Path, redis_client: redis.Redis) -> None:
+def test_ttl_decides_present_expired_and_not_written(tmp_path: Path, any_redis: RedisClient) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     ages = {
         1: [timedelta(minutes=10)],  # fresh: PRESENT
@@ -182,12 +182,12 @@ def test_ttl_decides_present_expired_and_not_written(tmp_path: Path, redis_clien
     micros = got.features[0].event_ts_us
     assert micros[1] == int((now - ages[2][0]).timestamp() * 1_000_000) and micros[2] is None
 
-    stored = {int(k.split(b"=")[1].split(b"}")[0]): k for k in value_keys(redis_client)}
+    stored = {int(k.split(b"=")[1].split(b"}")[0]): k for k in value_keys(any_redis)}
     assert sorted(stored) == [1, 2, 4]
     for i, key in stored.items():
         event = now - ages[i][-1]
         expected = int((event + TTL + EXPIRED_GRACE).timestamp() * 1000)
-        assert redis_client.pexpiretime(key) == expected, i
+        assert any_redis.pexpiretime(key) == expected, i
 
 
 def test_a_view_without_ttl_keeps_every_entity_forever(tmp_path: Path, redis_client: redis.Redis) -> None:
@@ -273,18 +273,18 @@ def two_views(repo: Path, project: str = "online", trips: int = 0) -> FeatureSto
     )
 
 
-def keys_of(client: redis.Redis, view: str) -> set[bytes]:
+def keys_of(client: RedisClient, view: str) -> set[bytes]:
     return {k for k in client.scan_iter() if k.endswith(b"}:" + view.encode())}
 
 
 @pytest.mark.parametrize("change", ["remove", "offline"])
 def test_a_view_gone_from_online_loses_its_keys_and_only_those(
-    tmp_path: Path, redis_client: redis.Redis, change: str
+    tmp_path: Path, any_redis: RedisClient, change: str
 ) -> None:
     fs = two_views(tmp_path / "repo")
     fs.materialize()
-    before = redis_dump(redis_client)
-    assert len(keys_of(redis_client, "zones")) == 5 and len(keys_of(redis_client, "stats")) == 5
+    before = redis_dump(any_redis)
+    assert len(keys_of(any_redis, "zones")) == 5 and len(keys_of(any_redis, "stats")) == 5
 
     defs = tmp_path / "repo" / "defs.py"
     if change == "remove":
@@ -295,8 +295,8 @@ def test_a_view_gone_from_online_loses_its_keys_and_only_those(
     result = fs.materialize()
 
     assert result.removed == {"zones": 5}
-    assert keys_of(redis_client, "zones") == set()
-    assert redis_dump(redis_client) == {k: v for k, v in before.items() if k.endswith(b":stats")}
+    assert keys_of(any_redis, "zones") == set()
+    assert redis_dump(any_redis) == {k: v for k, v in before.items() if k.endswith(b":stats")}
     assert fs.materialize().removed == {}  # done once, not on every run
     fresh = FeatureStore(fs.config.repo)  # see the report: fs itself caches the old registry
     if change == "remove":
@@ -324,20 +324,20 @@ def test_a_removal_survives_an_unreachable_redis(
     assert keys_of(redis_client, "zones") == set() and len(keys_of(redis_client, "stats")) == 5
 
 
-def test_materialize_writes_one_key_per_entity_and_view(tmp_path: Path, redis_client: redis.Redis) -> None:
+def test_materialize_writes_one_key_per_entity_and_view(tmp_path: Path, any_redis: RedisClient) -> None:
     fs = two_views(tmp_path / "repo")
     result = fs.materialize()
     assert [(v.view, v.rows_read, v.entities, v.written, v.kept_newer) for v in result.views] == [
         ("stats", 5, 5, 5, 0),
         ("zones", 5, 5, 5, 0),
     ]
-    assert sorted(client_of(fs).scan_iter())[:2] == [
+    assert sorted(value_keys(client_of(fs)))[:2] == [
         b"{online:driver_id=1}:stats",
         b"{online:driver_id=1}:zones",
     ]
     only = fs.materialize(views=["zones"])
     assert [v.view for v in only.views] == ["zones"]
-    assert len(value_keys(redis_client)) == 10
+    assert len(value_keys(any_redis)) == 10
 
 
 def test_projects_sharing_a_redis_keep_apart(tmp_path: Path, redis_client: redis.Redis) -> None:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-import redis
 
 from featurestore import FeatureStore
-from tests.online.helpers import TZ
+from tests.online.helpers import TZ, single_redis
 from tests.serving.support import ServeProcess
 from tests.support.cli import run_cli
 from tests.support.metrics import sample, scrape
-from tests.support.redis import RedisServer
+from tests.support.redis import RedisClient, RedisServer
 from tests.support.repos import make_store
 
 DEFS = """
@@ -32,7 +31,7 @@ IDS = list(range(200))
 
 
 @pytest.fixture
-def store(tmp_path: Path, redis_client: redis.Redis) -> FeatureStore:
+def store(tmp_path: Path, any_redis: RedisClient) -> FeatureStore:
     """200 items, one row each an hour ago, materialized incrementally once."""
     ts = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     rows = pa.table(
@@ -55,17 +54,17 @@ def freshness(fs: FeatureStore) -> tuple[int, dict[str, object]]:
     return result.returncode, report
 
 
-def item_keys(client: redis.Redis) -> list[bytes]:
+def item_keys(client: RedisClient) -> list[bytes]:
     return sorted(client.scan_iter(match="{online:*}:items"))
 
 
 def test_a_flushed_redis_is_reported_lost_and_rewritten_by_the_incremental_run(
-    store: FeatureStore, redis_client: redis.Redis
+    store: FeatureStore, any_redis: RedisClient
 ) -> None:
     code, report = freshness(store)
     assert (code, report["stale"], report["lost"]) == (0, False, None)
 
-    redis_client.flushall()
+    any_redis.flushall()
     assert served(store) == [None] * len(IDS)
     code, report = freshness(store)
     assert code == 1 and report["stale"] is True
@@ -82,12 +81,12 @@ def test_a_flushed_redis_is_reported_lost_and_rewritten_by_the_incremental_run(
 
 
 def test_a_partial_loss_is_found_by_sampling_known_keys_and_repaired(
-    store: FeatureStore, redis_client: redis.Redis
+    store: FeatureStore, any_redis: RedisClient
 ) -> None:
-    keys = item_keys(redis_client)
+    keys = item_keys(any_redis)
     assert len(keys) == len(IDS)
     gone = keys[::3]  # a restart from an older snapshot: the marker is still there
-    redis_client.delete(*gone)
+    any_redis.delete(*gone)
 
     code, report = freshness(store)
     assert code == 1 and report["stale"] is True
@@ -102,8 +101,9 @@ def test_a_partial_loss_is_found_by_sampling_known_keys_and_repaired(
     assert freshness(store)[0] == 0
 
 
-def test_the_cli_says_why_a_view_was_rewritten(store: FeatureStore, redis_client: redis.Redis) -> None:
-    redis_client.flushall()
+@single_redis
+def test_the_cli_says_why_a_view_was_rewritten(store: FeatureStore, any_redis: RedisClient) -> None:
+    any_redis.flushall()
     result = run_cli("materialize", "--incremental", "--repo", str(store.config.repo))
     assert result.returncode == 0, result.stderr
     said = " ".join(result.stdout.split())
@@ -111,15 +111,16 @@ def test_the_cli_says_why_a_view_was_rewritten(store: FeatureStore, redis_client
     assert served(store) == IDS
 
 
+@pytest.mark.parametrize("any_redis", ["redis"], indirect=True)  # the server on one Redis
 def test_the_stale_and_lost_metrics_follow_a_flush(
-    store: FeatureStore, redis_server: RedisServer, redis_client: redis.Redis
+    store: FeatureStore, redis_server: RedisServer, any_redis: RedisClient
 ) -> None:
     server = ServeProcess(store.config.repo, redis_server.url).start()
     try:
         samples = scrape(server.http_url)
         assert sample(samples, "featurestore_online_stale", view="items") == 0
         assert sample(samples, "featurestore_online_lost", view="items") == 0
-        redis_client.flushall()
+        any_redis.flushall()
         deadline = time.monotonic() + 60  # the run state is re-read at most every 5 s
         while sample(samples, "featurestore_online_lost", view="items") != 1:
             assert time.monotonic() < deadline, "the lost metric never rose"

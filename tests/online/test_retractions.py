@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from featurestore import FeatureStore
 from featurestore.catalog import table_exists
 from featurestore.storage import connection
-from tests.online.helpers import clean_run_dump
+from tests.online.helpers import clean_run_dump, single_redis
 from tests.online.items import DEFS, HOUR, add_file, items, served
-from tests.support.redis import redis_dump
+from tests.support.redis import RedisClient, redis_dump
 from tests.support.repos import make_store, write_parquet
 
 Row = tuple[int, datetime, datetime | None, int]
@@ -34,7 +34,7 @@ def now_s() -> datetime:
 
 
 def test_removed_newest_rows_give_way_to_the_rows_that_remain(
-    tmp_path: Path, redis_client: redis.Redis
+    tmp_path: Path, any_redis: RedisClient
 ) -> None:
     now = now_s()
     fs = make_store(
@@ -48,10 +48,10 @@ def test_removed_newest_rows_give_way_to_the_rows_that_remain(
     result = fs.materialize()
     assert served(fs, [1, 2]) == [1, 21]
     assert result.views[0].corrected == 2  # both keys of the old file, rewritten from what remains
-    assert redis_dump(redis_client) == clean_run_dump(fs)
+    assert redis_dump(any_redis) == clean_run_dump(fs)
 
 
-def test_a_removed_file_deletes_keys_left_without_rows(tmp_path: Path, redis_client: redis.Redis) -> None:
+def test_a_removed_file_deletes_keys_left_without_rows(tmp_path: Path, any_redis: RedisClient) -> None:
     now = now_s()
     fs = make_store(
         tmp_path / "repo", DEFS, {"items/part-1.parquet": items([(0, now - HOUR, None, 0)])}, project="online"
@@ -62,7 +62,7 @@ def test_a_removed_file_deletes_keys_left_without_rows(tmp_path: Path, redis_cli
     (fs.config.repo / "data" / "items" / "part-2.parquet").unlink()
     fs.materialize_incremental()
     assert served(fs, [0, 7]) == [0, None]
-    assert b"{online:id=7}:items" not in redis_dump(redis_client)
+    assert b"{online:id=7}:items" not in redis_dump(any_redis)
     assert fs.materialize_incremental().views[0].corrected == 0  # done once
 
 
@@ -147,8 +147,9 @@ def test_redis_follows_the_sources_through_rewrites_and_removals(
         fs.close()
 
 
+@single_redis
 def test_a_rebuilt_view_rewrites_keys_whose_rows_went_with_the_rebuild(
-    tmp_path: Path, redis_client: redis.Redis
+    tmp_path: Path, any_redis: RedisClient
 ) -> None:
     now = now_s()
     fs = make_store(

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online import materialize as materialize_module
-from tests.online.helpers import TZ, clean_run_dump, runs, watermarks
-from tests.support.redis import RedisServer, free_port, redis_dump
+from tests.online.helpers import TZ, clean_run_dump, runs, single_redis, watermarks
+from tests.support.redis import RedisClient, RedisServer, free_port, redis_dump
 from tests.support.repos import make_store, write_parquet
 
 DEFS = """
@@ -44,7 +43,7 @@ def items(ids: range, at: datetime, v: int) -> pa.Table:
 
 
 @pytest.fixture
-def store(tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> FeatureStore:
+def store(tmp_path: Path, any_redis: RedisClient, monkeypatch: pytest.MonkeyPatch) -> FeatureStore:
     """Items 0..9 materialized (watermark set); then a newer file for items 0..19, ingested."""
     monkeypatch.setattr(materialize_module, "BATCH_ROWS", BATCH)
     now = datetime.now(UTC)
@@ -82,11 +81,12 @@ def stop_after_first_batch(error: BaseException, written: list[int]):  # type: i
     return progress
 
 
+@single_redis
 @pytest.mark.parametrize(
     ("error", "status"), [(RuntimeError("disk on fire"), "failed"), (KeyboardInterrupt(), "interrupted")]
 )
 def test_a_run_stopped_midway_is_recorded_and_a_rerun_completes_it(
-    store: FeatureStore, redis_client: redis.Redis, error: BaseException, status: str
+    store: FeatureStore, any_redis: RedisClient, error: BaseException, status: str
 ) -> None:
     mark = watermarks(store)
     written: list[int] = []
@@ -103,7 +103,7 @@ def test_a_run_stopped_midway_is_recorded_and_a_rerun_completes_it(
     store.materialize_incremental()
     assert runs(store)[-1][1] == "succeeded"
     assert watermarks(store)["items"][1] == runs(store)[-1][0]
-    assert redis_dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(any_redis) == clean_run_dump(store)
 
 
 KILL_AFTER_FIRST_BATCH = textwrap.dedent("""
@@ -123,7 +123,7 @@ KILL_AFTER_FIRST_BATCH = textwrap.dedent("""
 
 
 def test_a_killed_run_moves_no_watermark_and_a_rerun_completes_it(
-    store: FeatureStore, redis_client: redis.Redis
+    store: FeatureStore, any_redis: RedisClient
 ) -> None:
     mark = watermarks(store)
     done = subprocess.run(
@@ -142,7 +142,7 @@ def test_a_killed_run_moves_no_watermark_and_a_rerun_completes_it(
     assert watermarks(store) == mark
     store.materialize_incremental()
     assert [r[1] for r in runs(store)] == ["succeeded", "interrupted", "succeeded"]
-    assert redis_dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(any_redis) == clean_run_dump(store)
 
 
 def test_redis_dying_midway_fails_the_run_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

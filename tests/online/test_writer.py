@@ -11,8 +11,16 @@ import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
-from tests.online.helpers import TZ, clean_run_dump, columns, expected_lookup, lookup, newest_rows
-from tests.support.redis import redis_dump
+from tests.online.helpers import (
+    TZ,
+    clean_run_dump,
+    columns,
+    expected_lookup,
+    lookup,
+    newest_rows,
+    single_redis,
+)
+from tests.support.redis import RedisClient, redis_dump
 from tests.support.repos import make_store
 
 DEFS = """
@@ -44,7 +52,7 @@ def at() -> Minutes:
 
 
 @pytest.fixture
-def store(tmp_path: Path, redis_client: redis.Redis, at: Minutes) -> FeatureStore:
+def store(tmp_path: Path, any_redis: RedisClient, at: Minutes) -> FeatureStore:
     # Item i has a row at minutes 0..5 except where (i + minute) % 3 == 0, so some items
     # have rows in only some ranges.
     rows = [(i, m) for i in IDS for m in range(6) if (i + m) % 3]
@@ -74,7 +82,7 @@ def serves_newest(fs: FeatureStore) -> bool:
 
 
 def test_an_older_range_never_overwrites_a_newer_one(
-    store: FeatureStore, redis_client: redis.Redis, at: Minutes
+    store: FeatureStore, any_redis: RedisClient, at: Minutes
 ) -> None:
     newer = store.materialize(at(3), at(6))
     older = store.materialize(at(0), at(3))
@@ -85,27 +93,30 @@ def test_an_older_range_never_overwrites_a_newer_one(
     assert serves_newest(store)
     result = store.get_online_features(["scores:v"], {"id": IDS}, with_run_ids=True)
     assert result.run_ids == {"scores": [newer.run_id] * len(IDS)}
-    assert redis_dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(any_redis) == clean_run_dump(store)
 
 
+@single_redis
 @pytest.mark.parametrize("order", [[(0, 4), (2, 6)], [(2, 6), (0, 4)], [(0, 6), (1, 2), (0, 3)]])
 def test_overlapping_ranges_in_any_order_leave_the_state_of_one_full_run(
-    store: FeatureStore, redis_client: redis.Redis, at: Minutes, order: list[tuple[int, int]]
+    store: FeatureStore, any_redis: RedisClient, at: Minutes, order: list[tuple[int, int]]
 ) -> None:
     for start, end in order:
         store.materialize(at(start), at(end))
     assert serves_newest(store)
-    assert redis_dump(redis_client) == clean_run_dump(store)
+    assert redis_dump(any_redis) == clean_run_dump(store)
 
 
-def test_a_rerun_rewrites_the_same_values(store: FeatureStore, redis_client: redis.Redis) -> None:
+@single_redis
+def test_a_rerun_rewrites_the_same_values(store: FeatureStore, any_redis: RedisClient) -> None:
     first = store.materialize()
-    state = redis_dump(redis_client)
+    state = redis_dump(any_redis)
     again = store.materialize()
     assert again.written == first.written == len(IDS)  # ties rewrite: reruns stay idempotent
-    assert redis_dump(redis_client) == state
+    assert redis_dump(any_redis) == state
 
 
+@single_redis
 def test_a_range_must_not_be_empty(store: FeatureStore, at: Minutes) -> None:
     with pytest.raises(InvalidRequestError, match="is not before end"):
         store.materialize(at(3), at(3))

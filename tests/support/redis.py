@@ -9,12 +9,17 @@ from pathlib import Path
 from typing import Self
 
 import redis
+import redis.cluster
 
 from featurestore.online.codec import RUN_ID_BYTES
 
+# One Redis or a cluster: the dump helpers below take either.
+RedisClient = redis.Redis | redis.cluster.RedisCluster
+
 # A feature value's run id (in its header) differs between otherwise equal runs.
 _RUN_ID = RUN_ID_BYTES
-# The end of the project's marker hash (online/presence.py), which holds no value.
+# The end of the project's marker hashes (online/presence.py; one per slot on a cluster),
+# which hold no value.
 MARKER = b"}:online-epoch"
 
 
@@ -79,12 +84,12 @@ class RedisServer:
         self.stop()
 
 
-def value_keys(client: redis.Redis) -> list[bytes]:
+def value_keys(client: RedisClient) -> list[bytes]:
     """Every key but the project's marker hash (online/presence.py): one per (entity, view)."""
     return [k for k in client.scan_iter(count=5000) if not k.endswith(MARKER)]
 
 
-def redis_dump(client: redis.Redis, keep_run_id: bool = False) -> dict[bytes, tuple[bytes, int]]:
+def redis_dump(client: RedisClient, keep_run_id: bool = False) -> dict[bytes, tuple[bytes, int]]:
     """Every value key (not the project's marker): its value and absolute expiry in ms (-1: none).
 
     A string's value is its bytes, without a feature value's run id unless ``keep_run_id``
