@@ -122,7 +122,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
             "(it prefixes Redis keys and DuckDB schemas)"
         )
     offline = _table(raw, "offline", path)
-    online = _table(raw, "online", path)
+    online = _table(raw, "online", path, typed=("read_from_replicas",))  # a boolean
     training = _table(raw, "training", path)
     lineage = _table(raw, "lineage", path)
 
@@ -140,7 +140,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         raise ConfigError(
             f"openlineage_url must start with http:// or https://, got {mask_url(openlineage_url)!r}"
         )
-    serving_table = _table(raw, "serving", path, numbers=_LIMIT_KEYS)
+    serving_table = _table(raw, "serving", path, typed=_LIMIT_KEYS)
     limits = _serving_limits(serving_table, env, path)
     serving = _serving_paths(serving_table, env, root)
     log_path, log_sample = _request_log(raw, env, root, path)
@@ -210,7 +210,8 @@ _UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 
 
-def _table(raw: dict[str, object], key: str, path: Path, numbers: Collection[str] = ()) -> dict[str, Any]:
+def _table(raw: dict[str, object], key: str, path: Path, typed: Collection[str] = ()) -> dict[str, Any]:
+    """A table of strings but for the ``typed`` keys, whose own readers check them."""
     value = raw.get(key, {})
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: [{key}] must be a table")
@@ -219,7 +220,7 @@ def _table(raw: dict[str, object], key: str, path: Path, numbers: Collection[str
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown} in [{key}]; expected {sorted(_TABLE_KEYS[key])}")
     for name, item in value.items():
-        if name not in numbers and not isinstance(item, str):
+        if name not in typed and not isinstance(item, str):
             raise ConfigError(f"{path}: [{key}] {name} must be a string, got {item!r}")
     return value
 
