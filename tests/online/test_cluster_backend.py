@@ -119,14 +119,24 @@ def test_a_materialization_on_the_cluster_equals_one_on_a_single_redis(
     cluster: RedisCluster, redis_server: RedisServer, tmp_path: Path, fresh_data: Path
 ) -> None:
     # fresh_data ends this hour: values are within their TTLs and carry absolute expiries.
-    single = redis.Redis.from_url(redis_server.url.replace("/0", "/3"))
+    single_url = redis_server.url.replace("/0", "/3")
+    single = redis.Redis.from_url(single_url)
     single.flushdb()
-    materialized_example_repo(tmp_path / "single", fresh_data, redis_server.url.replace("/0", "/3"))
-    materialized_example_repo(tmp_path / "cluster", fresh_data, cluster.url)
+    repos = {}
+    for name, url in (("single", single_url), ("cluster", cluster.url)):
+        repos[name] = materialized_example_repo(tmp_path / name, fresh_data, url)
     expected = redis_dump(single)
     assert len(expected) > 100 and any(expiry > 0 for _, expiry in expected.values())
     with cluster_client(cluster) as client:
-        assert redis_dump(client) == expected
+        assert redis_dump(client) == expected  # values (run ids masked) and absolute expiries
+
+    ask = ("--entity", "driver_id=1001", "--features", "driver_stats:rating,driver_stats:city")
+    got = {name: run_cli("get", "--repo", str(repo), *ask) for name, repo in repos.items()}
+    assert got["cluster"].returncode == 0, got["cluster"].stderr
+    assert got["cluster"].stdout == got["single"].stdout and "1001" in got["cluster"].stdout
+    with OnlineStore.connect(cluster.url, "rides") as store:
+        assert store.served_run_ids() == {1}  # lineage: the one run, read from every master
+        assert len(store.sample("driver_stats", 10)) == 10
 
 
 def test_a_master_that_lost_its_data_is_reported_lost_and_repaired(
