@@ -25,8 +25,10 @@ from redis.crc import key_slot
 from featurestore import FeatureStore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online.keys import SLOTS, marker_key, slot_marker_keys
+from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.state import OnlineState
 from featurestore.online.store import OnlineStore
+from featurestore.serving.metrics import StateCollector
 from featurestore.storage import connection
 from tests.online.helpers import CLEAN_REDIS_URL, TZ, clean_run_dump
 from tests.support.cli import run_cli
@@ -159,6 +161,7 @@ def test_a_master_that_lost_its_data_is_reported_lost_and_repaired(
     (report,) = json.loads(result.stdout)
     assert result.returncode == 1
     assert str(report["reason"]).startswith("online data lost: Redis has no marker"), report
+    assert lost_metric(fs) == 1  # a serving process's metrics thread says so too
 
     again = fs.materialize_incremental()
     (view,) = again.views
@@ -166,6 +169,15 @@ def test_a_master_that_lost_its_data_is_reported_lost_and_repaired(
     assert served(fs, ids) == [i * 100 for i in ids]
     with OnlineStore.connect(cluster.url, "online") as store:
         assert store.unmarked(["items"], fs_epoch(fs)) == {}
+    assert lost_metric(fs) == 0
+
+
+def lost_metric(fs: FeatureStore) -> float:
+    """featurestore_online_lost of the items view, as a serving process's metrics read it."""
+    collector = StateCollector(RegistryHolder(fs.config, 1000), fs.config)
+    (family,) = [m for m in collector.collect() if m.name == "featurestore_online_lost"]
+    (found,) = [s.value for s in family.samples if s.labels == {"view": "items"}]
+    return float(found)
 
 
 def fs_epoch(fs: FeatureStore) -> str:
