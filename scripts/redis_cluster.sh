@@ -22,22 +22,22 @@ dir=$2
 shift 2
 
 stop() {
-	local pidfile pid
+	local pidfile pid pids=()
 	# Every node at once: a master stopped alone waits up to 10 s (shutdown-timeout) for its
-	# replica to catch up, which a replica stopping with it never does.
+	# replica to catch up, which a replica stopping with it never does. (A node removes its
+	# own pid file as it stops: the pids are read first.)
 	for pidfile in "$dir"/*/redis.pid; do
-		[[ -f $pidfile ]] || continue
-		kill "$(cat "$pidfile")" 2>/dev/null || true
+		pid=$(cat "$pidfile" 2>/dev/null) || continue
+		pids+=("$pid")
+		kill "$pid" 2>/dev/null || true
 	done
-	for pidfile in "$dir"/*/redis.pid; do
-		[[ -f $pidfile ]] || continue
-		pid=$(cat "$pidfile")
+	for pid in "${pids[@]}"; do
 		for _ in $(seq 100); do # up to 10 s each
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
-		rm -f "$pidfile"
 	done
+	rm -f "$dir"/*/redis.pid
 }
 
 case $command in

@@ -235,7 +235,8 @@ class RedisClusterBackend(Backend):
             return sum(int(n) for n in self._raise_errors(self._send(calls)))
 
     def scan(self, pattern: str, batch: int) -> Iterator[list[bytes]]:
-        """Every master in turn (the slot map as it stands when the scan starts)."""
+        """Every master in turn (the slot map as it stands when the scan starts). A key whose
+        slot moves meanwhile may be missed: removing a view during a resharding may need a rerun."""
         keys: list[bytes] = []
         with map_errors(self.url):
             for node in self._client.get_primaries():
