@@ -211,7 +211,7 @@ def test_a_resharding_during_materialization_loses_no_write(
     topology: RedisCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FEATURESTORE_REDIS_URL", topology.url)
-    ids, hours = range(3000), 8
+    ids, hours = range(3000), 6
     fs = items_store(tmp_path / "repo", ids, hours)
     first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours)
     source, target = topology.masters()[:2]

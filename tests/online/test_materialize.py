@@ -23,7 +23,7 @@ from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError, NotFoundError, OnlineStoreUnavailable
 from featurestore.online.materialize import EXPIRED_GRACE
 from featurestore.serving.fastpath import fast_encoder
-from tests.online.helpers import TZ, client_of, columns, expected_lookup, lookup, newest_rows
+from tests.online.helpers import TZ, client_of, columns, expected_lookup, lookup, newest_rows, single_redis
 from tests.support.redis import RedisClient, redis_dump, value_keys
 from tests.support.repos import edit, make_store, write_parquet
 
@@ -106,6 +106,7 @@ def test_lookups_serve_the_newest_row_of_each_entity(
     assert redis_client.dbsize() == len(newest) + 1  # one key per entity, and the project's marker
 
 
+@single_redis  # on a cluster: test_cluster_backend.py
 def test_example_data_serves_the_newest_row_of_every_entity(
     example_repo: Path, any_redis: RedisClient
 ) -> None:
@@ -277,6 +278,7 @@ def keys_of(client: RedisClient, view: str) -> set[bytes]:
     return {k for k in client.scan_iter() if k.endswith(b"}:" + view.encode())}
 
 
+@single_redis  # on a cluster: test_cluster_backend.py
 @pytest.mark.parametrize("change", ["remove", "offline"])
 def test_a_view_gone_from_online_loses_its_keys_and_only_those(
     tmp_path: Path, any_redis: RedisClient, change: str
@@ -324,6 +326,7 @@ def test_a_removal_survives_an_unreachable_redis(
     assert keys_of(redis_client, "zones") == set() and len(keys_of(redis_client, "stats")) == 5
 
 
+@single_redis  # on a cluster: test_cluster_backend.py
 def test_materialize_writes_one_key_per_entity_and_view(tmp_path: Path, any_redis: RedisClient) -> None:
     fs = two_views(tmp_path / "repo")
     result = fs.materialize()

@@ -58,6 +58,7 @@ def item_keys(client: RedisClient) -> list[bytes]:
     return sorted(client.scan_iter(match="{online:*}:items"))
 
 
+@single_redis  # on a cluster: test_cluster_backend.py
 def test_a_flushed_redis_is_reported_lost_and_rewritten_by_the_incremental_run(
     store: FeatureStore, any_redis: RedisClient
 ) -> None:

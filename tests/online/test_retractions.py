@@ -33,6 +33,7 @@ def now_s() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+@single_redis  # on a cluster: test_cluster_backend.py
 def test_removed_newest_rows_give_way_to_the_rows_that_remain(
     tmp_path: Path, any_redis: RedisClient
 ) -> None:
