@@ -52,7 +52,8 @@ def value(event: int, created: int, body: bytes = b"") -> bytes:
 
 
 def cluster_client(cluster: RedisCluster) -> redis.cluster.RedisCluster:
-    return redis.cluster.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+    port = next(p for p in cluster.ports if cluster.alive(p))  # a killed node is no seed
+    return redis.cluster.RedisCluster(host="127.0.0.1", port=port)
 
 
 def items_store(repo: Path, ids: range, hours: int = 1, project: str = "online") -> FeatureStore:
