@@ -23,10 +23,15 @@ shift 2
 
 stop() {
 	local pidfile pid
+	# Every node is told first, then waited for: an exited daemon stays a zombie until init
+	# reaps it (seconds in some containers), so one node after the other took 2 s each.
+	for pidfile in "$dir"/*/redis.pid; do
+		[[ -f $pidfile ]] || continue
+		kill "$(cat "$pidfile")" 2>/dev/null || true
+	done
 	for pidfile in "$dir"/*/redis.pid; do
 		[[ -f $pidfile ]] || continue
 		pid=$(cat "$pidfile")
-		kill "$pid" 2>/dev/null || true
 		for _ in $(seq 100); do # up to 10 s each
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
