@@ -15,10 +15,12 @@ from types import TracebackType
 from typing import Any
 
 from featurestore.errors import OnlineStoreUnavailable
+from featurestore.online.aiocluster import AsyncRedisClusterBackend
 from featurestore.online.backend import AsyncBackend, Backend, Key
 from featurestore.online.codec import HEADER, header_of
 from featurestore.online.keys import marker_key, project_pattern, view_pattern
 from featurestore.online.redis_backend import SOCKET_TIMEOUT, AsyncRedisBackend, RedisBackend
+from featurestore.redis_urls import is_cluster
 
 SCAN_BATCH = 1000
 
@@ -156,9 +158,13 @@ class AsyncOnlineStore:
         self.backend = backend
 
     @classmethod
-    def connect(cls, url: str, project: str, wait: float = SOCKET_TIMEOUT) -> AsyncOnlineStore:
+    def connect(
+        cls, url: str, project: str, wait: float = SOCKET_TIMEOUT, read_from_replicas: bool = False
+    ) -> AsyncOnlineStore:
         """The store at ``url`` (connected on the first request), whose reads may wait up
-        to ``wait`` seconds."""
+        to ``wait`` seconds; on a cluster, ``read_from_replicas`` spreads reads over replicas."""
+        if is_cluster(url):
+            return cls(project, AsyncRedisClusterBackend(url, wait, read_from_replicas))
         return cls(project, AsyncRedisBackend(url, wait))
 
     def read(self, keys: Sequence[str], timeout: float) -> Coroutine[Any, Any, list[bytes | None]]:

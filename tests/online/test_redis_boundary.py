@@ -13,8 +13,9 @@ from pathlib import Path
 import featurestore
 
 PACKAGE = Path(featurestore.__file__).parent
-# The Redis backend and the serving client it wraps: the only code speaking Redis.
-REDIS_MODULES = {"online/redis_backend.py", "online/aioredis.py"}
+# The Redis backend and the serving clients it wraps (one Redis, a cluster): the only code
+# speaking Redis.
+REDIS_MODULES = {"online/redis_backend.py", "online/aioredis.py", "online/aiocluster.py"}
 # Who may build a Redis backend: the online store's constructors.
 BACKEND_USERS = {"online/store.py"}
 
@@ -66,6 +67,11 @@ def test_only_the_online_store_builds_the_redis_backend() -> None:
         name
         for name, path in _sources().items()
         if name not in REDIS_MODULES
-        and {"featurestore.online.redis_backend", "featurestore.online.aioredis"} & _imports(path)
+        and {
+            "featurestore.online.redis_backend",
+            "featurestore.online.aioredis",
+            "featurestore.online.aiocluster",
+        }
+        & _imports(path)
     )
     assert users == sorted(BACKEND_USERS)
