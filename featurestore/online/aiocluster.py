@@ -144,13 +144,20 @@ class AsyncRedisCluster:
                 return asyncio.ensure_future(self._retry(slot, keys, deadline, e))
             if future is not None:
                 return future
+            return asyncio.ensure_future(self._retry(slot, keys, deadline, None, node))  # connects
         return asyncio.ensure_future(self._retry(slot, keys, deadline, None))
 
     async def _retry(
-        self, slot: int, keys: list[str], deadline: float, error: Exception | None
+        self,
+        slot: int,
+        keys: list[str],
+        deadline: float,
+        error: Exception | None,
+        first: AsyncRedis | None = None,
     ) -> list[bytes | None]:
-        """The slot's MGET after ``error`` (None: not sent yet), following redirects and
-        retrying transient failures until ``deadline``; then the last error is raised."""
+        """The slot's MGET after ``error`` (None: not sent yet; to ``first``, else the master),
+        following redirects and retrying transient failures until ``deadline``; then the last
+        error is raised."""
         loop = asyncio.get_running_loop()
         target: str | None = None  # a redirect's node; None: the slot's master
         asking = False
@@ -181,7 +188,10 @@ class AsyncRedisCluster:
                 else:
                     raise error
             try:
-                node = self._node(target) if target else self._master(slot)
+                if first is not None:
+                    node, first = first, None
+                else:
+                    node = self._node(target) if target else self._master(slot)
                 if asking:
                     await node.connect()
                     ask, mget = node.submit(b"ASKING"), node.submit(b"MGET", *keys)
