@@ -40,7 +40,7 @@ import redis
 from redis.crc import key_slot
 from redis.exceptions import ClusterDownError
 
-from featurestore.online.aioredis import AsyncRedis, Reply
+from featurestore.online.aioredis import AsyncRedis, Command, Reply
 from featurestore.online.backend import AsyncBackend
 from featurestore.online.redis_backend import CONNECT_TIMEOUT, SOCKET_TIMEOUT, map_errors
 from featurestore.redis_urls import parse_cluster_url
@@ -111,11 +111,26 @@ class AsyncRedisCluster:
                 return await self._start(slot, keys, deadline)
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as e:
                 return await self._retry(slot, keys, deadline, e)
-        # Every slot's MGET is written before any reply is awaited: all nodes work at once.
-        sent = []
+        # Every slot's MGET is written before any reply is awaited, in one write per node (a
+        # system call per MGET cost more than Redis's work): all nodes work at once.
+        by_node: dict[AsyncRedis | None, list[tuple[int, list[int], list[str]]]] = {}
         for slot, indexes in groups.items():
-            part = [keys[i] for i in indexes]
-            sent.append((slot, indexes, part, self._start(slot, part, deadline)))
+            shard = self._slots[slot]
+            node = None if shard is None else shard.reader() if self._replicas else shard.master
+            by_node.setdefault(node, []).append((slot, indexes, [keys[i] for i in indexes]))
+        sent = []
+        for node, reads in by_node.items():
+            try:
+                commands: list[Command] = [(b"MGET", *part) for _, _, part in reads]
+                futures = node.submit(*commands) if node else None
+            except redis.RedisError:  # its connection was presumed dead just now
+                futures = None
+            for i, (slot, indexes, part) in enumerate(reads):
+                if futures is not None:
+                    future = futures[i]
+                else:  # not connected yet, or no master known: a task connects (or waits)
+                    future = asyncio.ensure_future(self._retry(slot, part, deadline, None, node))
+                sent.append((slot, indexes, part, future))
         out: list[bytes | None] = [None] * len(keys)
         try:
             for slot, indexes, part, future in sent:
@@ -139,11 +154,11 @@ class AsyncRedisCluster:
         if shard is not None:
             node = shard.reader() if self._replicas else shard.master
             try:
-                future = node.submit(b"MGET", *keys)
+                futures = node.submit((b"MGET", *keys))
             except redis.RedisError as e:
                 return asyncio.ensure_future(self._retry(slot, keys, deadline, e))
-            if future is not None:
-                return future
+            if futures is not None:
+                return futures[0]
             return asyncio.ensure_future(self._retry(slot, keys, deadline, None, node))  # connects
         return asyncio.ensure_future(self._retry(slot, keys, deadline, None))
 
@@ -194,11 +209,15 @@ class AsyncRedisCluster:
                     node = self._node(target) if target else self._master(slot)
                 if asking:
                     await node.connect()
-                    ask, mget = node.submit(b"ASKING"), node.submit(b"MGET", *keys)
-                    if ask is None or mget is None:
+                    futures = node.submit((b"ASKING",), (b"MGET", *keys))
+                    if futures is None:
                         raise redis.ConnectionError("connection lost")
-                    await ask
-                    return await mget
+                    ask, mget = futures
+                    try:
+                        await ask
+                    finally:
+                        reply = await mget
+                    return reply
                 return await node.execute(b"MGET", *keys)
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as e:
                 error = e

@@ -25,6 +25,7 @@ import redis
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
 Reply = Any  # bytes | int | list[Reply] | None, as hiredis parses it
+Command = tuple[bytes | str | int, ...]
 
 
 class _Protocol(asyncio.Protocol):
@@ -93,18 +94,27 @@ class AsyncRedis:
             raise redis.TimeoutError(f"Redis did not answer within {self._socket_timeout:g} s")
         return await self._send(protocol, args)
 
-    def submit(self, *args: bytes | str | int) -> asyncio.Future[Reply] | None:
-        """Write the command now and return its reply's future, without awaiting anything; None
-        when there is no connection yet (``connect`` first). Commands submitted one after another
-        reach Redis in that order, with no other caller's command between them."""
+    def submit(self, *commands: Command) -> list[asyncio.Future[Reply]] | None:
+        """Write the commands now, in one write (one system call, however many), and return
+        their replies' futures without awaiting anything; None when there is no connection yet
+        (``connect`` first). No other caller's command comes between them."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None or protocol.transport is None:
             return None
-        if protocol.pending and time.monotonic() - protocol.pending[0][1] > self._socket_timeout:
+        now = time.monotonic()
+        if protocol.pending and now - protocol.pending[0][1] > self._socket_timeout:
             protocol.transport.abort()
             self._protocol = None
             raise redis.TimeoutError(f"Redis did not answer within {self._socket_timeout:g} s")
-        return self._send(protocol, args)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for _ in commands:
+            future: asyncio.Future[Reply] = loop.create_future()
+            protocol.pending.append((future, now))
+            futures.append(future)
+        pack = hiredis.pack_command
+        protocol.transport.write(b"".join([pack(args) for args in commands]))  # type: ignore[arg-type]
+        return futures
 
     async def connect(self) -> None:
         """Open the connection unless it is open."""
