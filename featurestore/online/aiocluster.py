@@ -113,39 +113,47 @@ class AsyncRedisCluster:
                 return await self._retry(slot, keys, deadline, e)
         # Every slot's MGET is written before any reply is awaited, in one write per node (a
         # system call per MGET cost more than Redis's work): all nodes work at once.
+        slots = self._slots
         by_node: dict[AsyncRedis | None, list[tuple[int, list[int], list[str]]]] = {}
         for slot, indexes in groups.items():
-            shard = self._slots[slot]
+            shard = slots[slot]
             node = None if shard is None else shard.reader() if self._replicas else shard.master
-            by_node.setdefault(node, []).append((slot, indexes, [keys[i] for i in indexes]))
-        sent = []
+            reads = by_node.get(node)
+            if reads is None:
+                by_node[node] = reads = []
+            reads.append((slot, indexes, [keys[i] for i in indexes]))
+        sent: list[tuple[int, list[int], list[str], asyncio.Future[Reply]]] = []
         for node, reads in by_node.items():
             try:
                 commands: list[Command] = [(b"MGET", *part) for _, _, part in reads]
                 futures = node.submit(*commands) if node else None
             except redis.RedisError:  # its connection was presumed dead just now
                 futures = None
-            for i, (slot, indexes, part) in enumerate(reads):
-                if futures is not None:
-                    future = futures[i]
-                else:  # not connected yet, or no master known: a task connects (or waits)
-                    future = asyncio.ensure_future(self._retry(slot, part, deadline, None, node))
-                sent.append((slot, indexes, part, future))
+            if futures is not None:
+                sent += [(*read, future) for read, future in zip(reads, futures, strict=True)]
+            else:  # not connected yet, or no master known: a task per slot connects (or waits)
+                for slot, indexes, part in reads:
+                    task = asyncio.ensure_future(self._retry(slot, part, deadline, None, node))
+                    sent.append((slot, indexes, part, task))
         out: list[bytes | None] = [None] * len(keys)
         try:
             for slot, indexes, part, future in sent:
-                try:
-                    values = await future
+                try:  # replies come in order: most are there once the first one is
+                    values = future.result() if future.done() else await future
                 except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as e:
                     values = await self._retry(slot, part, deadline, e)
-                for i, value in zip(indexes, values, strict=True):
-                    out[i] = value
-        finally:
-            for *_, future in sent:  # after a failure: the replies no one will read
+                if len(indexes) == 1:
+                    out[indexes[0]] = values[0]
+                else:
+                    for i, value in zip(indexes, values, strict=True):
+                        out[i] = value
+        except BaseException:
+            for *_, future in sent:  # the replies no one will read
                 if not future.done():
                     future.cancel()
                 elif not future.cancelled():
                     future.exception()  # retrieved, so asyncio does not log it
+            raise
         return out
 
     def _start(self, slot: int, keys: list[str], deadline: float) -> asyncio.Future[Reply]:
