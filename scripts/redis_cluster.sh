@@ -22,22 +22,23 @@ dir=$2
 shift 2
 
 stop() {
-	local pidfile pid
+	local pidfile pid pids=()
 	# Every node is told first, then waited for: an exited daemon stays a zombie until init
-	# reaps it (seconds in some containers), so one node after the other took 2 s each.
+	# reaps it (seconds in some containers), so one node after the other took 2 s each. The
+	# pids are read first: a node removes its pid file as it exits.
 	for pidfile in "$dir"/*/redis.pid; do
 		[[ -f $pidfile ]] || continue
-		kill "$(cat "$pidfile")" 2>/dev/null || true
+		pid=$(cat "$pidfile" 2>/dev/null) || continue
+		pids+=("$pid")
+		kill "$pid" 2>/dev/null || true
 	done
-	for pidfile in "$dir"/*/redis.pid; do
-		[[ -f $pidfile ]] || continue
-		pid=$(cat "$pidfile")
+	for pid in "${pids[@]}"; do
 		for _ in $(seq 100); do # up to 10 s each
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
-		rm -f "$pidfile"
 	done
+	rm -f "$dir"/*/redis.pid
 }
 
 case $command in
