@@ -49,6 +49,14 @@ SLOTS = 16384
 MAX_REDIRECTS = 5  # MOVED and ASK hops of one read; more means the cluster is reconfiguring
 REFRESH_INTERVAL = 0.1  # seconds between two slot-map refreshes at most
 BACKOFF = (0.01, 0.02, 0.05, 0.1, 0.1, 0.2)  # seconds before each retry of a failed read
+# Reads keys of several slots of one node in one call. Redis still checks each GET as it would
+# a command of its own: a key whose slot the node no longer holds, or is migrating away,
+# fails the call (never a wrong nil), and the slots are then read one by one.
+READ_SCRIPT = b"""#!lua flags=no-writes,allow-cross-slot-keys
+local out = {}
+for i = 1, #ARGV do out[i] = redis.call('GET', ARGV[i]) end
+return out
+"""
 # Error replies a retry can outlive: a failover or a node starting.
 _TRANSIENT = frozenset({"CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN"})
 
@@ -111,8 +119,9 @@ class AsyncRedisCluster:
                 return await self._start(slot, keys, deadline)
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as e:
                 return await self._retry(slot, keys, deadline, e)
-        # Every slot's MGET is written before any reply is awaited, in one write per node (a
-        # system call per MGET cost more than Redis's work): all nodes work at once.
+        # One read per node, all written before any reply is awaited: all nodes work at once. A
+        # node serving several of the slots reads them all in one script call (READ_SCRIPT); an
+        # MGET per slot cost ~5 us each of client and server time, 1.5 ms for 100 entities.
         slots = self._slots
         by_node: dict[AsyncRedis | None, list[tuple[int, list[int], list[str]]]] = {}
         for slot, indexes in groups.items():
@@ -122,33 +131,46 @@ class AsyncRedisCluster:
             if reads is None:
                 by_node[node] = reads = []
             reads.append((slot, indexes, [keys[i] for i in indexes]))
-        sent: list[tuple[int, list[int], list[str], asyncio.Future[Reply]]] = []
+        sent: list[tuple[list[tuple[int, list[int], list[str]]], asyncio.Future[Reply]]] = []
         for node, reads in by_node.items():
-            try:
-                commands: list[Command] = [(b"MGET", *part) for _, _, part in reads]
-                futures = node.submit(*commands) if node else None
-            except redis.RedisError:  # its connection was presumed dead just now
-                futures = None
+            futures = None
+            if node is not None:
+                if len(reads) == 1:
+                    command: Command = (b"MGET", *reads[0][2])
+                else:
+                    first = reads[0][2][0]  # routes the call; the keys themselves are arguments
+                    command = (b"EVAL_RO", READ_SCRIPT, 1, first, *[k for _, _, part in reads for k in part])
+                try:
+                    futures = node.submit(command)
+                except redis.RedisError:  # its connection was presumed dead just now
+                    pass
             if futures is not None:
-                sent += [(*read, future) for read, future in zip(reads, futures, strict=True)]
+                sent.append((reads, futures[0]))
             else:  # not connected yet, or no master known: a task per slot connects (or waits)
-                for slot, indexes, part in reads:
-                    task = asyncio.ensure_future(self._retry(slot, part, deadline, None, node))
-                    sent.append((slot, indexes, part, task))
+                for read in reads:
+                    task = asyncio.ensure_future(self._retry(read[0], read[2], deadline, None, node))
+                    sent.append(([read], task))
         out: list[bytes | None] = [None] * len(keys)
         try:
-            for slot, indexes, part, future in sent:
+            for reads, future in sent:
                 try:  # replies come in order: most are there once the first one is
                     values = future.result() if future.done() else await future
                 except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as e:
-                    values = await self._retry(slot, part, deadline, e)
-                if len(indexes) == 1:
-                    out[indexes[0]] = values[0]
-                else:
-                    for i, value in zip(indexes, values, strict=True):
-                        out[i] = value
+                    # A script refuses a key its node does not hold now (moved, migrating):
+                    # each slot is then read alone, following redirects.
+                    again = e if len(reads) == 1 or not isinstance(e, redis.ResponseError) else None
+                    parts = [self._retry(slot, part, deadline, again) for slot, _, part in reads]
+                    values = [v for part in await asyncio.gather(*parts) for v in part]
+                if len(values) == 1:
+                    out[reads[0][1][0]] = values[0]
+                    continue
+                at = 0
+                for _, indexes, _ in reads:
+                    for i in indexes:
+                        out[i] = values[at]
+                        at += 1
         except BaseException:
-            for *_, future in sent:  # the replies no one will read
+            for _, future in sent:  # the replies no one will read
                 if not future.done():
                     future.cancel()
                 elif not future.cancelled():
