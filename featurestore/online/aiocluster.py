@@ -1,8 +1,11 @@
 """The serving path on a Redis Cluster: one pipelined AsyncRedis connection per node.
 
-A lookup's keys are grouped by slot (every view of one entity shares a slot: keys.py), one
-MGET per slot is written at once to the node serving it, all nodes at once, and the replies
-are put back in request order. One entity is one slot, one MGET: as lean as one Redis.
+A lookup's keys are grouped by slot (every view of one entity shares a slot: keys.py), then
+by the node serving the slot; one read per node is written, all nodes at once, and the
+replies are put back in request order. A node's read is one MGET when it serves one of the
+slots (one entity is one slot, one MGET: as lean as one Redis), else one call of READ_SCRIPT
+for all of them (Redis refuses an MGET across slots, and an MGET per slot cost more than the
+read itself); a slot the script finds moved or migrating is read alone, as below.
 
 The slot map comes from CLUSTER SLOTS, asked of the seeds first, then of any node known.
 Topology changes are followed within the request's deadline, never answered with a guess:
