@@ -15,6 +15,11 @@ Every figure is measured beside its limit in the same run, and reported as a rat
   http          POST /v1/online-features, same lookups, h2load --h1
   in-process    FeatureStore.get_online_features, one caller
                 limit: redis-py MGET of the same keys, same loop
+  --cluster     instead of all the above: gRPC lookups (1 and 100 entities, concurrency 1
+                and 8) served from one Redis and from a local 3-master Redis Cluster
+                (scripts/redis_cluster.sh) holding the same keys, in the same run;
+                limit on each: the serving client alone (one MGET, or one MGET per slot
+                pipelined to every node), same keys, same concurrency
 
 Results: benchmarks/out/online-SCALE/results.json and a Markdown table on stdout.
 """
@@ -494,6 +499,154 @@ def in_process(
     }
 
 
+# -- one Redis against a Redis Cluster -----------------------------------------------------------
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port + 10000)) != 0:
+                return port
+
+
+@contextmanager
+def redis_cluster(workdir: Path) -> Iterator[str]:
+    """A local cluster of 3 masters and 3 replicas; its redis+cluster:// URL."""
+    ports = [str(_cluster_port()) for _ in range(6)]
+    script = ROOT / "scripts" / "redis_cluster.sh"
+    subprocess.run([str(script), "start", str(workdir), *ports], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield f"redis+cluster://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/"
+    finally:
+        subprocess.run([str(script), "stop", str(workdir)], check=True)
+
+
+def copy_keys(source_url: str, cluster_url: str) -> int:
+    """Every key of one Redis into the cluster (value and expiry): the same bytes on both."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    from featurestore.redis_urls import parse_cluster_url
+
+    host, port = parse_cluster_url(cluster_url).seeds[0]
+    source, target = redis.Redis.from_url(source_url), RedisCluster(host=host, port=port)
+    n = 0
+    for key in source.scan_iter(count=1000):
+        target.restore(key, max(int(source.pttl(key)), 0), source.dump(key), replace=True)
+        n += 1
+    source.close()
+    target.close()
+    return n
+
+
+def client_limit(url: str, keys: list[str], concurrency: int, seconds: float) -> dict[str, float]:
+    """The serving client alone: ``concurrency`` callers reading ``keys`` in a loop."""
+    import asyncio
+
+    from featurestore.online.aiocluster import AsyncRedisCluster
+    from featurestore.online.aioredis import AsyncRedis
+    from featurestore.redis_urls import is_cluster
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        cluster = AsyncRedisCluster(url) if is_cluster(url) else None
+        single = None if cluster else AsyncRedis(url)
+
+        async def read() -> object:
+            if cluster is not None:
+                return await cluster.mget(keys, loop.time() + 5)
+            assert single is not None
+            return await single.mget(keys)
+
+        await read()  # connections (and the slot map) first
+        latencies: list[float] = []
+        end = loop.time() + seconds
+
+        async def caller() -> None:
+            while loop.time() < end:
+                t = time.perf_counter_ns()
+                await read()
+                latencies.append((time.perf_counter_ns() - t) / 1000)
+
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        await (cluster or single).aclose()  # type: ignore[union-attr]
+        return latencies
+
+    latencies = asyncio.run(main())
+    return {"rps": len(latencies) / seconds, **percentiles(latencies)}
+
+
+def bench_cluster(
+    repo: Path, env: dict[str, str], seconds: float, concurrencies: list[int]
+) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from featurestore import FeatureStore
+    from featurestore.config import load_config
+
+    rows = pq.read_table(repo / "data" / "entity_rows.parquet", columns=["driver_id", "customer_id"])
+    drivers = rows.column("driver_id").to_pylist()
+    customers = rows.column("customer_id").to_pylist()
+    store = FeatureStore(repo, config=load_config(repo, env=env))
+    plan = store.online_registry().plan(SERVICE)
+    single_url = env["FEATURESTORE_REDIS_URL"]
+    points: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, redis_cluster(Path(tmp)) as cluster_url:
+        copied = copy_keys(single_url, cluster_url)
+        print(f"  {copied:,} keys copied into the cluster", file=sys.stderr)
+        for where, url in (("one", single_url), ("cluster", cluster_url)):
+            grpc_port, http_port = free_port(), free_port()
+            serve = [
+                str(BIN / "featurestore"), "serve", "--repo", str(repo),
+                "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+            ]
+            with background(serve, grpc_port, {**env, "FEATURESTORE_REDIS_URL": url}):
+                for n in (1, 100):
+                    entities = {"driver_id": drivers[:n], "customer_id": customers[:n]}
+                    keys = plan.keys(*plan.entity_columns(entities))
+                    body = grpc_body(drivers[:n], customers[:n])
+                    for c in concurrencies:
+                        grpc_point = h2load(
+                            f"http://127.0.0.1:{grpc_port}{METHOD}", body, c, seconds,
+                            ["-H", "content-type: application/grpc", "-H", "te: trailers"],
+                        )
+                        limit = client_limit(url, keys, c, seconds)
+                        point = {"where": where, "entities": n, "concurrency": c}
+                        points.append({**point, "grpc": grpc_point, "client": limit})
+                        print(
+                            f"  {where}: {n} entities, concurrency {c}: grpc {grpc_point['rps']:.0f}/s "
+                            f"p99 {grpc_point['p99_ms']:.2f} ms; client alone {limit['rps']:.0f}/s",
+                            file=sys.stderr,
+                        )
+    store.close()
+    return {"seconds_per_point": seconds, "keys_copied": copied, "points": points}
+
+
+def cluster_markdown(result: dict[str, Any]) -> str:
+    """One Redis beside the cluster per point; cost ratio = one Redis's req/s / the cluster's."""
+    points = {(p["where"], p["entities"], p["concurrency"]): p for p in result["cluster"]["points"]}
+    lines = [
+        "| entities | conc. | gRPC req/s one Redis | gRPC req/s cluster | cost ratio | p99 ms one | "
+        "p99 ms cluster | client req/s one | client req/s cluster | client cost ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (where, n, c), one in points.items():
+        if where != "one":
+            continue
+        cl = points[("cluster", n, c)]
+        lines.append(
+            f"| {n} | {c} | {one['grpc']['rps']:,.0f} | {cl['grpc']['rps']:,.0f} | "
+            f"{one['grpc']['rps'] / cl['grpc']['rps']:.2f} | {one['grpc']['p99_ms']:.2f} | "
+            f"{cl['grpc']['p99_ms']:.2f} | {one['client']['rps']:,.0f} | {cl['client']['rps']:,.0f} | "
+            f"{one['client']['rps'] / cl['client']['rps']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -588,6 +741,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,64")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--materialize-only", action="store_true", help="skip the lookup measurements")
+    parser.add_argument(
+        "--cluster", action="store_true", help="only gRPC lookups: one Redis against a 3-master cluster"
+    )
     args = parser.parse_args()
     for tool in ("h2load", "redis-server", "redis-benchmark"):
         if shutil.which(tool) is None:
@@ -603,6 +759,23 @@ def main() -> None:
         env = dict(os.environ)
         run_cli(env, "apply", "--repo", str(repo))
         run_cli(env, "materialize", "--offline", "--repo", str(repo))
+        if args.cluster:
+            run_cli(env, "materialize", "--repo", str(repo))  # into the one Redis, copied to the cluster
+            given = args.concurrency != parser.get_default("concurrency")
+            concurrencies = [int(c) for c in args.concurrency.split(",")] if given else [1, 8]
+            cluster_result = bench_cluster(repo, env, args.seconds, concurrencies)
+            out = {
+                "command": " ".join([".venv/bin/python", "benchmarks/online.py", *sys.argv[1:]]),
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "cpus": os.cpu_count(),
+                "scale": args.scale,
+                "cluster": cluster_result,
+            }
+            results = ROOT / "benchmarks" / "results"
+            results.mkdir(exist_ok=True)
+            (results / f"online-{args.scale}-cluster.json").write_text(json.dumps(out, indent=2) + "\n")
+            print(cluster_markdown(out))
+            return
         print("materialization ...", file=sys.stderr)
         materialize = bench_materialize(repo, env, args.runs)
         print("lookups ...", file=sys.stderr)

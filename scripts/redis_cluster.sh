@@ -23,10 +23,11 @@ shift 2
 
 stop() {
 	local pidfile pid pids=()
-	# Every node at once: a master stopped alone waits up to 10 s (shutdown-timeout) for its
-	# replica to catch up, which a replica stopping with it never does. (A node removes its
-	# own pid file as it stops: the pids are read first.)
+	# Every node is told first, then waited for: an exited daemon stays a zombie until init
+	# reaps it (seconds in some containers), so one node after the other took 2 s each. The
+	# pids are read first: a node removes its pid file as it exits.
 	for pidfile in "$dir"/*/redis.pid; do
+		[[ -f $pidfile ]] || continue
 		pid=$(cat "$pidfile" 2>/dev/null) || continue
 		pids+=("$pid")
 		kill "$pid" 2>/dev/null || true

@@ -5,8 +5,11 @@ and a parser object per command); a lookup is one MGET, so that overhead dominat
 path (see benchmarks/RESULTS.md). Here every caller writes its command to one shared
 connection and awaits a future; replies come back in order (Redis answers a connection's
 commands in sequence), so concurrent lookups pipeline for free. It speaks only what serving
-needs (MGET, PING, AUTH, SELECT) and raises redis-py's exception classes, so callers handle
-one set of errors. Materialization and the CLI keep using redis-py.
+needs (MGET, PING, AUTH, SELECT, and READONLY for a cluster's replicas) and raises redis-py's
+exception classes, so callers handle one set of errors; an error reply (a cluster's MOVED or
+ASK too) is a ``redis.ResponseError`` carrying the reply's text. Materialization and the CLI
+keep using redis-py. A Redis Cluster is one of these per node (aiocluster.py), which writes
+several commands at once with ``submit``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import redis
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
 Reply = Any  # bytes | int | list[Reply] | None, as hiredis parses it
+Command = tuple[bytes | str | int, ...]
 
 
 class _Protocol(asyncio.Protocol):
@@ -61,8 +65,11 @@ class _Protocol(asyncio.Protocol):
 class AsyncRedis:
     """MGET and PING over one pipelined connection, reconnecting after a failure."""
 
-    def __init__(self, url: str, connect_timeout: float = 2.0, socket_timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, connect_timeout: float = 2.0, socket_timeout: float = 5.0, readonly: bool = False
+    ) -> None:
         self._params = parse_url(url)
+        self._readonly = readonly  # a cluster replica's connection: READONLY, so it serves reads
         self._connect_timeout = connect_timeout
         # A connection whose oldest unanswered command is older than this is presumed dead
         # (a stopped or partitioned Redis keeps TCP open) and is dropped, as redis-py would.
@@ -86,6 +93,34 @@ class AsyncRedis:
             self._protocol = None  # and the next call reconnects
             raise redis.TimeoutError(f"Redis did not answer within {self._socket_timeout:g} s")
         return await self._send(protocol, args)
+
+    def submit(self, *commands: Command) -> list[asyncio.Future[Reply]] | None:
+        """Write the commands now, in one write (one system call, however many), and return
+        their replies' futures without awaiting anything; None when there is no connection yet
+        (``connect`` first). No other caller's command comes between them."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None or protocol.transport is None:
+            return None
+        now = time.monotonic()
+        if protocol.pending and now - protocol.pending[0][1] > self._socket_timeout:
+            protocol.transport.abort()
+            self._protocol = None
+            raise redis.TimeoutError(f"Redis did not answer within {self._socket_timeout:g} s")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for _ in commands:
+            future: asyncio.Future[Reply] = loop.create_future()
+            protocol.pending.append((future, now))
+            futures.append(future)
+        pack = hiredis.pack_command
+        protocol.transport.write(b"".join([pack(args) for args in commands]))  # type: ignore[arg-type]
+        return futures
+
+    async def connect(self) -> None:
+        """Open the connection unless it is open."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None or protocol.transport is None:
+            await self._connect()
 
     @staticmethod
     def _send(protocol: _Protocol, args: tuple[bytes | str | int, ...]) -> asyncio.Future[Reply]:
@@ -145,6 +180,8 @@ class AsyncRedis:
                 raise redis.AuthenticationError(str(e)) from None
         if p.get("db"):
             await self._send(protocol, (b"SELECT", int(p["db"])))
+        if self._readonly:
+            await self._send(protocol, (b"READONLY",))
 
     async def aclose(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from featurestore.errors import OnlineStoreUnavailable
+from featurestore.online.aiocluster import AsyncRedisClusterBackend
 from featurestore.online.backend import AsyncBackend, Backend, Key
 from featurestore.online.cluster_backend import RedisClusterBackend
 from featurestore.online.codec import HEADER, header_of
@@ -169,9 +170,13 @@ class AsyncOnlineStore:
         self.backend = backend
 
     @classmethod
-    def connect(cls, url: str, project: str, wait: float = SOCKET_TIMEOUT) -> AsyncOnlineStore:
+    def connect(
+        cls, url: str, project: str, wait: float = SOCKET_TIMEOUT, read_from_replicas: bool = False
+    ) -> AsyncOnlineStore:
         """The store at ``url`` (connected on the first request), whose reads may wait up
-        to ``wait`` seconds."""
+        to ``wait`` seconds; on a cluster, ``read_from_replicas`` spreads reads over replicas."""
+        if is_cluster(url):
+            return cls(project, AsyncRedisClusterBackend(url, wait, read_from_replicas))
         return cls(project, AsyncRedisBackend(url, wait))
 
     def read(self, keys: Sequence[str], timeout: float) -> Coroutine[Any, Any, list[bytes | None]]:

@@ -100,7 +100,9 @@ async def serve_async(
 ) -> None:
     holder = RegistryHolder(config, options.max_entities, options.registry_refresh)
     limits = connections.raise_fd_limit(options.limits, 1 if options.http_port is None else 2)
-    store = AsyncOnlineStore.connect(config.redis_url, config.project, options.redis_timeout)
+    store = AsyncOnlineStore.connect(
+        config.redis_url, config.project, options.redis_timeout, config.read_from_replicas
+    )
     health = HealthServicer()
     healthy = False
 

@@ -41,3 +41,11 @@ def any_redis(
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A Redis Cluster of the module's own, for tests that migrate slots (the session's
+    ``redis_cluster`` must stay as it is)."""
+    with RedisCluster(tmp_path_factory.mktemp("own-cluster")) as cluster:
+        yield cluster

@@ -14,8 +14,11 @@ from pathlib import Path
 import featurestore
 
 PACKAGE = Path(featurestore.__file__).parent
-# The Redis backends and the serving client one wraps: the only code speaking Redis.
-REDIS_MODULES = {"online/redis_backend.py", "online/cluster_backend.py", "online/aioredis.py"}
+# The Redis backends and the serving clients they wrap (one Redis, a cluster): the only
+# code speaking Redis.
+REDIS_MODULES = {
+    "online/redis_backend.py", "online/cluster_backend.py", "online/aioredis.py", "online/aiocluster.py"
+}
 # Who may build a Redis backend: the online store's constructors.
 BACKEND_USERS = {"online/store.py"}
 
@@ -71,6 +74,7 @@ def test_only_the_online_store_builds_the_redis_backend() -> None:
             "featurestore.online.redis_backend",
             "featurestore.online.cluster_backend",
             "featurestore.online.aioredis",
+            "featurestore.online.aiocluster",
         }
         & _imports(path)
     )

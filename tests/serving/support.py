@@ -15,14 +15,20 @@ from typing import Any
 
 import grpc
 import httpx
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from redis.cluster import RedisCluster as RedisPyCluster
+from redis.crc import key_slot
 
 from featurestore import FeatureStore
 from featurestore.config import load_config
+from featurestore.online.keys import entity_tag
 from featurestore.online.lookup import OnlineResult, Status
 from featurestore.serving.client import OnlineResponse
+from featurestore.serving.v1 import serving_pb2 as pb
 from tests.support.cli import FEATURESTORE
 from tests.support.redis import free_port
+from tests.support.redis_cluster import RedisCluster
 from tests.support.waiting import wait_for
 
 SERVICE = "featurestore.serving.v1.FeatureServing"
@@ -297,3 +303,50 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024  # reported in kB
     raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+# -- a Redis Cluster holding what a single Redis holds ---------------------------------------
+
+
+def copy_to_cluster(source_url: str, cluster: RedisCluster) -> int:
+    """Copy every key of the Redis at ``source_url`` into ``cluster`` (value and expiry, with
+    DUMP/RESTORE), and wait until the replicas hold it too; how many keys."""
+    source = redis.Redis.from_url(source_url)
+    target = RedisPyCluster(host="127.0.0.1", port=cluster.masters()[0].port, socket_timeout=5)
+    copied = 0
+    for key in source.scan_iter(count=1000):
+        ttl = int(source.pttl(key))
+        target.restore(key, max(ttl, 0), source.dump(key), replace=True)  # type: ignore[arg-type]
+        copied += 1
+    source.close()
+    target.close()
+    for node in cluster.nodes():
+        if not node.master:
+            wait_replicated(cluster, node.port)
+    return copied
+
+
+def wait_replicated(cluster: RedisCluster, port: int, timeout: float = 10) -> None:
+    """Wait until the replica at ``port`` holds everything its master was sent."""
+    with cluster.client(port) as replica:
+
+        def synced() -> bool:
+            info = replica.info("replication")
+            with redis.Redis(host=info["master_host"], port=info["master_port"], socket_timeout=5) as m:
+                offset = int(m.info("replication")["master_repl_offset"])
+            return bool(info["master_link_status"] == "up" and info["slave_repl_offset"] >= offset)
+
+        wait_for(synced, timeout, f"replica {port} in sync")
+
+
+def lookup(drivers: list[int], customers: list[int]) -> pb.GetOnlineFeaturesRequest:
+    """A GetOnlineFeatures request of the trip_model service."""
+    request = pb.GetOnlineFeaturesRequest(feature_service="trip_model")
+    request.entities["driver_id"].int64_values.values.extend(drivers)
+    request.entities["customer_id"].int64_values.values.extend(customers)
+    return request
+
+
+def slot_of_entity(project: str, join_key: str, value: int) -> int:
+    """The cluster slot holding every view of one entity (keys.py's hash tag)."""
+    return key_slot(entity_tag(project, [join_key], [value]).encode())
