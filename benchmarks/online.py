@@ -44,7 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 OUT = ROOT / "benchmarks" / "out"
 BIN = Path(sys.executable).parent
 SERVICE = "trip_model"
@@ -155,13 +156,15 @@ def run_cli(env: dict[str, str], *args: str) -> None:
 # long-lived process (a scheduler's worker) pays per run.
 MATERIALIZE_CHILD = """
 import json, sys, time
-import duckdb, redis
+import duckdb
+sys.path.insert(0, sys.argv[2])
+from online import flush_online
 from featurestore import FeatureStore
 store = FeatureStore(sys.argv[1])
 t = time.perf_counter()
 r = store.materialize()
 first = time.perf_counter() - t
-redis.Redis.from_url(store.config.redis_url).flushall()
+flush_online(store.config.redis_url)
 con = duckdb.connect(str(store.config.duckdb_path))
 con.execute("DELETE FROM rides.online_watermarks")
 con.close()
@@ -171,40 +174,47 @@ print(json.dumps({"seconds": time.perf_counter() - t, "first_call_s": first, "ro
                   "entities": sum(v.entities for v in r.views)}))
 """
 
+# argv[2]: "set", plain pipelined SETs through redis-py (one Redis only), or "newer_wins", the
+# backend materialization writes through (RedisBackend or RedisClusterBackend, by the URL)
+# with its newer-wins scripts, the same batches and expiries: what a run cannot avoid on that
+# target. The keys, values and expiries are those a run writes (materialize._encode).
 LIMIT_CHILD = """
 import json, sys, time
 import redis
 from featurestore import FeatureStore
-from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
-from featurestore.online.keys import encode_keys
-from featurestore.online.materialize import _Plan, newest_rows_sql
-from featurestore.offline.layout import CREATED_TS, EVENT_TS
+from featurestore.online.codec import ViewCodec
+from featurestore.online.materialize import BATCH_ROWS, _encode, _Plan, newest_rows_sql
+from featurestore.online.store import OnlineStore
 from featurestore.storage import connection
 from datetime import UTC, datetime
 store = FeatureStore(sys.argv[1])
+newer_wins = sys.argv[2] == "newer_wins"
 snapshot = store.registry()
-client = redis.Redis.from_url(store.config.redis_url)
+project = store.config.project
+if newer_wins:
+    backend = OnlineStore.connect(store.config.redis_url, project).backend
+else:
+    client = redis.Redis.from_url(store.config.redis_url)
 now = datetime.now(UTC)
 # Encode outside the clock: the limit is the query plus the writes of the same bytes.
 query_s = write_s = 0.0
 rows = 0
 with connection(store.config.duckdb_path, read_only=True) as con:
     for view in snapshot.views.values():
-        sql, params = newest_rows_sql(store.config.project, _Plan(view, None, now, None), now)
+        sql, params = newest_rows_sql(project, _Plan(view, None, now, None), now)
         t = time.perf_counter()
         table = con.sql(sql, params=params).to_arrow_table()
         query_s += time.perf_counter() - t
-        codec = ViewCodec(view)
-        key_columns = [(k.name, table.column(k.name)) for k in view.join_keys]
-        keys = encode_keys(store.config.project, view.name, key_columns)
-        created = encode_created(table.column(CREATED_TS), table.num_rows)
-        values = codec.encode(table, timestamps_us(table.column(EVENT_TS)), created, 0)
-        keys, values = keys.to_pylist(), values.to_pylist()
+        keys, values, expire_at = _encode(project, view, ViewCodec(view), table, 0, now)
         rows += len(keys)
         t = time.perf_counter()
-        for i in range(0, len(keys), 20000):
+        for i in range(0, len(keys), BATCH_ROWS):
+            part = slice(i, i + BATCH_ROWS)
+            if newer_wins:
+                backend.write(keys[part], values[part], expire_at[part], newer_wins=True)
+                continue
             pipe = client.pipeline(transaction=False)
-            for k, v in zip(keys[i:i + 20000], values[i:i + 20000]):
+            for k, v in zip(keys[part], values[part]):
                 pipe.set(k, v)
             pipe.execute()
         write_s += time.perf_counter() - t
@@ -212,14 +222,21 @@ print(json.dumps({"seconds": query_s + write_s, "query_s": query_s, "write_s": w
 """
 
 
-def bench_materialize(repo: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
-    import redis
+# What each mode of bench_materialize runs: FeatureStore.materialize() in process, the whole
+# `featurestore materialize` command, and two limits (LIMIT_CHILD's argument).
+MATERIALIZE_MODES = {"api": "", "cli": "", "limit": "set", "raw": "newer_wins"}
 
-    client = redis.Redis.from_url(env["FEATURESTORE_REDIS_URL"])
-    results: dict[str, list[dict[str, float]]] = {"api": [], "cli": [], "limit": []}
+
+def bench_materialize(
+    repo: Path, env: dict[str, str], runs: int, modes: tuple[str, ...] = ("limit", "api", "cli")
+) -> dict[str, Any]:
+    """Each mode ``runs`` times, interleaved, into the online store at FEATURESTORE_REDIS_URL
+    (one Redis or a cluster), emptied before each; ``modes`` must include "api"."""
+    url = env["FEATURESTORE_REDIS_URL"]
+    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     for _ in range(runs):
-        for mode in ("limit", "api", "cli"):
-            client.flushall()
+        for mode in modes:
+            flush_online(url)
             wipe_online_state(repo)
             if mode == "cli":
                 seconds, rss = timed_process(
@@ -227,9 +244,11 @@ def bench_materialize(repo: Path, env: dict[str, str], runs: int) -> dict[str, A
                 )
                 results[mode].append({"seconds": seconds, "peak_rss_mib": rss})
                 continue
-            code = LIMIT_CHILD if mode == "limit" else MATERIALIZE_CHILD
+            code, arg = (
+                (MATERIALIZE_CHILD, str(HERE)) if mode == "api" else (LIMIT_CHILD, MATERIALIZE_MODES[mode])
+            )
             proc = subprocess.Popen(
-                [str(BIN / "python"), "-c", code, str(repo)],
+                [str(BIN / "python"), "-c", code, str(repo), arg],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -241,7 +260,6 @@ def bench_materialize(repo: Path, env: dict[str, str], runs: int) -> dict[str, A
             row = json.loads(proc.stdout.read())
             row["peak_rss_mib"] = usage.ru_maxrss / 1024
             results[mode].append(row)
-    client.close()
     # The whole-command runs read as many rows as the in-process ones.
     rows = results["api"][0]["rows"]
     entities = results["api"][0]["entities"]
@@ -257,9 +275,31 @@ def bench_materialize(repo: Path, env: dict[str, str], runs: int) -> dict[str, A
             "peak_rss_mib": max(r["peak_rss_mib"] for r in rs),
         }
     summary["api"]["first_call_s"] = statistics.median(r["first_call_s"] for r in results["api"])
-    summary["limit"]["query_s"] = statistics.median(r["query_s"] for r in results["limit"])
-    summary["limit"]["write_s"] = statistics.median(r["write_s"] for r in results["limit"])
+    for mode in ("limit", "raw"):
+        if mode in results:
+            summary[mode]["query_s"] = statistics.median(r["query_s"] for r in results[mode])
+            summary[mode]["write_s"] = statistics.median(r["write_s"] for r in results[mode])
+            summary[mode]["keys_written"] = results[mode][0]["entities"]  # = entities: the same keys
     return summary
+
+
+def flush_online(url: str) -> None:
+    """Empty the online store at ``url``: one Redis, or every master of a cluster (the
+    replicas follow). The materialization children import it too."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    from featurestore.redis_urls import is_cluster, parse_cluster_url
+
+    if not is_cluster(url):
+        client = redis.Redis.from_url(url)
+        client.flushall()
+        client.close()
+        return
+    host, port = parse_cluster_url(url).seeds[0]
+    cluster = RedisCluster(host=host, port=port)
+    cluster.flushall(target_nodes=RedisCluster.PRIMARIES)
+    cluster.close()
 
 
 def wipe_online_state(repo: Path) -> None:
