@@ -19,7 +19,11 @@ Every figure is measured beside its limit in the same run, and reported as a rat
                 and 8) served from one Redis and from a local 3-master Redis Cluster
                 (scripts/redis_cluster.sh) holding the same keys, in the same run;
                 limit on each: the serving client alone (one MGET, or one MGET per slot
-                pipelined to every node), same keys, same concurrency
+                pipelined to every node), same keys, same concurrency.
+                Then materialization (rows/s, and per master) into each, FeatureStore.materialize()
+                in process; limit on each: the newer-wins write of the same keys, values and
+                expiries through the same backend (RedisBackend / RedisClusterBackend), with
+                the same DuckDB query
 
 Results: benchmarks/out/online-SCALE/results.json and a Markdown table on stdout.
 """
@@ -583,6 +587,47 @@ def copy_keys(source_url: str, cluster_url: str) -> int:
     return n
 
 
+def masters(url: str) -> int:
+    """How many masters serve the online store at ``url`` (1 for one Redis)."""
+    from redis.cluster import RedisCluster
+
+    from featurestore.redis_urls import is_cluster, parse_cluster_url
+
+    if not is_cluster(url):
+        return 1
+    host, port = parse_cluster_url(url).seeds[0]
+    cluster = RedisCluster(host=host, port=port)
+    try:
+        return len(cluster.get_primaries())
+    finally:
+        cluster.close()
+
+
+def cluster_materialize(
+    repo: Path, env: dict[str, str], targets: dict[str, str], runs: int
+) -> dict[str, Any]:
+    """FeatureStore.materialize() beside the raw newer-wins write of the same keys through the
+    same backend (bench_materialize's "api" and "raw"), on each target; rows/s per master too."""
+    result: dict[str, Any] = {}
+    for where, url in targets.items():
+        m = bench_materialize(repo, {**env, "FEATURESTORE_REDIS_URL": url}, runs, ("raw", "api"))
+        m["masters"] = masters(url)
+        for mode in ("raw", "api"):
+            m[mode]["rows_per_s_per_master"] = m[mode]["rows_per_s"] / m["masters"]
+        m["api_over_raw"] = m["api"]["rows_per_s"] / m["raw"]["rows_per_s"]
+        result[where] = m
+        print(
+            f"  {where} ({m['masters']} master(s)): materialize {m['api']['rows_per_s']:,.0f} rows/s, "
+            f"raw newer-wins write {m['raw']['rows_per_s']:,.0f} rows/s (whole/raw {m['api_over_raw']:.2f})",
+            file=sys.stderr,
+        )
+    result["cluster_over_one"] = {
+        mode: result["cluster"][mode]["rows_per_s"] / result["one"][mode]["rows_per_s"]
+        for mode in ("raw", "api")
+    }
+    return result
+
+
 def client_limit(url: str, keys: list[str], concurrency: int, seconds: float) -> dict[str, float]:
     """The serving client alone: ``concurrency`` callers reading ``keys`` in a loop."""
     import asyncio
@@ -621,7 +666,7 @@ def client_limit(url: str, keys: list[str], concurrency: int, seconds: float) ->
 
 
 def bench_cluster(
-    repo: Path, env: dict[str, str], seconds: float, concurrencies: list[int]
+    repo: Path, env: dict[str, str], seconds: float, concurrencies: list[int], runs: int
 ) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
@@ -662,8 +707,17 @@ def bench_cluster(
                             f"p99 {grpc_point['p99_ms']:.2f} ms; client alone {limit['rps']:.0f}/s",
                             file=sys.stderr,
                         )
-    store.close()
-    return {"seconds_per_point": seconds, "keys_copied": copied, "points": points}
+        store.close()
+        # After the lookups: each run empties the target first.
+        print("  materialization ...", file=sys.stderr)
+        materialize = cluster_materialize(repo, env, {"one": single_url, "cluster": cluster_url}, runs)
+    return {
+        "seconds_per_point": seconds,
+        "keys_copied": copied,
+        "points": points,
+        "runs": runs,
+        "materialize": materialize,
+    }
 
 
 def cluster_markdown(result: dict[str, Any]) -> str:
@@ -684,6 +738,25 @@ def cluster_markdown(result: dict[str, Any]) -> str:
             f"{cl['grpc']['p99_ms']:.2f} | {one['client']['rps']:,.0f} | {cl['client']['rps']:,.0f} | "
             f"{one['client']['rps'] / cl['client']['rps']:.2f} |"
         )
+    m = result["cluster"]["materialize"]
+    one, cl = m["one"], m["cluster"]
+    lines += [
+        "",
+        f"Materialization: {one['rows']:,} rows, {one['entities']:,} keys; "
+        f"{result['cluster']['runs']} run(s), median. raw: the newer-wins write of the same keys through "
+        "the same backend (with the DuckDB query); whole: FeatureStore.materialize() in process.",
+        "",
+        f"| materialization | rows/s one Redis | rows/s cluster | cluster/one | "
+        f"rows/s per master, one ({one['masters']}) | rows/s per master, cluster ({cl['masters']}) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, label in (("raw", "raw newer-wins write"), ("api", "whole (materialize)")):
+        lines.append(
+            f"| {label} | {one[mode]['rows_per_s']:,.0f} | {cl[mode]['rows_per_s']:,.0f} | "
+            f"{m['cluster_over_one'][mode]:.2f} | {one[mode]['rows_per_s_per_master']:,.0f} | "
+            f"{cl[mode]['rows_per_s_per_master']:,.0f} |"
+        )
+    lines.append(f"| whole/raw | {one['api_over_raw']:.2f} | {cl['api_over_raw']:.2f} | | | |")
     return "\n".join(lines)
 
 
@@ -782,7 +855,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--materialize-only", action="store_true", help="skip the lookup measurements")
     parser.add_argument(
-        "--cluster", action="store_true", help="only gRPC lookups: one Redis against a 3-master cluster"
+        "--cluster",
+        action="store_true",
+        help="only gRPC lookups and materialization: one Redis against a 3-master cluster",
     )
     args = parser.parse_args()
     for tool in ("h2load", "redis-server", "redis-benchmark"):
@@ -803,7 +878,7 @@ def main() -> None:
             run_cli(env, "materialize", "--repo", str(repo))  # into the one Redis, copied to the cluster
             given = args.concurrency != parser.get_default("concurrency")
             concurrencies = [int(c) for c in args.concurrency.split(",")] if given else [1, 8]
-            cluster_result = bench_cluster(repo, env, args.seconds, concurrencies)
+            cluster_result = bench_cluster(repo, env, args.seconds, concurrencies, args.runs)
             out = {
                 "command": " ".join([".venv/bin/python", "benchmarks/online.py", *sys.argv[1:]]),
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
