@@ -54,6 +54,30 @@ Command = tuple[int, tuple[Any, ...]]  # (slot, the command's arguments)
 _LOST = (redis.ConnectionError, redis.TimeoutError)
 
 
+# The marker operations on every hash of one node at once (``_on_each``). A cluster refuses
+# declared KEYS of several slots, so the keys come in ARGV: n, the n keys, then the single-key
+# form's arguments (A(j): the j-th of those). Results per key, in order.
+_EACH = """#!lua flags=allow-cross-slot-keys
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 1, n do
+  local key = ARGV[i + 1]
+%s
+end
+return out
+"""
+_HMGET_EACH = _EACH % "  out[i] = redis.call('HMGET', key, unpack(ARGV, n + 2))"
+_HSET_EACH = _EACH % "  out[i] = redis.call('HSET', key, ARGV[n + 2], ARGV[n + 3])"
+_HDEL_EACH = _EACH % "  out[i] = redis.call('HDEL', key, ARGV[n + 2])"
+_SET_IF_PRESENT_EACH = _EACH % """  if redis.call('HEXISTS', key, ARGV[n + 2]) == 0 then
+    out[i] = 0
+  else
+    redis.call('HDEL', key, ARGV[n + 2])
+    for j = n + 4, #ARGV do redis.call('HSET', key, ARGV[j], ARGV[n + 3]) end
+    out[i] = 1
+  end"""
+
+
 def slot_of(key: Key) -> int:
     return key_slot(key.encode() if isinstance(key, str) else key)
 
@@ -250,30 +274,57 @@ class RedisClusterBackend(Backend):
 
     # -- marker hashes ---------------------------------------------------------------------
 
-    def _each(self, keys: Sequence[str], *command: Any) -> list[Any]:
-        """``command`` on each of ``keys`` (inserted after the command's name), checked."""
-        name, *rest = command
-        replies = self._send([(slot_of(key), (name, key, *rest)) for key in keys])
+    def _on_each(self, keys: Sequence[str], script: str, args: Sequence[Any], one: Any) -> list[Any]:
+        """A marker operation on each of ``keys`` (one hash per slot: thousands of keys): one
+        script call per master for all of its keys (Redis 7's allow-cross-slot-keys), each
+        reply a list with one result per key. Redis still checks every key the script touches
+        against the slots the node serves: a call refused (a slot moved or migrating, or a
+        Redis before 7) is done key by key instead with ``one(key)``, a command of one slot.
+        Replies in order."""
+        client = self._client
+        by_node: dict[str, list[int]] = {}
         with map_errors(self.url):
-            return self._raise_errors(replies)
+            slots = client.nodes_manager.slots_cache
+            for i, key in enumerate(keys):
+                serving = slots.get(slot_of(key))
+                by_node.setdefault(serving[0].name if serving else "", []).append(i)
+        groups = list(by_node.values())
+        calls: list[Command] = [
+            (slot_of(keys[g[0]]), ("EVAL", script, 0, len(g), *[keys[i] for i in g], *args)) for g in groups
+        ]
+        out: list[Any] = [None] * len(keys)
+        alone: list[int] = []
+        for positions, reply in zip(groups, self._send(calls), strict=True):
+            if isinstance(reply, list) and len(reply) == len(positions):
+                for i, value in zip(positions, reply, strict=True):
+                    out[i] = value
+            else:
+                alone.extend(positions)
+        if alone:
+            replies = self._send([(slot_of(keys[i]), one(keys[i])) for i in alone])
+            for i, reply in zip(alone, replies, strict=True):
+                out[i] = reply
+        with map_errors(self.url):
+            return self._raise_errors(out)
 
     def get_fields(self, keys: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:
-        return [[as_text(v) for v in reply] for reply in self._each(keys, "HMGET", *fields)]
+        replies = self._on_each(keys, _HMGET_EACH, fields, lambda key: ("HMGET", key, *fields))
+        return [[as_text(v) for v in reply] for reply in replies]
 
     def set_field(self, keys: Sequence[str], field: str, value: str) -> None:
-        self._each(keys, "HSET", field, value)
+        self._on_each(keys, _HSET_EACH, (field, value), lambda key: ("HSET", key, field, value))
 
     def delete_field(self, keys: Sequence[str], field: str) -> None:
-        self._each(keys, "HDEL", field)
+        self._on_each(keys, _HDEL_EACH, (field,), lambda key: ("HDEL", key, field))
 
     def set_fields_if_present(
         self, keys: Sequence[str], guard: str, fields: Sequence[str], value: str
     ) -> bool:
-        replies = self._send(
-            [(slot_of(key), ("EVAL", SET_IF_PRESENT, 1, key, guard, value, *fields)) for key in keys]
+        args = (guard, value, *fields)
+        replies = self._on_each(
+            keys, _SET_IF_PRESENT_EACH, args, lambda key: ("EVAL", SET_IF_PRESENT, 1, key, *args)
         )
-        with map_errors(self.url):
-            return all(self._raise_errors(replies))
+        return all(replies)
 
     # -- the cluster ---------------------------------------------------------------------
 

@@ -208,6 +208,34 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]
         yield cluster
 
 
+def test_markers_are_kept_while_a_slot_migrates(topology: RedisCluster) -> None:
+    """The marker hashes are handled with one script per master; a slot in the middle of a
+    move makes its master refuse the script, and those hashes are handled one by one (ASK)."""
+    source, target = topology.masters()[:2]
+    slot = source.slots[0][0]
+    marker = slot_marker_keys("mig")[slot]
+    with topology.client(source.port) as src, topology.client(target.port) as dst:
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source.id)
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.id)
+        try:
+            with OnlineStore.connect(topology.url, "mig") as store:
+                store.begin_writes(5)  # the slot's hash is new: made on the target (ASK)
+                assert dst.execute_command("ASKING") and dst.hexists(marker, "run:5")
+                assert store.mark_written(5, "epoch-1", ["v"])
+                assert store.unmarked(["v", "w"], "epoch-1") == {"w": store.unmarked(["w"], "epoch-1")["w"]}
+                store.begin_writes(6)
+                store.end_writes(6)
+                assert store.unmarked(["v"], "epoch-1") == {}
+        finally:  # finish the move: the slot and its hash on the target
+            for node in topology.masters():
+                with topology.client(node.port) as c:
+                    c.execute_command("CLUSTER SETSLOT", slot, "NODE", target.id)
+    with OnlineStore.connect(topology.url, "mig") as store:
+        assert store.unmarked(["v"], "epoch-1") == {}
+        store.backend.delete_field(slot_marker_keys("mig"), "v")  # one hash per slot, all of them
+        assert set(store.unmarked(["v"], "epoch-1")) == {"v"}
+
+
 def test_a_resharding_during_materialization_loses_no_write(
     topology: RedisCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
