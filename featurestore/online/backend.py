@@ -10,7 +10,9 @@ whose ``read`` groups keys by slot, sends one pipelined read per node and puts t
 back in request order; ``write`` groups keys by slot (each newer-wins script call touches
 one slot) and sends one pipeline per node; ``scan`` walks every primary. Every key of one
 entity shares a hash tag (keys.py). The marker methods take many hashes: a cluster keeps one
-per hash slot (``CLUSTER``), so that losing any master's data shows (presence.py).
+per hash slot (``CLUSTER``), so that losing any master's data shows (presence.py). The
+serving face (``AsyncBackend``) has the same two: AsyncRedisBackend and, in aiocluster.py,
+AsyncRedisClusterBackend.
 """
 
 from __future__ import annotations
