@@ -171,7 +171,8 @@ def test_failover_while_serving(server: ServeProcess, served_repo: Path, own_clu
     assert {o for _, o in lookups.of("victim", recovered)} == {"ok"}  # recovered without a restart
     not_serving = [t for t, status in seen if status != SERVING]
     assert not_serving, "health never said NOT_SERVING while slots were uncovered"
-    assert all(killed <= t <= recovered + 1.0 for t in not_serving), (killed, recovered, not_serving)
+    # Health follows a ping every 0.5 s (server.py): allow it a few beats after the lookups.
+    assert all(killed <= t <= recovered + 3.0 for t in not_serving), (killed, recovered, not_serving)
     assert all(status in (SERVING, NOT_SERVING) for _, status in seen)
     # The killed master comes back as a replica of its successor: the cluster is whole again.
     own_cluster.restart(victim.port)
