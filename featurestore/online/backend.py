@@ -43,6 +43,7 @@ class Backend(ABC):
         self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int], newer_wins: bool
     ) -> int:
         """Set each key (expiring at the absolute time in ms, 0: never); how many were written.
+        The three sequences have the same length (OnlineStore checks).
 
         With ``newer_wins``, a key whose stored value is newer (by its header's event and
         created times) is left alone, atomically per key."""

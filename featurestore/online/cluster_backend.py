@@ -214,8 +214,6 @@ class RedisClusterBackend(Backend):
     def write(
         self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int], newer_wins: bool
     ) -> int:
-        if not (len(keys) == len(values) == len(expire_at_ms)):
-            raise ValueError("keys, values and expiries differ in length")
         if not keys:
             return 0
         if not newer_wins:

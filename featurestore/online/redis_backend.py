@@ -151,8 +151,6 @@ class RedisBackend(Backend):
     def write(
         self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int], newer_wins: bool
     ) -> int:
-        if not (len(keys) == len(values) == len(expire_at_ms)):
-            raise ValueError("keys, values and expiries differ in length")
         with map_errors(self.url):
             if not newer_wins:
                 pipe = self._client.pipeline(transaction=False)

@@ -26,6 +26,14 @@ from featurestore.redis_urls import is_cluster
 SCAN_BATCH = 1000
 
 
+def _same_lengths(keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int]) -> None:
+    # Before any backend sees them: a short sequence would pair values with the wrong keys.
+    if not (len(keys) == len(values) == len(expire_at_ms)):
+        raise ValueError(
+            f"keys, values and expiries differ in length ({len(keys)}, {len(values)}, {len(expire_at_ms)})"
+        )
+
+
 class OnlineStore:
     """Reads, writes, view deletion and presence markers of one project's online values."""
 
@@ -89,10 +97,12 @@ class OnlineStore:
 
     def write(self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int]) -> int:
         """Write each key unless it holds a newer value; returns how many were written."""
+        _same_lengths(keys, values, expire_at_ms)
         return self.backend.write(keys, values, expire_at_ms, newer_wins=True)
 
     def replace(self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int]) -> None:
         """Write each key whatever it holds: for values whose newer source rows were taken away."""
+        _same_lengths(keys, values, expire_at_ms)
         self.backend.write(keys, values, expire_at_ms, newer_wins=False)
 
     def delete(self, keys: Sequence[str]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
+from featurestore.online.store import OnlineStore
 from tests.online.helpers import (
     TZ,
     clean_run_dump,
@@ -189,3 +191,17 @@ def test_a_row_without_created_loses_a_tie_online_and_offline(
     entities = pa.table({"id": pa.array([0, 1], pa.int64()), "event_timestamp": pa.array([at(1)] * 2, TZ)})
     with fs.get_training_set(entities, ["scores:v"]) as ts:
         assert ts.to_arrow().column("v").to_pylist() == [10, 21]
+
+
+def test_writes_of_sequences_that_differ_in_length_are_refused_before_any_write(
+    any_redis: RedisClient,
+) -> None:
+    url = os.environ["FEATURESTORE_REDIS_URL"]  # one Redis or the cluster, as any_redis set it
+    keys = [f"{{p:id={i}}}:v" for i in range(300)]
+    with OnlineStore.connect(url, "p") as online:
+        for write in (online.write, online.replace):
+            with pytest.raises(ValueError, match=r"differ in length \(300, 299, 300\)"):
+                write(keys, [b"x" * 24] * 299, [0] * 300)
+            with pytest.raises(ValueError, match=r"differ in length \(300, 300, 1\)"):
+                write(keys, [b"x" * 24] * 300, [0])
+        assert online.missing(keys) == len(keys)  # nothing written
