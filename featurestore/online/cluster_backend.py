@@ -38,6 +38,7 @@ from featurestore.online.redis_backend import (
     SET_IF_PRESENT,
     SOCKET_TIMEOUT,
     as_text,
+    in_batches,
     map_errors,
 )
 from featurestore.redis_urls import parse_cluster_url
@@ -259,16 +260,14 @@ class RedisClusterBackend(Backend):
     def scan(self, pattern: str, batch: int) -> Iterator[list[bytes]]:
         """Every master in turn (the slot map as it stands when the scan starts). A key whose
         slot moves meanwhile may be missed: removing a view during a resharding may need a rerun."""
-        keys: list[bytes] = []
         with map_errors(self.url):
-            for node in self._client.get_primaries():
-                for key in self._client.get_redis_connection(node).scan_iter(match=pattern, count=batch):
-                    keys.append(key)
-                    if len(keys) >= batch:
-                        yield keys
-                        keys = []
-        if keys:
-            yield keys
+            client = self._client
+            every = (
+                key
+                for node in client.get_primaries()
+                for key in client.get_redis_connection(node).scan_iter(match=pattern, count=batch)
+            )
+            yield from in_batches(every, batch)
 
     # -- marker hashes ---------------------------------------------------------------------
 

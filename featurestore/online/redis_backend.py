@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import cast
 
 import redis
@@ -118,6 +118,18 @@ def _reply(error: Exception) -> tuple[str, str]:
     return (first if isinstance(error, redis.ResponseError) and first.isupper() else ""), text
 
 
+def in_batches(keys: Iterable[bytes], batch: int) -> Iterator[list[bytes]]:
+    """``keys`` in lists of ``batch`` (the last one shorter)."""
+    out: list[bytes] = []
+    for key in keys:
+        out.append(key)
+        if len(out) >= batch:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
 def as_text(value: bytes | str | None) -> str | None:
     """A hash field as Redis returns it, as text."""
     return value.decode() if isinstance(value, bytes) else value
@@ -185,15 +197,8 @@ class RedisBackend(Backend):
             return int(self._client.unlink(*keys)) if keys else 0
 
     def scan(self, pattern: str, batch: int) -> Iterator[list[bytes]]:
-        keys: list[bytes] = []
         with map_errors(self.url):
-            for key in self._client.scan_iter(match=pattern, count=batch):
-                keys.append(key)
-                if len(keys) >= batch:
-                    yield keys
-                    keys = []
-        if keys:
-            yield keys
+            yield from in_batches(self._client.scan_iter(match=pattern, count=batch), batch)
 
     def get_fields(self, keys: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:
         pipe = self._client.pipeline(transaction=False)
