@@ -73,22 +73,23 @@ for port in "$@"; do
 		--cluster-node-timeout "${FEATURESTORE_CLUSTER_NODE_TIMEOUT:-1000}"
 	nodes+=("127.0.0.1:$port")
 done
+# Up to 10 s each; a port something else holds (and never answers) must not hang this.
 for port in "$@"; do
-	for _ in $(seq 100); do
-		[[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]] && break
+	end=$((SECONDS + 10))
+	until [[ $(timeout 1 redis-cli -p "$port" ping 2>/dev/null) == PONG ]] || ((SECONDS >= end)); do
 		sleep 0.1
 	done
 done
 
-redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 || {
+timeout 30 redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 || {
 	cat "$dir/create.log" >&2
 	false
 }
 # Ready when every node sees every slot served and every replica has synced.
 for port in "$@"; do
 	for i in $(seq 300); do
-		info=$(redis-cli -p "$port" cluster info 2>/dev/null || true)
-		role=$(redis-cli -p "$port" role 2>/dev/null | sed -n '1p;4p' | tr '\n' ' ')
+		info=$(timeout 1 redis-cli -p "$port" cluster info 2>/dev/null || true)
+		role=$(timeout 1 redis-cli -p "$port" role 2>/dev/null | sed -n '1p;4p' | tr '\n' ' ')
 		if [[ $info == *cluster_state:ok* && $info == *cluster_slots_ok:16384* &&
 			$info == *"cluster_known_nodes:$#"* && ($role == master* || $role == *connected*) ]]; then
 			break

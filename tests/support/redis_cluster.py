@@ -59,14 +59,25 @@ class RedisCluster:
         """The cluster's URL, with two seeds (either is enough to find the rest)."""
         return f"redis+cluster://127.0.0.1:{self.ports[0]},127.0.0.1:{self.ports[1]}/"
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Start the nodes and join them. A free port can be taken between choosing it and
+        binding it (by any process's outgoing connection): then new ports, a few times."""
         env = {**os.environ, "FEATURESTORE_CLUSTER_NODE_TIMEOUT": str(self.node_timeout_ms)}
-        done = subprocess.run(
-            [str(SCRIPT), "start", str(self.workdir), *map(str, self.ports)],
-            env=env, capture_output=True, text=True, timeout=120,
-        )
-        if done.returncode:
-            raise RuntimeError(f"the cluster did not start: {done.stderr.strip()}")
+        for attempt in range(attempts):
+            done = subprocess.run(
+                [str(SCRIPT), "start", str(self.workdir), *map(str, self.ports)],
+                env=env, capture_output=True, text=True, timeout=120,
+            )
+            if not done.returncode:
+                return
+            logs = " | ".join(
+                f"{port}: {log.read_text().strip().splitlines()[-1]}"
+                for port in self.ports
+                if (log := self.workdir / str(port) / "redis.log").is_file() and log.read_text().strip()
+            )
+            if attempt + 1 == attempts:
+                raise RuntimeError(f"the cluster did not start: {done.stderr.strip()} (last logged: {logs})")
+            self.ports = [_node_port() for _ in self.ports]
 
     def stop(self) -> None:
         subprocess.run([str(SCRIPT), "stop", str(self.workdir)], check=True, capture_output=True, timeout=120)
