@@ -45,10 +45,10 @@ from redis.exceptions import ClusterDownError
 
 from featurestore.online.aioredis import AsyncRedis, Command, Reply
 from featurestore.online.backend import AsyncBackend
+from featurestore.online.keys import SLOTS
 from featurestore.online.redis_backend import CONNECT_TIMEOUT, SOCKET_TIMEOUT, map_errors
 from featurestore.redis_urls import parse_cluster_url
 
-SLOTS = 16384
 MAX_REDIRECTS = 5  # MOVED and ASK hops of one read; more means the cluster is reconfiguring
 REFRESH_INTERVAL = 0.1  # seconds between two slot-map refreshes at most
 BACKOFF = (0.01, 0.02, 0.05, 0.1, 0.1, 0.2)  # seconds before each retry of a failed read
