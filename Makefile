@@ -8,10 +8,10 @@ DEV     := $(VENV)/.installed-dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPO   := definitions
 
-.PHONY: setup runtime redis-server data demo test lint proto bench bench-full bench-tools clean
+.PHONY: setup runtime redis-server java data demo test lint proto bench bench-full bench-tools clean
 
-# Everything for development: the package, the dev tools and redis-server.
-setup: $(DEV) runtime
+# Everything for development: the package, the dev tools, redis-server and Java (Spark tests).
+setup: $(DEV) runtime java
 
 # What the package needs to run (the demo): no mypy, hypothesis, schemathesis or grpcio-tools.
 runtime: $(RUNTIME) redis-server
@@ -36,6 +36,13 @@ redis-server:
 		echo "installing redis-server (Debian package)"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
+# Debian's OpenJDK 17 for PySpark (the Spark engine's tests; the demo runs on DuckDB without it).
+java:
+	@command -v java >/dev/null 2>&1 || { \
+		echo "installing openjdk-17-jre-headless (Debian package)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null; }
 
 # The example repo's data: seeded, ending at the current hour so served values are fresh.
 data: $(RUNTIME)

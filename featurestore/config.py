@@ -7,7 +7,7 @@ import os
 import re
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,24 @@ class ServingLimits:
     # Bytes of requests and answers being worked on at once (per worker): over it a request
     # is refused at once with RESOURCE_EXHAUSTED / HTTP 429.
     max_bytes_in_flight: int = 64 * _MIB
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """[offline.spark]: where the Spark engine runs and where it keeps ingested rows."""
+
+    # local[N], spark://host:7077, yarn, k8s://...; ignored when ``remote`` is set.
+    master: str = "local[*]"
+    remote: str | None = None  # Spark Connect, sc://host:15002
+    # The append-only Parquet warehouse of ingested rows: a local path (relative to the repo;
+    # by default "warehouse" beside the DuckDB file) or a URI Spark writes (s3a://, hdfs://, ...).
+    warehouse: str = ".featurestore/warehouse"
+    conf: Mapping[str, str] = field(default_factory=dict)  # passed to the session as given
+    # Seconds to wait for the master or Spark Connect endpoint before giving up.
+    connect_timeout: float = 60.0
+
+
+OFFLINE_ENGINES = ("duckdb", "spark")
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,9 @@ class Config:
     # On a cluster, lookups may read replicas too (more reads per second; values up to the
     # replication lag old). Materialization always writes the masters.
     read_from_replicas: bool = False
+    # [offline] engine: "duckdb" (embedded) or "spark" (``spark`` says where; see offline/spark/).
+    offline_engine: str = "duckdb"
+    spark: SparkSettings = SparkSettings()
 
     @property
     def store_dir(self) -> Path:
@@ -121,7 +142,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
             f"{path}: project {project!r} must be lower-case letters, digits and _ "
             "(it prefixes Redis keys and DuckDB schemas)"
         )
-    offline = _table(raw, "offline", path)
+    offline = _table(raw, "offline", path, typed=("spark",))  # a table of its own
     online = _table(raw, "online", path, typed=("read_from_replicas",))  # a boolean
     training = _table(raw, "training", path)
     lineage = _table(raw, "lineage", path)
@@ -146,6 +167,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     log_path, log_sample = _request_log(raw, env, root, path)
     psi, p_value = _drift_thresholds(raw, path)
     keep_runs, gc_after = _retention(raw, path)
+    engine, spark = _offline_engine(offline, env, root, path, duckdb_path.parent / "warehouse")
     return Config(
         root,
         project,
@@ -163,6 +185,8 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         p_value_threshold=p_value,
         keep_runs=keep_runs,
         gc_after_materialize=gc_after,
+        offline_engine=engine,
+        spark=spark,
     )
 
 
@@ -191,7 +215,7 @@ def _request_log(
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 _TABLE_KEYS = {
-    "offline": {"path", "memory_limit"},
+    "offline": {"path", "memory_limit", "engine", "spark"},
     "online": {"redis_url", "read_from_replicas"},
     "training": {"event_timestamp_column"},
     "lineage": {"openlineage_url"},
@@ -310,6 +334,59 @@ def _read_from_replicas(online: dict[str, object], env: Mapping[str, str], path:
     if not isinstance(value, bool):
         raise ConfigError(f"{path}: [online] read_from_replicas must be true or false, got {value!r}")
     return value
+
+
+_SPARK_KEYS = {"master", "remote", "warehouse", "conf", "connect_timeout"}
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _offline_engine(
+    offline: Mapping[str, Any], env: Mapping[str, str], root: Path, path: Path, default_warehouse: Path
+) -> tuple[str, SparkSettings]:
+    """[offline] engine and [offline.spark], overridden by FEATURESTORE_OFFLINE_ENGINE and
+    FEATURESTORE_SPARK_MASTER / _REMOTE / _WAREHOUSE."""
+    engine = env.get("FEATURESTORE_OFFLINE_ENGINE") or offline.get("engine", "duckdb")
+    if engine not in OFFLINE_ENGINES:
+        raise ConfigError(f"{path}: [offline] engine must be one of {list(OFFLINE_ENGINES)}, got {engine!r}")
+    table = offline.get("spark", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [offline.spark] must be a table")
+    unknown = sorted(set(table) - _SPARK_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {unknown} in [offline.spark]; expected {sorted(_SPARK_KEYS)}"
+        )
+    found: dict[str, Any] = {}
+    for key in ("master", "remote", "warehouse"):
+        value = env.get(f"FEATURESTORE_SPARK_{key.upper()}") or table.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{path}: [offline.spark] {key} must be a non-empty string, got {value!r}")
+        found[key] = value.strip()
+    remote = found.get("remote")
+    if remote is not None and not remote.startswith("sc://"):
+        raise ConfigError(
+            f"[offline.spark] remote must be a Spark Connect URL sc://host:port, got {remote!r}"
+        )
+    warehouse = found.get("warehouse", str(default_warehouse))
+    if not _URI.match(warehouse) and not Path(warehouse).is_absolute():
+        warehouse = str(root / warehouse)  # relative paths keep their meaning: from the repo
+    found["warehouse"] = warehouse
+    conf = table.get("conf", {})
+    if not isinstance(conf, dict) or not all(
+        isinstance(v, str | int | float | bool) and not isinstance(v, dict) for v in conf.values()
+    ):
+        raise ConfigError(f"{path}: [offline.spark] conf must be a table of Spark settings, got {conf!r}")
+    # TOML booleans are Spark's "true"/"false".
+    found["conf"] = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in conf.items()}
+    timeout = table.get("connect_timeout", SparkSettings.connect_timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+        raise ConfigError(
+            f"{path}: [offline.spark] connect_timeout must be seconds in (0, 3600], got {timeout!r}"
+        )
+    found["connect_timeout"] = float(timeout)
+    return str(engine), SparkSettings(**found)
 
 
 def _retention(raw: dict[str, object], path: Path) -> tuple[int, bool]:

@@ -17,6 +17,7 @@ and HTTP code it maps to, so servers and clients share this module::
     ├── InvalidRequestError         a request is malformed (entity frame, join keys, batch size)
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
     ├── OnlineStoreUnavailable      Redis does not answer, or answers an error
+    ├── OfflineEngineUnavailable    the Spark engine cannot start (no PySpark or Java, master unreachable)
     ├── UnauthenticatedError        a serving request lacks a valid bearer token
     ├── ResourceExhaustedError      a server is at its bytes-in-flight budget (retry later)
     │   └── AnswerTooLargeError     the answer would pass the message size limit
@@ -141,6 +142,15 @@ class OnlineStoreUnavailable(FeatureStoreError):
     def __init__(self, message: str, config_problem: bool = False) -> None:
         super().__init__(message)
         self.config_problem = config_problem
+
+
+class OfflineEngineUnavailable(FeatureStoreError):
+    """The configured offline engine cannot run: PySpark or Java is missing, the master or
+    Spark Connect endpoint does not answer in time, or a Spark job failed."""
+
+    grpc_status = "UNAVAILABLE"
+    http_status = 503
+    client_message = "the offline engine is unavailable; retry later"
 
 
 class ValidationError(FeatureStoreError):
