@@ -5,15 +5,20 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 from featurestore import datagen
 from tests.support.clock import DATA_END
 from tests.support.redis import RedisServer, free_port
 from tests.support.redis_cluster import RedisCluster
 from tests.support.repos import copy_example_repo, write_repo
+from tests.support.spark import SETTINGS as SPARK_SETTINGS
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +52,16 @@ def make_repo(tmp_path: Path, tiny_data: Path) -> Callable[..., Path]:
         return write_repo(tmp_path / "repo", files, tiny_data, project)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """One local[2] SparkSession for the run (a JVM start costs seconds); repos made to use the
+    Spark engine with ``tests.support.spark.use_spark`` share it."""
+    from featurestore.offline.spark.session import spark_session, stop_sessions
+
+    yield spark_session(SPARK_SETTINGS)
+    stop_sessions()
 
 
 @pytest.fixture(scope="session")

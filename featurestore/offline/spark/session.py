@@ -33,7 +33,6 @@ DEFAULT_CONF = {
     "spark.ui.enabled": "false",
     "spark.log.level": "ERROR",
     "spark.ui.showConsoleProgress": "false",
-    "spark.sql.shuffle.partitions": "8",
     # Executors started by a standalone worker on this machine run this interpreter (the
     # one with featurestore installed); on a cluster set spark.pyspark.python in conf.
     "spark.pyspark.python": sys.executable,
