@@ -1,7 +1,14 @@
 """featurestore: declare features once in Python; train on point-in-time correct sets from
 DuckDB; serve the latest values from Redis over gRPC, HTTP or in process."""
 
-from featurestore.definitions import (
+import warnings
+
+# pandera imports pyspark.pandas whenever PySpark is installed (the Spark engine's extra), and
+# that warns about pandas 3 on every validation: we never use pyspark.pandas, so a CLI error
+# stays one line.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+from featurestore.definitions import (  # noqa: E402
     Bool,
     Bytes,
     DType,
@@ -18,8 +25,8 @@ from featurestore.definitions import (
     String,
     Timestamp,
 )
-from featurestore.errors import FeatureStoreError
-from featurestore.store import ApplyResult, FeatureStore
+from featurestore.errors import FeatureStoreError  # noqa: E402
+from featurestore.store import ApplyResult, FeatureStore  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pandera.api.pandas.container
 import pandera.errors
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,47 +43,92 @@ def validate_file(view: FeatureView, path: Path, keep_invalid: bool = False) -> 
     rows = 0
     bad_strings = False
     for offset, batch in _batches(path, columns):
-        batch, judged = _arrow_checks(view, batch, offset)
-        bad_strings = bad_strings or any(check == VALID_UTF8 for _, check in judged.failing)
-        frame = batch.to_pandas()
-        frame.index = pd.RangeIndex(offset, offset + len(frame))
-        rows += len(frame)
-        try:
-            schema.validate(frame, lazy=True)
-            cases = _NO_CASES
-        except pandera.errors.SchemaErrors as e:
-            cases = e.failure_cases
-        cases = _with_arrow_cases(cases, judged)
-        if cases.empty:
-            continue
-        reasons: dict[int, list[str]] = {}
-        # pandera reports a view-level check once per column of each failing row: one failure.
-        view_level = (cases["schema_context"] == "DataFrameSchema") | cases["column"].isna()
-        cases = cases.assign(column=cases["column"].astype(object).where(~view_level, ""))
-        for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-            col = str(column) or None
-            idx = group["index"].dropna().astype(np.int64).unique()
-            if len(idx) == 0:  # a check on the whole frame, not on rows: every row fails it
-                idx = np.asarray(frame.index, dtype=np.int64)
-            failure = failures.setdefault((col, str(check)), CheckFailure(col, str(check), 0))
-            failure.failing_rows += len(idx)
-            for row in idx[: MAX_EXAMPLES - len(failure.examples)]:
-                failure.examples.append({"row": int(row), **_row_values(frame, int(row), view)})
-            for row in idx:
-                reasons.setdefault(int(row), []).append(failure.reason)
-        bad = np.fromiter(sorted(reasons), dtype=np.int64, count=len(reasons))
-        invalid.append(bad)
-        if keep_invalid and len(bad):
-            take = batch.take(pa.array(bad - offset))
-            kept.append(
-                pa.Table.from_batches([take])
-                .append_column("__reason", pa.array(["; ".join(reasons[int(r)]) for r in bad], pa.string()))
-                .append_column("__row", pa.array(bad, pa.int64()))
-            )
+        rows += batch.num_rows
+        judged = validate_batch(view, schema, batch, np.arange(offset, offset + batch.num_rows), keep_invalid)
+        bad_strings = bad_strings or judged.bad_strings
+        merge_failures(failures, judged.failures)
+        if len(judged.invalid_rows):
+            invalid.append(judged.invalid_rows)
+        if judged.invalid is not None:
+            kept.append(judged.invalid)
     all_invalid = np.concatenate(invalid) if invalid else np.zeros(0, dtype=np.int64)
     report = FileReport(str(path), rows, len(all_invalid), list(failures.values()))
     quarantine = pa.concat_tables(kept) if kept else None
     return FileValidation(report, all_invalid, quarantine, bad_strings)
+
+
+def merge_failures(
+    into: dict[tuple[str | None, str], CheckFailure], failures: list[CheckFailure]
+) -> None:
+    """Add a batch's failures to a file's; batches come in row order, so the first examples stay."""
+    for failure in failures:
+        key = (failure.column, failure.check)
+        merged = into.setdefault(key, CheckFailure(failure.column, failure.check, 0))
+        merged.failing_rows += failure.failing_rows
+        merged.examples.extend(failure.examples[: MAX_EXAMPLES - len(merged.examples)])
+
+
+@dataclass
+class BatchValidation:
+    """One batch's verdict: its failures (examples in row order), invalid rows and why."""
+
+    failures: list[CheckFailure]
+    invalid_rows: np.ndarray  # row numbers in the file, sorted
+    reasons: list[str]  # per invalid row: its failed checks, "; "-joined
+    invalid: pa.Table | None  # the invalid rows with __reason and __row, when asked for
+    bad_strings: bool
+
+
+def validate_batch(
+    view: FeatureView,
+    schema: pandera.api.pandas.container.DataFrameSchema,
+    batch: pa.RecordBatch,
+    index: np.ndarray,
+    keep_invalid: bool = False,
+) -> BatchValidation:
+    """Validate one batch whose rows are rows ``index`` of their file (in order).
+
+    The unit both engines share: DuckDB's ingestion calls it batch by batch on the driver,
+    Spark's in its tasks (offline/spark/validate.py), and both merge the verdicts alike.
+    """
+    batch, judged = _arrow_checks(view, batch, index)
+    bad_strings = any(check == VALID_UTF8 for _, check in judged.failing)
+    frame = batch.to_pandas()
+    frame.index = pd.Index(index)
+    try:
+        schema.validate(frame, lazy=True)
+        cases = _NO_CASES
+    except pandera.errors.SchemaErrors as e:
+        cases = e.failure_cases
+    cases = _with_arrow_cases(cases, judged)
+    if cases.empty:
+        return BatchValidation([], np.zeros(0, dtype=np.int64), [], None, bad_strings)
+    failures: list[CheckFailure] = []
+    reasons: dict[int, list[str]] = {}
+    # pandera reports a view-level check once per column of each failing row: one failure.
+    view_level = (cases["schema_context"] == "DataFrameSchema") | cases["column"].isna()
+    cases = cases.assign(column=cases["column"].astype(object).where(~view_level, ""))
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        idx = group["index"].dropna().astype(np.int64).unique()
+        if len(idx) == 0:  # a check on the whole frame, not on rows: every row fails it
+            idx = np.asarray(frame.index, dtype=np.int64)
+        failure = CheckFailure(str(column) or None, str(check), len(idx))
+        for row in np.sort(idx)[:MAX_EXAMPLES]:
+            failure.examples.append({"row": int(row), **_row_values(frame, int(row), view)})
+        failures.append(failure)
+        for row in idx:
+            reasons.setdefault(int(row), []).append(failure.reason)
+    bad = np.fromiter(sorted(reasons), dtype=np.int64, count=len(reasons))
+    why = ["; ".join(reasons[int(r)]) for r in bad]
+    invalid = None
+    if keep_invalid and len(bad):
+        positions = np.searchsorted(index, bad)
+        invalid = (
+            pa.Table.from_batches([batch.take(pa.array(positions))])
+            .append_column("__reason", pa.array(why, pa.string()))
+            .append_column("__row", pa.array(bad, pa.int64()))
+        )
+    return BatchValidation(failures, bad, why, invalid, bad_strings)
 
 
 def clean_table(path: Path, columns: list[str]) -> pa.Table:
@@ -113,7 +159,9 @@ class _Judged:
     not_null: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _arrow_checks(view: FeatureView, batch: pa.RecordBatch, offset: int) -> tuple[pa.RecordBatch, _Judged]:
+def _arrow_checks(
+    view: FeatureView, batch: pa.RecordBatch, index: np.ndarray
+) -> tuple[pa.RecordBatch, _Judged]:
     """NaN in fields that refuse it and strings that are not UTF-8; bad strings become nulls."""
     judged = _Judged()
     fields = {f.name: f for f in view.features}
@@ -124,13 +172,13 @@ def _arrow_checks(view: FeatureView, batch: pa.RecordBatch, offset: int) -> tupl
         if field_ is not None and pa.types.is_floating(array.type):
             nan = np.flatnonzero(pc.fill_null(pc.is_nan(array), False).to_numpy(zero_copy_only=False))
             if len(nan):
-                judged.not_null[name] = nan + offset
+                judged.not_null[name] = index[nan]
                 if field_.refuses_nan:
-                    judged.failing[(name, NOT_NAN)] = nan + offset
+                    judged.failing[(name, NOT_NAN)] = index[nan]
         elif _is_string(array.type):
             bad = _invalid_utf8(array)
             if len(bad):
-                judged.failing[(name, VALID_UTF8)] = judged.not_null[name] = bad + offset
+                judged.failing[(name, VALID_UTF8)] = judged.not_null[name] = index[bad]
                 arrays[i] = _nulls_at(array, bad)
     return pa.RecordBatch.from_arrays(arrays, schema=batch.schema), judged
 
