@@ -229,7 +229,8 @@ class FeatureStore:
         # store), and the other views are still written.
         started_at = datetime.now(UTC)
         with_checks = self._check_functions()
-        offline = OfflineStore(con, project)
+        spark = self.config.spark if self.config.offline_engine == "spark" else None
+        offline = OfflineStore(con, project, spark)
         prepared: list[PreparedIngest] = []
         rejected: dict[str, FeatureStoreError] = {}
         for view in chosen:

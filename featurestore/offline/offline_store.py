@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from featurestore.catalog import column_types, table_exists
+from featurestore.config import SparkSettings
 from featurestore.definitions import FeatureView
 from featurestore.errors import ValidationError
 from featurestore.offline import quarantine
 from featurestore.offline.layout import EVENT_TS, retracted_table, view_table
 from featurestore.offline.plan import FileState
-from featurestore.offline.prepare import PreparedIngest, Progress, prepare_view
+from featurestore.offline.prepare import PreparedIngest, Progress, Validator, prepare_view
 from featurestore.offline.write import IngestResult, write_view
 from featurestore.storage import ProjectTables, fetch_one, quote
 
@@ -46,7 +47,18 @@ class IngestedFile:
 
 @dataclass(frozen=True)
 class OfflineStore(ProjectTables):
-    """The offline tables of one project in one DuckDB connection (see the module docstring)."""
+    """The offline tables of one project in one DuckDB connection (see the module docstring).
+
+    With ``spark`` settings (the Spark engine), a view's rows live in the Parquet warehouse and
+    ``offline_<view>`` is a DuckDB view over them (offline/spark/warehouse.py); Spark validates
+    and writes them. A view stored by the other engine is rebuilt.
+    """
+
+    spark: SparkSettings | None = None
+
+    @property
+    def engine(self) -> str:
+        return "duckdb" if self.spark is None else "spark"
 
     # -- ingestion -------------------------------------------------------------------------
 
@@ -76,9 +88,14 @@ class OfflineStore(ProjectTables):
         repo: Path,
         progress: Progress | None = None,
         with_checks: Callable[[FeatureView], FeatureView] | None = None,
+        validate: Validator | None = None,
     ) -> PreparedIngest:
         """Decide which files changed and validate them; only reads (see ``prepare.prepare_view``)."""
-        return prepare_view(self, view, repo, progress, with_checks)
+        if validate is None and self.spark is not None:
+            from featurestore.offline.spark.ingest import validator
+
+            validate = validator(self.spark)
+        return prepare_view(self, view, repo, progress, with_checks, validate)
 
     def rejection(self, prepared: PreparedIngest, store_dir: Path) -> ValidationError:
         """The error of a view that failed validation under policy "fail"; its report is kept."""
@@ -92,6 +109,10 @@ class OfflineStore(ProjectTables):
         progress: Progress | None = None,
     ) -> IngestResult:
         """Write what ``prepare`` decided: quarantine files, then one transaction."""
+        if self.spark is not None:
+            from featurestore.offline.spark import ingest
+
+            return ingest.write_view(self, prepared, registry_version, store_dir, self.spark, progress)
         return write_view(self, prepared, registry_version, store_dir, progress)
 
     # -- tables ----------------------------------------------------------------------------
@@ -138,8 +159,26 @@ class OfflineStore(ProjectTables):
         return None if row is None else str(row[0])
 
     def up_to_date(self, view: FeatureView) -> bool:
-        """Whether the view's table was built for this definition of it."""
-        return self.ingested_fingerprint(view.name) == view.fingerprint and self.has_view_table(view.name)
+        """Whether the view's table was built for this definition of it, by this engine."""
+        kind = self.stored_kind(view.name)
+        wanted = "VIEW" if self.engine == "spark" else "BASE TABLE"
+        return self.ingested_fingerprint(view.name) == view.fingerprint and kind == wanted
+
+    def stored_kind(self, view: str) -> str | None:
+        """How ``offline_<view>`` is stored: "BASE TABLE" (DuckDB engine), "VIEW" (Spark), or None."""
+        row = fetch_one(
+            self.con,
+            "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [self.project, "offline_" + view],
+        )
+        return None if row is None else str(row[0])
+
+    def drop_view_table(self, view: str) -> None:
+        """Drop ``offline_<view>``, a table or (Spark engine) a view over the warehouse."""
+        kind = self.stored_kind(view)
+        if kind is not None:
+            what = "VIEW" if kind == "VIEW" else "TABLE"
+            self.con.execute(f"DROP {what} {view_table(self.project, view)}")
 
     def known_files(self, view: str) -> dict[str, FileState]:
         """The view's ingested files by path."""

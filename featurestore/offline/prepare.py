@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from featurestore.validation.validate import FileValidation
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
+Validator = Callable[[FeatureView, Path, bool], "FileValidation"]  # (view, file, keep invalid rows)
 
 
 @dataclass
@@ -53,11 +54,13 @@ def prepare_view(
     repo: Path,
     progress: Progress | None = None,
     with_checks: Callable[[FeatureView], FeatureView] | None = None,
+    validate: Validator | None = None,
 ) -> PreparedIngest:
     """Decide which files changed and validate them; only reads, so a failure leaves the file as it was.
 
     ``with_checks`` gives the view its custom checks' functions; called only when a file needs
-    validating, since it loads pandera and the repo's code.
+    validating, since it loads pandera and the repo's code. ``validate`` checks one file
+    (default: ``validation.validate.validate_file`` here; the Spark engine passes its own).
     """
     started = time.perf_counter()
     plan = plan_files(store, view, repo)
@@ -81,13 +84,14 @@ def prepare_view(
         plan.changed = [p for p in plan.changed if p not in unreadable]
     checked: dict[str, FileValidation] = {}
     todo = sorted(plan.added + plan.changed)
-    if todo:  # pandera (and pandas) load only when there is something to validate
-        from featurestore.validation.validate import validate_file
+    if todo and validate is None:  # pandera (and pandas) load only when there is something to validate
+        from featurestore.validation.validate import validate_file as validate
     checking = with_checks(view) if todo and with_checks is not None else view
     for i, path in enumerate(todo):
         if progress:
             progress(f"{view.name}: validating {Path(path).name}", i, len(todo))
-        checked[path] = validate_file(checking, Path(path), keep_invalid=view.on_invalid == "quarantine")
+        assert validate is not None
+        checked[path] = validate(checking, Path(path), view.on_invalid == "quarantine")
         report.files.append(checked[path].report)
     return PreparedIngest(view, plan, report, checked, time.perf_counter() - started, unreadable)
 

@@ -99,8 +99,8 @@ def write_view(
         key_names = [k.name for k in view.join_keys]
         if p.rebuild:
             if view.online:  # only online views have Redis values to correct
-                _retract_before_rebuild(store, view)
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+                retract_before_rebuild(store, view)
+            store.drop_view_table(view.name)
             con.execute(_create_table_sql(table, view))
             store.forget_files(view.name)
             known = {}
@@ -138,7 +138,7 @@ def write_view(
         con.execute("ROLLBACK")
         raise
     # After the commit: DuckDB scans committed rows ~2x faster than a transaction's own.
-    stats, stats_seconds = _statistics(store, table, view, [ids[f] for f in todo], inserted)
+    stats, stats_seconds = statistics(store, table, view, [ids[f] for f in todo], inserted)
     if progress:
         progress(view.name, len(todo), len(todo))
     return IngestResult(
@@ -159,7 +159,7 @@ def write_view(
     )
 
 
-def _retract_before_rebuild(store: OfflineStore, view: FeatureView) -> None:
+def retract_before_rebuild(store: OfflineStore, view: FeatureView) -> None:
     """A rebuilt view's old keys are all retracted, when they are still its keys."""
     keys = [k.name for k in view.join_keys]
     old = store.key_types("offline_" + view.name, keys)
@@ -247,7 +247,7 @@ def _insert_file(
     return int(rows), total - int(rows)
 
 
-def _statistics(
+def statistics(
     store: OfflineStore, table: str, view: FeatureView, file_ids: list[int], inserted: int
 ) -> tuple[tuple[FeatureStats, ...], float]:
     """The statistics of the rows just inserted from ``file_ids``, and what they cost (seconds)."""

@@ -33,9 +33,6 @@ DEFAULT_CONF = {
     "spark.ui.enabled": "false",
     "spark.log.level": "ERROR",
     "spark.ui.showConsoleProgress": "false",
-    # Executors started by a standalone worker on this machine run this interpreter (the
-    # one with featurestore installed); on a cluster set spark.pyspark.python in conf.
-    "spark.pyspark.python": sys.executable,
 }
 INSTALL_HINT = "pip install 'featurestore[spark]'"
 
@@ -88,6 +85,9 @@ def _start(settings: SparkSettings) -> SparkSession:
                 "and none was found on PATH or in JAVA_HOME"
             )
         builder = builder.master(settings.master)
+        # Python workers run PYSPARK_PYTHON (PySpark reads only the environment): by default this
+        # interpreter, the one with featurestore installed; on a cluster, set it to the nodes' one.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if settings.master.startswith("local"):
             conf.setdefault("spark.driver.host", "127.0.0.1")  # listen on loopback only
             conf.setdefault("spark.driver.bindAddress", "127.0.0.1")

@@ -77,7 +77,6 @@ def live_dirs(con: duckdb.DuckDBPyConnection, project: str, view: str, warehouse
 def publish(con: duckdb.DuckDBPyConnection, project: str, view: FeatureView, dirs: list[str]) -> None:
     """Make ``offline_<view>`` in DuckDB a view over the live folders of a local warehouse."""
     table = view_table(project, view.name)
-    con.execute(f"DROP TABLE IF EXISTS {table}")
     schema = stored_schema(view)
     if dirs:
         globs = ", ".join(literal(local_path(d) + "/*.parquet") for d in dirs)

@@ -1,0 +1,231 @@
+"""Ingestion on Spark: the DuckDB engine's plan and validation, then Spark writes the rows.
+
+``prepare`` is ``offline/prepare.py``'s with Spark's validator (``validate.py``): which files
+changed is decided from ``offline_files`` as on DuckDB, and a failed validation writes
+nothing. ``write_view`` then has Spark write each new or changed file's valid rows into a new
+warehouse folder (``warehouse.py``), outside any transaction: a folder is not live until the
+DuckDB transaction that records it commits, so a killed ingestion leaves the previous state
+(and at most an orphan folder, rewritten by the next run). Retractions, run records and
+statistics go through the same owners as on DuckDB, over ``offline_<view>`` as a DuckDB view
+of the live folders.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from featurestore.config import SparkSettings
+from featurestore.definitions import FeatureView
+from featurestore.fingerprints import file_fingerprint
+from featurestore.offline import quarantine
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, view_table
+from featurestore.offline.spark.session import spark_session
+from featurestore.offline.spark.validate import ROW_INDEX, read_numbered, validate_file
+from featurestore.offline.spark.warehouse import file_dir, is_local, live_dirs, publish, stored_schema
+from featurestore.offline.write import IngestResult, retract_before_rebuild, statistics
+from featurestore.profiling import FeatureStats
+from featurestore.runs.validation import ValidationResultState
+from featurestore.storage import fetch_one
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, SparkSession
+
+    from featurestore.offline.offline_store import OfflineStore
+    from featurestore.offline.prepare import PreparedIngest, Progress, Validator
+    from featurestore.validation.validate import FileValidation
+
+
+def validator(settings: SparkSettings) -> Validator:
+    """``prepare``'s file check, run by Spark."""
+
+    def validate(view: FeatureView, path: Path, keep_invalid: bool) -> FileValidation:
+        return validate_file(spark_session(settings), view, path, keep_invalid)
+
+    return validate
+
+
+def write_view(
+    store: OfflineStore,
+    prepared: PreparedIngest,
+    registry_version: int,
+    store_dir: Path,
+    settings: SparkSettings,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Write what ``prepare`` decided: Spark writes the folders, then one DuckDB transaction."""
+    started = time.perf_counter() - prepared.seconds
+    con, project = store.con, store.project
+    view, report, checked, p = prepared.view, prepared.report, prepared.checked, prepared.files
+    known = p.known
+    store.ensure_tables()
+    for path, stat, read_at in p.touched:
+        store.touch_file(view.name, path, stat[1], read_at)
+    for path in prepared.unreadable:
+        report.quarantined_to.append(str(quarantine.copy_file(store_dir, view.name, Path(path))))
+    if not (p.added or p.changed or p.removed or p.rebuild):
+        return IngestResult(
+            view.name,
+            validation=report if prepared.unreadable else None,
+            seconds=time.perf_counter() - started,
+        )
+    quarantined = 0
+    for path, result in checked.items():
+        if result.quarantine is not None:
+            report.quarantined_to.append(str(quarantine.write_rows(store_dir, view.name, Path(path), result)))
+            quarantined += result.report.invalid_rows
+
+    # A changed file keeps its id (its place in path order); new files sort after all others.
+    base = {} if p.rebuild else known
+    ids = {path: known[path].file_id for path in p.changed if not p.rebuild}
+    first_new = max((s.file_id for s in base.values()), default=0) + 1
+    ids.update({path: first_new + i for i, path in enumerate(p.added)})
+    todo = sorted(p.added + p.changed)
+    spark = spark_session(settings)
+    written: dict[str, tuple[str, str, int, int, datetime | None, datetime | None]] = {}
+    for i, path in enumerate(todo):  # the heavy part, before the transaction
+        if progress:
+            progress(f"{view.name}: {Path(path).name}", i, len(todo))
+        fingerprint = file_fingerprint(Path(path))
+        target = file_dir(settings.warehouse, project, view.name, view.fingerprint, ids[path], fingerprint)
+        total, rows, low, high = _write_file(spark, view, path, ids[path], checked[path].invalid_rows, target)
+        written[path] = (target, fingerprint, total, rows, low, high)
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        deleted = 0
+        key_names = [k.name for k in view.join_keys]
+        if p.rebuild:
+            if view.online and store.stored_kind(view.name) is not None:
+                retract_before_rebuild(store, view)
+            store.forget_files(view.name)
+        for path in [] if p.rebuild else p.changed + p.removed:
+            file_id = int(known[path].file_id)
+            if view.online:
+                store.retract_keys(view.name, key_names, f"{FILE_ID} = {file_id}")
+            deleted += _rows(store, view.name, file_id)
+            store.forget_files(view.name, path)
+        inserted = skipped = 0
+        for path in todo:
+            _, fingerprint, total, rows, low, high = written[path]
+            store.record_file(
+                view.name, ids[path], path, p.on_disk[path], fingerprint, rows, (low, high), p.stat_time
+            )
+            inserted += rows
+            skipped += total - rows
+        store.record_view(view, registry_version)
+        # The view's rows are now the recorded folders (DuckDB reads them for statistics,
+        # drift and retractions; a remote warehouse has no DuckDB view, see README).
+        store.drop_view_table(view.name)
+        if is_local(settings.warehouse):
+            publish(con, project, view, live_dirs(con, project, view.name, settings.warehouse))
+        ValidationResultState(con, project).record(report)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    stats: tuple[FeatureStats, ...] = ()
+    stats_seconds = 0.0
+    if is_local(settings.warehouse):
+        stats, stats_seconds = statistics(
+            store, view_table(project, view.name), view, [ids[f] for f in todo], inserted
+        )
+    if progress:
+        progress(view.name, len(todo), len(todo))
+    return IngestResult(
+        view.name,
+        files_added=len(p.added),
+        files_changed=len(p.changed),
+        files_removed=len(p.removed),
+        rows_inserted=inserted,
+        rows_deleted=deleted,
+        rows_skipped=skipped - quarantined,
+        rows_quarantined=quarantined,
+        validation=report,
+        rebuilt=p.rebuild,
+        seconds=time.perf_counter() - started,
+        validation_seconds=prepared.seconds,
+        statistics=stats,
+        statistics_seconds=stats_seconds,
+    )
+
+
+def _write_file(
+    spark: SparkSession, view: FeatureView, path: str, file_id: int, invalid_rows: np.ndarray, target: str
+) -> tuple[int, int, datetime | None, datetime | None]:
+    """Write the file's valid rows to ``target`` as the view's stored columns; (rows in the file,
+    rows written, their first and last event time). Rows without a key or event time are
+    skipped, as the DuckDB engine skips them; quarantined rows stay out."""
+    from pyspark.sql import functions as F
+
+    src = view.source
+    names = [k.name for k in view.join_keys] + [src.timestamp_field]
+    names += [src.created_timestamp_field] if src.created_timestamp_field else []
+    names += [f.name for f in view.features]
+    rows = read_numbered(spark, path, list(dict.fromkeys(names)))
+    total = rows.count()
+    if len(invalid_rows):
+        invalid = spark.createDataFrame(pa.table({ROW_INDEX: pa.array(invalid_rows, pa.int64())}))
+        rows = rows.join(F.broadcast(invalid), ROW_INDEX, "left_anti")
+    for name in [k.name for k in view.join_keys] + [src.timestamp_field]:
+        rows = rows.where(_col(name).isNotNull())
+    schema = stored_schema(view)
+    created = (
+        _col(src.created_timestamp_field).cast("timestamp")
+        if src.created_timestamp_field
+        else F.lit(None).cast("timestamp")
+    )
+    columns = [
+        _col(k.name).cast(_spark_type(schema.field(k.name).type)).alias(k.name) for k in view.join_keys
+    ]
+    columns += [
+        _col(src.timestamp_field).cast("timestamp").alias(EVENT_TS),
+        created.alias(CREATED_TS),
+        ((F.lit(file_id).cast("long") * F.lit(1 << 32)) + F.col(ROW_INDEX)).alias(SEQ),
+        F.lit(file_id).cast("int").alias(FILE_ID),
+    ]
+    columns += [
+        _col(f.name).cast(_spark_type(schema.field(f.name).type)).alias(f.name) for f in view.features
+    ]
+    # Row order kept within the file: the DuckDB engine's table is in file order too.
+    rows.select(*columns).sortWithinPartitions(SEQ).write.mode("overwrite").parquet(target)
+    summary = spark.read.parquet(target).agg(F.count(F.lit(1)), F.min(EVENT_TS), F.max(EVENT_TS)).first()
+    assert summary is not None
+    return total, int(summary[0]), summary[1], summary[2]
+
+
+def _rows(store: OfflineStore, view: str, file_id: int | None) -> int:
+    """Rows of the view (of one file) in the current live folders: what a change takes away."""
+    if store.stored_kind(view) is None:
+        return 0
+    where = "" if file_id is None else f" WHERE {FILE_ID} = {int(file_id)}"
+    row = fetch_one(store.con, f"SELECT count(*) FROM {view_table(store.project, view)}{where}")
+    return int(row[0]) if row else 0
+
+
+def _col(name: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _spark_type(arrow: pa.DataType) -> str:
+    """The Spark SQL type of a stored column's Arrow type (features and keys)."""
+    if pa.types.is_list(arrow):
+        return f"array<{_spark_type(arrow.value_type)}>"
+    names = {
+        pa.int32(): "int",
+        pa.int64(): "bigint",
+        pa.float32(): "float",
+        pa.float64(): "double",
+        pa.string(): "string",
+        pa.bool_(): "boolean",
+        pa.binary(): "binary",
+        pa.timestamp("us", tz="UTC"): "timestamp",
+    }
+    return names[arrow]
