@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -27,7 +28,14 @@ from featurestore.offline import quarantine
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, view_table
 from featurestore.offline.spark.session import spark_session
 from featurestore.offline.spark.validate import ROW_INDEX, read_numbered, validate_file
-from featurestore.offline.spark.warehouse import file_dir, is_local, live_dirs, publish, stored_schema
+from featurestore.offline.spark.warehouse import (
+    file_dir,
+    is_local,
+    live_dirs,
+    local_path,
+    publish,
+    stored_schema,
+)
 from featurestore.offline.write import IngestResult, retract_before_rebuild, statistics
 from featurestore.profiling import FeatureStats
 from featurestore.runs.validation import ValidationResultState
@@ -93,7 +101,8 @@ def write_view(
             progress(f"{view.name}: {Path(path).name}", i, len(todo))
         fingerprint = file_fingerprint(Path(path))
         target = file_dir(settings.warehouse, project, view.name, view.fingerprint, ids[path], fingerprint)
-        total, rows, low, high = _write_file(spark, view, path, ids[path], checked[path].invalid_rows, target)
+        rows, low, high = _write_file(spark, view, path, ids[path], checked[path].invalid_rows, target)
+        total = checked[path].report.rows  # validation counted them
         written[path] = (target, fingerprint, total, rows, low, high)
 
     con.execute("BEGIN TRANSACTION")
@@ -157,9 +166,9 @@ def write_view(
 
 def _write_file(
     spark: SparkSession, view: FeatureView, path: str, file_id: int, invalid_rows: np.ndarray, target: str
-) -> tuple[int, int, datetime | None, datetime | None]:
-    """Write the file's valid rows to ``target`` as the view's stored columns; (rows in the file,
-    rows written, their first and last event time). Rows without a key or event time are
+) -> tuple[int, datetime | None, datetime | None]:
+    """Write the file's valid rows to ``target`` as the view's stored columns; (rows written,
+    their first and last event time). Rows without a key or event time are
     skipped, as the DuckDB engine skips them; quarantined rows stay out."""
     from pyspark.sql import functions as F
 
@@ -168,7 +177,6 @@ def _write_file(
     names += [src.created_timestamp_field] if src.created_timestamp_field else []
     names += [f.name for f in view.features]
     rows = read_numbered(spark, path, list(dict.fromkeys(names)))
-    total = rows.count()
     if len(invalid_rows):
         invalid = spark.createDataFrame(pa.table({ROW_INDEX: pa.array(invalid_rows, pa.int64())}))
         rows = rows.join(F.broadcast(invalid), ROW_INDEX, "left_anti")
@@ -194,9 +202,17 @@ def _write_file(
     ]
     # Row order kept within the file: the DuckDB engine's table is in file order too.
     rows.select(*columns).sortWithinPartitions(SEQ).write.mode("overwrite").parquet(target)
-    summary = spark.read.parquet(target).agg(F.count(F.lit(1)), F.min(EVENT_TS), F.max(EVENT_TS)).first()
-    assert summary is not None
-    return total, int(summary[0]), summary[1], summary[2]
+    if is_local(target):  # DuckDB reads the footers' statistics in milliseconds; a Spark job takes a second
+        with duckdb.connect() as con:
+            con.execute("SET TimeZone = 'UTC'")
+            found = con.execute(
+                f"SELECT count(*), min({EVENT_TS}), max({EVENT_TS}) FROM read_parquet(?)",
+                [local_path(target) + "/*.parquet"],
+            ).fetchone()
+    else:
+        found = spark.read.parquet(target).agg(F.count(F.lit(1)), F.min(EVENT_TS), F.max(EVENT_TS)).first()
+    assert found is not None
+    return int(found[0]), found[1], found[2]
 
 
 def _rows(store: OfflineStore, view: str, file_id: int | None) -> int:

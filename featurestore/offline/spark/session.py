@@ -90,6 +90,7 @@ def _start(settings: SparkSettings) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if settings.master.startswith("local"):
             conf.setdefault("spark.driver.host", "127.0.0.1")  # listen on loopback only
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             conf.setdefault("spark.driver.bindAddress", "127.0.0.1")
     for name, value in conf.items():
         builder = builder.config(name, value)
