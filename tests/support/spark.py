@@ -12,7 +12,9 @@ CONF = {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"}
 SETTINGS = SparkSettings(master=MASTER, conf=CONF)
 
 
-def use_spark(repo: Path, master: str = MASTER, warehouse: str | None = None) -> Path:
+def use_spark(
+    repo: Path, master: str = MASTER, warehouse: str | None = None, remote: str | None = None
+) -> Path:
     """Make ``repo`` run on the Spark engine (the session's settings, so the session is shared)."""
     config = repo / "featurestore.toml"
     text = config.read_text()
@@ -26,6 +28,8 @@ def use_spark(repo: Path, master: str = MASTER, warehouse: str | None = None) ->
     text += f'\n[offline.spark]\nmaster = "{master}"\nconf = {{ {conf} }}\n'
     if warehouse is not None:
         text += f'warehouse = "{warehouse}"\n'
+    if remote is not None:
+        text += f'remote = "{remote}"\n'
     config.write_text(text)
     return repo
 
