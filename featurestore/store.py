@@ -209,9 +209,10 @@ class FeatureStore:
         Waits for a running ingestion or materialization (``on_wait`` is told whom for), or
         with ``if_idle`` raises RunInProgressError instead.
         """
-        with exclusive_run(self.config.duckdb_path, "an ingestion", if_idle, on_wait), connection(
-            self.config.duckdb_path
-        ) as con:
+        with (
+            exclusive_run(self.config.duckdb_path, "an ingestion", if_idle, on_wait),
+            connection(self.config.duckdb_path) as con,
+        ):
             version, snapshot = RegistryState(con, self.config.project).snapshot()
             results, failed = self._ingest(con, version, self._select_views(snapshot, views), progress)
         if failed:
@@ -496,8 +497,17 @@ class FeatureStore:
         if online:  # read before taking the write lock, which a materialization waits for
             with OnlineStore.connect(self.config.redis_url, project) as online_store:
                 served = online_store.served_run_ids()
+        records = list_records(self.config.store_dir)
         with connection(path) as con:
-            return retention.collect(con, project, served, list_records(self.config.store_dir), keep)
+            result = retention.collect(con, project, served, records, keep)
+            if self.config.offline_engine == "spark" and OfflineStore(con, project).has_files():
+                from featurestore.offline.spark.warehouse import prune
+
+                result = replace(
+                    result,
+                    warehouse_folders_deleted=prune(con, project, self.config.spark.warehouse, records),
+                )
+        return result
 
     def close(self) -> None:
         if self._online_store is not None:

@@ -29,3 +29,7 @@ def gc(
         f"Kept {len(result.kept_ingestion_runs):,} ingestion and "
         f"{len(result.kept_materialization_runs):,} materialization runs."
     )
+    if result.warehouse_folders_deleted:
+        console.print(
+            f"Deleted {result.warehouse_folders_deleted:,} warehouse folders no view or training set reads."
+        )

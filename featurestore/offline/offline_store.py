@@ -143,6 +143,12 @@ class OfflineStore(ProjectTables):
                 ingested_at TIMESTAMPTZ NOT NULL)"""
         )
 
+    def has_files(self) -> bool:
+        """Whether any ingestion recorded its files (the tables exist)."""
+        return table_exists(self.con, self.project, "offline_files") and table_exists(
+            self.con, self.project, "offline_views"
+        )
+
     def has_view_table(self, view: str) -> bool:
         """Whether ``view`` has been ingested (its table exists)."""
         return table_exists(self.con, self.project, "offline_" + view)

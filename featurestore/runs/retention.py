@@ -43,6 +43,8 @@ class GcResult:
     deleted: dict[str, int] = field(default_factory=dict)
     kept_ingestion_runs: tuple[int, ...] = ()
     kept_materialization_runs: tuple[int, ...] = ()
+    # Spark engine: warehouse folders no view and no recorded training set reads (offline/spark/warehouse.py).
+    warehouse_folders_deleted: int = 0
 
     @property
     def rows_deleted(self) -> int:

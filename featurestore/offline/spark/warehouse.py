@@ -18,6 +18,10 @@ retractions) reads the same rows as Spark.
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -94,3 +98,35 @@ def _duckdb_types(view: FeatureView) -> dict[str, str]:
     kinds.update({EVENT_TS: "TIMESTAMPTZ", CREATED_TS: "TIMESTAMPTZ", SEQ: "BIGINT", FILE_ID: "INTEGER"})
     kinds.update({f.name: f.dtype.duckdb for f in view.features})
     return kinds
+
+
+def prune(
+    con: duckdb.DuckDBPyConnection, project: str, warehouse: str, training_sets: Iterable[dict[str, Any]]
+) -> int:
+    """Delete the folders of a local warehouse that no view reads now and no recorded training
+    set read (its manifest's ``warehouse`` lists them: ``reproduce`` needs them); how many.
+
+    Runs on the caller's write connection: an ingestion writes its folders while it holds the
+    file for writing, so none is half-written while this looks.
+    """
+    if not is_local(warehouse):
+        return 0
+    root = Path(local_path(warehouse)) / project
+    if not root.is_dir():
+        return 0
+    keep: set[str] = set()
+    for record in training_sets:
+        for folders in (record.get("manifest", {}).get("warehouse") or {}).values():
+            keep.update(local_path(f).rstrip("/") for f in folders)
+    views = [str(r[0]) for r in con.execute(f"SELECT view FROM {quote(project)}.offline_views").fetchall()]
+    for view in views:
+        keep.update(local_path(d) for d in live_dirs(con, project, view, warehouse))
+    deleted = 0
+    for folder in sorted(root.glob("*/*/*")):  # <view>/<view fingerprint>/<file id>-<fingerprint>
+        if folder.is_dir() and str(folder) not in keep:
+            shutil.rmtree(folder)
+            deleted += 1
+    for parent in sorted(root.glob("*/*"), reverse=True) + sorted(root.glob("*"), reverse=True):
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+    return deleted

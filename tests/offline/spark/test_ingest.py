@@ -190,6 +190,12 @@ def test_changed_added_and_removed_files_are_followed_the_same_way(
     # manifest names them); only the live ones are recorded.
     folders = list((Path(stores[1].config.spark.warehouse) / PROJECT / "trips").glob("*/*"))
     assert len(folders) > len(file_records(stores[1]))
+    # gc deletes the folders nothing reads any more (no training set was recorded here).
+    before = offline_rows(stores[1], "trips")
+    live = [r for r in file_records(stores[1]) if r[0] == "trips"]
+    assert stores[1].gc().warehouse_folders_deleted == len(folders) - len(live)
+    left = list((Path(stores[1].config.spark.warehouse) / PROJECT / "trips").glob("*/*"))
+    assert len(left) == len(live) and offline_rows(stores[1], "trips").equals(before)
 
 
 def test_switching_engines_rebuilds_the_view(tmp_path: Path, spark: SparkSession) -> None:
