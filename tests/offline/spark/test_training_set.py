@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from featurestore import FeatureStore
 from featurestore.config import load_config
 from featurestore.offline.spark.training_set import SparkTrainingSet
-from featurestore.offline.training_set import TrainingSet
+from featurestore.offline.training_set import MANIFEST_KEY, TrainingSet
 from tests.support.repos import copy_example_repo
 from tests.support.spark import export_to_warehouse, use_spark
 
@@ -32,6 +33,7 @@ FEATURES = [
     "customer_profile:current_balance",
     "customer_profile:lifetime_orders",
 ]
+COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,37 @@ def test_the_same_training_set_as_duckdb(engines: Engines) -> None:
     assert want.num_rows == entities.num_rows
     matched = sum(v is not None for v in want.column("driver_stats__conv_rate").to_pylist())
     assert 0 < matched < want.num_rows  # some rows match, some are past the TTL or too early
+
+
+def test_the_parquet_folder_reads_back_as_duckdbs_file_in_input_order(
+    engines: Engines, spark: SparkSession
+) -> None:
+    entities = pq.read_table(engines.entities).to_pandas()
+    with engines.duckdb.get_training_set(entities, FEATURES) as ts:
+        file = ts.to_parquet(engines.out / "duckdb.parquet")
+    # Spark would write these few rows as one file: kept in 4 parts, the order across files counts.
+    spark.conf.set(COALESCE, "false")
+    try:
+        with engines.spark.get_training_set(entities, FEATURES) as ts:
+            folder = ts.to_parquet(engines.out / "spark")
+            manifest = ts.manifest
+    finally:
+        spark.conf.unset(COALESCE)
+    assert folder.is_dir() and len(list(folder.glob("part-*.parquet"))) > 1
+    assert pq.read_table(folder).equals(pq.read_table(file))
+    written = json.loads(pq.read_schema(folder / "_common_metadata").metadata[MANIFEST_KEY.encode()])
+    assert written["engine"] == "spark" and written["id"] == manifest["id"]
+    assert sorted(written["warehouse"]) == ["customer_profile", "driver_stats"]
+    recorded = engines.spark.training_sets()[-1]
+    assert recorded["id"] == manifest["id"] and recorded["output"]["path"] == str(folder.resolve())
+    assert set(recorded["statistics"]) == {f.split(":")[1] for f in FEATURES}
+
+
+def test_a_recorded_spark_training_set_reproduces_byte_for_byte(engines: Engines) -> None:
+    entities = pq.read_table(engines.entities).slice(0, 300).to_pandas()
+    with engines.spark.get_training_set(entities, FEATURES, full_feature_names=True) as ts:
+        ts.to_parquet(engines.out / "original")
+        training_set = ts.manifest["id"]
+    result = engines.spark.reproduce_training_set(training_set, engines.out / "again")
+    assert result.identical, result
+    assert pq.read_table(engines.out / "again").equals(pq.read_table(engines.out / "original"))
