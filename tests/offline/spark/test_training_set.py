@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,6 +15,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.config import load_config
+from featurestore.errors import InvalidRequestError
 from featurestore.offline.spark.training_set import SparkTrainingSet
 from featurestore.offline.training_set import MANIFEST_KEY, TrainingSet
 from tests.support.repos import copy_example_repo
@@ -116,3 +118,76 @@ def test_a_recorded_spark_training_set_reproduces_byte_for_byte(engines: Engines
     result = engines.spark.reproduce_training_set(training_set, engines.out / "again")
     assert result.identical, result
     assert pq.read_table(engines.out / "again").equals(pq.read_table(engines.out / "original"))
+
+
+def test_to_batches_streams_the_same_rows(engines: Engines) -> None:
+    entities = pq.read_table(engines.entities).slice(0, 200)
+    with engines.duckdb.get_training_set(entities, FEATURES) as ts:
+        want = ts.to_arrow()
+    with engines.spark.get_training_set(entities, FEATURES) as ts:
+        batches = list(ts.to_batches(batch_size=64))
+    assert max(b.num_rows for b in batches) <= 64
+    assert pa.Table.from_batches(batches).equals(want)
+
+
+@pytest.mark.parametrize("form", ["spark dataframe", "spark table", "parquet path", "naive pandas"])
+def test_entity_frames_in_every_form(engines: Engines, spark: SparkSession, form: str) -> None:
+    table = pq.read_table(engines.entities).slice(0, 400)
+    given: object
+    if form == "parquet path":
+        given = expected = engines.entities
+    elif form == "naive pandas":  # naive times are UTC on both engines
+        frame = table.to_pandas()
+        frame["event_timestamp"] = frame["event_timestamp"].dt.tz_localize(None)
+        given = expected = frame
+    else:  # Spark's rows in their order as given; DuckDB gets the same rows as Arrow
+        df = spark.createDataFrame(table)
+        expected = table
+        given = df
+        if form == "spark table":
+            df.createOrReplaceTempView("labelled_events")
+            given = "labelled_events"
+    want = both(engines, expected)[0]
+    with engines.spark.get_training_set(given, FEATURES) as ts:
+        got = ts.to_arrow()
+        assert ts.manifest["entities"] == {
+            "spark dataframe": "Spark DataFrame",
+            "spark table": "Spark table labelled_events",
+            "parquet path": str(engines.entities),
+            "naive pandas": "pandas DataFrame",
+        }[form]
+    assert got.schema == want.schema
+    assert got.equals(want)
+
+
+def test_to_arrow_and_to_pandas_refuse_more_rows_than_max_rows(engines: Engines) -> None:
+    entities = pq.read_table(engines.entities).slice(0, 5)
+    with engines.spark.get_training_set(entities, FEATURES) as ts:
+        for output in (ts.to_arrow, ts.to_pandas):
+            with pytest.raises(InvalidRequestError, match=r"5 rows, more than max_rows=4.*to_parquet"):
+                output(max_rows=4)
+        assert ts.to_arrow(max_rows=5).num_rows == 5
+        assert ts.to_pandas(max_rows=5).shape == (5, 4 + len(FEATURES))
+
+
+def error_of(store: FeatureStore, entity_df: object) -> str:
+    with pytest.raises(InvalidRequestError) as caught:
+        store.get_training_set(entity_df, FEATURES)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda t: t.drop_columns(["customer_id"]), "no column 'customer_id', the join key of"),
+        (lambda t: t.set_column(0, "driver_id", t["driver_id"].cast(pa.string())), "joins on it as Int64"),
+        (lambda t: t.drop_columns(["event_timestamp"]), "no 'event_timestamp' column"),
+        (lambda t: t.append_column("__fs_row", t["driver_id"]), "are reserved"),
+    ],
+    ids=["missing key", "string key", "no time", "reserved column"],
+)
+def test_a_bad_entity_frame_gets_duckdbs_error(engines: Engines, change: Any, match: str) -> None:
+    table = change(pq.read_table(engines.entities).slice(0, 5))
+    message = error_of(engines.spark, table)
+    assert re.search(match, message)
+    assert message == error_of(engines.duckdb, table)
