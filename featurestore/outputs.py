@@ -67,9 +67,13 @@ class OutputGuard:
             raise InvalidRequestError(f"output {target} is a directory: give a file path to write")
         resolved = _resolve(target)
         store = _resolve(self.store_dir)
-        if resolved == store or store in resolved.parents or (folder and resolved in store.parents):
+        if resolved == store or store in resolved.parents:
             raise InvalidRequestError(
                 f"output {target} is inside the store's folder {self.store_dir}: write it elsewhere"
+            )
+        if folder and resolved in store.parents:
+            raise InvalidRequestError(
+                f"output {target} holds the store's folder {self.store_dir}: write it elsewhere"
             )
         for source in self.sources:
             if _reads(source, self.repo, resolved) or (folder and _holds(source, self.repo, resolved)):
