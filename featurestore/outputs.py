@@ -5,7 +5,9 @@ file, its spills, runs and records) or one a registered source reads or would re
 (compared after resolving symlinks and ``..``): ``training-set --out``, ``training-set
 reproduce --out`` and ``drift --html`` go through it. ``atomic_write`` writes beside the
 target and renames, so an interrupted write leaves the old file or none, never half of one:
-those outputs, ``init``'s files and the store's own records use it.
+those outputs, ``init``'s files and the store's own records use it. A Parquet dataset folder
+(the Spark engine's training sets) is checked with ``folder=True`` and written with
+``atomic_folder`` the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 from featurestore.errors import InvalidRequestError
+
+DATASET_MARK = "_common_metadata"  # the file that makes a folder a Parquet dataset we wrote
 
 
 class Source(Protocol):
@@ -43,10 +48,22 @@ class OutputGuard:
     repo: Path
     sources: tuple[Source, ...] = ()
 
-    def check(self, path: str | os.PathLike[str]) -> Path:
-        """``path`` as given, or InvalidRequestError naming what writing it would destroy."""
+    def check(self, path: str | os.PathLike[str], folder: bool = False) -> Path:
+        """``path`` as given, or InvalidRequestError naming what writing it would destroy.
+
+        With ``folder``, the output is a Parquet dataset folder: it may replace only a folder
+        that is one (it has ``_common_metadata``), and may hold neither the store nor a source.
+        """
         target = Path(path)
-        if target.is_dir():
+        if folder:
+            if target.is_file():
+                raise InvalidRequestError(f"output {target} is a file: give a folder path to write")
+            if target.is_dir() and not (target / DATASET_MARK).is_file():
+                raise InvalidRequestError(
+                    f"output {target} is a folder that is not a Parquet dataset (no {DATASET_MARK}): "
+                    "give a new folder path"
+                )
+        elif target.is_dir():
             raise InvalidRequestError(f"output {target} is a directory: give a file path to write")
         resolved = _resolve(target)
         store = _resolve(self.store_dir)
@@ -54,8 +71,12 @@ class OutputGuard:
             raise InvalidRequestError(
                 f"output {target} is inside the store's folder {self.store_dir}: write it elsewhere"
             )
+        if folder and resolved in store.parents:
+            raise InvalidRequestError(
+                f"output {target} holds the store's folder {self.store_dir}: write it elsewhere"
+            )
         for source in self.sources:
-            if _reads(source, self.repo, resolved):
+            if _reads(source, self.repo, resolved) or (folder and _holds(source, self.repo, resolved)):
                 raise InvalidRequestError(
                     f"output {target} would overwrite data of source {source.name!r} "
                     f"({source.path}): write it elsewhere"
@@ -75,6 +96,24 @@ def atomic_write(target: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+@contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """``atomic_write`` for a folder: yield a hidden sibling path (not created) to fill; if the
+    block succeeds it takes ``target``'s place (an old folder there is removed after the swap)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:12]
+    partial = target.with_name(f".{target.name}.{tag}.partial")
+    old = target.with_name(f".{target.name}.{tag}.old")
+    try:
+        yield partial
+        if target.exists():
+            os.replace(target, old)
+        os.replace(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_text(target: Path, text: str) -> None:
     """``target.write_text(text)``, appearing complete or not at all."""
     with atomic_write(target) as partial:
@@ -83,6 +122,17 @@ def write_text(target: Path, text: str) -> None:
 
 def _resolve(path: Path) -> Path:
     return Path(os.path.realpath(path.absolute()))
+
+
+def _holds(source: Source, repo: Path, target: Path) -> bool:
+    """Whether the folder ``target`` (resolved) holds files ``source`` reads."""
+    base = Path(source.path)
+    base = base if base.is_absolute() else repo / base
+    first = next((i for i, part in enumerate(base.parts) if glob.has_magic(part)), len(base.parts))
+    fixed = _resolve(Path(*base.parts[:first]))
+    return target == fixed or target in fixed.parents or any(
+        target in _resolve(f).parents for f in source.files(repo)
+    )
 
 
 def _reads(source: Source, repo: Path, target: Path) -> bool:

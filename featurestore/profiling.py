@@ -206,9 +206,11 @@ def _top_values(
 
 
 def output_statistics(path: Path, columns: Sequence[str]) -> list[FeatureStats]:
-    """The statistics of ``columns`` of a Parquet file (a training set), in a DuckDB of its own."""
+    """The statistics of ``columns`` of a Parquet file or dataset folder (a training set), in a
+    DuckDB of its own."""
     con = duckdb.connect()
+    where = str(path / "*.parquet") if path.is_dir() else str(path)
     try:
-        return compute_statistics(con, "SELECT * FROM read_parquet(?)", columns, [str(path)])
+        return compute_statistics(con, "SELECT * FROM read_parquet(?)", columns, [where])
     finally:
         con.close()

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from featurestore.lineage.openlineage import LineageEvents
     from featurestore.monitoring.freshness import ViewFreshness
     from featurestore.monitoring.skew import SkewReport
+    from featurestore.offline.spark.training_set import SparkTrainingSet
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ class FeatureStore:
         features: Sequence[str] | str,
         full_feature_names: bool = False,
         event_timestamp_column: str | None = None,
-    ) -> TrainingSet:
+    ) -> TrainingSet | SparkTrainingSet:
         """Point-in-time correct feature values for each row of ``entity_df``.
 
         ``entity_df`` is a pandas DataFrame, a pyarrow Table, a Parquet path or a SQL query

@@ -15,7 +15,7 @@ import pytest
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
-from featurestore.outputs import atomic_write
+from featurestore.outputs import atomic_folder, atomic_write
 from tests.support.cli import one_line_error, run_cli
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -167,3 +167,38 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path: Path) -> None:
         partial.write_text("the new report")
     assert target.read_text() == "the new report"
     assert os.listdir(tmp_path) == ["report.html"]
+
+
+@pytest.mark.parametrize(
+    ("where", "match"),
+    [
+        ("data", "would overwrite data of source"),  # holds every source
+        ("data/glob", "would overwrite data of source 'by_glob_src'"),
+        (".", "holds the store's folder"),
+        (".featurestore/out", "inside the store's folder"),
+        ("data/file.parquet", "is a file: give a folder path"),
+        ("defs_folder", "not a Parquet dataset"),
+    ],
+)
+def test_a_dataset_folder_output_may_hold_no_source_nor_the_store(repo: Path, where: str, match: str) -> None:
+    (repo / "defs_folder").mkdir()
+    for dataset in ("data", "data/glob", "."):  # folders that look like datasets we wrote
+        (repo / dataset / "_common_metadata").touch()
+    guard = FeatureStore(repo).output_guard()
+    with pytest.raises(InvalidRequestError, match=match):
+        guard.check(repo / where, folder=True)
+
+
+def test_a_dataset_folder_replaces_only_a_dataset_folder_whole(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    for text in ("old", "new"):
+        with atomic_folder(target) as partial:
+            partial.mkdir()
+            (partial / "_common_metadata").write_text(text)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no partial or old folder left
+    assert (target / "_common_metadata").read_text() == "new"
+    with pytest.raises(RuntimeError), atomic_folder(target) as partial:
+        partial.mkdir()
+        raise RuntimeError("interrupted")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (target / "_common_metadata").read_text() == "new"

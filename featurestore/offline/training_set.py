@@ -14,7 +14,7 @@ import pyarrow as pa
 from featurestore.config import Config
 from featurestore.definitions.types import pandas_frame
 from featurestore.errors import InvalidRequestError, NotAppliedError
-from featurestore.offline.entities import ENTITY_VIEW, ROW, TS, register_entities
+from featurestore.offline.entities import ENTITY_VIEW, ROW, TS, EntityFrame, register_entities
 from featurestore.offline.offline_store import OfflineStore
 from featurestore.offline.pit import OutputColumn, point_in_time_sql
 from featurestore.outputs import OutputGuard, atomic_write
@@ -23,6 +23,8 @@ from featurestore.storage import connect, quote
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from featurestore.offline.spark.training_set import SparkTrainingSet
 
 MANIFEST_KEY = "featurestore.manifest"
 
@@ -129,7 +131,7 @@ def build_training_set(
     full_feature_names: bool = False,
     event_timestamp_column: str | None = None,
     recorder: Recorder | None = None,
-) -> TrainingSet:
+) -> TrainingSet | SparkTrainingSet:
     """Resolve features, check the entity frame against them and prepare the query.
 
     Outputs may not go into the store's folder or over a file a source of ``snapshot`` reads.
@@ -138,36 +140,50 @@ def build_training_set(
     if not config.duckdb_path.exists():
         raise NotAppliedError("nothing ingested yet: run 'featurestore materialize --offline'")
     ts_column = event_timestamp_column or config.event_timestamp_column
+    guard = OutputGuard(config.store_dir, config.repo, tuple(snapshot.sources.values()))
     con = connect(config.duckdb_path, read_only=True, memory_limit=config.memory_limit)
+    if config.offline_engine == "spark":
+        from featurestore.offline.spark.training_set import build_spark_training_set
+
+        with con:  # Spark reads the warehouse; the store only says which folders are live
+            check_ingested(con, config.project, requests)
+            return build_spark_training_set(
+                config, con, registry_version, requests, entity_df, full_feature_names, ts_column,
+                guard, recorder,
+            )
     try:
-        _check_ingested(con, config.project, requests)
+        check_ingested(con, config.project, requests)
         frame = register_entities(con, entity_df, ts_column, config.duckdb_path, config.memory_limit)
-        for req in requests:
-            for key in req.view.join_keys:
-                if key.name not in frame.columns:
-                    raise InvalidRequestError(
-                        f"entity frame has no column {key.name!r}, the join key of feature view "
-                        f"{req.view.name!r}"
-                    )
-                want = "integer" if key.dtype.name in ("Int32", "Int64") else key.dtype.name.lower()
-                if frame.key_family(key.name) != want:
-                    raise InvalidRequestError(
-                        f"entity frame column {key.name!r} is {frame.columns[key.name]}, but feature "
-                        f"view {req.view.name!r} joins on it as {key.dtype.name}"
-                    )
-        outputs = _output_columns(requests, list(frame.columns), full_feature_names)
+        check_keys(requests, frame)
+        outputs = output_columns(requests, list(frame.columns), full_feature_names)
         sql = point_in_time_sql(config.project, list(frame.columns), requests, outputs)
-        manifest = _manifest(con, config.project, registry_version, requests, outputs, frame.description)
+        manifest = make_manifest(con, config.project, registry_version, requests, outputs, frame.description)
         # What a rebuild needs besides the features: how columns were named, which was the time.
         manifest.update(full_feature_names=full_feature_names, event_timestamp_column=ts_column)
     except BaseException:
         con.close()
         raise
-    guard = OutputGuard(config.store_dir, config.repo, tuple(snapshot.sources.values()))
     return TrainingSet(con, sql, manifest, guard, recorder)
 
 
-def _check_ingested(con: duckdb.DuckDBPyConnection, project: str, requests: Sequence[ViewRequest]) -> None:
+def check_keys(requests: Sequence[ViewRequest], frame: EntityFrame) -> None:
+    """Every view's join keys are entity columns of a type they join (integers of any width)."""
+    for req in requests:
+        for key in req.view.join_keys:
+            if key.name not in frame.columns:
+                raise InvalidRequestError(
+                    f"entity frame has no column {key.name!r}, the join key of feature view "
+                    f"{req.view.name!r}"
+                )
+            want = "integer" if key.dtype.name in ("Int32", "Int64") else key.dtype.name.lower()
+            if frame.key_family(key.name) != want:
+                raise InvalidRequestError(
+                    f"entity frame column {key.name!r} is {frame.columns[key.name]}, but feature "
+                    f"view {req.view.name!r} joins on it as {key.dtype.name}"
+                )
+
+
+def check_ingested(con: duckdb.DuckDBPyConnection, project: str, requests: Sequence[ViewRequest]) -> None:
     offline = OfflineStore(con, project)
     for req in requests:
         found = offline.ingested_fingerprint(req.view.name)
@@ -183,7 +199,7 @@ def _check_ingested(con: duckdb.DuckDBPyConnection, project: str, requests: Sequ
             )
 
 
-def _output_columns(
+def output_columns(
     requests: Sequence[ViewRequest], entity_columns: list[str], full_names: bool
 ) -> list[OutputColumn]:
     outputs: list[OutputColumn] = []
@@ -202,7 +218,7 @@ def _output_columns(
     return outputs
 
 
-def _manifest(
+def make_manifest(
     con: duckdb.DuckDBPyConnection,
     project: str,
     registry_version: int,

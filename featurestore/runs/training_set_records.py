@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import NotFoundError
-from featurestore.fingerprints import file_fingerprint
+from featurestore.fingerprints import file_fingerprint, size_of
 from featurestore.outputs import write_text
 from featurestore.profiling import output_statistics
 
@@ -88,7 +88,7 @@ class TrainingSetRecorder:
             "output": {
                 "path": str(output.resolve()),
                 "fingerprint": fingerprint,
-                "bytes": output.stat().st_size,
+                "bytes": size_of(output),
             },
             "created_at": datetime.now(UTC).isoformat(),
             "statistics": statistics,

@@ -1,0 +1,213 @@
+"""SparkTrainingSet: the training set of ``[offline] engine = "spark"``, with TrainingSet's outputs.
+
+The rows are those of DuckDB's engine, in input order, with the same column names and Arrow
+types (``to_arrow``). ``to_parquet`` writes a dataset folder with Spark's executors (the
+driver never holds the rows): ``part-00000.parquet``, ``part-00001.parquet``, ... in input
+order, so reading the folder (pyarrow sorts its files by name) gives the entity rows in
+order, and ``_common_metadata`` holding the schema with the manifest under MANIFEST_KEY. In
+the part files, columns have Spark's types, which are the declared ones for features; an
+entity column of a type Spark lacks (nanoseconds, unsigned) is written as Spark holds it.
+``to_arrow`` and ``to_pandas`` bring every row to the driver, so they refuse above
+``max_rows`` rows (InvalidRequestError naming ``to_parquet``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurestore.config import Config
+from featurestore.definitions.types import pandas_frame
+from featurestore.errors import InvalidRequestError, NotAppliedError
+from featurestore.offline.entities import ROW
+from featurestore.offline.spark.entities import SparkEntities, column, spark_entities
+from featurestore.offline.spark.pit import ViewRows, point_in_time
+from featurestore.offline.spark.session import spark_session
+from featurestore.offline.spark.warehouse import is_local, live_dirs, local_path, stored_schema
+from featurestore.offline.training_set import (
+    MANIFEST_KEY,
+    Recorder,
+    check_keys,
+    make_manifest,
+    output_columns,
+)
+from featurestore.outputs import DATASET_MARK, OutputGuard, atomic_folder
+from featurestore.registry import ViewRequest
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+MAX_ROWS = 10_000_000  # to_arrow / to_pandas: more rows than this belong in to_parquet
+
+
+class SparkTrainingSet:
+    """The result of ``get_training_set`` on the Spark engine; nothing runs until an output
+    method is called. Holds no connection to the store: ``close`` is there for ``with``."""
+
+    def __init__(
+        self,
+        result: DataFrame,
+        schema: pa.Schema,
+        entities: SparkEntities,
+        manifest: dict[str, Any],
+        guard: OutputGuard,
+        scratch: Path | None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.dataframe = result  # the ordered Spark DataFrame, for Spark users
+        self.schema = schema
+        self.manifest = manifest
+        self._entities = entities
+        self._guard = guard
+        self._scratch = scratch
+        self._recorder = recorder
+
+    def to_arrow(self, max_rows: int = MAX_ROWS) -> pa.Table:
+        """The whole training set in the driver's memory; refused above ``max_rows`` rows."""
+        rows = self._entities.count()  # one output row per entity row
+        if rows > max_rows:
+            raise InvalidRequestError(
+                f"the training set has {rows} rows, more than max_rows={max_rows} to hold in memory: "
+                "write it with to_parquet(folder), or pass a larger max_rows"
+            )
+        return _conform(self.dataframe.toArrow(), self.schema)
+
+    def to_pandas(self, max_rows: int = MAX_ROWS) -> pd.DataFrame:
+        """``to_arrow`` as a DataFrame with Arrow-backed dtypes (nulls keep the type)."""
+        return pandas_frame(self.to_arrow(max_rows))
+
+    def to_batches(self, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """Stream the training set in input order: Spark writes it to a scratch folder of the
+        (local) warehouse, read back a batch at a time and removed after."""
+        if self._scratch is None:
+            raise InvalidRequestError(
+                "to_batches needs a Spark warehouse on this machine; write to_parquet(folder) instead"
+            )
+        folder = self._scratch / uuid.uuid4().hex
+        try:
+            self.dataframe.write.parquet(str(folder))
+            for part in _parts(folder):
+                for batch in pq.ParquetFile(part).iter_batches(batch_size):
+                    yield from _conform(pa.Table.from_batches([batch]), self.schema).to_batches()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write it as a Parquet dataset folder (see the module docstring), whole or not at all.
+
+        A path inside the store's folder, holding a source's files or naming a folder that is
+        not a dataset is refused (InvalidRequestError). With a recorder, the training set is
+        registered as on DuckDB's engine (``manifest`` gains ``id``, ``rows``, fingerprints).
+        """
+        target = self._guard.check(path, folder=True)
+        if self._recorder is None:
+            return self.write(target, self.manifest)
+        pending = self._recorder.before_write(self._entities.copy_to, self.manifest)
+        try:
+            self.write(target, pending.manifest)
+        except BaseException:
+            self._recorder.discard(pending)
+            raise
+        self.manifest = self._recorder.after_write(pending, target)
+        return target
+
+    def write(self, target: Path, manifest: dict[str, Any]) -> Path:
+        """Write the folder with exactly this manifest (``reproduce`` passes the recorded one)."""
+        target = self._guard.check(target, folder=True)
+        with atomic_folder(target) as partial:
+            self.dataframe.write.parquet(str(partial.absolute()))
+            parts = _parts(partial)
+            # Spark names files part-<task>-<job uuid>-c<n>: in row order, but named anew per
+            # run; numbered names make a rebuild byte-identical (``reproduce``).
+            for hidden in [p for p in partial.iterdir() if p not in parts]:
+                hidden.unlink()
+            for i, part in enumerate(parts):
+                part.rename(partial / f"part-{i:05d}.parquet")
+            schema = pq.read_schema(partial / "part-00000.parquet").remove_metadata()
+            text = json.dumps(manifest, sort_keys=True, default=str)
+            pq.write_metadata(schema.with_metadata({MANIFEST_KEY: text}), partial / DATASET_MARK)
+        return target
+
+    def close(self) -> None:
+        """Nothing to release (the session is the process's); for symmetry with TrainingSet."""
+
+    def __enter__(self) -> SparkTrainingSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_spark_training_set(
+    config: Config,
+    con: duckdb.DuckDBPyConnection,
+    registry_version: int,
+    requests: Sequence[ViewRequest],
+    entity_df: Any,
+    full_feature_names: bool,
+    ts_column: str,
+    guard: OutputGuard,
+    recorder: Recorder | None,
+) -> SparkTrainingSet:
+    """The Spark side of ``build_training_set``: ``con`` is the store, read for the live folders."""
+    spark = spark_session(config.spark)
+    entities = spark_entities(spark, entity_df, ts_column, config.duckdb_path, config.memory_limit)
+    check_keys(requests, entities.frame)
+    names = list(entities.frame.columns)
+    outputs = output_columns(requests, names, full_feature_names)
+    warehouse = config.spark.warehouse
+    folders = {r.view.name: live_dirs(con, config.project, r.view.name, warehouse) for r in requests}
+    views = [ViewRows(r, _view_rows(spark, r, folders[r.view.name], warehouse)) for r in requests]
+    joined = point_in_time(entities.df, views, outputs)
+    result = joined.orderBy(ROW).select(*[column(c) for c in names], *[column(o.name) for o in outputs])
+    declared = {(r.view.name, f.name): f.dtype.arrow for r in requests for f in r.features}
+    schema = pa.schema([*entities.schema, *[pa.field(o.name, declared[o.view, o.feature]) for o in outputs]])
+    what = entities.frame.description
+    manifest = make_manifest(con, config.project, registry_version, requests, outputs, what)
+    # What a rebuild needs besides the features: how columns were named, which was the time;
+    # and which warehouse folders the rows came from.
+    manifest.update(
+        full_feature_names=full_feature_names,
+        event_timestamp_column=ts_column,
+        engine="spark",
+        warehouse=folders,
+    )
+    scratch = Path(local_path(warehouse)) / "_scratch" if is_local(warehouse) else None
+    return SparkTrainingSet(result, schema, entities, manifest, guard, scratch, recorder)
+
+
+def _view_rows(spark: SparkSession, request: ViewRequest, folders: list[str], warehouse: str) -> DataFrame:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schema = from_arrow_schema(stored_schema(request.view))
+    if not folders:
+        return spark.createDataFrame([], schema)
+    if is_local(warehouse):
+        missing = [f for f in folders if not Path(local_path(f)).is_dir()]
+        if missing:
+            raise NotAppliedError(
+                f"feature view {request.view.name!r}: its ingested rows {missing[0]} are missing from "
+                f"the Spark warehouse {warehouse}"
+            )
+    return spark.read.schema(schema).parquet(*folders)
+
+
+def _parts(folder: Path) -> list[Path]:
+    """The data files Spark wrote, in row order (their names: part-<task number>-...)."""
+    return sorted(p for p in folder.iterdir() if p.name.startswith("part-") and p.suffix == ".parquet")
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Spark's Arrow types to the training set's (e.g. Spark's timestamps back to the entity
+    frame's unit and zone, list item names)."""
+    return table.cast(schema)
