@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from featurestore import FeatureStore
 from tests.offline.pit_cases import EDGES, EXAMPLE, check_example, edges_hit, make_pit_repo
-from tests.support.spark import export_to_warehouse, use_spark
+from tests.support.spark import use_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -35,12 +35,8 @@ def spark_pit_repo(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession
 
 
 def test_matches_reference(spark_pit_repo: FeatureStore) -> None:
-    config = spark_pit_repo.config
     hit: Counter[str] = Counter()
     entity_rows = 0
-
-    def export() -> None:  # until ingestion runs on Spark: the rows DuckDB ingested, as Spark's
-        export_to_warehouse(config.duckdb_path, config.project, config.spark.warehouse)
 
     @settings(
         max_examples=4, deadline=None, derandomize=True, database=None, phases=PHASES,
@@ -57,7 +53,7 @@ def test_matches_reference(spark_pit_repo: FeatureStore) -> None:
     )
     def check(key_type: pa.DataType, **case: Any) -> None:
         nonlocal entity_rows
-        views = check_example(spark_pit_repo, **case, key_type=key_type, after_ingest=export)
+        views = check_example(spark_pit_repo, **case, key_type=key_type)
         for view, entity_keys, times, rows, ttl in views:
             if view in ("driver_ttl", "customer_v"):
                 hit.update(edges_hit(entity_keys, times, rows, ttl))

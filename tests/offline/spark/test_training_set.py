@@ -14,12 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore import FeatureStore
-from featurestore.config import load_config
 from featurestore.errors import InvalidRequestError
 from featurestore.offline.spark.training_set import SparkTrainingSet
 from featurestore.offline.training_set import MANIFEST_KEY, TrainingSet
 from tests.support.repos import copy_example_repo
-from tests.support.spark import export_to_warehouse, use_spark
+from tests.support.spark import use_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -52,15 +51,14 @@ class Engines:
 def engines(
     tmp_path_factory: pytest.TempPathFactory, tiny_data: Path, spark: SparkSession
 ) -> Iterator[Engines]:
-    repo = copy_example_repo(tmp_path_factory.mktemp("spark-ts") / "repo", tiny_data)
+    base = tmp_path_factory.mktemp("spark-ts")
+    repo = copy_example_repo(base / "repo", tiny_data)
     on_duckdb = FeatureStore(repo)
-    on_duckdb.apply()
-    on_duckdb.ingest()
-    config = load_config(repo)
-    export_to_warehouse(config.duckdb_path, config.project, config.spark.warehouse)
-    use_spark(repo)
-    on_spark = FeatureStore(repo)
+    on_spark = FeatureStore(use_spark(copy_example_repo(base / "spark-repo", tiny_data)))
     assert on_spark.config.offline_engine == "spark"
+    for fs in (on_duckdb, on_spark):  # each ingested by its own engine
+        fs.apply()
+        fs.ingest()
     yield Engines(on_duckdb, on_spark, repo / "data" / "entity_rows.parquet", tmp_path_factory.mktemp("out"))
 
 
