@@ -16,6 +16,7 @@ from tests.support.redis import RedisServer, free_port
 from tests.support.redis_cluster import RedisCluster
 from tests.support.repos import copy_example_repo, write_repo
 from tests.support.spark import SETTINGS as SPARK_SETTINGS
+from tests.support.spark_connect import SparkConnectServer
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +60,14 @@ def spark() -> Iterator[SparkSession]:
 
     yield spark_session(SPARK_SETTINGS)
     stop_sessions()
+
+
+@pytest.fixture(scope="session")
+def spark_connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnectServer]:
+    """A Spark Connect server for the run (its own JVM, local[1]); repos reach it with
+    ``use_spark(repo, remote=server.url)``."""
+    with SparkConnectServer(tmp_path_factory.mktemp("spark-connect")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
