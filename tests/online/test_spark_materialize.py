@@ -1,0 +1,202 @@
+"""Materialization on the Spark engine: Redis holds byte for byte what the DuckDB engine writes,
+the runs count the same, and the executors (not the driver) write it.
+
+Twin repos over the same files, one per engine, each with its own DuckDB file and Redis
+database, go through the same steps; after each, their Redis contents and run records are
+compared. Until Spark ingests itself, the Spark twin ingests with DuckDB and exports the rows
+to its warehouse (tests.support.spark.export_to_warehouse).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from featurestore import FeatureStore
+from featurestore.errors import OnlineStoreUnavailable
+from featurestore.online.materialize import MaterializeResult
+from featurestore.secrets import mask_url
+from featurestore.storage import connection, quote
+from tests.online.helpers import TZ, client_of, on_db, runs, single_redis
+from tests.support.redis import RedisClient, RedisServer, free_port, redis_dump
+from tests.support.repos import make_store, write_parquet
+from tests.support.spark import export_to_warehouse, use_spark
+
+pytestmark = pytest.mark.usefixtures("spark")
+
+DEFS = """
+from datetime import timedelta
+from featurestore import (Bool, Entity, FeatureView, Field, Float64, Int64, List, ParquetSource, String,
+                          Timestamp)
+
+item = Entity("item", join_keys=["id", "zone"])
+items = FeatureView(
+    "items", entities=[item], ttl=timedelta(hours=2),
+    source=ParquetSource("items_src", path="data/items", timestamp_field="ts",
+                         created_timestamp_field="created"),
+    schema=[Field("v", Int64), Field("score", Float64), Field("label", String), Field("ok", Bool),
+            Field("at", Timestamp), Field("tags", List(String))])
+forever = FeatureView(
+    "forever", entities=[item],
+    source=ParquetSource("forever_src", path="data/items", timestamp_field="ts",
+                         created_timestamp_field="created"),
+    schema=[Field("v", Int64), Field("label", String)])
+"""
+HOUR = timedelta(hours=1)
+ZONES = ["a", "b:{x}"]
+Row = tuple[int, str, datetime, datetime | None, int]  # id, zone, event time, created time, v
+
+
+def table(rows: list[Row]) -> pa.Table:
+    v = [r[4] for r in rows]
+    return pa.table(
+        {
+            "id": pa.array([r[0] for r in rows], pa.int64()),
+            "zone": pa.array([r[1] for r in rows], pa.string()),
+            "ts": pa.array([r[2] for r in rows], TZ),
+            "created": pa.array([r[3] for r in rows], TZ),
+            "v": pa.array(v, pa.int64()),
+            "score": pa.array([None if x % 5 == 0 else x / 3 for x in v], pa.float64()),
+            "label": pa.array([f"l{x}" if x % 4 else None for x in v], pa.string()),
+            "ok": pa.array([x % 2 == 0 for x in v], pa.bool_()),
+            "at": pa.array([r[2] - timedelta(seconds=x) for r, x in zip(rows, v, strict=True)], TZ),
+            "tags": pa.array([[f"t{x}", None][: x % 3] for x in v], pa.list_(pa.string())),
+        }
+    )
+
+
+def first_files(now: datetime) -> dict[str, list[Row]]:
+    """Each entity kind tests one rule of "the newest row": event time, then created time
+    (nulls last), then ingestion order; rows past TTL are counted, not written; rows at or
+    after the end are not read."""
+    one, two = [], []
+    for i in range(24):
+        zone, kind = ZONES[i % 2], i % 6
+        if kind == 0:  # one row
+            one.append((i, zone, now - HOUR, now - HOUR, i))
+        elif kind == 1:  # an event-time tie: the later created time wins
+            one.append((i, zone, now - HOUR, now - 40 * timedelta(minutes=1), 1000 + i))
+            two.append((i, zone, now - HOUR, now - 50 * timedelta(minutes=1), 2000 + i))
+        elif kind == 2:  # a tie on both: the row ingested last wins
+            one += [(i, zone, now - HOUR, now - HOUR, 3000 + i), (i, zone, now - HOUR, now - HOUR, 3100 + i)]
+            two.append((i, zone, now - HOUR, now - HOUR, 3200 + i))
+        elif kind == 3:  # a created time beats none
+            one.append((i, zone, now - HOUR, None, 4000 + i))
+            two.append((i, zone, now - HOUR, now - 2 * HOUR, 4100 + i))
+        elif kind == 4:  # only rows past TTL (and grace): none written for "items"
+            one += [(i, zone, now - 5 * HOUR, None, 5000 + i), (i, zone, now - 4 * HOUR, None, 5100 + i)]
+        else:  # one past TTL, one within; and one after the end, never read
+            one += [(i, zone, now - 5 * HOUR, None, 6000 + i), (i, zone, now - 2 * HOUR, None, 6100 + i)]
+            two.append((i, zone, now + HOUR, None, 6200 + i))
+    return {"part-1.parquet": one, "part-2.parquet": two}
+
+
+@dataclass
+class Twins:
+    """The same repo on both engines: DuckDB writing to ``duck_url``, Spark to the test's Redis."""
+
+    duck: FeatureStore
+    spark: FeatureStore
+    duck_client: RedisClient
+    spark_client: RedisClient
+
+    def add_files(self, files: dict[str, list[Row]]) -> None:
+        for fs in (self.duck, self.spark):
+            for name, rows in files.items():
+                write_parquet(fs.config.repo / "data" / "items" / name, table(rows))
+        self.spark.ingest()
+        export_to_warehouse(self.spark.config.duckdb_path, "online", self.spark.config.spark.warehouse)
+
+    def materialize(self, incremental: bool = False) -> tuple[MaterializeResult, MaterializeResult]:
+        return self.duck.materialize(incremental=incremental), self.spark.materialize(incremental=incremental)
+
+    def assert_same(self, duck: MaterializeResult, spark: MaterializeResult) -> None:
+        assert redis_dump(self.spark_client) == redis_dump(self.duck_client)
+        assert [_counts(v) for v in spark.views] == [_counts(v) for v in duck.views]
+        assert run_record(self.spark, spark.run_id) == run_record(self.duck, duck.run_id)
+
+
+def _counts(view: Any) -> tuple[Any, ...]:
+    return (view.view, view.rows_read, view.entities, view.written, view.kept_newer, view.expired)
+
+
+def run_record(fs: FeatureStore, run_id: int) -> tuple[Any, ...]:
+    """What a run's row records of its work (not its ids or times)."""
+    with connection(fs.config.duckdb_path, read_only=True) as con:
+        row = con.execute(
+            "SELECT status, views, incremental, rows_read, entities_written, entities_kept_newer, error "
+            f"FROM {quote(fs.config.project)}.materialization_runs WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def twins(tmp_path: Path, any_redis: RedisClient, now: datetime) -> Iterator[Twins]:
+    tables = {f"items/{name}": table(rows) for name, rows in first_files(now).items()}
+    duck = on_db(make_store(tmp_path / "duck", DEFS, tables, project="online"), 1)
+    spark_repo = make_store(tmp_path / "spark", DEFS, tables, project="online").config.repo
+    spark = FeatureStore(use_spark(spark_repo))
+    spark.ingest()
+    export_to_warehouse(spark.config.duckdb_path, "online", spark.config.spark.warehouse)
+    duck_client = client_of(duck)
+    duck_client.flushdb()
+    yield Twins(duck, spark, duck_client, any_redis)
+    duck_client.close()
+    duck.close()
+    spark.close()
+
+
+def test_both_engines_write_the_same_values_and_count_the_same(twins: Twins, now: datetime) -> None:
+    duck, spark = twins.materialize()
+    twins.assert_same(duck, spark)
+    items = {v.view: v for v in spark.views}["items"]
+    # 24 entities, 4 of them past TTL; 48 rows before the end, 12 of them past TTL.
+    assert (items.entities, items.rows_read, items.expired) == (20, 36, 12)
+
+    # New rows since the watermark, and a late file whose old rows still count for their keys.
+    later = datetime.now(UTC)
+    twins.add_files(
+        {
+            "part-3.parquet": [(1, "b:{x}", later, None, 7001), (99, "a", later, later, 7099)],
+            # older than what entity 0 holds (rewritten as it was); entity 4 had only expired rows
+            "part-0-late.parquet": [(0, "a", now - 2 * HOUR, now, 80), (4, "a", now - 2 * HOUR, None, 84)],
+        }
+    )
+    duck, spark = twins.materialize(incremental=True)
+    twins.assert_same(duck, spark)
+    assert spark.views[0].kept_newer + spark.views[0].written > 0
+
+
+@single_redis
+def test_redis_down_during_the_spark_write_is_one_error_and_a_failed_run(
+    twins: Twins, tmp_path: Path
+) -> None:
+    """Redis answers the run's bookkeeping, then stops just as the Spark job starts: the tasks'
+    connections fail, and the run fails with the DuckDB engine's error, the password masked."""
+    server = RedisServer(free_port(), tmp_path, "--requirepass", "secret")
+    url = f"redis://:secret@127.0.0.1:{server.port}/0"
+    fs = FeatureStore(twins.spark.config.repo, config=replace(twins.spark.config, redis_url=url))
+
+    def stop_redis(view: str, done: int, total: int) -> None:
+        if done == 0:  # the Spark path reports (view, 0, 0) right before its job
+            server.stop()
+
+    with server, pytest.raises(OnlineStoreUnavailable) as raised:
+        fs.materialize(progress=stop_redis)
+    message = raised.value.message
+    assert message.startswith(f"online store {mask_url(url)} does not answer: "), message
+    assert "\n" not in message and "secret" not in message
+    assert runs(fs)[-1][1:] == ("failed", message)
