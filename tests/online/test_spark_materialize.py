@@ -9,6 +9,10 @@ to its warehouse (tests.support.spark.export_to_warehouse).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -17,16 +21,20 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import redis
 
 from featurestore import FeatureStore
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online.materialize import MaterializeResult
+from featurestore.online.redis_backend import NEWER_WINS
 from featurestore.secrets import mask_url
 from featurestore.storage import connection, quote
 from tests.online.helpers import TZ, client_of, on_db, runs, single_redis
+from tests.support.cli import spawn_cli
 from tests.support.redis import RedisClient, RedisServer, free_port, redis_dump
 from tests.support.repos import make_store, write_parquet
 from tests.support.spark import export_to_warehouse, use_spark
+from tests.support.spark_cluster import SparkCluster
 
 pytestmark = pytest.mark.usefixtures("spark")
 
@@ -200,3 +208,105 @@ def test_redis_down_during_the_spark_write_is_one_error_and_a_failed_run(
     assert message.startswith(f"online store {mask_url(url)} does not answer: "), message
     assert "\n" not in message and "secret" not in message
     assert runs(fs)[-1][1:] == ("failed", message)
+
+
+# -- a standalone cluster, through the CLI ----------------------------------------------------
+
+WRITER = re.compile(r"featurestore-materialize-run\d+-pid(\d+)")
+
+
+def ancestors(pid: int) -> list[int]:
+    """``pid``'s parent, its parent, ... up to init (empty if ``pid`` is gone)."""
+    chain = []
+    try:
+        while pid > 1:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+            chain.append(pid)
+    except (OSError, ValueError, IndexError):
+        pass
+    return chain
+
+
+class Monitor(threading.Thread):
+    """Redis's MONITOR stream while a command runs: which connection (address) sent each
+    NEWER_WINS write, and which writer process named each connection (CLIENT SETNAME)."""
+
+    STOP = "featurestore-test-monitor-stop"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.sha = hashlib.sha1(NEWER_WINS.encode()).hexdigest()
+        self.writes: dict[str, int] = {}  # address -> NEWER_WINS calls
+        self.names: dict[str, int] = {}  # address -> the pid its name gives
+        self.parents: dict[int, list[int]] = {}  # writer pid -> its ancestors, read while it runs
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        client = redis.Redis.from_url(self.url, socket_timeout=600)  # quiet while Spark starts
+        with client.monitor() as monitor:
+            self.ready.set()
+            for line in monitor.listen():
+                command, address = str(line["command"]), f"{line['client_address']}:{line['client_port']}"
+                if self.STOP in command:
+                    break
+                named = WRITER.search(command)
+                if named:
+                    pid = int(named.group(1))
+                    self.names[address] = pid
+                    self.parents.setdefault(pid, ancestors(pid))
+                elif command.startswith(f"EVALSHA {self.sha}"):
+                    self.writes[address] = self.writes.get(address, 0) + 1
+        client.close()
+
+    def stop(self) -> None:
+        with redis.Redis.from_url(self.url) as client:
+            client.echo(self.STOP)
+        self.join(30)
+
+
+@single_redis
+def test_on_a_standalone_cluster_the_executors_write(
+    spark_cluster: SparkCluster, tmp_path: Path, any_redis: RedisClient, now: datetime
+) -> None:
+    tables = {f"items/{name}": table(rows) for name, rows in first_files(now).items()}
+    fs = make_store(tmp_path / "repo", DEFS, tables, project="online")
+    fs.ingest()
+    url = fs.config.redis_url
+    fs.close()
+    repo = use_spark(fs.config.repo, master=spark_cluster.url,
+                     conf={"spark.executor.memory": "512m", "spark.cores.max": "1"})
+    spark = FeatureStore(repo)
+    export_to_warehouse(spark.config.duckdb_path, "online", spark.config.spark.warehouse)
+
+    monitor = Monitor(url)
+    monitor.start()
+    assert monitor.ready.wait(10)
+    cli = spawn_cli("materialize", "--repo", str(repo), "--json")
+    out, err = cli.communicate(timeout=240)
+    monitor.stop()
+    assert cli.returncode == 0, err
+    counted = {v["view"]: v for v in json.loads(out)["views"]}
+
+    # Every value was written by a process the worker started, none by the CLI (the driver).
+    assert monitor.writes and set(monitor.writes) <= set(monitor.names), (monitor.writes, monitor.names)
+    writers = {monitor.names[address] for address in monitor.writes}
+    assert cli.pid not in writers
+    for pid in writers:
+        assert spark_cluster.worker_pid in monitor.parents[pid], (pid, monitor.parents[pid])
+        assert cli.pid not in monitor.parents[pid]
+
+    # ... and they are what the DuckDB engine writes.
+    spark_dump = redis_dump(any_redis)
+    duck = on_db(FeatureStore(repo, config=replace(spark.config, offline_engine="duckdb")), 1)
+    duck_client = client_of(duck)
+    duck_client.flushdb()
+    reference = duck.materialize()
+    assert spark_dump == redis_dump(duck_client)
+    assert {v.view: (v.rows_read, v.entities, v.written, v.expired) for v in reference.views} == {
+        name: (v["rows_read"], v["entities"], v["written"], v["expired"]) for name, v in counted.items()
+    }
+    duck_client.close()
+    duck.close()
+    spark.close()

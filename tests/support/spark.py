@@ -12,18 +12,21 @@ CONF = {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"}
 SETTINGS = SparkSettings(master=MASTER, conf=CONF)
 
 
-def use_spark(repo: Path, master: str = MASTER, warehouse: str | None = None) -> Path:
-    """Make ``repo`` run on the Spark engine (the session's settings, so the session is shared)."""
+def use_spark(
+    repo: Path, master: str = MASTER, warehouse: str | None = None, conf: dict[str, str] | None = None
+) -> Path:
+    """Make ``repo`` run on the Spark engine (the session's settings, so the session is shared;
+    more ``conf`` makes another session: only for another process, e.g. the CLI)."""
     config = repo / "featurestore.toml"
     text = config.read_text()
     assert "[offline.spark]" not in text, f"{config} already names a Spark engine"
-    conf = ", ".join(f'"{k}" = "{v}"' for k, v in CONF.items())
+    pairs = ", ".join(f'"{k}" = "{v}"' for k, v in {**CONF, **(conf or {})}.items())
     lines = ['engine = "spark"']
     if "[offline]" in text:
         text = text.replace("[offline]\n", "[offline]\n" + "\n".join(lines) + "\n", 1)
     else:
         text += "\n[offline]\n" + "\n".join(lines) + "\n"
-    text += f'\n[offline.spark]\nmaster = "{master}"\nconf = {{ {conf} }}\n'
+    text += f'\n[offline.spark]\nmaster = "{master}"\nconf = {{ {pairs} }}\n'
     if warehouse is not None:
         text += f'warehouse = "{warehouse}"\n'
     config.write_text(text)
