@@ -115,10 +115,10 @@ class SparkMaterializer:
         if self._session is None:
             self._session = spark_session(config.spark)
         spark = self._session
-        newest = newest_rows(spark, dirs, SparkRange(view, start, end, late), now)
         task = _WriteTask(config.redis_url, config.project, view, run_id, now)
         spark.sparkContext.setJobDescription(f"featurestore: materialize {view.name} (run {run_id})")
-        try:
+        try:  # reading the folders fails here already (a folder gone), the tasks' errors at collect
+            newest = newest_rows(spark, dirs, SparkRange(view, start, end, late), now)
             counted = newest.mapInArrow(lambda batches: _write_partition(batches, task), _COUNTS_SCHEMA)
             rows = counted.collect()  # one row per task: the driver never sees the data
         except Exception as e:
@@ -234,4 +234,4 @@ def _last_error_line(text: str) -> str:
     """The line a Python traceback ends with (``KeyError: 'x'``), else the text's first line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b.*", line)]
-    return (errors[-1] if errors else lines[0] if lines else type(text).__name__)[:500]
+    return (errors[-1] if errors else lines[0] if lines else "no message")[:500]
