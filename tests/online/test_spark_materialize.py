@@ -34,7 +34,7 @@ from tests.support.cli import spawn_cli
 from tests.support.redis import RedisClient, RedisServer, free_port, redis_dump
 from tests.support.repos import make_store, write_parquet
 from tests.support.spark import export_to_warehouse, use_spark
-from tests.support.spark_cluster import SparkCluster
+from tests.support.spark_cluster import QUICK_JVM, SparkCluster
 
 pytestmark = pytest.mark.usefixtures("spark")
 
@@ -215,6 +215,14 @@ def test_redis_down_during_the_spark_write_is_one_error_and_a_failed_run(
 
 # -- a standalone cluster, through the CLI ----------------------------------------------------
 
+# The CLI's driver and its executor: small quick JVMs; one core, so one shuffle partition.
+CLUSTER_CONF = {
+    "spark.executor.memory": "512m",
+    "spark.cores.max": "1",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.driver.extraJavaOptions": QUICK_JVM,
+    "spark.executor.extraJavaOptions": QUICK_JVM,
+}
 WRITER = re.compile(r"featurestore-materialize-run\d+-pid(\d+)")
 
 
@@ -278,8 +286,7 @@ def test_on_a_standalone_cluster_the_executors_write(
     fs.ingest()
     url = fs.config.redis_url
     fs.close()
-    repo = use_spark(fs.config.repo, master=spark_cluster.url,
-                     conf={"spark.executor.memory": "512m", "spark.cores.max": "1"})
+    repo = use_spark(fs.config.repo, master=spark_cluster.url, conf=CLUSTER_CONF)
     spark = FeatureStore(repo)
     export_to_warehouse(spark.config.duckdb_path, "online", spark.config.spark.warehouse)
 

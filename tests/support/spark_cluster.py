@@ -19,6 +19,8 @@ from typing import Self
 from tests.support.redis import free_port
 
 START_SECONDS = 90  # two JVMs on a busy machine
+# Short-lived JVMs on a busy machine: C1 only and the serial GC start in about half the time.
+QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def spark_home() -> Path:
@@ -63,8 +65,16 @@ class SparkCluster:
 
     def _spawn(self, name: str, cls: str, *args: str) -> None:
         home = spark_home()
-        env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1",
-               "SPARK_LOG_DIR": str(self.workdir), "SPARK_WORKER_DIR": str(self.workdir / "work")}
+        env = {
+            **os.environ,
+            "SPARK_HOME": str(home),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_LOG_DIR": str(self.workdir),
+            "SPARK_WORKER_DIR": str(self.workdir / "work"),
+            # small daemons that start quickly: C1 only, the serial GC
+            "SPARK_DAEMON_MEMORY": "256m",
+            "SPARK_DAEMON_JAVA_OPTS": QUICK_JVM,
+        }
         log = (self.workdir / f"{name}.log").open("wb")
         self.processes[name] = subprocess.Popen(
             [str(home / "bin" / "spark-class"), cls, *args],
