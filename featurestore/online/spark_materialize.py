@@ -13,7 +13,8 @@ newer-wins makes harmless.
 
 The module lives in ``online`` (not ``offline/spark``) because it writes Redis: imports only
 point down the layers. Executors must import it: local mode and a standalone worker on this
-machine run this interpreter (``spark.pyspark.python``).
+machine run this interpreter (session.py sets PYSPARK_PYTHON); elsewhere featurestore must be
+installed where the executors run.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class SparkMaterializer:
             self._session = spark_session(config.spark)
         spark = self._session
         task = _WriteTask(config.redis_url, config.project, view, run_id, now)
-        spark.sparkContext.setJobDescription(f"featurestore: materialize {view.name} (run {run_id})")
+        if config.spark.remote is None:  # a Spark Connect session has no SparkContext here
+            spark.sparkContext.setJobDescription(f"featurestore: materialize {view.name} (run {run_id})")
         try:  # reading the folders fails here already (a folder gone), the tasks' errors at collect
             newest = newest_rows(spark, dirs, SparkRange(view, start, end, late), now)
             counted = newest.mapInArrow(lambda batches: _write_partition(batches, task), _COUNTS_SCHEMA)
