@@ -16,6 +16,7 @@ from tests.support.redis import RedisServer, free_port
 from tests.support.redis_cluster import RedisCluster
 from tests.support.repos import copy_example_repo, write_repo
 from tests.support.spark import SETTINGS as SPARK_SETTINGS
+from tests.support.spark_cluster import SparkCluster
 from tests.support.spark_connect import SparkConnectServer
 
 
@@ -68,6 +69,14 @@ def spark_connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkCon
     ``use_spark(repo, remote=server.url)``."""
     with SparkConnectServer(tmp_path_factory.mktemp("spark-connect")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkCluster]:
+    """A real Spark standalone master and worker for the session (~15 s to start). Its jobs run
+    in another process, e.g. the CLI: this one's SparkContext is the local[2] one."""
+    with SparkCluster(tmp_path_factory.mktemp("spark-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

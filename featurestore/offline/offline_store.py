@@ -206,6 +206,15 @@ class OfflineStore(ProjectTables):
         )
         return None if row is None else str(row[0])
 
+    def files_ingested_since(self, view: str, since: datetime) -> list[int]:
+        """The ids of the view's files ingested at or after ``since`` (an incremental run's late files)."""
+        rows = self.con.execute(
+            f"SELECT file_id FROM {self.schema}.offline_files WHERE view = ? AND ingested_at >= ? "
+            "ORDER BY file_id",
+            [view, since],
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
     def ingested_files(self) -> list[IngestedFile] | None:
         """Every view's ingested files by view and path; None if nothing was ever ingested."""
         if not table_exists(self.con, self.project, "offline_files"):

@@ -101,7 +101,9 @@ class RedisClusterBackend(Backend):
 
     CLUSTER = True
 
-    def __init__(self, url: str, socket_timeout: float = SOCKET_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, socket_timeout: float = SOCKET_TIMEOUT, client_name: str | None = None
+    ) -> None:
         self.url = url
         address = parse_cluster_url(url)
         host, port = address.seeds[0]
@@ -114,6 +116,7 @@ class RedisClusterBackend(Backend):
             "socket_connect_timeout": CONNECT_TIMEOUT,
             "socket_timeout": socket_timeout,
             "health_check_interval": 0,
+            "client_name": client_name,
         }
         self._seeds = [ClusterNode(h, p) for h, p in address.seeds]
         self._cluster: RedisCluster | None = None

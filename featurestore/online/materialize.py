@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -34,6 +34,9 @@ from featurestore.online.store import OnlineStore
 from featurestore.runs.materialization import MaterializationRunState
 from featurestore.secrets import mask_url
 from featurestore.storage import connection, fetch_one, quote
+
+if TYPE_CHECKING:
+    from featurestore.online.spark_materialize import SparkMaterializer
 
 Progress = Callable[[str, int, int], None]
 BATCH_ROWS = 20_000
@@ -200,6 +203,11 @@ def write_run(
     result = MaterializeResult(run.run_id)
     status, error = "interrupted", None
     store: OnlineStore | None = None
+    spark = None
+    if config.offline_engine == "spark":  # imported here: it imports this module
+        from featurestore.online.spark_materialize import SparkMaterializer
+
+        spark = SparkMaterializer(config)
     try:
         store = OnlineStore.connect(config.redis_url, config.project)
         store.begin_writes(run.run_id)
@@ -209,7 +217,9 @@ def write_run(
             for plan in run.plans:
                 codec = codecs[plan.view.name]
                 result.views.append(
-                    _materialize_view(con, config.project, plan, codec, store, run.run_id, run.now, progress)
+                    _materialize_view(
+                        con, config.project, plan, codec, store, run.run_id, run.now, progress, spark
+                    )
                 )
         completed = [p.view.name for p in run.plans if p.advances]
         lost = not store.mark_written(run.run_id, run.epoch, completed)
@@ -324,12 +334,40 @@ def _materialize_view(
     run_id: int,
     now: datetime,
     progress: Progress | None,
+    spark: SparkMaterializer | None = None,
 ) -> ViewResult:
     began = time.perf_counter()
     view = plan.view
     result = ViewResult(view.name, plan.start, plan.end, ttl=view.ttl, rewritten=plan.rewrite)
     if plan.retracted:
         result.corrected = _correct_retracted(con, project, plan, codec, writer, run_id, now)
+    if spark is None:
+        _write_newest(con, project, plan, codec, writer, run_id, now, progress, result)
+    else:  # the same rows, read and written by the Spark executors; only their counts come back
+        if progress:
+            progress(view.name, 0, 0)
+        counts = spark.write_view(con, view, plan.start, plan.end, plan.late_since, run_id, now)
+        result.rows_read, result.entities, result.expired = counts.rows_read, counts.entities, counts.expired
+        result.written, result.kept_newer = counts.written, counts.kept_newer
+        if progress:
+            progress(view.name, result.entities, result.entities)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _write_newest(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    plan: _Plan,
+    codec: ViewCodec,
+    writer: OnlineStore,
+    run_id: int,
+    now: datetime,
+    progress: Progress | None,
+    result: ViewResult,
+) -> None:
+    """The DuckDB engine's data step: read the newest rows in Arrow batches, write each."""
+    view = plan.view
     sql, params = newest_rows_sql(project, plan, now)
     result.rows_read, total = _count(con, sql, params, view)
     if view.ttl is not None:
@@ -340,18 +378,16 @@ def _materialize_view(
     # makes the next duckdb.connect to the file hang, so the run could never be recorded.
     with con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS) as reader:
         for batch in reader:
-            key_list, value_list, expire_at = _encode(project, view, codec, batch, run_id, now)
+            key_list, value_list, expire_at = encode_rows(project, view, codec, batch, run_id, now)
             written = writer.write(key_list, value_list, expire_at)
             result.entities += batch.num_rows
             result.written += written
             result.kept_newer += len(key_list) - written
             if progress:
                 progress(f"{view.name}", result.entities, total)
-    result.seconds = time.perf_counter() - began
-    return result
 
 
-def _encode(
+def encode_rows(
     project: str, view: FeatureView, codec: ViewCodec, batch: pa.RecordBatch, run_id: int, now: datetime
 ) -> tuple[list[str], list[bytes], list[int]]:
     """Keys, values and absolute expiries (ms, 0 for none) of a batch's rows still within TTL."""
@@ -392,7 +428,7 @@ def _correct_retracted(
     kept: set[str] = set()
     with con.sql(newest, params=params).to_arrow_reader(BATCH_ROWS) as reader:
         for batch in reader:
-            key_list, value_list, expire_at = _encode(project, view, codec, batch, run_id, now)
+            key_list, value_list, expire_at = encode_rows(project, view, codec, batch, run_id, now)
             writer.replace(key_list, value_list, expire_at)
             kept.update(key_list)
     every = con.sql(f"SELECT {keys} FROM {retracted}").to_arrow_table()

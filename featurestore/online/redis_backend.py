@@ -138,13 +138,16 @@ def as_text(value: bytes | str | None) -> str | None:
 class RedisBackend(Backend):
     """One standalone Redis (or a replica set behind one address), through redis-py."""
 
-    def __init__(self, url: str, socket_timeout: float = SOCKET_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, socket_timeout: float = SOCKET_TIMEOUT, client_name: str | None = None
+    ) -> None:
         self.url = url
         self._client = redis.Redis.from_url(
             url,
             socket_connect_timeout=CONNECT_TIMEOUT,
             socket_timeout=socket_timeout,
             health_check_interval=0,
+            client_name=client_name,
         )
         self._sha: str | None = None  # NEWER_WINS, loaded on the first write
 

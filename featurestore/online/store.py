@@ -43,12 +43,20 @@ class OnlineStore:
 
     @classmethod
     def connect(
-        cls, url: str, project: str, check: bool = True, socket_timeout: float = SOCKET_TIMEOUT
+        cls,
+        url: str,
+        project: str,
+        check: bool = True,
+        socket_timeout: float = SOCKET_TIMEOUT,
+        client_name: str | None = None,
     ) -> OnlineStore:
         """The store at ``url`` (one Redis or a cluster); with ``check``, one whose server has
-        answered a ping (on a cluster: every master, and every slot served)."""
+        answered a ping (on a cluster: every master, and every slot served). ``client_name``
+        names its connections in Redis's CLIENT LIST (which process holds them)."""
         backend: Backend = (
-            RedisClusterBackend(url, socket_timeout) if is_cluster(url) else RedisBackend(url, socket_timeout)
+            RedisClusterBackend(url, socket_timeout, client_name)
+            if is_cluster(url)
+            else RedisBackend(url, socket_timeout, client_name)
         )
         store = cls(project, backend)
         if check:

@@ -61,3 +61,13 @@ def on_terminal(
     out, err = process.communicate(timeout=timeout)
     os.close(controller)
     return process.returncode, seen, err if stream == "stdout" else out
+
+
+def spawn_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the installed console script and return at once (its pid is the driver's, for a
+    test that tells the command's own process from those it made work)."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    full_env.pop("FEATURESTORE_DEBUG", None)
+    return subprocess.Popen(
+        [FEATURESTORE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
+    )

@@ -85,9 +85,7 @@ def _start(settings: SparkSettings) -> SparkSession:
                 "and none was found on PATH or in JAVA_HOME"
             )
         builder = builder.master(settings.master)
-        # Python workers run PYSPARK_PYTHON (PySpark reads only the environment): by default this
-        # interpreter, the one with featurestore installed; on a cluster, set it to the nodes' one.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        _python_for_workers(settings.conf.get("spark.pyspark.python"))
         if settings.master.startswith("local"):
             conf.setdefault("spark.driver.host", "127.0.0.1")  # listen on loopback only
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -98,6 +96,16 @@ def _start(settings: SparkSettings) -> SparkSession:
         return builder.getOrCreate()
     except Exception as e:
         raise OfflineEngineUnavailable(f"cannot start Spark at {where}: {_first_line(e)}") from None
+
+
+def _python_for_workers(configured: str | None) -> None:
+    """The interpreter Python workers run: PySpark's driver takes it from PYSPARK_PYTHON only
+    (``spark.pyspark.python`` counts for spark-submit alone, else workers run "python3", which
+    may lack featurestore); a user's conf wins over the environment, as in spark-submit."""
+    if configured is not None:
+        os.environ["PYSPARK_PYTHON"] = configured
+    else:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 def _check_reachable(where: str, timeout: float) -> None:

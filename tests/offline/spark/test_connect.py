@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from featurestore import FeatureStore
-from tests.offline.spark.test_ingest import counts, same_store
+from tests.offline.spark.support import counts, same_store
 from tests.support.repos import copy_example_repo
 from tests.support.spark import use_spark
 from tests.support.spark_connect import SparkConnectServer

@@ -1,0 +1,92 @@
+"""Comparing what two stores ingested, one per engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from featurestore import FeatureStore
+from featurestore.offline.write import IngestResult
+from featurestore.validation import FileReport
+from tests.validation.support import PROJECT
+
+
+def offline_rows(fs: FeatureStore, view: str) -> pa.Table:
+    """The view's ingested rows as the store holds them (DuckDB table, or view over the warehouse)."""
+    with duckdb.connect(str(fs.config.duckdb_path), read_only=True) as con:
+        sql = f'SELECT * FROM "{fs.config.project}"."offline_{view}" ORDER BY __seq'
+        return con.sql(sql).to_arrow_table()
+
+
+def file_records(fs: FeatureStore) -> list[tuple[Any, ...]]:
+    """``offline_files`` without the times of the run, paths relative to the repo."""
+    with duckdb.connect(str(fs.config.duckdb_path), read_only=True) as con:
+        rows = con.execute(
+            f"SELECT view, file_id, path, size, fingerprint, rows, min_event_ts, max_event_ts "
+            f'FROM "{fs.config.project}".offline_files ORDER BY view, path'
+        ).fetchall()
+    repo = str(fs.config.repo)
+    return [(v, i, str(Path(p).relative_to(repo)), *rest) for v, i, p, *rest in rows]
+
+
+def counts(results: Sequence[IngestResult]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            r.view,
+            r.files_added,
+            r.files_changed,
+            r.files_removed,
+            r.rows_inserted,
+            r.rows_deleted,
+            r.rows_skipped,
+            r.rows_quarantined,
+            r.rebuilt,
+        )
+        for r in sorted(results, key=lambda r: r.view)
+    ]
+
+
+def reports(results: Sequence[IngestResult]) -> list[Any]:
+    """The validation reports, files by name (the repos differ)."""
+    return [
+        file_reports(r.validation.files) if r.validation else None
+        for r in sorted(results, key=lambda r: r.view)
+    ]
+
+
+def file_reports(files: Sequence[FileReport]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            Path(f.path).name,
+            f.rows,
+            f.invalid_rows,
+            f.error,
+            [(c.column, c.check, c.failing_rows, c.examples) for c in f.failures],
+        )
+        for f in files
+    ]
+
+
+def retracted(fs: FeatureStore) -> list[tuple[Any, ...]]:
+    """The keys waiting for Redis to be corrected, and how often each was retracted."""
+    with duckdb.connect(str(fs.config.duckdb_path), read_only=True) as con:
+        found = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'retracted_trips'"
+        ).fetchall()
+        if not found[0][0]:
+            return []
+        return con.execute(
+            f"SELECT driver_id, count(*) FROM {PROJECT}.retracted_trips GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+
+
+def same_store(a: FeatureStore, b: FeatureStore, views: Sequence[str]) -> None:
+    for view in views:
+        rows_a, rows_b = offline_rows(a, view), offline_rows(b, view)
+        assert rows_b.schema == rows_a.schema, view
+        assert rows_b.equals(rows_a), view
+    assert file_records(b) == file_records(a)
