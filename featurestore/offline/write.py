@@ -28,6 +28,7 @@ from featurestore.validation import ViewReport
 
 if TYPE_CHECKING:
     from featurestore.offline.offline_store import OfflineStore
+    from featurestore.offline.plan import FilePlan
     from featurestore.offline.prepare import PreparedIngest, Progress
 
 
@@ -74,22 +75,9 @@ def write_view(
     con, project = store.con, store.project
     view, report, checked, p = prepared.view, prepared.report, prepared.checked, prepared.files
     known = p.known
-    store.ensure_tables()
-    for path, stat, read_at in p.touched:
-        store.touch_file(view.name, path, stat[1], read_at)
-    for path in prepared.unreadable:
-        report.quarantined_to.append(str(quarantine.copy_file(store_dir, view.name, Path(path))))
-    if not (p.added or p.changed or p.removed or p.rebuild):
-        return IngestResult(
-            view.name,
-            validation=report if prepared.unreadable else None,
-            seconds=time.perf_counter() - started,
-        )
-    quarantined = 0
-    for path, result in checked.items():
-        if result.quarantine is not None:
-            report.quarantined_to.append(str(quarantine.write_rows(store_dir, view.name, Path(path), result)))
-            quarantined += result.report.invalid_rows
+    quarantined = set_aside(store, prepared, store_dir)
+    if quarantined is None:
+        return unchanged(prepared, started)
 
     table = view_table(project, view.name)
     todo = sorted(p.added + p.changed)
@@ -110,10 +98,7 @@ def write_view(
             row = fetch_one(con, f"DELETE FROM {table} WHERE {FILE_ID} = ?", [known[path].file_id])
             deleted += int(row[0]) if row else 0
             store.forget_files(view.name, path)
-        # A changed file keeps its id (its place in path order); new files sort after all others.
-        ids = {path: known[path].file_id for path in p.changed}
-        first_new = max((s.file_id for s in known.values()), default=0) + 1
-        ids.update({path: first_new + i for i, path in enumerate(p.added)})
+        ids = file_ids(p)
         inserted = skipped = 0
         for i, path in enumerate(todo):
             if progress:
@@ -157,6 +142,41 @@ def write_view(
         statistics=stats,
         statistics_seconds=stats_seconds,
     )
+
+
+def set_aside(store: OfflineStore, prepared: PreparedIngest, store_dir: Path) -> int | None:
+    """What both engines do before writing rows: refresh touched files, set aside unreadable
+    files and invalid rows. None if no row is to change; else how many rows were quarantined."""
+    view, report, p = prepared.view, prepared.report, prepared.files
+    store.ensure_tables()
+    for path, stat, read_at in p.touched:
+        store.touch_file(view.name, path, stat[1], read_at)
+    for path in prepared.unreadable:
+        report.quarantined_to.append(str(quarantine.copy_file(store_dir, view.name, Path(path))))
+    if not (p.added or p.changed or p.removed or p.rebuild):
+        return None
+    quarantined = 0
+    for path, result in prepared.checked.items():
+        if result.quarantine is not None:
+            report.quarantined_to.append(str(quarantine.write_rows(store_dir, view.name, Path(path), result)))
+            quarantined += result.report.invalid_rows
+    return quarantined
+
+
+def unchanged(prepared: PreparedIngest, started: float) -> IngestResult:
+    """The result of an ingestion that changed no row (unreadable files are still reported)."""
+    report = prepared.report if prepared.unreadable else None
+    return IngestResult(prepared.view.name, validation=report, seconds=time.perf_counter() - started)
+
+
+def file_ids(files: FilePlan) -> dict[str, int]:
+    """The id each new or changed file is written under: a changed file keeps its id (its place
+    in path order), new files sort after all others; a rebuild numbers them from 1."""
+    known = {} if files.rebuild else files.known
+    ids = {path: known[path].file_id for path in files.changed if path in known}
+    first_new = max((s.file_id for s in known.values()), default=0) + 1
+    ids.update({path: first_new + i for i, path in enumerate(files.added)})
+    return ids
 
 
 def retract_before_rebuild(store: OfflineStore, view: FeatureView) -> None:

@@ -5,7 +5,6 @@ the DuckDB engine's tests (test_pit.py) and the Spark engine's (spark/test_pit.p
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -279,17 +278,14 @@ def check_example(
     ts_column: str,
     full_names: bool,
     key_type: pa.DataType = INT64,
-    after_ingest: Callable[[], object] = lambda: None,
 ) -> list[tuple[str, list[tuple[Any, ...]], list[datetime | None], list[SourceRow], timedelta | None]]:
     """Assert one example's training set matches the reference; each view's inputs to it.
 
-    ``key_type``: the entity frame's integer key columns (the views' keys are Int64);
-    ``after_ingest`` runs after each ingestion.
+    ``key_type``: the entity frame's integer key columns (the views' keys are Int64).
     """
     repo = pit_repo.config.repo
     write_sources(repo, driver_files, customers, regions)
     pit_repo.ingest()
-    after_ingest()
     entity_df = entity_input(entities, zone, unit, form, ts_column, repo, key_type)
     column = None if ts_column == "event_timestamp" else ts_column  # the default, or named
     features = FEATURES if full_names else SHORT_FEATURES

@@ -24,7 +24,6 @@ import pyarrow as pa
 from featurestore.config import SparkSettings
 from featurestore.definitions import FeatureView
 from featurestore.fingerprints import file_fingerprint
-from featurestore.offline import quarantine
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, view_table
 from featurestore.offline.spark.session import spark_session
 from featurestore.offline.spark.validate import ROW_INDEX, read_numbered, validate_file
@@ -36,7 +35,14 @@ from featurestore.offline.spark.warehouse import (
     publish,
     stored_schema,
 )
-from featurestore.offline.write import IngestResult, retract_before_rebuild, statistics
+from featurestore.offline.write import (
+    IngestResult,
+    file_ids,
+    retract_before_rebuild,
+    set_aside,
+    statistics,
+    unchanged,
+)
 from featurestore.profiling import FeatureStats
 from featurestore.runs.validation import ValidationResultState
 from featurestore.storage import fetch_one
@@ -71,28 +77,10 @@ def write_view(
     con, project = store.con, store.project
     view, report, checked, p = prepared.view, prepared.report, prepared.checked, prepared.files
     known = p.known
-    store.ensure_tables()
-    for path, stat, read_at in p.touched:
-        store.touch_file(view.name, path, stat[1], read_at)
-    for path in prepared.unreadable:
-        report.quarantined_to.append(str(quarantine.copy_file(store_dir, view.name, Path(path))))
-    if not (p.added or p.changed or p.removed or p.rebuild):
-        return IngestResult(
-            view.name,
-            validation=report if prepared.unreadable else None,
-            seconds=time.perf_counter() - started,
-        )
-    quarantined = 0
-    for path, result in checked.items():
-        if result.quarantine is not None:
-            report.quarantined_to.append(str(quarantine.write_rows(store_dir, view.name, Path(path), result)))
-            quarantined += result.report.invalid_rows
-
-    # A changed file keeps its id (its place in path order); new files sort after all others.
-    base = {} if p.rebuild else known
-    ids = {path: known[path].file_id for path in p.changed if not p.rebuild}
-    first_new = max((s.file_id for s in base.values()), default=0) + 1
-    ids.update({path: first_new + i for i, path in enumerate(p.added)})
+    quarantined = set_aside(store, prepared, store_dir)
+    if quarantined is None:
+        return unchanged(prepared, started)
+    ids = file_ids(p)
     todo = sorted(p.added + p.changed)
     spark = spark_session(settings)
     written: dict[str, tuple[str, str, int, int, datetime | None, datetime | None]] = {}
