@@ -13,13 +13,13 @@ from typing import Literal
 FEATURESTORE = str(Path(sys.executable).parent / "featurestore")
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
             ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``featurestore`` console script, as a user would."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     full_env.pop("FEATURESTORE_DEBUG", None)
     return subprocess.run([FEATURESTORE, *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd, timeout=120)
+                          cwd=cwd, timeout=timeout)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], *texts: str, summary: bool = False) -> str:

@@ -71,6 +71,7 @@ def _start(settings: SparkSettings) -> SparkSession:
             f"[offline] engine = 'spark' needs PySpark, which is not installed: {INSTALL_HINT}"
         ) from None
     where = settings.remote or settings.master
+    _one_mode_per_process(settings)
     _check_reachable(where, settings.connect_timeout)
     builder = SparkSession.builder.appName("featurestore")
     conf = {**DEFAULT_CONF, **settings.conf, **REQUIRED_CONF}
@@ -106,6 +107,24 @@ def _python_for_workers(configured: str | None) -> None:
         os.environ["PYSPARK_PYTHON"] = configured
     else:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+def _one_mode_per_process(settings: SparkSettings) -> None:
+    """PySpark picks Connect or classic for every DataFrame function from a process-wide flag
+    (the SPARK_CONNECT_MODE_ENABLED variable a Connect session sets), so one process cannot use
+    both: say so, rather than fail inside Spark."""
+    connect_used = "SPARK_CONNECT_MODE_ENABLED" in os.environ
+    classic_used = any(key[1] is None for key in _sessions)
+    if settings.remote is None and connect_used:
+        raise OfflineEngineUnavailable(
+            f"this process already uses Spark Connect; PySpark cannot also run Spark at {settings.master} "
+            "in it: use one engine setting per process"
+        )
+    if settings.remote is not None and classic_used:
+        raise OfflineEngineUnavailable(
+            f"this process already runs Spark itself; PySpark cannot also use Spark Connect at "
+            f"{settings.remote} in it: use one engine setting per process"
+        )
 
 
 def _check_reachable(where: str, timeout: float) -> None:

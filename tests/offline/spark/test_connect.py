@@ -1,32 +1,67 @@
-"""The Spark engine over Spark Connect (``remote = "sc://..."``): no JVM in this process; the
-server's tasks validate, write and join. The same rows and training set as the DuckDB engine."""
+"""The Spark engine over Spark Connect (``remote = "sc://..."``), through the real CLI: the
+server's tasks validate, write and join, and the outputs equal the DuckDB engine's.
+
+PySpark chooses Connect or classic mode per process, so this runs in CLI subprocesses (the
+test process holds the suite's local[2] session); a process asking for both gets one line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import SparkSession
+
 from featurestore import FeatureStore
-from tests.offline.spark.support import counts, same_store
+from featurestore.config import SparkSettings
+from featurestore.errors import OfflineEngineUnavailable
+from featurestore.offline.spark.session import spark_session
+from tests.offline.spark.support import same_store
+from tests.support.cli import run_cli
 from tests.support.repos import copy_example_repo
 from tests.support.spark import use_spark
 from tests.support.spark_connect import SparkConnectServer
+
+SLOW = 600  # seconds: Spark jobs through a Connect server on a loaded 2-core machine
 
 
 def test_ingestion_and_training_sets_over_spark_connect(
     tmp_path: Path, tiny_data: Path, spark_connect: SparkConnectServer
 ) -> None:
     duck = FeatureStore(copy_example_repo(tmp_path / "duck", tiny_data))
-    remote = FeatureStore(
-        use_spark(copy_example_repo(tmp_path / "remote", tiny_data), remote=spark_connect.url)
-    )
-    for fs in (duck, remote):
-        fs.apply()
-    ingested = duck.ingest(), remote.ingest()
-    assert counts(ingested[1]) == counts(ingested[0])
-    same_store(duck, remote, [r.view for r in ingested[0]])
+    remote_repo = use_spark(copy_example_repo(tmp_path / "remote", tiny_data), remote=spark_connect.url)
+    duck.apply()
+    ingested = duck.ingest()
+    assert run_cli("apply", "--repo", str(remote_repo)).returncode == 0
+    done = run_cli("materialize", "--offline", "--repo", str(remote_repo), "--json", timeout=SLOW)
+    assert done.returncode == 0, done.stderr
+    assert {v["view"]: v["rows_inserted"] for v in json.loads(done.stdout)["ingestion"]} == {
+        r.view: r.rows_inserted for r in ingested
+    }
+    remote = FeatureStore(remote_repo)
+    same_store(duck, remote, [r.view for r in ingested])  # read through DuckDB: no Spark here
     entities = duck.config.repo / "data" / "entity_rows.parquet"
     with duck.get_training_set(entities, "trip_model") as ts:
         want = ts.to_arrow()
-    with remote.get_training_set(entities, "trip_model") as ts:
-        got = ts.to_arrow()
-    assert want.num_rows > 0 and got.schema == want.schema and got.equals(want)
+    out = tmp_path / "remote-out"
+    made = run_cli(
+        "training-set",
+        "--repo",
+        str(remote_repo),
+        "-e",
+        str(entities),
+        "-s",
+        "trip_model",
+        "-o",
+        str(out),
+        timeout=SLOW,
+    )
+    assert made.returncode == 0, made.stderr
+    got = pq.read_table(out)
+    assert want.num_rows > 0 and got.select(want.column_names).cast(want.schema).equals(want)
+
+
+def test_one_process_cannot_mix_spark_connect_and_its_own_spark(spark: SparkSession) -> None:
+    with pytest.raises(OfflineEngineUnavailable, match="already runs Spark itself"):
+        spark_session(SparkSettings(remote="sc://127.0.0.1:1", connect_timeout=1))
