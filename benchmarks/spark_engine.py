@@ -82,6 +82,23 @@ def spark_figures(spark: SparkSession, rows: int | None = None) -> dict[str, Any
     }
     if rows:
         figures["shuffle_write_bytes_per_row"] = round(shuffle_write / rows, 1)
+    # Where the time goes, job by job (the call site Spark names each after) and stage by stage.
+    figures["per_job"] = [
+        {"id": j["jobId"], "name": j.get("name", "")[:80], "seconds": round(_seconds(j), 3)}
+        for j in sorted(jobs, key=lambda j: j["jobId"])
+    ]
+    figures["per_stage"] = [
+        {
+            "id": s["stageId"],
+            "name": s.get("name", "")[:80],
+            "tasks": s.get("numTasks"),
+            "run_seconds": round(int(s.get("executorRunTime", 0)) / 1000, 3),
+            "cpu_seconds": round(int(s.get("executorCpuTime", 0)) / 1e9, 3),
+            "shuffle_write_bytes": int(s.get("shuffleWriteBytes", 0)),
+            "shuffle_read_bytes": int(s.get("shuffleReadBytes", 0)),
+        }
+        for s in sorted(done, key=lambda s: s["stageId"])
+    ]
     return figures
 
 
