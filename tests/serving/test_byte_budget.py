@@ -68,7 +68,8 @@ def test_refused_bytes_count_toward_the_release() -> None:
 
 def test_releases_are_at_most_every_release_every_seconds() -> None:
     async def run() -> tuple[int, int, int]:
-        budget = ByteBudget(10, release_every=0.3)
+        # An interval far longer than _settle can take on a loaded machine (0.3 s was not).
+        budget = ByteBudget(10, release_every=3.0)
         budget.take(10)
         budget.give(10)
         await _settle()
@@ -77,7 +78,7 @@ def test_releases_are_at_most_every_release_every_seconds() -> None:
         budget.give(10)  # passed again at once: waits for the interval
         await _settle()
         early = budget.releases
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(3.5)
         return first, early, budget.releases
 
     assert asyncio.run(run()) == (1, 1, 2)
