@@ -126,22 +126,7 @@ def write_view(
     stats, stats_seconds = statistics(store, table, view, [ids[f] for f in todo], inserted)
     if progress:
         progress(view.name, len(todo), len(todo))
-    return IngestResult(
-        view.name,
-        files_added=len(p.added),
-        files_changed=len(p.changed),
-        files_removed=len(p.removed),
-        rows_inserted=inserted,
-        rows_deleted=deleted,
-        rows_skipped=skipped - quarantined,
-        rows_quarantined=quarantined,
-        validation=report,
-        rebuilt=p.rebuild,
-        seconds=time.perf_counter() - started,
-        validation_seconds=prepared.seconds,
-        statistics=stats,
-        statistics_seconds=stats_seconds,
-    )
+    return written(prepared, started, (inserted, deleted, skipped, quarantined), (stats, stats_seconds))
 
 
 def set_aside(store: OfflineStore, prepared: PreparedIngest, store_dir: Path) -> int | None:
@@ -167,6 +152,34 @@ def unchanged(prepared: PreparedIngest, started: float) -> IngestResult:
     """The result of an ingestion that changed no row (unreadable files are still reported)."""
     report = prepared.report if prepared.unreadable else None
     return IngestResult(prepared.view.name, validation=report, seconds=time.perf_counter() - started)
+
+
+def written(
+    prepared: PreparedIngest,
+    started: float,
+    rows: tuple[int, int, int, int],
+    statistics: tuple[tuple[FeatureStats, ...], float],
+) -> IngestResult:
+    """The result of an ingestion that wrote: ``rows`` are (inserted, deleted, skipped,
+    quarantined), skipped counting every row of the files not inserted."""
+    inserted, deleted, skipped, quarantined = rows
+    p = prepared.files
+    return IngestResult(
+        prepared.view.name,
+        files_added=len(p.added),
+        files_changed=len(p.changed),
+        files_removed=len(p.removed),
+        rows_inserted=inserted,
+        rows_deleted=deleted,
+        rows_skipped=skipped - quarantined,
+        rows_quarantined=quarantined,
+        validation=prepared.report,
+        rebuilt=p.rebuild,
+        seconds=time.perf_counter() - started,
+        validation_seconds=prepared.seconds,
+        statistics=statistics[0],
+        statistics_seconds=statistics[1],
+    )
 
 
 def file_ids(files: FilePlan) -> dict[str, int]:

@@ -42,6 +42,7 @@ from featurestore.offline.write import (
     set_aside,
     statistics,
     unchanged,
+    written,
 )
 from featurestore.profiling import FeatureStats
 from featurestore.runs.validation import ValidationResultState
@@ -83,7 +84,7 @@ def write_view(
     ids = file_ids(p)
     todo = sorted(p.added + p.changed)
     spark = spark_session(settings)
-    written: dict[str, tuple[str, str, int, int, datetime | None, datetime | None]] = {}
+    folders: dict[str, tuple[str, str, int, int, datetime | None, datetime | None]] = {}
     for i, path in enumerate(todo):  # the heavy part, before the transaction
         if progress:
             progress(f"{view.name}: {Path(path).name}", i, len(todo))
@@ -91,7 +92,7 @@ def write_view(
         target = file_dir(settings.warehouse, project, view.name, view.fingerprint, ids[path], fingerprint)
         rows, low, high = _write_file(spark, view, path, ids[path], checked[path].invalid_rows, target)
         total = checked[path].report.rows  # validation counted them
-        written[path] = (target, fingerprint, total, rows, low, high)
+        folders[path] = (target, fingerprint, total, rows, low, high)
 
     con.execute("BEGIN TRANSACTION")
     try:
@@ -109,7 +110,7 @@ def write_view(
             store.forget_files(view.name, path)
         inserted = skipped = 0
         for path in todo:
-            _, fingerprint, total, rows, low, high = written[path]
+            _, fingerprint, total, rows, low, high = folders[path]
             store.record_file(
                 view.name, ids[path], path, p.on_disk[path], fingerprint, rows, (low, high), p.stat_time
             )
@@ -134,22 +135,7 @@ def write_view(
         )
     if progress:
         progress(view.name, len(todo), len(todo))
-    return IngestResult(
-        view.name,
-        files_added=len(p.added),
-        files_changed=len(p.changed),
-        files_removed=len(p.removed),
-        rows_inserted=inserted,
-        rows_deleted=deleted,
-        rows_skipped=skipped - quarantined,
-        rows_quarantined=quarantined,
-        validation=report,
-        rebuilt=p.rebuild,
-        seconds=time.perf_counter() - started,
-        validation_seconds=prepared.seconds,
-        statistics=stats,
-        statistics_seconds=stats_seconds,
-    )
+    return written(prepared, started, (inserted, deleted, skipped, quarantined), (stats, stats_seconds))
 
 
 def _write_file(
