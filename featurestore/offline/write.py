@@ -20,7 +20,7 @@ import pyarrow as pa
 from featurestore.definitions import FeatureView
 from featurestore.fingerprints import file_fingerprint
 from featurestore.offline import quarantine
-from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, view_table
+from featurestore.offline.layout import EVENT_TS, FILE_ID, stored_columns, view_table
 from featurestore.profiling import FeatureStats, compute_statistics
 from featurestore.runs.validation import ValidationResultState
 from featurestore.storage import fetch_one, quote
@@ -204,15 +204,10 @@ def retract_before_rebuild(store: OfflineStore, view: FeatureView) -> None:
 
 
 def _create_table_sql(table: str, view: FeatureView) -> str:
-    columns = [f"{quote(k.name)} {k.dtype.duckdb} NOT NULL" for k in view.join_keys]
-    columns += [
-        f"{EVENT_TS} TIMESTAMPTZ NOT NULL",
-        f"{CREATED_TS} TIMESTAMPTZ",
-        f"{SEQ} BIGINT NOT NULL",
-        f"{FILE_ID} INTEGER NOT NULL",
-    ]
-    columns += [f"{quote(f.name)} {f.dtype.duckdb}" for f in view.features]
-    return f"CREATE TABLE {table} ({', '.join(columns)})"
+    columns = ", ".join(
+        f"{quote(name)} {kind}{' NOT NULL' if needed else ''}" for name, kind, needed in stored_columns(view)
+    )
+    return f"CREATE TABLE {table} ({columns})"
 
 
 def _insert_file(

@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from featurestore.definitions import FeatureView
-from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, view_table
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, stored_columns, view_table
 from featurestore.storage import literal, quote
 
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -81,23 +81,15 @@ def live_dirs(con: duckdb.DuckDBPyConnection, project: str, view: str, warehouse
 def publish(con: duckdb.DuckDBPyConnection, project: str, view: FeatureView, dirs: list[str]) -> None:
     """Make ``offline_<view>`` in DuckDB a view over the live folders of a local warehouse."""
     table = view_table(project, view.name)
-    schema = stored_schema(view)
     if dirs:
         globs = ", ".join(literal(local_path(d) + "/*.parquet") for d in dirs)
-        columns = ", ".join(quote(n) for n in schema.names)
+        columns = ", ".join(quote(name) for name, _, _ in stored_columns(view))
         body = f"SELECT {columns} FROM read_parquet([{globs}])"
     else:  # no rows: the same columns, typed
-        kinds = _duckdb_types(view)
-        nulls = ", ".join(f"CAST(NULL AS {kinds[n]}) AS {quote(n)}" for n in schema.names)
+        nulls = ", ".join(f"CAST(NULL AS {kind}) AS {quote(n)}" for n, kind, _ in stored_columns(view))
         body = f"SELECT {nulls} WHERE false"
     con.execute(f"CREATE OR REPLACE VIEW {table} AS {body}")
 
-
-def _duckdb_types(view: FeatureView) -> dict[str, str]:
-    kinds = {k.name: k.dtype.duckdb for k in view.join_keys}
-    kinds.update({EVENT_TS: "TIMESTAMPTZ", CREATED_TS: "TIMESTAMPTZ", SEQ: "BIGINT", FILE_ID: "INTEGER"})
-    kinds.update({f.name: f.dtype.duckdb for f in view.features})
-    return kinds
 
 
 def prune(
