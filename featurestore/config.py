@@ -107,6 +107,11 @@ class Config:
     spark: SparkSettings = SparkSettings()
 
     @property
+    def spark_engine(self) -> SparkSettings | None:
+        """The Spark settings when the offline engine is Spark, else None."""
+        return self.spark if self.offline_engine == "spark" else None
+
+    @property
     def store_dir(self) -> Path:
         """The folder beside the DuckDB file for the store's own files (quarantine, logs)."""
         return self.duckdb_path.parent

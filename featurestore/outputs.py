@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from featurestore.errors import InvalidRequestError
+from featurestore.uris import is_remote, local_form
 
 DATASET_MARK = "_common_metadata"  # the file that makes a folder a Parquet dataset we wrote
 
@@ -126,7 +127,9 @@ def _resolve(path: Path) -> Path:
 
 def _holds(source: Source, repo: Path, target: Path) -> bool:
     """Whether the folder ``target`` (resolved) holds files ``source`` reads."""
-    base = Path(source.path)
+    if is_remote(source.path):  # not on this machine's file system
+        return False
+    base = Path(local_form(source.path))
     base = base if base.is_absolute() else repo / base
     first = next((i for i, part in enumerate(base.parts) if glob.has_magic(part)), len(base.parts))
     fixed = _resolve(Path(*base.parts[:first]))
@@ -137,7 +140,9 @@ def _holds(source: Source, repo: Path, target: Path) -> bool:
 
 def _reads(source: Source, repo: Path, target: Path) -> bool:
     """Whether ``target`` (resolved) is, or would become, a file ``source`` reads."""
-    base = Path(source.path)  # as ParquetSource.files reads it
+    if is_remote(source.path):
+        return False
+    base = Path(local_form(source.path))  # as ParquetSource.files reads it
     base = base if base.is_absolute() else repo / base
     if any(_resolve(f) == target for f in source.files(repo)):
         return True

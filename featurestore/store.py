@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from duckdb import DuckDBPyConnection
@@ -31,7 +31,7 @@ from featurestore.lineage.run_events import emit_materialization
 from featurestore.monitoring.check import check_drift
 from featurestore.monitoring.drift import DriftReport, Thresholds
 from featurestore.offline.offline_store import OfflineStore
-from featurestore.offline.plan import source_files
+from featurestore.offline.plan import source_files, source_files_for
 from featurestore.offline.prepare import PreparedIngest, Progress, check_file
 from featurestore.offline.training_set import TrainingSet, build_training_set
 from featurestore.offline.write import IngestResult
@@ -85,7 +85,8 @@ class FeatureStore:
 
     def load_definitions(self) -> Snapshot:
         """Import the repo's Python files and check them, without touching the registry."""
-        return compile_repo(load_repo(self.config.repo, raise_problems=False), self.config.repo)
+        files = source_files_for(self.config.spark_engine)
+        return compile_repo(load_repo(self.config.repo, raise_problems=False), self.config.repo, files)
 
     def plan(self) -> Plan:
         """What ``apply`` would change; changes nothing."""
@@ -231,8 +232,7 @@ class FeatureStore:
         # store), and the other views are still written.
         started_at = datetime.now(UTC)
         with_checks = self._check_functions()
-        spark = self.config.spark if self.config.offline_engine == "spark" else None
-        offline = OfflineStore(con, project, spark)
+        offline = OfflineStore(con, project, self.config.spark_engine)
         prepared: list[PreparedIngest] = []
         rejected: dict[str, FeatureStoreError] = {}
         for view in chosen:
@@ -336,16 +336,24 @@ class FeatureStore:
         """Check every source file of the repo's views against their declarations; writes nothing."""
         snapshot = self.load_definitions()
         report = ValidationReport()
+        spark = self.config.spark_engine
+        access = source_files_for(spark)
+        on_spark = None
+        if spark is not None:  # a remote file is read by Spark's tasks
+            from featurestore.offline.spark.ingest import validator
+
+            on_spark = validator(spark)
         for view in self._select_views(snapshot, views):
             view_report = ViewReport(view.name, view.on_invalid)
-            files = source_files(view, self.config.repo)
-            for i, path in enumerate(files):
+            files = source_files(view, self.config.repo, access)
+            for i, file in enumerate(files):
                 if progress:
-                    progress(f"{view.name}: validating {path.name}", i, len(files))
+                    progress(f"{view.name}: validating {PurePosixPath(file.path).name}", i, len(files))
                 try:
-                    view_report.files.append(check_file(view, path))
+                    check = on_spark if file.remote else None
+                    view_report.files.append(check_file(view, file.path, access, check))
                 except SourceError as e:  # one bad file is reported, the others still checked
-                    view_report.files.append(FileReport(str(path), 0, 0, error=e.message))
+                    view_report.files.append(FileReport(file.path, 0, 0, error=e.message))
             report.views.append(view_report)
         return report
 

@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "config": 1,
     "secrets": 1,
     "redis_urls": 1,  # what an online store URL may say (one Redis or a cluster)
+    "uris": 1,  # source paths that are URIs (file://, or remote ones only Spark reads)
     "outputs": 1,
     "storage": 1,
     "runlock": 1,
@@ -28,6 +29,7 @@ LAYERS: dict[str, int] = {
     "profiling": 1,  # per-feature statistics of a relation, computed by DuckDB
     "definitions": 2,
     "repo": 3,
+    "source_files": 3,  # listing and reading source files where they live (remote: Spark)
     "registry": 4,
     "validation": 5,
     "runs": 6,

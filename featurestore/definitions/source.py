@@ -9,11 +9,16 @@ from typing import Any
 
 from featurestore.definitions.base import caller_location, check_name, fingerprint
 from featurestore.errors import DefinitionError
+from featurestore.uris import is_remote, local_form, names_host
 
 
 @dataclass(frozen=True, eq=False)
 class ParquetSource:
-    """Parquet rows with an event timestamp; ``path`` is a file, a folder or a glob."""
+    """Parquet rows with an event timestamp; ``path`` is a file, a folder or a glob.
+
+    ``path`` may be a ``file://`` URI, or a URI only the Spark engine reads (``s3a://``,
+    ``hdfs://``, ``abfss://``...); relative paths are from the repo.
+    """
 
     name: str
     path: str
@@ -26,6 +31,10 @@ class ParquetSource:
         check_name("source", self.name)
         if not isinstance(self.path, str) or not self.path:
             raise DefinitionError([f"source {self.name!r} needs a path"])
+        if names_host(self.path):
+            raise DefinitionError(
+                [f"source {self.name!r}: a file:// URI names a local path, not a host ({self.path!r})"]
+            )
         check_name(f"source {self.name!r} timestamp_field", self.timestamp_field)
         if self.created_timestamp_field is not None:
             check_name(f"source {self.name!r} created_timestamp_field", self.created_timestamp_field)
@@ -36,9 +45,17 @@ class ParquetSource:
         if not self.defined_in:
             object.__setattr__(self, "defined_in", caller_location())
 
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.path)
+
     def files(self, repo: Path) -> list[Path]:
-        """The Parquet files the path names today, sorted; relative paths are from the repo."""
-        base = Path(self.path) if Path(self.path).is_absolute() else repo / self.path
+        """The local Parquet files the path names today, sorted; relative paths are from the
+        repo. A remote URI is listed by the Spark engine instead (source_files.py)."""
+        if self.remote:
+            raise ValueError(f"source {self.name!r}: {self.path!r} is listed by the Spark engine")
+        local = local_form(self.path)
+        base = Path(local) if Path(local).is_absolute() else repo / local
         if base.is_file():
             return [base]
         if base.is_dir():

@@ -26,6 +26,7 @@ from featurestore.runs.ingestion import IngestionRunState, read_rejected
 from featurestore.runs.materialization import MaterializationRunState
 from featurestore.runs.sources import RunSourceState
 from featurestore.runs.training_set_records import list_records
+from featurestore.source_files import SourceFiles, is_remote
 from featurestore.storage import connection
 
 # Runs per view shown (newest first) of those that changed something; a run asked for by name
@@ -111,11 +112,13 @@ def _files(g: _Graph, con: duckdb.DuckDBPyConnection, config: Config, snapshot: 
             rows=row.rows,
             min_event_ts=row.min_event_ts,
             max_event_ts=row.max_event_ts,
-            status=_disk_status(Path(row.path), row.size, row.mtime, row.fingerprint),
+            status=_disk_status(row.path, row.size, row.mtime, row.fingerprint),
         )
         if f"view:{row.view}" in g.nodes:
             g.edge(f, f"view:{row.view}", "ingested into")
     for view in snapshot.views.values():
+        if view.source.remote:  # listing it takes Spark; ingestion lists it
+            continue
         for p in view.source.files(config.repo):
             path = str(p.resolve())
             if path not in ingested.get(view.name, set()):
@@ -126,7 +129,10 @@ def _files(g: _Graph, con: duckdb.DuckDBPyConnection, config: Config, snapshot: 
                 )
 
 
-def _disk_status(path: Path, size: int, mtime: float, fingerprint: str) -> str:
+def _disk_status(where: str, size: int, mtime: float, fingerprint: str) -> str:
+    if is_remote(where):  # listing it takes Spark: the next ingestion sees any change
+        return "remote (not checked)"
+    path = Path(where)
     if not path.exists():
         return "removed"
     stat = path.stat()
@@ -205,13 +211,16 @@ def _rejected(g: _Graph, config: Config) -> None:
 
 def _training_sets(g: _Graph, config: Config, snapshot: Snapshot) -> None:
     hashes: dict[tuple[str, int, float], str] = {}  # each file hashed once, however many sets read it
+    local = SourceFiles()  # remote sources are not listed here (that takes Spark): reproduce checks them
     for record in list_records(config.store_dir):
         manifest = record["manifest"]
         changes = []
         for view, files in sorted(manifest["sources"].items()):
             definition = snapshot.views.get(view)
-            on_disk = definition.source.files(config.repo) if definition else []
-            changes += file_changes(view, files, on_disk, hashes)
+            if definition is not None and definition.source.remote:
+                continue
+            on_disk = local.list(definition.source, config.repo) if definition else []
+            changes += file_changes(view, files, on_disk, local, hashes)
         t = g.node(
             f"training_set:{record['id']}",
             "training_set",

@@ -17,9 +17,11 @@ import pyarrow.parquet as pq
 from featurestore.config import Config
 from featurestore.errors import SourceError
 from featurestore.fingerprints import file_fingerprint
+from featurestore.offline.plan import source_files_for
 from featurestore.offline.training_set import build_training_set
 from featurestore.registry import Snapshot
 from featurestore.runs.training_set_records import ENTITIES, folder, load_record
+from featurestore.source_files import SourceFile, SourceFiles
 
 
 @dataclass(frozen=True)
@@ -40,17 +42,18 @@ class ReproduceResult:
 def file_changes(
     view: str,
     recorded: list[dict[str, Any]],
-    on_disk: list[Path],
+    on_disk: list[SourceFile],
+    files: SourceFiles,
     hashes: dict[tuple[str, int, float], str] | None = None,
 ) -> list[str]:
     """Each source file of ``view`` removed, added or changed since ``recorded`` (path, size, fingerprint).
 
-    ``hashes`` caches content hashes by (path, size, mtime) across calls, so a file read by
+    ``hashes`` caches fingerprints by (path, size, mtime) across calls, so a file read by
     several training sets is hashed once.
     """
     hashes = {} if hashes is None else hashes
     before = {str(f["path"]): f for f in recorded}
-    now = {str(p.resolve()): p for p in on_disk}
+    now = {f.path: f for f in on_disk}
     changes = []
     for path in sorted(before.keys() | now.keys()):
         if path not in now:
@@ -58,22 +61,22 @@ def file_changes(
         elif path not in before:
             changes.append(f"view {view!r}: source file {path} was added")
         else:
-            old, stat = before[path], now[path].stat()
-            key = (path, stat.st_size, stat.st_mtime)
-            if stat.st_size == old["size"] and key not in hashes:
-                hashes[key] = file_fingerprint(now[path])
-            if stat.st_size != old["size"] or hashes[key] != old["fingerprint"]:
+            old, file = before[path], now[path]
+            key = (path, file.size, file.mtime)
+            if file.size == old["size"] and key not in hashes:
+                hashes[key] = files.fingerprint(file)
+            if file.size != old["size"] or hashes[key] != old["fingerprint"]:
                 changes.append(f"view {view!r}: source file {path} changed")
     return changes
 
 
-def source_changes(manifest: dict[str, Any], snapshot: Snapshot, repo: Path) -> list[str]:
-    """Every source file the training set read that is now removed, added or changed on disk."""
+def source_changes(manifest: dict[str, Any], snapshot: Snapshot, repo: Path, files: SourceFiles) -> list[str]:
+    """Every source file the training set read that is now removed, added or changed."""
     changes = []
-    for view, files in sorted(manifest["sources"].items()):
+    for view, recorded in sorted(manifest["sources"].items()):
         definition = snapshot.views.get(view)
-        on_disk = definition.source.files(repo) if definition is not None else []
-        changes += file_changes(view, files, on_disk)
+        on_disk = files.list(definition.source, repo) if definition is not None else []
+        changes += file_changes(view, recorded, on_disk, files)
     return changes
 
 
@@ -83,7 +86,7 @@ def reproduce(
     """Rebuild ``training_set`` into ``out``; refuses when its sources changed unless ``force``."""
     record = load_record(config.store_dir, training_set)
     manifest: dict[str, Any] = record["manifest"]
-    changes = source_changes(manifest, snapshot, config.repo)
+    changes = source_changes(manifest, snapshot, config.repo, source_files_for(config.spark_engine))
     entities = folder(config.store_dir, training_set) / ENTITIES
     if not entities.is_file() or file_fingerprint(entities) != manifest["entity_fingerprint"]:
         changes.append(f"its entity frame copy {entities} is missing or changed")

@@ -25,9 +25,10 @@ from featurestore.definitions import FeatureView
 from featurestore.errors import ValidationError
 from featurestore.offline import quarantine
 from featurestore.offline.layout import EVENT_TS, retracted_table, view_table
-from featurestore.offline.plan import FileState
+from featurestore.offline.plan import FileState, source_files_for
 from featurestore.offline.prepare import PreparedIngest, Progress, Validator, prepare_view
 from featurestore.offline.write import IngestResult, write_view
+from featurestore.source_files import SourceFiles
 from featurestore.storage import ProjectTables, fetch_one, quote
 
 
@@ -59,6 +60,11 @@ class OfflineStore(ProjectTables):
     @property
     def engine(self) -> str:
         return "duckdb" if self.spark is None else "spark"
+
+    @property
+    def source_files(self) -> SourceFiles:
+        """Where this engine lists and reads source files (remote URIs: Spark only)."""
+        return source_files_for(self.spark)
 
     # -- ingestion -------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Each file is tracked by path, size and mtime (``offline_files``): new files are inserted,
 changed files have their rows replaced, removed files have their rows deleted; a changed view
-definition rebuilds the table. Reads only.
+definition rebuilds the table. Reads only. Paths are absolute local paths or remote URIs
+(listed by Spark, see source_files.py).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from featurestore.config import SparkSettings
 from featurestore.definitions import FeatureView
 from featurestore.errors import SourceError
-from featurestore.fingerprints import file_fingerprint
+from featurestore.source_files import SourceFile, SourceFiles
 
 if TYPE_CHECKING:  # the owner of the tables passes itself in
     from featurestore.offline.offline_store import OfflineStore
@@ -53,22 +55,32 @@ class FilePlan:
     touched: list[tuple[str, tuple[int, float], datetime]]
 
 
-def source_files(view: FeatureView, repo: Path) -> list[Path]:
+def source_files_for(spark: SparkSettings | None) -> SourceFiles:
+    """How an engine reaches source files: with Spark settings, remote URIs through Spark."""
+    if spark is None:
+        return SourceFiles()
+    from featurestore.offline.spark.files import SparkFiles
+
+    return SourceFiles(SparkFiles(spark))
+
+
+def source_files(view: FeatureView, repo: Path, files: SourceFiles | None = None) -> list[SourceFile]:
     """The view's source files; SourceError if its path matches none."""
-    files = view.source.files(repo)
-    if not files:
+    found = (files or SourceFiles()).list(view.source, repo)
+    if not found:
         raise SourceError(
             f"source {view.source.name!r} of feature view {view.name!r}: "
             f"path {view.source.path!r} matches no Parquet files"
         )
-    return files
+    return found
 
 
 def plan_files(store: OfflineStore, view: FeatureView, repo: Path) -> FilePlan:
     """Compare the view's source files with what its table holds."""
-    files = source_files(view, repo)
     stat_time = datetime.now(UTC)
-    on_disk = {str(f.resolve()): (f.stat().st_size, f.stat().st_mtime) for f in files}
+    files = store.source_files
+    found = {f.path: f for f in source_files(view, repo, files)}
+    on_disk = {path: f.stat for path, f in found.items()}
     known = store.known_files(view.name)
     rebuild = not store.up_to_date(view)
     touched: list[tuple[str, tuple[int, float], datetime]] = []
@@ -81,7 +93,7 @@ def plan_files(store: OfflineStore, view: FeatureView, repo: Path) -> FilePlan:
             if p not in known or not known[p].maybe_changed(on_disk[p]):
                 continue
             read_at = datetime.now(UTC)
-            if _same_content(store, view.name, p, known[p], on_disk[p]):
+            if _same_content(store, view.name, found[p], known[p], files):
                 touched.append((p, on_disk[p], read_at))
             else:
                 changed.append(p)
@@ -95,10 +107,11 @@ def plan_files(store: OfflineStore, view: FeatureView, repo: Path) -> FilePlan:
 
 
 def _same_content(
-    store: OfflineStore, view: str, path: str, known: FileState, stat: tuple[int, float]
+    store: OfflineStore, view: str, file: SourceFile, known: FileState, files: SourceFiles
 ) -> bool:
-    """A file touched but not changed (a re-copy, a checkout) is not re-ingested."""
-    if known.size != stat[0]:
+    """A file touched but not changed (a re-copy, a checkout) is not re-ingested. A remote
+    file's content is not compared (its fingerprint is its stat): it is read again."""
+    if known.size != file.size or file.remote:
         return False
-    stored = store.stored_fingerprint(view, path)
-    return stored is not None and stored == file_fingerprint(Path(path))
+    stored = store.stored_fingerprint(view, file.path)
+    return stored is not None and stored == files.fingerprint(file)

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from featurestore.definitions import FeatureView
 from featurestore.errors import SourceError
 from featurestore.offline.plan import FilePlan, plan_files
+from featurestore.source_files import SourceFiles
 from featurestore.validation import FileReport, ViewReport
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from featurestore.validation.validate import FileValidation
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
-Validator = Callable[[FeatureView, Path, bool], "FileValidation"]  # (view, file, keep invalid rows)
+Validator = Callable[[FeatureView, str, bool], "FileValidation"]  # (view, file, keep invalid rows)
 
 
 @dataclass
@@ -68,14 +68,14 @@ def prepare_view(
     unreadable: dict[str, str] = {}
     for path in plan.added + plan.changed:  # check every file before writing anything
         try:
-            schema = read_file_schema(Path(path), view)
+            schema = read_file_schema(path, view, store.source_files)
         except SourceError as e:  # not Parquet at all: set aside under "quarantine"
             if view.on_invalid != "quarantine":
                 raise
             unreadable[path] = e.message
             report.files.append(FileReport(path, 0, 0, error=e.message))
             continue
-        check_file_schema(Path(path), view, schema)  # a drifted file stops the view, whatever the policy
+        check_file_schema(path, view, schema)  # a drifted file stops the view, whatever the policy
     if unreadable:  # set aside: never ingested, and the rows an earlier version gave are taken away
         plan.added = [p for p in plan.added if p not in unreadable]
         plan.removed = sorted(
@@ -85,38 +85,48 @@ def prepare_view(
     checked: dict[str, FileValidation] = {}
     todo = sorted(plan.added + plan.changed)
     if todo and validate is None:  # pandera (and pandas) load only when there is something to validate
-        from featurestore.validation.validate import validate_file as validate
+        from featurestore.validation.validate import validate_file
+
+        def validate(view: FeatureView, path: str, keep_invalid: bool) -> FileValidation:
+            return validate_file(view, Path(path), keep_invalid)
+
     checking = with_checks(view) if todo and with_checks is not None else view
     for i, path in enumerate(todo):
         if progress:
             progress(f"{view.name}: validating {Path(path).name}", i, len(todo))
         assert validate is not None
-        checked[path] = validate(checking, Path(path), view.on_invalid == "quarantine")
+        checked[path] = validate(checking, path, view.on_invalid == "quarantine")
         report.files.append(checked[path].report)
     return PreparedIngest(view, plan, report, checked, time.perf_counter() - started, unreadable)
 
 
-def check_file(view: FeatureView, path: Path) -> FileReport:
-    """One file's schema and rows against the view's declarations (a drifted schema raises SourceError)."""
-    from featurestore.validation.validate import validate_file  # pandera: only when validating
+def check_file(
+    view: FeatureView, path: str, files: SourceFiles, validate: Validator | None = None
+) -> FileReport:
+    """One file's schema and rows against the view's declarations (a drifted schema raises
+    SourceError); ``validate`` as for ``prepare_view`` (a remote file needs Spark's)."""
+    check_file_schema(path, view, read_file_schema(path, view, files))
+    if validate is None:
+        from featurestore.validation.validate import validate_file  # pandera: only when validating
 
-    check_file_schema(path, view)
-    return validate_file(view, path).report
+        return validate_file(view, Path(path)).report
+    return validate(view, path, False).report
 
 
-def read_file_schema(path: Path, view: FeatureView) -> pa.Schema:
+def read_file_schema(path: str, view: FeatureView, files: SourceFiles) -> pa.Schema:
     """The file's Parquet schema; SourceError if it is not readable Parquet."""
     try:
-        return pq.read_schema(path)
+        return files.schema(path)
+    except SourceError as e:  # a remote file: Spark's reason
+        raise SourceError(f"feature view {view.name!r}: {e.message}") from None
     except (OSError, pa.ArrowException) as e:
         raise SourceError(
             f"feature view {view.name!r}: {path} is not a readable Parquet file ({' '.join(str(e).split())})"
         ) from None
 
 
-def check_file_schema(path: Path, view: FeatureView, schema: pa.Schema | None = None) -> None:
+def check_file_schema(path: str, view: FeatureView, schema: pa.Schema) -> None:
     """A column dropped or retyped in a file is caught before anything is written."""
-    schema = read_file_schema(path, view) if schema is None else schema
     src = view.source
     expected: list[tuple[str, str, Callable[[pa.DataType], bool]]] = [
         (k.name, k.dtype.name, k.dtype.accepts) for k in view.join_keys

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -27,13 +27,12 @@ def rejection(report: ViewReport, store_dir: Path) -> ValidationError:
     return ValidationError(report.summary() + " (policy 'fail': nothing was written for this view)", report)
 
 
-def write_rows(store_dir: Path, view: str, path: Path, result: FileValidation) -> Path:
-    """The file's invalid rows with their reasons."""
+def write_rows(store_dir: Path, view: str, path: str, fingerprint: str, result: FileValidation) -> Path:
+    """The file's invalid rows with their reasons (``path`` a local path or a URI)."""
     assert result.quarantine is not None
-    target = store_dir / "quarantine" / view / f"{path.stem}-{file_fingerprint(path)[:12]}.parquet"
-    table = result.quarantine.append_column(
-        "__source_file", pa.array([str(path)] * result.quarantine.num_rows)
-    )
+    stem = PurePosixPath(path).stem
+    target = store_dir / "quarantine" / view / f"{stem}-{fingerprint[:12]}.parquet"
+    table = result.quarantine.append_column("__source_file", pa.array([path] * result.quarantine.num_rows))
     with atomic_write(target) as partial:
         pq.write_table(table, partial)
     return target

@@ -23,6 +23,7 @@ from featurestore.offline import quarantine
 from featurestore.offline.layout import EVENT_TS, FILE_ID, stored_columns, view_table
 from featurestore.profiling import FeatureStats, compute_statistics
 from featurestore.runs.validation import ValidationResultState
+from featurestore.source_files import SourceFile, is_remote
 from featurestore.storage import fetch_one, quote
 from featurestore.validation import ViewReport
 
@@ -136,14 +137,18 @@ def set_aside(store: OfflineStore, prepared: PreparedIngest, store_dir: Path) ->
     store.ensure_tables()
     for path, stat, read_at in p.touched:
         store.touch_file(view.name, path, stat[1], read_at)
-    for path in prepared.unreadable:
-        report.quarantined_to.append(str(quarantine.copy_file(store_dir, view.name, Path(path))))
+    files = store.source_files
+    for path in prepared.unreadable:  # a remote file stays where it is: its URI is in the report
+        if not is_remote(path):
+            report.quarantined_to.append(str(quarantine.copy_file(store_dir, view.name, Path(path))))
     if not (p.added or p.changed or p.removed or p.rebuild):
         return None
     quarantined = 0
     for path, result in prepared.checked.items():
         if result.quarantine is not None:
-            report.quarantined_to.append(str(quarantine.write_rows(store_dir, view.name, Path(path), result)))
+            fingerprint = files.fingerprint(SourceFile(path, *p.on_disk[path]))
+            target = quarantine.write_rows(store_dir, view.name, path, fingerprint, result)
+            report.quarantined_to.append(str(target))
             quarantined += result.report.invalid_rows
     return quarantined
 

@@ -10,17 +10,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from featurestore.definitions import Entity, FeatureView, Field, ParquetSource
 from featurestore.definitions.types import dtype_from_arrow
-from featurestore.errors import DefinitionError
+from featurestore.errors import DefinitionError, SourceError
 from featurestore.registry.snapshot import Snapshot
 from featurestore.repo import RepoContents, relative_location
+from featurestore.source_files import SourceFiles, is_remote
 
 
-def compile_repo(contents: RepoContents, repo: Path) -> Snapshot:
+def compile_repo(contents: RepoContents, repo: Path, files: SourceFiles | None = None) -> Snapshot:
     """Check every cross-reference and every source, and fill join key dtypes.
+
+    ``files`` reaches the sources' files (the engine's: remote URIs need Spark's).
 
     Raises one DefinitionError with these problems and those ``contents`` brought from loading.
     """
@@ -29,7 +31,7 @@ def compile_repo(contents: RepoContents, repo: Path) -> Snapshot:
     # every declaration that reads it, since only the declared columns must agree.
     others: dict[str, list[tuple[str, pa.Schema]]] = {}
     schemas: dict[str, pa.Schema | None] = {
-        name: _source_schema(src, repo, problems, others.setdefault(name, []))
+        name: _source_schema(src, repo, files or SourceFiles(), problems, others.setdefault(name, []))
         for name, src in contents.sources.items()
     }
     views: dict[str, FeatureView] = {}
@@ -96,11 +98,19 @@ def compile_repo(contents: RepoContents, repo: Path) -> Snapshot:
 
 
 def _source_schema(
-    src: ParquetSource, repo: Path, problems: list[str], others: list[tuple[str, pa.Schema]]
+    src: ParquetSource,
+    repo: Path,
+    access: SourceFiles,
+    problems: list[str],
+    others: list[tuple[str, pa.Schema]],
 ) -> pa.Schema | None:
     """The first file's schema; files whose columns differ from it are appended to ``others``."""
     where = f"{relative_location(src.defined_in, repo)}: source {src.name!r}"
-    files = src.files(repo)
+    try:
+        files = [f.path for f in access.list(src, repo)]
+    except SourceError as e:  # a URI this engine cannot read, or Spark's reason
+        problems.append(f"{where}: {e.message}")
+        return None
     if not files:
         problems.append(f"{where}: path {src.path!r} matches no Parquet files")
         return None
@@ -108,7 +118,10 @@ def _source_schema(
     unreadable: list[str] = []
     for file in files:
         try:
-            file_schema = pq.read_schema(file)
+            file_schema = access.schema(file)
+        except SourceError as e:
+            unreadable.append(f"{where}: {e.message}")
+            continue
         except (OSError, pa.ArrowException) as e:
             # Data, not a definition: ingestion and validate report it for the views that read
             # it (set aside under policy "quarantine"); the definitions stand on the other files.
@@ -136,11 +149,13 @@ def _source_schema(
     return schema
 
 
-def _relative(file: Path, repo: Path) -> str:
+def _relative(file: str, repo: Path) -> str:
+    if is_remote(file):
+        return file
     try:
-        return str(file.resolve().relative_to(repo.resolve()))
+        return str(Path(file).relative_to(repo.resolve()))
     except ValueError:
-        return str(file)
+        return file
 
 
 def _join_keys(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -23,7 +23,6 @@ import pyarrow as pa
 
 from featurestore.config import SparkSettings
 from featurestore.definitions import FeatureView
-from featurestore.fingerprints import file_fingerprint
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, view_table
 from featurestore.offline.spark.session import spark_session
 from featurestore.offline.spark.validate import ROW_INDEX, read_numbered, validate_file
@@ -46,6 +45,7 @@ from featurestore.offline.write import (
 )
 from featurestore.profiling import FeatureStats
 from featurestore.runs.validation import ValidationResultState
+from featurestore.source_files import SourceFile
 from featurestore.storage import fetch_one
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 def validator(settings: SparkSettings) -> Validator:
     """``prepare``'s file check, run by Spark."""
 
-    def validate(view: FeatureView, path: Path, keep_invalid: bool) -> FileValidation:
+    def validate(view: FeatureView, path: str, keep_invalid: bool) -> FileValidation:
         return validate_file(spark_session(settings), view, path, keep_invalid)
 
     return validate
@@ -87,8 +87,8 @@ def write_view(
     folders: dict[str, tuple[str, str, int, int, datetime | None, datetime | None]] = {}
     for i, path in enumerate(todo):  # the heavy part, before the transaction
         if progress:
-            progress(f"{view.name}: {Path(path).name}", i, len(todo))
-        fingerprint = file_fingerprint(Path(path))
+            progress(f"{view.name}: {PurePosixPath(path).name}", i, len(todo))
+        fingerprint = store.source_files.fingerprint(SourceFile(path, *p.on_disk[path]))
         target = file_dir(settings.warehouse, project, view.name, view.fingerprint, ids[path], fingerprint)
         rows, low, high = _write_file(spark, view, path, ids[path], checked[path].invalid_rows, target)
         total = checked[path].report.rows  # validation counted them

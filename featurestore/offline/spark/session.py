@@ -163,3 +163,18 @@ def _alive(session: SparkSession) -> bool:
 def _first_line(error: BaseException) -> str:
     text = " ".join(str(error).split("\n", 1)[0].split())
     return text or type(error).__name__
+
+
+def error_text(error: BaseException) -> str:
+    """One line saying why a Spark call failed: for a JVM exception its root cause (py4j's
+    own message only names the call), else the error's first line without Spark's codes."""
+    java = getattr(error, "java_exception", None)
+    if java is not None:
+        try:
+            root = java
+            while root.getCause() is not None and root.getCause() is not root:
+                root = root.getCause()
+            return _first_line(Exception(root.toString()))
+        except Exception:  # the JVM is gone: the Python side's text is all there is
+            pass
+    return _first_line(error).replace(" SQLSTATE:", "").rstrip()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,7 +49,7 @@ def read_numbered(spark: SparkSession, path: str, columns: list[str]) -> DataFra
 
 
 def validate_file(
-    spark: SparkSession, view: FeatureView, path: Path, keep_invalid: bool = False
+    spark: SparkSession, view: FeatureView, path: str, keep_invalid: bool = False
 ) -> FileValidation:
     """``validation.validate.validate_file``, run by Spark's tasks."""
     from pyspark.sql import functions as F
@@ -59,7 +58,7 @@ def validate_file(
     from featurestore.validation.validate import FileValidation, merge_failures
 
     columns = columns_read(view)
-    numbered = read_numbered(spark, str(path), columns)
+    numbered = read_numbered(spark, path, columns)
     verdicts = numbered.mapInArrow(_judge(view), _spark_schema()).collect()
     rows = 0
     batches: list[tuple[int, CheckFailure]] = []
@@ -76,7 +75,7 @@ def validate_file(
     for _, failure in sorted(batches, key=lambda b: b[0]):  # in row order, as one pass would meet them
         merge_failures(failures, [failure])
     bad = np.fromiter(sorted(invalid), dtype=np.int64, count=len(invalid))
-    report = FileReport(str(path), rows, len(bad), list(failures.values()))
+    report = FileReport(path, rows, len(bad), list(failures.values()))
     quarantine = None
     if keep_invalid and len(bad):  # only the invalid rows come to the driver
         wanted = spark.createDataFrame(pa.table({ROW_INDEX: pa.array(bad, pa.int64())}))
