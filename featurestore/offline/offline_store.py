@@ -174,7 +174,16 @@ class OfflineStore(ProjectTables):
         """Whether the view's table was built for this definition of it, by this engine."""
         kind = self.stored_kind(view.name)
         wanted = "VIEW" if self.engine == "spark" else "BASE TABLE"
-        return self.ingested_fingerprint(view.name) == view.fingerprint and kind == wanted
+        built = self.ingested_fingerprint(view.name) == view.fingerprint and kind == wanted
+        return built and not self.lost_folders(view.name)
+
+    def lost_folders(self, view: str) -> list[str]:
+        """Spark engine: the view's live warehouse folders that are gone (see warehouse.lost_dirs)."""
+        if self.spark is None or not table_exists(self.con, self.project, "offline_files"):
+            return []
+        from featurestore.offline.spark.warehouse import lost_dirs
+
+        return lost_dirs(self.con, self.project, view, self.spark.warehouse)
 
     def stored_kind(self, view: str) -> str | None:
         """How ``offline_<view>`` is stored: "BASE TABLE" (DuckDB engine), "VIEW" (Spark), or None."""

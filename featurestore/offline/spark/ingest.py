@@ -83,6 +83,7 @@ def write_view(
         return unchanged(prepared, started)
     ids = file_ids(p)
     todo = sorted(p.added + p.changed)
+    lost = store.lost_folders(view.name) if p.rebuild else []
     spark = spark_session(settings)
     folders: dict[str, tuple[str, str, int, int, datetime | None, datetime | None]] = {}
     for i, path in enumerate(todo):  # the heavy part, before the transaction
@@ -100,6 +101,9 @@ def write_view(
         key_names = [k.name for k in view.join_keys]
         if p.rebuild:
             if view.online and store.stored_kind(view.name) is not None:
+                if lost:  # the keys of the surviving folders are retracted; a lost folder's are unknown
+                    live = live_dirs(con, project, view.name, settings.warehouse)
+                    publish(con, project, view, [d for d in live if d not in lost])
                 retract_before_rebuild(store, view)
             store.forget_files(view.name)
         for path in [] if p.rebuild else p.changed + p.removed:

@@ -32,7 +32,7 @@ from featurestore.offline.entities import ROW
 from featurestore.offline.spark.entities import SparkEntities, column, spark_entities
 from featurestore.offline.spark.pit import ViewRows, point_in_time
 from featurestore.offline.spark.session import spark_session
-from featurestore.offline.spark.warehouse import is_local, live_dirs, local_path, stored_schema
+from featurestore.offline.spark.warehouse import is_local, is_lost, live_dirs, local_path, stored_schema
 from featurestore.offline.training_set import (
     MANIFEST_KEY,
     Recorder,
@@ -193,11 +193,12 @@ def _view_rows(spark: SparkSession, request: ViewRequest, folders: list[str], wa
     if not folders:
         return spark.createDataFrame([], schema)
     if is_local(warehouse):
-        missing = [f for f in folders if not Path(local_path(f)).is_dir()]
+        missing = [f for f in folders if is_lost(f)]
         if missing:
             raise NotAppliedError(
                 f"feature view {request.view.name!r}: its ingested rows {missing[0]} are missing from "
-                f"the Spark warehouse {warehouse}"
+                f"the Spark warehouse {warehouse}; `featurestore materialize --offline` rebuilds them "
+                "from the sources"
             )
     return spark.read.schema(schema).parquet(*folders)
 

@@ -78,6 +78,19 @@ def live_dirs(con: duckdb.DuckDBPyConnection, project: str, view: str, warehouse
     return [file_dir(warehouse, project, view, vfp, int(fid), fp) for fid, fp, vfp in rows]
 
 
+def lost_dirs(con: duckdb.DuckDBPyConnection, project: str, view: str, warehouse: str) -> list[str]:
+    """Live folders of a local warehouse that are gone (deleted by hand, a lost disk): the
+    view is rebuilt from its sources by the next ingestion. A remote warehouse is not checked."""
+    if not is_local(warehouse):
+        return []
+    return [d for d in live_dirs(con, project, view, warehouse) if is_lost(d)]
+
+
+def is_lost(folder: str) -> bool:
+    """A local warehouse folder without its data files (Spark writes at least one, even for no rows)."""
+    return not any(Path(local_path(folder)).glob("*.parquet"))
+
+
 def publish(con: duckdb.DuckDBPyConnection, project: str, view: FeatureView, dirs: list[str]) -> None:
     """Make ``offline_<view>`` in DuckDB a view over the live folders of a local warehouse."""
     table = view_table(project, view.name)
