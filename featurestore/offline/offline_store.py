@@ -179,7 +179,7 @@ class OfflineStore(ProjectTables):
 
     def lost_folders(self, view: str) -> list[str]:
         """Spark engine: the view's live warehouse folders that are gone (see warehouse.lost_dirs)."""
-        if self.spark is None or not table_exists(self.con, self.project, "offline_files"):
+        if self.spark is None or self.stored_kind(view) != "VIEW":  # not built by Spark: no folders
             return []
         from featurestore.offline.spark.warehouse import lost_dirs
 
