@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,7 @@ class SparkTrainingSet:
 
     def __init__(
         self,
-        result: DataFrame,
+        result: Callable[[], DataFrame],
         schema: pa.Schema,
         entities: SparkEntities,
         manifest: dict[str, Any],
@@ -66,13 +66,22 @@ class SparkTrainingSet:
         scratch: Path | None,
         recorder: Recorder | None = None,
     ) -> None:
-        self.dataframe = result  # for Spark users: collected or written, its rows come in input order
         self.schema = schema
         self.manifest = manifest
+        self._result = result
+        self._dataframe: DataFrame | None = None
         self._entities = entities
         self._guard = guard
         self._scratch = scratch
         self._recorder = recorder
+
+    @property
+    def dataframe(self) -> DataFrame:
+        """The rows as a Spark DataFrame, for Spark users: collected or written, in input order.
+        For an entity frame given as a Spark DataFrame, the first use runs a job over it."""
+        if self._dataframe is None:
+            self._dataframe = self._result()
+        return self._dataframe
 
     def to_arrow(self, max_rows: int = MAX_ROWS) -> pa.Table:
         """The whole training set in the driver's memory; refused above ``max_rows`` rows."""
@@ -171,8 +180,11 @@ def build_spark_training_set(
     folders = {r.view.name: live_dirs(con, config.project, r.view.name, warehouse) for r in requests}
     views = [ViewRows(r, _view_rows(spark, r, folders[r.view.name], warehouse)) for r in requests]
     joined = point_in_time(entities.df, views, outputs)
-    ordered = in_row_order(spark, joined, entities)
-    result = ordered.select(*[column(c) for c in names], *[column(o.name) for o in outputs])
+
+    def result() -> DataFrame:  # when first used: in_row_order may run a job
+        ordered = in_row_order(spark, joined, entities)
+        return ordered.select(*[column(c) for c in names], *[column(o.name) for o in outputs])
+
     declared = {(r.view.name, f.name): f.dtype.arrow for r in requests for f in r.features}
     schema = pa.schema([*entities.schema, *[pa.field(o.name, declared[o.view, o.feature]) for o in outputs]])
     what = entities.frame.description
