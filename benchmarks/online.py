@@ -181,13 +181,13 @@ print(json.dumps({"seconds": time.perf_counter() - t, "first_call_s": first, "ro
 # argv[2]: "set", plain pipelined SETs through redis-py (one Redis only), or "newer_wins", the
 # backend materialization writes through (RedisBackend or RedisClusterBackend, by the URL)
 # with its newer-wins scripts, the same batches and expiries: what a run cannot avoid on that
-# target. The keys, values and expiries are those a run writes (materialize._encode).
+# target. The keys, values and expiries are those a run writes (materialize.encode_rows).
 LIMIT_CHILD = """
 import json, sys, time
 import redis
 from featurestore import FeatureStore
 from featurestore.online.codec import ViewCodec
-from featurestore.online.materialize import BATCH_ROWS, _encode, _Plan, newest_rows_sql
+from featurestore.online.materialize import BATCH_ROWS, _Plan, encode_rows, newest_rows_sql
 from featurestore.online.store import OnlineStore
 from featurestore.storage import connection
 from datetime import UTC, datetime
@@ -209,7 +209,7 @@ with connection(store.config.duckdb_path, read_only=True) as con:
         t = time.perf_counter()
         table = con.sql(sql, params=params).to_arrow_table()
         query_s += time.perf_counter() - t
-        keys, values, expire_at = _encode(project, view, ViewCodec(view), table, 0, now)
+        keys, values, expire_at = encode_rows(project, view, ViewCodec(view), table, 0, now)
         rows += len(keys)
         t = time.perf_counter()
         for i in range(0, len(keys), BATCH_ROWS):
@@ -261,7 +261,8 @@ def bench_materialize(
             assert proc.stdout is not None and proc.stderr is not None
             if status != 0:
                 raise RuntimeError(proc.stderr.read().decode())
-            row = json.loads(proc.stdout.read())
+            # The last line: DuckDB draws its progress bar on stdout when a query takes seconds.
+            row = json.loads(proc.stdout.read().splitlines()[-1])
             row["peak_rss_mib"] = usage.ru_maxrss / 1024
             results[mode].append(row)
     # The whole-command runs read as many rows as the in-process ones.
