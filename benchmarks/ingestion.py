@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from spark_engine import spark_figures, use_spark
-from training_sets import BIN, ENGINES, OUT, ROOT, Run, environment, measure, prepare
+from spark_engine import ENGINES, engines_arg, spark_figures, use_spark
+from training_sets import BIN, OUT, ROOT, Run, environment, measure, prepare, worker_output
 
 
 def worker(mode: str, repo: Path) -> None:
@@ -95,13 +95,6 @@ def fresh_repo(base: Path, prepared: Path, engine: str = "duckdb") -> Path:
     return repo
 
 
-def inner(log: Path) -> dict[str, Any]:
-    for line in log.read_text().splitlines():
-        if line.startswith('{"seconds"'):
-            return dict(json.loads(line))
-    return {}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="small")
@@ -111,9 +104,7 @@ def main() -> None:
         "--engine", default="duckdb", help=f"comma-separated, of {','.join(ENGINES)}: where cli and api run"
     )
     args = parser.parse_args()
-    engines = [e for e in args.engine.split(",") if e]
-    if not engines or set(engines) - set(ENGINES):
-        parser.error(f"--engine takes {','.join(ENGINES)}")
+    engines = list(engines_arg(parser, args.engine))
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]))
         return
@@ -142,7 +133,7 @@ def main() -> None:
                     "peak_python_rss_mib": run.peak_python_rss_mib,
                     "peak_jvm_rss_mib": run.peak_jvm_rss_mib,
                     "peak_tree_rss_mib": run.peak_tree_rss_mib,
-                    **inner(log),
+                    **worker_output(log),
                 }
             )
             print(f"run {i + 1} {name}: {run.seconds:.2f} s", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The online path: materialization into Redis and lookups over gRPC, HTTP and in process.
 
     .venv/bin/python benchmarks/online.py --scale small --runs 3
+    .venv/bin/python benchmarks/online.py --scale small --runs 3 --materialize-only --engine duckdb,spark
 
 Every figure is measured beside its limit in the same run, and reported as a ratio:
 
@@ -8,6 +9,14 @@ Every figure is measured beside its limit in the same run, and reported as a rat
                 whole process (rows/s, entities/s, peak RSS)
                 limit: DuckDB's newest-row-per-entity query to Arrow + pipelined plain SETs
                 of the same encoded bytes (what materialization cannot avoid doing)
+                With --engine spark (or duckdb,spark), api and cli also run on a copy of the
+                repo switched to Spark local[2] (benchmarks/spark_engine.py) and ingested by
+                Spark, as spark-api and spark-cli, into the same Redis, beside the same limit.
+                spark-api says where Spark's time goes: the session's start (JVM), Spark's
+                compute alone, the hand-off of its rows to the Python tasks, and the rest (the
+                tasks' encoding and Redis writes, the run's bookkeeping); and Spark's job and
+                stage figures from its REST API. Memory of Spark modes is the process tree's
+                (Python, JVM, Python workers), sampled.
   grpc          GetOnlineFeatures, 1 and 100 entities x 16 features (the trip_model service),
                 at concurrency 1, 8 and 64, load from h2load (nghttp2, C, one process)
                 limits: a bare grpc.aio server answering the same response bytes, driven
@@ -181,13 +190,13 @@ print(json.dumps({"seconds": time.perf_counter() - t, "first_call_s": first, "ro
 # argv[2]: "set", plain pipelined SETs through redis-py (one Redis only), or "newer_wins", the
 # backend materialization writes through (RedisBackend or RedisClusterBackend, by the URL)
 # with its newer-wins scripts, the same batches and expiries: what a run cannot avoid on that
-# target. The keys, values and expiries are those a run writes (materialize._encode).
+# target. The keys, values and expiries are those a run writes (materialize.encode_rows).
 LIMIT_CHILD = """
 import json, sys, time
 import redis
 from featurestore import FeatureStore
 from featurestore.online.codec import ViewCodec
-from featurestore.online.materialize import BATCH_ROWS, _encode, _Plan, newest_rows_sql
+from featurestore.online.materialize import BATCH_ROWS, _Plan, encode_rows, newest_rows_sql
 from featurestore.online.store import OnlineStore
 from featurestore.storage import connection
 from datetime import UTC, datetime
@@ -209,7 +218,7 @@ with connection(store.config.duckdb_path, read_only=True) as con:
         t = time.perf_counter()
         table = con.sql(sql, params=params).to_arrow_table()
         query_s += time.perf_counter() - t
-        keys, values, expire_at = _encode(project, view, ViewCodec(view), table, 0, now)
+        keys, values, expire_at = encode_rows(project, view, ViewCodec(view), table, 0, now)
         rows += len(keys)
         t = time.perf_counter()
         for i in range(0, len(keys), BATCH_ROWS):
@@ -226,21 +235,40 @@ print(json.dumps({"seconds": query_s + write_s, "query_s": query_s, "write_s": w
 """
 
 
+# spark-api's child: spark_materialize_worker below, with the benchmarks folder importable.
+SPARK_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from online import spark_materialize_worker
+spark_materialize_worker(sys.argv[1])
+"""
+
 # What each mode of bench_materialize runs: FeatureStore.materialize() in process, the whole
-# `featurestore materialize` command, and two limits (LIMIT_CHILD's argument).
+# `featurestore materialize` command, and two limits (LIMIT_CHILD's argument); spark-api and
+# spark-cli are the first two on the Spark engine (spark_run).
 MATERIALIZE_MODES = {"api": "", "cli": "", "limit": "set", "raw": "newer_wins"}
 
 
 def bench_materialize(
-    repo: Path, env: dict[str, str], runs: int, modes: tuple[str, ...] = ("limit", "api", "cli")
+    repo: Path,
+    env: dict[str, str],
+    runs: int,
+    modes: tuple[str, ...] = ("limit", "api", "cli"),
+    spark_repo: Path | None = None,
 ) -> dict[str, Any]:
     """Each mode ``runs`` times, interleaved, into the online store at FEATURESTORE_REDIS_URL
-    (one Redis or a cluster), emptied before each; ``modes`` must include "api"."""
+    (one Redis or a cluster), emptied before each; ``modes`` must include "api" or "spark-api"
+    (spark modes run on ``spark_repo``)."""
     url = env["FEATURESTORE_REDIS_URL"]
-    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
-    for _ in range(runs):
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for i in range(runs):
         for mode in modes:
             flush_online(url)
+            if mode.startswith("spark-"):
+                assert spark_repo is not None
+                wipe_online_state(spark_repo)
+                results[mode].append(spark_run(mode, spark_repo, env, i))
+                continue
             wipe_online_state(repo)
             if mode == "cli":
                 seconds, rss = timed_process(
@@ -261,12 +289,14 @@ def bench_materialize(
             assert proc.stdout is not None and proc.stderr is not None
             if status != 0:
                 raise RuntimeError(proc.stderr.read().decode())
-            row = json.loads(proc.stdout.read())
+            # The last line: DuckDB draws its progress bar on stdout when a query takes seconds.
+            row = json.loads(proc.stdout.read().splitlines()[-1])
             row["peak_rss_mib"] = usage.ru_maxrss / 1024
             results[mode].append(row)
     # The whole-command runs read as many rows as the in-process ones.
-    rows = results["api"][0]["rows"]
-    entities = results["api"][0]["entities"]
+    api = results["api" if "api" in results else "spark-api"]
+    rows = api[0]["rows"]
+    entities = api[0]["entities"]
     summary: dict[str, Any] = {"rows": rows, "entities": entities}
     for mode, rs in results.items():
         secs = [r["seconds"] for r in rs]
@@ -278,13 +308,185 @@ def bench_materialize(
             "entities_per_s": entities / statistics.median(secs),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in rs),
         }
-    summary["api"]["first_call_s"] = statistics.median(r["first_call_s"] for r in results["api"])
+        if mode.startswith("spark-"):
+            for key in ("peak_python_rss_mib", "peak_jvm_rss_mib", "peak_tree_rss_mib"):
+                summary[mode][key] = max(r[key] for r in rs)
+            summary[mode]["runs"] = rs
+    for mode in ("api", "spark-api"):
+        if mode in results:
+            summary[mode]["first_call_s"] = statistics.median(r["first_call_s"] for r in results[mode])
+    if "spark-api" in results:
+        summary["spark-api"].update(spark_parts(results["spark-api"]))
     for mode in ("limit", "raw"):
         if mode in results:
             summary[mode]["query_s"] = statistics.median(r["query_s"] for r in results[mode])
             summary[mode]["write_s"] = statistics.median(r["write_s"] for r in results[mode])
             summary[mode]["keys_written"] = results[mode][0]["entities"]  # = entities: the same keys
     return summary
+
+
+def spark_parts(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where spark-api's time went, from its median run (by the measured run's seconds)."""
+    run = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    keys = ("session_s", "first_call_s", "views_s", "job_s", "cpu_s", "compute_s", "instrumented_s",
+            "writing_s", "slowest_writing_s")
+    return {"median_run": {"run_s": run["seconds"], "bookkeeping_s": run["seconds"] - run["views_s"],
+                           **{k: run[k] for k in keys}}}
+
+
+def spark_run(mode: str, repo: Path, env: dict[str, str], i: int) -> dict[str, Any]:
+    """One spark-api or spark-cli run, its process tree's memory sampled (the JVM is a child)."""
+    from training_sets import measure, worker_output
+
+    if mode == "spark-cli":
+        cmd = [str(BIN / "featurestore"), "materialize", "--repo", str(repo)]
+    else:
+        cmd = [str(BIN / "python"), "-c", SPARK_CHILD, str(repo), str(HERE)]
+    log = repo.parent / f"{mode}-{i}.log"
+    run = measure(cmd, repo.parent / "spark-tmp", log, recursive=True, env=env)
+    row: dict[str, Any] = {
+        "seconds": run.seconds,
+        "peak_rss_mib": run.peak_rss_mib,
+        "peak_python_rss_mib": run.peak_python_rss_mib,
+        "peak_jvm_rss_mib": run.peak_jvm_rss_mib,
+        "peak_tree_rss_mib": run.peak_tree_rss_mib,
+    }
+    if mode == "spark-api":
+        row.update(worker_output(log))  # its seconds are the measured run's, not the process's
+        row["process_s"] = run.seconds
+    return row
+
+
+def spark_materialize_worker(repo_text: str) -> None:
+    """spark-api, in its own process: where a Spark materialization's time goes.
+
+    The session's start (JVM); a first ``materialize()`` (Python workers start and import
+    featurestore, code warms up); then, Redis and the watermarks wiped, the measured run and
+    Spark's figures for its jobs. Then the run's data step again, twice each, the faster kept:
+    Spark's compute alone (each view's newest rows to Spark's no-op sink), and, Redis wiped
+    again, the run's own task function (``_write_partition``) timed inside each task, which
+    splits the task's time into waiting for its rows (Spark's compute and the hand-off to
+    Python) and encoding and writing them to Redis.
+    """
+    from datetime import UTC, datetime
+
+    import pyspark.sql  # noqa: F401  (imports are start-up, not materialization)
+    from spark_engine import spark_figures
+
+    from featurestore import FeatureStore
+    from featurestore.offline.spark.session import spark_session, stop_sessions
+    from featurestore.offline.spark.warehouse import live_dirs
+    from featurestore.online.spark_materialize import SparkRange, _write_partition, _WriteTask, newest_rows
+    from featurestore.storage import connection
+
+    repo = Path(repo_text)
+    store = FeatureStore(repo)
+    started = time.perf_counter()
+    spark = spark_session(store.config.spark)
+    session = time.perf_counter() - started
+    started = time.perf_counter()
+    store.materialize()
+    first = time.perf_counter() - started
+    flush_online(store.config.redis_url)
+    wipe_online_state(repo)
+    context = spark.sparkContext
+    context.setJobGroup("run", "the measured materialize()")
+    started = time.perf_counter()
+    result = store.materialize()
+    seconds = time.perf_counter() - started
+    jobs = context.statusTracker().getJobIdsForGroup("run")
+
+    config = store.config
+    now = datetime.now(UTC)
+    views = [v for v in store.registry().views.values() if v.online]
+    with connection(config.duckdb_path, read_only=True) as con:
+        dirs = {v.name: live_dirs(con, config.project, v.name, config.spark.warehouse) for v in views}
+    ranges = [SparkRange(v, None, now, None) for v in views if dirs[v.name]]
+    frames = [(r.view, newest_rows(spark, dirs[r.view.name], r, now)) for r in ranges]
+
+    def timed(task: Any) -> Any:
+        def run(batches: Any) -> Any:
+            import time
+
+            import pyarrow as pa
+
+            waited = 0.0
+
+            def feed() -> Any:  # the batches, the time spent waiting for each counted
+                nonlocal waited
+                source = iter(batches)
+                while True:
+                    began = time.perf_counter()
+                    batch = next(source, None)
+                    waited += time.perf_counter() - began
+                    if batch is None:
+                        return
+                    yield batch
+
+            began = time.perf_counter()
+            for _ in _write_partition(feed(), task):
+                pass
+            total = time.perf_counter() - began
+            yield pa.RecordBatch.from_pydict({"waited": [waited], "writing": [total - waited]})
+
+        return run
+
+    compute = instrumented = writing = slowest = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        for _view, frame in frames:
+            frame.write.format("noop").mode("overwrite").save()
+        compute = min(compute, time.perf_counter() - started)
+        flush_online(config.redis_url)
+        started = time.perf_counter()
+        tasks = []
+        for view, frame in frames:
+            task = _WriteTask(config.redis_url, config.project, view, result.run_id, now)
+            tasks += frame.mapInArrow(timed(task), "waited double, writing double").collect()
+        if time.perf_counter() - started < instrumented:
+            instrumented = time.perf_counter() - started
+            writing = sum(t.writing for t in tasks)
+            slowest = max(t.writing for t in tasks)
+    figures = spark_figures(spark, result.rows_read, job_ids=jobs)
+    stop_sessions()
+    parts = {
+        "session_s": session,
+        "views_s": sum(v.seconds for v in result.views),  # the run's data steps
+        "job_s": figures.get("job_seconds", 0.0),  # the run's Spark jobs, wall
+        "cpu_s": figures.get("executor_cpu_seconds", 0.0),  # the run's tasks, JVM CPU
+        "compute_s": compute,  # alone, after the run
+        "instrumented_s": instrumented,  # the data steps' jobs again, tasks timed inside
+        "writing_s": writing,  # their encoding and Redis writes, summed over tasks
+        "slowest_writing_s": slowest,  # the same, the longest of one task
+    }
+    print(json.dumps({
+        "seconds": seconds,
+        "first_call_s": first,
+        "rows": result.rows_read,
+        "entities": sum(v.entities for v in result.views),
+        **parts,
+        "spark": figures,
+    }))
+
+
+def prepare_spark(repo: Path, scale: str, env: dict[str, str]) -> Path:
+    """``repo`` copied beside it as repo-spark, over the same data, switched to Spark local[2],
+    applied and ingested by Spark (timed: printed)."""
+    from spark_engine import use_spark
+
+    spark_repo = repo.parent / "repo-spark"
+    shutil.rmtree(spark_repo, ignore_errors=True)
+    spark_repo.mkdir()
+    for item in repo.iterdir():
+        if item.suffix == ".py" or item.name == "featurestore.toml":
+            shutil.copy(item, spark_repo / item.name)
+    (spark_repo / "data").symlink_to(Path("..") / repo.name / "data")
+    use_spark(spark_repo, scale)
+    run_cli(env, "apply", "--repo", str(spark_repo))
+    started = time.perf_counter()
+    run_cli(env, "materialize", "--offline", "--repo", str(spark_repo))
+    print(f"spark ingestion: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return spark_repo
 
 
 def flush_online(url: str) -> None:
@@ -772,19 +974,43 @@ def markdown(result: dict[str, Any]) -> str:
         "| materialization | seconds | rows/s | entities/s | peak RSS MiB | limit / ours |",
         "|---|---|---|---|---|---|",
     ]
-    for mode in ("api", "cli", "limit"):
+    for mode in ("api", "cli", "spark-api", "spark-cli", "limit"):
+        if mode not in m:
+            continue
         r = m[mode]
         ratio = m["limit"]["seconds_median"] / r["seconds_median"]
+        # Spark's JVM is a child the driver never waits for: its memory is the sampled tree's.
+        rss = r.get("peak_tree_rss_mib", r["peak_rss_mib"])
         lines.append(
             f"| {mode} | {r['seconds_median']:.2f} ({r['seconds_min']:.2f}-{r['seconds_max']:.2f}) | "
-            f"{r['rows_per_s']:,.0f} | {r['entities_per_s']:,.0f} | {r['peak_rss_mib']:.0f} | {ratio:.2f} |"
+            f"{r['rows_per_s']:,.0f} | {r['entities_per_s']:,.0f} | {rss:.0f} | {ratio:.2f} |"
         )
-    first = m["api"].get("first_call_s")
-    if first is not None:
-        lines.append(
-            f"| api, first call of a process | {first:.2f} | {m['rows'] / first:,.0f} | "
-            f"{m['entities'] / first:,.0f} | | {m['limit']['seconds_median'] / first:.2f} |"
-        )
+        first = r.get("first_call_s")
+        if first is not None:
+            lines.append(
+                f"| {mode}, first call of a process | {first:.2f} | {m['rows'] / first:,.0f} | "
+                f"{m['entities'] / first:,.0f} | | {m['limit']['seconds_median'] / first:.2f} |"
+            )
+    spark = m.get("spark-api", {}).get("median_run")
+    if spark:
+        parts = ("session_s", "first_call_s", "run_s", "bookkeeping_s", "views_s", "job_s", "cpu_s",
+                 "compute_s", "instrumented_s", "writing_s", "slowest_writing_s")
+        lines += [
+            "",
+            "spark-api's median run, where the time goes (s): the run is its views' data steps "
+            "(Spark jobs, and the driver's planning and listing around them) plus bookkeeping; "
+            "after it, the data steps again: Spark's compute alone (no-op sink), and the run's task "
+            "function timed inside each task (encode + Redis writes, summed over tasks and the "
+            "slowest task's).",
+            "",
+            "| session start (JVM) | first call | the run | bookkeeping | views' data steps "
+            "| their Spark jobs, wall | JVM task CPU | again: compute alone | again: with writes, timed "
+            "| encode + Redis writes, all tasks | slowest task's |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| " + " | ".join(f"{spark[k]:.2f}" for k in parts) + " |",
+        ]
+    if not result["lookups"]["points"]:
+        return "\n".join(lines)
     lines += [
         "",
         "| entities | conc. | gRPC req/s | p50 ms | p99 ms | p999 ms | echo req/s | gRPC/echo | "
@@ -859,7 +1085,18 @@ def main() -> None:
         action="store_true",
         help="only gRPC lookups and materialization: one Redis against a 3-master cluster",
     )
+    parser.add_argument(
+        "--engine",
+        default="duckdb",
+        help="comma-separated, of duckdb,spark: the engines materialization's api and cli run on "
+        "(spark: spark-api, spark-cli); the limit is DuckDB's either way",
+    )
     args = parser.parse_args()
+    from spark_engine import engines_arg
+
+    engines = engines_arg(parser, args.engine)
+    if args.cluster and engines != ("duckdb",):
+        parser.error("--cluster runs on DuckDB only")
     for tool in ("h2load", "redis-server", "redis-benchmark"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: run `make bench` (installs nghttp2-client and redis-server)")
@@ -891,8 +1128,10 @@ def main() -> None:
             (results / f"online-{args.scale}-cluster.json").write_text(json.dumps(out, indent=2) + "\n")
             print(cluster_markdown(out))
             return
+        spark_repo = prepare_spark(repo, args.scale, env) if "spark" in engines else None
+        modes = ("limit", *[m if e == "duckdb" else f"{e}-{m}" for e in engines for m in ("api", "cli")])
         print("materialization ...", file=sys.stderr)
-        materialize = bench_materialize(repo, env, args.runs)
+        materialize = bench_materialize(repo, env, args.runs, modes, spark_repo)
         print("lookups ...", file=sys.stderr)
         lookups = (
             {"workers": args.workers, "points": [], "in_process": []}
@@ -926,6 +1165,9 @@ def main() -> None:
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     name = f"online-{args.scale}" + ("-materialize" if args.materialize_only else "")
+    if engines != ("duckdb",):
+        name += "-" + "-".join(engines)
+        result["versions"]["pyspark"] = __import__("pyspark").__version__
     (results / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     if not args.materialize_only:
         chart(result, results / f"{name}-latency.png")

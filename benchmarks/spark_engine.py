@@ -8,10 +8,12 @@ leaves off by default.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
 import urllib.request
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+ENGINES = ("duckdb", "spark")
 MASTER = "local[2]"
 # Per scale: shuffle partitions of a few hundred MB or less each on 2 cores (AQE coalesces
 # them further), and a driver heap that fits beside the page cache on a 24 GiB machine.
@@ -39,6 +42,14 @@ def spark_conf(scale: str, local_dir: Path) -> dict[str, str]:
     }
 
 
+def engines_arg(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    """``--engine duckdb,spark`` as a tuple of engines; anything else is the parser's error."""
+    engines = tuple(e for e in text.split(",") if e)
+    if not engines or set(engines) - set(ENGINES):
+        parser.error(f"--engine takes {','.join(ENGINES)}")
+    return engines
+
+
 def use_spark(repo: Path, scale: str) -> dict[str, str]:
     """Switch ``repo``'s featurestore.toml to the Spark engine; answers the conf written."""
     local_dir = repo.parent / "spark-tmp"
@@ -56,8 +67,11 @@ def use_spark(repo: Path, scale: str) -> dict[str, str]:
     return conf
 
 
-def spark_figures(spark: SparkSession, rows: int | None = None) -> dict[str, Any]:
-    """Jobs' wall time and the stages' shuffle and task time, from the UI's REST API."""
+def spark_figures(
+    spark: SparkSession, rows: int | None = None, job_ids: Collection[int] | None = None
+) -> dict[str, Any]:
+    """Jobs' wall time and the stages' shuffle and task time, from the UI's REST API; only
+    the jobs ``job_ids`` and their stages if given (e.g. a job group's, from the status tracker)."""
     url = spark.sparkContext.uiWebUrl
     if not url:
         return {}
@@ -65,6 +79,10 @@ def spark_figures(spark: SparkSession, rows: int | None = None) -> dict[str, Any
     time.sleep(1.0)  # the UI's store is fed by the listener bus, asynchronously
     stages = _get(f"{api}/stages")
     jobs = _get(f"{api}/jobs")
+    if job_ids is not None:
+        jobs = [j for j in jobs if j["jobId"] in job_ids]
+        theirs = {s for j in jobs for s in j.get("stageIds", [])}
+        stages = [s for s in stages if s["stageId"] in theirs]
     done = [s for s in stages if s.get("status") == "COMPLETE"]
     shuffle_write = sum(int(s.get("shuffleWriteBytes", 0)) for s in done)
     figures: dict[str, Any] = {

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from spark_engine import TreeMemory, spark_figures, use_spark
+from spark_engine import ENGINES, TreeMemory, engines_arg, spark_figures, use_spark
 
 # featurestore is imported where it is used: the limit's worker process imports DuckDB only,
 # so its start-up time is Python's and DuckDB's, not the package's.
@@ -58,7 +58,6 @@ BIN = Path(sys.executable).parent
 DATA_END = datetime(2026, 1, 31, tzinfo=UTC)
 SERVICE = "trip_model"
 MODES = ("api", "cli", "limit", "plain")
-ENGINES = ("duckdb", "spark")
 
 DRIVER_FEATURES = [
     "conv_rate",
@@ -190,7 +189,9 @@ class Run:
     spark: dict[str, Any] | None = None  # Spark's job times and shuffle bytes (spark_engine.py)
 
 
-def measure(cmd: list[str], spill_dir: Path, log: Path, recursive: bool = False) -> Run:
+def measure(
+    cmd: list[str], spill_dir: Path, log: Path, recursive: bool = False, env: dict[str, str] | None = None
+) -> Run:
     """Run ``cmd`` under /usr/bin/time -v, polling the spill folder's size and the process
     tree's memory meanwhile (``recursive``: the folder's subfolders too, as Spark's local dir)."""
     timing = log.with_suffix(".time")
@@ -198,7 +199,7 @@ def measure(cmd: list[str], spill_dir: Path, log: Path, recursive: bool = False)
     started = time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            ["/usr/bin/time", "-v", "-o", str(timing), *cmd], stdout=out, stderr=subprocess.STDOUT
+            ["/usr/bin/time", "-v", "-o", str(timing), *cmd], stdout=out, stderr=subprocess.STDOUT, env=env
         )
         spill = 0
         memory = TreeMemory(proc.pid)
@@ -214,10 +215,7 @@ def measure(cmd: list[str], spill_dir: Path, log: Path, recursive: bool = False)
         for line in timing.read_text().splitlines()
         if "Maximum resident set size" in line
     )
-    found: dict[str, Any] = {}
-    for line in log.read_text().splitlines():
-        if line.startswith('{"seconds"'):
-            found = json.loads(line)
+    found = worker_output(log)
     mib = 2**20
     return Run(
         seconds,
@@ -230,6 +228,15 @@ def measure(cmd: list[str], spill_dir: Path, log: Path, recursive: bool = False)
         found.get("session_seconds"),
         found.get("spark"),
     )
+
+
+def worker_output(log: Path) -> dict[str, Any]:
+    """What a worker printed as its result: the last JSON line starting ``{"seconds"``."""
+    found: dict[str, Any] = {}
+    for line in log.read_text().splitlines():
+        if line.startswith('{"seconds"'):
+            found = json.loads(line)
+    return found
 
 
 def _tree_size(folder: Path) -> int:
@@ -565,9 +572,7 @@ def main() -> None:
         "spark-api, spark-cli); limit and plain are DuckDB's either way",
     )
     args = parser.parse_args()
-    engines = tuple(e for e in args.engine.split(",") if e)
-    if not engines or set(engines) - set(ENGINES):
-        parser.error(f"--engine takes {','.join(ENGINES)}")
+    engines = engines_arg(parser, args.engine)
     modes = [m for m in args.modes.split(",") if m] + (["plain"] if args.plain else [])
     unknown = sorted(set(modes) - set(MODES))
     if unknown:

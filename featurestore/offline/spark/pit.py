@@ -11,7 +11,11 @@ keys of any width as 64-bit), partitioned by the keys and ordered within each ke
 every view row of its time (the inclusive bound). ``last(row, ignorenulls)`` over the frame
 ``rows between unbounded preceding and current row`` then gives each entity row the newest
 view row at or before it. That is one shuffle and one sort per view, no cross join, nothing
-collected to the driver; rows with a null key on either side never enter the union.
+collected to the driver. View rows with a null key never enter the union; an entity row that
+can match nothing (a null key or time) does, alone in a window partition of its own (its
+``ROW``), so every entity row takes one path through each view: a second branch for those
+rows would read the previous view's result again, and Spark would evaluate that view's
+window twice (it reuses the shuffle, not what is computed after it).
 
 Known limit: a key is one window partition, so one task sorts every row of a hot key (skew);
 Spark spills it to disk rather than failing, but that task bounds the join's time.
@@ -25,7 +29,7 @@ from datetime import timedelta
 from functools import reduce
 from typing import TYPE_CHECKING
 
-from featurestore.offline.entities import TS
+from featurestore.offline.entities import ROW, TS
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, SEQ
 from featurestore.offline.pit import OutputColumn
 from featurestore.offline.spark.entities import column
@@ -34,7 +38,7 @@ from featurestore.registry import ViewRequest
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-_T, _SIDE, _C, _S, _MATCH = "__fs_t", "__fs_side", "__fs_c", "__fs_s", "__fs_match"
+_T, _SIDE, _C, _S, _MATCH, _ALONE = "__fs_t", "__fs_side", "__fs_c", "__fs_s", "__fs_match", "__fs_alone"
 _VIEW_ROW, _ENTITY_ROW = 0, 1  # the side: an entity row sorts after the view's rows of its time
 _INTEGER_KEYS = ("Int32", "Int64")
 
@@ -83,13 +87,16 @@ def _join_view(entities: DataFrame, view: ViewRows, outputs: Sequence[OutputColu
         F.col(SEQ).alias(_S),
         F.struct(F.col(EVENT_TS).alias("t"), *[column(f).alias(f) for f in features]).alias(_MATCH),
     )
-    entity_rows = entities.where(matchable).select(
+    entity_rows = entities.select(
         *[column(c) for c in carried],
         *[key(k).alias(s) for k, s in zip(keys, slots, strict=True)],
         F.col(TS).alias(_T),
         F.lit(_ENTITY_ROW).alias(_SIDE),
+        # Null for the rows that can match: a row that cannot is alone in its window partition
+        # (no view row has one), and spread over the tasks by it rather than by its null key.
+        F.when(~matchable, F.col(ROW)).alias(_ALONE),
     )
-    order = Window.partitionBy(*slots).orderBy(
+    order = Window.partitionBy(*slots, _ALONE).orderBy(
         F.col(_T), F.col(_SIDE), F.col(_C).asc_nulls_first(), F.col(_S)
     ).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     joined = (
@@ -102,15 +109,8 @@ def _join_view(entities: DataFrame, view: ViewRows, outputs: Sequence[OutputColu
     if ttl is not None:  # inclusive: an event exactly one TTL old still counts
         micros = ttl // timedelta(microseconds=1)
         fresh = F.unix_micros(F.col(f"{_MATCH}.t")) >= F.unix_micros(F.col(TS)) - F.lit(micros)
-    types = dict(view.rows.select(*[column(f) for f in features]).dtypes)
     values = []
     for out in outputs:
         value = F.col(_MATCH).getField(out.feature)
         values.append((value if fresh is None else F.when(fresh, value)).alias(out.name))
-    matched = joined.select(*[column(c) for c in carried], *values)
-    # Rows that match nothing skip the shuffle (a null key would be one hot partition).
-    unmatched = entities.where(~matchable).select(
-        *[column(c) for c in carried],
-        *[F.lit(None).cast(types[o.feature]).alias(o.name) for o in outputs],
-    )
-    return matched.unionByName(unmatched)
+    return joined.select(*[column(c) for c in carried], *values)

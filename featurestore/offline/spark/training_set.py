@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 MAX_ROWS = 10_000_000  # to_arrow / to_pandas: more rows than this belong in to_parquet
+ROWS_PER_PART = 1_000_000  # rows of a part file when Spark coalesces small partitions (~50 MB)
+_COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
 
 
 class SparkTrainingSet:
@@ -56,7 +58,7 @@ class SparkTrainingSet:
 
     def __init__(
         self,
-        result: DataFrame,
+        result: Callable[[], DataFrame],
         schema: pa.Schema,
         entities: SparkEntities,
         manifest: dict[str, Any],
@@ -64,13 +66,22 @@ class SparkTrainingSet:
         scratch: Path | None,
         recorder: Recorder | None = None,
     ) -> None:
-        self.dataframe = result  # the ordered Spark DataFrame, for Spark users
         self.schema = schema
         self.manifest = manifest
+        self._result = result
+        self._dataframe: DataFrame | None = None
         self._entities = entities
         self._guard = guard
         self._scratch = scratch
         self._recorder = recorder
+
+    @property
+    def dataframe(self) -> DataFrame:
+        """The rows as a Spark DataFrame, for Spark users: collected or written, in input order.
+        For an entity frame given as a Spark DataFrame, the first use runs a job over it."""
+        if self._dataframe is None:
+            self._dataframe = self._result()
+        return self._dataframe
 
     def to_arrow(self, max_rows: int = MAX_ROWS) -> pa.Table:
         """The whole training set in the driver's memory; refused above ``max_rows`` rows."""
@@ -169,7 +180,11 @@ def build_spark_training_set(
     folders = {r.view.name: live_dirs(con, config.project, r.view.name, warehouse) for r in requests}
     views = [ViewRows(r, _view_rows(spark, r, folders[r.view.name], warehouse)) for r in requests]
     joined = point_in_time(entities.df, views, outputs)
-    result = joined.orderBy(ROW).select(*[column(c) for c in names], *[column(o.name) for o in outputs])
+
+    def result() -> DataFrame:  # when first used: in_row_order may run a job
+        ordered = in_row_order(spark, joined, entities)
+        return ordered.select(*[column(c) for c in names], *[column(o.name) for o in outputs])
+
     declared = {(r.view.name, f.name): f.dtype.arrow for r in requests for f in r.features}
     schema = pa.schema([*entities.schema, *[pa.field(o.name, declared[o.view, o.feature]) for o in outputs]])
     what = entities.frame.description
@@ -184,6 +199,50 @@ def build_spark_training_set(
     )
     scratch = Path(local_path(warehouse)) / "_scratch" if is_local(warehouse) else None
     return SparkTrainingSet(result, schema, entities, manifest, guard, scratch, recorder)
+
+
+def in_row_order(spark: SparkSession, joined: DataFrame, entities: SparkEntities) -> DataFrame:
+    """``joined`` in input order: its partitions hold consecutive ``ROW`` ranges, sorted within.
+
+    Not ``orderBy(ROW)``: its range partitioning samples its input first, in a job of its own
+    that evaluates every view's window once more (caching the joined rows instead would hold
+    all of them, and need releasing). ROW's values are known without looking: 0..rows-1 when
+    the row count is known (pandas, Arrow, a SQL query, a Parquet file's row index), else
+    ``monotonically_increasing_id``, whose top bits are the input partition's number (counted
+    by a job over the entity frame alone). So each row's part is computed and
+    ``repartitionById`` sends it there: no sampling (Spark 4.1; older Sparks sort as before).
+    """
+    from pyspark.sql import functions as F
+
+    if not _has_repartition_by_id(spark):
+        return joined.orderBy(ROW)
+    row = F.col(ROW)
+    if entities.rows is not None:
+        parts = _part_count(spark, entities.rows)
+        per_part = -(-entities.rows // parts)  # ceil: parts 0..parts-1
+        part = F.floor(row / F.lit(per_part))
+    else:  # one part per input partition of a Spark frame
+        numbers = F.shiftright(row, 33)
+        parts = int(entities.df.agg(F.max(numbers)).first()[0] or 0) + 1  # type: ignore[index]
+        part = F.least(numbers, F.lit(parts - 1))  # later rows all last: still in order
+    return joined.repartitionById(parts, part.cast("int")).sortWithinPartitions(ROW)
+
+
+def _part_count(spark: SparkSession, rows: int) -> int:
+    """As many parts as the shuffle would make: ``spark.sql.shuffle.partitions``, or, when adaptive
+    execution coalesces small partitions (the default), about ROWS_PER_PART rows each."""
+    conf = spark.conf
+    parts = int(conf.get("spark.sql.shuffle.partitions") or 200)
+    if conf.get("spark.sql.adaptive.enabled") == "true" and conf.get(_COALESCE) == "true":
+        parts = min(parts, -(-rows // ROWS_PER_PART))
+    return max(1, min(parts, rows))
+
+
+def _has_repartition_by_id(spark: SparkSession) -> bool:
+    from pyspark.sql import DataFrame
+
+    major, minor = (int(n) for n in spark.version.split(".")[:2])
+    return hasattr(DataFrame, "repartitionById") and (major, minor) >= (4, 1)
 
 
 def _view_rows(spark: SparkSession, request: ViewRequest, folders: list[str], warehouse: str) -> DataFrame:
@@ -204,8 +263,10 @@ def _view_rows(spark: SparkSession, request: ViewRequest, folders: list[str], wa
 
 
 def _parts(folder: Path) -> list[Path]:
-    """The data files Spark wrote, in row order (their names: part-<task number>-...)."""
-    return sorted(p for p in folder.iterdir() if p.name.startswith("part-") and p.suffix == ".parquet")
+    """The data files Spark wrote, in row order (their names: part-<partition number>-..., the
+    number padded to 5 digits only, so compared as a number)."""
+    parts = [p for p in folder.iterdir() if p.name.startswith("part-") and p.suffix == ".parquet"]
+    return sorted(parts, key=lambda p: (int(p.name.split("-")[1]), p.name))
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
