@@ -18,14 +18,18 @@ def pit_repo(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
     return make_pit_repo(tmp_path_factory.mktemp("pit"))
 
 
-# 100 examples, each an ingestion, in one test: minutes on a shared, loaded machine.
+# 50 examples, each an ingestion, in one test: about half a minute, minutes on a shared, loaded
+# machine. With the two explicit ones they meet each edge at least twice its floor (at the entity
+# time 123, equal event times 135, one TTL old 29, just past it 23 when written; 100 examples
+# met them 246, 187, 118 and 41 times). The examples depend on this function's source
+# (derandomized): after editing it, check the counts still clear the floors with room.
 @pytest.mark.timeout(1800)
 def test_matches_reference(pit_repo: FeatureStore) -> None:
     hit: Counter[str] = Counter()
     entity_rows = 0
 
     @settings(
-        max_examples=100, deadline=None, derandomize=True, database=None,
+        max_examples=50, deadline=None, derandomize=True, database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
     @given(**EXAMPLE)

@@ -32,8 +32,8 @@ from tests.online.helpers import TZ, client_of, on_db, runs, single_redis
 from tests.support.cli import spawn_cli
 from tests.support.redis import RedisClient, RedisServer, free_port, redis_dump
 from tests.support.repos import make_store, write_parquet
-from tests.support.spark import use_spark
-from tests.support.spark_cluster import QUICK_JVM, SparkCluster
+from tests.support.spark import QUICK_JVM, use_spark
+from tests.support.spark_cluster import SparkCluster
 
 pytestmark = pytest.mark.usefixtures("spark")
 
@@ -212,12 +212,12 @@ def test_redis_down_during_the_spark_write_is_one_error_and_a_failed_run(
 
 # -- a standalone cluster, through the CLI ----------------------------------------------------
 
-# The CLI's driver and its executor: small quick JVMs; one core, so one shuffle partition.
+# The CLI's driver (quick by CONF) and its executor: small quick JVMs; one core, so one
+# shuffle partition.
 CLUSTER_CONF = {
     "spark.executor.memory": "512m",
     "spark.cores.max": "1",
     "spark.sql.shuffle.partitions": "1",
-    "spark.driver.extraJavaOptions": QUICK_JVM,
     "spark.executor.extraJavaOptions": QUICK_JVM,
 }
 WRITER = re.compile(r"featurestore-materialize-run\d+-pid(\d+)")

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Self
 
 from tests.support.redis import free_port
+from tests.support.spark import QUICK_JVM
 
 START_SECONDS = 90  # two JVMs on a busy machine
-# Short-lived JVMs on a busy machine: C1 only and the serial GC start in about half the time.
-QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def spark_home() -> Path:

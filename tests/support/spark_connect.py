@@ -14,6 +14,7 @@ from types import TracebackType
 import pyspark
 
 from tests.support.redis import free_port
+from tests.support.spark import QUICK_JVM
 
 SPARK_HOME = Path(pyspark.__file__).parent
 START_SECONDS = 180  # a JVM start on a loaded 2-core machine
@@ -43,6 +44,7 @@ class SparkConnectServer:
             "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
             "--master", "local[1]",
             "--driver-memory", "1g",
+            "--driver-java-options", QUICK_JVM,
             "--conf", f"spark.connect.grpc.binding.port={self.port}",
             "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
             "--conf", "spark.ui.enabled=false",

@@ -1,8 +1,10 @@
-"""Comparing what two stores ingested, one per engine."""
+"""Comparing what two stores ingested, one per engine, and the example repo ingested by each."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,36 @@ import pyarrow as pa
 from featurestore import FeatureStore
 from featurestore.offline.write import IngestResult
 from featurestore.validation import FileReport
+from tests.support.repos import copy_example_repo
+from tests.support.spark import use_spark
 from tests.validation.support import PROJECT
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """A repo applied and ingested once, shared by tests that only read it (training sets add
+    their records; nothing re-ingests or changes the files)."""
+
+    store: FeatureStore
+    results: list[IngestResult]  # what the one ingestion returned
+
+    @property
+    def entities(self) -> Path:
+        """The example's labelled events, a Parquet file."""
+        return self.store.config.repo / "data" / "entity_rows.parquet"
+
+
+@contextmanager
+def ingested_example(folder: Path, data: Path, on_spark: bool = False) -> Iterator[Ingested]:
+    """The example repo with ``data`` in ``folder``/repo, applied and ingested by its engine."""
+    repo = copy_example_repo(folder / "repo", data)
+    store = FeatureStore(use_spark(repo) if on_spark else repo)
+    assert store.config.offline_engine == ("spark" if on_spark else "duckdb")
+    store.apply()
+    try:
+        yield Ingested(store, store.ingest())
+    finally:
+        store.close()
 
 
 def offline_rows(fs: FeatureStore, view: str) -> pa.Table:

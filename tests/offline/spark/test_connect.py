@@ -17,7 +17,7 @@ from featurestore import FeatureStore
 from featurestore.config import SparkSettings
 from featurestore.errors import OfflineEngineUnavailable
 from featurestore.offline.spark.session import spark_session
-from tests.offline.spark.support import same_store
+from tests.offline.spark.support import Ingested, same_store
 from tests.support.cli import run_cli
 from tests.support.repos import copy_example_repo
 from tests.support.spark import use_spark
@@ -27,12 +27,10 @@ SLOW = 600  # seconds: Spark jobs through a Connect server on a loaded 2-core ma
 
 
 def test_ingestion_and_training_sets_over_spark_connect(
-    tmp_path: Path, tiny_data: Path, spark_connect: SparkConnectServer
+    tmp_path: Path, tiny_data: Path, spark_connect: SparkConnectServer, example_on_duckdb: Ingested
 ) -> None:
-    duck = FeatureStore(copy_example_repo(tmp_path / "duck", tiny_data))
+    duck, ingested = example_on_duckdb.store, example_on_duckdb.results
     remote_repo = use_spark(copy_example_repo(tmp_path / "remote", tiny_data), remote=spark_connect.url)
-    duck.apply()
-    ingested = duck.ingest()
     assert run_cli("apply", "--repo", str(remote_repo)).returncode == 0
     done = run_cli("materialize", "--offline", "--repo", str(remote_repo), "--json", timeout=SLOW)
     assert done.returncode == 0, done.stderr
@@ -41,7 +39,7 @@ def test_ingestion_and_training_sets_over_spark_connect(
     }
     remote = FeatureStore(remote_repo)
     same_store(duck, remote, [r.view for r in ingested])  # read through DuckDB: no Spark here
-    entities = duck.config.repo / "data" / "entity_rows.parquet"
+    entities = example_on_duckdb.entities
     with duck.get_training_set(entities, "trip_model") as ts:
         want = ts.to_arrow()
     out = tmp_path / "remote-out"

@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 from featurestore import FeatureStore
 from featurestore.errors import ViewsFailedError
 from tests.offline.spark.support import (
+    Ingested,
     counts,
     file_records,
     file_reports,
@@ -21,19 +22,16 @@ from tests.offline.spark.support import (
     retracted,
     same_store,
 )
-from tests.support.repos import copy_example_repo, write_parquet
+from tests.support.repos import write_parquet
 from tests.support.spark import use_spark
 from tests.validation.support import GOOD, MIXED, PROJECT, expected_reasons, trips_store, trips_table
 
 
 def test_the_example_repo_ingests_the_same_on_both_engines(
-    tmp_path: Path, tiny_data: Path, spark: SparkSession
+    example_on_duckdb: Ingested, example_on_spark: Ingested
 ) -> None:
-    duck = FeatureStore(copy_example_repo(tmp_path / "duck", tiny_data))
-    sparky = FeatureStore(use_spark(copy_example_repo(tmp_path / "spark", tiny_data)))
-    for fs in (duck, sparky):
-        fs.apply()
-    ingested = duck.ingest(), sparky.ingest()
+    duck, sparky = example_on_duckdb.store, example_on_spark.store
+    ingested = example_on_duckdb.results, example_on_spark.results
     assert counts(ingested[1]) == counts(ingested[0])
     assert [r.statistics for r in ingested[1]] == [r.statistics for r in ingested[0]]
     views = [r.view for r in ingested[0]]

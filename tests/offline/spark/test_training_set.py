@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +16,7 @@ from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
 from featurestore.offline.spark.training_set import SparkTrainingSet
 from featurestore.offline.training_set import MANIFEST_KEY, TrainingSet
-from tests.support.repos import copy_example_repo
-from tests.support.spark import use_spark
+from tests.offline.spark.support import Ingested
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -39,7 +37,7 @@ COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
 
 @dataclass(frozen=True)
 class Engines:
-    """One example repo, ingested once, opened on each engine (the same DuckDB file)."""
+    """The example repo twice, each copy ingested once by its own engine."""
 
     duckdb: FeatureStore
     spark: FeatureStore
@@ -49,17 +47,10 @@ class Engines:
 
 @pytest.fixture(scope="module")
 def engines(
-    tmp_path_factory: pytest.TempPathFactory, tiny_data: Path, spark: SparkSession
-) -> Iterator[Engines]:
-    base = tmp_path_factory.mktemp("spark-ts")
-    repo = copy_example_repo(base / "repo", tiny_data)
-    on_duckdb = FeatureStore(repo)
-    on_spark = FeatureStore(use_spark(copy_example_repo(base / "spark-repo", tiny_data)))
-    assert on_spark.config.offline_engine == "spark"
-    for fs in (on_duckdb, on_spark):  # each ingested by its own engine
-        fs.apply()
-        fs.ingest()
-    yield Engines(on_duckdb, on_spark, repo / "data" / "entity_rows.parquet", tmp_path_factory.mktemp("out"))
+    tmp_path_factory: pytest.TempPathFactory, example_on_duckdb: Ingested, example_on_spark: Ingested
+) -> Engines:
+    out = tmp_path_factory.mktemp("out")
+    return Engines(example_on_duckdb.store, example_on_spark.store, example_on_duckdb.entities, out)
 
 
 def both(
