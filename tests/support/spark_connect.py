@@ -18,6 +18,10 @@ from tests.support.spark import QUICK_JVM
 
 SPARK_HOME = Path(pyspark.__file__).parent
 START_SECONDS = 180  # a JVM start on a loaded 2-core machine
+# The server's Hadoop configuration mounts viewfs://connect-lake/lake onto a folder of its
+# workdir, as a cluster's core-site.xml configures s3a:// or hdfs://: over Spark Connect the
+# server alone reaches source URIs (a client passes only spark.sql.* settings).
+LAKE_MOUNT = "connect-lake"
 
 
 class SparkConnectServer:
@@ -31,6 +35,11 @@ class SparkConnectServer:
     @property
     def url(self) -> str:
         return f"sc://127.0.0.1:{self.port}"
+
+    @property
+    def lake(self) -> tuple[str, Path]:
+        """``viewfs://`` URI of the server's lake and the local folder it is mounted on."""
+        return f"viewfs://{LAKE_MOUNT}/lake", self.workdir / "lake"
 
     def __enter__(self) -> SparkConnectServer:
         env = {
@@ -50,8 +59,10 @@ class SparkConnectServer:
             "--conf", "spark.ui.enabled=false",
             "--conf", "spark.sql.shuffle.partitions=2",
             "--conf", f"spark.local.dir={self.workdir}",
+            "--conf", f"spark.hadoop.fs.viewfs.mounttable.{LAKE_MOUNT}.link./lake={self.lake[1].as_uri()}",
             "spark-internal",
         ]  # fmt: skip
+        self.lake[1].mkdir(exist_ok=True)
         log = (self.workdir / "connect.log").open("wb")
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

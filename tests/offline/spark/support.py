@@ -53,15 +53,25 @@ def offline_rows(fs: FeatureStore, view: str) -> pa.Table:
         return con.sql(sql).to_arrow_table()
 
 
-def file_records(fs: FeatureStore) -> list[tuple[Any, ...]]:
-    """``offline_files`` without the times of the run, paths relative to the repo."""
+def file_records(fs: FeatureStore, moved: tuple[str, str] | None = None) -> list[tuple[Any, ...]]:
+    """``offline_files`` without the times of the run, paths relative to the repo. ``moved``
+    is (URI, repo folder) of files the repo reads from a URI: their paths are given as under the
+    folder, and their fingerprints (of URI, size and mtime, or of contents) as None on either side."""
     with duckdb.connect(str(fs.config.duckdb_path), read_only=True) as con:
         rows = con.execute(
             f"SELECT view, file_id, path, size, fingerprint, rows, min_event_ts, max_event_ts "
             f'FROM "{fs.config.project}".offline_files ORDER BY view, path'
         ).fetchall()
-    repo = str(fs.config.repo)
-    return [(v, i, str(Path(p).relative_to(repo)), *rest) for v, i, p, *rest in rows]
+    repo, records = str(fs.config.repo), []
+    for view, file_id, path, size, fingerprint, *rest in rows:
+        if moved is not None and path.startswith(moved[0] + "/"):
+            path = moved[1] + path.removeprefix(moved[0])
+        else:
+            path = str(Path(path).relative_to(repo))
+        if moved is not None and path.startswith(moved[1] + "/"):
+            fingerprint = None
+        records.append((view, file_id, path, size, fingerprint, *rest))
+    return sorted(records)
 
 
 def counts(results: Sequence[IngestResult]) -> list[tuple[Any, ...]]:
@@ -115,9 +125,12 @@ def retracted(fs: FeatureStore) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def same_store(a: FeatureStore, b: FeatureStore, views: Sequence[str]) -> None:
+def same_store(
+    a: FeatureStore, b: FeatureStore, views: Sequence[str], moved: tuple[str, str] | None = None
+) -> None:
+    """The same rows and file records; ``moved``: see file_records."""
     for view in views:
         rows_a, rows_b = offline_rows(a, view), offline_rows(b, view)
         assert rows_b.schema == rows_a.schema, view
         assert rows_b.equals(rows_a), view
-    assert file_records(b) == file_records(a)
+    assert file_records(b, moved) == file_records(a, moved)

@@ -1,5 +1,6 @@
 """The Spark engine over Spark Connect (``remote = "sc://..."``), through the real CLI: the
-server's tasks validate, write and join, and the outputs equal the DuckDB engine's.
+server's tasks validate, write and join, and the outputs equal the DuckDB engine's, with one
+source read from a URI that only the server's Hadoop configuration can reach.
 
 PySpark chooses Connect or classic mode per process, so this runs in CLI subprocesses (the
 test process holds the suite's local[2] session); a process asking for both gets one line."""
@@ -7,6 +8,7 @@ test process holds the suite's local[2] session); a process asking for both gets
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -31,6 +33,15 @@ def test_ingestion_and_training_sets_over_spark_connect(
 ) -> None:
     duck, ingested = example_on_duckdb.store, example_on_duckdb.results
     remote_repo = use_spark(copy_example_repo(tmp_path / "remote", tiny_data), remote=spark_connect.url)
+    # One source (a glob) only in the server's lake: neither the CLI nor this process can open it.
+    uri, lake = spark_connect.lake
+    folder = f"{tmp_path.name}/customer_profile"
+    (lake / tmp_path.name).mkdir()
+    shutil.move(remote_repo / "data" / "customer_profile", lake / folder)
+    defs = remote_repo / "customers.py"
+    text = defs.read_text()
+    assert '"data/customer_profile/*.parquet"' in text
+    defs.write_text(text.replace('"data/customer_profile/', f'"{uri}/{folder}/'))
     assert run_cli("apply", "--repo", str(remote_repo)).returncode == 0
     done = run_cli("materialize", "--offline", "--repo", str(remote_repo), "--json", timeout=SLOW)
     assert done.returncode == 0, done.stderr
@@ -38,7 +49,8 @@ def test_ingestion_and_training_sets_over_spark_connect(
         r.view: r.rows_inserted for r in ingested
     }
     remote = FeatureStore(remote_repo)
-    same_store(duck, remote, [r.view for r in ingested])  # read through DuckDB: no Spark here
+    moved = (f"{uri}/{folder}", "data/customer_profile")
+    same_store(duck, remote, [r.view for r in ingested], moved)  # read through DuckDB: no Spark here
     entities = example_on_duckdb.entities
     with duck.get_training_set(entities, "trip_model") as ts:
         want = ts.to_arrow()
