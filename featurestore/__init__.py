@@ -9,6 +9,7 @@ import warnings
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 from featurestore.definitions import (  # noqa: E402
+    Aggregation,
     Bool,
     Bytes,
     DType,
@@ -41,6 +42,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "Aggregation",
     "ApplyResult",
     "Bool",
     "Client",

@@ -66,6 +66,7 @@ SQL_OWNERS = {
     "offline/write.py",
     "offline/entities.py",  # registers the entity frame of a point-in-time join
     "offline/pit.py",
+    "offline/aggregations.py",  # pit.py's windows: aggregation features at the entity rows
     "offline/spark/entities.py",  # checks an entity frame with DuckDB's own rules (zero rows)
     "offline/spark/ingest.py",  # write.py's Spark counterpart: the transaction recording a view's folders
     "offline/spark/warehouse.py",  # offline_<view> as a DuckDB view over the live warehouse folders

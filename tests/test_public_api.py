@@ -6,6 +6,7 @@ import featurestore
 from featurestore.errors import FeatureStoreError
 
 EXPECTED = [
+    "Aggregation",
     "ApplyResult",
     "Bool",
     "Client",

@@ -1,5 +1,6 @@
 """Definitions: the Python objects data engineers declare features with."""
 
+from featurestore.definitions.aggregation import Aggregation
 from featurestore.definitions.entity import Entity
 from featurestore.definitions.feature_service import FeatureService, parse_ref
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection
@@ -19,6 +20,7 @@ from featurestore.definitions.types import (
 )
 
 __all__ = [
+    "Aggregation",
     "Bool",
     "Bytes",
     "DType",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from featurestore.definitions.aggregation import Aggregation
 from featurestore.definitions.base import caller_location, check_name, fingerprint
 from featurestore.definitions.entity import Entity
 from featurestore.definitions.field import CheckSpecs, Field, checks_of, specs_of
@@ -27,6 +28,10 @@ class FeatureView:
 
     A schema field named like a join key declares that key's dtype instead of a feature;
     otherwise key dtypes are read from the source when the view is applied.
+
+    With ``aggregations``, the source holds events: ``schema`` declares their columns (ingested
+    and validated as any view's) and the view's features are the aggregations over windows of
+    them, computed at each entity time (see ``Aggregation``).
     """
 
     name: str
@@ -43,6 +48,7 @@ class FeatureView:
     # What ingestion does with rows that fail validation: "fail" writes nothing at all,
     # "quarantine" writes the valid rows and sets the invalid ones aside with the reason.
     on_invalid: str = "fail"
+    aggregations: Sequence[Aggregation] = ()
     # Filled from the source or the registry: the join key columns and their dtypes.
     join_keys: tuple[Field, ...] = field(default=(), repr=False)
     defined_in: str = field(default="", compare=False, repr=False)
@@ -78,8 +84,14 @@ class FeatureView:
             clash = sorted(n for n in names if n in ts)
             if clash:
                 problems.append(f"field(s) {clash} are the source's timestamp columns")
+        aggregations = tuple(self.aggregations)
+        if aggregations:
+            problems += _aggregation_problems(aggregations, schema, self.ttl)
+            if self.online:  # tiles in Redis are the next step of issue 19
+                problems.append("aggregation views are offline only for now: set online=False")
         if problems:
             raise DefinitionError([f"feature view {self.name!r}: {p}" for p in problems])
+        object.__setattr__(self, "aggregations", aggregations)
         object.__setattr__(self, "entities", entities)
         object.__setattr__(self, "schema", schema)
         object.__setattr__(self, "checks", checks)
@@ -92,10 +104,22 @@ class FeatureView:
         return tuple(e.name if isinstance(e, Entity) else e for e in self.entities)
 
     @property
-    def features(self) -> tuple[Field, ...]:
-        """Schema fields that are features (not join key declarations)."""
+    def columns(self) -> tuple[Field, ...]:
+        """The source columns ingested and validated: schema fields that are not join key
+        declarations. A plain view's features; an aggregation view's event columns."""
         keys = set(self.declared_join_key_names())
         return tuple(f for f in self.schema if f.name not in keys)
+
+    @property
+    def features(self) -> tuple[Field, ...]:
+        """What services, training sets and lookups return: the columns, or the aggregations."""
+        if not self.aggregations:
+            return self.columns
+        columns = {f.name: f for f in self.columns}
+        return tuple(
+            Field(a.name, a.output_dtype(columns[a.column].dtype), a.describe())
+            for a in self.aggregations
+        )
 
     def declared_join_key_names(self) -> list[str]:
         """Join keys of the entities given as objects, or of the resolved join_keys."""
@@ -120,7 +144,7 @@ class FeatureView:
             "name": self.name,
             "entities": list(self.entity_names),
             "join_keys": [{"name": k.name, "dtype": k.dtype.name} for k in self.join_keys],
-            "features": [f.to_spec() for f in self.features],
+            "features": [f.to_spec() for f in self.columns],
             "source": self.source.name,
             "ttl_seconds": None if self.ttl is None else self.ttl.total_seconds(),
             "online": bool(self.online),
@@ -130,6 +154,7 @@ class FeatureView:
             # only when set (SPEC_DEFAULTS), so existing specs keep their fingerprints
             **({"checks": specs_of(self.checks)} if self.checks else {}),
             **({"on_invalid": self.on_invalid} if self.on_invalid != SPEC_DEFAULTS["on_invalid"] else {}),
+            **({"aggregations": [a.to_spec() for a in self.aggregations]} if self.aggregations else {}),
         }
 
     @classmethod
@@ -147,6 +172,7 @@ class FeatureView:
             description=spec.get("description", ""),
             checks=CheckSpecs(spec.get("checks", [])),
             on_invalid=spec.get("on_invalid", "fail"),
+            aggregations=[Aggregation.from_spec(a) for a in spec.get("aggregations", [])],
             join_keys=tuple(Field.from_spec(k) for k in spec.get("join_keys", [])),
             defined_in="registry",
         )
@@ -154,6 +180,31 @@ class FeatureView:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.to_spec())
+
+
+def _aggregation_problems(
+    aggregations: tuple[Aggregation, ...], schema: tuple[Field, ...], ttl: timedelta | None
+) -> list[str]:
+    problems: list[str] = []
+    if not all(isinstance(a, Aggregation) for a in aggregations):
+        return ["aggregations must be a list of Aggregation"]
+    if ttl is not None:
+        problems.append("an aggregation view has windows, not a ttl")
+    fields = {f.name: f for f in schema if isinstance(f, Field)}
+    for a in aggregations:
+        column = fields.get(a.column)
+        if column is None:
+            problems.append(f"aggregation {a.name!r} reads {a.column!r}, which the schema does not declare")
+        elif not a.accepts(column.dtype):
+            problems.append(f"aggregation {a.name!r}: {a.function} does not take {column.dtype.name} values")
+    names = [a.name for a in aggregations]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"aggregations repeat feature name(s) {dupes}: give them distinct names")
+    clash = sorted(set(names) & set(fields))
+    if clash:
+        problems.append(f"aggregation feature name(s) {clash} are also schema fields")
+    return problems
 
 
 @dataclass(frozen=True)

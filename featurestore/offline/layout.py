@@ -23,7 +23,7 @@ def stored_columns(view: FeatureView) -> list[tuple[str, str, bool]]:
     columns = [(k.name, k.dtype.duckdb, True) for k in view.join_keys]
     columns += [(EVENT_TS, "TIMESTAMPTZ", True), (CREATED_TS, "TIMESTAMPTZ", False)]
     columns += [(SEQ, "BIGINT", True), (FILE_ID, "INTEGER", True)]
-    return columns + [(f.name, f.dtype.duckdb, False) for f in view.features]
+    return columns + [(f.name, f.dtype.duckdb, False) for f in view.columns]
 
 
 def view_table(project: str, view: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from featurestore.offline.aggregations import aggregation_sql, empty_value
 from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, SEQ, view_table
 from featurestore.registry import ViewRequest
@@ -39,10 +40,16 @@ def point_in_time_sql(
 ) -> str:
     """The training-set query over the registered entity view, in input order."""
     joins: list[str] = []
+    ctes: list[str] = []
     selects = [f"e.{quote(c)}" for c in entity_columns]
     alias = {req.view.name: f"v{i}" for i, req in enumerate(requests)}
     for req in requests:
         v = alias[req.view.name]
+        if req.view.aggregations:
+            sql = aggregation_sql(project, req.view, req.features, v)
+            ctes += sql.ctes
+            joins.append(f"LEFT JOIN {sql.relation} {v} ON {v}.{ROW} = e.{ROW}")
+            continue
         cols = ", ".join(quote(f.name) for f in req.features)
         keys = [quote(k.name) for k in req.view.join_keys]
         inner = (
@@ -61,10 +68,17 @@ def point_in_time_sql(
         joins.append(f"ASOF LEFT JOIN ({inner}) {v} ON {' AND '.join(on)}")
     for out in outputs:
         v = alias[out.view]
-        ttl = next(r.view.ttl for r in requests if r.view.name == out.view)
+        view = next(r.view for r in requests if r.view.name == out.view)
+        ttl = view.ttl
         value = f"{v}.{quote(out.feature)}"
+        if view.aggregations:
+            agg = next(a for a in view.aggregations if a.name == out.feature)
+            if empty_value(agg) != "NULL":  # no events in the window, or no row in the relation
+                value = f"coalesce({value}, {empty_value(agg)})"
+            value = f"CAST({value} AS {view.feature(agg.name).dtype.duckdb})"
         if ttl is not None:
             micros = ttl // timedelta(microseconds=1)
             value = f"CASE WHEN {v}.{EVENT_TS} >= e.{TS} - to_microseconds({micros}) THEN {value} END"
         selects.append(f"{value} AS {quote(out.name)}")
-    return f"SELECT {', '.join(selects)} FROM {ENTITY_VIEW} e {' '.join(joins)} ORDER BY e.{ROW}"
+    with_ = f"WITH {', '.join(ctes)} " if ctes else ""
+    return f"{with_}SELECT {', '.join(selects)} FROM {ENTITY_VIEW} e {' '.join(joins)} ORDER BY e.{ROW}"

@@ -134,7 +134,7 @@ def check_file_schema(path: str, view: FeatureView, schema: pa.Schema) -> None:
     expected += [(src.timestamp_field, "Timestamp", pa.types.is_timestamp)]
     if src.created_timestamp_field:
         expected += [(src.created_timestamp_field, "Timestamp", pa.types.is_timestamp)]
-    expected += [(f.name, f.dtype.name, f.dtype.accepts) for f in view.features]
+    expected += [(f.name, f.dtype.name, f.dtype.accepts) for f in view.columns]
     for name, dtype, accepts in expected:
         idx = schema.get_field_index(name)
         if idx < 0:

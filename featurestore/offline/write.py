@@ -242,7 +242,7 @@ def _insert_file(
             "(CAST(? AS BIGINT) << 32) | file_row_number",
             "?",
         ]
-        + [f"CAST({quote(f.name)} AS {f.dtype.duckdb})" for f in view.features]
+        + [f"CAST({quote(f.name)} AS {f.dtype.duckdb})" for f in view.columns]
     )
     valid = " AND ".join([f"{k} IS NOT NULL" for k in keys] + [f"{quote(src.timestamp_field)} IS NOT NULL"])
     scan = "read_parquet(?, file_row_number = true)"
@@ -288,5 +288,5 @@ def statistics(
         return (), 0.0
     started = time.perf_counter()
     rows = f"SELECT * FROM {table} WHERE {FILE_ID} IN ({', '.join(str(int(i)) for i in file_ids)})"
-    stats = compute_statistics(store.con, rows, [f.name for f in view.features])
+    stats = compute_statistics(store.con, rows, [f.name for f in view.columns])
     return tuple(stats), time.perf_counter() - started

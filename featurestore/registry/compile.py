@@ -51,18 +51,18 @@ def compile_repo(contents: RepoContents, repo: Path, files: SourceFiles | None =
         if len(set(keys)) != len(keys):
             problems.append(f"{where}: entities share a join key: {keys}")
             continue
-        clash = sorted({f.name for f in view.features} & {view.source.timestamp_field})
+        clash = sorted({f.name for f in view.columns} & {view.source.timestamp_field})
         if clash:
             problems.append(f"{where}: feature(s) {clash} clash with the timestamp field")
         declared = {f.name: f for f in view.schema}
         schema = schemas.get(view.source.name)
         join_keys = _join_keys(keys, declared, schema, where, problems)
         if schema is not None:
-            _check_fields(view.features, schema, where, view.source.path, problems)
+            _check_fields(view.columns, schema, where, view.source.path, problems)
         if join_keys is None:
             continue
         for path, other in others.get(view.source.name, []):
-            _check_fields((*join_keys, *view.features), other, where, path, problems)
+            _check_fields((*join_keys, *view.columns), other, where, path, problems)
         for k in join_keys:
             prev = key_types.setdefault(k.name, (k.dtype.name, name, where))
             if prev[0] != k.dtype.name:

@@ -120,6 +120,11 @@ def _change_breaks(
                 reasons.append(f"feature {parts[1]!r} changes dtype {d.old} -> {d.new} while {why}")
             elif parts[0] in ("join_keys", "entities"):
                 reasons.append(f"{parts[0]} change while {why}")
+            elif parts[0] == "aggregations" and len(parts) == 2 and d.new is None:
+                reasons.append(f"feature {parts[1]!r} removed while {why}")
+            elif parts[0] == "aggregations" and len(parts) == 3 and d.old is not None:
+                # Same name, other values: every training set and online value changes meaning.
+                reasons.append(f"feature {parts[1]!r} changes its {parts[2]} {d.old} -> {d.new} while {why}")
     if kind == "feature_service":
         for d in diffs:
             if d.path.startswith("features.") and d.new is None:

@@ -27,7 +27,7 @@ def pandera_schema(view: FeatureView) -> pa.DataFrameSchema:
     columns[src.timestamp_field] = pa.Column(nullable=False, description="event timestamp")
     if src.created_timestamp_field:
         columns[src.created_timestamp_field] = pa.Column(nullable=True, description="created timestamp")
-    for f in view.features:
+    for f in view.columns:
         columns[f.name] = pa.Column(
             nullable=f.nullable, checks=list(f.checks), description=f.description or None
         )
@@ -40,12 +40,12 @@ def columns_read(view: FeatureView) -> list[str]:
     names = [k.name for k in view.join_keys] + [src.timestamp_field]
     if src.created_timestamp_field:
         names.append(src.created_timestamp_field)
-    return names + [f.name for f in view.features]
+    return names + [f.name for f in view.columns]
 
 
 def has_custom_checks(view: FeatureView) -> bool:
     """Whether a check of the view is a function the registry keeps only by name."""
-    checks = [*view.checks, *(c for f in view.features for c in f.checks)]
+    checks = [*view.checks, *(c for f in view.columns for c in f.checks)]
     return any(check_from_spec(check_spec(c)) is None for c in checks)
 
 
@@ -55,9 +55,9 @@ def with_check_functions(applied: FeatureView, defined: FeatureView | None) -> F
     Read back from the registry, a custom check passes every row; validating ingestion with
     it would let anything through, so the code must still declare the applied checks.
     """
-    fields = {f.name: f for f in defined.features} if defined is not None else {}
+    fields = {f.name: f for f in defined.columns} if defined is not None else {}
     same = defined is not None and _specs(defined.checks) == _specs(applied.checks)
-    for f in applied.features:
+    for f in applied.columns:
         same = same and f.name in fields and _specs(fields[f.name].checks) == _specs(f.checks)
     if defined is None or not same:
         raise NotAppliedError(

@@ -164,7 +164,7 @@ def _arrow_checks(
 ) -> tuple[pa.RecordBatch, _Judged]:
     """NaN in fields that refuse it and strings that are not UTF-8; bad strings become nulls."""
     judged = _Judged()
-    fields = {f.name: f for f in view.features}
+    fields = {f.name: f for f in view.columns}
     arrays = list(batch.columns)
     for i, name in enumerate(batch.schema.names):
         array = arrays[i]

@@ -153,7 +153,7 @@ def _write_file(
     src = view.source
     names = [k.name for k in view.join_keys] + [src.timestamp_field]
     names += [src.created_timestamp_field] if src.created_timestamp_field else []
-    names += [f.name for f in view.features]
+    names += [f.name for f in view.columns]
     rows = read_numbered(spark, path, list(dict.fromkeys(names)))
     if len(invalid_rows):
         invalid = spark.createDataFrame(pa.table({ROW_INDEX: pa.array(invalid_rows, pa.int64())}))
@@ -176,7 +176,7 @@ def _write_file(
         F.lit(file_id).cast("int").alias(FILE_ID),
     ]
     columns += [
-        _col(f.name).cast(_spark_type(schema.field(f.name).type)).alias(f.name) for f in view.features
+        _col(f.name).cast(_spark_type(schema.field(f.name).type)).alias(f.name) for f in view.columns
     ]
     # Row order kept within the file: the DuckDB engine's table is in file order too.
     rows.select(*columns).sortWithinPartitions(SEQ).write.mode("overwrite").parquet(target)

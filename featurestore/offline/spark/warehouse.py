@@ -43,7 +43,7 @@ def stored_schema(view: FeatureView) -> pa.Schema:
         pa.field(SEQ, pa.int64(), nullable=False),
         pa.field(FILE_ID, pa.int32(), nullable=False),
     ]
-    fields += [pa.field(f.name, f.dtype.arrow) for f in view.features]
+    fields += [pa.field(f.name, f.dtype.arrow) for f in view.columns]
     return pa.schema(fields)
 
 

@@ -1,0 +1,136 @@
+"""Aggregation: a feature computed over a sliding window of a view's events.
+
+The window at time t holds the events with event time in (t - window, t]: left-open, so
+consecutive windows of one length never share an event, and right-closed, as a training set
+sees a row stamped exactly at its entity time. ``window=None`` is the lifetime window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from featurestore.definitions.base import check_name
+from featurestore.definitions.types import FLOATS, DType, Float64, Int64, List
+from featurestore.errors import DefinitionError
+
+# function -> what it takes: "numeric" columns, "ordered" ones (numbers, strings,
+# timestamps) or "any" scalar.
+FUNCTIONS: dict[str, str] = {
+    "count": "any",
+    "count_distinct": "any",
+    "sum": "numeric",
+    "mean": "numeric",
+    "min": "ordered",
+    "max": "ordered",
+    "variance": "numeric",
+    "stddev": "numeric",
+    "first": "any",
+    "last": "any",
+    "last_n": "any",
+}
+NUMERIC = frozenset({"Int32", "Int64", "Float32", "Float64"})
+ORDERED = NUMERIC | {"String", "Timestamp"}
+LAST_N_MAX = 1000  # a list per entity row and per online value: keep it bounded
+_UNITS = (
+    ("d", timedelta(days=1)),
+    ("h", timedelta(hours=1)),
+    ("m", timedelta(minutes=1)),
+    ("s", timedelta(seconds=1)),
+)
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """``function`` of ``column`` over the events in the window ending at each time.
+
+    ``window=None`` covers every event up to the time (lifetime). ``n`` is for ``last_n``
+    only. ``name`` defaults to e.g. ``amount_sum_7d``, ``merchant_last5_30d``.
+    """
+
+    column: str
+    function: str
+    window: timedelta | None = None
+    n: int | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not isinstance(self.column, str) or not self.column:
+            problems.append(f"column must be a column name, got {self.column!r}")
+        if self.function not in FUNCTIONS:
+            problems.append(f"function {self.function!r} is not one of {sorted(FUNCTIONS)}")
+        if self.window is not None:
+            if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
+                problems.append(f"window must be a positive timedelta or None, got {self.window!r}")
+            elif self.window % timedelta(seconds=1):
+                problems.append(f"window must be a whole number of seconds, got {self.window}")
+        if self.function == "last_n":
+            if not isinstance(self.n, int) or isinstance(self.n, bool) or not 1 <= self.n <= LAST_N_MAX:
+                problems.append(f"last_n needs n between 1 and {LAST_N_MAX}, got {self.n!r}")
+        elif self.n is not None:
+            problems.append(f"n is for last_n only, not {self.function!r}")
+        if problems:
+            raise DefinitionError([f"aggregation of {self.column!r}: {p}" for p in problems])
+        if not self.name:
+            object.__setattr__(self, "name", self.default_name())
+        check_name("aggregation feature", self.name)
+
+    def default_name(self) -> str:
+        function = f"last{self.n}" if self.function == "last_n" else self.function
+        return f"{self.column}_{function}_{window_label(self.window)}"
+
+    def describe(self) -> str:
+        """``sum of amount over 7d``: the feature's default description."""
+        what = f"last {self.n} values" if self.function == "last_n" else self.function
+        over = "all events" if self.window is None else window_label(self.window)
+        return f"{what} of {self.column} over {over}"
+
+    def output_dtype(self, column: DType) -> DType:
+        """The feature's type, given the aggregated column's."""
+        if self.function in ("count", "count_distinct"):
+            return Int64
+        if self.function == "sum":
+            return Float64 if column.name in FLOATS else Int64
+        if self.function in ("mean", "variance", "stddev"):
+            return Float64
+        if self.function == "last_n":
+            return List(column)
+        return column  # min, max, first, last: one of the values
+
+    def accepts(self, column: DType) -> bool:
+        takes = FUNCTIONS[self.function]
+        if column.name.startswith("List("):
+            return False
+        return takes == "any" or column.name in (NUMERIC if takes == "numeric" else ORDERED)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "column": self.column,
+            "function": self.function,
+            "window_seconds": None if self.window is None else int(self.window.total_seconds()),
+            **({"n": self.n} if self.n is not None else {}),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Aggregation:
+        seconds = spec.get("window_seconds")
+        return cls(
+            column=spec["column"],
+            function=spec["function"],
+            window=None if seconds is None else timedelta(seconds=seconds),
+            n=spec.get("n"),
+            name=spec["name"],
+        )
+
+
+def window_label(window: timedelta | None) -> str:
+    """``7d``, ``90m``, ``45s``: the largest unit that divides the window; ``lifetime``."""
+    if window is None:
+        return "lifetime"
+    for label, unit in _UNITS:
+        if not window % unit:
+            return f"{window // unit}{label}"
+    raise ValueError(f"window {window} is not a whole number of seconds")

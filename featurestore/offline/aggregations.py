@@ -1,0 +1,164 @@
+"""Aggregation features at each entity row, exactly, as DuckDB SQL for the point-in-time join.
+
+Per aggregation view, the entity rows and the view's events go into one stream, partitioned
+by join keys and ordered by time, and DuckDB's window aggregates (segment trees, so
+O(n log n), never a rescan per row) evaluate each aggregation over the frame
+``RANGE BETWEEN window - 1 µs PRECEDING AND CURRENT ROW``: times are microseconds, so the
+frame at an entity row is (t - window, t], peers at t included. Entity rows add no values
+(their columns are NULL, which every aggregate skips).
+
+``last_n`` is not a window aggregate (a list per frame would copy every event of the window
+into every row): each entity row counts the non-null values up to its time, k, and joins
+the events ranked k - n + 1 .. k, O(n) per row.
+
+Events are deduplicated first: rows sharing join keys and event time are versions of one
+event, and the newest created (then the last ingested) wins, as in every view's as-of join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from featurestore.definitions import Aggregation, FeatureView, Field
+from featurestore.definitions.types import FLOATS
+from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, SEQ, view_table
+from featurestore.storage import quote
+
+_T = "__agg_t"  # the stream's time: entity time or event time
+_EVENT = "__agg_event"  # true for events, false for entity rows
+_RANK = "__agg_rank"  # a last_n column's events, numbered in time order per key
+ZERO_WHEN_EMPTY = frozenset({"count", "count_distinct"})
+
+
+@dataclass(frozen=True)
+class AggregationSQL:
+    """A view's aggregations at the entity rows: CTEs to prepend and the relation to join on ROW."""
+
+    ctes: list[str]
+    relation: str
+
+
+def aggregation_sql(project: str, view: FeatureView, features: Sequence[Field], alias: str) -> AggregationSQL:
+    """Columns ROW and each feature in ``features`` (aggregation names) for every entity row
+    with non-null keys and time; rows absent from the relation have empty windows."""
+    wanted = {f.name for f in features}
+    aggs = [a for a in view.aggregations if a.name in wanted]
+    keys = [quote(k.name) for k in view.join_keys]
+    columns = {f.name: f for f in view.columns}
+    used = sorted({a.column for a in aggs})
+    events = f"{alias}_events"
+    ctes = [f"{events} AS MATERIALIZED ({_events_sql(project, view, keys, [columns[c] for c in used])})"]
+
+    key_types = {k.name: k.dtype.duckdb for k in view.join_keys}
+    entity_cols = [f"CAST(e.{quote(k)} AS {t}) AS {quote(k)}" for k, t in key_types.items()]
+    not_null = " AND ".join([f"e.{quote(k)} IS NOT NULL" for k in key_types] + [f"e.{TS} IS NOT NULL"])
+    nulls = [f"NULL::{_stream_type(columns[c])} AS {quote(c)}" for c in used]
+    stream = (
+        f"SELECT {', '.join(entity_cols)}, e.{TS} AS {_T}, e.{ROW} AS {ROW}, false AS {_EVENT}"
+        f"{''.join(', ' + n for n in nulls)} FROM {ENTITY_VIEW} e WHERE {not_null} "
+        f"UNION ALL "
+        f"SELECT {', '.join(keys)}, {EVENT_TS} AS {_T}, NULL AS {ROW}, true AS {_EVENT}"
+        f"{''.join(', ' + quote(c) for c in used)} FROM {events}"
+    )
+    windows: dict[timedelta | None, str] = {}
+    selects = [ROW, *keys, _T]
+    for i, a in enumerate(aggs):
+        w = windows.setdefault(a.window, f"w{len(windows)}")
+        if a.function == "last_n":
+            # Non-null values up to t (peers included): the rank of the newest one in the window.
+            selects.append(f"count({quote(a.column)}) OVER wlife AS __k{i}")
+        else:
+            selects.append(f"{_window_aggregate(a, columns[a.column], w)} AS {quote(a.name)}")
+    clauses = [f"{w} AS ({_frame(keys, window)})" for window, w in windows.items()]
+    clauses.append(f"wlife AS ({_frame(keys, None)})")
+    at_rows = f"{alias}_rows"
+    ctes.append(
+        f"{at_rows} AS (SELECT {', '.join(selects)} FROM ({stream}) "
+        f"WINDOW {', '.join(clauses)} QUALIFY NOT {_EVENT})"
+    )
+    outs = [f"r.{ROW} AS {ROW}"]
+    joins: list[str] = []
+    for i, a in enumerate(aggs):
+        if a.function != "last_n":
+            outs.append(f"r.{quote(a.name)}")
+            continue
+        ranked = f"{alias}_ranked{i}"
+        ctes.append(
+            f"{ranked} AS (SELECT {', '.join(keys)}, {EVENT_TS}, {quote(a.column)}, "
+            f"row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {EVENT_TS}) AS {_RANK} "
+            f"FROM {events} WHERE {quote(a.column)} IS NOT NULL)"
+        )
+        in_window = "" if a.window is None else (
+            f"AND ev.{EVENT_TS} > u.{_T} - to_microseconds({a.window // timedelta(microseconds=1)}) "
+        )
+        on_keys = " AND ".join(f"ev.{k} = u.{k}" for k in keys)
+        n = a.n
+        ctes.append(
+            f"{ranked}_at AS (SELECT u.{ROW}, list(ev.{quote(a.column)} ORDER BY ev.{_RANK} DESC) AS v "
+            f"FROM (SELECT {ROW}, {', '.join(keys)}, {_T}, "
+            f"unnest(range(greatest(__k{i} - {n}, 0) + 1, __k{i} + 1)) AS {_RANK} FROM {at_rows}) u "
+            f"JOIN {ranked} ev ON {on_keys} AND ev.{_RANK} = u.{_RANK} {in_window}"
+            f"GROUP BY u.{ROW})"
+        )
+        joins.append(f"LEFT JOIN {ranked}_at l{i} ON l{i}.{ROW} = r.{ROW}")
+        outs.append(f"l{i}.v AS {quote(a.name)}")
+    relation = f"(SELECT {', '.join(outs)} FROM {at_rows} r {' '.join(joins)})"
+    return AggregationSQL(ctes, relation)
+
+
+def empty_value(aggregation: Aggregation) -> str:
+    """SQL for the feature of an entity row whose window holds no events."""
+    return "0" if aggregation.function in ZERO_WHEN_EMPTY else "NULL"
+
+
+def _events_sql(project: str, view: FeatureView, keys: list[str], columns: list[Field]) -> str:
+    """One row per event: the newest version (created time, then ingestion order) of each
+    (keys, event time), with NaN read as null; only keys some entity row asks for."""
+    cols = [
+        f"CASE WHEN isnan({quote(c.name)}) THEN NULL ELSE {quote(c.name)}::DOUBLE END AS {quote(c.name)}"
+        if c.dtype.name in FLOATS
+        else quote(c.name)
+        for c in columns
+    ]
+    key_list = ", ".join(keys)
+    wanted = f"({key_list}) IN (SELECT ({', '.join('e.' + k for k in keys)}) FROM {ENTITY_VIEW} e)"
+    if len(keys) == 1:
+        wanted = f"{keys[0]} IN (SELECT e.{keys[0]} FROM {ENTITY_VIEW} e)"
+    return (
+        f"SELECT {key_list}, {EVENT_TS}{''.join(', ' + c for c in cols)} "
+        f"FROM {view_table(project, view.name)} WHERE {wanted} "
+        f"QUALIFY row_number() OVER (PARTITION BY {key_list}, {EVENT_TS} "
+        f"ORDER BY {CREATED_TS} DESC NULLS LAST, {SEQ} DESC) = 1"
+    )
+
+
+def _stream_type(column: Field) -> str:
+    """Floats are aggregated as DOUBLE (a Float32 sum in FLOAT would round at every step)."""
+    return "DOUBLE" if column.dtype.name in FLOATS else column.dtype.duckdb
+
+
+def _frame(keys: list[str], window: timedelta | None) -> str:
+    start = "UNBOUNDED PRECEDING"
+    if window is not None:
+        start = f"to_microseconds({window // timedelta(microseconds=1) - 1}) PRECEDING"
+    return f"PARTITION BY {', '.join(keys)} ORDER BY {_T} RANGE BETWEEN {start} AND CURRENT ROW"
+
+
+def _window_aggregate(a: Aggregation, column: Field, window: str) -> str:
+    c, over = quote(a.column), f"OVER {window}"
+    return {
+        "count": f"count({c}) {over}",
+        "count_distinct": f"count(DISTINCT {c}) {over}",
+        # integers: exact (HUGEINT inside), and an overflow of BIGINT is an error, not a wrap
+        "sum": f"sum({c}) {over}" if column.dtype.name in FLOATS else f"CAST(sum({c}) {over} AS BIGINT)",
+        "mean": f"avg({c}::DOUBLE) {over}",
+        "min": f"min({c}) {over}",
+        "max": f"max({c}) {over}",
+        "variance": f"var_samp({c}::DOUBLE) {over}",
+        "stddev": f"stddev_samp({c}::DOUBLE) {over}",
+        "first": f"arg_min({c}, {_T}) {over}",
+        "last": f"arg_max({c}, {_T}) {over}",
+    }[a.function]
