@@ -3,6 +3,11 @@
 The window at time t holds the events with event time in (t - window, t]: left-open, so
 consecutive windows of one length never share an event, and right-closed, as a training set
 sees a row stamped exactly at its entity time. ``window=None`` is the lifetime window.
+
+Online, a window hops: the value served at time ``now`` is the window ending at the next
+multiple of ``hop`` (epoch-aligned), i.e. the training-set value at entity time
+``ceil(now / hop) * hop``. Materialization keeps, per entity, one partial aggregate per hop
+interval ("tile") of the last window; a lookup combines the tiles its window covers.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ FUNCTIONS: dict[str, str] = {
 }
 NUMERIC = frozenset({"Int32", "Int64", "Float32", "Float64"})
 ORDERED = NUMERIC | {"String", "Timestamp"}
+_SECOND = timedelta(seconds=1)
 LAST_N_MAX = 1000  # a list per entity row and per online value: keep it bounded
 _UNITS = (
     ("d", timedelta(days=1)),
@@ -54,6 +60,8 @@ class Aggregation:
     window: timedelta | None = None
     n: int | None = None
     name: str = ""
+    # Online only: the step the served window moves by; None: a default from the window's size.
+    hop: timedelta | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -71,10 +79,19 @@ class Aggregation:
                 problems.append(f"last_n needs n between 1 and {LAST_N_MAX}, got {self.n!r}")
         elif self.n is not None:
             problems.append(f"n is for last_n only, not {self.function!r}")
+        if self.hop is not None:
+            if self.window is None:
+                problems.append("a lifetime window has no hop")
+            elif not isinstance(self.hop, timedelta) or self.hop <= timedelta(0) or self.hop % _SECOND:
+                problems.append(f"hop must be a positive whole number of seconds, got {self.hop!r}")
+            elif isinstance(self.window, timedelta) and self.window % self.hop:
+                problems.append(f"hop {self.hop} does not divide the window {self.window}")
         if problems:
             raise DefinitionError([f"aggregation of {self.column!r}: {p}" for p in problems])
         if not self.name:
             object.__setattr__(self, "name", self.default_name())
+        if self.hop is None and self.window is not None:
+            object.__setattr__(self, "hop", default_hop(self.window))
         check_name("aggregation feature", self.name)
 
     def default_name(self) -> str:
@@ -112,17 +129,19 @@ class Aggregation:
             "function": self.function,
             "window_seconds": None if self.window is None else int(self.window.total_seconds()),
             **({"n": self.n} if self.n is not None else {}),
+            "hop_seconds": None if self.hop is None else int(self.hop.total_seconds()),
         }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> Aggregation:
-        seconds = spec.get("window_seconds")
+        seconds, hop = spec.get("window_seconds"), spec.get("hop_seconds")
         return cls(
             column=spec["column"],
             function=spec["function"],
             window=None if seconds is None else timedelta(seconds=seconds),
             n=spec.get("n"),
             name=spec["name"],
+            hop=None if hop is None else timedelta(seconds=hop),
         )
 
 
@@ -134,3 +153,20 @@ def window_label(window: timedelta | None) -> str:
         if not window % unit:
             return f"{window // unit}{label}"
     raise ValueError(f"window {window} is not a whole number of seconds")
+
+
+# (windows up to, hop): about 12 to 288 tiles per window, as Chronon's defaults.
+_HOPS = (
+    (timedelta(hours=12), timedelta(minutes=5)),
+    (timedelta(days=12), timedelta(hours=1)),
+)
+
+
+def default_hop(window: timedelta) -> timedelta:
+    """5 minutes up to 12 h windows, 1 hour up to 12 days, else 1 day; the largest of those,
+    1 minute and 1 second that divides the window (windows are whole seconds)."""
+    preferred = next((hop for limit, hop in _HOPS if window <= limit), timedelta(days=1))
+    for hop in (preferred, timedelta(hours=1), timedelta(minutes=5), timedelta(minutes=1)):
+        if hop <= preferred and not window % hop:
+            return hop
+    return timedelta(seconds=1)

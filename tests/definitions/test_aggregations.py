@@ -61,6 +61,24 @@ def test_default_names_types_and_descriptions() -> None:
     assert [f.name for f in v.columns] == ["amount", "units", "merchant", "at"]  # what ingestion stores
 
 
+def test_default_hops_divide_the_window_into_12_to_288_tiles() -> None:
+    hops = {
+        timedelta(seconds=45): timedelta(seconds=1),
+        timedelta(hours=1): timedelta(minutes=5),
+        timedelta(hours=7, seconds=1): timedelta(seconds=1),  # only whole seconds divide it
+        timedelta(hours=12): timedelta(minutes=5),
+        timedelta(hours=36): timedelta(hours=1),
+        timedelta(days=7): timedelta(hours=1),
+        timedelta(days=30): timedelta(days=1),
+        timedelta(days=30, minutes=5): timedelta(minutes=5),
+    }
+    for window, hop in hops.items():
+        assert Aggregation("amount", "sum", window=window).hop == hop, window
+    assert Aggregation("amount", "sum").hop is None  # lifetime
+    weekly = Aggregation("amount", "sum", window=timedelta(days=7), hop=timedelta(days=1))
+    assert weekly.hop == timedelta(days=1)
+
+
 def test_every_problem_in_one_error() -> None:
     with pytest.raises(DefinitionError) as e:
         Aggregation("amount", "median", window=timedelta(seconds=1.5))
@@ -73,6 +91,15 @@ def test_every_problem_in_one_error() -> None:
         (lambda: Aggregation("merchant", "last_n", n=True), "got True"),
         (lambda: Aggregation("amount", "sum", n=3), "n is for last_n only"),
         (lambda: Aggregation("amount", "sum", name="no-dash"), "is invalid"),
+        (lambda: Aggregation("amount", "sum", hop=timedelta(hours=1)), "a lifetime window has no hop"),
+        (
+            lambda: Aggregation("amount", "sum", window=timedelta(hours=1), hop=timedelta(minutes=7)),
+            "hop 0:07:00 does not divide the window 1:00:00",
+        ),
+        (
+            lambda: Aggregation("amount", "sum", window=timedelta(hours=1), hop=timedelta(0)),
+            "hop must be a positive whole number of seconds",
+        ),
     ]:
         with pytest.raises(DefinitionError, match=message):
             bad()
@@ -137,6 +164,8 @@ def test_a_changed_window_or_function_of_a_served_aggregation_is_breaking(make_r
     defs.write_text(SERVED.replace("timedelta(hours=24)", "timedelta(hours=12)").replace('"mean"', '"min"'))
     assert fs.plan().breaking == [
         "feature view 'activity': feature 'conv_24h' changes its function mean -> min while used by "
+        "feature service 'model'",
+        "feature view 'activity': feature 'conv_24h' changes its hop_seconds 3600 -> 300 while used by "
         "feature service 'model'",
         "feature view 'activity': feature 'conv_24h' changes its window_seconds 86400 -> 43200 while used "
         "by feature service 'model'",

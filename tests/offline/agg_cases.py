@@ -1,6 +1,6 @@
 """Time-window aggregations' generated cases: events over several files with corrections, entity
 rows with null and unseen keys, the edges they must reach, and the check of one example's
-training set against the plain-Python reference (tests/aggregations/reference.py)."""
+training set against the plain-Python reference (tests/offline/agg_reference.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore
-from tests.aggregations.reference import Spec, aggregate, feature_name, in_window, is_null, latest_versions
+from tests.offline.agg_reference import Spec, aggregate, feature_name, in_window, is_null, latest_versions
 from tests.offline.reference import SourceRow
 from tests.support.clock import minutes_after
 
@@ -32,7 +32,7 @@ MINUTE, HALF, HOUR = timedelta(minutes=1), timedelta(minutes=30), timedelta(hour
 user = Entity("user", join_keys=["user_id"])
 txns = ParquetSource("txns", path="data/txns", timestamp_field="ts", created_timestamp_field="created")
 user_txn = FeatureView(
-    "user_txn", entities=[user], source=txns,
+    "user_txn", entities=[user], source=txns, online=False,
     schema=[Field("amount", Float64, allow_nan=True), Field("units", Int64), Field("merchant", String)],
     aggregations=[
         Aggregation("amount", "count", window=MINUTE),

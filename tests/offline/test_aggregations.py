@@ -1,6 +1,6 @@
 """Training sets of time-window aggregations against the plain-Python reference.
 
-Alone: pytest tests/aggregations/test_training_set.py (about 30 ingestions and training sets).
+Alone: pytest tests/offline/test_aggregations.py (about 30 ingestions and training sets).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from featurestore import FeatureStore
-from tests.aggregations.cases import EDGE_CASES, EDGES, EXAMPLE, check_example, make_agg_repo
+from tests.offline.agg_cases import EDGE_CASES, EDGES, EXAMPLE, check_example, make_agg_repo
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.aggregations.reference import FUNCTIONS, Spec, aggregate, feature_name, latest_versions
+from tests.offline.agg_reference import FUNCTIONS, Spec, aggregate, feature_name, latest_versions
 from tests.offline.reference import SourceRow
 from tests.support.clock import minutes_after
 
