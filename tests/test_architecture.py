@@ -74,6 +74,7 @@ SQL_OWNERS = {
     "online/state.py",
     "online/materialize.py",  # the newest row per entity, read from the offline tables
     "online/presence.py",  # sample keys of a view, read from its offline table
+    "online/tile_writer.py",  # an aggregation view's tiles, computed from its offline table
 }
 
 # SQL statements as written in this code base: upper-case keywords.

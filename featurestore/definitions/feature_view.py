@@ -87,8 +87,6 @@ class FeatureView:
         aggregations = tuple(self.aggregations)
         if aggregations:
             problems += _aggregation_problems(aggregations, schema, self.ttl)
-            if self.online:  # tiles in Redis are the next step of issue 19
-                problems.append("aggregation views are offline only for now: set online=False")
         if problems:
             raise DefinitionError([f"feature view {self.name!r}: {p}" for p in problems])
         object.__setattr__(self, "aggregations", aggregations)

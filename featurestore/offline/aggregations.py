@@ -50,7 +50,8 @@ def aggregation_sql(project: str, view: FeatureView, features: Sequence[Field], 
     columns = {f.name: f for f in view.columns}
     used = sorted({a.column for a in aggs})
     events = f"{alias}_events"
-    ctes = [f"{events} AS MATERIALIZED ({_events_sql(project, view, keys, [columns[c] for c in used])})"]
+    chosen = events_sql(project, view, [columns[c] for c in used], _asked_for(keys))
+    ctes = [f"{events} AS MATERIALIZED ({chosen})"]
 
     key_types = {k.name: k.dtype.duckdb for k in view.join_keys}
     entity_cols = [f"CAST(e.{quote(k)} AS {t}) AS {quote(k)}" for k, t in key_types.items()]
@@ -114,25 +115,30 @@ def empty_value(aggregation: Aggregation) -> str:
     return "0" if aggregation.function in ZERO_WHEN_EMPTY else "NULL"
 
 
-def _events_sql(project: str, view: FeatureView, keys: list[str], columns: list[Field]) -> str:
-    """One row per event: the newest version (created time, then ingestion order) of each
-    (keys, event time), with NaN read as null; only keys some entity row asks for."""
+def events_sql(project: str, view: FeatureView, columns: Sequence[Field], where: str | None = None) -> str:
+    """One row per event (keys, event time, ``columns``): the newest version (created time,
+    then ingestion order) of each (keys, event time), with NaN read as null. ``where``: a
+    condition on the view's rows (the same for every version of an event)."""
+    keys = ", ".join(quote(k.name) for k in view.join_keys)
     cols = [
         f"CASE WHEN isnan({quote(c.name)}) THEN NULL ELSE {quote(c.name)}::DOUBLE END AS {quote(c.name)}"
         if c.dtype.name in FLOATS
         else quote(c.name)
         for c in columns
     ]
-    key_list = ", ".join(keys)
-    wanted = f"({key_list}) IN (SELECT ({', '.join('e.' + k for k in keys)}) FROM {ENTITY_VIEW} e)"
-    if len(keys) == 1:
-        wanted = f"{keys[0]} IN (SELECT e.{keys[0]} FROM {ENTITY_VIEW} e)"
     return (
-        f"SELECT {key_list}, {EVENT_TS}{''.join(', ' + c for c in cols)} "
-        f"FROM {view_table(project, view.name)} WHERE {wanted} "
-        f"QUALIFY row_number() OVER (PARTITION BY {key_list}, {EVENT_TS} "
+        f"SELECT {keys}, {EVENT_TS}{''.join(', ' + c for c in cols)} "
+        f"FROM {view_table(project, view.name)} {'' if where is None else 'WHERE ' + where} "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys}, {EVENT_TS} "
         f"ORDER BY {CREATED_TS} DESC NULLS LAST, {SEQ} DESC) = 1"
     )
+
+
+def _asked_for(keys: list[str]) -> str:
+    """Only the keys some entity row asks for."""
+    if len(keys) == 1:
+        return f"{keys[0]} IN (SELECT e.{keys[0]} FROM {ENTITY_VIEW} e)"
+    return f"({', '.join(keys)}) IN (SELECT ({', '.join('e.' + k for k in keys)}) FROM {ENTITY_VIEW} e)"
 
 
 def _stream_type(column: Field) -> str:

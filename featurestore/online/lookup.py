@@ -30,6 +30,7 @@ from featurestore.definitions.types import pandas_frame
 from featurestore.errors import DefinitionError, InvalidRequestError
 from featurestore.online.codec import DecodedColumns, ViewCodec, ViewSchema, layout_of
 from featurestore.online.keys import request_tags
+from featurestore.online.tiles import TileGroup, tile_groups
 from featurestore.registry import Snapshot
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ class _ViewPlan:
     ttl_us: int | None
     # layout of an earlier feature list -> its codec, and requested position -> its position there
     older: Mapping[int, tuple[ViewCodec, Mapping[int, int]]] = field(default_factory=dict)
+    # An aggregation view's group of tiles (tiles.py): ``name`` is its key name, the codec
+    # decodes every state list, and a requested position is an aggregation of the group.
+    tiles: TileGroup | None = None
 
     def decode(self, values: Sequence[bytes], positions: Sequence[int]) -> DecodedColumns:
         """``ViewCodec.decode_columns``, values of an earlier layout decoded by theirs: a feature
@@ -304,6 +308,11 @@ class LookupPlan:
         for vi, view in enumerate(self.views):
             cols = by_view[vi]
             base = vi * n
+            if view.tiles is not None:
+                tile_runs = _assemble_tiles(view, view.tiles, cols, raw[base : base + n], now_us, columns)
+                if with_run_ids:
+                    run_ids[view.name] = tile_runs
+                continue
             found = [i for i in range(n) if raw[base + i] is not None]
             runs: list[int | None] = [None] * n
             if found:
@@ -356,6 +365,49 @@ class LookupPlan:
         return OnlineResult(columns, outs, run_ids)
 
 
+def _assemble_tiles(
+    view: _ViewPlan,
+    group: TileGroup,
+    cols: list[tuple[int, FeatureColumn]],
+    raw: Sequence[bytes | None],
+    now_us: int,
+    columns: Mapping[str, list[Any]],
+) -> list[int | None]:
+    """Fill ``cols`` (position = aggregation of ``group``) from the group's stored tiles.
+
+    No value is an entity without events in any window of the group: count 0, the rest
+    null. A value of another layout (written before the view changed) is NOT_FOUND until a
+    materialization rewrites it; one that cannot be decoded, CORRUPT. Returns the run ids.
+    """
+    n = len(raw)
+    rows: list[list[Any] | None] = [None] * n
+    state = [_LIVE] * n
+    stamps: list[int | None] = [None] * n
+    runs: list[int | None] = [None] * n
+    found = [i for i in range(n) if raw[i] is not None]
+    if found:
+        dec = view.codec.decode_columns([raw[i] for i in found], view.positions)  # type: ignore[misc]
+        for j, k in enumerate(dec.good):
+            i = found[k]
+            rows[i] = [column[j] for column in dec.columns]
+            stamps[i], runs[i] = dec.event_ts_us[j], dec.run_ids[j]
+        for k in dec.other:
+            state[found[k]] = NOT_FOUND
+        for k in dec.corrupt:
+            state[found[k]] = CORRUPT
+        if dec.corrupt:
+            _log_corrupt(view.name, [found[k] for k in dec.corrupt], columns)
+    values = [group.combine(row, now_us) if s == _LIVE else None for row, s in zip(rows, state, strict=True)]
+    for pos, col in cols:
+        col.values = [None if v is None else v[pos] for v in values]
+        col.statuses = [
+            (PRESENT if x is not None else NULL_VALUE) if s == _LIVE else s
+            for x, s in zip(col.values, state, strict=True)
+        ]
+        col.event_ts_us = stamps
+    return runs
+
+
 class OnlineRegistry:
     """One registry version prepared for serving: codecs per view and cached lookup plans."""
 
@@ -373,7 +425,14 @@ class OnlineRegistry:
         self.snapshot = snapshot
         self.version = version
         self.max_entities = max_entities
-        self.codecs = {name: ViewCodec(v) for name, v in snapshot.views.items() if v.online}
+        self.codecs = {
+            name: ViewCodec(v) for name, v in snapshot.views.items() if v.online and not v.aggregations
+        }
+        self.tiles = {
+            name: [(g, ViewCodec(ViewSchema(g.key_name, g.fields))) for g in tile_groups(v)]
+            for name, v in snapshot.views.items()
+            if v.online and v.aggregations
+        }
         self.older: dict[str, dict[int, ViewCodec]] = {}
         for name, lists in (history or {}).items():
             if name in self.codecs:
@@ -401,7 +460,14 @@ class OnlineRegistry:
         views: list[_ViewPlan] = []
         outputs: list[tuple[int, int, OutputFeature]] = []
         join_keys: dict[str, Field] = {}
-        for vi, req in enumerate(requests):
+        for req in requests:
+            if req.view.name in self.tiles:
+                names = [f.name for f in req.features]
+                self._plan_tiles(req.view.name, names, full_feature_names, views, outputs)
+                for k in req.view.join_keys:
+                    join_keys.setdefault(k.name, k)
+                continue
+            vi = len(views)
             codec = self.codecs.get(req.view.name)
             if codec is None:
                 raise InvalidRequestError(f"feature view {req.view.name!r} is not online (online=False)")
@@ -433,11 +499,38 @@ class OnlineRegistry:
             )
         return LookupPlan(self.project, views, outputs, list(join_keys.values()), self.max_entities)
 
+    def _plan_tiles(
+        self,
+        view: str,
+        features: list[str],
+        full_feature_names: bool,
+        views: list[_ViewPlan],
+        outputs: list[tuple[int, int, OutputFeature]],
+    ) -> None:
+        """An aggregation view's requested features: one _ViewPlan per tile group they need."""
+        fields = {f.name: f for f in self.snapshot.views[view].features}
+        keys = tuple(k.name for k in self.snapshot.views[view].join_keys)
+        where: dict[str, int] = {}  # group key name -> its index in ``views``
+        for feature in features:
+            group, codec = next(
+                (g, c) for g, c in self.tiles[view] if any(a.name == feature for a in g.aggregations)
+            )
+            if group.key_name not in where:
+                where[group.key_name] = len(views)
+                everything = tuple(range(len(codec.features)))
+                views.append(_ViewPlan(group.key_name, codec, everything, keys, None, tiles=group))
+            position = next(i for i, a in enumerate(group.aggregations) if a.name == feature)
+            name = f"{view}__{feature}" if full_feature_names else feature
+            output = OutputFeature(name, f"{view}:{feature}", fields[feature])
+            outputs.append((where[group.key_name], position, output))
+
     def servable(self) -> list[tuple[str, Field]]:
         """Every ``view:feature`` that can be looked up, with its field."""
-        return [
-            (f"{name}:{f.name}", f) for name, codec in sorted(self.codecs.items()) for f in codec.features
+        plain = [(f"{name}:{f.name}", f) for name, codec in self.codecs.items() for f in codec.features]
+        aggregated = [
+            (f"{name}:{f.name}", f) for name in self.tiles for f in self.snapshot.views[name].features
         ]
+        return sorted(plain + aggregated, key=lambda item: item[0])
 
 
 def _positions_in(old: ViewCodec, current: ViewCodec, positions: Sequence[int]) -> dict[int, int]:

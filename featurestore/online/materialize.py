@@ -31,6 +31,7 @@ from featurestore.online.codec import ViewCodec, encode_created, timestamps_us
 from featurestore.online.keys import encode_keys
 from featurestore.online.state import OnlineState
 from featurestore.online.store import OnlineStore
+from featurestore.online.tile_writer import write_tiles
 from featurestore.runs.materialization import MaterializationRunState
 from featurestore.secrets import mask_url
 from featurestore.storage import connection, fetch_one, quote
@@ -142,6 +143,12 @@ def start_run(
             f"materialize: start {start.isoformat()} is not before end {end.isoformat()}"
         )
     online = [v for v in views if v.online]
+    aggregated = [v.name for v in online if v.aggregations]
+    if aggregated and config.offline_engine == "spark":
+        raise InvalidRequestError(
+            f"feature view(s) {aggregated} aggregate over windows, which only the DuckDB engine "
+            'materializes so far: use [offline] engine = "duckdb" for them'
+        )
     online_state = OnlineState(con, config.project)
     online_state.ensure_tables()
     for v in online:
@@ -199,7 +206,7 @@ def write_run(
     failed or not.
     """
     began = time.perf_counter()
-    codecs = {plan.view.name: ViewCodec(plan.view) for plan in run.plans}
+    codecs = {plan.view.name: ViewCodec(plan.view) for plan in run.plans if not plan.view.aggregations}
     result = MaterializeResult(run.run_id)
     status, error = "interrupted", None
     store: OnlineStore | None = None
@@ -215,6 +222,9 @@ def write_run(
             result.removed[name] = store.delete_view(name)
         with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
             for plan in run.plans:
+                if plan.view.aggregations:
+                    result.views.append(_materialize_tiles(con, config.project, plan, store, run, progress))
+                    continue
                 codec = codecs[plan.view.name]
                 result.views.append(
                     _materialize_view(
@@ -351,6 +361,27 @@ def _materialize_view(
         result.written, result.kept_newer = counts.written, counts.kept_newer
         if progress:
             progress(view.name, result.entities, result.entities)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _materialize_tiles(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    plan: _Plan,
+    writer: OnlineStore,
+    run: StartedRun,
+    progress: Progress | None,
+) -> ViewResult:
+    """An aggregation view: its entities' tiles, recomputed from their events (tile_writer.py)."""
+    began = time.perf_counter()
+    result = ViewResult(plan.view.name, plan.start, plan.end, rewritten=plan.rewrite)
+    since = None if plan.start is None else (plan.start, plan.late_since)
+    counts = write_tiles(
+        con, project, plan.view, plan.end, since, plan.retracted, writer, run.run_id, run.now, progress
+    )
+    result.rows_read, result.entities, result.written = counts.rows_read, counts.entities, counts.entities
+    result.corrected = counts.corrected
     result.seconds = time.perf_counter() - began
     return result
 

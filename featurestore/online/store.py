@@ -119,8 +119,10 @@ class OnlineStore:
 
     def delete_view(self, view: str) -> int:
         """Remove every value of ``view`` (a removed view's data); returns how many."""
-        pattern = view_pattern(self.project, view)
-        return sum(self.backend.delete(keys) for keys in self.backend.scan(pattern, SCAN_BATCH))
+        removed = 0
+        for pattern in (view_pattern(self.project, view), view_pattern(self.project, view) + "@*"):
+            removed += sum(self.backend.delete(keys) for keys in self.backend.scan(pattern, SCAN_BATCH))
+        return removed  # the second pattern: an aggregation view's tile groups (tiles.py)
 
     # -- presence markers (presence.py says why) ------------------------------------------
 

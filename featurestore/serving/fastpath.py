@@ -191,6 +191,8 @@ def _utf8(items: list[bytes]) -> bool:
 @lru_cache(maxsize=1024)
 def fast_encoder(plan: LookupPlan) -> FastEncoder | None:
     """The plan's fast encoder, or None if a requested feature's type needs the general path."""
+    if any(v.tiles is not None for v in plan.views):  # aggregations are combined, not cut
+        return None
     views = []
     for v in plan.views:
         codec = v.codec

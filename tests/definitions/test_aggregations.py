@@ -122,7 +122,6 @@ def test_every_problem_in_one_error() -> None:
         "does not declare",
         "feature view 'user_txn': aggregations repeat feature name(s) ['x']: give them distinct names",
         "feature view 'user_txn': aggregation feature name(s) ['amount'] are also schema fields",
-        "feature view 'user_txn': aggregation views are offline only for now: set online=False",
     ]
 
 

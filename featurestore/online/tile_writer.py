@@ -1,0 +1,195 @@
+"""Materializing an aggregation view: its tiles, computed by DuckDB, one value per entity and group.
+
+Each run computes the tiles an entity needs from the offline table (deduplicated events, the
+same as training sets read) and replaces the entity's values outright: tiles are a function
+of the events alone, so there is nothing to merge and no newer value to keep. An incremental
+run recomputes only the entities with new rows since the last run (and those whose rows a
+changed source file took away). A group's value expires when its newest tile leaves the
+longest window; the lifetime group's never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+
+from featurestore.definitions import Aggregation, FeatureView, Field
+from featurestore.definitions.types import FLOATS
+from featurestore.offline.aggregations import events_sql
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, retracted_table, view_table
+from featurestore.online.codec import ViewCodec, ViewSchema, encode_created, timestamps_us
+from featurestore.online.keys import encode_keys
+from featurestore.online.store import OnlineStore
+from featurestore.online.tiles import STATES, TILES, TileGroup, tile_groups
+from featurestore.storage import quote
+
+BATCH_ROWS = 20_000
+_TILE = "__tile"
+_LAST = "__last_tile"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class TileCounts:
+    rows_read: int = 0  # events in the tiles written
+    entities: int = 0  # values written (entity x group)
+    corrected: int = 0  # entities whose rows were taken away, rewritten or removed
+
+
+def write_tiles(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    view: FeatureView,
+    end: datetime,
+    changed_since: tuple[datetime, datetime | None] | None,
+    retracted: bool,
+    writer: OnlineStore,
+    run_id: int,
+    now: datetime,
+    progress: Progress | None = None,
+) -> TileCounts:
+    """Write the tiles of ``view``'s events before ``end`` that a lookup from ``now`` on may
+    combine. ``changed_since`` (watermark, last run's start): only entities with rows newer
+    than the watermark or ingested since that run; ``retracted``: also the entities listed in
+    the view's retractions, whose keys are removed where no event is left. A ``changed_since``
+    without a last run (an explicit ``--start``): entities with rows from the watermark on."""
+    counts = TileCounts()
+    keys = ", ".join(quote(k.name) for k in view.join_keys)
+    only: list[str] = []
+    params: list[object] = []
+    if changed_since is not None:
+        watermark, last_run = changed_since
+        late = ""
+        if last_run is not None:  # late rows: older event times, in files ingested since
+            late = (
+                f" OR {FILE_ID} IN (SELECT file_id FROM {quote(project)}.offline_files "
+                "WHERE view = ? AND ingested_at >= ?)"
+            )
+        changed = f"SELECT {keys} FROM {view_table(project, view.name)} WHERE {EVENT_TS} >= ?{late}"
+        only.append(f"({keys}) IN ({changed})")
+        params += [watermark] if last_run is None else [watermark, view.name, last_run]
+    retractions = f"(SELECT DISTINCT {keys} FROM {retracted_table(project, view.name)})"
+    if retracted and changed_since is not None:
+        only = [f"({only[0]} OR ({keys}) IN {retractions})"]
+    now_us = (now - _EPOCH) // timedelta(microseconds=1)
+    written: set[str] = set()
+    for group in tile_groups(view):
+        codec = ViewCodec(ViewSchema(group.key_name, group.fields))
+        sql, group_params = _group_sql(project, view, group, end, now_us, only)
+        if progress:
+            progress(group.key_name, 0, 0)
+        with con.sql(sql, params=group_params + params).to_arrow_reader(BATCH_ROWS) as reader:
+            for batch in reader:
+                n = batch.num_rows
+                key_list = encode_keys(
+                    project, group.key_name, [(k.name, batch.column(k.name)) for k in view.join_keys]
+                ).to_pylist()
+                event_us = timestamps_us(batch.column(EVENT_TS))
+                values = codec.encode(batch, event_us, encode_created(None, n), run_id)
+                if group.hop_us is None:
+                    expire_at = [0] * n
+                else:  # when the newest tile has left the longest window: every window is empty
+                    last = batch.column(_LAST).to_numpy()
+                    expire_at = ((last + group.span) * group.hop_us // 1000 + 1000).tolist()
+                writer.replace(key_list, values.to_pylist(), expire_at)
+                if retracted:
+                    written.update(key_list)
+                counts.entities += n
+                counts.rows_read += int(sum(batch.column("__events").to_pylist()))
+                if progress:
+                    progress(group.key_name, counts.entities, counts.entities)
+    if retracted:
+        counts.corrected = _remove_emptied(con, project, view, retractions, written, writer)
+    return counts
+
+
+def _remove_emptied(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    view: FeatureView,
+    retractions: str,
+    written: set[str],
+    writer: OnlineStore,
+) -> int:
+    """Delete the values of retracted entities that this run did not rewrite; how many entities."""
+    keys = ", ".join(quote(k.name) for k in view.join_keys)
+    every = con.sql(f"SELECT {keys} FROM {retractions}").to_arrow_table()
+    columns = [(k.name, every.column(k.name)) for k in view.join_keys]
+    gone: list[str] = []
+    for group in tile_groups(view):
+        gone += [k for k in encode_keys(project, group.key_name, columns).to_pylist() if k not in written]
+    for i in range(0, len(gone), BATCH_ROWS):
+        writer.delete(gone[i : i + BATCH_ROWS])
+    return every.num_rows
+
+
+def _group_sql(
+    project: str, view: FeatureView, group: TileGroup, end: datetime, now_us: int, only: list[str]
+) -> tuple[str, list[object]]:
+    """One row per entity: its tiles and their states as lists in tile order."""
+    keys = [quote(k.name) for k in view.join_keys]
+    where = [f"{EVENT_TS} < ?"]
+    params: list[object] = [end]
+    if group.hop_us is None:
+        tile = "0"
+    else:
+        # The oldest tile a lookup from now on may combine: J - span + 1 for J = the tile of now.
+        oldest = group.tile_of(now_us) - group.span + 1
+        where.append(f"{EVENT_TS} > ?")
+        params.append(_EPOCH + timedelta(microseconds=(oldest - 1) * group.hop_us))
+        us, hop = f"epoch_us({EVENT_TS})", group.hop_us
+        tile = f"(CASE WHEN {us} >= 0 THEN ({us} + {hop - 1}) // {hop} ELSE -((-{us}) // {hop}) END)"
+    where += only  # their parameters follow these (the caller's)
+    used = list(dict.fromkeys(group.columns))
+    events = events_sql(project, view, used, " AND ".join(where))
+    inner, outer = [], [f"list({_TILE} ORDER BY {_TILE})::BIGINT[] AS {quote(TILES)}"]
+    fields = iter(group.fields[1:])  # each aggregation's state lists, in STATES order
+    for i, (a, column) in enumerate(zip(group.aggregations, group.columns, strict=True)):
+        states = _state_sql(a, column)
+        for suffix, _ in STATES[a.function]:
+            field = next(fields)
+            stored = f"{quote(field.name)}"
+            if suffix == "counts":  # last_n, count_distinct: the length of each tile's values
+                outer.append(f"list(len(s{i}_values) ORDER BY {_TILE})::BIGINT[] AS {stored}")
+                continue
+            inner.append(f"{states[suffix]} AS s{i}_{suffix}")
+            listed = f"list(s{i}_{suffix} ORDER BY {_TILE})"
+            if suffix == "values":  # a list per tile: flattened, in tile order
+                listed = f"flatten({listed})"
+            outer.append(f"{listed}::{field.dtype.duckdb} AS {stored}")
+    key_list = ", ".join(keys)
+    sql = (
+        f"SELECT {key_list}, max(__newest) AS {EVENT_TS}, NULL::TIMESTAMPTZ AS {CREATED_TS}, "
+        f"max({_TILE}) AS {_LAST}, sum(__n)::BIGINT AS __events, {', '.join(outer)} FROM ("
+        f"SELECT {key_list}, {tile} AS {_TILE}, max({EVENT_TS}) AS __newest, count(*) AS __n, "
+        f"{', '.join(inner)} FROM ({events}) GROUP BY {key_list}, {_TILE}) GROUP BY {key_list}"
+    )
+    return sql, params
+
+
+def _state_sql(a: Aggregation, column: Field) -> dict[str, str]:
+    """Each state part of ``a`` over one tile's events, by ``STATES`` suffix (a ``counts``
+    part is the length of ``values``, taken after)."""
+    x, ts = quote(a.column), EVENT_TS
+    as_double = f"{x}::DOUBLE"
+    present = f"FILTER (WHERE {x} IS NOT NULL)"
+    m2 = f"var_pop({as_double}) * count({x})"  # the sum of squared deviations from the mean
+    moments = {"count": f"count({x})", "mean": f"avg({as_double})", "m2": m2}
+    return {
+        "count": {"count": f"count({x})"},
+        "sum": {"sum": f"sum({x})" if column.dtype.name in FLOATS else f"CAST(sum({x}) AS BIGINT)"},
+        "mean": {"sum": f"sum({as_double})", "count": f"count({x})"},
+        "variance": moments,
+        "stddev": moments,
+        "min": {"value": f"min({x})"},
+        "max": {"value": f"max({x})"},
+        "first": {"value": f"arg_min({x}, {ts})"},
+        "last": {"value": f"arg_max({x}, {ts})"},
+        "last_n": {"values": f"coalesce(list({x} ORDER BY {ts} DESC) {present}, [])[1:{a.n}]"},
+        "count_distinct": {"values": f"coalesce(list(DISTINCT {x}) {present}, [])"},
+    }[a.function]
