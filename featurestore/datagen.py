@@ -2,8 +2,9 @@
 
 ``python -m featurestore.datagen OUT --scale small`` writes Parquet files under OUT:
 ``driver_stats/part-*.parquet`` (13 features, ~1% re-delivered rows that share entity and
-event time but differ in created time), ``customer_profile/part-*.parquet`` (3 features)
-and ``entity_rows.parquet`` (labelled events for training sets).
+event time but differ in created time), ``customer_profile/part-*.parquet`` (3 features),
+``trips/part-*.parquet`` (one row per completed trip: the events of the example's
+aggregation view) and ``entity_rows.parquet`` (labelled events for training sets).
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ class Scale:
     customers: int
     customer_rows: int
     entity_rows: int
+    trips: int = 0
 
 
 SCALES = {
-    "tiny": Scale(100, 5_000, 200, 2_000, 1_000),
-    "demo": Scale(1_000, 100_000, 5_000, 40_000, 20_000),
-    "small": Scale(10_000, 1_000_000, 10_000, 200_000, 100_000),
-    "medium": Scale(100_000, 10_000_000, 100_000, 2_000_000, 1_000_000),
-    "large": Scale(1_000_000, 90_000_000, 1_000_000, 10_000_000, 10_000_000),
+    "tiny": Scale(100, 5_000, 200, 2_000, 1_000, trips=5_000),
+    "demo": Scale(1_000, 100_000, 5_000, 40_000, 20_000, trips=100_000),
+    "small": Scale(10_000, 1_000_000, 10_000, 200_000, 100_000, trips=1_000_000),
+    "medium": Scale(100_000, 10_000_000, 100_000, 2_000_000, 1_000_000, trips=10_000_000),
+    "large": Scale(1_000_000, 90_000_000, 1_000_000, 10_000_000, 10_000_000, trips=90_000_000),
 }
+PAYMENTS = ["card", "cash", "wallet"]
 CITIES = ["Berlin", "Lisbon", "Madrid", "Paris", "Rome", "Vienna", "Warsaw", "Zagreb"]
 VEHICLES = ["bike", "car", "scooter", "van"]
 WINDOW = timedelta(days=30)
@@ -101,6 +104,27 @@ def customer_batches(scale: Scale, end: datetime, seed: int = 11) -> Iterator[pa
         )
 
 
+def trip_batches(scale: Scale, end: datetime, seed: int = 17) -> Iterator[pa.Table]:
+    """Completed trips: driver, customer, fare, distance, payment and a tip (null for ~40%)."""
+    rng = np.random.default_rng(seed)
+    for n in _chunks(scale.trips):
+        distance = np.round(rng.exponential(7.0, n), 3)
+        tip = np.round(rng.gamma(1.5, 2.0, n), 2)
+        yield pa.table(
+            {
+                "driver_id": pa.array(rng.integers(FIRST_DRIVER, FIRST_DRIVER + scale.drivers, n), pa.int64()),
+                "event_timestamp": _ts_array(np.sort(_timestamps(rng, n, end))),
+                "customer_id": pa.array(
+                    rng.integers(FIRST_CUSTOMER, FIRST_CUSTOMER + scale.customers, n), pa.int64()
+                ),
+                "fare": pa.array(np.round(3.0 + 1.6 * distance + rng.normal(0, 1.0, n).clip(-2, 2), 2)),
+                "distance_km": pa.array(distance),
+                "payment": pa.array(np.array(PAYMENTS)[rng.integers(0, len(PAYMENTS), n)]),
+                "tip": pa.array(tip, mask=rng.random(n) < 0.4),
+            }
+        )
+
+
 def entity_rows(scale: Scale, end: datetime, seed: int = 13) -> pa.Table:
     """Labelled events: a driver, a customer and a time, as training code would bring."""
     rng = np.random.default_rng(seed)
@@ -125,6 +149,7 @@ def generate(out: Path, scale: str | Scale = "demo", end: datetime | None = None
     for name, batches in (
         ("driver_stats", driver_batches(size, end)),
         ("customer_profile", customer_batches(size, end)),
+        ("trips", trip_batches(size, end)),
     ):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
