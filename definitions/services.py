@@ -16,7 +16,7 @@ trip_model = FeatureService(
 # The dispatcher ranks drivers for a request by their recent activity.
 dispatch_model = FeatureService(
     "dispatch_model",
-    features=[driver_stats[["conv_rate", "rating"]], driver_trips],
+    features=[driver_stats[["conv_rate", "online_hours"]], driver_trips],
     description="Features of the model that ranks nearby drivers for a trip request",
     owner="marketplace-ml@example.com",
 )

@@ -50,11 +50,14 @@ def test_first_plan_adds_everything_and_changes_nothing(example_repo: Path) -> N
         ("entity", "driver", "add"),
         ("source", "customer_profile_source", "add"),
         ("source", "driver_stats_source", "add"),
+        ("source", "trips_source", "add"),
         ("feature_view", "customer_profile", "add"),
         ("feature_view", "driver_stats", "add"),
+        ("feature_view", "driver_trips", "add"),
+        ("feature_service", "dispatch_model", "add"),
         ("feature_service", "trip_model", "add"),
     ]
-    assert plan.summary() == "7 to add"
+    assert plan.summary() == "10 to add"
     assert plan.breaking == []
     assert not fs.config.duckdb_path.exists()
     assert fs.versions() == []
@@ -69,7 +72,7 @@ def test_apply_records_version_one(example_repo: Path) -> None:
     assert result.version is not None
     assert result.version.version == 1
     assert result.version.content_hash == planned.content_hash
-    assert result.version.summary == "7 to add"
+    assert result.version.summary == "10 to add"
     assert result.plan.changes == planned.changes
     assert fs.config.duckdb_path == example_repo.resolve() / ".featurestore" / "store.duckdb"
     assert fs.config.duckdb_path.is_file()
@@ -286,9 +289,14 @@ def test_removing_a_service_is_breaking(example_repo: Path) -> None:
     fs.apply()
     (example_repo / "services.py").unlink()
     plan = fs.plan()
-    (change,) = plan.changes
-    assert (change.kind, change.name, change.action) == ("feature_service", "trip_model", "remove")
-    assert plan.breaking == ["feature service 'trip_model': removed: clients that request it will fail"]
+    assert [(c.kind, c.name, c.action) for c in plan.changes] == [
+        ("feature_service", "dispatch_model", "remove"),
+        ("feature_service", "trip_model", "remove"),
+    ]
+    assert plan.breaking == [
+        f"feature service '{name}': removed: clients that request it will fail"
+        for name in ("dispatch_model", "trip_model")
+    ]
     with pytest.raises(BreakingChangeError, match="trip_model"):
         fs.apply()
     assert version_numbers(fs) == [1]
@@ -483,7 +491,7 @@ def test_list_and_get_each_kind(example_repo: Path) -> None:
             assert got.to_spec() == obj.to_spec() and got.fingerprint == obj.fingerprint
         with pytest.raises(NotFoundError, match="nope"):
             getters[kind]("nope")
-    assert [type(o).__name__ for o in listed["feature_service"]] == ["FeatureService"]
+    assert [type(o).__name__ for o in listed["feature_service"]] == ["FeatureService"] * 2
     assert sorted(o.name for o in listed["entity"]) == ["customer", "driver"]
 
 
