@@ -23,6 +23,13 @@ step $py -c 'import sys, pyarrow.parquet as pq
 print(pq.read_metadata(sys.argv[1]).num_rows, "rows; the first five, some columns:")
 print(pq.read_table(sys.argv[1], columns=sys.argv[2:]).slice(0, 5).to_pandas().to_string(index=False))' \
 	"$train" driver_id customer_id event_timestamp trip_completed conv_rate city current_balance
+# Aggregations over sliding windows of trip events, each as of the entity row's own time.
+dispatch="$repo/out/dispatch_model_training.parquet"
+step $fs training-set --repo "$repo" --entities "$repo/data/entity_rows.parquet" --service dispatch_model \
+	--out "$dispatch"
+step $py -c 'import sys, pyarrow.parquet as pq
+print(pq.read_table(sys.argv[1], columns=sys.argv[2:]).slice(0, 5).to_pandas().to_string(index=False))' \
+	"$dispatch" driver_id event_timestamp trips_1h trips_24h fare_sum_1d payment_last3_1d trips_lifetime
 
 # Online: materialize the newest values into Redis, serve them over gRPC and HTTP, fetch them.
 step $fs materialize --repo "$repo"
@@ -51,6 +58,7 @@ step $py -c 'import sys, featurestore
 with featurestore.Client(sys.argv[1]) as client:
     r = client.get_online_features("trip_model", {"driver_id": [int(sys.argv[2])], "customer_id": [5001]})
 print({k: v[0] for k, v in r.to_dict().items()})' "127.0.0.1:$grpc_port" "$driver"
+step $fs get --repo "$repo" --server "127.0.0.1:$grpc_port" --entity "driver_id=$driver" --service dispatch_model
 step $py -c 'import json, sys, urllib.request
 body = {"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [int(sys.argv[2])]}}
 req = urllib.request.Request(sys.argv[1], json.dumps(body).encode(), {"content-type": "application/json"})

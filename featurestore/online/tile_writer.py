@@ -36,7 +36,7 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class TileCounts:
-    rows_read: int = 0  # events in the tiles written
+    rows_read: int = 0  # events read: those in the widest group's tiles (it holds the others')
     entities: int = 0  # values written (entity x group)
     corrected: int = 0  # entities whose rows were taken away, rewritten or removed
 
@@ -83,6 +83,7 @@ def write_tiles(
         sql, group_params = _group_sql(project, view, group, end, now_us, only)
         if progress:
             progress(group.key_name, 0, 0)
+        events = 0
         with con.sql(sql, params=group_params + params).to_arrow_reader(BATCH_ROWS) as reader:
             for batch in reader:
                 n = batch.num_rows
@@ -100,9 +101,10 @@ def write_tiles(
                 if retracted:
                     written.update(key_list)
                 counts.entities += n
-                counts.rows_read += int(sum(batch.column("__events").to_pylist()))
+                events += int(sum(batch.column("__events").to_pylist()))
                 if progress:
                     progress(group.key_name, counts.entities, counts.entities)
+        counts.rows_read = max(counts.rows_read, events)
     if retracted:
         counts.corrected = _remove_emptied(con, project, view, retractions, written, writer)
     return counts

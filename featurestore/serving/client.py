@@ -193,7 +193,7 @@ class Client:
             columns[col.name] = [v if ok else None for v, ok in zip(raw, present, strict=True)]
             statuses[col.name] = [pb.FieldStatus.Name(s) for s in col.statuses]
             stamps[col.name] = [
-                _timestamp(t) if s in (pb.PRESENT, pb.NULL_VALUE, pb.EXPIRED) else None
+                _timestamp(t) if t and s in (pb.PRESENT, pb.NULL_VALUE, pb.EXPIRED) else None
                 for t, s in zip(col.event_timestamps, col.statuses, strict=True)
             ]
             types[col.name] = _ARROW[col.type]

@@ -203,10 +203,14 @@ class ServingMetrics:
             if n - missing - old - broken:
                 found.inc(n - missing - old - broken)
                 # One served entity per request, rotating: the cost does not grow with the batch.
+                # An aggregation over no events is served (count 0) but has no age.
+                stamps = col.event_ts_us
                 i = self._tick % n
-                while statuses[i] in (NOT_FOUND, EXPIRED, CORRUPT):
+                for _ in range(n):
+                    if statuses[i] not in (NOT_FOUND, EXPIRED, CORRUPT) and stamps[i] is not None:
+                        age.observe(max(0.0, now - stamps[i] / 1e6))  # type: ignore[operator]
+                        break
                     i = (i + 1) % n
-                age.observe(max(0.0, now - col.event_ts_us[i] / 1e6))  # type: ignore[operator]
         if self.request_log is not None and logged is not False:
             self.request_log.offer(transport, now, entities, result, sampled=logged)
 

@@ -158,6 +158,9 @@ def test_lookups_equal_the_training_set_at_the_end_of_their_hop(
     # One value per entity and group whose tiles a lookup from now on may combine (how many
     # of the 12 users have events in the 1-min hop group's tiles depends on the clock).
     assert result.entities == written_values(fs, table, result.end) > 2 * USERS
+    # Rows read: the deduplicated events, each once (the lifetime group reads them all).
+    events_read = set(zip(table.column("user_id").to_pylist(), table.column("ts").to_pylist(), strict=True))
+    assert result.rows_read == len(events_read) < table.num_rows
     ids = list(range(1, USERS + 3))  # two users without events: count 0, the rest null
     assert check_online_equals_offline(fs, ids) == len(ids) * 48
     # Values that are not all empty: the data reach the edges the comparison is about.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -114,14 +115,20 @@ def test_grpc_http_and_in_process_agree(
         assert table.schema.field("completed_trips_total").type == "int64"
 
 
+def type_name(dtype: str) -> str:
+    """A dtype's name as the proto's ValueType spells it: Float32 -> FLOAT32, List(String) -> STRING_LIST."""
+    inner = dtype.removeprefix("List(").removesuffix(")")
+    return inner.upper() + ("_LIST" if inner != dtype else "")
+
+
 def test_list_features_over_grpc_and_http(server: ServeProcess, served_repo: Path) -> None:
     store = open_store(served_repo)
     views = [v for v in store.list_feature_views() if v.online]
     expected = sorted(
-        (f"{v.name}:{f.name}", f.dtype.name.upper(), tuple(k.name for k in v.join_keys))
+        (f"{v.name}:{f.name}", type_name(f.dtype.name), tuple(k.name for k in v.join_keys))
         for v in views for f in v.features
     )
-    assert len(expected) == 16
+    assert len(expected) == 25  # 16 plain features and driver_trips' 9 aggregations
 
     with featurestore.Client(server.target) as client:
         listing = client.list_features()
@@ -132,17 +139,18 @@ def test_list_features_over_grpc_and_http(server: ServeProcess, served_repo: Pat
     assert {f.reference: f.description for f in listing.features}["driver_stats:conv_rate"] == (
         "Share of offers accepted"
     )
-    service = store.get_feature_service("trip_model")
-    assert [(s.name, list(s.features)) for s in listing.services] == [("trip_model", service.feature_refs())]
+    services = {s.name: s.feature_refs() for s in store.list_feature_services()}
+    assert sorted(services) == ["dispatch_model", "trip_model"]
+    assert {s.name: list(s.features) for s in listing.services} == services
     assert listing.registry_version == store.versions()[-1].version
 
     answer = httpx.get(f"{server.http_url}/v1/features", timeout=5)
     assert answer.status_code == 200
     body = answer.json()
     assert sorted(
-        (f["reference"], f["type"].upper(), tuple(f["join_keys"])) for f in body["features"]
+        (f["reference"], type_name(f["type"]), tuple(f["join_keys"])) for f in body["features"]
     ) == expected
-    assert body["services"] == {"trip_model": service.feature_refs()}
+    assert body["services"] == services
     assert body["registry_version"] == listing.registry_version
 
 
@@ -206,3 +214,33 @@ def test_get_command_in_process_and_through_the_server(
     assert wrong.stderr.strip().splitlines() == [
         "error: --entity 'driver_id': expected join_key=value[,value...]"
     ]
+
+
+def test_aggregation_features_agree_over_every_transport(server: ServeProcess, served_repo: Path) -> None:
+    """dispatch_model serves driver_trips' windowed aggregations: the server combines the
+    tiles at the same hop end as the in-process lookup (retried if a 5-min hop ends between
+    the three lookups); unknown drivers get count 0 with no event time, the rest null."""
+    store = open_store(served_repo)
+    drivers = {"driver_id": DRIVERS}
+    for _ in range(5):
+        before = time.time() // 300
+        local = from_in_process(store.get_online_features("dispatch_model", drivers))
+        with featurestore.Client(server.target, timeout=5) as client:
+            remote = from_client(client.get_online_features("dispatch_model", drivers))
+        body = {"entities": drivers, "feature_service": "dispatch_model"}
+        http = httpx.post(f"{server.http_url}/v1/online-features", json=body, timeout=5)
+        assert http.status_code == 200, http.text
+        if time.time() // 300 == before:
+            break
+    else:
+        pytest.fail("a 5-min hop ended during every attempt")
+    assert remote == local
+    assert from_http(http.json()) == local
+    # Real values: the known drivers have lifetime counts; the unknown ones are served empty.
+    lifetime, last3 = local["trips_lifetime"], local["payment_last3_1d"]
+    assert all(isinstance(v, int) and v > 0 and s == "PRESENT" and t is not None for v, s, t in lifetime[:100])
+    assert lifetime[100:] == [(0, "PRESENT", None)] * 20
+    assert last3[100:] == [(None, "NULL_VALUE", None)] * 20
+    assert any(v is not None and 1 <= len(v) <= 3 for v, _, _ in last3[:100])
+    metrics = httpx.get(f"{server.http_url}/metrics", timeout=5).text
+    assert 'view="driver_trips"' in metrics
