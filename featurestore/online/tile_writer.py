@@ -178,14 +178,16 @@ def _state_sql(a: Aggregation, column: Field) -> dict[str, str]:
     """Each state part of ``a`` over one tile's events, by ``STATES`` suffix (a ``counts``
     part is the length of ``values``, taken after)."""
     x, ts = quote(a.column), EVENT_TS
-    as_double = f"{x}::DOUBLE"
+    # Float states add in event-time order, over an ordered list: a parallel aggregate's order
+    # varies between runs, and with it the last bits of the value (same data, same bytes).
+    in_order = f"list({x}::DOUBLE ORDER BY {ts})"
     present = f"FILTER (WHERE {x} IS NOT NULL)"
-    m2 = f"var_pop({as_double}) * count({x})"  # the sum of squared deviations from the mean
-    moments = {"count": f"count({x})", "mean": f"avg({as_double})", "m2": m2}
+    m2 = f"list_var_pop({in_order}) * count({x})"  # the sum of squared deviations from the mean
+    moments = {"count": f"count({x})", "mean": f"list_avg({in_order})", "m2": m2}
     return {
         "count": {"count": f"count({x})"},
-        "sum": {"sum": f"sum({x})" if column.dtype.name in FLOATS else f"CAST(sum({x}) AS BIGINT)"},
-        "mean": {"sum": f"sum({as_double})", "count": f"count({x})"},
+        "sum": {"sum": f"list_sum({in_order})" if column.dtype.name in FLOATS else f"sum({x})::BIGINT"},
+        "mean": {"sum": f"list_sum({in_order})", "count": f"count({x})"},
         "variance": moments,
         "stddev": moments,
         "min": {"value": f"min({x})"},
@@ -193,5 +195,5 @@ def _state_sql(a: Aggregation, column: Field) -> dict[str, str]:
         "first": {"value": f"arg_min({x}, {ts})"},
         "last": {"value": f"arg_max({x}, {ts})"},
         "last_n": {"values": f"coalesce(list({x} ORDER BY {ts} DESC) {present}, [])[1:{a.n}]"},
-        "count_distinct": {"values": f"coalesce(list(DISTINCT {x}) {present}, [])"},
+        "count_distinct": {"values": f"coalesce(list(DISTINCT {x} ORDER BY {x}) {present}, [])"},
     }[a.function]
