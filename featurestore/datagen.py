@@ -112,7 +112,9 @@ def trip_batches(scale: Scale, end: datetime, seed: int = 17) -> Iterator[pa.Tab
         tip = np.round(rng.gamma(1.5, 2.0, n), 2)
         yield pa.table(
             {
-                "driver_id": pa.array(rng.integers(FIRST_DRIVER, FIRST_DRIVER + scale.drivers, n), pa.int64()),
+                "driver_id": pa.array(
+                    rng.integers(FIRST_DRIVER, FIRST_DRIVER + scale.drivers, n), pa.int64()
+                ),
                 "event_timestamp": _ts_array(np.sort(_timestamps(rng, n, end))),
                 "customer_id": pa.array(
                     rng.integers(FIRST_CUSTOMER, FIRST_CUSTOMER + scale.customers, n), pa.int64()
