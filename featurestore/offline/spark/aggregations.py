@@ -80,7 +80,7 @@ def join_aggregations(entities: DataFrame, view: ViewRows, outputs: Sequence[Out
         F.lit(_EVENT).alias(_SIDE),
         F.col(CREATED_TS).alias(_C),
         F.col(SEQ).alias(_S),
-        *[_read(columns[c]).alias(value[c]) for c in used],
+        *[event_value(columns[c]).alias(value[c]) for c in used],
     )
     entity_rows = entities.select(
         *[column(c) for c in carried],
@@ -110,7 +110,7 @@ def join_aggregations(entities: DataFrame, view: ViewRows, outputs: Sequence[Out
     firsts: dict[str, str] = {}  # column -> 1 at the first event of each value (lifetime distinct)
     for c in used:
         if any(a.column == c and a.function == "count_distinct" and a.window is None for a in aggs):
-            distinct = _distinct(F.col(value[c]), columns[c])
+            distinct = distinct_value(F.col(value[c]), columns[c])
             first_seen = F.min(F.when(is_event, F.col(_T))).over(Window.partitionBy(*part, distinct))
             firsts[c] = f"__fs_first_{value[c]}"
             stream = stream.withColumn(
@@ -154,11 +154,21 @@ def spark_error(error: Exception) -> FeatureStoreError | None:
     )
 
 
+def exact_long(total: Column, view: str, a: Aggregation) -> Column:
+    """An integer sum (decimal) as Int64; past Int64, the job fails (``spark_error`` names ``a``)."""
+    from pyspark.sql import functions as F
+
+    carried = json.dumps({"feature": f"{view}:{a.name}", "column": a.column})
+    outside = (total < F.lit(_INT64[0])) | (total > F.lit(_INT64[1]))
+    fail = F.raise_error(F.lit(f"{_TAG} {carried}")).cast("long")
+    return F.when(outside, fail).otherwise(total.cast("long"))
+
+
 def _micros(window: timedelta) -> int:
     return window // timedelta(microseconds=1)
 
 
-def _read(field: Field) -> Column:
+def event_value(field: Field) -> Column:
     """An event's value as aggregated: floats as doubles with NaN as null (DuckDB's stream)."""
     from pyspark.sql import functions as F
 
@@ -168,7 +178,7 @@ def _read(field: Field) -> Column:
     return c
 
 
-def _distinct(c: Column, field: Field) -> Column:
+def distinct_value(c: Column, field: Field) -> Column:
     """The value as ``count_distinct`` compares it: -0.0 is 0.0 (Spark's sets tell them apart)."""
     from pyspark.sql import functions as F
 
@@ -185,7 +195,7 @@ def _window_aggregate(a: Aggregation, c: Column, field: Field, frame: WindowSpec
         summed = c if field.dtype.name in FLOATS else c.cast("decimal(38,0)")  # exact for integers
         return F.sum(summed).over(frame)
     if a.function == "count_distinct":
-        return F.size(F.collect_set(_distinct(c, field)).over(frame))
+        return F.size(F.collect_set(distinct_value(c, field)).over(frame))
     return {
         "count": lambda: F.count(c),
         "mean": lambda: F.avg(double),
@@ -207,11 +217,7 @@ def _final(a: Aggregation, raw: Column, field: Field, view: str) -> Column:
     if a.function in ("count", "count_distinct"):
         return F.coalesce(raw, F.lit(0)).cast("long")
     if a.function == "sum" and field.dtype.name not in FLOATS:
-        carried = json.dumps({"feature": f"{view}:{a.name}", "column": a.column})
-        outside = (raw < F.lit(_INT64[0])) | (raw > F.lit(_INT64[1]))
-        return F.when(outside, F.raise_error(F.lit(f"{_TAG} {carried}")).cast("long")).otherwise(
-            raw.cast("long")
-        )
+        return exact_long(raw, view, a)
     if a.function == "last_n":
         kept = raw
         if a.window is not None:  # the newest event's list: keep the values inside the window
