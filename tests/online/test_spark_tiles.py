@@ -29,7 +29,7 @@ from tests.online.helpers import client_of, on_db, single_redis
 from tests.online.test_aggregations import DEFS, check_online_equals_offline, events
 from tests.online.test_spark_materialize import run_record
 from tests.support.redis import RedisClient, redis_dump
-from tests.support.repos import make_store, write_parquet
+from tests.support.repos import copy_example_repo, make_store, write_parquet
 from tests.support.spark import use_spark
 
 pytestmark = pytest.mark.usefixtures("spark")
@@ -48,7 +48,8 @@ def same_tiles(groups: dict[str, TileGroup], want: Dump, got: Dump) -> int:
         assert other_expiry == expiry, key
         if other == value:
             continue
-        group = groups[key.decode().split("}:", 1)[1]]
+        group = groups.get(key.decode().split("}:", 1)[1])
+        assert group is not None, (key, value, other)  # any other view's values: byte for byte
         codec, fields = group_codec(group), group.fields
         a = codec.decode_columns([value], range(len(fields))).columns
         b = codec.decode_columns([other], range(len(fields))).columns
@@ -154,3 +155,29 @@ def test_spark_writes_the_tiles_duckdb_writes(twins: Twins, any_redis: RedisClie
     twins.write("part-2.parquet", None)
     twins.materialize(any_redis, incremental=True)
     assert any_redis.keys("{test:user_id=99}*") == []
+
+
+@single_redis
+def test_the_example_repo_on_spark_writes_what_duckdb_writes(
+    tmp_path: Path, fresh_data: Path, any_redis: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every online view of definitions/, driver_trips' tiles among them (data ending this hour)."""
+    duck = on_db(FeatureStore(copy_example_repo(tmp_path / "duck", fresh_data)), 1)
+    sparky = FeatureStore(use_spark(copy_example_repo(tmp_path / "spark", fresh_data)))
+    duck_client = client_of(duck)
+    duck_client.flushdb()
+    try:
+        for fs in (duck, sparky):
+            fs.apply()
+        monkeypatch.setattr(materialize, "start_run", partial(START_RUN, now=datetime.now(UTC)))
+        want, got = duck.materialize(), sparky.materialize()
+        assert counts(got) == counts(want)
+        groups = {g.key_name: g for g in tile_groups(sparky.get_feature_view("driver_trips"))}
+        assert len(groups) == 4  # hops of 5 min, 1 h and 1 d, and the lifetime
+        dump = redis_dump(any_redis, True)
+        assert all(any(k.endswith(name.encode()) for k in dump) for name in groups)
+        same_tiles(groups, redis_dump(duck_client, True), dump)
+    finally:
+        duck_client.close()
+        duck.close()
+        sparky.close()
