@@ -100,3 +100,18 @@ def test_an_integer_sum_past_int64_is_an_error_naming_the_feature(
 
 def minutes(m: int) -> timedelta:
     return timedelta(minutes=m)
+
+
+def test_one_shuffle_and_no_cross_join(
+    twins: tuple[FeatureStore, FeatureStore], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every window of the view (versions, last_n, first values, the frames) reuses the one
+    partitioning by key; nothing but the input order's repartition shuffles again."""
+    _, sparky = twins
+    write_events(sparky.config.repo, [[(1, 0, None, 1.0, 1, "a")]])
+    sparky.ingest()
+    with sparky.get_training_set(entity_input([(1, minutes(0))], "arrow"), FEATURES) as ts:
+        ts.dataframe.explain()
+    plan = capsys.readouterr().out
+    assert plan.count("Exchange hashpartitioning") == 1, plan
+    assert "CartesianProduct" not in plan and "BroadcastNestedLoopJoin" not in plan, plan
