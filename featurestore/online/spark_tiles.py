@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from featurestore.definitions import Aggregation, FeatureView, Field
 from featurestore.definitions.types import FLOATS
-from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, retracted_table
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ
 from featurestore.offline.offline_store import OfflineStore
 from featurestore.offline.spark.aggregations import distinct_value, event_value, exact_long
 from featurestore.offline.spark.warehouse import stored_schema
@@ -47,7 +47,6 @@ from featurestore.online.tile_writer import (
     group_row_schema,
 )
 from featurestore.online.tiles import STATES, TILES, TileGroup, tile_groups
-from featurestore.storage import quote
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -94,9 +93,7 @@ def write_tiles_on_spark(
     keys = [k.name for k in view.join_keys]
     gone: DataFrame | None = None
     if retracted:
-        listed = ", ".join(quote(k) for k in keys)
-        table = retracted_table(project, view.name)
-        every = con.sql(f"SELECT DISTINCT {listed} FROM {table}").to_arrow_table()
+        every = OfflineStore(con, project).retracted_keys(view.name, keys)
         counts.corrected = every.num_rows
         if every.num_rows:
             every = every.cast(pa.schema([pa.field(k.name, k.dtype.arrow) for k in view.join_keys]))

@@ -25,9 +25,8 @@ from featurestore.online import materialize
 from featurestore.online.materialize import MaterializeResult
 from featurestore.online.tile_writer import group_codec
 from featurestore.online.tiles import TileGroup, tile_groups
-from tests.online.helpers import client_of, on_db, single_redis
-from tests.online.test_aggregations import DEFS, check_online_equals_offline, events
-from tests.online.test_spark_materialize import run_record
+from tests.online.agg_cases import DEFS, check_online_equals_offline, events
+from tests.online.helpers import client_of, on_db, run_record, single_redis
 from tests.support.redis import RedisClient, redis_dump
 from tests.support.repos import copy_example_repo, make_store, write_parquet
 from tests.support.spark import use_spark
