@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+
 from featurestore.catalog import column_types, table_exists
 from featurestore.config import SparkSettings
 from featurestore.definitions import FeatureView
@@ -275,6 +277,12 @@ class OfflineStore(ProjectTables):
             f"INSERT INTO {retracted} SELECT DISTINCT {cols}, now() FROM {table} "
             f"WHERE {where} AND {' AND '.join(quote(k) + ' IS NOT NULL' for k in keys)}"
         )
+
+    def retracted_keys(self, view: str, keys: list[str]) -> pa.Table:
+        """The distinct ``keys`` of the view's pending retractions (its table must exist)."""
+        cols = ", ".join(quote(k) for k in keys)
+        retracted = retracted_table(self.project, view)
+        return self.con.sql(f"SELECT DISTINCT {cols} FROM {retracted}").to_arrow_table()
 
     def drop_retractions(self, view: str) -> None:
         """Forget every pending retraction of ``view`` (its keys changed: another layout)."""

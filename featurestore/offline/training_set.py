@@ -145,13 +145,6 @@ def build_training_set(
     if config.offline_engine == "spark":
         from featurestore.offline.spark.training_set import build_spark_training_set
 
-        aggregated = [r.view.name for r in requests if r.view.aggregations]
-        if aggregated:
-            raise InvalidRequestError(
-                f"feature view(s) {aggregated} aggregate over windows, which only the DuckDB "
-                "engine computes so far: use [offline] engine = \"duckdb\" for them"
-            )
-
         with con:  # Spark reads the warehouse; the store only says which folders are live
             check_ingested(con, config.project, requests)
             return build_spark_training_set(

@@ -143,12 +143,6 @@ def start_run(
             f"materialize: start {start.isoformat()} is not before end {end.isoformat()}"
         )
     online = [v for v in views if v.online]
-    aggregated = [v.name for v in online if v.aggregations]
-    if aggregated and config.offline_engine == "spark":
-        raise InvalidRequestError(
-            f"feature view(s) {aggregated} aggregate over windows, which only the DuckDB engine "
-            'materializes so far: use [offline] engine = "duckdb" for them'
-        )
     online_state = OnlineState(con, config.project)
     online_state.ensure_tables()
     for v in online:
@@ -223,7 +217,9 @@ def write_run(
         with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
             for plan in run.plans:
                 if plan.view.aggregations:
-                    result.views.append(_materialize_tiles(con, config.project, plan, store, run, progress))
+                    result.views.append(
+                        _materialize_tiles(con, config.project, plan, store, run, progress, spark)
+                    )
                     continue
                 codec = codecs[plan.view.name]
                 result.views.append(
@@ -372,14 +368,21 @@ def _materialize_tiles(
     writer: OnlineStore,
     run: StartedRun,
     progress: Progress | None,
+    spark: SparkMaterializer | None = None,
 ) -> ViewResult:
-    """An aggregation view: its entities' tiles, recomputed from their events (tile_writer.py)."""
+    """An aggregation view: its entities' tiles, recomputed from their events (tile_writer.py;
+    on the Spark engine the same tiles, computed and written by the executors)."""
     began = time.perf_counter()
     result = ViewResult(plan.view.name, plan.start, plan.end, rewritten=plan.rewrite)
     since = None if plan.start is None else (plan.start, plan.late_since)
-    counts = write_tiles(
-        con, project, plan.view, plan.end, since, plan.retracted, writer, run.run_id, run.now, progress
-    )
+    if spark is None:
+        counts = write_tiles(
+            con, project, plan.view, plan.end, since, plan.retracted, writer, run.run_id, run.now, progress
+        )
+    else:
+        counts = spark.write_tiles(
+            con, plan.view, plan.end, since, plan.retracted, run.run_id, run.now, progress
+        )
     result.rows_read, result.entities, result.written = counts.rows_read, counts.entities, counts.entities
     result.corrected = counts.corrected
     result.seconds = time.perf_counter() - began

@@ -23,6 +23,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -33,14 +34,16 @@ import pyarrow.compute as pc
 
 from featurestore.config import Config
 from featurestore.definitions import FeatureView
-from featurestore.errors import OfflineEngineUnavailable, OnlineStoreUnavailable
+from featurestore.errors import FeatureStoreError, OfflineEngineUnavailable, OnlineStoreUnavailable
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ
 from featurestore.offline.offline_store import OfflineStore
+from featurestore.offline.spark.aggregations import spark_error
 from featurestore.offline.spark.session import spark_session
 from featurestore.offline.spark.warehouse import live_dirs, stored_schema
 from featurestore.online.codec import ViewCodec
 from featurestore.online.materialize import EXPIRED_GRACE, encode_rows
 from featurestore.online.store import OnlineStore
+from featurestore.online.tile_writer import Progress, TileCounts
 from featurestore.secrets import mask_url
 
 if TYPE_CHECKING:
@@ -127,6 +130,37 @@ class SparkMaterializer:
             raise _job_error(e, view.name, config.redis_url) from None
         return ViewCounts(*(sum(int(r[name]) for r in rows) for name in COUNTS))
 
+    def write_tiles(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        view: FeatureView,
+        end: datetime,
+        changed_since: tuple[datetime, datetime | None] | None,
+        retracted: bool,
+        run_id: int,
+        now: datetime,
+        progress: Progress | None = None,
+    ) -> TileCounts:
+        """An aggregation view's tiles, computed and written to Redis by the executors (spark_tiles.py)."""
+        from featurestore.online.spark_tiles import write_tiles_on_spark
+
+        config = self.config
+        dirs = live_dirs(con, config.project, view.name, config.spark.warehouse)
+        if self._session is None:
+            self._session = spark_session(config.spark)
+        spark = self._session
+        if config.spark.remote is None:
+            spark.sparkContext.setJobDescription(f"featurestore: materialize {view.name} (run {run_id})")
+        try:
+            return write_tiles_on_spark(
+                spark, con, config.project, config.redis_url, dirs, view, end, changed_since, retracted,
+                run_id, now, progress,
+            )
+        except FeatureStoreError:
+            raise
+        except Exception as e:
+            raise _job_error(e, view.name, config.redis_url) from None
+
 
 def newest_rows(spark: SparkSession, dirs: list[str], rows: SparkRange, now: datetime) -> DataFrame:
     """The newest row in range of each entity that has one, with its entity's ``__rows`` (rows in
@@ -185,32 +219,42 @@ def _write_partition(batches: Iterator[pa.RecordBatch], task: _WriteTask) -> Ite
     schema = _row_schema(view)
     counts = dict.fromkeys(COUNTS, 0)
     store: OnlineStore | None = None
+    with carried_errors():
+        try:
+            codec = ViewCodec(view)
+            for batch in batches:
+                counts["rows_read"] += int(pc.sum(batch.column(_ROWS)).as_py() or 0)
+                counts["expired"] += int(pc.sum(batch.column(_EXPIRED)).as_py() or 0)
+                served = batch.filter(pc.greater(batch.column(_ROWS), 0))
+                if served.num_rows == 0:
+                    continue
+                # Spark's Arrow types may differ from the stored ones (large strings, ns): cast back.
+                rows = pa.Table.from_batches([served.select(schema.names)]).cast(schema).combine_chunks()
+                if store is None:
+                    name = f"featurestore-materialize-run{task.run_id}-pid{os.getpid()}"
+                    store = OnlineStore.connect(task.redis_url, task.project, client_name=name)
+                for part in rows.to_batches():
+                    keys, values, expire_at = encode_rows(
+                        task.project, view, codec, part, task.run_id, task.now
+                    )
+                    written = store.write(keys, values, expire_at)
+                    counts["entities"] += part.num_rows
+                    counts["written"] += written
+                    counts["kept_newer"] += len(keys) - written
+        finally:
+            if store is not None:
+                store.close()
+    yield pa.RecordBatch.from_pydict({name: [n] for name, n in counts.items()})
+
+
+@contextmanager
+def carried_errors() -> Iterator[None]:
+    """In a task: a Redis error travels to the driver as text that ``_job_error`` reads back."""
     try:
-        codec = ViewCodec(view)
-        for batch in batches:
-            counts["rows_read"] += int(pc.sum(batch.column(_ROWS)).as_py() or 0)
-            counts["expired"] += int(pc.sum(batch.column(_EXPIRED)).as_py() or 0)
-            served = batch.filter(pc.greater(batch.column(_ROWS), 0))
-            if served.num_rows == 0:
-                continue
-            # Spark's Arrow types may differ from the stored ones (large strings, ns): cast back.
-            rows = pa.Table.from_batches([served.select(schema.names)]).cast(schema).combine_chunks()
-            if store is None:
-                name = f"featurestore-materialize-run{task.run_id}-pid{os.getpid()}"
-                store = OnlineStore.connect(task.redis_url, task.project, client_name=name)
-            for part in rows.to_batches():
-                keys, values, expire_at = encode_rows(task.project, view, codec, part, task.run_id, task.now)
-                written = store.write(keys, values, expire_at)
-                counts["entities"] += part.num_rows
-                counts["written"] += written
-                counts["kept_newer"] += len(keys) - written
+        yield
     except OnlineStoreUnavailable as e:
         carried = {"message": e.message, "config_problem": e.config_problem}
         raise RuntimeError(f"{_TAG} {json.dumps(carried)}") from None
-    finally:
-        if store is not None:
-            store.close()
-    yield pa.RecordBatch.from_pydict({name: [n] for name, n in counts.items()})
 
 
 def _row_schema(view: FeatureView) -> pa.Schema:
@@ -222,7 +266,11 @@ def _row_schema(view: FeatureView) -> pa.Schema:
 
 def _job_error(error: Exception, view: str, redis_url: str) -> Exception:
     """The Spark job's failure as one of ours: a task's Redis error as the same
-    OnlineStoreUnavailable the DuckDB path raises, anything else as OfflineEngineUnavailable."""
+    OnlineStoreUnavailable the DuckDB path raises, an integer sum past Int64 as
+    InvalidRequestError, anything else as OfflineEngineUnavailable."""
+    overflow = spark_error(error)
+    if overflow is not None:
+        return overflow
     text = str(error)
     found = _CARRIED.search(text)
     if found:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import pyarrow as pa
 
 from featurestore.definitions import Aggregation, FeatureView, Field
 from featurestore.definitions.types import FLOATS
@@ -28,7 +29,8 @@ from featurestore.storage import quote
 
 BATCH_ROWS = 20_000
 _TILE = "__tile"
-_LAST = "__last_tile"
+LAST_TILE = "__last_tile"  # per entity and group: its newest tile, which sets the expiry
+EVENTS = "__events"  # per entity and group: the events in its tiles
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Progress = Callable[[str, int, int], None]
@@ -79,7 +81,7 @@ def write_tiles(
     now_us = (now - _EPOCH) // timedelta(microseconds=1)
     written: set[str] = set()
     for group in tile_groups(view):
-        codec = ViewCodec(ViewSchema(group.key_name, group.fields))
+        codec = group_codec(group)
         sql, group_params = _group_sql(project, view, group, end, now_us, only)
         if progress:
             progress(group.key_name, 0, 0)
@@ -87,27 +89,54 @@ def write_tiles(
         with con.sql(sql, params=group_params + params).to_arrow_reader(BATCH_ROWS) as reader:
             for batch in reader:
                 n = batch.num_rows
-                key_list = encode_keys(
-                    project, group.key_name, [(k.name, batch.column(k.name)) for k in view.join_keys]
-                ).to_pylist()
-                event_us = timestamps_us(batch.column(EVENT_TS))
-                values = codec.encode(batch, event_us, encode_created(None, n), run_id)
-                if group.hop_us is None:
-                    expire_at = [0] * n
-                else:  # when the newest tile has left the longest window: every window is empty
-                    last = batch.column(_LAST).to_numpy()
-                    expire_at = ((last + group.span) * group.hop_us // 1000 + 1000).tolist()
-                writer.replace(key_list, values.to_pylist(), expire_at)
+                key_list, values, expire_at = encode_group_rows(project, view, group, codec, batch, run_id)
+                writer.replace(key_list, values, expire_at)
                 if retracted:
                     written.update(key_list)
                 counts.entities += n
-                events += int(sum(batch.column("__events").to_pylist()))
+                events += int(sum(batch.column(EVENTS).to_pylist()))
                 if progress:
                     progress(group.key_name, counts.entities, counts.entities)
         counts.rows_read = max(counts.rows_read, events)
     if retracted:
         counts.corrected = _remove_emptied(con, project, view, retractions, written, writer)
     return counts
+
+
+def group_codec(group: TileGroup) -> ViewCodec:
+    """The codec of a group's values: one row of its ``fields``."""
+    return ViewCodec(ViewSchema(group.key_name, group.fields))
+
+
+def group_row_schema(view: FeatureView, group: TileGroup) -> pa.Schema:
+    """A group's rows as both engines compute them, one per entity (``encode_group_rows`` reads them)."""
+    return pa.schema(
+        [pa.field(k.name, k.dtype.arrow) for k in view.join_keys]
+        + [
+            pa.field(EVENT_TS, pa.timestamp("us", tz="UTC")),
+            pa.field(LAST_TILE, pa.int64()),
+            pa.field(EVENTS, pa.int64()),
+        ]
+        + [pa.field(f.name, f.dtype.arrow) for f in group.fields]
+    )
+
+
+def encode_group_rows(
+    project: str, view: FeatureView, group: TileGroup, codec: ViewCodec, batch: pa.RecordBatch, run_id: int
+) -> tuple[list[str], list[bytes], list[int]]:
+    """Keys, values and absolute expiries (ms, 0 for none) of a batch of a group's rows."""
+    n = batch.num_rows
+    key_list = encode_keys(
+        project, group.key_name, [(k.name, batch.column(k.name)) for k in view.join_keys]
+    ).to_pylist()
+    event_us = timestamps_us(batch.column(EVENT_TS))
+    values = codec.encode(batch, event_us, encode_created(None, n), run_id)
+    if group.hop_us is None:
+        expire_at = [0] * n
+    else:  # when the newest tile has left the longest window: every window is empty
+        last = batch.column(LAST_TILE).to_numpy()
+        expire_at = ((last + group.span) * group.hop_us // 1000 + 1000).tolist()
+    return key_list, values.to_pylist(), expire_at
 
 
 def _remove_emptied(
@@ -167,7 +196,7 @@ def _group_sql(
     key_list = ", ".join(keys)
     sql = (
         f"SELECT {key_list}, max(__newest) AS {EVENT_TS}, NULL::TIMESTAMPTZ AS {CREATED_TS}, "
-        f"max({_TILE}) AS {_LAST}, sum(__n)::BIGINT AS __events, {', '.join(outer)} FROM ("
+        f"max({_TILE}) AS {LAST_TILE}, sum(__n)::BIGINT AS {EVENTS}, {', '.join(outer)} FROM ("
         f"SELECT {key_list}, {tile} AS {_TILE}, max({EVENT_TS}) AS __newest, count(*) AS __n, "
         f"{', '.join(inner)} FROM ({events}) GROUP BY {key_list}, {_TILE}) GROUP BY {key_list}"
     )
@@ -181,6 +210,7 @@ def _state_sql(a: Aggregation, column: Field) -> dict[str, str]:
     # Float states add in event-time order, over an ordered list: a parallel aggregate's order
     # varies between runs, and with it the last bits of the value (same data, same bytes).
     in_order = f"list({x}::DOUBLE ORDER BY {ts})"
+    v = f"(CASE WHEN {x} = 0 THEN 0 ELSE {x} END)" if column.dtype.name in FLOATS else x
     present = f"FILTER (WHERE {x} IS NOT NULL)"
     m2 = f"list_var_pop({in_order}) * count({x})"  # the sum of squared deviations from the mean
     moments = {"count": f"count({x})", "mean": f"list_avg({in_order})", "m2": m2}
@@ -195,5 +225,6 @@ def _state_sql(a: Aggregation, column: Field) -> dict[str, str]:
         "first": {"value": f"arg_min({x}, {ts})"},
         "last": {"value": f"arg_max({x}, {ts})"},
         "last_n": {"values": f"coalesce(list({x} ORDER BY {ts} DESC) {present}, [])[1:{a.n}]"},
-        "count_distinct": {"values": f"coalesce(list(DISTINCT {x} ORDER BY {x}) {present}, [])"},
+        # sorted, -0.0 as 0.0: the same bytes on every engine and run
+        "count_distinct": {"values": f"coalesce(list(DISTINCT {v} ORDER BY {v}) {present}, [])"},
     }[a.function]

@@ -378,8 +378,10 @@ def check_example(
     entities: list[tuple[Any, ...]],
     form: str,
     full_names: bool,
+    results: list[pa.Table] | None = None,
 ) -> Counter[str]:
-    """Assert one example's training set matches the reference; the edges its entity rows meet."""
+    """Assert one example's training set matches the reference; the edges its entity rows meet.
+    ``results`` gets the training set (to compare it with another engine's)."""
     entities = anchored(entities, files)
     files = with_corrections(files, corrections)
     repo = store.config.repo
@@ -387,6 +389,8 @@ def check_example(
     store.ingest()
     with store.get_training_set(entity_input(entities, form), FEATURES, full_names) as result:
         got = result.to_arrow()
+    if results is not None:
+        results.append(got)
 
     names = [ref.replace(":", "__") if full_names else ref.split(":")[1] for ref in FEATURES]
     assert got.column_names == ["user_id", "event_timestamp", "label", *names]

@@ -134,3 +134,15 @@ def expected_lookup(
 def columns(entities: Sequence[tuple[Any, ...]], keys: Sequence[str]) -> dict[str, list[Any]]:
     """Entity tuples as the join key -> values mapping get_online_features takes."""
     return {k: [e[i] for e in entities] for i, k in enumerate(keys)}
+
+
+def run_record(fs: FeatureStore, run_id: int) -> tuple[Any, ...]:
+    """What a run's row records of its work (not its ids or times)."""
+    with connection(fs.config.duckdb_path, read_only=True) as con:
+        row = con.execute(
+            "SELECT status, views, incremental, rows_read, entities_written, entities_kept_newer, error "
+            f"FROM {quote(fs.config.project)}.materialization_runs WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+    assert row is not None
+    return tuple(row)

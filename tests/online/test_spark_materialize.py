@@ -27,8 +27,7 @@ from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online.materialize import MaterializeResult
 from featurestore.online.redis_backend import NEWER_WINS
 from featurestore.secrets import mask_url
-from featurestore.storage import connection, quote
-from tests.online.helpers import TZ, client_of, on_db, runs, single_redis
+from tests.online.helpers import TZ, client_of, on_db, run_record, runs, single_redis
 from tests.support.cli import spawn_cli
 from tests.support.redis import RedisClient, RedisServer, free_port, redis_dump
 from tests.support.repos import make_store, write_parquet
@@ -130,18 +129,6 @@ class Twins:
 
 def _counts(view: Any) -> tuple[Any, ...]:
     return (view.view, view.rows_read, view.entities, view.written, view.kept_newer, view.expired)
-
-
-def run_record(fs: FeatureStore, run_id: int) -> tuple[Any, ...]:
-    """What a run's row records of its work (not its ids or times)."""
-    with connection(fs.config.duckdb_path, read_only=True) as con:
-        row = con.execute(
-            "SELECT status, views, incremental, rows_read, entities_written, entities_kept_newer, error "
-            f"FROM {quote(fs.config.project)}.materialization_runs WHERE run_id = ?",
-            [run_id],
-        ).fetchone()
-    assert row is not None
-    return tuple(row)
 
 
 @pytest.fixture

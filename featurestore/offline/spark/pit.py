@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from featurestore.offline.entities import ROW, TS
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, SEQ
 from featurestore.offline.pit import OutputColumn
+from featurestore.offline.spark.aggregations import join_aggregations
 from featurestore.offline.spark.entities import column
 from featurestore.registry import ViewRequest
 
@@ -58,7 +59,10 @@ def point_in_time(
     result = entities
     for view in views:
         mine = [o for o in outputs if o.view == view.request.view.name]
-        result = _join_view(result, view, mine)
+        if view.request.view.aggregations:
+            result = join_aggregations(result, view, mine)
+        else:
+            result = _join_view(result, view, mine)
     return result
 
 

@@ -18,6 +18,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from featurestore.config import Config
 from featurestore.definitions.types import pandas_frame
 from featurestore.errors import InvalidRequestError, NotAppliedError
 from featurestore.offline.entities import ROW
+from featurestore.offline.spark.aggregations import spark_error
 from featurestore.offline.spark.entities import SparkEntities, column, spark_entities
 from featurestore.offline.spark.pit import ViewRows, point_in_time
 from featurestore.offline.spark.session import spark_session
@@ -91,7 +93,9 @@ class SparkTrainingSet:
                 f"the training set has {rows} rows, more than max_rows={max_rows} to hold in memory: "
                 "write it with to_parquet(folder), or pass a larger max_rows"
             )
-        return _conform(self.dataframe.toArrow(), self.schema)
+        with _job_errors():
+            table = self.dataframe.toArrow()
+        return _conform(table, self.schema)
 
     def to_pandas(self, max_rows: int = MAX_ROWS) -> pd.DataFrame:
         """``to_arrow`` as a DataFrame with Arrow-backed dtypes (nulls keep the type)."""
@@ -106,7 +110,8 @@ class SparkTrainingSet:
             )
         folder = self._scratch / uuid.uuid4().hex
         try:
-            self.dataframe.write.parquet(str(folder))
+            with _job_errors():
+                self.dataframe.write.parquet(str(folder))
             for part in _parts(folder):
                 for batch in pq.ParquetFile(part).iter_batches(batch_size):
                     yield from _conform(pa.Table.from_batches([batch]), self.schema).to_batches()
@@ -136,7 +141,8 @@ class SparkTrainingSet:
         """Write the folder with exactly this manifest (``reproduce`` passes the recorded one)."""
         target = self._guard.check(target, folder=True)
         with atomic_folder(target) as partial:
-            self.dataframe.write.parquet(str(partial.absolute()))
+            with _job_errors():
+                self.dataframe.write.parquet(str(partial.absolute()))
             parts = _parts(partial)
             # Spark names files part-<task>-<job uuid>-c<n>: in row order, but named anew per
             # run; numbered names make a rebuild byte-identical (``reproduce``).
@@ -260,6 +266,18 @@ def _view_rows(spark: SparkSession, request: ViewRequest, folders: list[str], wa
                 "from the sources"
             )
     return spark.read.schema(schema).parquet(*folders)
+
+
+@contextmanager
+def _job_errors() -> Iterator[None]:
+    """A job that failed on purpose (an integer sum past Int64) as our error; others as raised."""
+    try:
+        yield
+    except Exception as e:
+        ours = spark_error(e)
+        if ours is None:
+            raise
+        raise ours from None
 
 
 def _parts(folder: Path) -> list[Path]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterator, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from featurestore import FeatureStore
+from featurestore.definitions.types import FLOATS
 from featurestore.offline.write import IngestResult
 from featurestore.validation import FileReport
 from tests.support.repos import copy_example_repo
@@ -134,3 +136,41 @@ def same_store(
         assert rows_b.schema == rows_a.schema, view
         assert rows_b.equals(rows_a), view
     assert file_records(b, moved) == file_records(a, moved)
+
+
+# Aggregations whose floats Spark sums in another order than DuckDB, equal within rounding:
+# sums and means of floats (integers sum exactly), variances and deviations of any column
+# (each engine updates its moments its own way).
+SPREADS = frozenset({"variance", "stddev"})
+
+
+def rounded_columns(fs: FeatureStore, features: Sequence[str], full_names: bool = False) -> set[str]:
+    """The training-set columns of ``features`` (``view:feature``) compared within rounding."""
+    out = set()
+    for ref in features:
+        name, feature = ref.split(":")
+        view = fs.get_feature_view(name)
+        columns = {f.name: f for f in view.columns}
+        for a in view.aggregations:
+            floats = a.function in ("sum", "mean") and columns[a.column].dtype.name in FLOATS
+            if a.name == feature and (floats or a.function in SPREADS):
+                out.add(f"{name}__{feature}" if full_names else feature)
+    return out
+
+
+def same_training_set(want: pa.Table, got: pa.Table, rounded: Set[str] = frozenset()) -> None:
+    """Equal as Arrow tables (schema, values, row order); the ``rounded`` columns' floats within
+    1e-9 relative (the engines sum in different orders), their nulls exactly."""
+    assert got.schema == want.schema
+    exact = [c for c in want.column_names if c not in rounded]
+    differ = [c for c in exact if not got.column(c).equals(want.column(c))]
+    assert not differ, [(c, want.column(c).to_pylist(), got.column(c).to_pylist()) for c in differ[:3]]
+    for name in rounded:
+        a, b = want.column(name).to_pylist(), got.column(name).to_pylist()
+        assert [x is None for x in b] == [x is None for x in a], name
+        bad = [
+            (i, x, y)
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            if x is not None and not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+        ]
+        assert not bad, (name, bad[:5])

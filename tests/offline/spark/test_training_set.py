@@ -16,7 +16,7 @@ from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError
 from featurestore.offline.spark.training_set import SparkTrainingSet
 from featurestore.offline.training_set import MANIFEST_KEY, TrainingSet
-from tests.offline.spark.support import Ingested
+from tests.offline.spark.support import Ingested, rounded_columns, same_training_set
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -54,7 +54,7 @@ def engines(
 
 
 def both(
-    engines: Engines, entity_df: object, features: list[str] = FEATURES, **kw: object
+    engines: Engines, entity_df: object, features: list[str] | str = FEATURES, **kw: object
 ) -> tuple[pa.Table, pa.Table]:
     with engines.duckdb.get_training_set(entity_df, features, **kw) as ts:  # type: ignore[arg-type]
         assert isinstance(ts, TrainingSet)
@@ -73,6 +73,19 @@ def test_the_same_training_set_as_duckdb(engines: Engines) -> None:
     assert want.num_rows == entities.num_rows
     matched = sum(v is not None for v in want.column("driver_stats__conv_rate").to_pylist())
     assert 0 < matched < want.num_rows  # some rows match, some are past the TTL or too early
+
+
+def test_the_example_aggregation_view_as_on_duckdb(engines: Engines) -> None:
+    """dispatch_model: driver_stats and driver_trips, whose 9 aggregations cover counts, sums,
+    means, max, stddev, last_n and count_distinct over 1 h to 30 d and lifetime windows."""
+    entities = pq.read_table(engines.entities)
+    want, got = both(engines, entities, "dispatch_model", full_feature_names=True)
+    trips_view = engines.duckdb.get_feature_view("driver_trips")
+    features = [f"driver_trips:{a.name}" for a in trips_view.aggregations]
+    same_training_set(want, got, rounded_columns(engines.duckdb, features, full_names=True))
+    trips = want.column("driver_trips__trips_24h").to_pylist()
+    assert 0 < sum(1 for n in trips if n) < len(trips)  # some rows have trips that day, some not
+    assert any(v and len(v) == 3 for v in want.column("driver_trips__payment_last3_1d").to_pylist())
 
 
 def test_the_parquet_folder_reads_back_as_duckdbs_file_in_input_order(
