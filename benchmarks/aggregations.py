@@ -2,7 +2,7 @@
 a limit measured in the same run.
 
     .venv/bin/python benchmarks/aggregations.py --scale small --runs 3
-    .venv/bin/python benchmarks/aggregations.py --scale medium --parts training --modes api --runs 1
+    .venv/bin/python benchmarks/aggregations.py --scale medium --parts training --runs 3
 
 The example repo (definitions/) is copied to benchmarks/out/aggregations-SCALE/repo with one
 more file, bench_aggregations.py (BENCH_DEFINITIONS below): ``trip_windows``, an aggregation
@@ -463,7 +463,8 @@ def close_values(ours: Path, limit: Path, tolerance: float = 1e-9) -> dict[str, 
             f"count(*) FILTER ({a} IS NOT DISTINCT FROM {b}) AS {f}_exact, "
             f"count(*) FILTER ({a} IS DISTINCT FROM {b} AND abs({a} - {b}) <= "
             f"{tolerance} * greatest(abs({a}), abs({b}), 1)) AS {f}_close, "
-            f"count(*) FILTER ({a} IS NULL) AS {f}_nulls"
+            f"count(*) FILTER ({a} IS NULL) AS {f}_nulls, "
+            f"coalesce(max(abs({a} - {b}) / greatest(abs({b}), 1e-300)), 0) AS {f}_worst"
         )
     row = con.execute(
         f"SELECT count(*) AS rows, count(*) FILTER (o.driver_id IS DISTINCT FROM l.driver_id "
@@ -478,7 +479,7 @@ def close_values(ours: Path, limit: Path, tolerance: float = 1e-9) -> dict[str, 
     for f in features:
         exact, close = values[f"{f}_exact"], values[f"{f}_close"]
         out["columns"][f] = {"exact": exact, "close": close, "differ": rows - exact - close,
-                             "nulls": values[f"{f}_nulls"]}
+                             "nulls": values[f"{f}_nulls"], "max_relative_difference": values[f"{f}_worst"]}
         equal = equal and exact + close == rows
     out["equal"] = equal
     return out
@@ -604,7 +605,8 @@ def markdown(result: dict[str, Any]) -> str:
         if "check" in t:
             c = t["check"]
             per_column = "; ".join(
-                f"{k} {v['exact']:,} exact, {v['close']:,} within 1e-9, {v['differ']:,} differ"
+                f"{k} {v['exact']:,} exact, {v['close']:,} within 1e-9 (largest relative difference "
+                f"{v['max_relative_difference']:.1e}), {v['differ']:,} differ"
                 for k, v in c["columns"].items()
             )
             verdict_text = "EQUAL" if c["equal"] else "DIFFERENT"
