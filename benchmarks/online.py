@@ -166,7 +166,8 @@ def run_cli(env: dict[str, str], *args: str) -> None:
 
 # The first call of a process also pays one-time imports (pyarrow.compute loads pandas, the
 # OpenLineage client); the second, after wiping Redis and the watermarks again, is what a
-# long-lived process (a scheduler's worker) pays per run.
+# long-lived process (a scheduler's worker) pays per run. Arguments: the repo, this folder
+# (to import flush_online) and, optionally, the views to materialize (comma-separated).
 MATERIALIZE_CHILD = """
 import json, sys, time
 import duckdb
@@ -174,15 +175,16 @@ sys.path.insert(0, sys.argv[2])
 from online import flush_online
 from featurestore import FeatureStore
 store = FeatureStore(sys.argv[1])
+views = sys.argv[3].split(",") if len(sys.argv) > 3 else None  # default: every view
 t = time.perf_counter()
-r = store.materialize()
+r = store.materialize(views=views)
 first = time.perf_counter() - t
 flush_online(store.config.redis_url)
 con = duckdb.connect(str(store.config.duckdb_path))
 con.execute("DELETE FROM rides.online_watermarks")
 con.close()
 t = time.perf_counter()
-r = store.materialize()
+r = store.materialize(views=views)
 print(json.dumps({"seconds": time.perf_counter() - t, "first_call_s": first, "rows": r.rows_read,
                   "entities": sum(v.entities for v in r.views)}))
 """

@@ -417,9 +417,13 @@ def run_benchmark(
     return report
 
 
-def compare(ours: Path, limit: Path) -> str:
+NULL_COUNTS = {"driver features": "conv_rate", "customer features": "current_balance"}
+
+
+def compare(ours: Path, limit: Path, nulls: dict[str, str] = NULL_COUNTS) -> str:
     """Row for row: same row count, same columns and types, every value equal (nulls included).
-    ``ours`` may be a dataset folder (Spark's): its rows in file-name order."""
+    ``ours`` may be a dataset folder (Spark's): its rows in file-name order. ``nulls``: label ->
+    a column of ``ours`` whose nulls the verdict counts."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
@@ -443,13 +447,14 @@ def compare(ours: Path, limit: Path) -> str:
         f"SELECT count(*) FROM (({scan.format(ours)} EXCEPT ALL {scan.format(limit)}) "
         f"UNION ALL ({scan.format(limit)} EXCEPT ALL {scan.format(ours)}))"
     ).fetchone()[0]  # type: ignore[index]
-    nulls = con.execute(
-        f"SELECT count(*) FILTER (conv_rate IS NULL), count(*) FILTER (current_balance IS NULL) FROM '{ours}'"
-    ).fetchone()
+    filters = ", ".join(f'count(*) FILTER ("{column}" IS NULL)' for column in nulls.values())
+    counts = con.execute(f"SELECT {filters} FROM '{ours}'").fetchone()
+    assert counts is not None
     verdict = "IDENTICAL" if rows[0] == rows[1] and differ == 0 else "DIFFERENT"
+    described = ", ".join(f"null {label}: {n:,}" for label, n in zip(nulls, counts, strict=True))
     return (
         f"{verdict}: {rows[0]:,} vs {rows[1]:,} rows, {len(a)} columns, {differ:,} differing rows "
-        f"(null driver features: {nulls[0]:,}, null customer features: {nulls[1]:,})"  # type: ignore[index]
+        f"({described})"
     )
 
 

@@ -19,6 +19,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from itertools import accumulate
 from typing import Any
 
@@ -26,6 +27,8 @@ from featurestore.definitions import Aggregation, FeatureView, Field
 from featurestore.definitions.types import FLOATS, DType, Float64, Int64, List
 
 TILES = "__tiles"
+# A function's combine: (state lists, first tile index, end tile index, n) -> the value.
+_Combine = Callable[[Sequence[list[Any]], int, int, int | None], Any]
 _US = timedelta(microseconds=1)
 
 # function -> its state parts: (suffix, type of the items: None for the column's state type)
@@ -89,21 +92,33 @@ class TileGroup:
     def combine(self, row: Sequence[Any] | None, now_us: int) -> list[Any]:
         """Each aggregation's value at ``now`` from a decoded row (``fields`` order); ``row``
         None: no tiles (the entity has no events in any window)."""
-        out: list[Any] = []
         tiles: list[int] = [] if row is None else row[0]
+        lows: dict[int, int] = {}  # window in tiles -> the first tile index it covers
+        if self.hop_us is None or not tiles:
+            hi = len(tiles)
+        else:
+            last = self.tile_of(now_us)
+            hi = bisect_right(tiles, last)
+            for span in {span for _, _, _, span, _ in self._steps}:
+                lows[span] = bisect_right(tiles, last - span, 0, hi)
+        out: list[Any] = []
+        for function, at, parts, span, n in self._steps:
+            states = [[] for _ in range(parts)] if row is None else row[at : at + parts]
+            out.append(function(states, lows.get(span, 0), hi, n))
+        return out
+
+    @cached_property
+    def _steps(self) -> tuple[tuple[_Combine, int, int, int, int | None], ...]:
+        """Per aggregation, what ``combine`` needs: its function, where its states start in a
+        row and how many there are, its window in tiles (0 in the lifetime group), its n."""
+        steps = []
         at = 1
-        last = None if self.hop_us is None else self.tile_of(now_us)
         for a in self.aggregations:
             parts = len(STATES[a.function])
-            states = [[] for _ in range(parts)] if row is None else row[at : at + parts]
+            span = 0 if self.hop_us is None else _window_us(a) // self.hop_us
+            steps.append((_COMBINE[a.function], at, parts, span, a.n))
             at += parts
-            if last is None or not tiles:
-                lo, hi = 0, len(tiles)
-            else:
-                lo = bisect_right(tiles, last - _window_us(a) // self.hop_us)  # type: ignore[operator]
-                hi = bisect_right(tiles, last)
-            out.append(_COMBINE[a.function](states, lo, hi, a.n))
-        return out
+        return tuple(steps)
 
 
 def tile_groups(view: FeatureView) -> list[TileGroup]:
@@ -211,7 +226,7 @@ def _count_distinct(states: Sequence[list[Any]], lo: int, hi: int, n: int | None
     return len(set(values[offsets[lo] : offsets[hi]]))
 
 
-_COMBINE: dict[str, Callable[[Sequence[list[Any]], int, int, int | None], Any]] = {
+_COMBINE: dict[str, _Combine] = {
     "count": _count,
     "sum": _sum,
     "mean": _mean,
