@@ -27,6 +27,7 @@ from featurestore.definitions import (  # noqa: E402
     Timestamp,
 )
 from featurestore.errors import FeatureStoreError  # noqa: E402
+from featurestore.online.push import PushResult  # noqa: E402
 from featurestore.store import ApplyResult, FeatureStore  # noqa: E402
 
 __version__ = "0.1.0"
@@ -60,6 +61,7 @@ __all__ = [
     "Int64",
     "List",
     "ParquetSource",
+    "PushResult",
     "String",
     "Timestamp",
 ]

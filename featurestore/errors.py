@@ -15,6 +15,7 @@ and HTTP code it maps to, so servers and clients share this module::
     │   └── RunInProgressError      another ingestion or materialization runs (if_idle: skipped)
     ├── NotFoundError               an unknown view, feature, service or entity
     ├── InvalidRequestError         a request is malformed (entity frame, join keys, batch size)
+    │   └── InvalidRowsError        rows of a pushed batch fail the view's checks (per-row errors)
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
     ├── OnlineStoreUnavailable      Redis does not answer, or answers an error
     ├── OfflineEngineUnavailable    the Spark engine cannot start (no PySpark or Java, master unreachable)
@@ -119,6 +120,18 @@ class InvalidRequestError(FeatureStoreError):
 
     grpc_status = "INVALID_ARGUMENT"
     http_status = 400
+
+
+class InvalidRowsError(InvalidRequestError):
+    """Rows of a pushed batch fail their view's declaration: the whole batch is refused.
+
+    ``rows`` lists each failure as ``(row index in the batch, column or None for a view-level
+    check, check name)``, in row order.
+    """
+
+    def __init__(self, message: str, rows: Sequence[tuple[int, str | None, str]]) -> None:
+        super().__init__(message)
+        self.rows = list(rows)
 
 
 class SourceError(FeatureStoreError):

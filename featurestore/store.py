@@ -38,6 +38,7 @@ from featurestore.offline.write import IngestResult
 from featurestore.online import materialize as online_materialize
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES, OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
+from featurestore.online.push import PushResult, push_rows
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.request import lookup
 from featurestore.online.state import OnlineState
@@ -232,7 +233,7 @@ class FeatureStore:
         # store), and the other views are still written.
         started_at = datetime.now(UTC)
         with_checks = self._check_functions()
-        offline = OfflineStore(con, project, self.config.spark_engine)
+        offline = OfflineStore(con, project, self.config.spark_engine, store_dir)
         prepared: list[PreparedIngest] = []
         rejected: dict[str, FeatureStoreError] = {}
         for view in chosen:
@@ -345,7 +346,7 @@ class FeatureStore:
             on_spark = validator(spark)
         for view in self._select_views(snapshot, views):
             view_report = ViewReport(view.name, view.on_invalid)
-            files = source_files(view, self.config.repo, access)
+            files = source_files(view, self.config.repo, access, self.config.store_dir)
             for i, file in enumerate(files):
                 if progress:
                     progress(f"{view.name}: validating {PurePosixPath(file.path).name}", i, len(files))
@@ -449,6 +450,30 @@ class FeatureStore:
             self._online_store = OnlineStore.connect(self.config.redis_url, self.config.project, check=False)
         found = lookup(self.online_registry(), self._online_store, features, entities, full_feature_names)
         return found.result(with_run_ids=with_run_ids)
+
+    def push(self, view: str, rows: Any) -> PushResult:
+        """Write ``rows`` (a pyarrow Table or pandas DataFrame) to ``view``: validated, appended
+        durably to its push log offline, then written online newer-wins (online/push.py).
+
+        Takes no lock: pushes go on while an ingestion or materialization runs. If Redis fails
+        the rows are still durable offline (OnlineStoreUnavailable says so) and the next
+        materialization writes them online.
+        """
+        if self.config.offline_engine == "spark":
+            raise InvalidRequestError(
+                "push is not supported on the Spark engine yet: its push log lives in the store's "
+                'local folder, which Spark\'s executors may not reach (use [offline] engine = "duckdb")'
+            )
+        definition = self.online_registry().snapshot.get("feature_view", view)
+        online = None
+        if definition.online:
+            if self._online_store is None:
+                config = self.config
+                self._online_store = OnlineStore.connect(config.redis_url, config.project, check=False)
+            online = self._online_store
+        return push_rows(
+            self.config.project, definition, rows, self.config.store_dir, online, self._check_functions()
+        )
 
     def online_registry(self) -> OnlineRegistry:
         """The latest registry version prepared for lookups (re-checked every few seconds)."""

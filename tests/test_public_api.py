@@ -24,6 +24,7 @@ EXPECTED = [
     "Int64",
     "List",
     "ParquetSource",
+    "PushResult",
     "String",
     "Timestamp",
 ]

@@ -20,6 +20,9 @@ from featurestore.errors import NotFoundError
 from featurestore.fingerprints import file_fingerprint
 from featurestore.lineage.reproduce import file_changes
 from featurestore.offline.offline_store import OfflineStore
+from featurestore.offline.plan import view_files
+from featurestore.offline.push_log import push_folder, pushed_files
+from featurestore.online.codec import PUSHED_RUN_ID
 from featurestore.registry import Snapshot
 from featurestore.runs import INGEST, MATERIALIZE, run_name
 from featurestore.runs.ingestion import IngestionRunState, read_rejected
@@ -56,6 +59,7 @@ def lineage(config: Config, snapshot: Snapshot, name: str) -> dict[str, Any]:
         with connection(config.duckdb_path, read_only=True) as con:
             _files(g, con, config, snapshot)
             _runs(g, con, config.project, name)
+    _pushes(g, config, snapshot)
     _rejected(g, config)
     _training_sets(g, config, snapshot)
     root = _resolve(g, name)
@@ -127,6 +131,31 @@ def _files(g: _Graph, con: duckdb.DuckDBPyConnection, config: Config, snapshot: 
                     f"view:{view.name}",
                     "source of",
                 )
+
+
+def _pushes(g: _Graph, config: Config, snapshot: Snapshot) -> None:
+    """Pushed files, each from the node ``run:pushed``: online values whose header carries the
+    run id ``PUSHED_RUN_ID`` were written by a push, and their rows are in these files."""
+    for view in snapshot.views.values():
+        files = pushed_files(config.store_dir, view.name)
+        if not files:
+            continue
+        pushed = g.node(
+            "run:pushed",
+            "push",
+            "pushed",
+            run_id=PUSHED_RUN_ID,
+            note="online values a push wrote carry this run id; their rows are in these files",
+        )
+        g.edge(pushed, f"view:{view.name}", "pushed to")
+        for f in files:
+            node = f"file:{f.path}"
+            if node not in g.nodes:  # ingested ones are already there, with their status
+                g.node(node, "source_file", f.path, status="not ingested")
+                g.edge(node, f"view:{view.name}", "source of")
+            g.nodes[node]["pushed"] = True
+            g.edge(pushed, node, "wrote")
+        g.nodes[pushed].setdefault("folders", []).append(str(push_folder(config.store_dir, view.name)))
 
 
 def _disk_status(where: str, size: int, mtime: float, fingerprint: str) -> str:
@@ -219,7 +248,7 @@ def _training_sets(g: _Graph, config: Config, snapshot: Snapshot) -> None:
             definition = snapshot.views.get(view)
             if definition is not None and definition.source.remote:
                 continue
-            on_disk = local.list(definition.source, config.repo) if definition else []
+            on_disk = view_files(definition, config.repo, local, config.store_dir) if definition else []
             changes += file_changes(view, files, on_disk, local, hashes)
         t = g.node(
             f"training_set:{record['id']}",
@@ -247,6 +276,8 @@ def _training_sets(g: _Graph, config: Config, snapshot: Snapshot) -> None:
 def _resolve(g: _Graph, name: str) -> str:
     if name in g.nodes:
         return name
+    if name in ("pushed", f"materialize-{PUSHED_RUN_ID}") and "run:pushed" in g.nodes:
+        return "run:pushed"  # the run id an online value written by a push carries
     for candidate in (
         f"view:{name}",
         f"feature:{name}",
@@ -258,7 +289,7 @@ def _resolve(g: _Graph, name: str) -> str:
             return candidate
     raise NotFoundError(
         f"nothing named {name!r} in the lineage: give a feature view, view:feature, feature service, "
-        "training set id or run (ingest-N, materialize-N)"
+        "training set id or run (ingest-N, materialize-N, or pushed)"
     )
 
 

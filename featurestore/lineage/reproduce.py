@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from featurestore.config import Config
 from featurestore.errors import SourceError
 from featurestore.fingerprints import file_fingerprint
-from featurestore.offline.plan import source_files_for
+from featurestore.offline.plan import source_files_for, view_files
 from featurestore.offline.training_set import build_training_set
 from featurestore.registry import Snapshot
 from featurestore.runs.training_set_records import ENTITIES, folder, load_record
@@ -70,12 +70,18 @@ def file_changes(
     return changes
 
 
-def source_changes(manifest: dict[str, Any], snapshot: Snapshot, repo: Path, files: SourceFiles) -> list[str]:
-    """Every source file the training set read that is now removed, added or changed."""
+def source_changes(
+    manifest: dict[str, Any],
+    snapshot: Snapshot,
+    repo: Path,
+    files: SourceFiles,
+    store_dir: Path | None = None,
+) -> list[str]:
+    """Every source file the training set read (pushed ones too) now removed, added or changed."""
     changes = []
     for view, recorded in sorted(manifest["sources"].items()):
         definition = snapshot.views.get(view)
-        on_disk = files.list(definition.source, repo) if definition is not None else []
+        on_disk = view_files(definition, repo, files, store_dir) if definition is not None else []
         changes += file_changes(view, recorded, on_disk, files)
     return changes
 
@@ -86,7 +92,9 @@ def reproduce(
     """Rebuild ``training_set`` into ``out``; refuses when its sources changed unless ``force``."""
     record = load_record(config.store_dir, training_set)
     manifest: dict[str, Any] = record["manifest"]
-    changes = source_changes(manifest, snapshot, config.repo, source_files_for(config.spark_engine))
+    changes = source_changes(
+        manifest, snapshot, config.repo, source_files_for(config.spark_engine), config.store_dir
+    )
     entities = folder(config.store_dir, training_set) / ENTITIES
     if not entities.is_file() or file_fingerprint(entities) != manifest["entity_fingerprint"]:
         changes.append(f"its entity frame copy {entities} is missing or changed")

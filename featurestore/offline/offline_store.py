@@ -58,6 +58,9 @@ class OfflineStore(ProjectTables):
     """
 
     spark: SparkSettings | None = None
+    # The store's folder, whose push log (push_log.py) each view's ingestion reads after its
+    # source's files; None: pushed files are not read.
+    store_dir: Path | None = None
 
     @property
     def engine(self) -> str:

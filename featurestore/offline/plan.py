@@ -3,7 +3,9 @@
 Each file is tracked by path, size and mtime (``offline_files``): new files are inserted,
 changed files have their rows replaced, removed files have their rows deleted; a changed view
 definition rebuilds the table. Reads only. Paths are absolute local paths or remote URIs
-(listed by Spark, see source_files.py).
+(listed by Spark, see source_files.py). A view's files are its source's files, then the
+files pushed to it (``push_log.py``), in that order: file ids follow it, so at a full tie a
+pushed row beats a source row and a later push an earlier one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from featurestore.config import SparkSettings
 from featurestore.definitions import FeatureView
 from featurestore.errors import SourceError
+from featurestore.offline.push_log import push_folder, pushed_files
 from featurestore.source_files import SourceFile, SourceFiles
 
 if TYPE_CHECKING:  # the owner of the tables passes itself in
@@ -64,13 +67,24 @@ def source_files_for(spark: SparkSettings | None) -> SourceFiles:
     return SourceFiles(SparkFiles(spark))
 
 
-def source_files(view: FeatureView, repo: Path, files: SourceFiles | None = None) -> list[SourceFile]:
-    """The view's source files; SourceError if its path matches none."""
+def view_files(
+    view: FeatureView, repo: Path, files: SourceFiles | None = None, store_dir: Path | None = None
+) -> list[SourceFile]:
+    """The view's source files (sorted by path), then its pushed files (in push order)."""
     found = (files or SourceFiles()).list(view.source, repo)
+    return found + (pushed_files(store_dir, view.name) if store_dir is not None else [])
+
+
+def source_files(
+    view: FeatureView, repo: Path, files: SourceFiles | None = None, store_dir: Path | None = None
+) -> list[SourceFile]:
+    """The view's files (``view_files``); SourceError if there are none."""
+    found = view_files(view, repo, files, store_dir)
     if not found:
+        pushed = f" and nothing was pushed to {push_folder(store_dir, view.name)}" if store_dir else ""
         raise SourceError(
             f"source {view.source.name!r} of feature view {view.name!r}: "
-            f"path {view.source.path!r} matches no Parquet files"
+            f"path {view.source.path!r} matches no Parquet files{pushed}"
         )
     return found
 
@@ -79,17 +93,18 @@ def plan_files(store: OfflineStore, view: FeatureView, repo: Path) -> FilePlan:
     """Compare the view's source files with what its table holds."""
     stat_time = datetime.now(UTC)
     files = store.source_files
-    found = {f.path: f for f in source_files(view, repo, files)}
+    found = {f.path: f for f in source_files(view, repo, files, store.store_dir)}
+    order = {path: i for i, path in enumerate(found)}  # source files by path, then pushed files
     on_disk = {path: f.stat for path, f in found.items()}
     known = store.known_files(view.name)
     rebuild = not store.up_to_date(view)
     touched: list[tuple[str, tuple[int, float], datetime]] = []
     changed: list[str] = []
     if rebuild:
-        added, removed = sorted(on_disk), sorted(p for p in known if p not in on_disk)
+        added, removed = list(on_disk), sorted(p for p in known if p not in on_disk)
     else:
-        added = sorted(p for p in on_disk if p not in known)
-        for p in sorted(on_disk):
+        added = [p for p in on_disk if p not in known]
+        for p in on_disk:
             if p not in known or not known[p].maybe_changed(on_disk[p]):
                 continue
             read_at = datetime.now(UTC)
@@ -98,11 +113,11 @@ def plan_files(store: OfflineStore, view: FeatureView, repo: Path) -> FilePlan:
             else:
                 changed.append(p)
         removed = sorted(p for p in known if p not in on_disk)
-        # Full ties are won by the later file in path order, so file ids follow path order:
-        # a new file that sorts before a kept one cannot get a fitting id, and rebuilds.
+        # Full ties are won by the later file in that order, so file ids follow it: a new file
+        # that comes before a kept one cannot get a fitting id, and rebuilds.
         kept = [p for p in known if p not in removed]
-        if added and kept and added[0] < max(kept):
-            added, changed, rebuild, touched = sorted(on_disk), [], True, []
+        if added and kept and order[added[0]] < max(order[p] for p in kept):
+            added, changed, rebuild, touched = list(on_disk), [], True, []
     return FilePlan(on_disk, stat_time, known, rebuild, added, changed, removed, touched)
 
 

@@ -55,6 +55,9 @@ NO_CREATED = -(2**62)
 FORMAT_VERSION = 0  # the value format this code writes and reads (see the module docstring)
 RUN_BITS = 24  # the run word's low bits hold the run id, the byte above them the format
 MAX_RUN_ID = (1 << RUN_BITS) - 1
+# The run id of values written by a push (FeatureStore.push), not by a materialization: the
+# rows are in the view's push log, and lineage names them "pushed".
+PUSHED_RUN_ID = MAX_RUN_ID
 # Byte ranges of the header's fields, for readers that slice stored values (tests, tools).
 EVENT_TS_BYTES = slice(0, 8)
 CREATED_BYTES = slice(8, 16)

@@ -77,6 +77,8 @@ class BatchValidation:
     reasons: list[str]  # per invalid row: its failed checks, "; "-joined
     invalid: pa.Table | None  # the invalid rows with __reason and __row, when asked for
     bad_strings: bool
+    # Every failing cell: (row, column or None for a view-level check, check), in row order.
+    cells: list[tuple[int, str | None, str]] = field(default_factory=list)
 
 
 def validate_batch(
@@ -105,6 +107,7 @@ def validate_batch(
         return BatchValidation([], np.zeros(0, dtype=np.int64), [], None, bad_strings)
     failures: list[CheckFailure] = []
     reasons: dict[int, list[str]] = {}
+    cells: list[tuple[int, str | None, str]] = []
     # pandera reports a view-level check once per column of each failing row: one failure.
     view_level = (cases["schema_context"] == "DataFrameSchema") | cases["column"].isna()
     cases = cases.assign(column=cases["column"].astype(object).where(~view_level, ""))
@@ -118,6 +121,7 @@ def validate_batch(
         failures.append(failure)
         for row in idx:
             reasons.setdefault(int(row), []).append(failure.reason)
+            cells.append((int(row), failure.column, failure.check))
     bad = np.fromiter(sorted(reasons), dtype=np.int64, count=len(reasons))
     why = ["; ".join(reasons[int(r)]) for r in bad]
     invalid = None
@@ -128,7 +132,7 @@ def validate_batch(
             .append_column("__reason", pa.array(why, pa.string()))
             .append_column("__row", pa.array(bad, pa.int64()))
         )
-    return BatchValidation(failures, bad, why, invalid, bad_strings)
+    return BatchValidation(failures, bad, why, invalid, bad_strings, sorted(cells, key=lambda c: c[0]))
 
 
 def clean_table(path: Path, columns: list[str]) -> pa.Table:

@@ -1,0 +1,232 @@
+"""Push: rows written to a view durably offline and at once online, without a materialization.
+
+A batch goes through four steps, and the first failure stops it:
+
+1. **Bounded and typed.** At most ``MAX_PUSH_ROWS`` rows and ``MAX_PUSH_BYTES`` bytes; the
+   columns are exactly the view's join keys, its source's event time (and created time, which
+   may be left out), and its features, cast safely to their declared types.
+2. **Validated** with the view's pandera schema (``validation.validate.validate_batch``, the
+   same as ingestion): one invalid row (a null key or event time included) and the whole
+   batch is refused with every failing cell, before anything is written.
+3. **Offline, durable**: appended to the view's push log (``offline/push_log.py``), which the
+   view's ingestion reads after its source's files, so training sets see the rows once ingested.
+4. **Online, at once**: written to Redis newer-wins, as materialization writes (a pushed row
+   older than the stored value never replaces it), under the run id ``PUSHED_RUN_ID``; rows
+   already past the view's TTL are not written (counted as ``expired``).
+
+Offline comes first: if Redis then fails, the rows are still durable and the next
+materialization writes them online; if the offline write fails, nothing is written online.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurestore.definitions import FeatureView
+from featurestore.definitions.types import DType, Timestamp
+from featurestore.errors import InvalidRequestError, InvalidRowsError, OnlineStoreUnavailable
+from featurestore.offline import push_log
+from featurestore.offline.layout import CREATED_TS, EVENT_TS
+from featurestore.online.codec import PUSHED_RUN_ID, ViewCodec
+from featurestore.online.materialize import encode_rows
+from featurestore.online.store import OnlineStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# One push at most: larger batches go through files (a source, or several pushes).
+MAX_PUSH_ROWS = 100_000
+MAX_PUSH_BYTES = 64 * 2**20
+_SHOWN_ERRORS = 10  # failing cells named in the message; ``InvalidRowsError.rows`` has all
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did: its rows are in ``file`` (offline) and were written online as counted."""
+
+    view: str
+    rows: int
+    file: Path  # the push log file holding the rows
+    written: int = 0  # online values written
+    kept_newer: int = 0  # rows not written online: Redis held a newer value for their entity
+    expired: int = 0  # rows not written online: older than the view's TTL
+    seconds: float = 0.0
+
+
+def push_rows(
+    project: str,
+    view: FeatureView,
+    rows: Any,
+    store_dir: Path,
+    online: OnlineStore | None,
+    with_checks: Callable[[FeatureView], FeatureView] | None = None,
+    now: datetime | None = None,
+) -> PushResult:
+    """Validate ``rows`` (a pyarrow Table or pandas DataFrame) for ``view``, append them to its
+    push log, then write them online (``online``: None for a view that is not online)."""
+    began = time.perf_counter()
+    if view.aggregations:
+        raise InvalidRequestError(
+            f"feature view {view.name!r} has aggregations: pushing to an aggregation view is not "
+            "supported yet (its tiles are computed from events); add the events to its source"
+        )
+    table = typed_batch(view, rows)
+    validate(with_checks(view) if with_checks is not None else view, table)
+    path = push_log.append(store_dir, view.name, table)
+    result = PushResult(view.name, table.num_rows, path)
+    if online is not None and view.online:
+        result = _write_online(project, view, table, online, result, now or datetime.now(UTC))
+    return replace(result, seconds=time.perf_counter() - began)
+
+
+def declared_columns(view: FeatureView) -> list[tuple[str, DType, bool]]:
+    """(name, type, required) of each column a pushed batch holds, in the push log's order."""
+    src = view.source
+    columns = [(k.name, k.dtype, True) for k in view.join_keys]
+    columns.append((src.timestamp_field, Timestamp, True))
+    if src.created_timestamp_field:
+        columns.append((src.created_timestamp_field, Timestamp, False))
+    return columns + [(f.name, f.dtype, True) for f in view.columns]
+
+
+def typed_batch(view: FeatureView, rows: Any) -> pa.Table:
+    """``rows`` as an Arrow table of the view's declared columns and types; InvalidRequestError
+    naming the column that is missing, extra or not safely castable, or the limit passed."""
+    what = f"push to feature view {view.name!r}"
+    n = _row_count(rows, what)
+    if n == 0:
+        raise InvalidRequestError(f"{what}: the batch has no rows")
+    if n > MAX_PUSH_ROWS:
+        raise InvalidRequestError(f"{what}: {n:,} rows, more than the limit of {MAX_PUSH_ROWS:,} per push")
+    table = _as_arrow(rows, what)
+    if table.nbytes > MAX_PUSH_BYTES:
+        raise InvalidRequestError(
+            f"{what}: {table.nbytes:,} bytes, more than the limit of {MAX_PUSH_BYTES:,} per push"
+        )
+    declared = declared_columns(view)
+    names = [name for name, _, _ in declared]
+    extra = [c for c in table.column_names if c not in names]
+    if extra:
+        raise InvalidRequestError(
+            f"{what}: column(s) {', '.join(map(repr, extra))} are not declared by the view "
+            f"(it takes {', '.join(names)})"
+        )
+    if len(set(table.column_names)) != len(table.column_names):
+        raise InvalidRequestError(f"{what}: a column name appears twice")
+    columns, fields = [], []
+    for name, dtype, required in declared:
+        if name in table.column_names:
+            columns.append(_cast(table.column(name), name, dtype, what))
+        elif required:
+            raise InvalidRequestError(f"{what}: column {name!r} (declared {dtype.name}) is missing")
+        else:  # no created time: it loses ties, as a source without one does
+            columns.append(pa.nulls(table.num_rows, dtype.arrow))
+        fields.append(pa.field(name, dtype.arrow))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields)).combine_chunks()
+
+
+def validate(view: FeatureView, table: pa.Table) -> None:
+    """The view's pandera checks over the batch; InvalidRowsError listing every failing cell."""
+    from featurestore.validation.schema import pandera_schema  # pandera: only when pushing
+    from featurestore.validation.validate import validate_batch
+
+    batch = _one_batch(table)
+    judged = validate_batch(view, pandera_schema(view), batch, np.arange(batch.num_rows))
+    if not judged.cells:
+        return
+    shown = "; ".join(
+        f"row {row}: {f'column {column!r} failed ' if column else ''}{check}"
+        for row, column, check in judged.cells[:_SHOWN_ERRORS]
+    )
+    more = len(judged.cells) - _SHOWN_ERRORS
+    raise InvalidRowsError(
+        f"push to feature view {view.name!r} refused, nothing written: "
+        f"{len(judged.invalid_rows):,} of {batch.num_rows:,} row(s) invalid: {shown}"
+        + (f"; and {more} more" if more > 0 else ""),
+        judged.cells,
+    )
+
+
+def _write_online(
+    project: str, view: FeatureView, table: pa.Table, online: OnlineStore, result: PushResult, now: datetime
+) -> PushResult:
+    src = view.source
+    columns = {k.name: table.column(k.name) for k in view.join_keys}
+    columns[EVENT_TS] = table.column(src.timestamp_field)
+    created = src.created_timestamp_field
+    columns[CREATED_TS] = table.column(created) if created else pa.nulls(table.num_rows, Timestamp.arrow)
+    columns.update({f.name: table.column(f.name) for f in view.features})
+    batch = _one_batch(pa.table(columns))
+    keys, values, expire_at = encode_rows(project, view, ViewCodec(view), batch, PUSHED_RUN_ID, now)
+    try:
+        written = online.write(keys, values, expire_at) if keys else 0
+    except OnlineStoreUnavailable as e:
+        raise OnlineStoreUnavailable(
+            f"push to feature view {view.name!r}: the {result.rows:,} row(s) are durable offline "
+            f"({result.file}) but were not written online, the next materialization writes them: "
+            f"{e.message}",
+            e.config_problem,
+        ) from e
+    return PushResult(
+        view.name,
+        result.rows,
+        result.file,
+        written=written,
+        kept_newer=len(keys) - written,
+        expired=batch.num_rows - len(keys),
+    )
+
+
+def _row_count(rows: Any, what: str) -> int:
+    if isinstance(rows, pa.Table | pa.RecordBatch):
+        return int(rows.num_rows)
+    if type(rows).__module__.startswith("pandas") and hasattr(rows, "columns"):
+        return len(rows)
+    raise InvalidRequestError(
+        f"{what}: rows must be a pyarrow Table or a pandas DataFrame, not {type(rows).__name__}"
+    )
+
+
+def _as_arrow(rows: Any, what: str) -> pa.Table:
+    if isinstance(rows, pa.Table):
+        return rows
+    if isinstance(rows, pa.RecordBatch):
+        return pa.Table.from_batches([rows])
+    try:
+        return pa.Table.from_pandas(rows, preserve_index=False)
+    except (pa.ArrowException, ValueError, TypeError) as e:
+        raise InvalidRequestError(f"{what}: the DataFrame cannot be read as Arrow: {e}") from None
+
+
+def _cast(column: pa.ChunkedArray, name: str, dtype: DType, what: str) -> pa.ChunkedArray:
+    """Only casts that keep every value: same kind of type, or number to number without loss."""
+    source = column.type
+    if source == dtype.arrow:
+        return column
+    numeric = _is_number(source) and _is_number(dtype.arrow)
+    if not (pa.types.is_null(source) or dtype.accepts(source) or numeric):
+        raise InvalidRequestError(f"{what}: column {name!r} is {source}, declared {dtype.name}")
+    try:
+        return pc.cast(column, dtype.arrow, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        reason = " ".join(str(e).split())
+        raise InvalidRequestError(
+            f"{what}: column {name!r} is {source} and does not cast to {dtype.name} without loss ({reason})"
+        ) from None
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if len(batches) == 1 else pa.RecordBatch.from_pylist([], schema=table.schema)
