@@ -87,6 +87,8 @@ def _label(node: dict[str, Any], repo: Path) -> str:
         stale = node.get("source_changes") or []
         mark = f" [bold red]sources changed: {escape('; '.join(stale))}[/]" if stale else ""
         return f"training set [yellow]{name}[/] (registry v{node.get('registry_version')}){mark}"
+    if kind == "push":  # online values with this run id were pushed; their rows are in its files
+        return f"[blue]pushed[/] (online values with run id {node.get('run_id')} came from a push)"
     status = escape(str(node.get("status")))
     color = "green" if status == "succeeded" else "red"
     target = " -> redis" if node.get("writes_to") else ""

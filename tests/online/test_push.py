@@ -29,6 +29,7 @@ from featurestore.online import push as push_module
 from featurestore.online.codec import PUSHED_RUN_ID
 from featurestore.runlock import exclusive_run
 from tests.online.helpers import TZ
+from tests.support.cli import run_cli
 from tests.support.redis import RedisServer, free_port
 from tests.support.repos import make_store
 
@@ -103,6 +104,8 @@ def test_pushed_rows_are_served_at_once(store: FeatureStore) -> None:
     assert served(store, [0, 1, 7]) == [0, 100, 700]
     runs = store.get_online_features(["items:v"], {"id": [0, 1]}, with_run_ids=True).run_ids["items"]
     assert runs[1] == PUSHED_RUN_ID and runs[0] != PUSHED_RUN_ID
+    store.gc(keep_runs=1)  # reads every served run id, the pushed one too
+    assert served(store, [1]) == [100]
 
 
 def test_an_older_push_never_replaces_a_newer_value(store: FeatureStore) -> None:
@@ -332,6 +335,9 @@ def test_pushes_are_in_lineage_and_training_sets_reproduce(store: FeatureStore, 
     pushed = {e["to"] for e in graph["edges"] if e["from"] == "run:pushed"}
     assert f"file:{result.file}" in pushed and "view:items" in pushed
     assert store.lineage(f"materialize-{PUSHED_RUN_ID}")["root"] == "run:pushed"
+    shown = run_cli("lineage", "pushed", "--repo", str(store.config.repo))
+    assert shown.returncode == 0, shown.stderr
+    assert f"run id {PUSHED_RUN_ID} came from a push" in shown.stdout and result.file.name in shown.stdout
     entities = pa.table({"id": pa.array([1], pa.int64()), "event_timestamp": pa.array([NOW], TZ)})
     with store.get_training_set(entities, ["items:v"]) as ts:
         ts.to_parquet(tmp_path / "ts.parquet")
