@@ -21,9 +21,10 @@ from featurestore.definitions import Aggregation, FeatureView, Field
 from featurestore.definitions.types import FLOATS
 from featurestore.offline.aggregations import events_sql
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, retracted_table, view_table
-from featurestore.online.codec import ViewCodec, ViewSchema, encode_created, timestamps_us
+from featurestore.online.codec import timestamps_us
 from featurestore.online.keys import encode_keys
 from featurestore.online.store import OnlineStore
+from featurestore.online.tile_codec import TileCodec
 from featurestore.online.tiles import STATES, TILES, TileGroup, tile_groups
 from featurestore.storage import quote
 
@@ -103,9 +104,9 @@ def write_tiles(
     return counts
 
 
-def group_codec(group: TileGroup) -> ViewCodec:
-    """The codec of a group's values: one row of its ``fields``."""
-    return ViewCodec(ViewSchema(group.key_name, group.fields))
+def group_codec(group: TileGroup) -> TileCodec:
+    """The codec of a group's values: one row of its ``fields`` (tile_codec.py)."""
+    return TileCodec(group)
 
 
 def group_row_schema(view: FeatureView, group: TileGroup) -> pa.Schema:
@@ -122,7 +123,7 @@ def group_row_schema(view: FeatureView, group: TileGroup) -> pa.Schema:
 
 
 def encode_group_rows(
-    project: str, view: FeatureView, group: TileGroup, codec: ViewCodec, batch: pa.RecordBatch, run_id: int
+    project: str, view: FeatureView, group: TileGroup, codec: TileCodec, batch: pa.RecordBatch, run_id: int
 ) -> tuple[list[str], list[bytes], list[int]]:
     """Keys, values and absolute expiries (ms, 0 for none) of a batch of a group's rows."""
     n = batch.num_rows
@@ -130,7 +131,7 @@ def encode_group_rows(
         project, group.key_name, [(k.name, batch.column(k.name)) for k in view.join_keys]
     ).to_pylist()
     event_us = timestamps_us(batch.column(EVENT_TS))
-    values = codec.encode(batch, event_us, encode_created(None, n), run_id)
+    values = codec.encode(batch, event_us, run_id)
     if group.hop_us is None:
         expire_at = [0] * n
     else:  # when the newest tile has left the longest window: every window is empty
