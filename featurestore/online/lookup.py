@@ -386,15 +386,25 @@ def _assemble_tiles(
     """
     n = len(raw)
     aggregations = codec.group.aggregations
+    found = [i for i in range(n) if raw[i] is not None]
+    if len(found) == n:  # every entity has a value: the common case, decoded as it is
+        batch = codec.decode(raw)  # type: ignore[arg-type]
+        combined, damaged = combine(codec.group, codec, batch, now_us)
+        if len(batch.good) == n and not damaged:
+            for pos, col in cols:
+                col.values = combined[pos]
+                col.statuses = [NULL_VALUE if x is None else PRESENT for x in col.values]
+                col.event_ts_us = batch.event_ts_us  # type: ignore[assignment]
+            return batch.run_ids  # type: ignore[return-value]
     values = [[empty_value(a)] * n for a in aggregations]
     state = [_LIVE] * n
     stamps: list[int | None] = [None] * n
     runs: list[int | None] = [None] * n
-    found = [i for i in range(n) if raw[i] is not None]
     if found:
-        batch = codec.decode([raw[i] for i in found])  # type: ignore[misc]
+        if len(found) < n:
+            batch = codec.decode([raw[i] for i in found])  # type: ignore[misc]
+            combined, damaged = combine(codec.group, codec, batch, now_us)
         rows = [found[k] for k in batch.good]  # entity index of each decoded row
-        combined, damaged = combine(codec.group, codec, batch, now_us)
         for column, got in zip(values, combined, strict=True):
             for i, v in zip(rows, got, strict=True):
                 column[i] = v

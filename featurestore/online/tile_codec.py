@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurestore.online.codec import (
+    FORMAT_BYTE,
     FORMAT_VERSION,
     HEADER,
     MAX_RUN_ID,
@@ -46,13 +47,15 @@ from featurestore.online.codec import (
     RUN_BITS,
     _binary_list_rows,
     _binary_rows,
+    layout_of,
 )
 from featurestore.online.tiles import TILES, TileGroup
 
 LAYOUT_TAG = "tiles/2"  # bump when this layout changes: the hash changes with it
 _HEAD = struct.Struct(HEADER.format + "I")  # the header, then T
 _HEAD_DTYPE = np.dtype([("e", "<i8"), ("c", "<i8"), ("r", "<u4"), ("l", "<u4"), ("t", "<u4")])
-_U32 = struct.Struct("<I")
+_HEAD_BYTES = np.arange(_HEAD.size)
+_U32_BYTES = np.arange(4)
 _BINARY = ("String", "Bytes")
 # item dtype name -> (numpy dtype of a stored item, Arrow type to cast the items to first)
 _ITEMS: dict[str, tuple[str, pa.DataType]] = {
@@ -197,71 +200,84 @@ class TileCodec:
 
     def decode(self, values: Sequence[bytes]) -> TileBatch:
         """Decode many values at once. Values of another layout come back in ``other``, values
-        that cannot be decoded in ``corrupt``."""
-        good: list[int] = []
+        that cannot be decoded in ``corrupt``.
+
+        The values are joined into one buffer and walked for all of them at once: their
+        headers in one gather, each variable-width state's length in one more, so the cost
+        per value is a few slices, not a loop over its parts."""
+        n = len(values)
+        sizes = np.fromiter(map(len, values), np.int64, n)
+        begin = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(sizes, out=begin[1:])
+        data = b"".join(values)
+        buf = np.frombuffer(data, dtype=np.uint8)
         other: list[int] = []
         corrupt: list[int] = []
-        events: list[int] = []
-        runs: list[int] = []
-        blocks: list[bytes] = []
-        payloads: list[list[bytes]] = [[] for _ in self.variable]
-        width, layout, head = self.record.itemsize, self.layout, _HEAD.size
-        nvar = len(self.variable)
-        for i, v in enumerate(values):
-            if len(v) < head:
-                known = len(v) >= HEADER.size and v[19] == FORMAT_VERSION
-                (other if known and _U32.unpack_from(v, 20)[0] != layout else corrupt).append(i)
-                continue
-            event, _, word, stored_layout, t = _HEAD.unpack_from(v)
-            if word >> RUN_BITS != FORMAT_VERSION:
-                corrupt.append(i)
-                continue
-            if stored_layout != layout:
-                other.append(i)
-                continue
-            pos = head + t * width
-            found: list[bytes] = []
-            try:
-                for _ in range(nvar):
-                    (length,) = _U32.unpack_from(v, pos)
-                    pos += 4
-                    found.append(v[pos : pos + length])
-                    pos += length
-            except struct.error:
-                pos = -1
-            if pos != len(v):
-                corrupt.append(i)
-                continue
-            good.append(i)
-            events.append(event)
-            runs.append(word & MAX_RUN_ID)
-            blocks.append(v[head : head + t * width])
-            for k, payload in enumerate(found):
-                payloads[k].append(payload)
-        records = np.frombuffer(b"".join(blocks), dtype=self.record)
-        sizes = np.fromiter((len(b) // width for b in blocks), np.int64, len(blocks))
+        short = sizes < _HEAD.size
+        for i in np.flatnonzero(short).tolist():  # too short for a header and T
+            v = values[i]
+            known = len(v) >= HEADER.size and v[FORMAT_BYTE] == FORMAT_VERSION
+            (other if known and layout_of(v) != self.layout else corrupt).append(i)
+        rows = np.flatnonzero(~short)
+        start, end = begin[:-1][rows], begin[1:][rows]
+        head = buf[start[:, None] + _HEAD_BYTES].view(_HEAD_DTYPE)[:, 0]
+        unknown = head["r"] >> RUN_BITS != FORMAT_VERSION  # corrupt, whatever its layout says
+        foreign = ~unknown & (head["l"] != self.layout)
+        tiles = head["t"].astype(np.int64)
+        pos = start + _HEAD.size + tiles * self.record.itemsize
+        ok = ~unknown & ~foreign & (pos <= end)
+        found: list[tuple[np.ndarray, np.ndarray]] = []  # per variable-width state: where, how long
+        for _ in self.variable:
+            ok &= pos + 4 <= end
+            at = np.where(ok, pos, 0)
+            length = buf[at[:, None] + _U32_BYTES].view("<u4")[:, 0].astype(np.int64)
+            found.append((at + 4, length))
+            pos = pos + 4 + length
+            ok &= pos <= end
+        ok &= pos == end
+        other += rows[foreign].tolist()
+        corrupt += rows[~ok & ~foreign].tolist()
+        good = rows[ok]
+        tiles = tiles[ok]
+        width, skip = self.record.itemsize, _HEAD.size
+        pairs = zip(good.tolist(), tiles.tolist(), strict=True)
+        blocks = b"".join([values[i][skip : skip + t * width] for i, t in pairs])
         starts = np.zeros(len(good) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=starts[1:])
-        entity = np.repeat(np.arange(len(good)), sizes)
-        out = TileBatch(good, other, corrupt, events, runs, starts, entity, records)
+        np.cumsum(tiles, out=starts[1:])
+        out = TileBatch(
+            good.tolist(),
+            sorted(other),
+            sorted(corrupt),
+            head["e"][ok].tolist(),
+            (head["r"][ok] & MAX_RUN_ID).tolist(),
+            starts,
+            np.repeat(np.arange(len(good)), tiles),
+            np.frombuffer(blocks, dtype=self.record),
+        )
         bad = np.zeros(len(good), dtype=bool)
-        for s, found_payloads in zip(self.variable, payloads, strict=True):
-            out.items[s.position] = self._items(s, out, found_payloads, bad)
+        for s, (at, length) in zip(self.variable, found, strict=True):
+            out.items[s.position] = self._items(s, out, data, buf, at[ok], length[ok], bad)
         if bad.any():  # parts that disagree: decode the others again without them
-            again = self.decode([values[i] for i in np.asarray(good)[~bad].tolist()])
-            kept = np.asarray(good)[~bad]
+            kept = good[~bad]
+            again = self.decode([values[i] for i in kept.tolist()])
             again.good = kept[again.good].tolist()
-            again.other = sorted(other + kept[again.other].tolist())
-            again.corrupt = sorted(corrupt + np.asarray(good)[bad].tolist() + kept[again.corrupt].tolist())
+            again.other = sorted(out.other + kept[again.other].tolist())
+            again.corrupt = sorted(out.corrupt + good[bad].tolist() + kept[again.corrupt].tolist())
             return again
-        out.other.sort()
-        out.corrupt.sort()
         return out
 
-    def _items(self, s: State, batch: TileBatch, payloads: list[bytes], bad: np.ndarray) -> Items:
-        """One variable-width state of every entity; sets ``bad`` where its parts disagree."""
-        n = batch.n
-        sizes = np.fromiter((len(p) for p in payloads), np.int64, n)
+    def _items(
+        self,
+        s: State,
+        batch: TileBatch,
+        data: bytes,
+        buf: np.ndarray,
+        at: np.ndarray,
+        sizes: np.ndarray,
+        bad: np.ndarray,
+    ) -> Items:
+        """One variable-width state of every entity, its payloads at ``at`` in ``data``; sets
+        ``bad`` where its parts disagree."""
         if s.per_tile:
             want = np.diff(batch.starts)
         else:  # as many values as the tiles' counts say
@@ -269,34 +285,31 @@ class TileCodec:
             before = np.zeros(len(counts) + 1, dtype=np.int64)
             np.cumsum(counts, out=before[1:])
             want = before[batch.starts[1:]] - before[batch.starts[:-1]]
-        offsets = np.zeros(n + 1, dtype=np.int64)
+        offsets = np.zeros(len(want) + 1, dtype=np.int64)
         np.cumsum(want, out=offsets[1:])
-        data = b"".join(payloads)
         if not s.binary:
             item = np.dtype(_ITEMS[s.item][0])
             bad |= sizes != want * item.itemsize
             if bad.any():
                 return Items(offsets, np.zeros(0, dtype=item))
-            return Items(offsets, np.frombuffer(data, dtype=item))
+            joined = b"".join([data[a : a + k] for a, k in zip(at.tolist(), sizes.tolist(), strict=True)])
+            return Items(offsets, np.frombuffer(joined, dtype=item))
         # each payload: k, k lengths, the bytes; k must be the item count
-        begin = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(sizes, out=begin[1:])
-        buf = np.frombuffer(data, dtype=np.uint8)
-        short = sizes < 4 + 4 * want
-        bad |= short
-        if short.any():
-            return Items(offsets, data=data, starts=np.zeros(0, np.int64), ends=np.zeros(0, np.int64))
-        k = buf[begin[:-1, None] + np.arange(4)].copy().view("<u4").ravel() if n else np.zeros(0, "<u4")
+        none = np.zeros(0, dtype=np.int64)
+        bad |= sizes < 4 + 4 * want
+        if bad.any():
+            return Items(offsets, data=data, starts=none, ends=none)
+        k = buf[at[:, None] + _U32_BYTES].view("<u4")[:, 0]
         bad |= k != want
         total = int(offsets[-1])
         local = np.arange(total) - np.repeat(offsets[:-1], want)
-        at = np.repeat(begin[:-1] + 4, want) + 4 * local
-        lengths = buf[at[:, None] + np.arange(4)].copy().view("<u4").ravel().astype(np.int64)
+        where = np.repeat(at + 4, want) + 4 * local
+        lengths = buf[where[:, None] + _U32_BYTES].view("<u4")[:, 0].astype(np.int64)
         ends = np.zeros(total + 1, dtype=np.int64)
         np.cumsum(lengths, out=ends[1:])
-        first_byte = begin[:-1] + 4 + 4 * want  # where entity e's item bytes begin
         used = ends[offsets[1:]] - ends[offsets[:-1]]
         bad |= sizes != 4 + 4 * want + used
+        first_byte = at + 4 + 4 * want  # where each entity's item bytes begin
         item_starts = np.repeat(first_byte - ends[offsets[:-1]], want) + ends[:-1]
         text = s.item == "String"
         return Items(offsets, data=data, starts=item_starts, ends=item_starts + lengths, text=text)

@@ -227,14 +227,16 @@ def _last_n(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[An
     rank = later[records] + np.arange(len(records)) - first_item[records]
     picked = np.flatnonzero(mask[records] & (rank < a.n))
     entity = ctx.entity[records[picked]]
-    picked = picked[np.lexsort((rank[picked], entity))]
-    entity = ctx.entity[records[picked]]
+    # an entity's picked ranks are 0..k-1: each value's place in the output, without a sort
+    sizes = np.bincount(entity, minlength=ctx.n)
+    ends = np.cumsum(sizes)
+    order = np.empty(len(picked), dtype=np.int64)
+    order[ends[entity] - sizes[entity] + rank[picked]] = picked
     items = ctx.batch.items[at]
-    values = ctx.texts(items, picked, entity) if items.values is None else items.get(picked)
-    ends = np.cumsum(np.bincount(entity, minlength=ctx.n)).tolist()
+    values = ctx.texts(items, order, ctx.entity[records[order]]) if items.values is None else items.get(order)
     out: list[Any] = []
     begin = 0
-    for end in ends:
+    for end in ends.tolist():
         out.append(values[begin:end] or None)
         begin = end
     return out
@@ -251,11 +253,24 @@ def _count_distinct(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) ->
             seen[e].add(raw)
         return [len(s) for s in seen]
     values = items.values[picked]
-    order = np.lexsort((values, entity))
-    values, entity = values[order], entity[order]
-    new = np.ones(len(values), dtype=bool)
-    new[1:] = (entity[1:] != entity[:-1]) | (values[1:] != values[:-1])
-    return np.bincount(entity[new], minlength=ctx.n).tolist()
+    if not len(values):
+        return [0] * ctx.n
+    # one sort of (entity, value) as one int64 key: values as their rank among the distinct
+    # ones (equal values, -0.0 and 0.0 too, share a rank), or as themselves when they fit
+    if values.dtype.kind in "iub":
+        low = int(values.min())
+        ranks = values.astype(np.int64) - low
+        span = int(values.max()) - low + 1
+    else:
+        distinct, ranks = np.unique(values, return_inverse=True)
+        span = len(distinct)
+    if span * ctx.n >= 2**62:
+        distinct, ranks = np.unique(values, return_inverse=True)
+        span = len(distinct)
+    keys = np.sort(entity * span + ranks.reshape(-1))
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = keys[1:] != keys[:-1]
+    return np.bincount(keys[new] // span, minlength=ctx.n).tolist()
 
 
 _FUNCTIONS: dict[str, _Function] = {
