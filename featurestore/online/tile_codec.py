@@ -103,14 +103,15 @@ class Items:
         UnicodeDecodeError for a damaged value)."""
         if self.values is not None:
             return self.values[np.asarray(indices, dtype=np.int64)].tolist() if len(indices) else []
-        assert self.starts is not None and self.ends is not None
-        data, starts, ends = self.data, self.starts, self.ends
-        raw = [data[starts[i] : ends[i]] for i in indices]
+        raw = self.raw(indices)
         return [r.decode() for r in raw] if self.text else raw
 
-    def raw(self, indices: Sequence[int]) -> list[bytes]:
+    def raw(self, indices: Sequence[int] | np.ndarray) -> list[bytes]:
+        """The bytes of the items at ``indices``."""
         assert self.starts is not None and self.ends is not None
-        return [self.data[self.starts[i] : self.ends[i]] for i in indices]
+        at = np.asarray(indices, dtype=np.int64)
+        data = self.data
+        return [data[a:b] for a, b in zip(self.starts[at].tolist(), self.ends[at].tolist(), strict=True)]
 
 
 @dataclass

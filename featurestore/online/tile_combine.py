@@ -150,7 +150,7 @@ def _extreme(ctx: _Context, at: int, mask: np.ndarray, smallest: bool) -> list[A
         picked = np.flatnonzero(mask)
         best: dict[int, bytes] = {}
         pick = min if smallest else max
-        for e, raw in zip(ctx.entity[picked].tolist(), items.raw(picked.tolist()), strict=True):
+        for e, raw in zip(ctx.entity[picked].tolist(), items.raw(picked), strict=True):
             best[e] = pick(best[e], raw) if e in best else raw
         entities = np.fromiter(best, np.int64, len(best))
         chosen = Items(items.offsets, data=b"".join(best.values()), text=items.text)
@@ -249,7 +249,7 @@ def _count_distinct(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) ->
     items = ctx.batch.items[at]
     if items.values is None:  # String/Bytes: distinct bytes are distinct values
         seen: list[set[bytes]] = [set() for _ in range(ctx.n)]
-        for e, raw in zip(entity.tolist(), items.raw(picked.tolist()), strict=True):
+        for e, raw in zip(entity.tolist(), items.raw(picked), strict=True):
             seen[e].add(raw)
         return [len(s) for s in seen]
     values = items.values[picked]
