@@ -30,7 +30,9 @@ from featurestore.definitions.types import pandas_frame
 from featurestore.errors import DefinitionError, InvalidRequestError
 from featurestore.online.codec import DecodedColumns, ViewCodec, ViewSchema, layout_of
 from featurestore.online.keys import request_tags
-from featurestore.online.tiles import TileGroup, tile_groups
+from featurestore.online.tile_codec import TileCodec
+from featurestore.online.tile_combine import combine
+from featurestore.online.tiles import empty_value, tile_groups
 from featurestore.registry import Snapshot
 
 if TYPE_CHECKING:
@@ -63,19 +65,20 @@ _corrupt_logged: dict[str, float] = {}  # view -> when a corrupt value of it was
 @dataclass(frozen=True)
 class _ViewPlan:
     name: str
-    codec: ViewCodec
+    codec: ViewCodec | None  # None for a group of tiles (``tiles`` decodes it)
     positions: tuple[int, ...]  # requested features, as indices into the codec's features
     join_keys: tuple[str, ...]
     ttl_us: int | None
     # layout of an earlier feature list -> its codec, and requested position -> its position there
     older: Mapping[int, tuple[ViewCodec, Mapping[int, int]]] = field(default_factory=dict)
-    # An aggregation view's group of tiles (tiles.py): ``name`` is its key name, the codec
-    # decodes every state list, and a requested position is an aggregation of the group.
-    tiles: TileGroup | None = None
+    # An aggregation view's group of tiles (tiles.py): ``name`` is its key name, this codec
+    # decodes its values, and a requested position is an aggregation of the group.
+    tiles: TileCodec | None = None
 
     def decode(self, values: Sequence[bytes], positions: Sequence[int]) -> DecodedColumns:
         """``ViewCodec.decode_columns``, values of an earlier layout decoded by theirs: a feature
         their list lacks is ``_ABSENT``. Values of a layout no version had stay in ``other``."""
+        assert self.codec is not None
         dec = self.codec.decode_columns(values, positions)
         if not dec.other or not self.older:
             return dec
@@ -367,39 +370,58 @@ class LookupPlan:
 
 def _assemble_tiles(
     view: _ViewPlan,
-    group: TileGroup,
+    codec: TileCodec,
     cols: list[tuple[int, FeatureColumn]],
     raw: Sequence[bytes | None],
     now_us: int,
     columns: Mapping[str, list[Any]],
 ) -> list[int | None]:
-    """Fill ``cols`` (position = aggregation of ``group``) from the group's stored tiles.
+    """Fill ``cols`` (position = aggregation of the group) from the group's stored tiles,
+    decoded and combined for every entity at once (tile_combine.py).
 
     No value is an entity without events in any window of the group: count 0, the rest
-    null. A value of another layout (written before the view changed) is NOT_FOUND until a
-    materialization rewrites it; one that cannot be decoded, CORRUPT. Returns the run ids.
+    null. A value of another layout (written before the view or the layout changed) is
+    NOT_FOUND until a materialization rewrites it; one that cannot be decoded, CORRUPT.
+    Returns the run ids.
     """
     n = len(raw)
-    rows: list[list[Any] | None] = [None] * n
+    aggregations = codec.group.aggregations
+    found = [i for i in range(n) if raw[i] is not None]
+    if len(found) == n:  # every entity has a value: the common case, decoded as it is
+        batch = codec.decode(raw)  # type: ignore[arg-type]
+        combined, damaged = combine(codec.group, codec, batch, now_us)
+        if len(batch.good) == n and not damaged:
+            for pos, col in cols:
+                col.values = combined[pos]
+                col.statuses = [NULL_VALUE if x is None else PRESENT for x in col.values]
+                col.event_ts_us = batch.event_ts_us  # type: ignore[assignment]
+            return batch.run_ids  # type: ignore[return-value]
+    values = [[empty_value(a)] * n for a in aggregations]
     state = [_LIVE] * n
     stamps: list[int | None] = [None] * n
     runs: list[int | None] = [None] * n
-    found = [i for i in range(n) if raw[i] is not None]
     if found:
-        dec = view.codec.decode_columns([raw[i] for i in found], view.positions)  # type: ignore[misc]
-        for j, k in enumerate(dec.good):
-            i = found[k]
-            rows[i] = [column[j] for column in dec.columns]
-            stamps[i], runs[i] = dec.event_ts_us[j], dec.run_ids[j]
-        for k in dec.other:
+        if len(found) < n:
+            batch = codec.decode([raw[i] for i in found])  # type: ignore[misc]
+            combined, damaged = combine(codec.group, codec, batch, now_us)
+        rows = [found[k] for k in batch.good]  # entity index of each decoded row
+        for column, got in zip(values, combined, strict=True):
+            for i, v in zip(rows, got, strict=True):
+                column[i] = v
+        for i, stamp, run in zip(rows, batch.event_ts_us, batch.run_ids, strict=True):
+            stamps[i], runs[i] = stamp, run
+        for k in batch.other:
             state[found[k]] = NOT_FOUND
-        for k in dec.corrupt:
-            state[found[k]] = CORRUPT
-        if dec.corrupt:
-            _log_corrupt(view.name, [found[k] for k in dec.corrupt], columns)
-    values = [group.combine(row, now_us) if s == _LIVE else None for row, s in zip(rows, state, strict=True)]
+        bad = [found[k] for k in batch.corrupt] + [rows[e] for e in sorted(damaged)]
+        for i in bad:
+            state[i] = CORRUPT
+        if bad:
+            _log_corrupt(view.name, sorted(bad), columns)
+        for i in [found[k] for k in batch.other] + bad:
+            stamps[i] = runs[i] = None
     for pos, col in cols:
-        col.values = [None if v is None else v[pos] for v in values]
+        column = values[pos]
+        col.values = [x if s == _LIVE else None for x, s in zip(column, state, strict=True)]
         col.statuses = [
             (PRESENT if x is not None else NULL_VALUE) if s == _LIVE else s
             for x, s in zip(col.values, state, strict=True)
@@ -429,7 +451,7 @@ class OnlineRegistry:
             name: ViewCodec(v) for name, v in snapshot.views.items() if v.online and not v.aggregations
         }
         self.tiles = {
-            name: [(g, ViewCodec(ViewSchema(g.key_name, g.fields))) for g in tile_groups(v)]
+            name: [TileCodec(g) for g in tile_groups(v)]
             for name, v in snapshot.views.items()
             if v.online and v.aggregations
         }
@@ -512,13 +534,11 @@ class OnlineRegistry:
         keys = tuple(k.name for k in self.snapshot.views[view].join_keys)
         where: dict[str, int] = {}  # group key name -> its index in ``views``
         for feature in features:
-            group, codec = next(
-                (g, c) for g, c in self.tiles[view] if any(a.name == feature for a in g.aggregations)
-            )
+            codec = next(c for c in self.tiles[view] if any(a.name == feature for a in c.group.aggregations))
+            group = codec.group
             if group.key_name not in where:
                 where[group.key_name] = len(views)
-                everything = tuple(range(len(codec.features)))
-                views.append(_ViewPlan(group.key_name, codec, everything, keys, None, tiles=group))
+                views.append(_ViewPlan(group.key_name, None, (), keys, None, tiles=codec))
             position = next(i for i, a in enumerate(group.aggregations) if a.name == feature)
             name = f"{view}__{feature}" if full_feature_names else feature
             output = OutputFeature(name, f"{view}:{feature}", fields[feature])

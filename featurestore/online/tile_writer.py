@@ -21,9 +21,10 @@ from featurestore.definitions import Aggregation, FeatureView, Field
 from featurestore.definitions.types import FLOATS
 from featurestore.offline.aggregations import events_sql
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, retracted_table, view_table
-from featurestore.online.codec import ViewCodec, ViewSchema, encode_created, timestamps_us
+from featurestore.online.codec import timestamps_us
 from featurestore.online.keys import encode_keys
 from featurestore.online.store import OnlineStore
+from featurestore.online.tile_codec import TileCodec
 from featurestore.online.tiles import STATES, TILES, TileGroup, tile_groups
 from featurestore.storage import quote
 
@@ -103,9 +104,9 @@ def write_tiles(
     return counts
 
 
-def group_codec(group: TileGroup) -> ViewCodec:
-    """The codec of a group's values: one row of its ``fields``."""
-    return ViewCodec(ViewSchema(group.key_name, group.fields))
+def group_codec(group: TileGroup) -> TileCodec:
+    """The codec of a group's values: one row of its ``fields`` (tile_codec.py)."""
+    return TileCodec(group)
 
 
 def group_row_schema(view: FeatureView, group: TileGroup) -> pa.Schema:
@@ -122,7 +123,7 @@ def group_row_schema(view: FeatureView, group: TileGroup) -> pa.Schema:
 
 
 def encode_group_rows(
-    project: str, view: FeatureView, group: TileGroup, codec: ViewCodec, batch: pa.RecordBatch, run_id: int
+    project: str, view: FeatureView, group: TileGroup, codec: TileCodec, batch: pa.RecordBatch, run_id: int
 ) -> tuple[list[str], list[bytes], list[int]]:
     """Keys, values and absolute expiries (ms, 0 for none) of a batch of a group's rows."""
     n = batch.num_rows
@@ -130,7 +131,7 @@ def encode_group_rows(
         project, group.key_name, [(k.name, batch.column(k.name)) for k in view.join_keys]
     ).to_pylist()
     event_us = timestamps_us(batch.column(EVENT_TS))
-    values = codec.encode(batch, event_us, encode_created(None, n), run_id)
+    values = codec.encode(batch, event_us, run_id)
     if group.hop_us is None:
         expire_at = [0] * n
     else:  # when the newest tile has left the longest window: every window is empty
@@ -178,27 +179,33 @@ def _group_sql(
     where += only  # their parameters follow these (the caller's)
     used = list(dict.fromkeys(group.columns))
     events = events_sql(project, view, used, " AND ".join(where))
-    inner, outer = [], [f"list({_TILE} ORDER BY {_TILE})::BIGINT[] AS {quote(TILES)}"]
+    # The tiles' states go into one list of structs, sorted once by tile, and are taken out of
+    # it field by field: one ordered aggregate instead of one per state (same lists, faster).
+    inner, parts = [], [f"'t': {_TILE}"]
+    outer = [f"list_transform(__s, lambda x: x.t)::BIGINT[] AS {quote(TILES)}"]
     fields = iter(group.fields[1:])  # each aggregation's state lists, in STATES order
     for i, (a, column) in enumerate(zip(group.aggregations, group.columns, strict=True)):
         states = _state_sql(a, column)
         for suffix, _ in STATES[a.function]:
             field = next(fields)
-            stored = f"{quote(field.name)}"
             if suffix == "counts":  # last_n, count_distinct: the length of each tile's values
-                outer.append(f"list(len(s{i}_values) ORDER BY {_TILE})::BIGINT[] AS {stored}")
-                continue
-            inner.append(f"{states[suffix]} AS s{i}_{suffix}")
-            listed = f"list(s{i}_{suffix} ORDER BY {_TILE})"
+                part = f"len(s{i}_values)"
+            else:
+                inner.append(f"{states[suffix]} AS s{i}_{suffix}")
+                part = f"s{i}_{suffix}"
+            listed = f"list_transform(__s, lambda x: x.p{len(parts)})"
+            parts.append(f"'p{len(parts)}': {part}")
             if suffix == "values":  # a list per tile: flattened, in tile order
                 listed = f"flatten({listed})"
-            outer.append(f"{listed}::{field.dtype.duckdb} AS {stored}")
+            outer.append(f"{listed}::{field.dtype.duckdb} AS {quote(field.name)}")
     key_list = ", ".join(keys)
     sql = (
+        f"SELECT {key_list}, {EVENT_TS}, {CREATED_TS}, {LAST_TILE}, {EVENTS}, {', '.join(outer)} FROM ("
         f"SELECT {key_list}, max(__newest) AS {EVENT_TS}, NULL::TIMESTAMPTZ AS {CREATED_TS}, "
-        f"max({_TILE}) AS {LAST_TILE}, sum(__n)::BIGINT AS {EVENTS}, {', '.join(outer)} FROM ("
+        f"max({_TILE}) AS {LAST_TILE}, sum(__n)::BIGINT AS {EVENTS}, "
+        f"list({{{', '.join(parts)}}} ORDER BY {_TILE}) AS __s FROM ("
         f"SELECT {key_list}, {tile} AS {_TILE}, max({EVENT_TS}) AS __newest, count(*) AS __n, "
-        f"{', '.join(inner)} FROM ({events}) GROUP BY {key_list}, {_TILE}) GROUP BY {key_list}"
+        f"{', '.join(inner)} FROM ({events}) GROUP BY {key_list}, {_TILE}) GROUP BY {key_list})"
     )
     return sql, params
 

@@ -8,27 +8,23 @@ covers events in ((j - 1) * hop, j * hop], and holds each aggregation's partial 
 ending at ``J * hop``, so the value served is the training-set value at entity time
 ``ceil(now / hop) * hop``. A lifetime group holds one tile of every event.
 
-A group's value is one row of List columns, encoded by ``ViewCodec`` like any view's value:
-``__tiles`` (tile numbers, ascending) and, per aggregation, its state lists with one item per
-tile; ``last_n`` and ``count_distinct`` keep their values flattened, with a count per tile.
+A group's rows, as both engines compute them, are List columns: ``__tiles`` (tile numbers,
+ascending) and, per aggregation, its state lists with one item per tile; ``last_n`` and
+``count_distinct`` keep their values flattened, with a count per tile. tile_codec.py stores
+them (a record per tile) and tile_combine.py combines them for many entities at once.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from itertools import accumulate
 from typing import Any
 
 from featurestore.definitions import Aggregation, FeatureView, Field
 from featurestore.definitions.types import FLOATS, DType, Float64, Int64, List
 
 TILES = "__tiles"
-# A function's combine: (state lists, first tile index, end tile index, n) -> the value.
-_Combine = Callable[[Sequence[list[Any]], int, int, int | None], Any]
 _US = timedelta(microseconds=1)
 
 # function -> its state parts: (suffix, type of the items: None for the column's state type)
@@ -89,35 +85,16 @@ class TileGroup:
         assert self.hop_us is not None
         return -(-now_us // self.hop_us)
 
-    def combine(self, row: Sequence[Any] | None, now_us: int) -> list[Any]:
-        """Each aggregation's value at ``now`` from a decoded row (``fields`` order); ``row``
-        None: no tiles (the entity has no events in any window)."""
-        tiles: list[int] = [] if row is None else row[0]
-        lows: dict[int, int] = {}  # window in tiles -> the first tile index it covers
-        if self.hop_us is None or not tiles:
-            hi = len(tiles)
-        else:
-            last = self.tile_of(now_us)
-            hi = bisect_right(tiles, last)
-            for span in {span for _, _, _, span, _ in self._steps}:
-                lows[span] = bisect_right(tiles, last - span, 0, hi)
-        out: list[Any] = []
-        for function, at, parts, span, n in self._steps:
-            states = [[] for _ in range(parts)] if row is None else row[at : at + parts]
-            out.append(function(states, lows.get(span, 0), hi, n))
-        return out
-
     @cached_property
-    def _steps(self) -> tuple[tuple[_Combine, int, int, int, int | None], ...]:
-        """Per aggregation, what ``combine`` needs: its function, where its states start in a
-        row and how many there are, its window in tiles (0 in the lifetime group), its n."""
+    def steps(self) -> tuple[tuple[Aggregation, int, int], ...]:
+        """Per aggregation: where its states start in ``fields`` and its window in tiles (0
+        in the lifetime group)."""
         steps = []
         at = 1
         for a in self.aggregations:
-            parts = len(STATES[a.function])
             span = 0 if self.hop_us is None else _window_us(a) // self.hop_us
-            steps.append((_COMBINE[a.function], at, parts, span, a.n))
-            at += parts
+            steps.append((a, at, span))
+            at += len(STATES[a.function])
         return tuple(steps)
 
 
@@ -143,99 +120,3 @@ def empty_value(aggregation: Aggregation) -> Any:
 def _window_us(a: Aggregation) -> int:
     assert a.window is not None
     return a.window // _US
-
-
-def _present(values: Sequence[Any]) -> list[Any]:
-    return [v for v in values if v is not None]
-
-
-def _sum(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> Any:
-    values = _present(states[0][lo:hi])
-    return sum(values) if values else None
-
-
-def _count(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> int:
-    return sum(states[0][lo:hi])
-
-
-def _mean(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> float | None:
-    count = sum(states[1][lo:hi])
-    return sum(_present(states[0][lo:hi])) / count if count else None
-
-
-def _moments(states: Sequence[list[Any]], lo: int, hi: int) -> tuple[int, float]:
-    """(count, sum of squared deviations) of the tiles, merged pairwise (Chan et al.)."""
-    total, mean, m2 = 0, 0.0, 0.0
-    for count, tile_mean, tile_m2 in zip(states[0][lo:hi], states[1][lo:hi], states[2][lo:hi], strict=True):
-        if not count:
-            continue
-        merged = total + count
-        delta = tile_mean - mean
-        mean += delta * count / merged
-        m2 += tile_m2 + delta * delta * total * count / merged
-        total = merged
-    return total, m2
-
-
-def _variance(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> float | None:
-    count, m2 = _moments(states, lo, hi)
-    return max(m2, 0.0) / (count - 1) if count >= 2 else None
-
-
-def _stddev(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> float | None:
-    variance = _variance(states, lo, hi, n)
-    return None if variance is None else variance**0.5
-
-
-def _min(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> Any:
-    values = _present(states[0][lo:hi])
-    return min(values) if values else None
-
-
-def _max(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> Any:
-    values = _present(states[0][lo:hi])
-    return max(values) if values else None
-
-
-def _first(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> Any:
-    return next((v for v in states[0][lo:hi] if v is not None), None)
-
-
-def _last(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> Any:
-    return next((v for v in reversed(states[0][lo:hi]) if v is not None), None)
-
-
-def _flat(states: Sequence[list[Any]], lo: int, hi: int) -> tuple[list[Any], list[int]]:
-    offsets = [0, *accumulate(states[1])]
-    return states[0], offsets
-
-
-def _last_n(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> list[Any] | None:
-    assert n is not None
-    values, offsets = _flat(states, lo, hi)
-    out: list[Any] = []
-    for tile in range(hi - 1, lo - 1, -1):  # newest tile first; each tile's values newest first
-        out += values[offsets[tile] : offsets[tile + 1]]
-        if len(out) >= n:
-            break
-    return out[:n] or None
-
-
-def _count_distinct(states: Sequence[list[Any]], lo: int, hi: int, n: int | None) -> int:
-    values, offsets = _flat(states, lo, hi)
-    return len(set(values[offsets[lo] : offsets[hi]]))
-
-
-_COMBINE: dict[str, _Combine] = {
-    "count": _count,
-    "sum": _sum,
-    "mean": _mean,
-    "variance": _variance,
-    "stddev": _stddev,
-    "min": _min,
-    "max": _max,
-    "first": _first,
-    "last": _last,
-    "last_n": _last_n,
-    "count_distinct": _count_distinct,
-}

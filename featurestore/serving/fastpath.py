@@ -196,6 +196,7 @@ def fast_encoder(plan: LookupPlan) -> FastEncoder | None:
     views = []
     for v in plan.views:
         codec = v.codec
+        assert codec is not None  # only groups of tiles have none
         nulls = slice(HEADER.size, HEADER.size + codec.null_bytes)
         views.append(
             _View(codec, v.ttl_us, codec.prefix_size, nulls, bytes(codec.null_bytes), len(codec.variable))
@@ -203,6 +204,7 @@ def fast_encoder(plan: LookupPlan) -> FastEncoder | None:
     columns = []
     for vi, pos, out in plan.outputs:
         codec = plan.views[vi].codec
+        assert codec is not None
         feature = codec.features[plan.views[vi].positions[pos]]
         head = (
             _ld(1, out.name.encode())
