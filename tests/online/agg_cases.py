@@ -56,8 +56,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def events(rng: random.Random, now: datetime, count: int, within: timedelta, users: int = USERS) -> pa.Table:
     """Events in the ``within`` before ``now`` on a second grid (so they meet tile and window
     bounds exactly), with nulls, NaN and corrections (same user and time, later created). The
-    first is a second before ``now``, so every windowed group has a value to write whatever
-    the seed."""
+    first is a second before ``now``, created then (a created time still in the future hides a
+    row from a run until then) and holds an amount (an event whose aggregated columns are all
+    null leaves every window empty, so nothing is written for it), so every windowed group
+    has a value to write whatever the seed."""
     rows: list[tuple[Any, ...]] = []
     seconds = int(within.total_seconds())
     for _ in range(count):
@@ -65,12 +67,14 @@ def events(rng: random.Random, now: datetime, count: int, within: timedelta, use
         if rows and rng.random() < 0.15:  # a correction of an earlier event
             at = rows[rng.randrange(len(rows))][1]
         amount = rng.choice([None, math.nan, rng.uniform(-50, 50), float(rng.randint(0, 9))])
+        user = rng.randint(1, users)
+        created = rng.choice([None, at, at + timedelta(seconds=rng.randint(1, 600))])
         rows.append(
             (
-                rng.randint(1, users),
+                user,
                 at,
-                rng.choice([None, at, at + timedelta(seconds=rng.randint(1, 600))]),
-                amount,
+                created if rows else at,
+                amount if rows else 1.0,
                 rng.choice([None, rng.randint(-5, 20)]),
                 rng.choice([None, "a", "b", "c", "d", "e", "z", "é"]),
             )

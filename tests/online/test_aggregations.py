@@ -15,7 +15,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 from featurestore import FeatureStore
 from featurestore.online.tiles import tile_groups
 from tests.online.agg_cases import DEFS, EPOCH, USERS, check_online_equals_offline, events, hop_end
-from tests.support.redis import RedisClient
+from tests.support.redis import RedisClient, keys_matching
 from tests.support.repos import make_store, write_parquet
 
 
@@ -71,7 +71,7 @@ def test_an_incremental_run_rewrites_only_entities_with_new_events(
     first = events(rng, now, 300, timedelta(hours=3))
     fs = make_store(tmp_path / "repo", DEFS, {"txns/part-0.parquet": first})
     fs.materialize()
-    keys = {k for k in any_redis.keys("*user_txn@*")}
+    keys = {k for k in keys_matching(any_redis, "*user_txn@*")}
     before = {k: any_redis.get(k) for k in keys}  # a rewritten value holds the new run's id
     # New events of users 1 and 2 only, one of them late (an hour ago).
     late = events(rng, datetime.now(UTC), 20, timedelta(hours=1), users=2)
@@ -95,7 +95,7 @@ def test_windowed_values_expire_with_their_last_window_and_removal_takes_every_g
     fs.materialize()
     newest = max(table.column("ts").to_pylist())
     by_group: dict[str, list[int]] = {}
-    for key in any_redis.keys("*user_txn@*"):
+    for key in keys_matching(any_redis, "*user_txn@*"):
         by_group.setdefault(key.decode().rsplit("@", 1)[1], []).append(any_redis.pexpiretime(key))
     assert sorted(by_group) == ["300", "60", "lifetime"]
     assert set(by_group["lifetime"]) == {-1}  # never expires
@@ -108,4 +108,4 @@ def test_windowed_values_expire_with_their_last_window_and_removal_takes_every_g
     )
     fs.apply(allow_breaking=True)
     fs.materialize()
-    assert any_redis.keys("*user_txn*") == []
+    assert keys_matching(any_redis, "*user_txn*") == []

@@ -29,7 +29,7 @@ from featurestore.online.tile_writer import group_codec
 from featurestore.online.tiles import TileGroup, tile_groups
 from tests.online.agg_cases import DEFS, check_online_equals_offline, events
 from tests.online.helpers import client_of, on_db, run_record, single_redis
-from tests.support.redis import RedisClient, redis_dump
+from tests.support.redis import RedisClient, keys_matching, redis_dump
 from tests.support.repos import copy_example_repo, make_store, write_parquet
 from tests.support.spark import use_spark
 
@@ -132,7 +132,7 @@ def twins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, any_redis: RedisClien
 def test_spark_writes_the_tiles_duckdb_writes(twins: Twins, any_redis: RedisClient) -> None:
     full = twins.materialize(any_redis)
     [view] = full.views
-    assert view.entities > 24 and any_redis.keys("*user_txn@60")  # every group has values
+    assert view.entities > 24 and keys_matching(any_redis, "*user_txn@60")  # every group has values
     check_online_equals_offline(twins.spark, list(range(1, 15)))  # the Spark training set
 
     # Late and new events of users 1 and 2: only they are rewritten, the same way.
@@ -154,10 +154,10 @@ def test_spark_writes_the_tiles_duckdb_writes(twins: Twins, any_redis: RedisClie
     only = only.set_column(0, "user_id", pa.array([99] * only.num_rows, pa.int64()))
     twins.write("part-2.parquet", only)
     twins.materialize(any_redis, incremental=True)
-    assert len(any_redis.keys("{test:user_id=99}*")) == len(twins.groups)
+    assert len(keys_matching(any_redis, "{test:user_id=99}*")) == len(twins.groups)
     twins.write("part-2.parquet", None)
     twins.materialize(any_redis, incremental=True)
-    assert any_redis.keys("{test:user_id=99}*") == []
+    assert keys_matching(any_redis, "{test:user_id=99}*") == []
 
 
 @single_redis

@@ -34,7 +34,7 @@ from featurestore.online.tile_codec import TileCodec
 from featurestore.online.tile_combine import combine
 from featurestore.online.tiles import STATES, TileGroup, tile_groups
 from tests.online.agg_cases import DEFS, events
-from tests.support.redis import RedisClient
+from tests.support.redis import RedisClient, keys_matching
 from tests.support.repos import make_store
 
 HOP = timedelta(minutes=5)
@@ -266,7 +266,7 @@ def test_a_value_of_the_earlier_layout_reads_not_found_and_a_damaged_one_corrupt
     fs = make_store(tmp_path / "repo", DEFS, {"txns/part-0.parquet": table})
     fs.materialize()
     group = tile_groups(fs.get_feature_view("user_txn"))[-1]  # lifetime: every user has a value
-    keys = sorted(any_redis.keys(f"*{group.key_name}"))
+    keys = sorted(keys_matching(any_redis, f"*{group.key_name}"))
     earlier = ViewCodec(ViewSchema(group.key_name, group.fields)).layout
     any_redis.set(keys[0], with_header(any_redis.get(keys[0]), layout=earlier))
     any_redis.set(keys[1], any_redis.get(keys[1])[:-3])

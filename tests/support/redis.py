@@ -89,6 +89,12 @@ def value_keys(client: RedisClient) -> list[bytes]:
     return [k for k in client.scan_iter(count=5000) if not k.endswith(MARKER)]
 
 
+def keys_matching(client: RedisClient, pattern: str) -> list[bytes]:
+    """The keys matching ``pattern``, sorted, on every master of a cluster too (redis-py sends
+    KEYS to one node of a cluster only; SCAN goes to every primary)."""
+    return sorted(client.scan_iter(match=pattern, count=5000))
+
+
 def redis_dump(client: RedisClient, keep_run_id: bool = False) -> dict[bytes, tuple[bytes, int]]:
     """Every value key (not the project's marker): its value and absolute expiry in ms (-1: none).
 
