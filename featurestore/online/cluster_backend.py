@@ -151,16 +151,24 @@ class RedisClusterBackend(Backend):
                 failures = self._pipelines(list(by_node.values()), commands, out)
                 redirected = [i for i in pending if isinstance(out[i], (AskError, TryAgainError))]
                 for i in redirected:
-                    if isinstance(out[i], MovedError):
-                        continue  # resent in the next round, after the slot map is refreshed
-                    try:  # ASK, TRYAGAIN: the cluster client follows them, one command at a time
-                        out[i] = client.execute_command(*commands[i][1])
+                    error = out[i]
+                    try:
+                        if isinstance(error, MovedError):
+                            # Sent where the redirect says: while a resharding spreads, the node
+                            # asked for the slot map next round may not know the move yet.
+                            node = client.get_node(host=error.host, port=error.port) or ClusterNode(
+                                error.host, error.port
+                            )
+                            out[i] = client.get_redis_connection(node).execute_command(*commands[i][1])
+                        else:  # ASK, TRYAGAIN: the cluster client follows them, one command at a time
+                            out[i] = client.execute_command(*commands[i][1])
                     except redis.ResponseError as e:
                         out[i] = e
-                pending = [i for i in pending if isinstance(out[i], MovedError)] + failures
+                moved = [i for i in pending if isinstance(out[i], MovedError)]
+                pending = moved + failures
                 if not pending:
                     return out
-                if failures:
+                if failures or moved:
                     time.sleep(PAUSE * (round_ + 1))
             raise out[pending[0]]
 
