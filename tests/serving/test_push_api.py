@@ -32,6 +32,7 @@ from featurestore.serving.client import Client
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 from tests.serving.support import ServeProcess, open_store
+from tests.support.cli import one_line_error, run_cli
 from tests.support.redis import RedisServer, free_port
 from tests.support.repos import materialized_example_repo
 
@@ -391,3 +392,16 @@ def test_pushes_are_counted_with_fixed_labels(open_server: ServeProcess) -> None
     assert 'featurestore_pushes_total{outcome="not_found",transport="http"}' in text
     assert f'featurestore_pushed_rows_total{{result="written",view="{VIEW}"}}' in text
     assert "made_up_view" not in text
+
+
+def test_the_cli_pushes_a_file_through_a_server(secured: ServeProcess, repo: Path, tmp_path: Path) -> None:
+    customer = next(NEW_ID)
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table(columns([customer])), path)
+    args = ("push", "--server", secured.target, "--view", VIEW, str(path))
+    refused = run_cli(*args, env={"FEATURESTORE_AUTH_TOKEN": READ_TOKEN})
+    one_line_error(refused, "PERMISSION_DENIED", "'push' scope")
+    ok = run_cli(*args, env={"FEATURESTORE_AUTH_TOKEN": PUSH_TOKEN})
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"pushed 1 row(s) to {VIEW} (through {secured.target}): 1 written online")
+    assert PUSH_TOKEN not in ok.stdout + ok.stderr + refused.stderr
