@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from featurestore.errors import (
     InvalidRequestError,
@@ -31,7 +33,7 @@ from featurestore.serving import auth
 from featurestore.serving.client import Client
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.serving.support import ServeProcess, open_store
+from tests.serving.support import SERVICE, SERVING, ServeProcess, health, open_store
 from tests.support.cli import one_line_error, run_cli
 from tests.support.redis import RedisServer, free_port
 from tests.support.repos import materialized_example_repo
@@ -405,3 +407,42 @@ def test_the_cli_pushes_a_file_through_a_server(secured: ServeProcess, repo: Pat
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith(f"pushed 1 row(s) to {VIEW} (through {secured.target}): 1 written online")
     assert PUSH_TOKEN not in ok.stdout + ok.stderr + refused.stderr
+
+
+def test_random_and_corrupted_push_bytes_get_a_precise_status(open_server: ServeProcess) -> None:
+    """Never UNKNOWN or INTERNAL: a corrupted batch is refused or, when still valid, pushed."""
+    good = request([next(NEW_ID), next(NEW_ID)]).SerializeToString()
+    allowed = {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.NOT_FOUND,
+    }
+
+    @st.composite
+    def corrupted(draw: st.DrawFn) -> bytes:
+        data = bytearray(good)
+        for _ in range(draw(st.integers(1, 4))):
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+        return bytes(data)
+
+    with grpc.insecure_channel(open_server.target) as channel:
+        raw = channel.unary_unary(f"/{SERVICE}/PushFeatures")
+
+        @settings(
+            deadline=None,
+            derandomize=True,
+            database=None,
+            max_examples=150,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(data=st.binary(max_size=300) | corrupted())
+        def check(data: bytes) -> None:
+            try:
+                answer: Any = raw(data, timeout=10)
+            except grpc.RpcError as e:
+                assert e.code() in allowed, f"{e.code()}: {e.details()}"
+                return
+            assert pb.PushFeaturesResponse.FromString(answer).rows > 0
+
+        check()
+    assert health(open_server.target) == SERVING
