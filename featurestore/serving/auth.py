@@ -245,9 +245,12 @@ def is_loopback(host: str | None) -> bool:
     elif host.startswith("unix:"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1, from a dual-stack listener
+    return address.is_loopback
 
 
 def bearer(header: str | None) -> str | None:

@@ -4,6 +4,8 @@ token scopes decide who may push."""
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
+from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,10 +36,10 @@ from featurestore.serving import auth
 from featurestore.serving.client import Client
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
-from tests.serving.support import SERVICE, SERVING, ServeProcess, health, open_store
+from tests.serving.support import SERVICE, SERVING, ServeProcess, health, open_store, readme_grpcurl_body
 from tests.support.cli import one_line_error, run_cli
 from tests.support.redis import RedisServer, free_port
-from tests.support.repos import materialized_example_repo
+from tests.support.repos import ROOT, materialized_example_repo
 
 VIEW = "customer_profile"
 READ_TOKEN = "read-token-0123456789abcdef"  # a line as tokens files have always had: read only
@@ -290,6 +293,28 @@ def test_scopes_decide_who_may_push(secured: ServeProcess, repo: Path, redis_cli
     assert httpx.get(f"{secured.http_url}/v1/features", headers=headers).status_code == 403
 
 
+@pytest.mark.parametrize(
+    ("peer", "loopback"),
+    [
+        ("ipv4:127.0.0.1:5000", True),
+        ("ipv4:127.3.2.1:1", True),
+        ("ipv6:[::1]:5000", True),
+        ("ipv6:[::ffff:127.0.0.1]:5000", True),
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("unix:/tmp/s", True),
+        ("ipv4:10.0.0.5:5000", False),
+        ("ipv6:[::ffff:10.0.0.5]:1", False),
+        ("192.168.1.2", False),
+        ("", False),
+        (None, False),
+        ("ipv4:not-an-address:1", False),
+    ],
+)
+def test_loopback_peers(peer: str | None, loopback: bool) -> None:
+    assert auth.is_loopback(peer) is loopback
+
+
 def test_scope_syntax(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text(f"{READ_TOKEN}\n{PUSH_TOKEN} push\n{BOTH_TOKEN}  read   push\n")
@@ -446,3 +471,14 @@ def test_random_and_corrupted_push_bytes_get_a_precise_status(open_server: Serve
 
         check()
     assert health(open_server.target) == SERVING
+
+
+def test_the_readme_push_examples_are_valid(open_server: ServeProcess) -> None:
+    """README's grpcurl body parses as grpcurl parses it and is pushed; its curl body too."""
+    request = json_format.Parse(readme_grpcurl_body("PushFeatures"), pb.PushFeaturesRequest())
+    assert push_grpc(open_server.target, request).rows == 1
+    readme = (ROOT / "README.md").read_text()
+    curl = re.search(r"curl -s localhost:6567/v1/push [^\n]* -d '([^']*)'", readme)
+    assert curl, "README has no curl example of /v1/push"
+    response = push_http(open_server, json.loads(curl.group(1)))
+    assert response.status_code == 200 and response.json()["rows"] == 1
