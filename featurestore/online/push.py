@@ -118,10 +118,11 @@ class Pusher:
         self._online: OnlineStore | None = None
         self._lock = threading.Lock()
 
-    def view(self, name: str) -> FeatureView:
-        """The applied feature view ``name``; PushTargetNotFoundError if there is none."""
+    def view(self, name: str, registry: OnlineRegistry | None = None) -> FeatureView:
+        """The applied feature view ``name`` (in ``registry``, default the latest held);
+        PushTargetNotFoundError if there is none."""
         try:
-            view: FeatureView = self.registry().snapshot.get("feature_view", name)
+            view: FeatureView = (registry or self.registry()).snapshot.get("feature_view", name)
         except NotFoundError as e:
             raise PushTargetNotFoundError(e.message) from None
         return view

@@ -90,7 +90,7 @@ class PushService:
 
     def _push(self, name: str, to_table: Callable[[FeatureView], pa.Table]) -> Pushed:
         registry = self.pusher.registry()
-        view = self.pusher.view(name)
+        view = self.pusher.view(name, registry)  # the version the answer names
         result = self.pusher.push(view, to_table(view))
         return Pushed(result, registry.version)
 
