@@ -14,12 +14,15 @@ and HTTP code it maps to, so servers and clients share this module::
     ├── StoreLockedError            another process holds the DuckDB file
     │   └── RunInProgressError      another ingestion or materialization runs (if_idle: skipped)
     ├── NotFoundError               an unknown view, feature, service or entity
+    │   └── PushTargetNotFoundError the view a push names is unknown (NOT_FOUND, 404)
     ├── InvalidRequestError         a request is malformed (entity frame, join keys, batch size)
     │   └── InvalidRowsError        rows of a pushed batch fail the view's checks (per-row errors)
     ├── SourceError                 a Parquet source is missing, unreadable or mismatched
     ├── OnlineStoreUnavailable      Redis does not answer, or answers an error
+    ├── PushLogUnavailable          a push's file cannot be written (disk full): nothing written
     ├── OfflineEngineUnavailable    the Spark engine cannot start (no PySpark or Java, master unreachable)
     ├── UnauthenticatedError        a serving request lacks a valid bearer token
+    ├── PermissionDeniedError       a serving request's token lacks the scope (or a push not from loopback)
     ├── ResourceExhaustedError      a server is at its bytes-in-flight budget (retry later)
     │   └── AnswerTooLargeError     the answer would pass the message size limit
     ├── ValidationError             source rows fail their declaration (policy "fail")
@@ -115,6 +118,13 @@ class NotFoundError(FeatureStoreError):
     http_status = 400
 
 
+class PushTargetNotFoundError(NotFoundError):
+    """The feature view a push names does not exist: the request's target, so NOT_FOUND."""
+
+    grpc_status = "NOT_FOUND"
+    http_status = 404
+
+
 class InvalidRequestError(FeatureStoreError):
     """A request is malformed: missing or mistyped columns, bad sizes."""
 
@@ -157,6 +167,15 @@ class OnlineStoreUnavailable(FeatureStoreError):
         self.config_problem = config_problem
 
 
+class PushLogUnavailable(FeatureStoreError):
+    """A pushed batch's file cannot be written (disk full, permissions): nothing of it was
+    written, offline or online, so pushing it again is safe."""
+
+    grpc_status = "UNAVAILABLE"
+    http_status = 503
+    client_message = "the push log cannot be written, nothing of the batch was written; retry later"
+
+
 class OfflineEngineUnavailable(FeatureStoreError):
     """The configured offline engine cannot run: PySpark or Java is missing, the master or
     Spark Connect endpoint does not answer in time, or a Spark job failed."""
@@ -182,6 +201,14 @@ class UnauthenticatedError(FeatureStoreError):
 
     grpc_status = "UNAUTHENTICATED"
     http_status = 401
+
+
+class PermissionDeniedError(FeatureStoreError):
+    """A serving request's bearer token lacks the scope it needs (push), or a push reached a
+    server without tokens from beyond loopback."""
+
+    grpc_status = "PERMISSION_DENIED"
+    http_status = 403
 
 
 class ResourceExhaustedError(FeatureStoreError):

@@ -38,7 +38,7 @@ from featurestore.offline.write import IngestResult
 from featurestore.online import materialize as online_materialize
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES, OnlineRegistry, OnlineResult
 from featurestore.online.materialize import MaterializeResult
-from featurestore.online.push import PushResult, push_rows
+from featurestore.online.push import Pusher, PushResult, repo_check_functions
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.request import lookup
 from featurestore.online.state import OnlineState
@@ -81,6 +81,7 @@ class FeatureStore:
         self.config = config or load_config(repo)
         self._registry: RegistryHolder | None = None  # lookups' registry, loaded on the first
         self._online_store: OnlineStore | None = None
+        self._pusher: Pusher | None = None
 
     # -- definitions and registry ------------------------------------------------------
 
@@ -459,21 +460,9 @@ class FeatureStore:
         the rows are still durable offline (OnlineStoreUnavailable says so) and the next
         materialization writes them online.
         """
-        if self.config.offline_engine == "spark":
-            raise InvalidRequestError(
-                "push is not supported on the Spark engine yet: its push log lives in the store's "
-                'local folder, which Spark\'s executors may not reach (use [offline] engine = "duckdb")'
-            )
-        definition = self.online_registry().snapshot.get("feature_view", view)
-        online = None
-        if definition.online:
-            if self._online_store is None:
-                config = self.config
-                self._online_store = OnlineStore.connect(config.redis_url, config.project, check=False)
-            online = self._online_store
-        return push_rows(
-            self.config.project, definition, rows, self.config.store_dir, online, self._check_functions()
-        )
+        if self._pusher is None:
+            self._pusher = Pusher(self.config, self.online_registry)
+        return self._pusher.push(view, rows)
 
     def online_registry(self) -> OnlineRegistry:
         """The latest registry version prepared for lookups (re-checked every few seconds)."""
@@ -547,6 +536,9 @@ class FeatureStore:
         if self._online_store is not None:
             self._online_store.close()
             self._online_store = None
+        if self._pusher is not None:
+            self._pusher.close()
+            self._pusher = None
 
     # -- internals ---------------------------------------------------------------------
 
@@ -565,23 +557,8 @@ class FeatureStore:
         return [snapshot.get("feature_view", name) for name in views]
 
     def _check_functions(self) -> Callable[[FeatureView], FeatureView]:
-        """Gives an applied view its custom checks' functions (stored by name only) from the repo's code.
-
-        The repo is loaded at most once, and only if a view to validate has such checks.
-        """
-        defined: dict[str, FeatureView] | None = None
-
-        def with_checks(view: FeatureView) -> FeatureView:
-            nonlocal defined
-            from featurestore.validation.schema import has_custom_checks, with_check_functions
-
-            if not has_custom_checks(view):
-                return view
-            if defined is None:
-                defined = load_repo(self.config.repo).views
-            return with_check_functions(view, defined.get(view.name))
-
-        return with_checks
+        """Gives an applied view its custom checks' functions from the repo's code (loaded once)."""
+        return repo_check_functions(self.config.repo)
 
     def _lineage_events(self) -> LineageEvents:
         from featurestore.lineage.openlineage import LineageEvents  # loads the client only here

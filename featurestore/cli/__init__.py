@@ -8,6 +8,7 @@ from featurestore.cli import (  # noqa: F401
     monitoring_online_cmds,
     offline_cmds,
     online_cmds,
+    push_cmds,
     registry_cmds,
     validate_cmds,
 )

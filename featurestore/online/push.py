@@ -20,6 +20,7 @@ materialization writes them online; if the offline write fails, nothing is writt
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -30,9 +31,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from featurestore.config import Config
 from featurestore.definitions import FeatureView
 from featurestore.definitions.types import DType, Timestamp
-from featurestore.errors import InvalidRequestError, InvalidRowsError, OnlineStoreUnavailable
+from featurestore.errors import (
+    InvalidRequestError,
+    InvalidRowsError,
+    NotFoundError,
+    OnlineStoreUnavailable,
+    PushLogUnavailable,
+    PushTargetNotFoundError,
+)
 from featurestore.offline import push_log
 from featurestore.offline.layout import CREATED_TS, EVENT_TS
 from featurestore.online.codec import PUSHED_RUN_ID, ViewCodec
@@ -41,6 +50,8 @@ from featurestore.online.store import OnlineStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from featurestore.online.lookup import OnlineRegistry
 
 # One push at most: larger batches go through files (a source, or several pushes).
 MAX_PUSH_ROWS = 100_000
@@ -85,6 +96,94 @@ def push_rows(
     if online is not None and view.online:
         result = _write_online(project, view, table, online, result, now or datetime.now(UTC))
     return replace(result, seconds=time.perf_counter() - began)
+
+
+class Pusher:
+    """The pushes of one process (``FeatureStore.push``, ``serve``'s transports, the CLI): the
+    view from the registry it holds, the repo's check functions, one Redis connection.
+
+    Thread safe: a server runs pushes in worker threads, since each writes a file with fsync.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Callable[[], OnlineRegistry],
+        socket_timeout: float | None = None,  # None: the online store's default
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.socket_timeout = socket_timeout
+        self.with_checks = repo_check_functions(config.repo)
+        self._online: OnlineStore | None = None
+        self._lock = threading.Lock()
+
+    def view(self, name: str, registry: OnlineRegistry | None = None) -> FeatureView:
+        """The applied feature view ``name`` (in ``registry``, default the latest held);
+        PushTargetNotFoundError if there is none."""
+        try:
+            view: FeatureView = (registry or self.registry()).snapshot.get("feature_view", name)
+        except NotFoundError as e:
+            raise PushTargetNotFoundError(e.message) from None
+        return view
+
+    def push(self, view: str | FeatureView, rows: Any) -> PushResult:
+        """``push_rows`` for the view named ``view``; a failed file write is PushLogUnavailable."""
+        if self.config.offline_engine == "spark":
+            raise InvalidRequestError(
+                "push is not supported on the Spark engine yet: its push log lives in the store's "
+                'local folder, which Spark\'s executors may not reach (use [offline] engine = "duckdb")'
+            )
+        definition = self.view(view) if isinstance(view, str) else view
+        online = self.online() if definition.online else None
+        try:
+            return push_rows(
+                self.config.project, definition, rows, self.config.store_dir, online, self.with_checks
+            )
+        except OSError as e:  # only the push log touches files; Redis errors are ours already
+            raise PushLogUnavailable(
+                f"push to feature view {definition.name!r}: the push log under "
+                f"{self.config.store_dir} cannot be written, nothing of the batch was written: "
+                f"{e.strerror or e}"
+            ) from e
+
+    def online(self) -> OnlineStore:
+        with self._lock:
+            if self._online is None:
+                extra = {} if self.socket_timeout is None else {"socket_timeout": self.socket_timeout}
+                self._online = OnlineStore.connect(
+                    self.config.redis_url, self.config.project, check=False, client_name=None, **extra
+                )
+            return self._online
+
+    def close(self) -> None:
+        with self._lock:
+            if self._online is not None:
+                self._online.close()
+                self._online = None
+
+
+def repo_check_functions(repo: Path) -> Callable[[FeatureView], FeatureView]:
+    """Gives an applied view its custom checks' functions (stored by name only) from the repo's code.
+
+    The repo is loaded at most once, and only if a view to validate has such checks.
+    """
+    defined: dict[str, FeatureView] | None = None
+    lock = threading.Lock()
+
+    def with_checks(view: FeatureView) -> FeatureView:
+        nonlocal defined
+        from featurestore.repo import load_repo
+        from featurestore.validation.schema import has_custom_checks, with_check_functions
+
+        if not has_custom_checks(view):
+            return view
+        with lock:
+            if defined is None:
+                defined = load_repo(repo).views
+        return with_check_functions(view, defined.get(view.name))
+
+    return with_checks
 
 
 def declared_columns(view: FeatureView) -> list[tuple[str, DType, bool]]:
@@ -169,12 +268,19 @@ def _write_online(
     try:
         written = online.write(keys, values, expire_at) if keys else 0
     except OnlineStoreUnavailable as e:
-        raise OnlineStoreUnavailable(
+        error = OnlineStoreUnavailable(
             f"push to feature view {view.name!r}: the {result.rows:,} row(s) are durable offline "
             f"({result.file}) but were not written online, the next materialization writes them: "
             f"{e.message}",
             e.config_problem,
-        ) from e
+        )
+        # What a server's caller reads: the same promise, without the paths and Redis address.
+        error.client_message = (
+            f"push to feature view {view.name!r}: the {result.rows:,} row(s) are durable offline but "
+            "were not written online (the online store is unavailable); the next materialization "
+            "writes them, pushing them again is not needed"
+        )
+        raise error from e
     return PushResult(
         view.name,
         result.rows,

@@ -3,7 +3,16 @@
 Tokens come from ``FEATURESTORE_AUTH_TOKENS`` (comma separated) and from a file, one a line
 (``--auth-tokens-file``, ``FEATURESTORE_AUTH_TOKENS_FILE`` or ``[serving] auth_tokens_file``);
 never from featurestore.toml itself, which tends to be committed. With no token configured
-the server is open, as before. The file is read again when it changes (``Tokens``).
+the server is open, as before, except that pushes are taken only from loopback. The file is
+read again when it changes (``Tokens``).
+
+Each token has scopes: ``read`` (lookups, listing, reflection, docs, metrics) and ``push``
+(``PushFeatures``, ``POST /v1/push``). An entry is the token, then its scopes separated by
+spaces (as OAuth writes scopes): ``TOKEN`` alone is ``read``, as every token was before scopes
+existed, so old files keep their meaning; ``TOKEN push`` may only push; ``TOKEN read push``
+both. The same in ``FEATURESTORE_AUTH_TOKENS``, whose entries are comma separated
+(``"tokA, tokB read push"``). A valid token without the scope a call needs gets
+PERMISSION_DENIED (HTTP 403).
 
 The check runs before anything reads the request: a gRPC interceptor answers
 UNAUTHENTICATED before the message is even parsed, an ASGI middleware answers 401 before
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
@@ -42,6 +52,15 @@ MIN_TOKEN_LENGTH = 16
 OPEN_GRPC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 OPEN_HTTP_PATHS = frozenset({"/healthz"})
 MESSAGE = "missing or invalid bearer token (send 'authorization: Bearer <token>')"
+READ, PUSH = "read", "push"
+SCOPES = (READ, PUSH)
+PUSH_GRPC_METHOD = "/featurestore.serving.v1.FeatureServing/PushFeatures"
+PUSH_HTTP_PATH = "/v1/push"
+LOOPBACK_ONLY = (
+    "pushes are taken only from loopback when the server has no bearer tokens: "
+    "configure tokens with the push scope (see 'Securing the server')"
+)
+Grant = tuple[bytes, frozenset[str]]  # a token's digest and its scopes
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: valid in an HTTP header and gRPC metadata
 _GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -59,23 +78,24 @@ class Tokens:
 
     def __init__(
         self,
-        tokens: Iterable[str],
+        tokens: Iterable[str | tuple[str, Iterable[str]]],
         file: Path | None = None,
-        fixed: Iterable[bytes] = (),
+        fixed: Iterable[Grant] = (),
         check_interval: float = RELOAD_SECONDS,
     ) -> None:
-        self._digests = tuple(_digest(t) for t in dict.fromkeys(tokens))
-        if not self._digests:
+        # ``tokens``: plain tokens (scope read) or (token, scopes) pairs
+        self._grants = _grants((t, (READ,)) if isinstance(t, str) else t for t in tokens)
+        if not self._grants:
             raise ConfigError("no bearer tokens given")
         self.file = file
         self.check_interval = check_interval
-        self._fixed = tuple(fixed)  # digests of the environment's tokens: kept across reloads
+        self._fixed = tuple(fixed)  # the environment's tokens: kept across reloads
         self._file_state = _file_state(file) if file else None
         self._checked_at = time.monotonic()
         self._problem: str | None = None
 
     def __len__(self) -> int:
-        return len(self._digests)
+        return len(self._grants)
 
     def __repr__(self) -> str:
         return f"Tokens({len(self)} configured)"
@@ -88,14 +108,19 @@ class Tokens:
 
     def accepts(self, token: str | None) -> bool:
         """Whether ``token`` is one of ours, in time independent of which token and where it differs."""
+        return self.scopes(token) is not None
+
+    def scopes(self, token: str | None) -> frozenset[str] | None:
+        """The scopes of ``token``, None if it is not one of ours (compared in constant time)."""
         self.problem()  # reads the file again when it is due
         # Digests have one length, so compare_digest's time does not depend on the token's
         # length; every token is compared (no early exit), so neither does the position of a match.
         candidate = _digest(token or "")
-        ok = False
-        for digest in self._digests:
-            ok |= hmac.compare_digest(digest, candidate)
-        return ok and bool(token)
+        found: frozenset[str] | None = None
+        for digest, scopes in self._grants:
+            if hmac.compare_digest(digest, candidate):
+                found = scopes
+        return found if token else None
 
     def _reload(self) -> None:
         assert self.file is not None
@@ -107,15 +132,24 @@ class Tokens:
         try:
             tokens = read_tokens_file(self.file)
         except ConfigError as e:
-            self._digests = ()
+            self._grants = ()
             self._problem = f"{e.message}: every request is refused until it holds tokens again"
             log.error("%s", self._problem)
             return
-        digests = tuple(dict.fromkeys((*self._fixed, *(_digest(t) for t in tokens))))
-        if digests != self._digests or self._problem:
+        grants = _grants([*((d, s) for d, s in self._fixed), *((_digest(t), s) for t, s in tokens)])
+        if grants != self._grants or self._problem:
             self._problem = None
-            self._digests = digests  # one assignment: a request sees the old set or the new
+            self._grants = grants  # one assignment: a request sees the old set or the new
             log.warning("bearer tokens reloaded from %s: %d token(s) in force", self.file, len(self))
+
+
+def _grants(entries: Iterable[tuple[str | bytes, Iterable[str]]]) -> tuple[Grant, ...]:
+    """Digest -> scopes, in first-seen order; a token given twice has the union of its scopes."""
+    merged: dict[bytes, frozenset[str]] = {}
+    for token, scopes in entries:
+        digest = token if isinstance(token, bytes) else _digest(token)
+        merged[digest] = merged.get(digest, frozenset()) | frozenset(scopes)
+    return tuple(merged.items())
 
 
 def _file_state(path: Path) -> tuple[int, int, int, int] | None:
@@ -145,8 +179,22 @@ def _check(token: str, where: str) -> str:
     return token
 
 
-def read_tokens_file(path: Path) -> list[str]:
-    """The tokens in ``path``: one a line; blank lines and lines starting with # are skipped."""
+def parse_entry(entry: str, where: str) -> tuple[str, frozenset[str]]:
+    """``TOKEN [SCOPE ...]`` (scopes separated by spaces; none: read) as (token, scopes)."""
+    token, *scopes = entry.split()
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:  # most likely a token with a space in it: never echo the words
+        raise ConfigError(
+            f"bearer token {where} has spaces or non-ASCII characters, or is followed by "
+            f"{len(unknown)} word(s) that are not scopes (a token may be followed by scopes "
+            f"separated by spaces: {', '.join(SCOPES)}); generate a token with {_GENERATE}"
+        )
+    return _check(token, where), frozenset(scopes or (READ,))
+
+
+def read_tokens_file(path: Path) -> list[tuple[str, frozenset[str]]]:
+    """The tokens in ``path`` with their scopes: one ``TOKEN [SCOPE ...]`` a line; blank lines
+    and lines starting with # are skipped."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
@@ -157,7 +205,7 @@ def read_tokens_file(path: Path) -> list[str]:
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
-            tokens.append(_check(line, f"on line {number} of {path}"))
+            tokens.append(parse_entry(line, f"on line {number} of {path}"))
     if not tokens:  # refuse rather than serve without authentication by surprise
         raise ConfigError(f"the bearer tokens file {path} holds no tokens (one a line)")
     return tokens
@@ -169,14 +217,40 @@ def load_tokens(
     """The tokens a server accepts (``tokens_file`` overrides the config's), None if none are set."""
     env = os.environ if env is None else env
     tokens = [
-        _check(t.strip(), f"number {i} in {TOKENS_ENV}")
+        parse_entry(t.strip(), f"number {i} in {TOKENS_ENV}")
         for i, t in enumerate(env.get(TOKENS_ENV, "").split(","), 1)
         if t.strip()
     ]
     path = tokens_file or config.auth_tokens_file
     if path is None:
         return Tokens(tokens) if tokens else None
-    return Tokens([*tokens, *read_tokens_file(path)], path, [_digest(t) for t in tokens])
+    return Tokens([*tokens, *read_tokens_file(path)], path, [(_digest(t), s) for t, s in tokens])
+
+
+def needed_scope(grpc_method: str | None = None, http_path: str | None = None) -> str:
+    """The scope a call needs: push for pushes, read for everything else."""
+    return PUSH if grpc_method == PUSH_GRPC_METHOD or http_path == PUSH_HTTP_PATH else READ
+
+
+def denied_scope(scope: str) -> str:
+    return f"this bearer token does not have the {scope!r} scope (see 'Securing the server')"
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a peer address (an IP, or gRPC's ``ipv4:1.2.3.4:5`` form) is on this machine."""
+    if not host:
+        return False
+    if host.startswith(("ipv4:", "ipv6:")):  # gRPC's peer: ipv4:127.0.0.1:5000, ipv6:[::1]:5000
+        host = host[5:].rsplit(":", 1)[0].strip("[]")
+    elif host.startswith("unix:"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1, from a dual-stack listener
+    return address.is_loopback
 
 
 def bearer(header: str | None) -> str | None:
@@ -200,13 +274,22 @@ async def _deny(request: Any, context: grpc.aio.ServicerContext) -> None:
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
 
 
-# A stream-stream handler without a deserializer: it suits any method, never parses the
-# request and does not wait for a first message before answering.
+def _forbid(scope: str) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
+    async def forbid(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied_scope(scope))
+
+    return forbid
+
+
+# Stream-stream handlers without a deserializer: they suit any method, never parse the
+# request and do not wait for a first message before answering.
 DENIED = grpc.stream_stream_rpc_method_handler(_deny)
+FORBIDDEN = {scope: grpc.stream_stream_rpc_method_handler(_forbid(scope)) for scope in SCOPES}
 
 
 class BearerInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses every call but health checks unless it carries one of ``tokens``."""
+    """Refuses every call but health checks unless it carries one of ``tokens`` (UNAUTHENTICATED)
+    with the scope the method needs (PERMISSION_DENIED)."""
 
     def __init__(self, tokens: Tokens) -> None:
         self.tokens = tokens
@@ -223,9 +306,13 @@ class BearerInterceptor(grpc.aio.ServerInterceptor):
             if key == "authorization":
                 header = value if isinstance(value, str) else None
                 break
-        if self.tokens.accepts(bearer(header)):
-            return await continuation(handler_call_details)
-        return DENIED
+        scopes = self.tokens.scopes(bearer(header))
+        if scopes is None:
+            return DENIED
+        scope = needed_scope(grpc_method=handler_call_details.method)
+        if scope not in scopes:
+            return FORBIDDEN[scope]
+        return await continuation(handler_call_details)
 
 
 def grpc_interceptors(tokens: Tokens | None) -> list[grpc.aio.ServerInterceptor]:
@@ -236,7 +323,8 @@ def grpc_interceptors(tokens: Tokens | None) -> list[grpc.aio.ServerInterceptor]
 
 
 class BearerMiddleware:
-    """ASGI middleware: 401 with ``WWW-Authenticate: Bearer`` before routing, health open."""
+    """ASGI middleware: 401 with ``WWW-Authenticate: Bearer`` before routing, health open;
+    403 for a valid token without the scope the path needs."""
 
     def __init__(self, app: ASGIApp, tokens: Tokens) -> None:
         self.app = app
@@ -256,10 +344,18 @@ class BearerMiddleware:
             if key == b"authorization":
                 header = value.decode("latin-1")
                 break
-        if self.tokens.accepts(bearer(header)):
-            await self.app(scope, receive, send)
-        else:
+        scopes = self.tokens.scopes(bearer(header))
+        if scopes is None:
             await self.denied(scope, receive, send)
+            return
+        needed = needed_scope(http_path=scope["path"])
+        if needed not in scopes:
+            forbidden = JSONResponse(
+                {"error": {"code": "PERMISSION_DENIED", "message": denied_scope(needed)}}, status_code=403
+            )
+            await forbidden(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def protect_http(app: ASGIApp, tokens: Tokens | None) -> ASGIApp:

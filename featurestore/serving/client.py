@@ -18,9 +18,12 @@ from featurestore.errors import (
     FeatureStoreError,
     InvalidRequestError,
     OnlineStoreUnavailable,
+    PermissionDeniedError,
+    PushTargetNotFoundError,
+    ResourceExhaustedError,
     UnauthenticatedError,
 )
-from featurestore.serving import convert
+from featurestore.serving import convert, push_output
 from featurestore.serving.auth import client_metadata
 from featurestore.serving.tls import channel_credentials
 from featurestore.serving.v1 import serving_pb2 as pb
@@ -43,7 +46,10 @@ _SERVICE_CONFIG = json.dumps(
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
-            }
+            },
+            # Pushes are not retried behind the caller's back: an UNAVAILABLE push may be durable
+            # offline already (its message says), and a retry would add a second copy there.
+            {"name": [{"service": "featurestore.serving.v1.FeatureServing", "method": "PushFeatures"}]},
         ]
     }
 )
@@ -93,6 +99,19 @@ class OnlineResponse:
     def to_pandas(self) -> pd.DataFrame:
         """``to_arrow()`` as a DataFrame with Arrow-backed dtypes, as ``TrainingSet.to_pandas``."""
         return pandas_frame(self.to_arrow())
+
+
+@dataclass(frozen=True)
+class PushResponse:
+    """What a push did: ``rows`` are durable offline; online each was written, kept out by a
+    newer stored value, or not written as older than the view's TTL."""
+
+    view: str
+    rows: int
+    written: int
+    kept_newer: int
+    expired: int
+    registry_version: int
 
 
 def _entity_values(name: str, values: Sequence[Any]) -> pb.Values:
@@ -159,6 +178,22 @@ class Client:
         response = self._call(self.stub.GetOnlineFeatures, request, timeout)
         return self._decode(response, {k: list(v) for k, v in entities.items()})
 
+    def push(
+        self,
+        view: str,
+        rows: Mapping[str, Sequence[Any]] | pa.Table | pd.DataFrame,
+        timeout: float | None = None,
+    ) -> PushResponse:
+        """Push ``rows`` (a dict of columns, a pyarrow Table or a pandas DataFrame) to ``view``:
+        the same columns and checks as ``FeatureStore.push``. Needs a token with the push scope
+        where the server has tokens. Not retried: an ``OnlineStoreUnavailable`` may mean the
+        rows are durable offline already (its message says)."""
+        request = pb.PushFeaturesRequest(view=view)
+        for name, column in push_output.table(rows).items():
+            request.columns[name].CopyFrom(column)
+        r = self._call(self.stub.PushFeatures, request, timeout)
+        return PushResponse(r.view, r.rows, r.written, r.kept_newer, r.expired, r.registry_version)
+
     def list_features(self, timeout: float | None = None) -> pb.ListFeaturesResponse:
         return self._call(self.stub.ListFeatures, pb.ListFeaturesRequest(), timeout)
 
@@ -211,4 +246,10 @@ def _error(e: grpc.RpcError) -> FeatureStoreError:
         return OnlineStoreUnavailable(message)
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return UnauthenticatedError(message)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDeniedError(message)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return PushTargetNotFoundError(message)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ResourceExhaustedError(message)
     return FeatureStoreError(message)

@@ -13,15 +13,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from featurestore.errors import FeatureStoreError, InvalidRequestError
+from featurestore.errors import FeatureStoreError, InvalidRequestError, PermissionDeniedError
 from featurestore.online.lookup import LookupPlan
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.request import lookup_async
 from featurestore.online.store import AsyncOnlineStore
-from featurestore.serving import convert
+from featurestore.serving import convert, push_input
 from featurestore.serving.failures import Failures
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.limits import ByteBudget, answer_bytes, check_answer, shorten
+from featurestore.serving.pushes import PushService, result_fields
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 
@@ -41,6 +42,7 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
         metrics: ServingMetrics | None = None,
         budget: ByteBudget | None = None,  # None: no bound on the bytes in flight
         failures: Failures | None = None,
+        pushes: PushService | None = None,  # None: PushFeatures answers PERMISSION_DENIED
     ) -> None:
         self.holder = holder
         self.store = store
@@ -48,6 +50,7 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
         self.metrics = metrics
         self.budget = budget
         self.failures = failures or Failures()
+        self.pushes = pushes
 
     async def GetOnlineFeatures(  # noqa: N802 - gRPC method name
         self, received: Received | Malformed | FeatureStoreError, context: grpc.aio.ServicerContext
@@ -127,6 +130,33 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
                 self.budget.give(received.nbytes)
 
 
+    async def PushFeatures(  # noqa: N802 - gRPC method name
+        self, received: Received | Malformed | FeatureStoreError, context: grpc.aio.ServicerContext
+    ) -> pb.PushFeaturesResponse:
+        try:
+            if isinstance(received, FeatureStoreError):  # refused before parsing
+                raise received
+            if isinstance(received, Malformed):
+                raise InvalidRequestError(f"malformed {received.message}: {received.error}")
+            if self.pushes is None:
+                raise PermissionDeniedError("this server does not take pushes")
+            request: pb.PushFeaturesRequest = received.message
+            columns = request.columns
+            pushed = await self.pushes.push(
+                "grpc", context.peer(), request.view, lambda view: push_input.from_values(view, columns)
+            )
+            return pb.PushFeaturesResponse(**result_fields(pushed))
+        except FeatureStoreError as e:
+            await _abort(context, e, self.failures)
+        except Exception as e:  # noqa: BLE001 - a bug: INTERNAL with a request id, not UNKNOWN with its text
+            await context.abort(grpc.StatusCode.INTERNAL, self.failures.unexpected(e))
+            raise AssertionError("unreachable") from None
+        finally:
+            if isinstance(received, Received) and received.nbytes:
+                assert self.budget is not None
+                self.budget.give(received.nbytes)
+
+
 @dataclass(frozen=True)
 class Malformed:
     """A request whose bytes are not the message they claim to be."""
@@ -181,6 +211,11 @@ def _add_servicer(servicer: FeatureServingServicer, server: grpc.aio.Server) -> 
             servicer.ListFeatures,
             request_deserializer=_lenient(pb.ListFeaturesRequest, servicer.budget),
             response_serializer=pb.ListFeaturesResponse.SerializeToString,
+        ),
+        "PushFeatures": grpc.unary_unary_rpc_method_handler(
+            servicer.PushFeatures,
+            request_deserializer=_lenient(pb.PushFeaturesRequest, servicer.budget),
+            response_serializer=pb.PushFeaturesResponse.SerializeToString,
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -14,11 +14,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, InvalidRowsError, PermissionDeniedError
 from featurestore.online.lookup import LookupPlan, OnlineResult, Status
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.request import lookup_async
 from featurestore.online.store import AsyncOnlineStore
+from featurestore.serving import push_input
 from featurestore.serving.failures import Failures
 from featurestore.serving.limits import (
     MAX_BODY_BYTES,
@@ -29,6 +30,7 @@ from featurestore.serving.limits import (
     check_answer,
     shorten,
 )
+from featurestore.serving.pushes import PushService, result_fields
 
 if TYPE_CHECKING:
     from featurestore.serving.metrics import ServingMetrics
@@ -63,9 +65,41 @@ class OnlineFeaturesResponse(BaseModel):
     runs: dict[str, list[int | None]] | None = None
 
 
+MAX_ROW_ERRORS = 100  # failing cells listed in a refused push's error body
+
+
+class PushRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    view: StrictStr = Field(description="The feature view to push rows to.")
+    columns: dict[StrictStr, list[Any]] = Field(
+        description="Column -> one value per row: the view's join keys, its source's event time "
+        "(ISO 8601 or microseconds since the epoch), optionally its created time, every feature. "
+        'Bytes as base64, non-finite floats as "NaN", "Infinity", "-Infinity"; null for null.'
+    )
+
+
+class PushResponse(BaseModel):
+    view: str
+    rows: int = Field(description="Rows pushed: all durable offline.")
+    written: int = Field(description="Rows written online.")
+    kept_newer: int = Field(description="Rows not written online: Redis held a newer value.")
+    expired: int = Field(description="Rows not written online: older than the view's TTL.")
+    registry_version: int
+
+
+class RowErrorOut(BaseModel):
+    row: int
+    column: str | None
+    check: str
+
+
 class ErrorOut(BaseModel):
     code: str = Field(description="The gRPC status name: INVALID_ARGUMENT, UNAVAILABLE, ...")
     message: str
+    rows: list[RowErrorOut] | None = Field(
+        None, description=f"A refused push: its failing cells (the first {MAX_ROW_ERRORS})."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -79,6 +113,17 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "Body does not match the request schema"},
     429: {"model": ErrorResponse, "description": "The server is at its bytes-in-flight budget: retry"},
     503: {"model": ErrorResponse, "description": "The online store does not answer"},
+}
+_PUSH_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ERROR_RESPONSES,
+    400: {"model": ErrorResponse, "description": "Invalid rows (nothing written), bad columns or types"},
+    403: {"model": ErrorResponse, "description": "The token may not push (or, without tokens, not loopback)"},
+    404: {"model": ErrorResponse, "description": "No such feature view"},
+    503: {
+        "model": ErrorResponse,
+        "description": "Redis does not answer (the rows are durable offline), or the push log "
+        "cannot be written (nothing written)",
+    },
 }
 
 
@@ -142,8 +187,11 @@ _HTTP_CODES = {
 }
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": shorten(message)}}, status_code=status)
+def _error(status: int, code: str, message: str, rows: list[dict[str, Any]] | None = None) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": shorten(message)}
+    if rows is not None:
+        error["rows"] = rows
+    return JSONResponse({"error": error}, status_code=status)
 
 
 def build_app(
@@ -155,6 +203,7 @@ def build_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     budget: ByteBudget | None = None,  # None: no bound on the bytes in flight
     failures: Failures | None = None,
+    pushes: PushService | None = None,  # None: POST /v1/push answers 403
 ) -> FastAPI:
     failures = failures or Failures()
     app = FastAPI(
@@ -166,7 +215,13 @@ def build_app(
 
     @app.exception_handler(FeatureStoreError)
     async def _store_error(request: Request, exc: FeatureStoreError) -> JSONResponse:
-        response = _error(exc.http_status, exc.grpc_status, failures.client_message(exc))
+        rows = None
+        if isinstance(exc, InvalidRowsError):
+            rows = [
+                {"row": row, "column": column, "check": shorten(check, 200)}
+                for row, column, check in exc.rows[:MAX_ROW_ERRORS]
+            ]
+        response = _error(exc.http_status, exc.grpc_status, failures.client_message(exc), rows)
         if exc.http_status == 429:
             response.headers["retry-after"] = "1"
         return response
@@ -227,6 +282,21 @@ def build_app(
             if taken:
                 assert budget is not None
                 budget.give(taken)
+
+    @app.post("/v1/push", response_model=PushResponse, responses=_PUSH_ERROR_RESPONSES)
+    async def push(body: PushRequest, request: Request) -> JSONResponse:
+        try:
+            if pushes is None:
+                raise PermissionDeniedError("this server does not take pushes")
+            peer = request.client.host if request.client else None
+            pushed = await pushes.push(
+                "http", peer, body.view, lambda view: push_input.from_json(view, body.columns)
+            )
+        except FeatureStoreError:
+            raise  # _store_error answers it
+        except Exception as e:  # noqa: BLE001 - a bug: a JSON 500 with a request id, the detail logged
+            return _error(500, "INTERNAL", failures.unexpected(e))
+        return JSONResponse(result_fields(pushed))
 
     @app.get("/v1/features")
     async def features() -> dict[str, Any]:

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,7 @@ from featurestore.config import Config
 from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
 from featurestore.online.lookup import CORRUPT, EXPIRED, NOT_FOUND, LookupPlan, OnlineResult
 from featurestore.online.registry_holder import RegistryHolder
-from featurestore.serving.auth import DENIED
+from featurestore.serving.auth import DENIED, FORBIDDEN
 from featurestore.serving.request_log import RequestLog
 from featurestore.serving.v1 import serving_pb2
 
@@ -151,6 +151,23 @@ class ServingMetrics:
         self.log_rows = Counter(
             "featurestore_request_log_rows", "Rows written to the request log's Parquet files.", registry=r
         )
+        self.pushes = Counter(
+            "featurestore_pushes",
+            "Push requests by transport and outcome: ok; invalid (refused, nothing written); "
+            "not_found (unknown view); denied (not from loopback on a server without tokens); "
+            "online_unavailable (durable offline, not written online); offline_unavailable "
+            "(nothing written); error.",
+            ["transport", "outcome"],
+            registry=r,
+        )
+        self.pushed_rows = Counter(
+            "featurestore_pushed_rows",
+            "Rows of pushes durable offline, per view, by what happened online: written, "
+            "kept_newer (Redis held a newer value), expired (past the TTL), not_online (the view "
+            "is offline only, or Redis was unavailable).",
+            ["view", "result"],
+            registry=r,
+        )
         if request_log is not None:
             request_log.on_dropped = self.log_dropped.inc
             request_log.on_written = self.log_rows.inc
@@ -170,6 +187,14 @@ class ServingMetrics:
         if child is None:
             child = self._children[key] = self.requests.labels(transport, method, status)
         child.observe(seconds)
+
+    def pushed(self, transport: str, outcome: str, rows: Mapping[str, int] = {}, view: str = "") -> None:  # noqa: B006
+        """A push's outcome (one of PUSH_OUTCOMES) and, once durable, its rows by online result
+        (``view``: a registered view, the only names that become labels)."""
+        self.pushes.labels(transport, outcome).inc()
+        for result, n in rows.items():
+            if n:
+                self.pushed_rows.labels(view, result).inc(n)
 
     def served(
         self,
@@ -309,7 +334,9 @@ class _GrpcMetrics(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
         if handler is DENIED:  # refused by the bearer check before any handler ran: counted too
-            return self._denied(method)
+            return self._denied(method, handler, "UNAUTHENTICATED")
+        if any(handler is f for f in FORBIDDEN.values()):  # a token without the method's scope
+            return self._denied(method, handler, "PERMISSION_DENIED")
         if handler is None or handler.unary_unary is None:  # streams (reflection, Watch): not timed
             return handler
         wrapped = self._wrapped.get(method)
@@ -317,21 +344,22 @@ class _GrpcMetrics(grpc.aio.ServerInterceptor):
             wrapped = self._wrapped[method] = self._wrap(method, handler)
         return wrapped
 
-    def _denied(self, method: str) -> grpc.RpcMethodHandler:
+    def _denied(self, method: str, handler: grpc.RpcMethodHandler, code: str) -> grpc.RpcMethodHandler:
         # A caller without a token may name any method: only ours become labels.
         label = method if method in KNOWN_GRPC_METHODS else "other"
-        wrapped = self._wrapped.get("denied " + label)
+        key = f"{code} {label}"
+        wrapped = self._wrapped.get(key)
         if wrapped is None:
-            inner, record = DENIED.stream_stream, self.metrics.request
+            inner, record = handler.stream_stream, self.metrics.request
 
             async def timed(requests: Any, context: grpc.aio.ServicerContext) -> None:
                 started = time.perf_counter()
                 try:
                     await inner(requests, context)
                 finally:
-                    record("grpc", label, "UNAUTHENTICATED", time.perf_counter() - started)
+                    record("grpc", label, code, time.perf_counter() - started)
 
-            wrapped = self._wrapped["denied " + label] = grpc.stream_stream_rpc_method_handler(timed)
+            wrapped = self._wrapped[key] = grpc.stream_stream_rpc_method_handler(timed)
         return wrapped
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:

@@ -27,6 +27,7 @@ import uvicorn
 from featurestore.config import Config, ServingLimits
 from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
+from featurestore.online.push import Pusher
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.store import AsyncOnlineStore
 from featurestore.secrets import mask_logs, mask_url
@@ -43,6 +44,7 @@ from featurestore.serving.grpc_server import (
 from featurestore.serving.http_app import build_app
 from featurestore.serving.limits import ByteBudget
 from featurestore.serving.metrics import ServingMetrics, multiprocess_dir
+from featurestore.serving.pushes import PushService
 from featurestore.serving.request_log import RequestLog
 from featurestore.serving.tls import TlsFiles
 
@@ -142,8 +144,10 @@ async def serve_async(
     metrics = ServingMetrics(holder, config, request_log)
     budget = ByteBudget(limits.max_bytes_in_flight)  # one for both transports: they share the memory
     failures = Failures()  # one per process, so both transports log a failure once
+    # Pushes write with their own blocking Redis client, in threads (serving/pushes.py).
+    pushes = PushService(Pusher(config, lambda: holder.current), options.tokens is None, metrics)
     servicer = FeatureServingServicer(
-        holder, store, options.redis_timeout, metrics, budget=budget, failures=failures
+        holder, store, options.redis_timeout, metrics, budget=budget, failures=failures, pushes=pushes
     )
     try:
         grpc_server, grpc_port = build_server(
@@ -169,7 +173,7 @@ async def serve_async(
     if options.http_port is not None:
         app = build_app(
             holder, store, options.redis_timeout, lambda: healthy, metrics,
-            budget=budget, failures=failures,
+            budget=budget, failures=failures, pushes=pushes,
         )
         metrics.mount(app)  # /metrics sits behind the tokens too, when there are tokens
         tls_options = options.tls.uvicorn_options() if options.tls else {}
@@ -219,6 +223,7 @@ async def serve_async(
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await store.aclose()
+    await asyncio.to_thread(pushes.close)  # pushes under way finish: each is whole or refused
     await asyncio.to_thread(metrics.close)  # the request log writes what it holds
 
 

@@ -21,6 +21,7 @@ from featurestore.errors import (
     InvalidRequestError,
     InvalidRowsError,
     OnlineStoreUnavailable,
+    PushLogUnavailable,
     RunInProgressError,
     SourceError,
 )
@@ -308,7 +309,7 @@ def test_an_offline_failure_writes_nothing_online(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(push_log.pq, "write_table", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(PushLogUnavailable, match="nothing of the batch was written: No space left"):
         store.push("items", rows((9, NOW, None, 9)))
     assert push_files(store, hidden=True) == []  # the temporary file is removed too
     assert sorted(item_keys(redis_client)) == before

@@ -29,6 +29,7 @@ from featurestore.serving.v1 import serving_pb2 as pb
 from tests.support.cli import FEATURESTORE
 from tests.support.redis import free_port
 from tests.support.redis_cluster import RedisCluster
+from tests.support.repos import ROOT
 from tests.support.waiting import wait_for
 
 SERVICE = "featurestore.serving.v1.FeatureServing"
@@ -350,3 +351,13 @@ def lookup(drivers: list[int], customers: list[int]) -> pb.GetOnlineFeaturesRequ
 def slot_of_entity(project: str, join_key: str, value: int) -> int:
     """The cluster slot holding every view of one entity (keys.py's hash tag)."""
     return key_slot(entity_tag(project, [join_key], [value]).encode())
+
+
+def readme_grpcurl_body(method: str) -> str:
+    """The JSON body (-d '...') of README's grpcurl example that calls ``method``."""
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(
+        r"grpcurl -plaintext[^\n]*-d '([^']*)' \\\n\s*\S+ " + re.escape(f"{SERVICE}/{method}"), readme
+    )
+    assert found, f"README has no grpcurl example of {method}"
+    return found.group(1)

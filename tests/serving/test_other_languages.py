@@ -3,7 +3,6 @@ README's request as protobuf JSON, and the proto's go/java package options."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,9 +13,9 @@ from google.protobuf import json_format
 
 import featurestore
 from featurestore.serving.v1 import serving_pb2 as pb
-from tests.serving.support import ServeProcess
+from tests.serving.support import ServeProcess, readme_grpcurl_body
 from tests.support.redis import RedisServer
-from tests.support.repos import ROOT, make_store
+from tests.support.repos import make_store
 
 DEFS = """
 from featurestore import Entity, FeatureView, Field, Float64, Int32, Int64, ParquetSource, String
@@ -116,10 +115,7 @@ def test_a_generic_client_builds_its_request_from_list_features(
 
 def test_the_readme_grpcurl_request_is_valid_protobuf_json(server: ServeProcess) -> None:
     """The JSON body of README's grpcurl example, parsed as grpcurl does, gets an answer."""
-    readme = (ROOT / "README.md").read_text()
-    body = re.search(r"grpcurl -plaintext[^\n]*-d '([^']*)'", readme)
-    assert body, "README has no grpcurl example"
-    request = json_format.Parse(body.group(1), pb.GetOnlineFeaturesRequest())
+    request = json_format.Parse(readme_grpcurl_body("GetOnlineFeatures"), pb.GetOnlineFeaturesRequest())
     with featurestore.Client(server.target, timeout=5) as client:
         answer = client.stub.GetOnlineFeatures(request, timeout=5)
     assert [pb.FieldStatus.Name(s) for s in answer.features[0].statuses] == ["PRESENT", "NOT_FOUND"]

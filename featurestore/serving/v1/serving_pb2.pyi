@@ -249,3 +249,34 @@ class ListFeaturesResponse(_message.Message):
     services: _containers.RepeatedCompositeFieldContainer[FeatureServiceInfo]
     entities: _containers.RepeatedCompositeFieldContainer[EntityInfo]
     def __init__(self, registry_version: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureInfo, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[FeatureServiceInfo, _Mapping]]] = ..., entities: _Optional[_Iterable[_Union[EntityInfo, _Mapping]]] = ...) -> None: ...
+
+class PushFeaturesRequest(_message.Message):
+    __slots__ = ("view", "columns")
+    class ColumnsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Values
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Values, _Mapping]] = ...) -> None: ...
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    view: str
+    columns: _containers.MessageMap[str, Values]
+    def __init__(self, view: _Optional[str] = ..., columns: _Optional[_Mapping[str, Values]] = ...) -> None: ...
+
+class PushFeaturesResponse(_message.Message):
+    __slots__ = ("view", "rows", "written", "kept_newer", "expired", "registry_version")
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    KEPT_NEWER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    view: str
+    rows: int
+    written: int
+    kept_newer: int
+    expired: int
+    registry_version: int
+    def __init__(self, view: _Optional[str] = ..., rows: _Optional[int] = ..., written: _Optional[int] = ..., kept_newer: _Optional[int] = ..., expired: _Optional[int] = ..., registry_version: _Optional[int] = ...) -> None: ...

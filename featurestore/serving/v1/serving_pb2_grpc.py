@@ -44,6 +44,11 @@ class FeatureServingStub:
                 request_serializer=featurestore_dot_serving_dot_v1_dot_serving__pb2.ListFeaturesRequest.SerializeToString,
                 response_deserializer=featurestore_dot_serving_dot_v1_dot_serving__pb2.ListFeaturesResponse.FromString,
                 _registered_method=True)
+        self.PushFeatures = channel.unary_unary(
+                '/featurestore.serving.v1.FeatureServing/PushFeatures',
+                request_serializer=featurestore_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesRequest.SerializeToString,
+                response_deserializer=featurestore_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureServingServicer:
@@ -63,6 +68,14 @@ class FeatureServingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushFeatures(self, request, context):
+        """Write rows of a feature view: validated, durable offline, written online newer-wins.
+        Needs a token with the "push" scope where the server has tokens (loopback only without).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureServingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_FeatureServingServicer_to_server(servicer, server):
                     servicer.ListFeatures,
                     request_deserializer=featurestore_dot_serving_dot_v1_dot_serving__pb2.ListFeaturesRequest.FromString,
                     response_serializer=featurestore_dot_serving_dot_v1_dot_serving__pb2.ListFeaturesResponse.SerializeToString,
+            ),
+            'PushFeatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushFeatures,
+                    request_deserializer=featurestore_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesRequest.FromString,
+                    response_serializer=featurestore_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +149,33 @@ class FeatureServing:
             '/featurestore.serving.v1.FeatureServing/ListFeatures',
             featurestore_dot_serving_dot_v1_dot_serving__pb2.ListFeaturesRequest.SerializeToString,
             featurestore_dot_serving_dot_v1_dot_serving__pb2.ListFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushFeatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/featurestore.serving.v1.FeatureServing/PushFeatures',
+            featurestore_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesRequest.SerializeToString,
+            featurestore_dot_serving_dot_v1_dot_serving__pb2.PushFeaturesResponse.FromString,
             options,
             channel_credentials,
             insecure,
