@@ -59,6 +59,22 @@ with featurestore.Client(sys.argv[1]) as client:
     r = client.get_online_features("trip_model", {"driver_id": [int(sys.argv[2])], "customer_id": [5001]})
 print({k: v[0] for k, v in r.to_dict().items()})' "127.0.0.1:$grpc_port" "$driver"
 step $fs get --repo "$repo" --server "127.0.0.1:$grpc_port" --entity "driver_id=$driver" --service dispatch_model
+
+# Push: a fresh row for the driver, served at once (and durable offline for training sets).
+pushed="$repo/out/pushed_driver_stats.parquet"
+$py - "$repo/data/driver_stats" "$driver" "$pushed" <<'PY'
+import sys
+from datetime import UTC, datetime
+import pyarrow as pa, pyarrow.compute as pc, pyarrow.dataset as ds, pyarrow.parquet as pq
+rows = ds.dataset(sys.argv[1]).to_table(filter=pc.field("driver_id") == int(sys.argv[2])).slice(0, 1)
+now = pa.array([datetime.now(UTC)], rows.schema.field("event_timestamp").type)
+rows = rows.set_column(rows.schema.get_field_index("event_timestamp"), "event_timestamp", now)
+rows = rows.set_column(rows.schema.get_field_index("created"), "created", now.cast(rows.schema.field("created").type))
+rows = rows.set_column(rows.schema.get_field_index("conv_rate"), "conv_rate", pa.array([0.99], pa.float32()))
+pq.write_table(rows, sys.argv[3])
+PY
+step $fs push --repo "$repo" --server "127.0.0.1:$grpc_port" --view driver_stats "$pushed"
+step $fs get --repo "$repo" --server "127.0.0.1:$grpc_port" --entity "driver_id=$driver" --features driver_stats:conv_rate
 step $py -c 'import json, sys, urllib.request
 body = {"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [int(sys.argv[2])]}}
 req = urllib.request.Request(sys.argv[1], json.dumps(body).encode(), {"content-type": "application/json"})
