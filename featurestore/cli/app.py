@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import typer.core
@@ -14,6 +14,9 @@ from featurestore.cli.output import make_console
 from featurestore.errors import DefinitionError, FeatureStoreError
 from featurestore.secrets import mask_text
 from featurestore.store import FeatureStore
+
+if TYPE_CHECKING:
+    from featurestore.serving.client import Client
 
 # --help lists the commands by the task they serve, in the order a new user meets them.
 DEFINE = "Define features"
@@ -81,6 +84,22 @@ RepoOption = Annotated[
 
 def open_store(repo: Path) -> FeatureStore:
     return FeatureStore(repo)
+
+
+def server_client(
+    server: str, auth_token: str | None, tls: bool, tls_ca: Path | None, timeout: float | None = None
+) -> Client:
+    """A client of ``--server`` with the command's token and TLS options (the token is kept
+    out of every message and log from here on)."""
+    from featurestore.serving.client import Client  # grpc: only for commands given --server
+
+    if auth_token:
+        from featurestore.secrets import remember
+
+        remember(auth_token)
+    if timeout is None:  # the client's own default
+        return Client(server, token=auth_token, tls=tls, root_certificates=tls_ca)
+    return Client(server, timeout=timeout, token=auth_token, tls=tls, root_certificates=tls_ca)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from featurestore.cli.app import SERVE, RepoOption, app, console, err_console, open_store
+from featurestore.cli.app import SERVE, RepoOption, app, console, err_console, open_store, server_client
 from featurestore.cli.monitoring_online_cmds import request_log_options
 from featurestore.cli.numbers import PORT_MAX, number_in, server_target
 from featurestore.cli.offline_cmds import FeaturesOption, ServiceOption, features_or_service
@@ -136,13 +136,7 @@ def get(
     types = _join_key_types(repo, wanted, required=not server) or {}
     entities = {k: [_entity_value(v, types.get(k)) for v in vs] for k, vs in texts.items()}
     if server:
-        from featurestore.serving.client import Client
-
-        if auth_token:
-            from featurestore.secrets import remember
-
-            remember(auth_token)
-        with Client(server, token=auth_token, tls=tls, root_certificates=tls_ca) as client:
+        with server_client(server, auth_token, tls, tls_ca) as client:
             response = client.get_online_features(wanted, entities)
         columns, statuses, stamps = response.columns, response.statuses, response.event_timestamps
     else:

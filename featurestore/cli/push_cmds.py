@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from featurestore.cli.app import SERVE, RepoOption, app, console, open_store
+from featurestore.cli.app import SERVE, RepoOption, app, console, open_store, server_client
 from featurestore.cli.numbers import server_target
 from featurestore.errors import InvalidRequestError
 
@@ -74,13 +74,7 @@ def push(
     types = _declared_types(repo, view, required=not server) if file.suffix.lower() == ".csv" else None
     rows = _read(file, types)
     if server:
-        from featurestore.serving.client import Client
-
-        if auth_token:
-            from featurestore.secrets import remember
-
-            remember(auth_token)
-        with Client(server, timeout=30.0, token=auth_token, tls=tls, root_certificates=tls_ca) as client:
+        with server_client(server, auth_token, tls, tls_ca, timeout=30.0) as client:
             r = client.push(view, rows)
         where = f"through {server}"
         n, written, kept, expired = r.rows, r.written, r.kept_newer, r.expired
