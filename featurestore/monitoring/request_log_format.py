@@ -10,9 +10,11 @@ import base64
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 SCHEMA = pa.schema(
     [
@@ -25,9 +27,31 @@ SCHEMA = pa.schema(
         ("value_json", pa.string()),  # null when nothing was served
         ("status", pa.string()),
         ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        # Added later, nullable: files written before them lack the columns (read_log_file adds nulls).
+        ("run_id", pa.int64()),  # the materialization or push run that wrote the served value
+        ("request_json", pa.string()),  # this entity's request data {"column": value, ...}, if any
     ]
 )
+# Parquet key-value metadata of each file: how it was logged and what was lost before it.
+META_MODE = b"featurestore.request_log.mode"  # "complete" or "sampled"
+META_SAMPLE = b"featurestore.request_log.sample"
+META_DROPPED = b"featurestore.request_log.dropped"  # requests dropped since this process's previous file
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # served timestamps count microseconds from it
+
+
+def read_log_file(path: Path) -> pa.Table:
+    """One log file in the current ``SCHEMA``: columns added since it was written are null."""
+    table = pq.read_table(path)
+    for name in SCHEMA.names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, SCHEMA.field(name).type))
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+def dropped_before(path: Path) -> int:
+    """Requests the writing process dropped (queue full) since its previous file; 0 for old files."""
+    meta = pq.read_schema(path).metadata or {}
+    return int(meta.get(META_DROPPED, b"0"))
 
 
 def value_json(value: Any) -> str | None:

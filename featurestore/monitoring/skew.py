@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from featurestore.errors import InvalidRequestError, NotFoundError
-from featurestore.monitoring.request_log_format import value_json
+from featurestore.monitoring.request_log_format import read_log_file, value_json
 
 # (entity frame, features) -> the training set's columns; full feature names (view__feature).
 TrainingSetFn = Callable[[pa.Table, list[str]], pa.Table]
@@ -74,7 +73,8 @@ class SkewReport:
 
 
 def read_log(directory: Path) -> tuple[pa.Table, int]:
-    """Every request log file under ``directory``, as one table, and how many files."""
+    """Every request log file under ``directory``, as one table (old files' missing columns
+    null), and how many files."""
     if not directory.is_dir():
         raise NotFoundError(f"request log folder {directory} does not exist")
     files = sorted(directory.rglob("*.parquet"))
@@ -82,7 +82,7 @@ def read_log(directory: Path) -> tuple[pa.Table, int]:
         raise NotFoundError(
             f"no request log files (*.parquet) in {directory}: serve with --request-log {directory}"
         )
-    return pa.concat_tables([pq.read_table(f) for f in files]), len(files)
+    return pa.concat_tables([read_log_file(f) for f in files]), len(files)
 
 
 def skew(
