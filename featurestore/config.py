@@ -58,6 +58,22 @@ class SparkSettings:
 
 
 OFFLINE_ENGINES = ("duckdb", "spark")
+REQUEST_LOG_MODES = ("sampled", "complete")
+
+
+@dataclass(frozen=True)
+class RequestLogLimits:
+    """[request_log] bounds on what the request log holds (see serving/request_log.py)."""
+
+    # Total bytes of *.parquet files in the log folder; over it the oldest files are deleted.
+    # None: no bound (rotate and archive the folder yourself).
+    max_bytes: int | None = None
+    file_rows: int = 100_000  # a file is written once this many rows wait ...
+    flush_seconds: float = 10.0  # ... or this long after the first of them
+    # What may wait for the writer thread: requests, and feature values over all of them
+    # (entities x features). A request past either is dropped and counted, never waited for.
+    queue_requests: int = 1000
+    queue_values: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -91,7 +107,8 @@ class Config:
 
     # serve logs a sample of requests to Parquet here (relative paths are from the repo); None: no log.
     request_log_path: Path | None = None
-    request_log_sample: float = 0.01
+    request_log_sample: float = 0.01  # 1.0 in mode "complete"
+    request_log_limits: RequestLogLimits = RequestLogLimits()
     # Drift: a feature drifts when its PSI reaches this and its test's p-value is below that.
     psi_threshold: float = 0.2
     p_value_threshold: float = 0.05
@@ -169,7 +186,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     serving_table = _table(raw, "serving", path, typed=_LIMIT_KEYS)
     limits = _serving_limits(serving_table, env, path)
     serving = _serving_paths(serving_table, env, root)
-    log_path, log_sample = _request_log(raw, env, root, path)
+    log_path, log_sample, log_limits = _request_log(raw, env, root, path)
     psi, p_value = _drift_thresholds(raw, path)
     keep_runs, gc_after = _retention(raw, path)
     engine, spark = _offline_engine(offline, env, root, path, duckdb_path.parent / "warehouse")
@@ -186,6 +203,7 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
         serving_limits=limits,
         request_log_path=log_path,
         request_log_sample=log_sample,
+        request_log_limits=log_limits,
         psi_threshold=psi,
         p_value_threshold=p_value,
         keep_runs=keep_runs,
@@ -195,27 +213,67 @@ def load_config(repo: str | os.PathLike[str] = ".", env: Mapping[str, str] | Non
     )
 
 
+_LOG_LIMIT_KEYS: dict[str, tuple[type, float]] = {
+    "max_bytes": (int, 1),
+    "file_rows": (int, 1),
+    "flush_seconds": (float, 0.01),
+    "queue_requests": (int, 1),
+    "queue_values": (int, 1),
+}
+
+
 def _request_log(
     raw: dict[str, object], env: Mapping[str, str], root: Path, path: Path
-) -> tuple[Path | None, float]:
-    """[request_log] path and sample, or FEATURESTORE_REQUEST_LOG_DIR / _SAMPLE."""
+) -> tuple[Path | None, float, RequestLogLimits]:
+    """[request_log] path, mode, sample and limits, or FEATURESTORE_REQUEST_LOG_<KEY>
+    (_DIR for the path)."""
     table = raw.get("request_log", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [request_log] must be a table")
-    unknown = sorted(set(table) - {"path", "sample"})
+    keys = {"path", "mode", "sample", *_LOG_LIMIT_KEYS}
+    unknown = sorted(set(table) - keys)
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown} in [request_log]; expected ['path', 'sample']")
+        raise ConfigError(f"{path}: unknown key(s) {unknown} in [request_log]; expected {sorted(keys)}")
     folder = env.get("FEATURESTORE_REQUEST_LOG_DIR") or table.get("path")
     if folder is not None and not isinstance(folder, str):
         raise ConfigError(f"{path}: [request_log] path must be a string, got {folder!r}")
-    sample = env.get("FEATURESTORE_REQUEST_LOG_SAMPLE") or table.get("sample", 0.01)
-    try:
-        rate = float(sample)
-    except (TypeError, ValueError):
-        rate = -1.0
-    if not 0 < rate <= 1:
-        raise ConfigError(f"request log sample {sample!r} must be a share of requests in (0, 1], e.g. 0.01")
-    return (None if not folder else root / folder), rate
+    mode = env.get("FEATURESTORE_REQUEST_LOG_MODE") or table.get("mode", "sampled")
+    if mode not in REQUEST_LOG_MODES:
+        raise ConfigError(f"request log mode {mode!r} must be one of {list(REQUEST_LOG_MODES)}")
+    sample = env.get("FEATURESTORE_REQUEST_LOG_SAMPLE") or table.get("sample")
+    if mode == "complete":
+        if sample is not None and _number(sample, float) != 1.0:
+            raise ConfigError(
+                f"request log mode 'complete' logs every request; sample {sample!r} contradicts it "
+                "(drop sample, or use mode 'sampled')"
+            )
+        rate = 1.0
+    else:
+        sample = 0.01 if sample is None else sample
+        try:
+            rate = float(sample)
+        except (TypeError, ValueError):
+            rate = -1.0
+        if not 0 < rate <= 1:
+            raise ConfigError(
+                f"request log sample {sample!r} must be a share of requests in (0, 1], e.g. 0.01"
+            )
+    found: dict[str, float] = {}
+    for name, (kind, low) in _LOG_LIMIT_KEYS.items():
+        variable = f"FEATURESTORE_REQUEST_LOG_{name.upper()}"
+        item: object = env.get(variable) or table.get(name)
+        if item is None:
+            continue
+        number = _size(item) if name == "max_bytes" else _number(item, kind)
+        if number is None or number < low:
+            where = variable if env.get(variable) else f"{path}: [request_log] {name}"
+            what = "a size in bytes, or such as 512MiB" if name == "max_bytes" else (
+                "a whole number >= 1" if kind is int else "a number of seconds > 0"
+            )
+            raise ConfigError(f"{where} must be {what}, got {item!r}")
+        found[name] = number
+    limits = RequestLogLimits(**found)  # type: ignore[arg-type]
+    return (None if not folder else root / folder), rate, limits
 
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)

@@ -24,6 +24,7 @@ def request_log_options(config: Config, folder: Path | None, sample: float | Non
     return {
         "request_log": folder.resolve() if folder is not None else config.request_log_path,
         "request_log_sample": sample if sample is not None else config.request_log_sample,
+        "request_log_limits": config.request_log_limits,
     }
 
 

@@ -46,7 +46,10 @@ def serve(
         typer.Option(help="Log a sample of requests as Parquet in this folder (for 'featurestore skew')."),
     ] = None,
     request_log_sample: Annotated[
-        float | None, typer.Option(help="Share of requests logged, in (0, 1] (default 0.01 or the config).")
+        float | None, typer.Option(
+            help="Share of requests logged, in (0, 1]; 1 logs every request (default 0.01 or the "
+            "config's [request_log] mode and sample)."
+        )
     ] = None,
 ) -> None:
     """Serve online features over gRPC and HTTP until SIGTERM (graceful shutdown)."""

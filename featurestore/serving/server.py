@@ -24,7 +24,7 @@ from pathlib import Path
 
 import uvicorn
 
-from featurestore.config import Config, ServingLimits
+from featurestore.config import Config, RequestLogLimits, ServingLimits
 from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
 from featurestore.online.push import Pusher
@@ -64,7 +64,8 @@ class ServeOptions:
     tokens: auth.Tokens | None = None  # None: no authentication (see serving/auth.py)
     tls: TlsFiles | None = None  # None: plaintext (see serving/tls.py)
     request_log: Path | None = None  # a folder: log a sample of requests there as Parquet
-    request_log_sample: float = 0.01  # share of requests logged
+    request_log_sample: float = 0.01  # share of requests logged (1.0: every request, "complete")
+    request_log_limits: RequestLogLimits = RequestLogLimits()  # its queue, files and disk
     limits: ServingLimits = ServingLimits()  # connections, timeouts, bytes in flight (serving/connections.py)
 
 
@@ -140,7 +141,9 @@ async def serve_async(
 
     request_log = None
     if options.request_log is not None:
-        request_log = RequestLog(options.request_log, options.request_log_sample)
+        request_log = RequestLog.from_limits(
+            options.request_log, options.request_log_sample, options.request_log_limits
+        )
     metrics = ServingMetrics(holder, config, request_log)
     budget = ByteBudget(limits.max_bytes_in_flight)  # one for both transports: they share the memory
     failures = Failures()  # one per process, so both transports log a failure once
