@@ -23,6 +23,7 @@ from featurestore.serving.failures import Failures
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.limits import ByteBudget, answer_bytes, check_answer, shorten
 from featurestore.serving.pushes import PushService, result_fields
+from featurestore.serving.request_log import request_id_from
 from featurestore.serving.v1 import serving_pb2 as pb
 from featurestore.serving.v1 import serving_pb2_grpc as pb_grpc
 
@@ -88,6 +89,7 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
             )
             plan, n, raw, version = found.plan, found.n, found.raw, found.registry.version
             logged = self.metrics is not None and self.metrics.sample_request()
+            request_id = _request_id(context) if logged else None
             if not request.include_run_ids:
                 encoder, now_us = fast_encoder(plan), time.time_ns() // 1000
                 fast = None if encoder is None else encoder.encode(n, raw, version, now_us)
@@ -96,13 +98,15 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
                     if self.metrics is not None:
                         self.metrics.served_present(plan, n, fast.events, found.read_seconds)
                         if logged:  # the log's thread decodes what it needs, off this path
-                            self.metrics.log_lookup("grpc", now_us, plan, n, found.columns, raw)
+                            self.metrics.log_lookup("grpc", now_us, plan, n, found.columns, raw, request_id)
                     return fast.data  # type: ignore[return-value]  # bytes: _serialize passes them on
             result = found.result(with_run_ids=request.include_run_ids)
             data = convert.to_response(result, version).SerializeToString()
             check_answer(len(data))  # as above: refused with a status, not failed in grpc's send
             if self.metrics is not None:
-                self.metrics.served("grpc", plan, found.columns, result, found.read_seconds, logged=logged)
+                self.metrics.served(
+                    "grpc", plan, found.columns, result, found.read_seconds, logged, raw, request_id
+                )
             return data  # bytes: _serialize passes them on
         except FeatureStoreError as e:
             await _abort(context, e, self.failures)
@@ -192,6 +196,14 @@ def _lenient(message: type[Any], budget: ByteBudget | None) -> Any:
             return Malformed(message.DESCRIPTOR.name, str(e))
 
     return parse
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str | None:
+    """The caller's ``x-request-id`` metadata, as the request log keeps it (None: generated)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id":
+            return request_id_from(value)
+    return None
 
 
 def _serialize(response: pb.GetOnlineFeaturesResponse | bytes) -> bytes:

@@ -31,6 +31,7 @@ from featurestore.serving.limits import (
     shorten,
 )
 from featurestore.serving.pushes import PushService, result_fields
+from featurestore.serving.request_log import request_id_from
 
 if TYPE_CHECKING:
     from featurestore.serving.metrics import ServingMetrics
@@ -276,7 +277,10 @@ def build_app(
             )
             result = found.result(with_run_ids=body.include_run_ids)
             if metrics is not None:
-                metrics.served("http", found.plan, found.columns, result, found.read_seconds)
+                metrics.served(
+                    "http", found.plan, found.columns, result, found.read_seconds, raw=found.raw,
+                    request_id=request_id_from(request.headers.get("x-request-id")),
+                )
             return JSONResponse(_response(result, found.registry.version))
         finally:
             if taken:

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,7 +145,13 @@ class ServingMetrics:
         )
         self.log_dropped = Counter(
             "featurestore_request_log_dropped",
-            "Sampled requests not logged because the request log's queue was full.",
+            "Requests not logged (sampled, or every one in mode complete) because the request "
+            "log's queue was full (its queue_requests or queue_values).",
+            registry=r,
+        )
+        self.log_deleted = Counter(
+            "featurestore_request_log_files_deleted",
+            "Request log files deleted, oldest first, to keep the folder under its max_bytes.",
             registry=r,
         )
         self.log_rows = Counter(
@@ -171,6 +177,7 @@ class ServingMetrics:
         if request_log is not None:
             request_log.on_dropped = self.log_dropped.inc
             request_log.on_written = self.log_rows.inc
+            request_log.on_deleted = self.log_deleted.inc
         self.state = StateCollector(holder, config)
         if not self.multiprocess:
             r.register(self.state)
@@ -204,9 +211,13 @@ class ServingMetrics:
         result: OnlineResult,
         redis_seconds: float,
         logged: bool | None = None,
+        raw: Sequence[bytes | None] | None = None,
+        request_id: str | None = None,
+        request_data: dict[str, list[Any]] | None = None,
     ) -> None:
         """After a lookup: Redis round trip, outcomes per view, a sampled age, the request log
-        (``logged``: whether the request was sampled for it, None to decide here)."""
+        (``logged``: whether the request was sampled for it, None to decide here; ``raw``: the
+        Redis values, for the log's run ids; ``request_id``: the caller's, if it sent one)."""
         self.redis.observe(redis_seconds)
         views = self._plan_views(plan)
         columns = result.features
@@ -237,7 +248,10 @@ class ServingMetrics:
                         break
                     i = (i + 1) % n
         if self.request_log is not None and logged is not False:
-            self.request_log.offer(transport, now, entities, result, sampled=logged)
+            self.request_log.offer(
+                transport, now, entities, result, sampled=logged, plan=plan, raw=raw,
+                request_id=request_id, request_data=request_data,
+            )
 
     def sample_request(self) -> bool:
         """Whether this request goes to the request log (decided before the answer is built)."""
@@ -254,11 +268,19 @@ class ServingMetrics:
             age.observe(max(0.0, now - events[vi][self._tick % n] / 1e6))
 
     def log_lookup(
-        self, transport: str, now_us: int, plan: LookupPlan, n: int, entities: dict[str, list[Any]], raw: Any
+        self,
+        transport: str,
+        now_us: int,
+        plan: LookupPlan,
+        n: int,
+        entities: dict[str, list[Any]],
+        raw: Any,
+        request_id: str | None = None,
+        request_data: dict[str, list[Any]] | None = None,
     ) -> None:
         """A sampled request answered by the fast path, to the request log (decoded there)."""
         if self.request_log is not None:
-            self.request_log.offer_lookup(transport, now_us, plan, n, entities, raw)
+            self.request_log.offer_lookup(transport, now_us, plan, n, entities, raw, request_id, request_data)
 
     def _plan_views(self, plan: LookupPlan) -> list[_ViewMetrics]:
         """Per view of the plan: its first output column and its metric children (cached)."""

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from featurestore.online.lookup import LookupPlan, OnlineResult
+from featurestore.monitoring.request_log_format import dropped_before
+from featurestore.online.lookup import LookupPlan
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.request_log import RequestLog
@@ -75,7 +76,8 @@ def test_a_fast_path_request_is_logged_as_the_general_path_logs_it(
     try:
         deferred.offer_lookup("grpc", now_us, plan, n, columns, raw)
         at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=now_us)
-        decoded.offer("grpc", now_us / 1e6, columns, plan.assemble(n, columns, raw, now=at), sampled=True)
+        answer = plan.assemble(n, columns, raw, now=at)  # as served: without run ids
+        decoded.offer("grpc", now_us / 1e6, columns, answer, sampled=True, plan=plan, raw=raw)
         # Written while the log runs (flush interval), not only when it is closed.
         wait_for(lambda: _files(tmp_path / "deferred") and _files(tmp_path / "decoded"), 30, "flushed files")
     finally:
@@ -85,6 +87,7 @@ def test_a_fast_path_request_is_logged_as_the_general_path_logs_it(
     assert a.num_rows == n * N_FEATURES == b.num_rows
     assert a.drop(["request_id"]).equals(b.drop(["request_id"]))
     assert set(a.column("status").to_pylist()) == {"PRESENT"}
+    assert a.column("run_id").null_count == 0  # each value names the run that wrote it
     # Independent reference: the in-process store's answer for the same entities.
     local = open_store(served_repo).get_online_features("trip_model", columns).to_dict()
     logged = {(r["entity_index"], r["feature"].split(":")[1]): r["value_json"] for r in a.to_pylist()}
@@ -116,16 +119,16 @@ def test_a_full_queue_drops_and_counts_and_close_writes_the_rest(
     result = plan.assemble(n, columns, raw)
     release, busy = threading.Event(), threading.Event()
 
-    def slow() -> OnlineResult:  # holds the writer thread, as a slow disk would
+    def slow(rows: int) -> None:  # holds the writer thread after its first file, as a slow disk would
         busy.set()
         release.wait(30)
-        return result
 
-    log = RequestLog(tmp_path, 1.0, queue_size=1, flush_seconds=3600)
+    log = RequestLog(tmp_path, 1.0, queue_size=1, batch_rows=1, flush_seconds=3600)
     dropped: list[int] = []
     log.on_dropped = lambda: dropped.append(1)
+    log.on_written = slow
     try:
-        log.offer("grpc", time.time(), columns, slow, sampled=True)  # type: ignore[arg-type]
+        log.offer("grpc", time.time(), columns, result, sampled=True)  # written, then the writer waits
         assert busy.wait(30)  # the writer holds it: the queue (1 place) is empty again
         log.offer("grpc", time.time(), columns, result, sampled=True)  # queued
         for _ in range(3):
@@ -136,6 +139,8 @@ def test_a_full_queue_drops_and_counts_and_close_writes_the_rest(
         log.close()
     rows = _rows(tmp_path)
     assert rows.num_rows == 2 * n * N_FEATURES and len(set(rows.column("request_id").to_pylist())) == 2
+    # The files say so too: the drops are counted in the metadata of the next file written.
+    assert sum(dropped_before(f) for f in _files(tmp_path)) == 3
 
 
 @pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
