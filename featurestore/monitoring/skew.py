@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from featurestore.errors import InvalidRequestError, NotFoundError
-from featurestore.monitoring.request_log_format import read_log_file, value_json
+from featurestore.offline.request_log_format import read_log_file, value_json
 
 # (entity frame, features) -> the training set's columns; full feature names (view__feature).
 TrainingSetFn = Callable[[pa.Table, list[str]], pa.Table]

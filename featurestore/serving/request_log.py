@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore.config import RequestLogLimits
-from featurestore.monitoring.request_log_format import (
+from featurestore.offline.request_log_format import (
     EPOCH,
     META_DROPPED,
     META_MODE,

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from featurestore.monitoring.request_log_format import dropped_before
+from featurestore.offline.request_log_format import dropped_before
 from featurestore.online.lookup import LookupPlan
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.serving.fastpath import fast_encoder

@@ -1,7 +1,8 @@
 """The request log's format: its Parquet schema and how values are written as JSON text.
 
-``serving/request_log.py`` writes these files while serving; ``monitoring/skew.py`` reads them.
-The format lives here, below both, so monitoring never imports the serving layer.
+``serving/request_log.py`` writes these files while serving; ``monitoring/skew.py`` and
+``offline/feature_log.py`` (training sets from the log) read them. The format lives here,
+below all three, so neither reader imports the serving layer.
 """
 
 from __future__ import annotations
