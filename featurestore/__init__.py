@@ -27,6 +27,7 @@ from featurestore.definitions import (  # noqa: E402
     Timestamp,
 )
 from featurestore.errors import FeatureStoreError  # noqa: E402
+from featurestore.offline.feature_log import FeatureLog  # noqa: E402
 from featurestore.online.push import PushResult  # noqa: E402
 from featurestore.store import ApplyResult, FeatureStore  # noqa: E402
 
@@ -50,6 +51,7 @@ __all__ = [
     "Bytes",
     "DType",
     "Entity",
+    "FeatureLog",
     "FeatureService",
     "FeatureStore",
     "FeatureStoreError",

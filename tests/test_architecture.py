@@ -71,6 +71,7 @@ SQL_OWNERS = {
     "offline/spark/ingest.py",  # write.py's Spark counterpart: the transaction recording a view's folders
     "offline/spark/warehouse.py",  # offline_<view> as a DuckDB view over the live warehouse folders
     "offline/training_set.py",
+    "offline/feature_log.py",  # pivots request log files (in memory, no store table) into entity rows
     "online/state.py",
     "online/materialize.py",  # the newest row per entity, read from the offline tables
     "online/presence.py",  # sample keys of a view, read from its offline table

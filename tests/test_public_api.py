@@ -13,6 +13,7 @@ EXPECTED = [
     "Bytes",
     "DType",
     "Entity",
+    "FeatureLog",
     "FeatureService",
     "FeatureStore",
     "FeatureStoreError",
@@ -51,6 +52,9 @@ def test_exported_objects_are_the_real_ones() -> None:
 
     assert featurestore.FeatureStore is FeatureStore
     assert featurestore.FeatureStoreError is FeatureStoreError
+    from featurestore.offline.feature_log import FeatureLog
+
+    assert featurestore.FeatureLog is FeatureLog
     assert featurestore.Float32 is types.Float32
     assert featurestore.List(featurestore.Float32).name == "List(Float32)"
     assert featurestore.__version__ == "0.1.0"

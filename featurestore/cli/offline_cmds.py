@@ -15,6 +15,7 @@ from featurestore.cli.app import BUILD, RepoOption, app, console, err_console, o
 from featurestore.cli.output import data_table, duration, print_json
 from featurestore.cli.progress import progress_bar
 from featurestore.errors import InvalidRequestError, RunInProgressError, ViewsFailedError
+from featurestore.offline.feature_log import FeatureLog
 from featurestore.offline.write import IngestResult
 from featurestore.online.materialize import MaterializeResult
 from featurestore.store import FeatureStore
@@ -251,25 +252,42 @@ def training_set(
     timestamp_column: Annotated[
         str | None, typer.Option(help="Event time column of the entity rows.")
     ] = None,
+    feature_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="A request log folder instead of --entities: one row per logged (request, entity), "
+            "served features as served (log and wait)."
+        ),
+    ] = None,
     repo: RepoOption = Path("."),
 ) -> None:
     """Build a point-in-time correct training set for the entity rows and write it as Parquet."""
     if ctx.invoked_subcommand is not None:
         return
-    if out is None or entities is None:
-        raise InvalidRequestError("training-set needs --entities FILE and --out FILE")
+    if out is None or (entities is None) == (feature_log is None):
+        raise InvalidRequestError(
+            "training-set needs --out FILE and one of --entities FILE, --feature-log DIR"
+        )
     wanted = features_or_service(features, service)
-    if entities.is_dir():
-        raise InvalidRequestError(f"entity file {entities} is a directory: give a Parquet file")
-    if not entities.is_file():
-        raise InvalidRequestError(f"entity file {entities} does not exist")
+    frame: Path | FeatureLog
+    if feature_log is not None:
+        frame = FeatureLog(feature_log)
+    else:
+        assert entities is not None
+        if entities.is_dir():
+            raise InvalidRequestError(f"entity file {entities} is a directory: give a Parquet file")
+        if not entities.is_file():
+            raise InvalidRequestError(f"entity file {entities} does not exist")
+        frame = entities
     started = time.perf_counter()
     store = open_store(repo)
     store.output_guard().check(out)  # checked here too, before the join runs
-    with store.get_training_set(entities, wanted, full_feature_names, timestamp_column) as ts:
+    with store.get_training_set(frame, wanted, full_feature_names, timestamp_column) as ts:
         ts.to_parquet(out)
+    served = ts.manifest.get("feature_log", {}).get("served", [])
     console.print(
-        f"Wrote {out} ({len(ts.manifest['features'])} features) in {time.perf_counter() - started:.2f}s; "
+        f"Wrote {out} ({len(ts.manifest['features']) + len(served)} features) in "
+        f"{time.perf_counter() - started:.2f}s; "
         f"training set {ts.manifest['id']}."
     )
 

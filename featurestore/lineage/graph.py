@@ -271,6 +271,13 @@ def _training_sets(g: _Graph, config: Config, snapshot: Snapshot) -> None:
                     t,
                     f"read ({str(f['fingerprint'])[:8]})",
                 )
+        logged = manifest.get("feature_log")
+        if logged:  # the entity frame was a request log: its files, and the values served from it
+            for f in logged["files"]:
+                path = f"{logged['path']}/{f['path']}"
+                g.edge(g.node(f"log_file:{path}", "feature_log_file", path), t, "logged requests")
+            for ref in logged["served"]:
+                g.edge(g.node(f"feature:{ref}", "feature", ref), t, "served values used by")
 
 
 def _resolve(g: _Graph, name: str) -> str:

@@ -102,7 +102,10 @@ def reproduce(
     # DuckDB marks columns read from Parquet without nulls as required in what it writes, and
     # columns of an in-memory frame (a SQL query's rows are one too) as optional: the copy is
     # handed over in the original's form.
-    in_memory = manifest["entities"] in ("pandas DataFrame", "Arrow table", "SQL query")
+    # A feature log's rows are built in memory too.
+    in_memory = manifest["entities"] in ("pandas DataFrame", "Arrow table", "SQL query") or str(
+        manifest["entities"]
+    ).startswith("feature log ")
     with build_training_set(
         config,
         snapshot,
@@ -111,6 +114,7 @@ def reproduce(
         list(manifest["features"]),
         bool(manifest["full_feature_names"]),
         str(manifest["event_timestamp_column"]),
+        served_only="feature_log" in manifest,
     ) as ts:
         # Files on disk may match while the store holds other data (changed, ingested, reverted).
         for view, files in sorted(ts.manifest["sources"].items()):

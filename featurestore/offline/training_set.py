@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -15,6 +16,7 @@ from featurestore.config import Config
 from featurestore.definitions.types import pandas_frame
 from featurestore.errors import InvalidRequestError, NotAppliedError
 from featurestore.offline.entities import ENTITY_VIEW, ROW, TS, EntityFrame, register_entities
+from featurestore.offline.feature_log import TIME_COLUMN, FeatureLog, logged_entities
 from featurestore.offline.offline_store import OfflineStore
 from featurestore.offline.pit import OutputColumn, point_in_time_sql
 from featurestore.outputs import OutputGuard, atomic_write
@@ -131,12 +133,20 @@ def build_training_set(
     full_feature_names: bool = False,
     event_timestamp_column: str | None = None,
     recorder: Recorder | None = None,
+    served_only: bool = False,
 ) -> TrainingSet | SparkTrainingSet:
     """Resolve features, check the entity frame against them and prepare the query.
 
-    Outputs may not go into the store's folder or over a file a source of ``snapshot`` reads.
+    ``entity_df`` may be a ``FeatureLog``: its served features are taken from the log, the
+    others computed (see offline/feature_log.py). Outputs may not go into the store's folder
+    or over a file a source of ``snapshot`` reads. ``served_only``: no features is fine (the
+    copy of a feature log's entity frame holds them all; ``reproduce`` passes it).
     """
-    requests = snapshot.resolve(features)
+    requests = [] if served_only and not features else snapshot.resolve(features)
+    logged = None
+    if isinstance(entity_df, FeatureLog):
+        logged = logged_entities(entity_df, requests, full_feature_names)
+        entity_df, requests, event_timestamp_column = logged.table, logged.offline, TIME_COLUMN
     if not config.duckdb_path.exists():
         raise NotAppliedError("nothing ingested yet: run 'featurestore materialize --offline'")
     ts_column = event_timestamp_column or config.event_timestamp_column
@@ -154,12 +164,16 @@ def build_training_set(
     try:
         check_ingested(con, config.project, requests)
         frame = register_entities(con, entity_df, ts_column, config.duckdb_path, config.memory_limit)
+        if logged is not None:
+            frame = replace(frame, description=f"feature log {logged.manifest['path']}")
         check_keys(requests, frame)
         outputs = output_columns(requests, list(frame.columns), full_feature_names)
         sql = point_in_time_sql(config.project, list(frame.columns), requests, outputs)
         manifest = make_manifest(con, config.project, registry_version, requests, outputs, frame.description)
         # What a rebuild needs besides the features: how columns were named, which was the time.
         manifest.update(full_feature_names=full_feature_names, event_timestamp_column=ts_column)
+        if logged is not None:
+            manifest["feature_log"] = logged.manifest
     except BaseException:
         con.close()
         raise

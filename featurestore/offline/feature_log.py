@@ -1,0 +1,203 @@
+"""A request log as a training set's entity frame: train on what the model actually saw.
+
+``get_training_set(FeatureLog(folder), features)`` builds one row per logged (request,
+entity) -- every request that served at least one of ``features`` -- with:
+
+- the entity's join keys, ``request_time`` (the row's event time, so offline features are
+  point in time at the moment of the request), ``request_id``, ``entity_index`` (the
+  entity's position in its request) and the request data the caller sent, one column each;
+- for each of ``features`` found in the log: the value served, typed as declared, and
+  ``<column>__status`` (PRESENT, NULL_VALUE, NOT_FOUND, EXPIRED, CORRUPT; null where that
+  request did not ask for the feature);
+- every other feature computed offline, point in time at ``request_time``, as for any
+  entity frame.
+
+The log's columns come first, then the offline ones. The manifest's ``feature_log`` names
+the files read, the served features, the runs that wrote the served values and how many
+requests the server dropped (queue full) before the files, so a training set says how
+complete its log was.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from featurestore.definitions.types import DType
+from featurestore.errors import InvalidRequestError, NotFoundError
+from featurestore.offline.request_log_format import EPOCH, dropped_before, read_log_file
+from featurestore.registry import ViewRequest
+from featurestore.storage import literal
+
+TIME_COLUMN = "request_time"
+STATUS_SUFFIX = "__status"
+_LOG_COLUMNS = (TIME_COLUMN, "request_id", "entity_index")
+
+
+@dataclass(frozen=True)
+class FeatureLog:
+    """The request log files in ``path`` (``[request_log] path``), of requests at or after
+    ``start`` and before ``end``, as an entity frame for ``get_training_set``."""
+
+    path: str | os.PathLike[str]
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def files(self) -> list[Path]:
+        """The log's complete files (``*.parquet``; never a ``.partial`` one being written)."""
+        folder = Path(self.path)
+        if not folder.is_dir():
+            raise NotFoundError(f"feature log folder {folder} does not exist")
+        files = sorted(folder.rglob("*.parquet"))
+        if not files:
+            raise NotFoundError(f"no request log files (*.parquet) in {folder}")
+        return files
+
+
+@dataclass(frozen=True)
+class LoggedEntities:
+    """What ``logged_entities`` makes of a log: the entity frame and what is left to compute."""
+
+    table: pa.Table
+    offline: list[ViewRequest]  # features not in the log: computed point in time
+    manifest: dict[str, Any]
+
+
+def logged_entities(
+    feature_log: FeatureLog, requests: Sequence[ViewRequest], full_feature_names: bool
+) -> LoggedEntities:
+    """The entity frame of ``feature_log`` for the features of ``requests``."""
+    files = feature_log.files()
+    wanted = {f"{r.view.name}:{f.name}": (r, f.dtype) for r in requests for f in r.features}
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        log = pa.concat_tables([read_log_file(f) for f in files])
+        con.register("log", log)
+        where = ["feature IN (SELECT unnest(?))"]
+        params: list[Any] = [list(wanted)]
+        if feature_log.start is not None:
+            where.append("request_time >= ?")
+            params.append(feature_log.start)
+        if feature_log.end is not None:
+            where.append("request_time < ?")
+            params.append(feature_log.end)
+        rows = con.sql(f"SELECT * FROM log WHERE {' AND '.join(where)}", params=params).to_arrow_table()
+        served = [ref for ref in wanted if ref in set(rows.column("feature").to_pylist())]
+        if not served:
+            raise InvalidRequestError(
+                f"the feature log in {feature_log.path} holds no served values of {sorted(wanted)}"
+                + _between(feature_log)
+            )
+        con.register("served", rows)
+        picks = []
+        for i, ref in enumerate(served):
+            is_ref = f"feature = {literal(ref)}"
+            picks += [
+                f"any_value(value_json) FILTER (WHERE {is_ref}) AS v{i}",
+                f"any_value(status) FILTER (WHERE {is_ref}) AS s{i}",
+                f"any_value(run_id) FILTER (WHERE {is_ref}) AS r{i}",
+            ]
+        # One row per (request, entity); a caller's request id may repeat, its time and transport tell.
+        pivot = con.sql(
+            "SELECT request_time, request_id, entity_index, any_value(entity_json) AS entity_json, "
+            f"any_value(request_json) AS request_json, {', '.join(picks)} FROM served "
+            "GROUP BY request_time, request_id, transport, entity_index "
+            "ORDER BY request_time, request_id, transport, entity_index"
+        ).to_arrow_table()
+    columns = _keys_and_request_data(pivot, requests)
+    columns[TIME_COLUMN] = pivot.column(TIME_COLUMN)
+    columns["request_id"] = pivot.column("request_id")
+    columns["entity_index"] = pivot.column("entity_index")
+    runs: dict[str, set[int]] = {}
+    for i, ref in enumerate(served):
+        req, dtype = wanted[ref]
+        view, feature = ref.split(":", 1)
+        name = f"{view}__{feature}" if full_feature_names else feature
+        for taken in (name, name + STATUS_SUFFIX):
+            if taken in columns:
+                raise InvalidRequestError(
+                    f"served feature {ref} would be named {taken!r}, which the feature log's columns "
+                    "already have; pass full_feature_names=True"
+                )
+        columns[name] = _typed(pivot.column(f"v{i}").to_pylist(), dtype)
+        columns[name + STATUS_SUFFIX] = pivot.column(f"s{i}")
+        runs.setdefault(view, set()).update(r for r in pivot.column(f"r{i}").to_pylist() if r is not None)
+    offline = [
+        ViewRequest(r.view, rest)
+        for r in requests
+        if (rest := tuple(f for f in r.features if f"{r.view.name}:{f.name}" not in served))
+    ]
+    manifest = {
+        "path": str(Path(feature_log.path).resolve()),
+        "start": None if feature_log.start is None else feature_log.start.isoformat(),
+        "end": None if feature_log.end is None else feature_log.end.isoformat(),
+        "files": [{"path": f.name, "size": f.stat().st_size} for f in files],
+        "served": served,
+        "runs": {view: sorted(ids) for view, ids in sorted(runs.items()) if ids},
+        "dropped_requests": sum(dropped_before(f) for f in files),
+        "rows": pivot.num_rows,
+    }
+    return LoggedEntities(pa.table(columns), offline, manifest)
+
+
+def _between(feature_log: FeatureLog) -> str:
+    if feature_log.start is None and feature_log.end is None:
+        return ""
+    return f" between {feature_log.start or 'the start'} and {feature_log.end or 'the end'}"
+
+
+def _keys_and_request_data(pivot: pa.Table, requests: Sequence[ViewRequest]) -> dict[str, Any]:
+    """Join key columns (typed as the views join them), then one column per request data field."""
+    key_types = {k.name: k.dtype for r in requests for k in r.view.join_keys}
+    entities = [json.loads(e) for e in pivot.column("entity_json").to_pylist()]
+    names = sorted({k for e in entities for k in e}, key=lambda k: (k not in key_types, k))
+    columns: dict[str, Any] = {}
+    for k in names:
+        values = [e.get(k) for e in entities]
+        dtype = key_types.get(k)
+        arrow = dtype.arrow if dtype is not None else _inferred(values)
+        columns[k] = pa.array(values, arrow)
+    data = [json.loads(r) if r is not None else {} for r in pivot.column("request_json").to_pylist()]
+    for k in sorted({k for d in data for k in d}):
+        if k in columns or k in _LOG_COLUMNS:
+            raise InvalidRequestError(
+                f"request data field {k!r} has the name of a join key or of a feature log column"
+            )
+        values = [d.get(k) for d in data]
+        try:
+            columns[k] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: kept as their JSON text
+            columns[k] = pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+    return columns
+
+
+def _inferred(values: list[Any]) -> pa.DataType:
+    return pa.int64() if all(isinstance(v, int) for v in values if v is not None) else pa.string()
+
+
+def _typed(texts: list[str | None], dtype: DType) -> pa.Array:
+    """Logged JSON text (``request_log_format.value_json``) back to values of ``dtype``."""
+    plain = _reader(dtype.name)
+    return pa.array([None if t is None else plain(json.loads(t)) for t in texts], dtype.arrow)
+
+
+def _reader(name: str) -> Any:
+    if name == "Bytes":
+        return base64.b64decode
+    if name.startswith("Float"):
+        return float  # also "nan", "inf", "-inf": written as text
+    if name == "Timestamp":
+        return lambda us: EPOCH + timedelta(microseconds=us)
+    if name.startswith("List("):
+        one = _reader(name[5:-1])
+        return lambda items: [None if v is None else one(v) for v in items]
+    return lambda v: v
