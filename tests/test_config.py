@@ -9,6 +9,7 @@ import pytest
 from featurestore.config import (
     DEFAULT_DUCKDB_PATH,
     DEFAULT_REDIS_URL,
+    RequestLogLimits,
     ServingLimits,
     load_config,
     render_config,
@@ -214,3 +215,29 @@ def test_bad_serving_limits_are_one_clear_error(
     with pytest.raises(ConfigError) as info:
         load_config(repo, env=env)
     assert message in info.value.message
+
+
+def test_request_log_mode_and_limits(tmp_path: Path) -> None:
+    toml = tmp_path / "featurestore.toml"
+    toml.write_text(
+        'project = "p"\n[request_log]\npath = "logs"\nmode = "complete"\nmax_bytes = "512MiB"\n'
+        "file_rows = 5000\nflush_seconds = 2.5\nqueue_requests = 50\nqueue_values = 20000\n"
+    )
+    config = load_config(tmp_path, env={})
+    assert config.request_log_sample == 1.0
+    assert config.request_log_limits == RequestLogLimits(512 * 1024**2, 5000, 2.5, 50, 20000)
+    env = {"FEATURESTORE_REQUEST_LOG_MODE": "sampled", "FEATURESTORE_REQUEST_LOG_MAX_BYTES": "1000"}
+    config = load_config(tmp_path, env=env)
+    assert config.request_log_sample == 0.01 and config.request_log_limits.max_bytes == 1000
+    toml.write_text('project = "p"\n[request_log]\nmode = "complete"\nsample = 0.1\n')
+    with pytest.raises(ConfigError, match="mode 'complete' logs every request; sample 0.1 contradicts it"):
+        load_config(tmp_path, env={})
+    toml.write_text('project = "p"\n[request_log]\nmode = "all"\n')
+    with pytest.raises(ConfigError, match="request log mode 'all' must be one of"):
+        load_config(tmp_path, env={})
+    toml.write_text('project = "p"\n[request_log]\nmax_bytes = "lots"\n')
+    with pytest.raises(ConfigError, match=r"\[request_log\] max_bytes must be a size"):
+        load_config(tmp_path, env={})
+    assert load_config(tmp_path, env={"FEATURESTORE_REQUEST_LOG_MAX_BYTES": "1GB"}).request_log_limits == (
+        RequestLogLimits(max_bytes=1000**3)
+    )

@@ -113,10 +113,10 @@ def logged_entities(
             "GROUP BY request_time, request_id, transport, entity_index "
             "ORDER BY request_time, request_id, transport, entity_index"
         ).to_arrow_table()
-    columns = _keys_and_request_data(pivot, requests)
-    columns[TIME_COLUMN] = pivot.column(TIME_COLUMN)
-    columns["request_id"] = pivot.column("request_id")
-    columns["entity_index"] = pivot.column("entity_index")
+    columns = _keys(pivot, requests)
+    for name in _LOG_COLUMNS:
+        columns[name] = pivot.column(name)
+    _add_request_data(columns, pivot)
     runs: dict[str, set[int]] = {}
     for i, ref in enumerate(served):
         req, dtype = wanted[ref]
@@ -155,8 +155,8 @@ def _between(feature_log: FeatureLog) -> str:
     return f" between {feature_log.start or 'the start'} and {feature_log.end or 'the end'}"
 
 
-def _keys_and_request_data(pivot: pa.Table, requests: Sequence[ViewRequest]) -> dict[str, Any]:
-    """Join key columns (typed as the views join them), then one column per request data field."""
+def _keys(pivot: pa.Table, requests: Sequence[ViewRequest]) -> dict[str, Any]:
+    """Join key columns, typed as the views join them."""
     key_types = {k.name: k.dtype for r in requests for k in r.view.join_keys}
     entities = [json.loads(e) for e in pivot.column("entity_json").to_pylist()]
     names = sorted({k for e in entities for k in e}, key=lambda k: (k not in key_types, k))
@@ -166,9 +166,14 @@ def _keys_and_request_data(pivot: pa.Table, requests: Sequence[ViewRequest]) -> 
         dtype = key_types.get(k)
         arrow = dtype.arrow if dtype is not None else _inferred(values)
         columns[k] = pa.array(values, arrow)
+    return columns
+
+
+def _add_request_data(columns: dict[str, Any], pivot: pa.Table) -> None:
+    """One column per request data field."""
     data = [json.loads(r) if r is not None else {} for r in pivot.column("request_json").to_pylist()]
     for k in sorted({k for d in data for k in d}):
-        if k in columns or k in _LOG_COLUMNS:
+        if k in columns:
             raise InvalidRequestError(
                 f"request data field {k!r} has the name of a join key or of a feature log column"
             )
@@ -177,7 +182,6 @@ def _keys_and_request_data(pivot: pa.Table, requests: Sequence[ViewRequest]) -> 
             columns[k] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: kept as their JSON text
             columns[k] = pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
-    return columns
 
 
 def _inferred(values: list[Any]) -> pa.DataType:

@@ -19,7 +19,7 @@ from featurestore.offline.request_log_format import dropped_before
 from featurestore.online.lookup import LookupPlan
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.serving.fastpath import fast_encoder
-from featurestore.serving.request_log import RequestLog
+from featurestore.serving.request_log import MAX_REQUEST_ID, RequestLog, request_id_from
 from tests.serving.support import open_store
 from tests.support.redis import RedisServer
 from tests.support.waiting import wait_for
@@ -152,3 +152,93 @@ def test_the_sample_is_the_share_asked_for(tmp_path: Path, share: float) -> None
         log.close()
     # Binomial(4000, share): within 5 standard deviations (exact at 0 and 1).
     assert abs(hits - 4000 * share) <= 5 * (4000 * share * (1 - share)) ** 0.5
+
+
+def test_max_bytes_deletes_the_oldest_files_and_counts_them(
+    served_repo: Path, monitoring_redis: RedisServer, tmp_path: Path
+) -> None:
+    plan, n, columns, raw = _lookup(served_repo, monitoring_redis.url)
+    result = plan.assemble(n, columns, raw)
+    one = RequestLog(tmp_path / "one", 1.0)  # the size of one request's file
+    one.offer("http", time.time(), columns, result, sampled=True)
+    one.close()
+    size = _files(tmp_path / "one")[0].stat().st_size
+    folder = tmp_path / "bounded"
+    log = RequestLog(folder, 1.0, batch_rows=n * N_FEATURES, flush_seconds=3600, max_bytes=int(2.5 * size))
+    deleted: list[int] = []
+    log.on_deleted = deleted.append
+    try:
+        for _ in range(6):  # one file each
+            log.offer("http", time.time(), columns, result, sampled=True)
+    finally:
+        log.close()
+    left = _files(folder)
+    assert sum(f.stat().st_size for f in left) <= 2.5 * size
+    assert [f.name[-14:] for f in left] == ["000005.parquet", "000006.parquet"]  # the newest kept
+    assert sum(deleted) == 4
+
+
+def test_a_request_over_the_queued_values_bound_is_dropped_and_a_big_one_spans_files(
+    served_repo: Path, monitoring_redis: RedisServer, tmp_path: Path
+) -> None:
+    plan, n, columns, raw = _lookup(served_repo, monitoring_redis.url)
+    result = plan.assemble(n, columns, raw)
+    values = n * N_FEATURES
+    small = RequestLog(tmp_path / "small", 1.0, queue_values=values - 1)  # less than one request
+    dropped: list[int] = []
+    small.on_dropped = lambda: dropped.append(1)
+    small.offer("grpc", time.time(), columns, result, sampled=True)
+    small.offer_lookup("grpc", time.time_ns() // 1000, plan, n, columns, raw)
+    small.close()
+    assert len(dropped) == 2 and _files(tmp_path / "small") == []
+
+    # Exactly at the bound it waits; with files of 10 rows it is written across several.
+    fits = RequestLog(tmp_path / "fits", 1.0, queue_values=values, batch_rows=10, flush_seconds=3600)
+    fits.on_dropped = lambda: dropped.append(1)
+    fits.offer("grpc", time.time(), columns, result, sampled=True)
+    fits.close()
+    assert len(dropped) == 2
+    files = _files(tmp_path / "fits")
+    # Cut between feature columns: no file holds more than 10 rows plus one column's entities.
+    assert len(files) > 1 and all(pq.read_metadata(f).num_rows < 10 + n for f in files)
+    assert _rows(tmp_path / "fits").num_rows == values
+
+
+def test_request_data_and_request_ids_are_logged_per_entity(
+    served_repo: Path, monitoring_redis: RedisServer, tmp_path: Path
+) -> None:
+    plan, n, columns, raw = _lookup(served_repo, monitoring_redis.url)
+    result = plan.assemble(n, columns, raw)
+    data = {"trip_km": [3.5, 12.0, None], "hour": [8, 23, 0]}
+    log = RequestLog(tmp_path, 1.0)
+    log.offer("http", time.time(), columns, result, sampled=True, request_id="abc-1", request_data=data)
+    log.offer_lookup("grpc", time.time_ns() // 1000, plan, n, columns, raw, None, data)
+    log.close()
+    rows = _rows(tmp_path).to_pylist()
+    ids = {r["transport"]: r["request_id"] for r in rows}
+    assert ids["http"] == "abc-1" and ids["grpc"] != "abc-1"  # generated where none was given
+    for r in rows:
+        i = r["entity_index"]
+        assert json.loads(r["request_json"]) == {"trip_km": data["trip_km"][i], "hour": data["hour"][i]}
+    meta = pq.read_schema(_files(tmp_path)[0]).metadata
+    assert meta[b"featurestore.request_log.mode"] == b"complete"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("req-42", "req-42"),
+        (b"trace/1:2@x", "trace/1:2@x"),
+        ("x" * MAX_REQUEST_ID, "x" * MAX_REQUEST_ID),
+        ("x" * (MAX_REQUEST_ID + 1), None),
+        ("with space", None),
+        ('quote"', None),
+        ("line\nbreak", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_callers_request_id_is_kept_only_when_short_and_plain(
+    given: str | bytes | None, kept: str | None
+) -> None:
+    assert request_id_from(given) == kept

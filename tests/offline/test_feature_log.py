@@ -5,6 +5,7 @@ are computed point in time at the request's time."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,14 @@ from typing import Any
 import httpx
 import pyarrow as pa
 import pytest
+import redis
 
 import featurestore
 from featurestore import FeatureLog
 from featurestore.errors import InvalidRequestError
 from featurestore.offline.request_log_format import SCHEMA
+from featurestore.online.registry_holder import RegistryHolder
+from featurestore.serving.request_log import RequestLog
 from tests.serving.support import ServeProcess, open_store
 from tests.support.cli import run_cli
 from tests.support.redis import RedisServer, free_port
@@ -200,3 +204,28 @@ def test_old_log_files_without_the_new_columns_still_read(
         assert ts.to_arrow().num_rows == 10
         assert ts.manifest["feature_log"]["runs"] == {}  # no run ids in the first format
     assert store.skew(old).skewed == []
+
+
+def test_request_data_becomes_columns_of_the_training_set(
+    repo: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Request data (on-demand features' inputs) as RequestLog is handed it: one column each."""
+    store = open_store(repo)
+    plan = RegistryHolder(store.config, 1000).current.plan(("driver_stats:conv_rate",))
+    n, columns = plan.entity_columns({"driver_id": [1001, 1002]})
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        raw = client.mget(plan.keys(n, columns))
+    finally:
+        client.close()
+    answer = plan.assemble(n, columns, raw)
+    log = RequestLog(tmp_path / "log", 1.0)
+    data = {"trip_km": [3.5, 12.0], "rush_hour": [True, False]}
+    log.offer("http", time.time(), columns, answer, sampled=True, plan=plan, raw=raw, request_data=data)
+    log.close()
+    with store.get_training_set(FeatureLog(tmp_path / "log"), ["driver_stats:conv_rate"]) as ts:
+        table = ts.to_arrow()
+    assert table.column("trip_km").to_pylist() == data["trip_km"]
+    assert table.column("rush_hour").to_pylist() == data["rush_hour"]
+    assert table.column("conv_rate").to_pylist() == answer.to_dict()["conv_rate"]
+    assert table.column_names[:5] == ["driver_id", "request_time", "request_id", "entity_index", "rush_hour"]
