@@ -30,6 +30,7 @@ GRPC_ENTITIES = {"driver_id": [1001, 1002, 7], "customer_id": [5001, 9, 5003]}
 HTTP_ENTITIES = {"driver_id": [1003, 1004]}
 SERVED = ["driver_stats:conv_rate", "driver_stats:city", "customer_profile:lifetime_orders"]
 OFFLINE = "driver_trips:trips_24h"  # never served: computed at each request's time
+ROWS = 2 * 3 + 2 * 3 + 2 * 2  # (request, entity) pairs served: trip_model, conv_rate alone, HTTP
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +55,31 @@ def served(repo: Path, redis_server: RedisServer, tmp_path_factory: pytest.TempP
         repo, redis_server.url, "--request-log", str(log), "--request-log-sample", "1"
     ).start()
     received: dict[str, Any] = {}
+    # Drivers whose conv_rate is present and not null: a request for them takes the gRPC fast
+    # path (fastpath.py), which logs the Redis values undecoded.
+    local = open_store(repo).get_online_features([SERVED[0]], {"driver_id": list(range(1001, 1031))})
+    fast = [
+        d
+        for d, s, v in zip(
+            local.entities["driver_id"],
+            local.statuses["conv_rate"],
+            local.to_dict()["conv_rate"],
+            strict=True,
+        )
+        if s == "PRESENT" and v is not None
+    ][:3]
+    assert len(fast) == 3
+    received["fast-entities"] = fast
     try:
-        for i, run_ids in enumerate((False, True)):  # the fast path, then the general path
-            with featurestore.Client(
-                server.target, timeout=10, metadata=[("x-request-id", f"grpc-{i}")]
-            ) as c:
-                received[f"grpc-{i}"] = c.get_online_features(
-                    "trip_model", GRPC_ENTITIES, include_run_ids=run_ids
-                )
+        requests: list[tuple[str, Any, dict[str, list[int]], bool]] = [
+            ("grpc-0", "trip_model", GRPC_ENTITIES, False),  # driver 7 unknown: the general path
+            ("grpc-1", "trip_model", GRPC_ENTITIES, True),
+            ("grpc-fast", [SERVED[0]], {"driver_id": fast}, False),
+            ("grpc-fast-runs", [SERVED[0]], {"driver_id": fast}, True),  # run ids: the general path
+        ]
+        for request_id, features, entities, run_ids in requests:
+            with featurestore.Client(server.target, timeout=10, metadata=[("x-request-id", request_id)]) as c:
+                received[request_id] = c.get_online_features(features, entities, include_run_ids=run_ids)
         for request_id in ("http-0", "not a valid id"):
             body = {"features": SERVED[:2], "entities": HTTP_ENTITIES}
             r = httpx.post(
@@ -92,21 +110,22 @@ def test_a_training_set_from_the_log_holds_what_the_clients_received(
     received = served["received"]
     generated = [rid for rid, _ in _by_request(table) if rid not in received]
     assert len(set(generated)) == 1 and re.fullmatch(r"\d+-\d+-\d+", generated[0])  # the bad id replaced
-    assert table.num_rows == 2 * 3 + 2 * 2  # one row per (request, entity) logged
+    assert table.num_rows == ROWS  # one row per (request, entity) logged
     rows = _by_request(table)
 
-    for i in range(2):  # gRPC: the Client's own decoded answer is the reference
-        answer = received[f"grpc-{i}"]
+    for rid in ("grpc-0", "grpc-1", "grpc-fast", "grpc-fast-runs"):  # the Client's decoded answer
+        answer = received[rid]
         values, statuses = answer.to_dict(), answer.statuses
-        for e in range(3):
-            row = rows[(f"grpc-{i}", e)]
-            assert (row["driver_id"], row["customer_id"]) == (
-                GRPC_ENTITIES["driver_id"][e],
-                GRPC_ENTITIES["customer_id"][e],
-            )
+        assert sorted(e for r, e in rows if r == rid) == list(range(len(answer.entities["driver_id"])))
+        for e, driver in enumerate(answer.entities["driver_id"]):
+            row = rows[(rid, e)]
+            assert row["driver_id"] == driver
             for name in ("conv_rate", "city", "lifetime_orders"):
-                assert row[name] == values[name][e], (i, e, name)
-                assert row[f"{name}__status"] == statuses[name][e], (i, e, name)
+                if name in values:
+                    assert row[name] == values[name][e], (rid, e, name)
+                    assert row[f"{name}__status"] == statuses[name][e], (rid, e, name)
+    assert [rows[("grpc-0", e)]["customer_id"] for e in range(3)] == GRPC_ENTITIES["customer_id"]
+    assert set(received["grpc-fast"].statuses["conv_rate"]) == {"PRESENT"}  # so: the fast path
     assert rows[("grpc-0", 2)]["conv_rate__status"] == "NOT_FOUND"  # driver 7 is unknown
     for rid in ("http-0", generated[0]):  # HTTP: the JSON body received
         features = {
@@ -149,11 +168,15 @@ def test_every_logged_value_names_its_run_on_both_paths(served: dict[str, Any]) 
     from featurestore.monitoring.skew import read_log
 
     rows = read_log(served["log"])[0].to_pylist()
-    runs = served["received"]["grpc-1"].run_ids  # the general path, asked for run ids
+    # The references: the same requests asked for run ids (answered by the general path).
+    reference = {"grpc-0": "grpc-1", "grpc-1": "grpc-1", "grpc-fast": "grpc-fast-runs"}
+    checked = 0
     for r in rows:
-        if r["request_id"] in ("grpc-0", "grpc-1") and r["status"] == "PRESENT":
-            view = r["feature"].split(":")[0]
-            assert r["run_id"] == runs[view][r["entity_index"]], r
+        if r["request_id"] in reference and r["status"] == "PRESENT":
+            runs = served["received"][reference[r["request_id"]]].run_ids
+            assert r["run_id"] == runs[r["feature"].split(":")[0]][r["entity_index"]], r
+            checked += 1
+    assert checked >= 3 + 2 * 3 * 2  # the fast path's three and most of the others
 
 
 def test_a_time_window_and_only_unlogged_features(repo: Path, served: dict[str, Any]) -> None:
@@ -185,7 +208,7 @@ def test_the_cli_builds_a_training_set_from_a_feature_log(
     )
     assert result.returncode == 0, result.stderr
     table = pa.parquet.read_table(out)
-    assert table.num_rows == 10 and "conv_rate__status" in table.column_names
+    assert table.num_rows == ROWS and "conv_rate__status" in table.column_names
 
 
 def test_old_log_files_without_the_new_columns_still_read(
@@ -201,7 +224,7 @@ def test_old_log_files_without_the_new_columns_still_read(
         pq.write_table(table.select(before), old / f.name)
     store = open_store(repo)
     with store.get_training_set(FeatureLog(old), SERVED) as ts:
-        assert ts.to_arrow().num_rows == 10
+        assert ts.to_arrow().num_rows == ROWS
         assert ts.manifest["feature_log"]["runs"] == {}  # no run ids in the first format
     assert store.skew(old).skewed == []
 
