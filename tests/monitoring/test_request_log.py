@@ -1,5 +1,7 @@
 """The request log writes while serving (every flush interval, every batch), drops and counts when
-its queue is full, and logs a request answered by the gRPC fast path as the general path would."""
+its queue is full (requests or values; a server answers regardless), keeps its folder under
+max_bytes by deleting the oldest files, and logs a request answered by the gRPC fast path as
+the general path would (run ids included)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +23,8 @@ from featurestore.online.lookup import LookupPlan
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.serving.fastpath import fast_encoder
 from featurestore.serving.request_log import MAX_REQUEST_ID, RequestLog, request_id_from
-from tests.serving.support import open_store
+from tests.serving.support import ServeProcess, open_store
+from tests.support.metrics import sample, scrape
 from tests.support.redis import RedisServer
 from tests.support.waiting import wait_for
 
@@ -242,3 +246,35 @@ def test_a_callers_request_id_is_kept_only_when_short_and_plain(
     given: str | bytes | None, kept: str | None
 ) -> None:
     assert request_id_from(given) == kept
+
+
+def test_a_server_never_waits_for_its_log_and_counts_what_it_drops_and_deletes(
+    served_repo: Path, monitoring_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = {"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [1001, 1002]}}
+
+    def serve(log: Path, calls: int, **env: str) -> dict[str, float]:
+        for key, value in env.items():
+            monkeypatch.setenv(f"FEATURESTORE_REQUEST_LOG_{key.upper()}", value)
+        server = ServeProcess(served_repo, monitoring_redis.url, "--request-log", str(log)).start()
+        try:
+            for _ in range(calls):
+                r = httpx.post(f"{server.http_url}/v1/online-features", json=body, timeout=10)
+                assert r.status_code == 200, r.text  # answered whatever the log does
+            return {
+                name: sample(scrape(server.http_url), f"featurestore_request_log_{name}_total")
+                for name in ("dropped", "rows", "files_deleted")
+            }
+        finally:
+            assert server.stop() == 0
+            for key in env:
+                monkeypatch.delenv(f"FEATURESTORE_REQUEST_LOG_{key.upper()}")
+
+    # A queue too small for any request: every one dropped and counted, none waited for.
+    counts = serve(tmp_path / "full", 5, mode="complete", queue_values="1")
+    assert counts == {"dropped": 5, "rows": 0, "files_deleted": 0}
+    assert _files(tmp_path / "full") == []
+    # A folder bound smaller than any file: each file written is deleted, and counted.
+    counts = serve(tmp_path / "tiny", 3, mode="complete", max_bytes="1", file_rows="1")
+    assert counts["dropped"] == 0 and counts["rows"] == 3 * 2 and counts["files_deleted"] == 3
+    assert _files(tmp_path / "tiny") == []
