@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,13 @@ def test_request_log_mode_and_limits(tmp_path: Path) -> None:
     assert load_config(tmp_path, env={"FEATURESTORE_REQUEST_LOG_MAX_BYTES": "1GB"}).request_log_limits == (
         RequestLogLimits(max_bytes=1000**3)
     )
+
+
+def test_the_readme_request_log_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = re.search(r"```toml\n(\[request_log\]\n.*?)```", readme, re.S)
+    assert example, "README has no [request_log] example"
+    (tmp_path / "featurestore.toml").write_text(f'project = "p"\n{example[1]}')
+    config = load_config(tmp_path, env={})
+    assert config.request_log_sample == 1.0 and config.request_log_path == tmp_path / "logs" / "served"
+    assert config.request_log_limits.max_bytes == 20 * 1024**3
