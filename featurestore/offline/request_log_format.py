@@ -62,6 +62,24 @@ def value_json(value: Any) -> str | None:
     return json.dumps(_plain(value), separators=(",", ":"), sort_keys=True)
 
 
+def json_column(dtype: str, values: list[Any]) -> list[str | None]:
+    """``value_json`` of each value of a column of ``dtype`` (a DType name), the same text,
+    written without the generic encoder where the dtype allows (the request log's writer
+    spends most of its time here)."""
+    if dtype in ("Int32", "Int64", "Timestamp"):  # timestamps: served as microseconds already
+        return [None if v is None else str(v) for v in values]
+    if dtype in ("Float32", "Float64"):
+        return [
+            None if v is None else repr(v) if math.isfinite(v) else f'"{v}"'  # "nan", "inf", "-inf"
+            for v in values
+        ]
+    if dtype == "Bool":
+        return [None if v is None else "true" if v else "false" for v in values]
+    if dtype == "String":
+        return [None if v is None else json.dumps(v) for v in values]  # the C encoder: no options
+    return [value_json(v) for v in values]
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()

@@ -47,6 +47,7 @@ from featurestore.offline.request_log_format import (
     META_MODE,
     META_SAMPLE,
     SCHEMA,
+    json_column,
     value_json,
 )
 from featurestore.online.lookup import LookupPlan, OnlineResult, Status
@@ -259,10 +260,7 @@ class RequestLog:
             rows["entity_index"] += range(n)
             rows["entity_json"] += keys
             rows["feature"] += [col.ref] * n
-            if col.field.dtype.name == "Timestamp":  # served as microseconds already
-                rows["value_json"] += [None if v is None else json.dumps(v) for v in col.values]
-            else:
-                rows["value_json"] += [value_json(v) for v in col.values]
+            rows["value_json"] += json_column(col.field.dtype.name, col.values)
             rows["status"] += [_STATUS[s] for s in col.statuses]
             rows["event_timestamp"] += col.event_ts_us
             rows["run_id"] += run_ids.get(col.ref.split(":", 1)[0]) or [None] * n

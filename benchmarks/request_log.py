@@ -1,0 +1,92 @@
+"""What complete request logging costs: the request path, the writer thread, the disk, and a
+training set built from the log.
+
+    .venv/bin/python benchmarks/request_log.py [--requests 20000] [--entities 10]
+
+In process, no servers: synthetic answers of ``--entities`` entities x 16 features (floats,
+strings, ints; run ids as the lookup gives them). Times ``RequestLog.offer`` on the request
+path (a put on a queue), the writer thread's rows per second until ``close`` returns, the
+bytes per row on disk, and turning the log back into entity rows (``logged_entities``: the
+pivot and typed values a training set from the log starts with).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from featurestore.definitions import Field, Float64, Int64, String
+from featurestore.offline.feature_log import FeatureLog, logged_entities
+from featurestore.online.lookup import FeatureColumn, OnlineResult
+from featurestore.serving.request_log import RequestLog
+
+N_FEATURES = 16
+
+
+def answer(n: int, first: int) -> OnlineResult:
+    fields = [Field(f"f{j}", (Float64, String, Int64)[j % 3]) for j in range(N_FEATURES)]
+    samples = (0.123456789, "Warsaw", 42)
+    columns = [
+        FeatureColumn(
+            f.name, f"v:{f.name}", f, [samples[j % 3]] * n, [1] * n, [1_700_000_000_000_000 + j] * n
+        )
+        for j, f in enumerate(fields)
+    ]
+    return OnlineResult({"driver_id": list(range(first, first + n))}, columns, {"v": [7] * n})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--entities", type=int, default=10)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="fs-request-log-bench-"))
+    try:
+        n = args.entities
+        answers = [answer(n, i * n) for i in range(100)]
+        log = RequestLog(work / "log", 1.0, queue_size=args.requests + 1, queue_values=10**12)
+        start = time.perf_counter()
+        for i in range(args.requests):
+            a = answers[i % 100]
+            log.offer("grpc", time.time(), a.entities, a, sampled=True)
+        offered = time.perf_counter() - start
+        log.close()
+        total = time.perf_counter() - start
+        rows = args.requests * n * N_FEATURES
+        files = sorted((work / "log").glob("*.parquet"))
+        size = sum(f.stat().st_size for f in files)
+        print(f"requests {args.requests} x {n} entities x {N_FEATURES} features = {rows:,} rows")
+        print(f"offer (request path): {offered / args.requests * 1e6:.1f} us per request")
+        print(
+            f"writer: {rows / total:,.0f} rows/s ({args.requests / total:,.0f} requests/s), "
+            f"{len(files)} files"
+        )
+        print(f"disk: {size / rows:.1f} bytes per row, {size / 2**20:.1f} MiB")
+        start = time.perf_counter()
+        table = _entity_rows(work / "log", n)
+        print(f"log -> entity rows: {table:,} rows in {time.perf_counter() - start:.2f}s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _entity_rows(folder: Path, n: int) -> int:
+    from datetime import timedelta
+
+    from featurestore.definitions import Entity, FeatureView, ParquetSource
+    from featurestore.registry import ViewRequest
+
+    driver = Entity("driver", join_keys=["driver_id"])
+    fields = [Field(f"f{j}", (Float64, String, Int64)[j % 3]) for j in range(N_FEATURES)]
+    source = ParquetSource("v", "data/v.parquet", "ts")
+    view = FeatureView("v", [driver], [Field("driver_id", Int64), *fields], source, ttl=timedelta(days=1))
+    logged = logged_entities(FeatureLog(folder), [ViewRequest(view, tuple(view.features))], False)
+    return logged.table.num_rows
+
+
+if __name__ == "__main__":
+    main()
