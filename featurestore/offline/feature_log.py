@@ -20,21 +20,20 @@ complete its log was.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from featurestore.definitions.types import DType
 from featurestore.errors import InvalidRequestError, NotFoundError
-from featurestore.offline.request_log_format import EPOCH, dropped_before, read_log_file
+from featurestore.offline.request_log_format import column_from_json, dropped_before, read_log_file
 from featurestore.registry import ViewRequest
 from featurestore.storage import literal
 
@@ -91,7 +90,8 @@ def logged_entities(
             where.append("request_time < ?")
             params.append(feature_log.end)
         rows = con.sql(f"SELECT * FROM log WHERE {' AND '.join(where)}", params=params).to_arrow_table()
-        served = [ref for ref in wanted if ref in set(rows.column("feature").to_pylist())]
+        found = set(pc.unique(rows.column("feature")).to_pylist())
+        served = [ref for ref in wanted if ref in found]
         if not served:
             raise InvalidRequestError(
                 f"the feature log in {feature_log.path} holds no served values of {sorted(wanted)}"
@@ -128,7 +128,7 @@ def logged_entities(
                     f"served feature {ref} would be named {taken!r}, which the feature log's columns "
                     "already have; pass full_feature_names=True"
                 )
-        columns[name] = _typed(pivot.column(f"v{i}").to_pylist(), dtype)
+        columns[name] = column_from_json(pivot.column(f"v{i}").to_pylist(), dtype)
         columns[name + STATUS_SUFFIX] = pivot.column(f"s{i}")
         runs.setdefault(view, set()).update(r for r in pivot.column(f"r{i}").to_pylist() if r is not None)
     offline = [
@@ -186,22 +186,3 @@ def _add_request_data(columns: dict[str, Any], pivot: pa.Table) -> None:
 
 def _inferred(values: list[Any]) -> pa.DataType:
     return pa.int64() if all(isinstance(v, int) for v in values if v is not None) else pa.string()
-
-
-def _typed(texts: list[str | None], dtype: DType) -> pa.Array:
-    """Logged JSON text (``request_log_format.value_json``) back to values of ``dtype``."""
-    plain = _reader(dtype.name)
-    return pa.array([None if t is None else plain(json.loads(t)) for t in texts], dtype.arrow)
-
-
-def _reader(name: str) -> Any:
-    if name == "Bytes":
-        return base64.b64decode
-    if name.startswith("Float"):
-        return float  # also "nan", "inf", "-inf": written as text
-    if name == "Timestamp":
-        return lambda us: EPOCH + timedelta(microseconds=us)
-    if name.startswith("List("):
-        one = _reader(name[5:-1])
-        return lambda items: [None if v is None else one(v) for v in items]
-    return lambda v: v

@@ -17,6 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featurestore.definitions.types import DType
+
 SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
@@ -93,3 +95,29 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalar
         return _plain(value.item())
     return value
+
+
+def column_from_json(texts: list[str | None], dtype: DType) -> pa.Array:
+    """Logged value text (``value_json``, ``json_column``) back to an array of ``dtype``."""
+    name = dtype.name
+    if name in ("Int32", "Int64"):  # the common dtypes parsed without the JSON decoder
+        return pa.array([None if t is None else int(t) for t in texts], dtype.arrow)
+    if name in ("Float32", "Float64"):
+        return pa.array([None if t is None else float(t.strip('"')) for t in texts], dtype.arrow)
+    if name == "Bool":
+        return pa.array([None if t is None else t == "true" for t in texts], dtype.arrow)
+    plain = _reader(name)
+    return pa.array([None if t is None else plain(json.loads(t)) for t in texts], dtype.arrow)
+
+
+def _reader(name: str) -> Any:
+    if name == "Bytes":
+        return base64.b64decode
+    if name.startswith("Float"):
+        return float  # also "nan", "inf", "-inf": written as text
+    if name == "Timestamp":
+        return lambda us: EPOCH + timedelta(microseconds=us)
+    if name.startswith("List("):
+        one = _reader(name[5:-1])
+        return lambda items: [None if v is None else one(v) for v in items]
+    return lambda v: v

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from featurestore.definitions.types import (
+    Bool,
+    Bytes,
+    Float32,
+    Float64,
+    Int32,
+    Int64,
+    List,
+    String,
+    Timestamp,
+)
 from featurestore.offline.request_log_format import (
+    EPOCH,
     SCHEMA,
+    column_from_json,
     dropped_before,
     json_column,
     read_log_file,
@@ -28,6 +42,17 @@ VALUES: dict[str, list[Any]] = {
     "Timestamp": [1_700_000_000_000_000, 0, -1, None],
     "Bytes": [b"\x00\xff", b"", None],
     "List(Float64)": [[1.0, None, float("nan")], [], None],
+}
+DTYPES = {
+    "Int64": Int64,
+    "Int32": Int32,
+    "Float64": Float64,
+    "Float32": Float32,
+    "Bool": Bool,
+    "String": String,
+    "Timestamp": Timestamp,
+    "Bytes": Bytes,
+    "List(Float64)": List(Float64),
 }
 
 
@@ -57,3 +82,16 @@ def test_a_file_of_the_first_format_reads_in_the_current_schema(tmp_path: Path) 
     assert read.schema == SCHEMA
     assert read.column("run_id").to_pylist() == [None] and read.column("request_json").to_pylist() == [None]
     assert dropped_before(tmp_path / "old.parquet") == 0  # no metadata: nothing known dropped
+
+
+@pytest.mark.parametrize("dtype", sorted(VALUES))
+def test_logged_text_reads_back_as_the_values_served(dtype: str) -> None:
+    kind = DTYPES[dtype]
+    values = VALUES[dtype]
+    read = column_from_json(json_column(dtype, values), kind)
+    if dtype == "Timestamp":  # served as microseconds
+        values = [None if v is None else EPOCH + timedelta(microseconds=v) for v in values]
+    expected = pa.array(values, kind.arrow)
+    assert read.type == expected.type
+    # NaN != NaN: compare the text of each value.
+    assert [repr(v) for v in read.to_pylist()] == [repr(v) for v in expected.to_pylist()]
