@@ -217,7 +217,8 @@ class ServingMetrics:
     ) -> None:
         """After a lookup: Redis round trip, outcomes per view, a sampled age, the request log
         (``logged``: whether the request was sampled for it, None to decide here; ``raw``: the
-        Redis values, for the log's run ids; ``request_id``: the caller's, if it sent one)."""
+        Redis values, for the log's run ids; ``request_id``: the caller's, if it sent one;
+        ``request_data``: the request's data columns, one value per entity, logged with each)."""
         self.redis.observe(redis_seconds)
         views = self._plan_views(plan)
         columns = result.features
