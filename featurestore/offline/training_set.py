@@ -145,6 +145,11 @@ def build_training_set(
     requests = [] if served_only and not features else snapshot.resolve(features)
     logged = None
     if isinstance(entity_df, FeatureLog):
+        if config.offline_engine == "spark":  # its manifest and lineage would not name the log
+            raise InvalidRequestError(
+                "a FeatureLog entity frame needs the duckdb offline engine ([offline] engine = "
+                "\"duckdb\"): the Spark engine does not read feature logs yet"
+            )
         logged = logged_entities(entity_df, requests, full_feature_names)
         entity_df, requests, event_timestamp_column = logged.table, logged.offline, TIME_COLUMN
     if not config.duckdb_path.exists():

@@ -4,6 +4,7 @@ are computed point in time at the request's time."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterator
@@ -252,3 +253,11 @@ def test_request_data_becomes_columns_of_the_training_set(
     assert table.column("rush_hour").to_pylist() == data["rush_hour"]
     assert table.column("conv_rate").to_pylist() == answer.to_dict()["conv_rate"]
     assert table.column_names[:5] == ["driver_id", "request_time", "request_id", "entity_index", "rush_hour"]
+
+
+def test_the_spark_engine_refuses_a_feature_log_before_starting_spark(
+    repo: Path, served: dict[str, Any]
+) -> None:
+    config = dataclasses.replace(open_store(repo).config, offline_engine="spark")
+    with pytest.raises(InvalidRequestError, match="needs the duckdb offline engine"):
+        featurestore.FeatureStore(config=config).get_training_set(FeatureLog(served["log"]), SERVED)
