@@ -126,7 +126,7 @@ def test_cli_reproduces_and_refuses(store: FeatureStore, tmp_path: Path) -> None
     # Without a subcommand, training-set still needs its inputs: one line naming them.
     missing = run_cli("training-set", "--repo", repo, "--service", "svc")
     assert missing.returncode == 1 and missing.stderr.strip() == (
-        "error: training-set needs --entities FILE and --out FILE")
+        "error: training-set needs --out FILE and one of --entities FILE, --feature-log DIR")
     write_stats(store.config.repo / "data" / "stats" / "a.parquet", [0.1, 0.2, 0.3, 0.45])
     refused = run_cli(*reproduce, str(tmp_path / "x.parquet"))
     assert refused.returncode == 1
