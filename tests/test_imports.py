@@ -35,3 +35,49 @@ def test_training_sets_and_registry_reads_do_not_import_pandera(example_repo: Pa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "False", "True", "True"]
+
+
+HEAVY = (
+    "pandas", "pyarrow", "duckdb", "redis", "numpy", "grpc", "pandera", "openlineage", "fastapi", "pyspark"
+)
+
+
+def _loaded_after(code: str) -> list[str]:
+    """The heavy packages a fresh interpreter holds after running ``code``."""
+    probe = code + "\nimport sys\nprint('loaded:', *(m for m in HEAVY if m in sys.modules))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{probe}"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()[-1].split()[1:]
+
+
+def test_the_cli_and_the_package_start_without_heavy_imports() -> None:
+    # `featurestore --help` and `import featurestore` must not pay for pyarrow, DuckDB, Redis,
+    # pandas or OpenLineage: they load when a command uses them.
+    assert _loaded_after("import featurestore") == []
+    assert _loaded_after("import featurestore.cli") == []
+    help_run = "from featurestore.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass"
+    assert _loaded_after(help_run) == []
+    # A public name still loads its module on first use.
+    assert _loaded_after("from featurestore import FeatureView") == ["pyarrow", "numpy"]
+
+
+def test_runs_write_lineage_without_the_openlineage_client(example_repo: Path) -> None:
+    # The events file is written by us in the client's format (tests/lineage); the client's
+    # ~0.2 s of imports is for an HTTP backend only.
+    code = textwrap.dedent(
+        f"""
+        from featurestore import FeatureStore
+        store = FeatureStore({str(example_repo)!r})
+        store.apply()
+        store.ingest()
+        entities = {str(example_repo / "data" / "entity_rows.parquet")!r}
+        with store.get_training_set(entities, "trip_model") as ts:
+            ts.to_arrow()
+        """
+    )
+    loaded = _loaded_after(code)
+    assert "duckdb" in loaded and "openlineage" not in loaded
+    events = example_repo / ".featurestore" / "openlineage" / "events.jsonl"
+    assert events.read_text().count("COMPLETE") >= 3

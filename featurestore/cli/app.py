@@ -13,10 +13,10 @@ import typer.core
 from featurestore.cli.output import make_console
 from featurestore.errors import DefinitionError, FeatureStoreError
 from featurestore.secrets import mask_text
-from featurestore.store import FeatureStore
 
 if TYPE_CHECKING:
     from featurestore.serving.client import Client
+    from featurestore.store import FeatureStore
 
 # --help lists the commands by the task they serve, in the order a new user meets them.
 DEFINE = "Define features"
@@ -83,6 +83,8 @@ RepoOption = Annotated[
 
 
 def open_store(repo: Path) -> FeatureStore:
+    from featurestore.store import FeatureStore  # pyarrow, DuckDB: not for --help
+
     return FeatureStore(repo)
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from featurestore.cli.app import MONITOR, RepoOption, app, console, err_console, open_store
 from featurestore.cli.output import data_table
-from featurestore.monitoring.drift import NO_TEST, DriftReport
-from featurestore.monitoring.report import write_html
+
+if TYPE_CHECKING:
+    from featurestore.monitoring.drift import DriftReport
 
 
 @app.command("drift", rich_help_panel=MONITOR)
@@ -63,6 +64,8 @@ def drift_cmd(
     else:
         print_report(report)
     if html is not None:
+        from featurestore.monitoring.report import write_html
+
         written = write_html(report, html)
         # With --json, stdout is the JSON alone.
         (err_console if as_json else console).print(f"HTML report: {escape(str(written))}")
@@ -71,6 +74,8 @@ def drift_cmd(
 
 
 def print_report(report: DriftReport) -> None:
+    from featurestore.monitoring.drift import NO_TEST
+
     t = report.thresholds
     table = data_table(
         "feature",

@@ -9,7 +9,6 @@ import typer
 from rich.markup import escape
 
 from featurestore.cli.app import MAINTAIN, RepoOption, app, console, open_store
-from featurestore.storage import migrate as migrate_store
 
 
 @app.command(rich_help_panel=MAINTAIN)
@@ -20,6 +19,8 @@ def migrate(
     ] = False,
 ) -> None:
     """Upgrade the store file to this featurestore's layout, after a copy of it (see README, Upgrading)."""
+    from featurestore.storage import migrate as migrate_store  # DuckDB: only when run
+
     path = open_store(repo).config.duckdb_path
     result = migrate_store(path, dry_run)
     store = escape(str(path))

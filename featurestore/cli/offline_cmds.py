@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,10 +15,12 @@ from featurestore.cli.app import BUILD, RepoOption, app, console, err_console, o
 from featurestore.cli.output import data_table, duration, print_json
 from featurestore.cli.progress import progress_bar
 from featurestore.errors import InvalidRequestError, RunInProgressError, ViewsFailedError
-from featurestore.offline.feature_log import FeatureLog
-from featurestore.offline.write import IngestResult
-from featurestore.online.materialize import MaterializeResult
-from featurestore.store import FeatureStore
+
+if TYPE_CHECKING:
+    from featurestore.offline.feature_log import FeatureLog
+    from featurestore.offline.write import IngestResult
+    from featurestore.online.materialize import MaterializeResult
+    from featurestore.store import FeatureStore
 
 
 def split_names(values: list[str] | None) -> list[str] | None:
@@ -271,6 +273,8 @@ def training_set(
     wanted = features_or_service(features, service)
     frame: Path | FeatureLog
     if feature_log is not None:
+        from featurestore.offline.feature_log import FeatureLog
+
         frame = FeatureLog(feature_log)
     else:
         assert entities is not None

@@ -6,15 +6,16 @@ import json
 import re
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from featurestore.cli.app import DEFINE, RepoOption, app, console, open_store
 from featurestore.cli.output import data_table, duration, print_json
 from featurestore.errors import ConfigError
-from featurestore.registry import PRESENT, Plan
-from featurestore.scaffold import scaffold
+
+if TYPE_CHECKING:
+    from featurestore.registry import Plan
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 
@@ -39,6 +40,8 @@ def init(
         name = f"fs_{name}" if name else "features"
     if (directory / "featurestore.toml").exists():
         raise ConfigError(f"{directory} already holds a featurestore.toml")
+    from featurestore.scaffold import scaffold
+
     written = scaffold(directory, name)
     console.print(f"Created feature repo [bold]{name}[/] in {directory}:")
     for path in written:
@@ -164,6 +167,8 @@ def print_plan(plan: Plan) -> None:
 
 
 def _show(value: object) -> str:
+    from featurestore.registry import PRESENT
+
     if value is None:
         return "(none)"
     if value is PRESENT:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,7 +11,9 @@ from featurestore.cli.app import BUILD, RepoOption, app, console, open_store
 from featurestore.cli.offline_cmds import split_names
 from featurestore.cli.output import data_table, print_json
 from featurestore.cli.progress import progress_bar
-from featurestore.validation import ValidationReport
+
+if TYPE_CHECKING:
+    from featurestore.validation import ValidationReport
 
 # Values shown for a row that fails a view-level check (its join keys and event time first).
 VIEW_CHECK_VALUES = 3

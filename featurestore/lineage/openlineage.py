@@ -9,26 +9,29 @@ that does not answer is logged as a warning.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-from openlineage.client import OpenLineageClient
-from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import RunFacet, error_message_run
-from openlineage.client.transport.file import FileConfig, FileTransport
-from openlineage.client.transport.http import HttpConfig, HttpTransport
-from openlineage.client.transport.transport import Transport
 
 from featurestore.config import Config
 from featurestore.redis_urls import is_cluster, parse_cluster_url
 
+if TYPE_CHECKING:
+    from openlineage.client.transport.http import HttpTransport
+
 EVENTS_FILE = "openlineage/events.jsonl"
 PRODUCER = "https://github.com/featurestore/featurestore"
-_END_STATES = {"succeeded": RunState.COMPLETE, "failed": RunState.FAIL, "interrupted": RunState.ABORT}
+# The event and facet schemas these events follow (OpenLineage spec 2-0-2).
+EVENT_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+ERROR_FACET_SCHEMA = (
+    "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
+)
+_END_STATES = {"succeeded": "COMPLETE", "failed": "FAIL", "interrupted": "ABORT"}
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +48,7 @@ class LineageEvents:
     """Emits a repo's runs as OpenLineage events (see the module docstring)."""
 
     config: Config
-    _client: OpenLineageClient | None = None
+    _transport: HttpTransport | None = None
     _down: bool = False  # one failure: the rest of this operation's events are skipped
 
     def file(self, path: str) -> Dataset:
@@ -78,48 +81,57 @@ class LineageEvents:
     ) -> None:
         """A START and the run's end state; the OpenLineage run id is derived from the run's name."""
         run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"featurestore:{self.config.project}:{run}"))
-        end = _END_STATES.get(status, RunState.OTHER)
-        facets: dict[str, RunFacet] = {}
+        end = _END_STATES.get(status, "OTHER")
+        facets: dict[str, Any] = {}
         if error:
-            facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-                message=error, programmingLanguage="python"
-            )
-        ins = [InputDataset(namespace=d.namespace, name=d.name) for d in inputs]
-        outs = [OutputDataset(namespace=d.namespace, name=d.name) for d in outputs]
-        name = f"{self.config.project}.{job}"
-        no_facets: dict[str, RunFacet] = {}
+            facets["errorMessage"] = {
+                "_producer": PRODUCER,
+                "_schemaURL": ERROR_FACET_SCHEMA,
+                "message": error,
+                "programmingLanguage": "python",
+            }
+        ins = [{"facets": {}, "inputFacets": {}, "name": d.name, "namespace": d.namespace} for d in inputs]
+        outs = [{"facets": {}, "name": d.name, "namespace": d.namespace, "outputFacets": {}} for d in outputs]
+        job_spec = {"facets": {}, "name": f"{self.config.project}.{job}", "namespace": "featurestore"}
         for state, when, run_facets in (
-            (RunState.START, started_at, no_facets),
+            ("START", started_at, {}),
             (end, finished_at or datetime.now(UTC), facets),
         ):
             self._emit(
-                RunEvent(
-                    eventType=state,
-                    eventTime=when.astimezone(UTC).isoformat(),
-                    producer=PRODUCER,
-                    run=Run(runId=run_id, facets=run_facets),
-                    job=Job(namespace="featurestore", name=name),
-                    inputs=ins,
-                    outputs=outs,
-                )
+                {
+                    "eventTime": when.astimezone(UTC).isoformat(),
+                    "eventType": state,
+                    "inputs": ins,
+                    "job": job_spec,
+                    "outputs": outs,
+                    "producer": PRODUCER,
+                    "run": {"facets": run_facets, "runId": run_id},
+                    "schemaURL": EVENT_SCHEMA,
+                }
             )
 
-    def _emit(self, event: RunEvent) -> None:
+    def _emit(self, event: dict[str, Any]) -> None:
         if self._down:
             return
         try:
-            if self._client is None:
-                self._client = OpenLineageClient(transport=self._transport())
-            self._client.emit(event)
+            if self.config.openlineage_url:
+                self._http(self.config.openlineage_url).emit(event)  # type: ignore[arg-type]  # its Serde takes a dict as is
+            else:
+                path = self.config.store_dir / EVENTS_FILE
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(event, sort_keys=True) + "\n")
         except Exception as e:  # lineage is a record of the run, never a reason to fail it
             self._down = True
             log.warning("OpenLineage events not emitted: %s: %s", type(e).__name__, e)
 
-    def _transport(self) -> Transport:
-        if self.config.openlineage_url:
+    def _http(self, url: str) -> HttpTransport:
+        # The client library (~0.2 s of imports, every transport) loads only for a backend URL;
+        # the events file is plain JSON lines, written here in the library's own format.
+        if self._transport is None:
+            from openlineage.client.transport.http import HttpConfig, HttpTransport
+
             # Few, quick retries: a lineage backend that is down must not stall ingestion.
             retry = {"total": 2, "backoff_factor": 0.2, "allowed_methods": ["POST"]}
-            return HttpTransport(HttpConfig(url=self.config.openlineage_url, timeout=2.0, retry=retry))
-        path = self.config.store_dir / EVENTS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return FileTransport(FileConfig(log_file_path=str(path), append=True))
+            self._transport = HttpTransport(HttpConfig(url=url, timeout=2.0, retry=retry))
+        return self._transport

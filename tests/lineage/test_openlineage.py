@@ -116,3 +116,34 @@ def test_lineage_config_keys_are_checked(repo: Path) -> None:
         load_config(repo)
     env = {"FEATURESTORE_OPENLINEAGE_URL": "https://lineage.example.com"}
     assert load_config(repo, env=env).openlineage_url == "https://lineage.example.com"
+
+
+def test_file_events_are_what_the_openlineage_client_writes(store: FeatureStore) -> None:
+    # The events file is written without the client library (its imports cost a CLI ~0.2 s):
+    # each line must still be exactly the client's own serialization of the same RunEvent.
+    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+    from openlineage.client.facet_v2 import error_message_run
+    from openlineage.client.serde import Serde
+
+    write_stats(store.config.repo / "data" / "stats" / "b.parquet", [0.5, -1.0], drivers=(2,))
+    with pytest.raises(ViewsFailedError):
+        store.ingest(["stats"])
+    evs = by_job(events(store), "lin.ingest.stats")
+    assert [e["eventType"] for e in evs][-2:] == ["START", "FAIL"]
+    for ev in evs:
+        facets = {}
+        if "errorMessage" in ev["run"]["facets"]:
+            facet = ev["run"]["facets"]["errorMessage"]
+            facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+                message=facet["message"], programmingLanguage="python", producer=facet["_producer"]
+            )
+        expected = RunEvent(
+            eventType=RunState(ev["eventType"]),
+            eventTime=ev["eventTime"],
+            producer=ev["producer"],
+            run=Run(runId=ev["run"]["runId"], facets=facets),
+            job=Job(namespace="featurestore", name=ev["job"]["name"]),
+            inputs=[InputDataset(namespace=i["namespace"], name=i["name"]) for i in ev["inputs"]],
+            outputs=[OutputDataset(namespace=o["namespace"], name=o["name"]) for o in ev["outputs"]],
+        )
+        assert ev == json.loads(Serde.to_json(expected))
