@@ -31,15 +31,17 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from featurestore.errors import InvalidRequestError, NotFoundError
-from featurestore.offline.request_log_format import column_from_json, dropped_before, read_log_file
+from featurestore.offline.request_log_format import SCHEMA, column_from_json, dropped_before
 from featurestore.registry import ViewRequest
-from featurestore.storage import literal
+from featurestore.storage import literal, quote
 
 TIME_COLUMN = "request_time"
 STATUS_SUFFIX = "__status"
 _LOG_COLUMNS = (TIME_COLUMN, "request_id", "entity_index")
+_DUCKDB = {"int64": "BIGINT", "string": "VARCHAR"}  # the types of the columns added to the format
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,17 @@ def logged_entities(
     wanted = {f"{r.view.name}:{f.name}": (r, f.dtype) for r in requests for f in r.features}
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        log = pa.concat_tables([read_log_file(f) for f in files])
-        con.register("log", log)
+        # DuckDB reads the files (only the rows of the features asked for reach memory); a
+        # column older files lack is null (union_by_name), or null typed if no file has it.
+        present = {name for f in files for name in pq.read_schema(f).names}
+        selected = ", ".join(
+            quote(c) if c in present else f"CAST(NULL AS {_DUCKDB[str(SCHEMA.field(c).type)]}) AS {quote(c)}"
+            for c in SCHEMA.names
+        )
+        paths = ", ".join(literal(str(f)) for f in files)
+        con.execute(
+            f"CREATE TEMP VIEW log AS SELECT {selected} FROM read_parquet([{paths}], union_by_name = true)"
+        )
         where = ["feature IN (SELECT unnest(?))"]
         params: list[Any] = [list(wanted)]
         if feature_log.start is not None:
@@ -140,7 +151,7 @@ def logged_entities(
         "path": str(Path(feature_log.path).resolve()),
         "start": None if feature_log.start is None else feature_log.start.isoformat(),
         "end": None if feature_log.end is None else feature_log.end.isoformat(),
-        "files": [{"path": f.name, "size": f.stat().st_size} for f in files],
+        "files": [{"path": str(f.relative_to(feature_log.path)), "size": f.stat().st_size} for f in files],
         "served": served,
         "runs": {view: sorted(ids) for view, ids in sorted(runs.items()) if ids},
         "dropped_requests": sum(dropped_before(f) for f in files),

@@ -217,17 +217,23 @@ def test_old_log_files_without_the_new_columns_still_read(
 ) -> None:
     import pyarrow.parquet as pq
 
-    old = tmp_path / "old"
-    old.mkdir()
-    for f in served["log"].glob("*.parquet"):
-        table = pq.read_table(f)
-        before = [n for n in SCHEMA.names if n not in ("run_id", "request_json")]  # the first format
-        pq.write_table(table.select(before), old / f.name)
+    first = [n for n in SCHEMA.names if n not in ("run_id", "request_json")]  # the first format
+    table = pa.concat_tables([pq.read_table(f) for f in sorted(served["log"].glob("*.parquet"))])
+    half = table.num_rows // 2
+    (tmp_path / "old").mkdir()
+    pq.write_table(table.select(first), tmp_path / "old" / "a.parquet")
+    (tmp_path / "mixed").mkdir()  # an old file beside a new one, a request split across them
+    pq.write_table(table.slice(0, half).select(first), tmp_path / "mixed" / "a.parquet")
+    pq.write_table(table.slice(half), tmp_path / "mixed" / "b.parquet")
     store = open_store(repo)
-    with store.get_training_set(FeatureLog(old), SERVED) as ts:
-        assert ts.to_arrow().num_rows == ROWS
-        assert ts.manifest["feature_log"]["runs"] == {}  # no run ids in the first format
-    assert store.skew(old).skewed == []
+    with store.get_training_set(FeatureLog(served["log"]), SERVED) as ts:
+        expected = ts.to_arrow()
+    for folder in ("old", "mixed"):
+        with store.get_training_set(FeatureLog(tmp_path / folder), SERVED) as ts:
+            assert ts.to_arrow().equals(expected), folder
+            runs = ts.manifest["feature_log"]["runs"]
+        assert (runs == {}) == (folder == "old")  # no run ids in the first format
+        assert store.skew(tmp_path / folder).skewed == []
 
 
 def test_request_data_becomes_columns_of_the_training_set(
