@@ -149,6 +149,11 @@ class ServingMetrics:
             "log's queue was full (its queue_requests or queue_values).",
             registry=r,
         )
+        self.log_lost = Counter(
+            "featurestore_request_log_rows_lost",
+            "Request log rows whose file could not be written (a full disk, a folder gone).",
+            registry=r,
+        )
         self.log_deleted = Counter(
             "featurestore_request_log_files_deleted",
             "Request log files deleted, oldest first, to keep the folder under its max_bytes.",
@@ -178,6 +183,7 @@ class ServingMetrics:
             request_log.on_dropped = self.log_dropped.inc
             request_log.on_written = self.log_rows.inc
             request_log.on_deleted = self.log_deleted.inc
+            request_log.on_lost = self.log_lost.inc
         self.state = StateCollector(holder, config)
         if not self.multiprocess:
             r.register(self.state)

@@ -102,6 +102,7 @@ class RequestLog:
         self.on_dropped: Callable[[], None] = lambda: None
         self.on_written: Callable[[int], None] = lambda n: None
         self.on_deleted: Callable[[int], None] = lambda n: None  # files deleted to stay under max_bytes
+        self.on_lost: Callable[[int], None] = lambda n: None  # rows a failed write lost
         directory.mkdir(parents=True, exist_ok=True)
         self._queue: queue.Queue[_Item | None] = queue.Queue(queue_size)
         self._lock = threading.Lock()  # the two counters below: the request path and the writer
@@ -296,6 +297,7 @@ class RequestLog:
             self.on_written(count)
         except Exception:  # noqa: BLE001 - a full disk loses these rows, not the server
             log.exception("request log: %d rows not written to %s", count, self.directory)
+            self.on_lost(count)
         finally:
             for values in rows.values():
                 values.clear()

@@ -278,3 +278,28 @@ def test_a_server_never_waits_for_its_log_and_counts_what_it_drops_and_deletes(
     counts = serve(tmp_path / "tiny", 3, mode="complete", max_bytes="1", file_rows="1")
     assert counts["dropped"] == 0 and counts["rows"] == 3 * 2 and counts["files_deleted"] == 3
     assert _files(tmp_path / "tiny") == []
+
+
+def test_rows_a_failed_write_loses_are_counted_and_the_log_goes_on(
+    served_repo: Path, monitoring_redis: RedisServer, tmp_path: Path
+) -> None:
+    plan, n, columns, raw = _lookup(served_repo, monitoring_redis.url)
+    result = plan.assemble(n, columns, raw)
+    folder = tmp_path / "log"
+    log = RequestLog(folder, 1.0, batch_rows=n * N_FEATURES, flush_seconds=3600)
+    lost: list[int] = []
+    written: list[int] = []
+    log.on_lost = lost.append
+    log.on_written = written.append
+    folder.rmdir()
+    folder.write_text("not a folder")  # every write fails (as root, a read-only mode would not)
+    try:
+        log.offer("grpc", time.time(), columns, result, sampled=True)
+        wait_for(lambda: lost, 30, "the failed write")
+        folder.unlink()
+        folder.mkdir()  # the folder is back: the next request is written
+        log.offer("grpc", time.time(), columns, result, sampled=True)
+    finally:
+        log.close()
+    assert lost == [n * N_FEATURES] and written == [n * N_FEATURES]
+    assert _rows(folder).num_rows == n * N_FEATURES
