@@ -188,6 +188,15 @@ def test_a_time_window_and_only_unlogged_features(repo: Path, served: dict[str, 
     with store.get_training_set(FeatureLog(served["log"], start=times[1]), SERVED) as ts:
         later = ts.to_arrow()
     assert later.num_rows == sum(1 for r in rows.values() if r["request_time"] >= times[1])
+    with store.get_training_set(
+        FeatureLog(served["log"]), [SERVED[0], OFFLINE], full_feature_names=True
+    ) as ts:
+        names = ts.to_arrow().column_names
+    assert names[-3:] == [
+        "driver_stats__conv_rate",
+        "driver_stats__conv_rate__status",
+        "driver_trips__trips_24h",
+    ]
     with pytest.raises(InvalidRequestError, match="holds no served values of"):
         store.get_training_set(FeatureLog(served["log"]), [OFFLINE])
 
