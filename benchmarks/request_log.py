@@ -3,8 +3,8 @@ training set built from the log.
 
     .venv/bin/python benchmarks/request_log.py [--requests 20000] [--entities 10]
 
-In process, no servers: synthetic answers of ``--entities`` entities x 16 features (floats,
-strings, ints; run ids as the lookup gives them). Times ``RequestLog.offer`` on the request
+In process, no servers: synthetic answers of ``--entities`` entities x 16 features (distinct
+floats, strings, ints; run ids as the lookup gives them). Times ``RequestLog.offer`` on the request
 path (a put on a queue), the writer thread's rows per second until ``close`` returns, the
 bytes per row on disk, and turning the log back into entity rows (``logged_entities``: the
 pivot and typed values a training set from the log starts with).
@@ -13,6 +13,7 @@ pivot and typed values a training set from the log starts with).
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import tempfile
 import time
@@ -27,14 +28,16 @@ N_FEATURES = 16
 
 
 def answer(n: int, first: int) -> OnlineResult:
-    fields = [Field(f"f{j}", (Float64, String, Int64)[j % 3]) for j in range(N_FEATURES)]
-    samples = (0.123456789, "Warsaw", 42)
-    columns = [
-        FeatureColumn(
-            f.name, f"v:{f.name}", f, [samples[j % 3]] * n, [1] * n, [1_700_000_000_000_000 + j] * n
-        )
-        for j, f in enumerate(fields)
-    ]
+    """Distinct values, as a real answer has: floats, city names, counts."""
+    columns = []
+    for j in range(N_FEATURES):
+        f = Field(f"f{j}", (Float64, String, Int64)[j % 3])
+        values: list[object] = [
+            (random.random(), f"city-{random.randrange(10**6)}", random.randrange(10**9))[j % 3]
+            for _ in range(n)
+        ]
+        stamps: list[int | None] = [1_700_000_000_000_000 + i for i in range(n)]
+        columns.append(FeatureColumn(f.name, f"v:{f.name}", f, values, [1] * n, stamps))
     return OnlineResult({"driver_id": list(range(first, first + n))}, columns, {"v": [7] * n})
 
 
@@ -48,11 +51,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fs-request-log-bench-"))
     try:
         n = args.entities
-        answers = [answer(n, i * n) for i in range(100)]
+        answers = [answer(n, i * n) for i in range(1000)]  # each repeats every 1000 requests
         log = RequestLog(work / "log", 1.0, queue_size=args.requests + 1, queue_values=10**12)
         start = time.perf_counter()
         for i in range(args.requests):
-            a = answers[i % 100]
+            a = answers[i % 1000]
             log.offer("grpc", time.time(), a.entities, a, sampled=True)
         offered = time.perf_counter() - start
         log.close()
