@@ -2,12 +2,15 @@
 training set built from the log.
 
     .venv/bin/python benchmarks/request_log.py [--requests 20000] [--entities 10]
+    .venv/bin/python benchmarks/request_log.py --memory   # what a writer that falls behind holds
 
 In process, no servers: synthetic answers of ``--entities`` entities x 16 features (distinct
 floats, strings, ints; run ids as the lookup gives them). Times ``RequestLog.offer`` on the request
 path (a put on a queue), the writer thread's rows per second until ``close`` returns, the
 bytes per row on disk, and turning the log back into entity rows (``logged_entities``: the
-pivot and typed values a training set from the log starts with).
+pivot and typed values a training set from the log starts with). ``--memory``: the Python
+memory (tracemalloc) the log holds when its writer is held and the queue fills to its default
+bounds with 100-entity answers.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import argparse
 import random
 import shutil
 import tempfile
+import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 from featurestore.definitions import Field, Float64, Int64, String
@@ -47,7 +52,10 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--entities", type=int, default=10)
+    parser.add_argument("--memory", action="store_true")
     args = parser.parse_args()
+    if args.memory:
+        return memory()
     work = Path(tempfile.mkdtemp(prefix="fs-request-log-bench-"))
     try:
         n = args.entities
@@ -74,6 +82,36 @@ def main() -> None:
         table = _entity_rows(work / "log", n)
         print(f"log -> entity rows: {table:,} rows in {time.perf_counter() - start:.2f}s")
     finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def memory() -> None:
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    release, busy = threading.Event(), threading.Event()
+
+    def hold(rows: int) -> None:  # the writer stops after its first file, as on a stalled disk
+        busy.set()
+        release.wait()
+
+    work = Path(tempfile.mkdtemp(prefix="fs-request-log-bench-"))
+    log = RequestLog(work, 1.0, flush_seconds=3600)  # the default bounds
+    log.on_written = hold
+    dropped: list[int] = []
+    log.on_dropped = lambda: dropped.append(1)
+    i = 0
+    try:
+        while not dropped:  # a file's worth of rows, then the queue fills until a request is dropped
+            a = answer(100, i * 100)
+            log.offer("grpc", time.time(), a.entities, a, sampled=True)
+            i += 1
+            if not busy.is_set():
+                time.sleep(0.001)
+        held = tracemalloc.get_traced_memory()[0] - base
+        print(f"{i} requests of 100 entities x {N_FEATURES} features offered; held {held / 2**20:.0f} MiB")
+    finally:
+        release.set()
+        log.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
