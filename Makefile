@@ -8,10 +8,11 @@ DEV     := $(VENV)/.installed-dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPO   := definitions
 
-.PHONY: setup runtime redis-server java data demo test lint proto bench bench-full bench-tools clean
+.PHONY: setup runtime redis-server java chromium data demo test lint proto bench bench-full bench-tools clean
 
-# Everything for development: the package, the dev tools, redis-server and Java (Spark tests).
-setup: $(DEV) runtime java
+# Everything for development: the package, the dev tools, redis-server, Java (Spark tests) and
+# Chromium (the web console's browser tests).
+setup: $(DEV) runtime java chromium
 
 # What the package needs to run (the demo): no mypy, hypothesis, schemathesis or grpcio-tools.
 runtime: $(RUNTIME) redis-server
@@ -43,6 +44,14 @@ java:
 		echo "installing openjdk-17-jre-headless (Debian package)"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null; }
+
+# Debian's Chromium and its chromedriver: tests/ui drive the web console in a real headless
+# browser. Selenium is given /usr/bin/chromedriver, so it never downloads a driver of its own.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+		echo "installing chromium and chromium-driver (Debian packages)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
 
 # The example repo's data: seeded, ending at the current hour so served values are fresh.
 data: $(RUNTIME)
