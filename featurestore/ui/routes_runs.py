@@ -1,0 +1,9 @@
+"""TODO"""
+
+from fastapi import FastAPI
+
+from featurestore.ui.app import Console
+
+
+def register(app: FastAPI, console: Console) -> None:
+    pass
