@@ -51,7 +51,8 @@ class Entry:
         """Whether the entry fits a search: ``text`` in its name (or a feature's), ``tag`` as
         ``key`` or ``key=value``, ``owner`` in its owner (all case-insensitive, empty: any)."""
         if text:
-            names = [self.name, *(f["name"] for f in self.spec.get("features", []) if isinstance(f, dict))]
+            items = [*self.spec.get("features", []), *self.spec.get("aggregations", [])]
+            names = [self.name, *(f["name"] for f in items if isinstance(f, dict))]
             if not any(text.lower() in n.lower() for n in names):
                 return False
         if tag:

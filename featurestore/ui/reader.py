@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 import duckdb
 
 from featurestore.config import Config
-from featurestore.errors import NotAppliedError, StoreLockedError
+from featurestore.errors import NotAppliedError, NotFoundError, StoreLockedError
 from featurestore.registry import Snapshot, Version
 from featurestore.registry.versions import RegistryState
 from featurestore.storage import connection
@@ -85,7 +85,7 @@ class StoreReader:
             )
         number = max(versions) if version is None else version
         if number not in versions:
-            raise NotAppliedError(f"registry version {version} does not exist (latest is {max(versions)})")
+            raise NotFoundError(f"registry version {version} does not exist (latest is {max(versions)})")
         with self._lock:
             cached = self._snapshots.get(number)
         if cached is None:

@@ -28,7 +28,7 @@ CSP = (
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "SAMEORIGIN",
     "Cache-Control": "no-store",
 }
@@ -83,10 +83,15 @@ class Access:
 
 
 def same_origin(request: Request) -> bool:
-    """Whether a POST comes from a page of this console (browsers send Origin on every POST)."""
+    """Whether a POST comes from a page of this console. Browsers say so in Sec-Fetch-Site
+    (and in Origin, which some send as "null"); a client that sends neither is no browser
+    tricked by another site's page (curl, a script), which could send the token anyway."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin is None:
-        return True  # not a browser's cross-site form: curl, a test client
+        return True
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
