@@ -14,6 +14,11 @@ def when(value: Any) -> str:
     """A time in UTC to the second; text (as stored in JSON records) is shown as it is."""
     if value is None:
         return "-"
+    if isinstance(value, str):  # JSON records hold times as ISO text
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC)

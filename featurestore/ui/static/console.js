@@ -1,3 +1,6 @@
+// The console's only script: every page works without it.
+document.documentElement.classList.add("js"); // pages may style for scripts being on
+
 // Drag a lineage graph to pan it (the container also scrolls natively, with or without this).
 // A drag that moved is not a click, so releasing over a node does not follow its link.
 document.querySelectorAll(".graph").forEach((box) => {
