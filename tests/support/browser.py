@@ -66,11 +66,14 @@ def click_link(driver: webdriver.Chrome, text: str) -> None:
     WebDriverWait(driver, WAIT).until(expected_conditions.staleness_of(old))
 
 
-def submit(driver: webdriver.Chrome, css: str) -> None:
-    """Click the button matching ``css``, and wait for the page the form leads to."""
+def follow(driver: webdriver.Chrome, css: str) -> None:
+    """Click the link or button matching ``css``, and wait for the page it leads to."""
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, css).click()
     WebDriverWait(driver, WAIT).until(expected_conditions.staleness_of(old))
+
+
+submit = follow  # a form's button
 
 
 def main_text(driver: webdriver.Chrome) -> str:
