@@ -58,8 +58,9 @@ data: $(RUNTIME)
 	$(BIN)/python -m featurestore.datagen $(REPO)/data --scale demo
 
 # Starts a local redis-server (no persistence) when none answers at the repo's Redis URL.
-# Ports: DEMO_GRPC_PORT (default 6566) and DEMO_HTTP_PORT (default 6567), e.g.
-#   make demo DEMO_GRPC_PORT=7566 DEMO_HTTP_PORT=7567
+# Ports: DEMO_GRPC_PORT (default 6566), DEMO_HTTP_PORT (default 6567) and DEMO_UI_PORT (the web
+# console, default 8888), e.g.
+#   make demo DEMO_GRPC_PORT=7566 DEMO_HTTP_PORT=7567 DEMO_UI_PORT=7568
 demo: runtime data
 	@scripts/ensure_redis.sh $(REPO)
 	@$(REPO)/demo.sh $(REPO)

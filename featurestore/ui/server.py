@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -38,6 +40,23 @@ def address(sock: socket.socket, tls: bool) -> str:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     return f"{'https' if tls else 'http'}://{shown}:{port}/"
+
+
+class _Uvicorn(uvicorn.Server):
+    """Ends on SIGINT or SIGTERM with exit status 0, as ``serve`` does: uvicorn would raise the
+    signal again after shutting down, and a script that stops the console would see it fail."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class ConsoleServer:
@@ -86,7 +105,7 @@ def run(
     """Serve the console until interrupted (``featurestore ui``)."""
     sock = bind(host, port)
     options: dict[str, Any] = tls.uvicorn_options() if tls else {}
-    server = uvicorn.Server(uvicorn.Config(build_app(config, tokens), log_level="warning", **options))
+    server = _Uvicorn(uvicorn.Config(build_app(config, tokens), log_level="warning", **options))
     if on_ready is not None:
         who = "bearer token required" if tokens else "no tokens configured: loopback clients only"
         on_ready(f"featurestore console at {address(sock, tls is not None)} ({who})")
