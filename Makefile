@@ -8,7 +8,7 @@ DEV     := $(VENV)/.installed-dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPO   := definitions
 
-.PHONY: setup runtime redis-server java chromium data demo test lint proto bench bench-full bench-tools clean
+.PHONY: setup runtime redis-server java chromium data demo test lint proto bench bench-full bench-tools screenshots clean
 
 # Everything for development: the package, the dev tools, redis-server, Java (Spark tests) and
 # Chromium (the web console's browser tests).
@@ -64,6 +64,11 @@ data: $(RUNTIME)
 demo: runtime data
 	@scripts/ensure_redis.sh $(REPO)
 	@$(REPO)/demo.sh $(REPO)
+
+# The README's pictures of the web console (docs/ui-*.png), taken by headless Chromium from a
+# console over a copy of the example repo (scripts/ui_screenshots.py).
+screenshots: $(DEV) redis-server chromium
+	$(BIN)/python scripts/ui_screenshots.py docs/
 
 # Regenerate the gRPC code from proto/ (committed; tests check it is fresh).
 proto: $(DEV)

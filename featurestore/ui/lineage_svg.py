@@ -20,8 +20,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-NODE_W, NODE_H = 230, 38
-COL_GAP, ROW_GAP, MARGIN = 110, 14, 20
+NODE_W, NODE_H = 210, 38
+COL_GAP, ROW_GAP, MARGIN = 80, 14, 20
 COLUMNS = ("files", "ingestion", "views", "consumers")
 COLORS = {
     "source_file": "#eef6ee",
@@ -172,5 +172,5 @@ def render(root: str, nodes: list[dict[str, Any]], edges: list[tuple[str, str, s
     return "\n".join(out)
 
 
-def _clip(text: str, limit: int = 32) -> str:
+def _clip(text: str, limit: int = 30) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
