@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,15 @@ def build_app(
         response: Response = await call_next(request)
         return response
 
-    app.middleware("http")(security.add_headers)  # outermost: error pages and redirects get them too
+    app.middleware("http")(security.add_headers)  # error pages and redirects get them too
+
+    @app.middleware("http")
+    async def timed(request: Request, call_next: Any) -> Response:
+        # The server's own time per page, for the browser's developer tools and benchmarks/ui.py.
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+        return response
 
     @app.exception_handler(FeatureStoreError)
     async def store_error(request: Request, e: FeatureStoreError) -> Response:
