@@ -48,6 +48,9 @@ def serve(
     request_log_sample: Annotated[
         float | None, typer.Option(help="Share of requests logged, in (0, 1] (default 0.01 or the config).")
     ] = None,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Also serve the web console at /ui on the HTTP port (same tokens).")
+    ] = False,
 ) -> None:
     """Serve online features over gRPC and HTTP until SIGTERM (graceful shutdown)."""
     from featurestore.serving.auth import load_tokens
@@ -56,6 +59,13 @@ def serve(
     from featurestore.serving.tls import load_tls
 
     store = open_store(repo)
+    if ui and not http_port:
+        raise InvalidRequestError("--ui serves the console on the HTTP port: give --http-port (not 0)")
+    console = None
+    if ui:
+        from featurestore.ui.app import MOUNT, mounted
+
+        console = (MOUNT, mounted)
     options = ServeOptions(
         host=host,
         grpc_port=grpc_port,
@@ -67,6 +77,7 @@ def serve(
         tls=load_tls(store.config, tls_cert, tls_key),
         limits=store.config.serving_limits,
         **request_log_options(store.config, request_log, request_log_sample),
+        console=console,
     )
     run(store.config, options, on_ready=lambda line: err_console.print(line, markup=False))
 

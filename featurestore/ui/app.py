@@ -17,6 +17,7 @@ from featurestore.config import Config
 from featurestore.errors import FeatureStoreError, NotAppliedError, NotFoundError
 from featurestore.serving.auth import Tokens
 from featurestore.ui import filters, security
+from featurestore.ui.lookups import LookupRates
 from featurestore.ui.reader import StoreReader
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Console:
     metrics: ServingMetrics | None = None
     nav: list[tuple[str, str]] = field(default_factory=list)
     logout: bool = False  # tokens are configured: a login to leave
+    lookups: LookupRates | None = None  # mounted in serve: its lookup rate and latency
 
     def url(self, path: str) -> str:
         return f"{self.prefix}{path}"
@@ -77,6 +79,8 @@ def build_app(
 
     console = Console(config, StoreReader(config), templates(), prefix.rstrip("/"), metrics)
     console.logout = tokens is not None
+    if metrics is not None:
+        console.lookups = LookupRates(metrics)
     console.nav = [
         ("Catalog", console.url("/")),
         ("Versions", console.url("/versions")),
@@ -88,6 +92,11 @@ def build_app(
     access = security.Access(tokens, console.prefix)
     app = FastAPI(title="featurestore console", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount(console.url("/static"), StaticFiles(directory=HERE / "static"), name="static")
+    if console.prefix:  # mounted under a path: its bare path leads to the catalog
+
+        @app.get(console.prefix, include_in_schema=False)
+        def home() -> Response:
+            return RedirectResponse(console.url("/"), status_code=307)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
@@ -173,3 +182,11 @@ def _title(status: int) -> str:
     return {400: "Bad request", 401: "Not logged in", 403: "Not allowed", 404: "Not found", 503: "Busy"}.get(
         status, "Error"
     )
+
+
+MOUNT = "/ui"  # where ``featurestore serve --ui`` serves the console
+
+
+def mounted(config: Config, tokens: Tokens | None, metrics: ServingMetrics) -> FastAPI:
+    """The console as ``serve --ui`` mounts it at MOUNT, with the server's tokens and metrics."""
+    return build_app(config, tokens, MOUNT, metrics)

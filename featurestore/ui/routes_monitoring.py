@@ -51,7 +51,7 @@ def register(app: FastAPI, console: Console) -> None:
 
         done = reader.read("health", read)
         states, offline, problem = done.value
-        metrics = None
+        metrics = console.lookups.read() if console.lookups is not None else None
         return console.page(
             request,
             "health.html",
