@@ -219,12 +219,20 @@ class MaterializationRunState(ProjectTables):
 
     def failed_views(self, run_id: int) -> dict[str, str]:
         """The views a run left out because they failed alone: view -> why."""
-        if not self.exists():
+        return self.failed_views_of([run_id]).get(run_id, {})
+
+    def failed_views_of(self, run_ids: list[int]) -> dict[int, dict[str, str]]:
+        """Run -> the views it left out because they failed alone (runs that left none out: absent)."""
+        if not run_ids or not self.exists():
             return {}
         if "failed_views" not in column_types(self.con, self.project, "materialization_runs"):
             return {}  # a file whose runs predate the column
-        row = fetch_one(self.con, f"SELECT failed_views FROM {self._table} WHERE run_id = ?", [run_id])
-        return json.loads(row[0]) if row and row[0] else {}
+        rows = self.con.execute(
+            f"SELECT run_id, failed_views FROM {self._table} "
+            "WHERE list_contains(?, run_id) AND failed_views IS NOT NULL",
+            [run_ids],
+        ).fetchall()
+        return {int(run_id): json.loads(failed) for run_id, failed in rows if failed}
 
     def totals(self) -> dict[str, RunTotals]:
         """Per status: runs, rows read, entities written and seconds spent."""

@@ -37,16 +37,19 @@ def register(app: FastAPI, console: Console) -> None:
         view = q.get("view") or None
         shown = (only,) if only else SECTIONS
 
-        def read(con: Connection) -> dict[str, tuple[list[Any], int]]:
+        def read(con: Connection) -> tuple[dict[str, tuple[list[Any], int]], dict[int, dict[str, str]]]:
             out: dict[str, tuple[list[Any], int]] = {}
+            left_out: dict[int, dict[str, str]] = {}
             if "ingest" in shown:
                 out["ingest"] = IngestionRunState(con, project).page(page.limit, page.offset, view)
             if "materialize" in shown and view is None:
-                out["materialize"] = MaterializationRunState(con, project).page(page.limit, page.offset)
-            return out
+                state = MaterializationRunState(con, project)
+                out["materialize"] = state.page(page.limit, page.offset)
+                left_out = state.failed_views_of([r.run_id for r in out["materialize"][0]])
+            return out, left_out
 
         done = reader.read(("runs", page, only, view), read)
-        sections = dict(done.value)
+        sections, left_out = dict(done.value[0]), done.value[1]
         if "rejected" in shown:
             refused = [
                 r for r in reversed(read_rejected(console.config.store_dir)) if view in (None, r["view"])
@@ -60,6 +63,7 @@ def register(app: FastAPI, console: Console) -> None:
             order=[s for s in SECTIONS if s in sections],
             only=only,
             view=view,
+            left_out=left_out,
         )
 
     @app.get(console.url("/runs/{name}"), response_class=HTMLResponse)

@@ -22,7 +22,11 @@ def test_a_refused_ingestion_stands_out_with_its_validation_report(
     assert refused and refused[-1].text.startswith("ingest-rejected-1 driver_stats failed")
     ingested = browser.find_elements(By.CSS_SELECTOR, "#ingest tr.succeeded")
     assert ingested and not browser.find_elements(By.CSS_SELECTOR, "#ingest tr.failed")
-    # the run that went on without it names the view it left out
+    # the run that went on without it stands out too, naming the view it left out
+    [partial] = browser.find_elements(By.CSS_SELECTOR, "#materialize tr.failed")
+    assert partial.text.startswith(
+        "materialize-2 customer_profile, driver_trips, heartbeat left out: driver_stats"
+    )
     browser.get(f"{demo.url}/runs/materialize-2")
     assert "driver_stats" in wait_for(browser, "main").text.split("Views left out")[1]
 
