@@ -15,6 +15,7 @@ from featurestore.runs.training_set_records import list_records
 from featurestore.ui import lineage_svg
 from featurestore.ui.app import Console
 from featurestore.ui.catalog import Catalog
+from featurestore.ui.paging import Page
 
 MAX_NAME = 2000  # characters of a node name (a file's path)
 # What a node's page links to besides its graph: the catalog, a run's page.
@@ -28,10 +29,18 @@ def register(app: FastAPI, console: Console) -> None:
     def graph(request: Request) -> HTMLResponse:
         node = request.query_params.get("node", "").strip()[:MAX_NAME]
         if not node:
+            page = Page.of(request.query_params)
             read = reader.read("catalog", lambda con: reader.snapshot(con))
             found = Catalog(read.value[1]).search()
             sets = sorted(list_records(config.store_dir), key=lambda r: r["created_at"], reverse=True)
-            return console.page(request, "lineage_start.html", read=read, found=found, training_sets=sets)
+            return console.page(
+                request,
+                "lineage_start.html",
+                read=read,
+                found=found,
+                training_sets=sets[page.offset : page.offset + page.limit],
+                page=page.with_total(len(sets)),
+            )
 
         def read_graph(con: Connection) -> dict[str, Any]:
             return lineage(config, reader.snapshot(con)[1], node)
