@@ -86,6 +86,29 @@ def test_without_tokens_only_this_machine_may_look(demo: Demo) -> None:
         assert refused.status_code == 403 and "only on this machine" in refused.text
 
 
+def test_pages_load_nothing_from_elsewhere_and_break_no_policy(browser: webdriver.Chrome, demo: Demo) -> None:
+    browser.get_log("browser")  # drop what earlier tests left
+    pages = [
+        "/",
+        "/catalog/feature_view/driver_stats",
+        "/versions/diff?new=2",
+        f"/lineage?node=training_set:{demo.training_set}",
+        "/runs/ingest-rejected-1",
+        "/health",
+        "/statistics/driver_stats",
+        f"/drift?target=driver_stats&baseline={demo.training_set}",
+    ]
+    for page in pages:
+        browser.get(f"{demo.url}{page}")
+        wait_for(browser, "main")
+        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and all(url.startswith(f"{demo.url}/") for url in loaded), (page, loaded)
+    problems = [
+        entry["message"] for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")
+    ]
+    assert problems == []  # a blocked inline style or script would be reported here
+
+
 def test_every_page_carries_a_content_security_policy(demo: Demo) -> None:
     with httpx.Client(base_url=demo.url, headers={"authorization": f"Bearer {TOKEN}"}) as http:
         for path in ("/", "/login", "/nowhere", "/static/style.css"):
