@@ -4,6 +4,11 @@ and query values checked (400, never 500)."""
 from __future__ import annotations
 
 import html
+import os
+import ssl
+import subprocess
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +18,9 @@ from selenium.webdriver.common.by import By
 from featurestore.config import load_config
 from featurestore.ui.server import ConsoleServer
 from tests.support.browser import chromium, main_text, submit, wait_for
+from tests.support.certs import make_certs
+from tests.support.cli import FEATURESTORE
+from tests.support.redis import free_port
 from tests.ui.support import PUSH_ONLY, SCRIPT_DESCRIPTION, TOKEN, Demo
 
 
@@ -149,3 +157,43 @@ def _non_loopback_address() -> str | None:
             return None
         address = s.getsockname()[0]
     return None if address.startswith("127.") else str(address)
+
+
+def test_under_tls_the_login_cookie_is_secure(demo: Demo, tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    port = free_port()
+    env = {**os.environ, "FEATURESTORE_AUTH_TOKENS": TOKEN}
+    args = [
+        "ui",
+        "--repo",
+        str(demo.repo),
+        "--port",
+        str(port),
+        "--tls-cert",
+        str(certs.cert),
+        "--tls-key",
+        str(certs.key),
+    ]
+    process = subprocess.Popen(
+        [FEATURESTORE, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    tls = ssl.create_default_context(cafile=str(certs.ca))
+    try:
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=tls) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    login = http.post("/login", data={"token": TOKEN})
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None and time.monotonic() < deadline, (
+                        process.stderr and process.stderr.read()
+                    )
+                    time.sleep(0.1)
+            assert login.status_code == 303
+            cookie = login.headers["set-cookie"]
+            assert "; Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+            assert http.get("/").status_code == 200  # the cookie, sent back over TLS
+    finally:
+        process.terminate()
+        process.wait(30)
