@@ -26,6 +26,7 @@ T = TypeVar("T")
 # Seconds a page waits for a writer to let go of the file before it answers from its cache.
 LOCK_TIMEOUT = 0.5
 CACHE_ENTRIES = 256  # pages remembered for when the file is busy (oldest dropped first)
+SNAPSHOTS = 128  # registry versions kept parsed (the oldest parsed dropped first)
 
 
 @dataclass(frozen=True)
@@ -92,4 +93,6 @@ class StoreReader:
             cached = state.snapshot(number)[1]
             with self._lock:
                 self._snapshots[number] = cached
+                while len(self._snapshots) > SNAPSHOTS:  # a long history paged through
+                    self._snapshots.pop(next(iter(self._snapshots)))
         return versions[number], cached
