@@ -8,10 +8,11 @@ DEV     := $(VENV)/.installed-dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPO   := definitions
 
-.PHONY: setup runtime redis-server java data demo test lint proto bench bench-full bench-tools clean
+.PHONY: setup runtime redis-server java chromium data demo test lint proto bench bench-full bench-tools screenshots clean
 
-# Everything for development: the package, the dev tools, redis-server and Java (Spark tests).
-setup: $(DEV) runtime java
+# Everything for development: the package, the dev tools, redis-server, Java (Spark tests) and
+# Chromium (the web console's browser tests).
+setup: $(DEV) runtime java chromium
 
 # What the package needs to run (the demo): no mypy, hypothesis, schemathesis or grpcio-tools.
 runtime: $(RUNTIME) redis-server
@@ -44,16 +45,30 @@ java:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null; }
 
+# Debian's Chromium and its chromedriver: tests/ui drive the web console in a real headless
+# browser. Selenium is given /usr/bin/chromedriver, so it never downloads a driver of its own.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+		echo "installing chromium and chromium-driver (Debian packages)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+
 # The example repo's data: seeded, ending at the current hour so served values are fresh.
 data: $(RUNTIME)
 	$(BIN)/python -m featurestore.datagen $(REPO)/data --scale demo
 
 # Starts a local redis-server (no persistence) when none answers at the repo's Redis URL.
-# Ports: DEMO_GRPC_PORT (default 6566) and DEMO_HTTP_PORT (default 6567), e.g.
-#   make demo DEMO_GRPC_PORT=7566 DEMO_HTTP_PORT=7567
+# Ports: DEMO_GRPC_PORT (default 6566), DEMO_HTTP_PORT (default 6567) and DEMO_UI_PORT (the web
+# console, default 8888), e.g.
+#   make demo DEMO_GRPC_PORT=7566 DEMO_HTTP_PORT=7567 DEMO_UI_PORT=7568
 demo: runtime data
 	@scripts/ensure_redis.sh $(REPO)
 	@$(REPO)/demo.sh $(REPO)
+
+# The README's pictures of the web console (docs/ui-*.png), taken by headless Chromium from a
+# console over a copy of the example repo (scripts/ui_screenshots.py).
+screenshots: $(DEV) redis-server chromium
+	$(BIN)/python scripts/ui_screenshots.py docs/
 
 # Regenerate the gRPC code from proto/ (committed; tests check it is fresh).
 proto: $(DEV)

@@ -35,10 +35,12 @@ print(pq.read_table(sys.argv[1], columns=sys.argv[2:]).slice(0, 5).to_pandas().t
 step $fs materialize --repo "$repo"
 grpc_port=${DEMO_GRPC_PORT:-6566}
 http_port=${DEMO_HTTP_PORT:-6567}
+ui_port=${DEMO_UI_PORT:-8888}
 printf '\n\033[1m$ %s\033[0m\n' "$fs serve --repo $repo --grpc-port $grpc_port --http-port $http_port &"
 $fs serve --repo "$repo" --grpc-port "$grpc_port" --http-port "$http_port" &
 server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+ui=
+trap 'kill -TERM $server $ui 2>/dev/null; wait $server $ui 2>/dev/null' EXIT
 $py - "$http_port" <<'PY'  # wait until the server answers its health check
 import sys, time, urllib.request
 for _ in range(200):
@@ -79,3 +81,23 @@ step $py -c 'import json, sys, urllib.request
 body = {"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [int(sys.argv[2])]}}
 req = urllib.request.Request(sys.argv[1], json.dumps(body).encode(), {"content-type": "application/json"})
 print(urllib.request.urlopen(req).read().decode())' "http://127.0.0.1:$http_port/v1/online-features" "$driver"
+
+# The web console over the same store: catalog, versions, lineage, runs, health, statistics.
+printf '\n\033[1m$ %s\033[0m\n' "$fs ui --repo $repo --port $ui_port &"
+$fs ui --repo "$repo" --port "$ui_port" &
+ui=$!
+$py - "http://127.0.0.1:$ui_port/" <<'PY'  # wait until it answers, then show what its catalog lists
+import re, sys, time, urllib.request
+for _ in range(200):
+    try:
+        page = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("the console did not answer")
+views = re.search(r'<h2>Feature views <span class="muted">\((\d+)\)', page)
+print(f"the console answers at {sys.argv[1]}: its catalog lists {views.group(1) if views else '?'} feature views")
+PY
+printf '\nThe web console was at http://127.0.0.1:%s/ while the demo ran; open it again with:\n' "$ui_port"
+printf '  %s ui --repo %s   (then browse http://127.0.0.1:%s/)\n' "$fs" "$repo" "$ui_port"

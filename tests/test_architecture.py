@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "monitoring": 10,
     "serving": 11,
     "store": 12,
+    "ui": 12,  # the web console: reads the store, the registry, runs and lineage like the CLI
     "__init__": 12,
     "cli": 13,
     "scaffold": 13,

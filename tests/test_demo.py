@@ -37,12 +37,13 @@ def test_make_demo_runs_end_to_end(tmp_path: Path, fresh_data: Path) -> None:
         pytest.fail("the demo runs .venv/bin/featurestore: run the tests through 'make test'")
     # `make data` writes data ending at the current hour (fresh_data, at the tiny scale here).
     repo = copy_example_repo(tmp_path / "definitions", fresh_data)
-    redis_port, grpc_port, http_port = free_port(), free_port(), free_port()
+    redis_port, grpc_port, http_port, ui_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "FEATURESTORE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "DEMO_GRPC_PORT": str(grpc_port),
         "DEMO_HTTP_PORT": str(http_port),
+        "DEMO_UI_PORT": str(ui_port),
     }
     env.pop("FEATURESTORE_DEBUG", None)
     # Nothing answers on the port: ensure_redis.sh starts a redis-server there, as on a fresh machine.
@@ -65,3 +66,6 @@ def test_make_demo_runs_end_to_end(tmp_path: Path, fresh_data: Path) -> None:
     assert "PRESENT" in out and "NOT_FOUND" in out
     assert "{'driver_id': " in out and "'conv_rate': " in out
     assert '"statuses":["PRESENT"]' in out
+    # The web console answered on the demo's store, and its address is printed.
+    assert f"the console answers at http://127.0.0.1:{ui_port}/: its catalog lists 3 feature views" in out
+    assert f"featurestore ui --repo {repo}" in out

@@ -10,6 +10,7 @@ from featurestore.cli import (  # noqa: F401
     online_cmds,
     push_cmds,
     registry_cmds,
+    ui_cmds,
     validate_cmds,
 )
 from featurestore.cli.app import app, main, order_commands

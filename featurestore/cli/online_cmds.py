@@ -51,6 +51,9 @@ def serve(
             "config's [request_log] mode and sample)."
         )
     ] = None,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Also serve the web console at /ui on the HTTP port (same tokens).")
+    ] = False,
 ) -> None:
     """Serve online features over gRPC and HTTP until SIGTERM (graceful shutdown)."""
     from featurestore.serving.auth import load_tokens
@@ -59,6 +62,13 @@ def serve(
     from featurestore.serving.tls import load_tls
 
     store = open_store(repo)
+    if ui and not http_port:
+        raise InvalidRequestError("--ui serves the console on the HTTP port: give --http-port (not 0)")
+    console = None
+    if ui:
+        from featurestore.ui.app import MOUNT, mounted
+
+        console = (MOUNT, mounted)
     options = ServeOptions(
         host=host,
         grpc_port=grpc_port,
@@ -70,6 +80,7 @@ def serve(
         tls=load_tls(store.config, tls_cert, tls_key),
         limits=store.config.serving_limits,
         **request_log_options(store.config, request_log, request_log_sample),
+        console=console,
     )
     run(store.config, options, on_ready=lambda line: err_console.print(line, markup=False))
 

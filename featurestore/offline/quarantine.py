@@ -4,10 +4,11 @@ a view refused under policy "fail". Each written atomically (rename)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -52,3 +53,22 @@ def keep_failed_report(store_dir: Path, report: ViewReport) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     target = store_dir / "validation" / f"{report.view}-{stamp}-failed.json"
     write_text(target, ValidationReport([report]).to_json())
+
+
+def failed_report(store_dir: Path, view: str, started: datetime, finished: datetime) -> dict[str, Any] | None:
+    """The kept report of ``view``'s validation refused between ``started`` and ``finished``
+    (a refused ingestion's record), with its example rows; None if it is gone."""
+    folder = store_dir / "validation"
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob(f"{view}-*-failed.json")):
+        stamp = path.name.removeprefix(f"{view}-").removesuffix("-failed.json")
+        try:
+            written = datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if started <= written <= finished:
+            report: dict[str, Any] = json.loads(path.read_text())
+            report["file"] = str(path)
+            return report
+    return None

@@ -183,6 +183,34 @@ class IngestionRunState(ProjectTables):
         row = fetch_one(self.con, f"SELECT max(run_id) FROM {self._table}")
         return None if row is None or row[0] is None else int(row[0])
 
+    def page(self, limit: int, offset: int = 0, view: str | None = None) -> tuple[list[IngestionRun], int]:
+        """Runs newest first, ``limit`` from ``offset`` (of ``view`` only, if given), and how many in all."""
+        if not table_exists(self.con, self.project, "ingestion_runs"):
+            return [], 0
+        params: list[object] = [] if view is None else [view]
+        where = "true" if view is None else "view = ?"
+        row = fetch_one(self.con, f"SELECT count(*) FROM {self._table} WHERE {where}", params)
+        rows = self.con.execute(
+            f"""SELECT run_id, view, registry_version, status, started_at, finished_at, rows_inserted,
+                       rows_deleted, rows_quarantined, validation, error, {CHANGED}
+                FROM {self._table} WHERE {where} ORDER BY run_id DESC LIMIT ? OFFSET ?""",
+            [*params, limit, offset],
+        ).fetchall()
+        return [_run(row) for row in rows], int(row[0]) if row else 0
+
+    def get(self, run_id: int) -> IngestionRun | None:
+        """One run, None if there is no such run."""
+        if not table_exists(self.con, self.project, "ingestion_runs"):
+            return None
+        row = fetch_one(
+            self.con,
+            f"""SELECT run_id, view, registry_version, status, started_at, finished_at, rows_inserted,
+                       rows_deleted, rows_quarantined, validation, error, {CHANGED}
+                FROM {self._table} WHERE run_id = ?""",
+            [run_id],
+        )
+        return None if row is None else _run(row)
+
     def recent(self, per_view: int, name: str) -> list[IngestionRun]:
         """The ``per_view`` latest runs of each view that changed something, and the run ``name``."""
         if not table_exists(self.con, self.project, "ingestion_runs"):
@@ -195,36 +223,7 @@ class IngestionRunState(ProjectTables):
                 WHERE (changed AND k <= ?) OR ? = 'ingest-' || run_id ORDER BY run_id""",
             [per_view, name],
         ).fetchall()
-        return [
-            IngestionRun(
-                int(run_id),
-                str(view),
-                int(version),
-                str(status),
-                started,
-                finished,
-                inserted,
-                deleted,
-                quarantined,
-                None if validation is None else json.loads(validation),
-                error,
-                bool(changed),
-            )
-            for (
-                run_id,
-                view,
-                version,
-                status,
-                started,
-                finished,
-                inserted,
-                deleted,
-                quarantined,
-                validation,
-                error,
-                changed,
-            ) in rows
-        ]
+        return [_run(row) for row in rows]
 
     def unchanged_per_view(self) -> dict[str, int]:
         """View -> how many of its runs changed nothing."""
@@ -234,6 +233,26 @@ class IngestionRunState(ProjectTables):
             f"SELECT view, count(*) FROM {self._table} WHERE NOT {CHANGED} GROUP BY view"
         ).fetchall()
         return {str(v): int(n) for v, n in rows}
+
+
+def _run(row: tuple[Any, ...]) -> IngestionRun:
+    """An ``IngestionRun`` from a row of the columns its readers select, in its fields' order."""
+    run_id, view, version, status, started, finished, inserted, deleted, quarantined = row[:9]
+    validation, error, changed = row[9:]
+    return IngestionRun(
+        int(run_id),
+        str(view),
+        int(version),
+        str(status),
+        started,
+        finished,
+        inserted,
+        deleted,
+        quarantined,
+        None if validation is None else json.loads(validation),
+        error,
+        bool(changed),
+    )
 
 
 @dataclass

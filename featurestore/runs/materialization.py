@@ -205,6 +205,35 @@ class MaterializationRunState(ProjectTables):
         """The ``limit`` latest runs, newest first."""
         return self._select("true", [], "run_id DESC", limit)
 
+    def page(self, limit: int, offset: int = 0) -> tuple[list[MaterializationRun], int]:
+        """Runs newest first, ``limit`` from ``offset``, and how many in all."""
+        if not self.exists():
+            return [], 0
+        row = fetch_one(self.con, f"SELECT count(*) FROM {self._table}")
+        return self._select("true", [], "run_id DESC", limit, offset), int(row[0]) if row else 0
+
+    def get(self, run_id: int) -> MaterializationRun | None:
+        """One run, None if there is no such run."""
+        found = self._select("run_id = ?", [run_id], "run_id", 1)
+        return found[0] if found else None
+
+    def failed_views(self, run_id: int) -> dict[str, str]:
+        """The views a run left out because they failed alone: view -> why."""
+        return self.failed_views_of([run_id]).get(run_id, {})
+
+    def failed_views_of(self, run_ids: list[int]) -> dict[int, dict[str, str]]:
+        """Run -> the views it left out because they failed alone (runs that left none out: absent)."""
+        if not run_ids or not self.exists():
+            return {}
+        if "failed_views" not in column_types(self.con, self.project, "materialization_runs"):
+            return {}  # a file whose runs predate the column
+        rows = self.con.execute(
+            f"SELECT run_id, failed_views FROM {self._table} "
+            "WHERE list_contains(?, run_id) AND failed_views IS NOT NULL",
+            [run_ids],
+        ).fetchall()
+        return {int(run_id): json.loads(failed) for run_id, failed in rows if failed}
+
     def totals(self) -> dict[str, RunTotals]:
         """Per status: runs, rows read, entities written and seconds spent."""
         if not self.exists():
@@ -223,7 +252,7 @@ class MaterializationRunState(ProjectTables):
         return self._select(where, [limit, name], "run_id", None)
 
     def _select(
-        self, where: str, params: list[object], order: str, limit: int | None
+        self, where: str, params: list[object], order: str, limit: int | None, offset: int = 0
     ) -> list[MaterializationRun]:
         if not self.exists():
             return []
@@ -235,7 +264,8 @@ class MaterializationRunState(ProjectTables):
                        entities_written, error, {fed_by}, changed FROM (
                   SELECT *, row_number() OVER (PARTITION BY changed ORDER BY run_id DESC) AS k
                   FROM (SELECT *, {CHANGED} AS changed FROM {self._table}))
-                WHERE {where} ORDER BY {order}{"" if limit is None else f" LIMIT {int(limit)}"}""",
+                WHERE {where} ORDER BY {order}{"" if limit is None else f" LIMIT {int(limit)}"}
+                {f" OFFSET {int(offset)}" if offset else ""}""",
             params,
         ).fetchall()
         return [MaterializationRun(*row) for row in rows]

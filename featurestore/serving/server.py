@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -67,6 +68,10 @@ class ServeOptions:
     request_log_sample: float = 0.01  # share of requests logged (1.0: every request, "complete")
     request_log_limits: RequestLogLimits = RequestLogLimits()  # its queue, files and disk
     limits: ServingLimits = ServingLimits()  # connections, timeouts, bytes in flight (serving/connections.py)
+    # serve --ui: builds an ASGI app served under its path on the HTTP port (the web console,
+    # featurestore.ui.app.mounted, given by the CLI: serving does not import the layer above it).
+    # It checks tokens itself (a login cookie); everything else keeps the bearer check.
+    console: tuple[str, Callable[[Config, auth.Tokens | None, ServingMetrics], Any]] | None = None
 
 
 class _Uvicorn(uvicorn.Server):
@@ -180,10 +185,14 @@ async def serve_async(
         )
         metrics.mount(app)  # /metrics sits behind the tokens too, when there are tokens
         tls_options = options.tls.uvicorn_options() if options.tls else {}
+        # metrics outside the bearer check: refused requests are counted too
+        root = metrics.instrument(auth.protect_http(app, options.tokens))
+        if options.console is not None:
+            path, build_console = options.console
+            root = _with_console(root, path, build_console(config, options.tokens, metrics))
         http = _Uvicorn(
             uvicorn.Config(
-                # metrics outside the bearer check: refused requests are counted too
-                metrics.instrument(auth.protect_http(app, options.tokens)),
+                root,
                 log_level="warning", lifespan="off", access_log=False,
                 **connections.http_options(limits),
                 **tls_options,
@@ -211,6 +220,8 @@ async def serve_async(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     http_at = f", HTTP on {_http_scheme(options)}://{options.host}:{options.http_port}" if http else ""
+    if http and options.console is not None:
+        http_at += f", console at {_http_scheme(options)}://{options.host}:{options.http_port}{options.console[0]}/"
     if on_ready:
         on_ready(
             f"serving gRPC on {options.host}:{grpc_port}{http_at} "
@@ -228,6 +239,19 @@ async def serve_async(
     await store.aclose()
     await asyncio.to_thread(pushes.close)  # pushes under way finish: each is whole or refused
     await asyncio.to_thread(metrics.close)  # the request log writes what it holds
+
+
+def _with_console(api: Any, path: str, console: Any) -> Any:
+    """One ASGI app: requests under ``path`` to the console, every other one to ``api``."""
+
+    async def route(scope: Any, receive: Any, send: Any) -> None:
+        here = scope.get("path", "")
+        if scope["type"] == "http" and (here == path or here.startswith(path + "/")):
+            await console(scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    return route
 
 
 def _configure_logging() -> None:

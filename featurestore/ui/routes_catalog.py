@@ -1,0 +1,109 @@
+"""Catalog and registry history: the objects of the latest version, each object's page, the
+versions with author and time, and the field-by-field diff between any two (``plan``'s diff)."""
+
+from __future__ import annotations
+
+from duckdb import DuckDBPyConnection as Connection
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+
+from featurestore.errors import NotFoundError
+from featurestore.registry import Plan, Version, make_plan
+from featurestore.registry.versions import RegistryState
+from featurestore.ui.app import Console
+from featurestore.ui.catalog import KINDS, TITLES, Catalog, check_text
+from featurestore.ui.paging import Page, integer
+
+MAX_SEARCH = 200  # characters of a search field
+MAX_VERSION = 2**31 - 1
+
+
+def register(app: FastAPI, console: Console) -> None:
+    reader = console.reader
+
+    @app.get(console.url("/"), response_class=HTMLResponse)
+    def catalog(request: Request) -> HTMLResponse:
+        q = request.query_params
+        text, tag, owner = (q.get(k, "").strip()[:MAX_SEARCH] for k in ("q", "tag", "owner"))
+        read = reader.read("catalog", lambda con: reader.snapshot(con))
+        version, snapshot = read.value
+        found = Catalog(snapshot)
+        return console.page(
+            request,
+            "catalog.html",
+            read=read,
+            version=version,
+            kinds=KINDS,
+            titles=TITLES,
+            found=found.search(text, tag, owner),
+            q=text,
+            tag=tag,
+            owner=owner,
+            all_tags=found.tags(),
+            all_owners=found.owners(),
+        )
+
+    @app.get(console.url("/catalog/{kind}/{name}"), response_class=HTMLResponse)
+    def entry(request: Request, kind: str, name: str) -> HTMLResponse:
+        if kind not in KINDS:
+            raise NotFoundError(f"no kind of object named {kind!r}: give one of {', '.join(KINDS)}")
+        read = reader.read("catalog", lambda con: reader.snapshot(con))
+        version, snapshot = read.value
+        found = Catalog(snapshot).get(kind, name)
+        if found is None:
+            raise NotFoundError(
+                f"no {kind.replace('_', ' ')} named {name!r} in registry version {version.version}"
+            )
+        return console.page(
+            request,
+            "entry.html",
+            read=read,
+            version=version,
+            entry=found,
+            titles=TITLES,
+            check_text=check_text,
+        )
+
+    @app.get(console.url("/versions"), response_class=HTMLResponse)
+    def versions(request: Request) -> HTMLResponse:
+        page = Page.of(request.query_params)
+
+        def history(con: Connection) -> tuple[int, list[Version], dict[int, list[str]]]:
+            every = RegistryState(con, console.config.project).versions()
+            shown = list(reversed(every))[page.offset : page.offset + page.limit]
+            breaking: dict[int, list[str]] = {}
+            for v in shown:  # only the shown versions and the ones before them are parsed
+                if v.version > 1:
+                    old = reader.snapshot(con, v.version - 1)[1]
+                    reasons = make_plan(old, reader.snapshot(con, v.version)[1], v.version - 1).breaking
+                    if reasons:
+                        breaking[v.version] = reasons
+            return len(every), shown, breaking
+
+        read = reader.read(("versions", page), history)
+        total, shown, breaking = read.value
+        return console.page(
+            request,
+            "versions.html",
+            read=read,
+            versions=shown,
+            breaking=breaking,
+            page=page.with_total(total),
+        )
+
+    @app.get(console.url("/versions/diff"), response_class=HTMLResponse)
+    def diff(request: Request) -> HTMLResponse:
+        q = request.query_params
+        new = integer(q, "new", None, 1, MAX_VERSION)
+        old = integer(q, "old", None, 0, MAX_VERSION)
+
+        def read_diff(con: Connection) -> tuple[Version | None, Version, Plan]:
+            n = reader.snapshot(con)[0].version if new is None else new
+            o = max(n - 1, 0) if old is None else old
+            new_version, new_snapshot = reader.snapshot(con, n)
+            old_version, old_snapshot = reader.snapshot(con, o) if o else (None, None)
+            return old_version, new_version, make_plan(old_snapshot, new_snapshot, o or None)
+
+        read = reader.read(("diff", old, new), read_diff)
+        old_version, new_version, plan = read.value
+        return console.page(request, "diff.html", read=read, old=old_version, new=new_version, plan=plan)

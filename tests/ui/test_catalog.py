@@ -1,0 +1,59 @@
+"""The catalog in a real browser: from the list to a view, to what it uses and what uses it."""
+
+from __future__ import annotations
+
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+
+from tests.support.browser import click_link, main_text, submit, wait_for
+from tests.ui.support import Demo
+
+
+def test_click_through_the_catalog(browser: webdriver.Chrome, demo: Demo) -> None:
+    browser.get(f"{demo.url}/")
+    assert "Catalog" in wait_for(browser, "h1").text
+    views = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#feature_view td:first-child a")]
+    assert views == ["customer_profile", "driver_stats", "driver_trips", "heartbeat"]
+
+    click_link(browser, "driver_stats")
+    assert browser.find_element(By.ID, "name").text == "driver_stats"
+    features = browser.find_element(By.ID, "features").text
+    assert "conv_rate Float32 Share of offers accepted in_range(0, 1)" in features
+    assert "is_active" not in features  # removed in version 2
+    facts = main_text(browser)
+    assert "TTL 2.0 d" in facts and "marketplace-ml@example.com" in facts and "team=marketplace" in facts
+
+    # What it uses (its entity and source) and what uses it (the services), each a link.
+    assert browser.find_element(By.ID, "uses").text.split("\n") == [
+        "entity driver",
+        "source driver_stats_source",
+    ]
+    assert browser.find_element(By.ID, "used-by").text.split("\n") == [
+        "feature service dispatch_model",
+        "feature service trip_model",
+    ]
+    click_link(browser, "driver")
+    assert browser.find_element(By.ID, "name").text == "driver"
+    assert "join keys driver_id" in main_text(browser)
+    assert "driver_trips" in browser.find_element(By.ID, "used-by").text
+    click_link(browser, "driver_trips")
+    assert "trips_1h" in main_text(browser)  # its aggregations
+    click_link(browser, "dispatch_model")
+    assert "driver_stats:online_hours" in browser.find_element(By.ID, "features").text
+
+
+def test_search_by_name_tag_and_owner(browser: webdriver.Chrome, demo: Demo) -> None:
+    browser.get(f"{demo.url}/")
+    wait_for(browser, "#q").send_keys("trips_1")  # a feature's name finds its view
+    submit(browser, "#search")
+    shown = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "main td:first-child a")]
+    assert shown == ["driver_trips"]
+
+    browser.get(f"{demo.url}/?tag=team%3Dmarketplace")
+    shown = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "main td:first-child a")]
+    assert shown == ["driver_stats", "driver_trips"]
+
+    browser.get(f"{demo.url}/catalog/feature_view/customer_profile")
+    click_link(browser, "growth-ml@example.com")  # the owner links to a search by owner
+    shown = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "main td:first-child a")]
+    assert shown == ["customer_profile"]
