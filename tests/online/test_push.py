@@ -368,3 +368,22 @@ sums = FeatureView("sums", entities=[item], source=items.source,
     with pytest.raises(InvalidRequestError, match="not supported on the Spark engine"):
         spark.push("items", rows((1, NOW, None, 1)))
     assert not (fs.config.store_dir / "push").exists()
+
+
+def test_custom_checks_judge_every_push_the_quick_pass_never_skips_them(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    defs = DEFS.replace(
+        "checks=[Check.ge(0)]", 'checks=[Check.ge(0), Check(lambda s: s % 2 == 0, name="even")]'
+    )
+    fs = make_store(
+        tmp_path / "repo", defs, {"items/part-0.parquet": rows((0, NOW - 2 * HOUR, None, 0))}, project="push"
+    )
+    for _ in range(2):  # the second push finds the view's checks already read
+        with pytest.raises(InvalidRowsError, match="even"):
+            fs.push("items", rows((1, NOW - HOUR, None, 3)))
+        assert fs.push("items", rows((1, NOW - HOUR, None, 4))).written in (0, 1)
+    with pytest.raises(InvalidRowsError, match="greater_than_or_equal_to"):
+        fs.push("items", rows((1, NOW - HOUR, None, -2)))
+    assert served(fs, [1]) == [4]
+    fs.close()
