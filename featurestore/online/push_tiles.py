@@ -1,0 +1,118 @@
+"""A push to an aggregation view, online: the tiles of the pushed entities, recomputed at once.
+
+Tiles are a function of an entity's events, so a push does what an incremental
+materialization does for entities with new events (``tile_writer``), over the events a
+training set will see once the push is ingested: the view's ingested rows of the pushed
+entities, plus the rows of every pushed file not ingested yet (this push's and earlier ones),
+ordered after the ingested rows and in push order, as ingestion numbers them
+(``offline/plan.py``). So a lookup right after the push serves what the training set at
+``ceil(now / hop) * hop`` holds after the next ingestion, and a push also restores earlier
+pushes a materialization may have overwritten meanwhile.
+
+The store's DuckDB file is read (read-only, a few seconds at most): while an ingestion
+writes it, the push waits, and past ``LOCK_TIMEOUT`` its rows stay durable offline but are
+not written online (StoreLockedError says so); the next materialization ingests and writes them.
+
+Concurrency. Within a process, pushes to one view recompute one at a time (a lock), so the
+last write holds every pushed file. Across processes (a server and a CLI, or two server
+workers), two pushes of the same entity may write in the other order than they read: the
+value then lacks the other push's events until the next push of that entity or the next
+materialization. A materialization that lists the push log before a push and writes the
+entity after it does the same; its next run ingests the file and rewrites the entity (an
+incremental run rewrites entities with rows in files ingested since the last run).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurestore.definitions import FeatureView
+from featurestore.errors import StoreLockedError
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, SEQ
+from featurestore.offline.offline_store import OfflineStore
+from featurestore.offline.push_log import pushed_files
+from featurestore.online.codec import PUSHED_RUN_ID
+from featurestore.online.store import OnlineStore
+from featurestore.online.tile_writer import write_entity_tiles
+from featurestore.storage import connect
+
+LOCK_TIMEOUT = 5.0  # seconds a push waits for an ingestion holding the store file
+_locks: dict[tuple[Path, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def write_pushed_tiles(
+    project: str,
+    view: FeatureView,
+    table: pa.Table,
+    duckdb_path: Path,
+    store_dir: Path,
+    online: OnlineStore,
+    now: datetime,
+) -> int:
+    """Recompute and write the tiles of the entities in ``table`` (a pushed batch, already in
+    the push log); how many values (entity x hop group) were written."""
+    with _lock(store_dir, view.name):
+        try:
+            con = connect(duckdb_path, read_only=True, lock_timeout=LOCK_TIMEOUT)
+        except StoreLockedError as e:
+            error = StoreLockedError(
+                f"push to feature view {view.name!r}: the rows are durable offline but its tiles "
+                f"were not recomputed online: {e.message}; the next materialization writes them"
+            )
+            # What a server's caller reads: the same promise, without the path and pid.
+            error.client_message = (
+                f"push to feature view {view.name!r}: the rows are durable offline but were not "
+                "written online (the store file is held by an ingestion); the next materialization "
+                "writes them, pushing them again is not needed"
+            )
+            raise error from e
+        try:
+            keys = table.select([k.name for k in view.join_keys])
+            pending = _pending(con, project, view, store_dir)
+            return write_entity_tiles(con, project, view, keys, pending, now, online, PUSHED_RUN_ID, now)
+        finally:
+            con.close()
+
+
+def _pending(
+    con: duckdb.DuckDBPyConnection, project: str, view: FeatureView, store_dir: Path
+) -> pa.Table | None:
+    """The rows of the view's pushed files not ingested yet (read while the store file is
+    held, so no ingestion takes one meanwhile); None if there are none."""
+    ingested = OfflineStore(con, project).known_files(view.name)
+    last_file = max((f.file_id for f in ingested.values()), default=0)  # as ingestion numbers
+    pending = [f.path for f in pushed_files(store_dir, view.name) if f.path not in ingested]
+    # none: an ingestion took this push's file between its write and this read
+    return _pending_rows(view, pending, last_file) if pending else None
+
+
+def _pending_rows(view: FeatureView, paths: list[str], last_file: int) -> pa.Table:
+    """The rows of pushed files not ingested yet, renamed as the view's table and numbered
+    as ingestion will: file ids after every ingested one in push order, so a later push wins
+    a full tie (same event and created time), as offline."""
+    src = view.source
+    names = [k.name for k in view.join_keys] + [f.name for f in view.columns]
+    created = src.created_timestamp_field
+    tables = []
+    for i, path in enumerate(paths):
+        pushed = pq.read_table(path)
+        n = pushed.num_rows
+        arrays = {name: pushed.column(name) for name in names}
+        arrays[EVENT_TS] = pushed.column(src.timestamp_field)
+        arrays[CREATED_TS] = pushed.column(created) if created else pa.nulls(n, pa.timestamp("us", tz="UTC"))
+        arrays[SEQ] = pa.array(((last_file + 1 + i) << 32) + np.arange(n, dtype=np.int64))
+        tables.append(pa.table(arrays))
+    return pa.concat_tables(tables)
+
+
+def _lock(store_dir: Path, view: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault((store_dir, view), threading.Lock())
