@@ -90,7 +90,8 @@ def push_rows(
     """Validate ``rows`` (a pyarrow Table or pandas DataFrame) for ``view``, append them to its
     push log, then write them online (``online``: None for a view that is not online). An
     aggregation view's tiles are recomputed from the store file at ``duckdb_path``
-    (push_tiles.py); ``written`` then counts values (entity x hop group)."""
+    (push_tiles.py): ``written`` counts the rows in a value written, ``expired`` the rows
+    past every window."""
     began = time.perf_counter()
     table = typed_batch(view, rows)
     validate(with_checks(view) if with_checks is not None else view, table)
@@ -101,7 +102,7 @@ def push_rows(
             if duckdb_path is None:
                 raise InvalidRequestError(f"push to aggregation view {view.name!r}: no store file given")
             written = _write_online_tiles(project, view, table, online, result, store_dir, duckdb_path, now)
-            result = replace(result, written=written)
+            result = replace(result, written=written, expired=table.num_rows - written)
         else:
             result = _write_online(project, view, table, online, result, now or datetime.now(UTC))
     return replace(result, seconds=time.perf_counter() - began)

@@ -25,7 +25,7 @@ incremental run rewrites entities with rows in files ingested since the last run
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -38,11 +38,15 @@ from featurestore.errors import StoreLockedError
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, SEQ
 from featurestore.offline.offline_store import OfflineStore
 from featurestore.offline.push_log import pushed_files
-from featurestore.online.codec import PUSHED_RUN_ID
+from featurestore.online.codec import PUSHED_RUN_ID, timestamps_us
+from featurestore.online.keys import encode_keys
 from featurestore.online.store import OnlineStore
 from featurestore.online.tile_writer import write_entity_tiles
+from featurestore.online.tiles import tile_groups
 from featurestore.storage import connect
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 LOCK_TIMEOUT = 5.0  # seconds a push waits for an ingestion holding the store file
 _locks: dict[tuple[Path, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -58,7 +62,7 @@ def write_pushed_tiles(
     now: datetime,
 ) -> int:
     """Recompute and write the tiles of the entities in ``table`` (a pushed batch, already in
-    the push log); how many values (entity x hop group) were written."""
+    the push log); how many of its rows are in a value written."""
     with _lock(store_dir, view.name):
         try:
             con = connect(duckdb_path, read_only=True, lock_timeout=LOCK_TIMEOUT)
@@ -77,9 +81,29 @@ def write_pushed_tiles(
         try:
             keys = table.select([k.name for k in view.join_keys])
             pending = _pending(con, project, view, store_dir)
-            return write_entity_tiles(con, project, view, keys, pending, now, online, PUSHED_RUN_ID, now)
+            written = write_entity_tiles(con, project, view, keys, pending, now, online, PUSHED_RUN_ID, now)
         finally:
             con.close()
+    return _rows_written(project, view, table, written, now)
+
+
+def _rows_written(project: str, view: FeatureView, table: pa.Table, written: set[str], now: datetime) -> int:
+    """Pushed rows whose event is in a value written: its entity's, in a group whose tiles a
+    lookup from ``now`` on may combine and before ``now``. The others are past every window
+    (or not due yet) and change no value."""
+    columns = [(k.name, table.column(k.name)) for k in view.join_keys]
+    event_us = timestamps_us(table.column(view.source.timestamp_field))
+    now_us = (now - _EPOCH) // _US
+    due = event_us < now_us
+    hit = np.zeros(table.num_rows, dtype=bool)
+    for group in tile_groups(view):
+        in_tiles = due
+        if group.hop_us is not None:
+            oldest = group.tile_of(now_us) - group.span + 1
+            in_tiles = due & (-(-event_us // group.hop_us) >= oldest)
+        group_keys = encode_keys(project, group.key_name, columns).to_pylist()
+        hit |= in_tiles & np.fromiter((k in written for k in group_keys), dtype=bool, count=len(group_keys))
+    return int(hit.sum())
 
 
 def _pending(

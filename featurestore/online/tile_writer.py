@@ -171,12 +171,12 @@ def write_entity_tiles(
     writer: OnlineStore,
     run_id: int,
     now: datetime,
-) -> int:
+) -> set[str]:
     """Write the tiles of the entities in ``keys`` (join key columns) as ``write_tiles`` would,
     from their rows in the view's table plus ``pending`` (rows laid out as the table, not
-    ingested yet: a push's, see push_tiles.py); how many values. An entity with no event a
-    lookup from ``now`` on may combine in a group keeps that group's stored value: none of
-    its events could change it."""
+    ingested yet: a push's, see push_tiles.py); the Redis keys written. An entity with no
+    event a lookup from ``now`` on may combine in a group keeps that group's stored value:
+    none of its events could change it."""
     names = [quote(k.name) for k in view.join_keys]
     key_list = ", ".join(names)
     con.register("__entity_keys", keys)
@@ -193,10 +193,10 @@ def write_entity_tiles(
         con.register("__pending_rows", pending)
         parts.append(f"SELECT {laid_out} FROM __pending_rows WHERE {wanted}")
     if not parts:
-        return 0
+        return set()
     con.execute(f"CREATE OR REPLACE TEMP TABLE __entity_events AS {' UNION ALL '.join(parts)}")
     now_us = (now - _EPOCH) // timedelta(microseconds=1)
-    written = 0
+    written: set[str] = set()
     for group in tile_groups(view):
         codec = group_codec(group)
         sql, params = _group_sql(project, view, group, end, now_us, [], "__entity_events")
@@ -204,7 +204,7 @@ def write_entity_tiles(
             for batch in reader:
                 encoded = encode_group_rows(project, view, group, codec, batch, run_id)
                 writer.replace(*encoded)
-                written += len(encoded[0])
+                written.update(encoded[0])
     con.execute("DROP TABLE __entity_events")
     return written
 

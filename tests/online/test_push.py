@@ -370,6 +370,11 @@ sums = FeatureView("sums", entities=[item], source=items.source,
     # tests/online/test_push_tiles.py covers aggregation views; here only that it is not refused
     assert fs.push("sums", rows((1, NOW - HOUR / 4, None, 5)).drop_columns(["name"])).written == 1
     assert fs.get_online_features(["sums:v_sum_1h"], {"id": [1]}).to_dict()["v_sum_1h"] == [6]
+    # an event past the only window is in no value: counted as expired, nothing served changes
+    batch = rows((1, NOW - 3 * HOUR, None, 50), (1, NOW - HOUR / 8, None, 1)).drop_columns(["name"])
+    old = fs.push("sums", batch)
+    assert (old.rows, old.written, old.expired) == (2, 1, 1)
+    assert fs.get_online_features(["sums:v_sum_1h"], {"id": [1]}).to_dict()["v_sum_1h"] == [7]
 
 
 def test_custom_checks_judge_every_push_the_quick_pass_never_skips_them(
