@@ -18,6 +18,10 @@ event times after every stored one, so each row is written online (newer-wins).
                 folder, then a redis-py pipeline of plain SETs of the same encoded values (the
                 encoding done outside the clock). Interleaved. Target: over gRPC >= 50,000 rows/s.
                 Then a cProfile of in-process batch pushes.
+  aggregation   FeatureStore.push of 1 event to driver_trips (the example's aggregation view:
+                the pushed driver's tiles recomputed from the store file) beside a lookup of
+                its 9 features for that driver, after an ingestion in each run (so the i-th
+                push also reads i push files not ingested yet). No target: for the record.
 
 Each run repeats every series (``--iterations`` one-row calls, ``--batches`` batch calls);
 the figures are the medians over runs of each run's p50 (rows/s: of each run's median).
@@ -48,6 +52,7 @@ from typing import Any
 from online import BIN, OUT, ROOT, background, free_port, percentiles, redis_server, run_cli, wait_port
 
 VIEW = "driver_stats"
+AGG_VIEW = "driver_trips"  # the example's aggregation view: 9 aggregations, 3 hop groups
 BATCH = 1_000
 TARGETS = {"one_row_ratio": 3.0, "grpc_rows_per_s": 50_000.0}
 
@@ -104,6 +109,38 @@ class Rows:
                 "is_active": pa.array([True] * n, pa.bool_()),
             }
         )
+
+
+def trip(driver: int) -> Any:
+    """One trip event of ``driver``, now (driver_trips' source columns)."""
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "driver_id": pa.array([driver], pa.int64()),
+            "event_timestamp": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+            "customer_id": pa.array([5], pa.int64()),
+            "fare": [12.5],
+            "distance_km": [3.2],
+            "payment": ["card"],
+            "tip": [1.0],
+        }
+    )
+
+
+def aggregation_run(
+    store: Any, repo: Path, env: dict[str, str], drivers: list[int], n: int
+) -> dict[str, Any]:
+    """1-event pushes to the aggregation view beside 1-entity lookups of its features, after
+    an ingestion (so the i-th push reads i pending push files, besides the entity's rows)."""
+    run_cli(env, "materialize", "--offline", "--repo", str(repo), "--views", AGG_VIEW)
+    features = [f"{AGG_VIEW}:{f.name}" for f in store.get_feature_view(AGG_VIEW).features]
+    series: dict[str, list[float]] = {"agg_push": [], "agg_lookup": []}
+    for i in range(n):
+        driver = drivers[i % len(drivers)]
+        series["agg_push"].append(_timed(store.push, AGG_VIEW, trip(driver)))
+        series["agg_lookup"].append(_timed(store.get_online_features, features, {"driver_id": [driver]}))
+    return {name: percentiles(xs) for name, xs in series.items()}
 
 
 def _timed(fn: Callable[..., Any], *args: Any) -> float:
@@ -203,7 +240,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return statistics.median(r[name][q] for r in runs)
 
     s: dict[str, Any] = {}
-    for name in ("push", "lookup", "grpc_push", "grpc_lookup", "limit_1"):
+    for name in ("push", "lookup", "grpc_push", "grpc_lookup", "limit_1", "agg_push", "agg_lookup"):
         s[name] = {q: med(name, q) for q in ("p50_ms", "p99_ms")}
     s["rows_per_s"] = {
         name: statistics.median(r["rows_per_s"][name] for r in runs)
@@ -239,6 +276,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"| limit: 1 row by hand (Parquet + fsync + rename + folder fsync, Redis SET) | "
         f"{s['limit_1']['p50_ms']:.3f} | {s['limit_1']['p99_ms']:.3f} | "
         f"{s['limit_1']['p50_ms'] / s['lookup']['p50_ms']:.2f}× the in-process lookup |",
+        f"| in process, push 1 event to {AGG_VIEW} (tiles recomputed; 1..{result['agg_iterations']} "
+        f"pending push files) | {s['agg_push']['p50_ms']:.3f} | {s['agg_push']['p99_ms']:.3f} | "
+        f"{s['agg_push']['p50_ms'] / s['agg_lookup']['p50_ms']:.2f}× its lookup (no target) |",
+        f"| in process, lookup 1 entity of {AGG_VIEW} (9 aggregations) | {s['agg_lookup']['p50_ms']:.3f} | "
+        f"{s['agg_lookup']['p99_ms']:.3f} | 1.00 |",
         "",
         f"| batch of {BATCH:,} rows | rows/s (median) | share of the limit | target |",
         "|---|---|---|---|",
@@ -264,6 +306,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=300, help="one-row calls per series and run")
     parser.add_argument("--batches", type=int, default=20, help="batches per series and run")
+    parser.add_argument("--agg-iterations", type=int, default=50, help="aggregation pushes per run")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is missing: run `make bench`")
@@ -284,6 +327,7 @@ def main() -> None:
         "runs": args.runs,
         "iterations": args.iterations,
         "batches": args.batches,
+        "agg_iterations": args.agg_iterations,
         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
         "versions": {
             "python": platform.python_version(),
@@ -297,7 +341,7 @@ def main() -> None:
         os.environ["FEATURESTORE_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         env = dict(os.environ)
         run_cli(env, "apply", "--repo", str(repo))
-        run_cli(env, "materialize", "--repo", str(repo), "--views", VIEW)
+        run_cli(env, "materialize", "--repo", str(repo), "--views", f"{VIEW},{AGG_VIEW}")
         store = FeatureStore(repo, config=load_config(repo, env=env))
         drivers = list(range(FIRST_DRIVER, FIRST_DRIVER + min(BATCH, SCALES[args.scale].drivers)))
         rows = Rows(drivers)
@@ -321,8 +365,10 @@ def main() -> None:
                 limit = raw_write(store, raw, Path(scratch))
                 one_run(store, remote, rows, limit, 30, 3)  # warm-up: imports, plans, connections
                 runs = []
+                aggregation_run(store, repo, env, drivers, 5)  # warm-up
                 for i in range(args.runs):
                     runs.append(one_run(store, remote, rows, limit, args.iterations, args.batches))
+                    runs[-1].update(aggregation_run(store, repo, env, drivers, args.agg_iterations))
                     print(f"  run {i + 1}/{args.runs} done", file=sys.stderr, flush=True)
         result["profile"] = profile_batches(store, rows)
         check = store.get_online_features([f"{VIEW}:city"], {"driver_id": drivers[:1]}).to_dict()
