@@ -241,6 +241,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     s: dict[str, Any] = {}
     for name in ("push", "lookup", "grpc_push", "grpc_lookup", "limit_1", "agg_push", "agg_lookup"):
+        if name not in runs[0]:  # --agg-iterations 0
+            continue
         s[name] = {q: med(name, q) for q in ("p50_ms", "p99_ms")}
     s["rows_per_s"] = {
         name: statistics.median(r["rows_per_s"][name] for r in runs)
@@ -259,6 +261,15 @@ def markdown(result: dict[str, Any]) -> str:
     s = result["summary"]
     t = TARGETS["one_row_ratio"]
     rate = s["rows_per_s"]
+    aggregation = []
+    if "agg_push" in s:
+        aggregation = [
+            f"| in process, push 1 event to {AGG_VIEW} (tiles recomputed; 1..{result['agg_iterations']} "
+            f"pending push files) | {s['agg_push']['p50_ms']:.3f} | {s['agg_push']['p99_ms']:.3f} | "
+            f"{s['agg_push']['p50_ms'] / s['agg_lookup']['p50_ms']:.2f}× its lookup (no target) |",
+            f"| in process, lookup 1 entity of {AGG_VIEW} (9 aggregations) | "
+            f"{s['agg_lookup']['p50_ms']:.3f} | {s['agg_lookup']['p99_ms']:.3f} | 1.00 |",
+        ]
     lines = [
         f"driver_stats (14 features, pandera checks); {result['iterations']:,} one-row calls and "
         f"{result['batches']} batches of {BATCH:,} rows per series and run, {result['runs']} runs, "
@@ -276,11 +287,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"| limit: 1 row by hand (Parquet + fsync + rename + folder fsync, Redis SET) | "
         f"{s['limit_1']['p50_ms']:.3f} | {s['limit_1']['p99_ms']:.3f} | "
         f"{s['limit_1']['p50_ms'] / s['lookup']['p50_ms']:.2f}× the in-process lookup |",
-        f"| in process, push 1 event to {AGG_VIEW} (tiles recomputed; 1..{result['agg_iterations']} "
-        f"pending push files) | {s['agg_push']['p50_ms']:.3f} | {s['agg_push']['p99_ms']:.3f} | "
-        f"{s['agg_push']['p50_ms'] / s['agg_lookup']['p50_ms']:.2f}× its lookup (no target) |",
-        f"| in process, lookup 1 entity of {AGG_VIEW} (9 aggregations) | {s['agg_lookup']['p50_ms']:.3f} | "
-        f"{s['agg_lookup']['p99_ms']:.3f} | 1.00 |",
+        *aggregation,
         "",
         f"| batch of {BATCH:,} rows | rows/s (median) | share of the limit | target |",
         "|---|---|---|---|",
@@ -306,7 +313,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=300, help="one-row calls per series and run")
     parser.add_argument("--batches", type=int, default=20, help="batches per series and run")
-    parser.add_argument("--agg-iterations", type=int, default=50, help="aggregation pushes per run")
+    parser.add_argument("--agg-iterations", type=int, default=50, help="aggregation pushes per run (0: none)")
+    parser.add_argument("--tag", default="", help="added to the results file's name (push-SCALE-TAG.json)")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is missing: run `make bench`")
@@ -365,10 +373,12 @@ def main() -> None:
                 limit = raw_write(store, raw, Path(scratch))
                 one_run(store, remote, rows, limit, 30, 3)  # warm-up: imports, plans, connections
                 runs = []
-                aggregation_run(store, repo, env, drivers, 5)  # warm-up
+                if args.agg_iterations:
+                    aggregation_run(store, repo, env, drivers, 5)  # warm-up
                 for i in range(args.runs):
                     runs.append(one_run(store, remote, rows, limit, args.iterations, args.batches))
-                    runs[-1].update(aggregation_run(store, repo, env, drivers, args.agg_iterations))
+                    if args.agg_iterations:
+                        runs[-1].update(aggregation_run(store, repo, env, drivers, args.agg_iterations))
                     print(f"  run {i + 1}/{args.runs} done", file=sys.stderr, flush=True)
         result["profile"] = profile_batches(store, rows)
         check = store.get_online_features([f"{VIEW}:city"], {"driver_id": drivers[:1]}).to_dict()
@@ -380,7 +390,9 @@ def main() -> None:
     result["machine"]["loadavg_at_end"] = os.getloadavg()
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
-    (results / f"push-{args.scale}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (results / f"push-{args.scale}{'-' + args.tag if args.tag else ''}.json").write_text(
+        json.dumps(result, indent=2, default=str) + "\n"
+    )
     print(markdown(result))
 
 
