@@ -47,6 +47,7 @@ from featurestore.storage import connect
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+_NO_END = datetime(9999, 1, 1, tzinfo=UTC)
 LOCK_TIMEOUT = 5.0  # seconds a push waits for an ingestion holding the store file
 _locks: dict[tuple[Path, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -81,7 +82,11 @@ def write_pushed_tiles(
         try:
             keys = table.select([k.name for k in view.join_keys])
             pending = _pending(con, project, view, store_dir)
-            written = write_entity_tiles(con, project, view, keys, pending, now, online, PUSHED_RUN_ID, now)
+            # Every event, future ones too (a caller's clock ahead of ours): each lands in its
+            # tile, and a lookup combines a tile once its time comes, as the online rule says.
+            written = write_entity_tiles(
+                con, project, view, keys, pending, _NO_END, online, PUSHED_RUN_ID, now
+            )
         finally:
             con.close()
     return _rows_written(project, view, table, written, now)
@@ -89,18 +94,16 @@ def write_pushed_tiles(
 
 def _rows_written(project: str, view: FeatureView, table: pa.Table, written: set[str], now: datetime) -> int:
     """Pushed rows whose event is in a value written: its entity's, in a group whose tiles a
-    lookup from ``now`` on may combine and before ``now``. The others are past every window
-    (or not due yet) and change no value."""
+    lookup from ``now`` on may combine. The others are past every window and change no value."""
     columns = [(k.name, table.column(k.name)) for k in view.join_keys]
     event_us = timestamps_us(table.column(view.source.timestamp_field))
     now_us = (now - _EPOCH) // _US
-    due = event_us < now_us
     hit = np.zeros(table.num_rows, dtype=bool)
     for group in tile_groups(view):
-        in_tiles = due
+        in_tiles = np.ones(table.num_rows, dtype=bool)
         if group.hop_us is not None:
             oldest = group.tile_of(now_us) - group.span + 1
-            in_tiles = due & (-(-event_us // group.hop_us) >= oldest)
+            in_tiles = -(-event_us // group.hop_us) >= oldest
         group_keys = encode_keys(project, group.key_name, columns).to_pylist()
         hit |= in_tiles & np.fromiter((k in written for k in group_keys), dtype=bool, count=len(group_keys))
     return int(hit.sum())

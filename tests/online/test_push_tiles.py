@@ -56,10 +56,12 @@ def specs(fs: FeatureStore) -> list[tuple[Any, ...]]:
     return [(a.column, a.function, a.window, a.n) for a in view.aggregations]
 
 
-def lookup_and_reference(fs: FeatureStore, ids: list[int], tables: list[pa.Table]) -> int:
+def lookup_and_reference(
+    fs: FeatureStore, ids: list[int], tables: list[pa.Table], windowed_only: bool = False
+) -> int:
     """Look up every feature now; compare with the plain-Python windows at each group's hop end
     over ``tables``' events. Retried when the clock crosses a hop boundary. Values compared."""
-    groups = tile_groups(fs.get_feature_view("user_txn"))
+    groups = [g for g in tile_groups(fs.get_feature_view("user_txn")) if g.hop_us or not windowed_only]
     features = [f"user_txn:{a.name}" for g in groups for a in g.aggregations]
     for _ in range(5):
         before = time.time_ns() // 1000
@@ -183,3 +185,20 @@ def test_pushed_events_past_every_window_write_nothing_but_lifetime_values(
     assert (result.written, result.expired) == (1, 0)  # in the lifetime group's value only
     assert [k for k in redis_client.keys("*user_id=30*")] == [b"{test:user_id=30}:user_txn@lifetime"]
     lookup_and_reference(fs, [30], [source, old])
+
+
+def test_an_event_from_a_clock_ahead_of_ours_is_served_as_the_online_rule_says(
+    store: tuple[FeatureStore, pa.Table],
+) -> None:
+    """An event a little after now (the caller's clock ahead) lands in its tile: a lookup
+    serves it as the training set at the end of the lookup's hop has it; the lifetime count
+    holds it at once."""
+    fs, source = store
+    lifetime = ["user_txn:amount_count_lifetime"]
+    before = fs.get_online_features(lifetime, {"user_id": [7]}).to_dict()["amount_count_lifetime"][0]
+    ahead = table([(7, datetime.now(UTC) + timedelta(seconds=2), None, 3.0, 1, "f")])
+    assert fs.push("user_txn", ahead).written == 1
+    lookup_and_reference(fs, [7], [source, ahead], windowed_only=True)
+    assert fs.get_online_features(lifetime, {"user_id": [7]}).to_dict()["amount_count_lifetime"] == [
+        before + 1
+    ]
