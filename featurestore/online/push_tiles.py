@@ -7,7 +7,8 @@ entities, plus the rows of every pushed file not ingested yet (this push's and e
 ordered after the ingested rows and in push order, as ingestion numbers them
 (``offline/plan.py``). So a lookup right after the push serves what the training set at
 ``ceil(now / hop) * hop`` holds after the next ingestion, and a push also restores earlier
-pushes a materialization may have overwritten meanwhile.
+pushes a materialization may have overwritten meanwhile. Source files not ingested yet are
+not read (ingestion validates them first): their events join at the next materialization.
 
 The store's DuckDB file is read (read-only, a few seconds at most): while an ingestion
 writes it, the push waits, and past ``LOCK_TIMEOUT`` its rows stay durable offline but are
