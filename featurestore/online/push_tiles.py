@@ -32,6 +32,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.definitions import FeatureView
@@ -51,6 +52,12 @@ _US = timedelta(microseconds=1)
 _NO_END = datetime(9999, 1, 1, tzinfo=UTC)
 LOCK_TIMEOUT = 5.0  # seconds a push waits for an ingestion holding the store file
 _locks: dict[tuple[Path, str], threading.Lock] = {}
+# Pending push files' rows, read once per process: each push of a view reads them all again.
+_CACHED_ROWS = 1_000_000
+_ROW = "__row"
+_cache: dict[tuple[str, ...], pa.Table] = {}  # (path, the view's layout) -> rows
+_cached_rows = 0
+_cache_lock = threading.Lock()
 _locks_guard = threading.Lock()
 
 
@@ -82,7 +89,7 @@ def write_pushed_tiles(
             raise error from e
         try:
             keys = table.select([k.name for k in view.join_keys])
-            pending = _pending(con, project, view, store_dir)
+            pending = _pending(con, project, view, store_dir, keys)
             # Every event, future ones too (a caller's clock ahead of ours): each lands in its
             # tile, and a lookup combines a tile once its time comes, as the online rule says.
             written = write_entity_tiles(
@@ -111,34 +118,71 @@ def _rows_written(project: str, view: FeatureView, table: pa.Table, written: set
 
 
 def _pending(
-    con: duckdb.DuckDBPyConnection, project: str, view: FeatureView, store_dir: Path
+    con: duckdb.DuckDBPyConnection, project: str, view: FeatureView, store_dir: Path, keys: pa.Table
 ) -> pa.Table | None:
-    """The rows of the view's pushed files not ingested yet (read while the store file is
-    held, so no ingestion takes one meanwhile); None if there are none."""
+    """The rows of the pushed entities in the view's pushed files not ingested yet (read while
+    the store file is held, so no ingestion takes one meanwhile); None if there are none."""
     ingested = OfflineStore(con, project).known_files(view.name)
     last_file = max((f.file_id for f in ingested.values()), default=0)  # as ingestion numbers
     pending = [f.path for f in pushed_files(store_dir, view.name) if f.path not in ingested]
     # none: an ingestion took this push's file between its write and this read
-    return _pending_rows(view, pending, last_file) if pending else None
+    return _pending_rows(view, pending, last_file, keys) if pending else None
 
 
-def _pending_rows(view: FeatureView, paths: list[str], last_file: int) -> pa.Table:
+def _pending_rows(view: FeatureView, paths: list[str], last_file: int, keys: pa.Table) -> pa.Table:
     """The rows of pushed files not ingested yet, renamed as the view's table and numbered
     as ingestion will: file ids after every ingested one in push order, so a later push wins
-    a full tie (same event and created time), as offline."""
-    src = view.source
-    names = [k.name for k in view.join_keys] + [f.name for f in view.columns]
-    created = src.created_timestamp_field
+    a full tie (same event and created time), as offline. Only the pushed entities' rows
+    where the view has one join key (DuckDB picks them out otherwise)."""
+    one_key = view.join_keys[0].name if len(view.join_keys) == 1 else None
+    wanted = keys.column(one_key).unique() if one_key else None
     tables = []
     for i, path in enumerate(paths):
-        pushed = pq.read_table(path)
-        n = pushed.num_rows
-        arrays = {name: pushed.column(name) for name in names}
-        arrays[EVENT_TS] = pushed.column(src.timestamp_field)
-        arrays[CREATED_TS] = pushed.column(created) if created else pa.nulls(n, pa.timestamp("us", tz="UTC"))
-        arrays[SEQ] = pa.array(((last_file + 1 + i) << 32) + np.arange(n, dtype=np.int64))
-        tables.append(pa.table(arrays))
+        rows = _file_rows(view, path)
+        if wanted is not None:
+            rows = rows.filter(pc.is_in(rows.column(one_key), value_set=wanted))
+        seq = pc.add(pc.multiply(pa.scalar(last_file + 1 + i, pa.int64()), 1 << 32), rows.column(_ROW))
+        tables.append(rows.drop_columns([_ROW]).append_column(SEQ, seq))
+    _forget_files_but(paths)
     return pa.concat_tables(tables)
+
+
+def _file_rows(view: FeatureView, path: str) -> pa.Table:
+    """A pushed file's rows laid out as the view's table, with their row number in the file;
+    kept while the file is pending (push files never change), up to ``_CACHED_ROWS`` rows."""
+    global _cached_rows
+    src = view.source
+    names = [k.name for k in view.join_keys] + [f.name for f in view.columns]
+    key = (path, src.timestamp_field, src.created_timestamp_field or "", *names)  # its layout
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    pushed = pq.read_table(path)
+    n = pushed.num_rows
+    arrays = {name: pushed.column(name) for name in names}
+    arrays[EVENT_TS] = pushed.column(src.timestamp_field)
+    created = src.created_timestamp_field
+    arrays[CREATED_TS] = pushed.column(created) if created else pa.nulls(n, pa.timestamp("us", tz="UTC"))
+    arrays[_ROW] = pa.array(np.arange(n, dtype=np.int64))
+    rows = pa.table(arrays)
+    with _cache_lock:
+        if _cached_rows + n <= _CACHED_ROWS and key not in _cache:
+            _cache[key] = rows
+            _cached_rows += n
+    return rows
+
+
+def _forget_files_but(paths: list[str]) -> None:
+    """Drop cached files no longer pending (ingested, or removed by hand) among this view's."""
+    global _cached_rows
+    if not paths:
+        return
+    folder = str(Path(paths[0]).parent)
+    keep = set(paths)
+    with _cache_lock:
+        for key in [k for k in _cache if k[0] not in keep and str(Path(k[0]).parent) == folder]:
+            _cached_rows -= _cache.pop(key).num_rows
 
 
 def _lock(store_dir: Path, view: str) -> threading.Lock:
