@@ -96,6 +96,7 @@ bench: bench-tools
 	$(BIN)/python benchmarks/training_sets.py --scale small --runs 3
 	$(BIN)/python benchmarks/ingestion.py --scale small --runs 3
 	$(BIN)/python benchmarks/aggregations.py --scale small --runs 3
+	$(BIN)/python benchmarks/push.py --scale demo --runs 3
 
 bench-full: bench-tools
 	$(BIN)/python benchmarks/online.py --scale medium --runs 3 --seconds 10 --workers 2

@@ -11,7 +11,7 @@ and HTTP code it maps to, so servers and clients share this module::
     │   ├── BreakingChangeError     apply refused: the plan breaks consumers
     │   └── ConcurrentApplyError    another apply won the race
     ├── StoreVersionError           the DuckDB file is newer than this code, not migrated, or not a store
-    ├── StoreLockedError            another process holds the DuckDB file
+    ├── StoreLockedError            another process holds the DuckDB file (push: durable, not online)
     │   └── RunInProgressError      another ingestion or materialization runs (if_idle: skipped)
     ├── NotFoundError               an unknown view, feature, service or entity
     │   └── PushTargetNotFoundError the view a push names is unknown (NOT_FOUND, 404)

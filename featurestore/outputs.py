@@ -36,7 +36,7 @@ class Source(Protocol):
     def name(self) -> str: ...
 
     @property
-    def path(self) -> str: ...
+    def path(self) -> str | None: ...
 
     def files(self, repo: Path) -> Sequence[Path]: ...
 
@@ -127,7 +127,7 @@ def _resolve(path: Path) -> Path:
 
 def _holds(source: Source, repo: Path, target: Path) -> bool:
     """Whether the folder ``target`` (resolved) holds files ``source`` reads."""
-    if is_remote(source.path):  # not on this machine's file system
+    if source.path is None or is_remote(source.path):  # no files, or not on this machine's
         return False
     base = Path(local_form(source.path))
     base = base if base.is_absolute() else repo / base
@@ -140,7 +140,7 @@ def _holds(source: Source, repo: Path, target: Path) -> bool:
 
 def _reads(source: Source, repo: Path, target: Path) -> bool:
     """Whether ``target`` (resolved) is, or would become, a file ``source`` reads."""
-    if is_remote(source.path):
+    if source.path is None or is_remote(source.path):
         return False
     base = Path(local_form(source.path))  # as ParquetSource.files reads it
     base = base if base.is_absolute() else repo / base

@@ -64,7 +64,10 @@ class SourceFiles:
         self.remote = remote
 
     def list(self, source: ParquetSource, repo: Path) -> list[SourceFile]:
-        """The source's files today, sorted by path; empty if its path matches none."""
+        """The source's files today, sorted by path; empty if its path matches none (or it
+        has no path: rows arrive only by push)."""
+        if source.path is None:
+            return []
         if is_remote(source.path):
             return self._remote(source.path, f"source {source.name!r}").list(source.path)
         files = []

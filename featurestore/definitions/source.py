@@ -17,11 +17,12 @@ class ParquetSource:
     """Parquet rows with an event timestamp; ``path`` is a file, a folder or a glob.
 
     ``path`` may be a ``file://`` URI, or a URI only the Spark engine reads (``s3a://``,
-    ``hdfs://``, ``abfss://``...); relative paths are from the repo.
+    ``hdfs://``, ``abfss://``...); relative paths are from the repo. ``path=None``: a source
+    of pushed rows only (its views' push logs), whose views declare the join keys' types.
     """
 
     name: str
-    path: str
+    path: str | None
     timestamp_field: str
     created_timestamp_field: str | None = None
     description: str = ""
@@ -29,9 +30,11 @@ class ParquetSource:
 
     def __post_init__(self) -> None:
         check_name("source", self.name)
-        if not isinstance(self.path, str) or not self.path:
-            raise DefinitionError([f"source {self.name!r} needs a path"])
-        if names_host(self.path):
+        if self.path is not None and (not isinstance(self.path, str) or not self.path):
+            raise DefinitionError(
+                [f"source {self.name!r} needs a path (or path=None: rows arrive only by push)"]
+            )
+        if self.path is not None and names_host(self.path):
             raise DefinitionError(
                 [f"source {self.name!r}: a file:// URI names a local path, not a host ({self.path!r})"]
             )
@@ -47,11 +50,18 @@ class ParquetSource:
 
     @property
     def remote(self) -> bool:
-        return is_remote(self.path)
+        return self.path is not None and is_remote(self.path)
+
+    @property
+    def push_only(self) -> bool:
+        """Rows arrive only by push: no path, no files."""
+        return self.path is None
 
     def files(self, repo: Path) -> list[Path]:
         """The local Parquet files the path names today, sorted; relative paths are from the
         repo. A remote URI is listed by the Spark engine instead (source_files.py)."""
+        if self.path is None:
+            return []
         if self.remote:
             raise ValueError(f"source {self.name!r}: {self.path!r} is listed by the Spark engine")
         local = local_form(self.path)
@@ -75,7 +85,7 @@ class ParquetSource:
     def from_spec(cls, spec: dict[str, Any]) -> ParquetSource:
         return cls(
             spec["name"],
-            spec["path"],
+            spec.get("path"),
             spec["timestamp_field"],
             spec.get("created_timestamp_field"),
             spec.get("description", ""),

@@ -115,10 +115,17 @@ def empty_value(aggregation: Aggregation) -> str:
     return "0" if aggregation.function in ZERO_WHEN_EMPTY else "NULL"
 
 
-def events_sql(project: str, view: FeatureView, columns: Sequence[Field], where: str | None = None) -> str:
+def events_sql(
+    project: str,
+    view: FeatureView,
+    columns: Sequence[Field],
+    where: str | None = None,
+    relation: str | None = None,
+) -> str:
     """One row per event (keys, event time, ``columns``): the newest version (created time,
     then ingestion order) of each (keys, event time), with NaN read as null. ``where``: a
-    condition on the view's rows (the same for every version of an event)."""
+    condition on the view's rows (the same for every version of an event); ``relation``: rows
+    laid out as the view's table to read instead of it (a push's, see online/push_tiles.py)."""
     keys = ", ".join(quote(k.name) for k in view.join_keys)
     cols = [
         f"CASE WHEN isnan({quote(c.name)}) THEN NULL ELSE {quote(c.name)}::DOUBLE END AS {quote(c.name)}"
@@ -128,7 +135,7 @@ def events_sql(project: str, view: FeatureView, columns: Sequence[Field], where:
     ]
     return (
         f"SELECT {keys}, {EVENT_TS}{''.join(', ' + c for c in cols)} "
-        f"FROM {view_table(project, view.name)} {'' if where is None else 'WHERE ' + where} "
+        f"FROM {relation or view_table(project, view.name)} {'' if where is None else 'WHERE ' + where} "
         f"QUALIFY row_number() OVER (PARTITION BY {keys}, {EVENT_TS} "
         f"ORDER BY {CREATED_TS} DESC NULLS LAST, {SEQ} DESC) = 1"
     )

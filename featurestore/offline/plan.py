@@ -78,9 +78,10 @@ def view_files(
 def source_files(
     view: FeatureView, repo: Path, files: SourceFiles | None = None, store_dir: Path | None = None
 ) -> list[SourceFile]:
-    """The view's files (``view_files``); SourceError if there are none."""
+    """The view's files (``view_files``); SourceError if there are none, unless its source
+    has no path (rows arrive only by push)."""
     found = view_files(view, repo, files, store_dir)
-    if not found:
+    if not found and not view.source.push_only:  # push only: no rows yet, an empty table
         pushed = f" and nothing was pushed to {push_folder(store_dir, view.name)}" if store_dir else ""
         raise SourceError(
             f"source {view.source.name!r} of feature view {view.name!r}: "

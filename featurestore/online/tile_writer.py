@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pyarrow as pa
 
+from featurestore.catalog import table_exists
 from featurestore.definitions import Aggregation, FeatureView, Field
 from featurestore.definitions.types import FLOATS
 from featurestore.offline.aggregations import events_sql
-from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, retracted_table, view_table
+from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, retracted_table, view_table
 from featurestore.online.codec import timestamps_us
 from featurestore.online.keys import encode_keys
 from featurestore.online.store import OnlineStore
@@ -160,8 +161,62 @@ def _remove_emptied(
     return every.num_rows
 
 
+def write_entity_tiles(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    view: FeatureView,
+    keys: pa.Table,
+    pending: pa.Table | None,
+    end: datetime,
+    writer: OnlineStore,
+    run_id: int,
+    now: datetime,
+) -> set[str]:
+    """Write the tiles of the entities in ``keys`` (join key columns) as ``write_tiles`` would,
+    from their rows in the view's table plus ``pending`` (rows laid out as the table, not
+    ingested yet: a push's, see push_tiles.py); the Redis keys written. An entity with no
+    event a lookup from ``now`` on may combine in a group keeps that group's stored value:
+    none of its events could change it."""
+    names = [quote(k.name) for k in view.join_keys]
+    key_list = ", ".join(names)
+    con.register("__entity_keys", keys)
+    if len(names) == 1:
+        wanted = f"{names[0]} IN (SELECT {names[0]} FROM __entity_keys)"
+    else:
+        wanted = f"({key_list}) IN (SELECT ({key_list}) FROM __entity_keys)"
+    columns = ", ".join(quote(f.name) for f in view.columns)
+    laid_out = f"{key_list}, {EVENT_TS}, {CREATED_TS}, {SEQ}, {columns}"
+    parts = []
+    if table_exists(con, project, "offline_" + view.name):
+        parts.append(f"SELECT {laid_out} FROM {view_table(project, view.name)} WHERE {wanted}")
+    if pending is not None:
+        con.register("__pending_rows", pending)
+        parts.append(f"SELECT {laid_out} FROM __pending_rows WHERE {wanted}")
+    if not parts:
+        return set()
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __entity_events AS {' UNION ALL '.join(parts)}")
+    now_us = (now - _EPOCH) // timedelta(microseconds=1)
+    written: set[str] = set()
+    for group in tile_groups(view):
+        codec = group_codec(group)
+        sql, params = _group_sql(project, view, group, end, now_us, [], "__entity_events")
+        with con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS) as reader:
+            for batch in reader:
+                encoded = encode_group_rows(project, view, group, codec, batch, run_id)
+                writer.replace(*encoded)
+                written.update(encoded[0])
+    con.execute("DROP TABLE __entity_events")
+    return written
+
+
 def _group_sql(
-    project: str, view: FeatureView, group: TileGroup, end: datetime, now_us: int, only: list[str]
+    project: str,
+    view: FeatureView,
+    group: TileGroup,
+    end: datetime,
+    now_us: int,
+    only: list[str],
+    relation: str | None = None,
 ) -> tuple[str, list[object]]:
     """One row per entity: its tiles and their states as lists in tile order."""
     keys = [quote(k.name) for k in view.join_keys]
@@ -178,7 +233,7 @@ def _group_sql(
         tile = f"(CASE WHEN {us} >= 0 THEN ({us} + {hop - 1}) // {hop} ELSE -((-{us}) // {hop}) END)"
     where += only  # their parameters follow these (the caller's)
     used = list(dict.fromkeys(group.columns))
-    events = events_sql(project, view, used, " AND ".join(where))
+    events = events_sql(project, view, used, " AND ".join(where), relation)
     # The tiles' states go into one list of structs, sorted once by tile, and are taken out of
     # it field by field: one ordered aggregate instead of one per state (same lists, faster).
     inner, parts = [], [f"'t': {_TILE}"]

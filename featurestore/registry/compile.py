@@ -56,9 +56,12 @@ def compile_repo(contents: RepoContents, repo: Path, files: SourceFiles | None =
             problems.append(f"{where}: feature(s) {clash} clash with the timestamp field")
         declared = {f.name: f for f in view.schema}
         schema = schemas.get(view.source.name)
-        join_keys = _join_keys(keys, declared, schema, where, problems)
-        if schema is not None:
-            _check_fields(view.columns, schema, where, view.source.path, problems)
+        if view.source.path is None:  # rows only by push: the declarations are the schema
+            join_keys = _declared_join_keys(keys, declared, where, problems)
+        else:
+            join_keys = _join_keys(keys, declared, schema, where, problems)
+            if schema is not None:
+                _check_fields(view.columns, schema, where, view.source.path, problems)
         if join_keys is None:
             continue
         for path, other in others.get(view.source.name, []):
@@ -106,6 +109,8 @@ def _source_schema(
 ) -> pa.Schema | None:
     """The first file's schema; files whose columns differ from it are appended to ``others``."""
     where = f"{relative_location(src.defined_in, repo)}: source {src.name!r}"
+    if src.path is None:  # rows only by push: nothing to read
+        return None
     try:
         files = [f.path for f in access.list(src, repo)]
     except SourceError as e:  # a URI this engine cannot read, or Spark's reason
@@ -156,6 +161,29 @@ def _relative(file: str, repo: Path) -> str:
         return str(Path(file).relative_to(repo.resolve()))
     except ValueError:
         return file
+
+
+def _declared_join_keys(
+    keys: list[str], declared: dict[str, Field], where: str, problems: list[str]
+) -> tuple[Field, ...] | None:
+    """A push-only view's join keys: each declared in its schema, an integer, string or bytes."""
+    result = []
+    for key in keys:
+        field_ = declared.get(key)
+        if field_ is None:
+            problems.append(
+                f"{where}: join key {key!r} must be declared in the schema (its source has no "
+                f"path, no file to read its type from): Field({key!r}, Int64) or String"
+            )
+            return None
+        if field_.dtype.name not in {"Int32", "Int64", "String", "Bytes"}:
+            problems.append(
+                f"{where}: join key {key!r} is declared {field_.dtype.name}; join keys must be "
+                "integers, strings or bytes"
+            )
+            return None
+        result.append(field_)
+    return tuple(result)
 
 
 def _join_keys(

@@ -25,6 +25,10 @@ account = Entity("account", join_keys=["code"])
 balances = FeatureView("balances", entities=[account], ttl=timedelta(days=1),
                        schema=[Field("code", String), Field("v", Int64, checks=[Check.ge(0)])],
                        source=ParquetSource("b_src", path="data/b.parquet", timestamp_field="ts"))
+from featurestore import Aggregation
+counts = FeatureView("counts", entities=[account], source=balances.source,
+                     schema=[Field("code", String), Field("v", Int64, checks=[Check.ge(0)])],
+                     aggregations=[Aggregation("v", "count", window=timedelta(hours=2))])
 """
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
@@ -88,3 +92,14 @@ def test_errors_are_one_line_and_write_nothing(store: FeatureStore, tmp_path: Pa
     )
     assert push_log.pushed_files(store.config.store_dir, "balances") == []
     assert served(store, ["b", "c"]) == [None, None]
+
+
+def test_a_file_of_events_is_pushed_to_an_aggregation_view(store: FeatureStore, tmp_path: Path) -> None:
+    path = tmp_path / "events.parquet"
+    times = pa.array([NOW, NOW - timedelta(days=1)], TZ)  # the second is past the only window
+    pq.write_table(pa.table({"code": ["a", "a"], "ts": times, "v": [5, 7]}), path)
+    result = run_cli("push", "--repo", str(store.config.repo), "--view", "counts", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "pushed 2 row(s) to counts" in result.stdout and "1 written online" in result.stdout
+    fresh = FeatureStore(store.config.repo)
+    assert fresh.get_online_features(["counts:v_count_2h"], {"code": ["a"]}).to_dict()["v_count_2h"] == [2]

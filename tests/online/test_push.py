@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from featurestore import FeatureStore
 from featurestore.errors import (
+    DefinitionError,
     InvalidRequestError,
     InvalidRowsError,
     OnlineStoreUnavailable,
@@ -349,7 +350,7 @@ def test_pushes_are_in_lineage_and_training_sets_reproduce(store: FeatureStore, 
         store.reproduce_training_set(training_set, tmp_path / "again2.parquet")
 
 
-def test_aggregation_views_and_the_spark_engine_are_refused(
+def test_the_spark_engine_is_refused_and_an_aggregation_view_takes_pushes(
     tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     defs = (
@@ -361,10 +362,80 @@ sums = FeatureView("sums", entities=[item], source=items.source,
                    aggregations=[Aggregation("v", "sum", window=timedelta(hours=1))])
 """
     )
-    fs = make_store(tmp_path / "repo", defs, {"items/part-0.parquet": rows((1, NOW, None, 1))})
-    with pytest.raises(InvalidRequestError, match="aggregation view is not supported yet"):
-        fs.push("sums", rows((1, NOW, None, 1)))
+    fs = make_store(tmp_path / "repo", defs, {"items/part-0.parquet": rows((1, NOW - HOUR / 2, None, 1))})
     spark = FeatureStore(fs.config.repo, replace(fs.config, offline_engine="spark"))
     with pytest.raises(InvalidRequestError, match="not supported on the Spark engine"):
-        spark.push("items", rows((1, NOW, None, 1)))
+        spark.push("sums", rows((1, NOW, None, 1)))
     assert not (fs.config.store_dir / "push").exists()
+    fs.materialize()
+    # tests/online/test_push_tiles.py covers aggregation views; here only that it is not refused
+    assert fs.push("sums", rows((1, NOW - HOUR / 4, None, 5)).drop_columns(["name"])).written == 1
+    assert fs.get_online_features(["sums:v_sum_1h"], {"id": [1]}).to_dict()["v_sum_1h"] == [6]
+    # an event past the only window is in no value: counted as expired, nothing served changes
+    batch = rows((1, NOW - 3 * HOUR, None, 50), (1, NOW - HOUR / 8, None, 1)).drop_columns(["name"])
+    old = fs.push("sums", batch)
+    assert (old.rows, old.written, old.expired) == (2, 1, 1)
+    assert fs.get_online_features(["sums:v_sum_1h"], {"id": [1]}).to_dict()["v_sum_1h"] == [7]
+
+
+def test_custom_checks_judge_every_push_the_quick_pass_never_skips_them(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    defs = DEFS.replace(
+        "checks=[Check.ge(0)]", 'checks=[Check.ge(0), Check(lambda s: s % 2 == 0, name="even")]'
+    )
+    fs = make_store(
+        tmp_path / "repo", defs, {"items/part-0.parquet": rows((0, NOW - 2 * HOUR, None, 0))}, project="push"
+    )
+    for _ in range(2):  # the second push finds the view's checks already read
+        with pytest.raises(InvalidRowsError, match="even"):
+            fs.push("items", rows((1, NOW - HOUR, None, 3)))
+        assert fs.push("items", rows((1, NOW - HOUR, None, 4))).written in (0, 1)
+    with pytest.raises(InvalidRowsError, match="greater_than_or_equal_to"):
+        fs.push("items", rows((1, NOW - HOUR, None, -2)))
+    assert served(fs, [1]) == [4]
+    fs.close()
+
+
+PUSH_ONLY = """
+from datetime import timedelta
+from featurestore import Aggregation, Entity, FeatureView, Field, Int64, ParquetSource
+
+item = Entity("item", join_keys=["id"])
+live = ParquetSource("live", path=None, timestamp_field="ts")  # rows only by push
+live_items = FeatureView("live_items", entities=[item], source=live, ttl=timedelta(days=1),
+                         schema=[Field("id", Int64), Field("v", Int64)])
+live_counts = FeatureView("live_counts", entities=[item], source=live,
+                          schema=[Field("id", Int64), Field("v", Int64)],
+                          aggregations=[Aggregation("v", "count", window=timedelta(hours=1))])
+"""
+
+
+def test_a_source_without_a_path_takes_rows_only_by_push(tmp_path: Path, redis_client: redis.Redis) -> None:
+    fs = make_store(tmp_path / "repo", PUSH_ONLY, project="live")  # no file anywhere: applies
+    done = fs.materialize()  # nothing pushed yet: empty views, no failure
+    assert {v.view: v.entities for v in done.views} == {"live_items": 0, "live_counts": 0}
+    entities = pa.table({"id": pa.array([1, 2], pa.int64()), "event_timestamp": pa.array([NOW, NOW], TZ)})
+    with fs.get_training_set(entities, ["live_items:v"]) as ts:
+        assert ts.to_arrow().column("v").to_pylist() == [None, None]
+    batch = pa.table({"id": pa.array([1], pa.int64()), "ts": pa.array([NOW - HOUR / 2], TZ), "v": [5]})
+    assert fs.push("live_items", batch).written == 1
+    assert fs.push("live_counts", batch).written == 1
+    assert fs.get_online_features(["live_items:v", "live_counts:v_count_1h"], {"id": [1, 2]}).to_dict() == {
+        "id": [1, 2],
+        "v": [5, None],
+        "v_count_1h": [1, 0],
+    }
+    fs.materialize()  # ingests the pushed files: training sets see them
+    with fs.get_training_set(entities, ["live_items:v", "live_counts:v_count_1h"]) as ts:
+        got = ts.to_arrow().sort_by("id")
+    assert got.column("v").to_pylist() == [5, None] and got.column("v_count_1h").to_pylist() == [1, 0]
+
+
+def test_a_push_only_view_declares_its_join_keys_and_a_path_must_still_match_files(tmp_path: Path) -> None:
+    declared = 'schema=[Field("id", Int64), Field("v", Int64)])'
+    undeclared = PUSH_ONLY.replace(declared, 'schema=[Field("v", Int64)])', 1)
+    with pytest.raises(DefinitionError, match="join key 'id' must be declared in the schema"):
+        make_store(tmp_path / "a", undeclared, project="live")
+    with pytest.raises(DefinitionError, match="matches no Parquet files"):
+        make_store(tmp_path / "b", PUSH_ONLY.replace("path=None", 'path="data/live"'), project="live")

@@ -482,3 +482,27 @@ def test_the_readme_push_examples_are_valid(open_server: ServeProcess) -> None:
     assert curl, "README has no curl example of /v1/push"
     response = push_http(open_server, json.loads(curl.group(1)))
     assert response.status_code == 200 and response.json()["rows"] == 1
+
+
+def test_a_push_to_an_aggregation_view_is_served_at_once_over_every_transport(
+    open_server: ServeProcess, repo: Path
+) -> None:
+    driver = next(NEW_ID)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+
+    def trip(fare: float, payment: str) -> dict[str, list[Any]]:
+        return {"driver_id": [driver], "event_timestamp": [at], "customer_id": [7],
+                "fare": [fare], "distance_km": [3.0], "payment": [payment], "tip": [1.0]}
+
+    features = ["driver_trips:trips_1h", "driver_trips:fare_sum_1d", "driver_trips:payment_last3_1d"]
+    with Client(open_server.target) as client:
+        first = client.push("driver_trips", trip(10.0, "card"))
+        assert (first.rows, first.written, first.expired) == (1, 1, 0)
+        at -= timedelta(seconds=1)  # an older event of the same driver, through HTTP
+        body = trip(2.5, "cash") | {"event_timestamp": [at.isoformat()]}
+        response = push_http(open_server, {"view": "driver_trips", "columns": body})
+        assert response.status_code == 200, response.text
+        served = client.get_online_features(features, {"driver_id": [driver]})
+    assert served.columns["trips_1h"] == [2]
+    assert served.columns["fare_sum_1d"] == [12.5]
+    assert served.columns["payment_last3_1d"] == [["card", "cash"]]
