@@ -22,9 +22,12 @@ from featurestore.definitions import (  # noqa: E402
     Int32,
     Int64,
     List,
+    OnDemandFeatureView,
     ParquetSource,
+    RequestSource,
     String,
     Timestamp,
+    on_demand_view,
 )
 from featurestore.errors import FeatureStoreError  # noqa: E402
 from featurestore.online.push import PushResult  # noqa: E402
@@ -60,8 +63,11 @@ __all__ = [
     "Int32",
     "Int64",
     "List",
+    "OnDemandFeatureView",
     "ParquetSource",
     "PushResult",
+    "RequestSource",
     "String",
     "Timestamp",
+    "on_demand_view",
 ]

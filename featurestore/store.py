@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from duckdb import DuckDBPyConnection
 
 from featurestore.config import Config, load_config
-from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
+from featurestore.definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView, ParquetSource
 from featurestore.errors import (
     BreakingChangeError,
     FeatureStoreError,
@@ -185,6 +185,12 @@ class FeatureStore:
 
     def get_feature_service(self, name: str) -> FeatureService:
         return self.registry().get("feature_service", name)
+
+    def list_on_demand_views(self) -> list[OnDemandFeatureView]:
+        return list(self.registry().on_demand_views.values())
+
+    def get_on_demand_view(self, name: str) -> OnDemandFeatureView:
+        return self.registry().get("on_demand_view", name)
 
     def describe(self, name: str) -> dict[str, Any]:
         """The applied spec of the object named ``name`` (any kind), with its kind."""

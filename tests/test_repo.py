@@ -123,8 +123,9 @@ def test_non_definitions_are_ignored(make_repo) -> None:  # type: ignore[no-unty
         }
     )
     contents = load_repo(repo)
-    assert sorted(contents.by_kind()) == ["entity", "feature_service", "feature_view", "source"]
-    assert [len(v) for v in contents.by_kind().values()] == [1, 1, 1, 1]
+    kinds = ["entity", "feature_service", "feature_view", "on_demand_view", "source"]
+    assert sorted(contents.by_kind()) == kinds
+    assert [len(v) for v in contents.by_kind().values()] == [1, 1, 1, 0, 1]
     assert isinstance(contents.entities["driver"], Entity)
 
 

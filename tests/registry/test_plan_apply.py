@@ -476,12 +476,14 @@ def test_list_and_get_each_kind(example_repo: Path) -> None:
         "entity": fs.list_entities(),
         "source": fs.list_sources(),
         "feature_view": fs.list_feature_views(),
+        "on_demand_view": fs.list_on_demand_views(),
         "feature_service": fs.list_feature_services(),
     }
     getters = {
         "entity": fs.get_entity,
         "source": fs.get_source,
         "feature_view": fs.get_feature_view,
+        "on_demand_view": fs.get_on_demand_view,
         "feature_service": fs.get_feature_service,
     }
     for kind, objs in compiled.by_kind().items():
