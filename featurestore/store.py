@@ -451,12 +451,18 @@ class FeatureStore:
         entities: Mapping[str, Sequence[Any]],
         full_feature_names: bool = False,
         with_run_ids: bool = False,
+        request_data: Mapping[str, Sequence[Any]] | None = None,
     ) -> OnlineResult:
-        """The latest values of ``features`` for the entities (join key -> list of values)."""
+        """The latest values of ``features`` for the entities (join key -> list of values).
+
+        On-demand features are computed from them and ``request_data`` (request field -> one
+        value per entity), in this thread."""
         if self._online_store is None:
             self._online_store = OnlineStore.connect(self.config.redis_url, self.config.project, check=False)
-        found = lookup(self.online_registry(), self._online_store, features, entities, full_feature_names)
-        return found.result(with_run_ids=with_run_ids)
+        found = lookup(
+            self.online_registry(), self._online_store, features, entities, full_feature_names, request_data
+        )
+        return found.computed(found.result(with_run_ids=with_run_ids))
 
     def push(self, view: str, rows: Any) -> PushResult:
         """Write ``rows`` (a pyarrow Table or pandas DataFrame) to ``view``: validated, appended

@@ -35,6 +35,13 @@ def serve(
     redis_timeout: Annotated[
         float, typer.Option(callback=number_in(0, lo_open=True), help="Seconds a lookup waits for Redis.")
     ] = 1.0,
+    on_demand_timeout: Annotated[
+        float,
+        typer.Option(
+            callback=number_in(0, lo_open=True),
+            help="Seconds on-demand functions get per request, at most (less by a sooner deadline).",
+        ),
+    ] = 1.0,
     auth_tokens_file: Annotated[
         Path | None,
         typer.Option(help="Require a bearer token from this file, one a line (or FEATURESTORE_AUTH_TOKENS)"),
@@ -63,6 +70,7 @@ def serve(
         workers=workers,
         max_entities=max_entities,
         redis_timeout=redis_timeout,
+        on_demand_timeout=on_demand_timeout,
         tokens=load_tokens(store.config, auth_tokens_file),
         tls=load_tls(store.config, tls_cert, tls_key),
         limits=store.config.serving_limits,

@@ -132,8 +132,15 @@ class Values(_message.Message):
     def __init__(self, int32_values: _Optional[_Union[Int32List, _Mapping]] = ..., int64_values: _Optional[_Union[Int64List, _Mapping]] = ..., float_values: _Optional[_Union[FloatList, _Mapping]] = ..., double_values: _Optional[_Union[DoubleList, _Mapping]] = ..., string_values: _Optional[_Union[StringList, _Mapping]] = ..., bool_values: _Optional[_Union[BoolList, _Mapping]] = ..., bytes_values: _Optional[_Union[BytesList, _Mapping]] = ..., timestamp_values: _Optional[_Union[Int64List, _Mapping]] = ..., list_values: _Optional[_Union[ListList, _Mapping]] = ..., null_positions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetOnlineFeaturesRequest(_message.Message):
-    __slots__ = ("features", "feature_service", "entities", "full_feature_names", "include_run_ids")
+    __slots__ = ("features", "feature_service", "entities", "full_feature_names", "include_run_ids", "request_data")
     class EntitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Values
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Values, _Mapping]] = ...) -> None: ...
+    class RequestDataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -145,12 +152,14 @@ class GetOnlineFeaturesRequest(_message.Message):
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     FULL_FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_DATA_FIELD_NUMBER: _ClassVar[int]
     features: _containers.RepeatedScalarFieldContainer[str]
     feature_service: str
     entities: _containers.MessageMap[str, Values]
     full_feature_names: bool
     include_run_ids: bool
-    def __init__(self, features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., entities: _Optional[_Mapping[str, Values]] = ..., full_feature_names: _Optional[bool] = ..., include_run_ids: _Optional[bool] = ...) -> None: ...
+    request_data: _containers.MessageMap[str, Values]
+    def __init__(self, features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., entities: _Optional[_Mapping[str, Values]] = ..., full_feature_names: _Optional[bool] = ..., include_run_ids: _Optional[bool] = ..., request_data: _Optional[_Mapping[str, Values]] = ...) -> None: ...
 
 class FeatureColumn(_message.Message):
     __slots__ = ("name", "reference", "type", "values", "statuses", "event_timestamps")
