@@ -140,7 +140,7 @@ def test_list_features_over_grpc_and_http(server: ServeProcess, served_repo: Pat
         "Share of offers accepted"
     )
     services = {s.name: s.feature_refs() for s in store.list_feature_services()}
-    assert sorted(services) == ["dispatch_model", "trip_model"]
+    assert sorted(services) == ["dispatch_model", "pricing_model", "trip_model"]
     assert {s.name: list(s.features) for s in listing.services} == services
     assert listing.registry_version == store.versions()[-1].version
 
