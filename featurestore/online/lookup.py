@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from featurestore.definitions import Field
+from featurestore.definitions import FeatureView, Field, OnDemandFeatureView
 from featurestore.definitions.types import pandas_frame
 from featurestore.errors import DefinitionError, InvalidRequestError, OnDemandError
 from featurestore.online.codec import DecodedColumns, ViewCodec, ViewSchema, layout_of
@@ -603,6 +603,15 @@ class OnlineRegistry:
                 name = f"__input__{view}__{feature}"
             output = OutputFeature(name, ref, fields[feature])
             outputs.append((where[group.key_name], position, output))
+
+    def on_demand_servable(self) -> list[tuple[str, Field, OnDemandFeatureView, list[FeatureView]]]:
+        """Every on-demand ``view:feature``, with its field, its view and the views it reads."""
+        out = []
+        for name, od in sorted(self.snapshot.on_demand_views.items()):
+            inputs = list(dict.fromkeys(ref.partition(":")[0] for ref in od.feature_inputs))
+            reads = [self.snapshot.views[v] for v in inputs if v in self.snapshot.views]
+            out += [(f"{name}:{f.name}", f, od, reads) for f in od.features]
+        return out
 
     def servable(self) -> list[tuple[str, Field]]:
         """Every ``view:feature`` that can be looked up, with its field."""

@@ -332,6 +332,23 @@ def build_app(
                     "ttl_seconds": None if view.ttl is None else int(view.ttl.total_seconds()),
                 }
             )
+        for ref, field, od, reads in registry.on_demand_servable():
+            keys = list(dict.fromkeys(k for v in reads for k in v.join_keys))
+            out.append(
+                {
+                    "reference": ref,
+                    "view": od.name,
+                    "name": field.name,
+                    "type": field.dtype.name,
+                    "join_keys": [k.name for k in keys],
+                    "join_key_types": {k.name: k.dtype.name for k in keys},
+                    "entities": list(dict.fromkeys(e for v in reads for e in v.entity_names)),
+                    "description": field.description,
+                    "ttl_seconds": None,
+                    "on_demand": True,
+                    "request_fields": {f.name: f.dtype.name for f in od.request_fields},
+                }
+            )
         services = {name: s.feature_refs() for name, s in sorted(registry.snapshot.services.items())}
         entities = {
             name: {"join_keys": list(e.join_keys), "description": e.description}

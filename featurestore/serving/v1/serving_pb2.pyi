@@ -208,7 +208,7 @@ class JoinKey(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ValueType, str]] = ...) -> None: ...
 
 class FeatureInfo(_message.Message):
-    __slots__ = ("reference", "view", "name", "type", "join_keys", "description", "ttl_seconds", "typed_join_keys", "entities")
+    __slots__ = ("reference", "view", "name", "type", "join_keys", "description", "ttl_seconds", "typed_join_keys", "entities", "request_fields")
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,7 @@ class FeatureInfo(_message.Message):
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TYPED_JOIN_KEYS_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELDS_FIELD_NUMBER: _ClassVar[int]
     reference: str
     view: str
     name: str
@@ -227,7 +228,8 @@ class FeatureInfo(_message.Message):
     ttl_seconds: int
     typed_join_keys: _containers.RepeatedCompositeFieldContainer[JoinKey]
     entities: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, reference: _Optional[str] = ..., view: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ValueType, str]] = ..., join_keys: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., typed_join_keys: _Optional[_Iterable[_Union[JoinKey, _Mapping]]] = ..., entities: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_fields: _containers.RepeatedCompositeFieldContainer[JoinKey]
+    def __init__(self, reference: _Optional[str] = ..., view: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ValueType, str]] = ..., join_keys: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., typed_join_keys: _Optional[_Iterable[_Union[JoinKey, _Mapping]]] = ..., entities: _Optional[_Iterable[str]] = ..., request_fields: _Optional[_Iterable[_Union[JoinKey, _Mapping]]] = ...) -> None: ...
 
 class EntityInfo(_message.Message):
     __slots__ = ("name", "join_keys", "description")
