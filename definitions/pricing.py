@@ -34,7 +34,7 @@ def trip_fit(df: pd.DataFrame) -> pd.DataFrame:
 
 pricing_model = FeatureService(
     "pricing_model",
-    features=[trip_fit, driver_stats[["conv_rate", "rating"]]],
+    features=[trip_fit, driver_stats[["conv_rate", "acc_rate"]]],
     description="Features of the model that prices a trip request for a driver",
     owner="marketplace-ml@example.com",
 )

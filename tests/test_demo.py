@@ -65,3 +65,7 @@ def test_make_demo_runs_end_to_end(tmp_path: Path, fresh_data: Path) -> None:
     assert "PRESENT" in out and "NOT_FOUND" in out
     assert "{'driver_id': " in out and "'conv_rate': " in out
     assert '"statuses":["PRESENT"]' in out
+    # On-demand: trip_fit in a training set and served with request data (client and HTTP).
+    assert (repo / "out" / "pricing_model_training.parquet").is_file()
+    assert "earnings_per_trip" in out and "'km_over_last_trip': " in out
+    assert '"reference":"trip_fit:km_over_last_trip"' in out
