@@ -268,3 +268,18 @@ def test_code_changed_since_apply_is_refused_until_applied(
     with fs.get_training_set(frame, ["combo:ab_x"]) as ts:
         assert ts.to_arrow().column_names[-1] == "ab_x"
     fs.close()
+
+
+def test_the_spark_engine_refuses_on_demand_features_before_starting_spark(
+    od_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEATURESTORE_OFFLINE_ENGINE", "spark")
+    fs = FeatureStore(od_repo)
+    frame = pa.table(
+        {"driver_id": [0], "event_timestamp": pa.array([0], pa.int64()).cast(pa.timestamp("us", tz="UTC"))}
+    )
+    with pytest.raises(
+        InvalidRequestError, match=r"on-demand features \(\['boom'\]\) are not supported on the Spark engine"
+    ):
+        fs.get_training_set(frame, ["boom:out"])
+    fs.close()
