@@ -68,6 +68,8 @@ with featurestore.Client(sys.argv[1]) as client:
 print({k: v[0] for k, v in r.to_dict().items()})' "127.0.0.1:$grpc_port" "$driver"
 step $fs get --repo "$repo" --server "127.0.0.1:$grpc_port" --entity "driver_id=$driver" --service dispatch_model
 # On-demand: the same trip_fit, run by the server after the lookup, with the trip in request_data.
+step $fs get --repo "$repo" --server "127.0.0.1:$grpc_port" --entity "driver_id=$driver" --service pricing_model \
+	--request trip_km=7.5
 step $py -c 'import sys, featurestore
 with featurestore.Client(sys.argv[1]) as client:
     r = client.get_online_features("pricing_model", {"driver_id": [int(sys.argv[2])]}, request_data={"trip_km": [7.5]})
