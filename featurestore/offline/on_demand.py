@@ -41,7 +41,6 @@ class OnDemandColumns:
         self.expanded = expanded
         self.functions = {r.view.name: functions.get(r.view.name) for r in expanded.on_demand}
         self.inputs = inputs
-        self.hidden = [inputs[ref][0] for ref in expanded.hidden]
         taken = dict(taken)
         steps = []
         for req in expanded.on_demand:
@@ -59,11 +58,9 @@ class OnDemandColumns:
             steps.append(_Step(req.view.name, tuple(outs)))
             _check_request_fields(req.view.name, req.view.request_fields, entity_schema)
         self.steps = tuple(steps)
-
-    @property
-    def columns(self) -> list[tuple[str, str]]:
-        """``(column, view:feature)`` of each computed column, in order."""
-        return [(name, f"{s.view_name}:{f.name}") for s in self.steps for f, name in s.outputs]
+        computed = {f"{s.view_name}:{f.name}": name for s in self.steps for f, name in s.outputs}
+        # Features in request order, as lookups answer them: looked-up and computed ones mixed.
+        self.columns = [(computed.get(ref) or inputs[ref][0], ref) for ref in expanded.requested]
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         fields = {ref: field for ref, (_, field) in self.inputs.items()}
@@ -79,14 +76,22 @@ class OnDemandColumns:
             computed = compute(view, self.functions[view.name], table, [f for f, _ in step.outputs])
             for f, name in step.outputs:
                 arrays[name] = computed[f.name]
-        for name in self.hidden:
-            del arrays[name]
-        return pa.RecordBatch.from_pydict(arrays)
+        joined = {name for name, _ in self.inputs.values()}
+        entity = [name for name in batch.schema.names if name not in joined]
+        return pa.RecordBatch.from_pydict({name: arrays[name] for name in entity + self.names})
+
+    @property
+    def names(self) -> list[str]:
+        """The feature columns of the training set, in order."""
+        return [name for name, _ in self.columns]
 
     def schema(self, joined: pa.Schema) -> pa.Schema:
         """The training set's schema, from the join's."""
-        kept = [f for f in joined if f.name not in set(self.hidden)]
-        return pa.schema(kept + [pa.field(name, f.dtype.arrow) for s in self.steps for f, name in s.outputs])
+        inputs = {name for name, _ in self.inputs.values()}
+        types = {f.name: f.type for f in joined}
+        types.update({name: f.dtype.arrow for s in self.steps for f, name in s.outputs})
+        entity = [f for f in joined if f.name not in inputs]
+        return pa.schema(entity + [pa.field(name, types[name]) for name in self.names])
 
 
 def _check_request_fields(view: str, fields: Sequence[Field], entity_schema: pa.Schema) -> None:

@@ -194,12 +194,9 @@ def build_training_set(
                 con, config, expanded, requests, outputs, frame, full_feature_names
             )
         manifest = make_manifest(con, config.project, registry_version, requests, outputs, frame.description)
-        if on_demand is not None:
-            hidden = {f"{o.view}:{o.feature}" for o in outputs} & expanded.hidden
-            manifest["features"] = [f for f in manifest["features"] if f not in hidden]
-            manifest["columns"] = [c for c in manifest["columns"] if not c.startswith(HIDDEN_PREFIX)]
-            manifest["features"] += [ref for _, ref in on_demand.columns]
-            manifest["columns"] += [name for name, _ in on_demand.columns]
+        if on_demand is not None:  # the features asked for, in request order, as lookups answer them
+            manifest["features"] = [ref for _, ref in on_demand.columns]
+            manifest["columns"] = on_demand.names
             manifest["on_demand_views"] = {r.view.name: r.view.fingerprint for r in expanded.on_demand}
         # What a rebuild needs besides the features: how columns were named, which was the time.
         manifest.update(full_feature_names=full_feature_names, event_timestamp_column=ts_column)

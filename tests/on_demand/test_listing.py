@@ -34,11 +34,15 @@ def test_a_training_set_records_statistics_and_lineage_of_on_demand_features(
         manifest = ts.manifest
     table = pq.read_table(out)
     assert table.column_names == [
-        "driver_id", "event_timestamp", "x", "flag", "b", "ab_x", "label", "a_or_default", "picked", "x_int",
-    ]  # fmt: skip
+        "driver_id", "event_timestamp", "x", "flag", "ab_x", "label", "a_or_default", "picked", "x_int", "b",
+    ]  # fmt: skip: the service's order, as lookups answer
     assert table.column("a_or_default").to_pylist() == [1.0, 1.0, -1.0]  # the seed row's a; none for 12345
-    assert manifest["features"][-1] == "chooser:x_int" and "stats:a" not in manifest["features"]
+    assert manifest["features"] == [
+        "combo:ab_x", "combo:label", "combo:a_or_default", "chooser:picked", "chooser:x_int", "stats:b",
+    ]  # fmt: skip
     assert set(manifest["on_demand_views"]) == {"combo", "chooser"}
+    online = fs.get_online_features("pricing", {"driver_id": [0]}, request_data={"x": [1.0], "flag": [True]})
+    assert [c.name for c in online.features] == manifest["columns"]  # the same columns, the same order
 
     [record] = [r for r in fs.training_sets() if r["id"] == manifest["id"]]
     stats = record["statistics"]
