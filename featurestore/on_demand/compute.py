@@ -9,6 +9,7 @@ function and the same inputs give the same values on both paths.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from featurestore.definitions.types import DType, pandas_frame
 from featurestore.errors import InvalidRequestError, OnDemandError
 
 log = logging.getLogger("featurestore.on_demand")
+_LOG_SECONDS = 60.0
+_logged: dict[str, float] = {}  # view -> when its function's traceback was last logged
 _NUMERIC = (pa.types.is_integer, pa.types.is_floating)
 
 
@@ -49,7 +52,7 @@ def compute(
     try:
         returned = function(frame)
     except Exception as e:  # noqa: BLE001 - a user's function may raise anything
-        log.warning("on-demand view %r: its function raised", view.name, exc_info=True)
+        _log_failure(view.name)
         raise OnDemandError(
             f"on-demand view {view.name!r}: its function raised {type(e).__name__}: {e}"
         ) from None
@@ -75,6 +78,15 @@ def compute(
                 f"{f.name!r}, declared {f.dtype.name}"
             ) from None
     return out
+
+
+def _log_failure(view: str) -> None:
+    """The traceback of a raising function, for its author: in the log (the caller reads only
+    the exception's text), at most once a minute per view, since every request may raise."""
+    now = time.monotonic()
+    if now - _logged.get(view, -_LOG_SECONDS) >= _LOG_SECONDS:
+        _logged[view] = now
+        log.warning("on-demand view %r: its function raised (once a minute per view)", view, exc_info=True)
 
 
 def typed_request_column(name: str, values: pa.Array, dtype: DType, where: str) -> pa.Array:

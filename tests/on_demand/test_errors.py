@@ -80,6 +80,10 @@ def test_a_failing_function_answers_failed_precondition_naming_the_view(
     assert f"on-demand view {view!r}: {says}" in error["message"]
     assert "Traceback" not in answer.text
 
+    if view == "boom":  # the traceback is for the server's log, once a minute per view
+        assert od_server.stderr.count("on-demand view 'boom': its function raised (once a minute") == 1
+        assert 'raise RuntimeError("boom from user code")' in od_server.stderr
+
     # the server goes on serving, the same view's neighbours included
     ok = stub.GetOnlineFeatures(request(["stats:a"], [0]), timeout=10)
     assert list(ok.features[0].statuses) == [pb.PRESENT]

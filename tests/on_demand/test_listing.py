@@ -50,6 +50,10 @@ def test_a_training_set_records_statistics_and_lineage_of_on_demand_features(
     assert not any(name.startswith("__") for name in stats)  # inputs nobody asked for are not there
     assert stats["a_or_default"]["nulls"] == 0 and stats["picked"]["nulls"] == 2  # x null, flag null
 
+    # rebuilt from its record, it is the same file (the functions' code unchanged)
+    again = fs.reproduce_training_set(manifest["id"], tmp_path / "again.parquet")
+    assert again.identical, again
+
     graph = fs.lineage("combo")
     ids = {n["id"] for n in graph["nodes"]}
     edges = {(e["from"], e["to"], e["relation"]) for e in graph["edges"]}
