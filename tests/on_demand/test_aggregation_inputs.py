@@ -30,8 +30,10 @@ from featurestore import Field, Float64, on_demand_view
     mode="arrow",
 )
 def fares(t: pa.Table) -> pa.Table:
-    per_trip = pc.divide(t["fare_sum_1d"], pc.if_else(pc.greater(t["trips_24h"], 0), pc.cast(t["trips_24h"], pa.float64()), None))
-    return pa.table({"fare_per_trip_1d": per_trip, "quote": pc.multiply(per_trip, pc.divide(t["trip_km"], 10.0))})
+    trips = pc.if_else(pc.greater(t["trips_24h"], 0), pc.cast(t["trips_24h"], pa.float64()), None)
+    per_trip = pc.divide(t["fare_sum_1d"], trips)
+    quote = pc.multiply(per_trip, pc.divide(t["trip_km"], 10.0))
+    return pa.table({"fare_per_trip_1d": per_trip, "quote": quote})
 """
 
 
