@@ -3,7 +3,7 @@ plain view's: the example repo's trips, served and in a training set at the same
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -52,11 +52,16 @@ def test_inputs_from_an_aggregation_view_give_the_same_values_online_and_offline
     online = fs.get_online_features(
         features, {"driver_id": drivers}, full_feature_names, request_data={"trip_km": km}
     ).to_dict()
+    # A lookup at now serves the windows ending at the next hop boundary (1 h for 1-day windows):
+    # the training set's value at that time (README, "Aggregations over time windows").
     now = datetime.now(UTC)
+    at = now.replace(minute=0, second=0, microsecond=0) + (
+        timedelta(hours=1) if now.minute or now.second else timedelta()
+    )
     frame = pa.table(
         {
             "driver_id": pa.array(drivers, pa.int64()),
-            "event_timestamp": pa.array([now] * len(drivers), pa.timestamp("us", tz="UTC")),
+            "event_timestamp": pa.array([at] * len(drivers), pa.timestamp("us", tz="UTC")),
             "trip_km": pa.array(km, pa.float64()),
         }
     )
