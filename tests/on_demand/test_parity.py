@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from featurestore import Client, FeatureStore
@@ -35,6 +35,24 @@ rows_of_driver = st.lists(
 entity = st.tuples(rows_of_driver, floats, st.one_of(st.none(), st.booleans()))
 
 
+# Three entities with nothing, three whose newest row is past the TTL, three with a null ``a``,
+# and null request values, besides present ones: drawn examples add more of each.
+EDGES = [
+    ([], 1.5, True),
+    ([], None, False),
+    ([], 2.0, None),
+    ([(60, 1.0, 2, "a")], 1.0, True),
+    ([(100, 1.0, 2, "a"), (60, 2.0, 3, "b")], None, True),
+    ([(60, None, None, None)], 3.0, None),
+    ([(1, None, 5, "z"), (30, 1.0, 1, "y")], 2.5, True),
+    ([(3, None, None, None)], None, False),
+    ([(10, None, 7, "")], 0.5, None),
+    ([(1, 2.5, -3, "x")], -1.25, False),
+    ([(3, 0.0, 0, "q"), (30, 9.0, 9, "r")], 4.0, True),
+    ([(10, -7.125, 1000000, "xyz")], 1e6, False),
+]
+
+
 def _statuses_expected(values: dict[str, Any]) -> dict[str, str]:
     return {k: "PRESENT" if v is not None else "NULL_VALUE" for k, v in values.items() if k != "b"}
 
@@ -47,6 +65,7 @@ def test_training_and_serving_compute_the_same_values(od_repo: Path, od_server: 
 
     @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(entity, min_size=1, max_size=6))
+    @example(EDGES)  # every edge case three times, whatever the draws bring
     def check(entities: list[tuple[list[tuple[int, Any, Any, Any]], Any, Any]]) -> None:
         example = next(_examples)
         now = datetime.now(UTC).replace(microsecond=0)
