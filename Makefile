@@ -93,6 +93,7 @@ bench-tools: setup
 
 bench: bench-tools
 	$(BIN)/python benchmarks/online.py --scale small --runs 3 --seconds 5
+	$(BIN)/python benchmarks/on_demand.py --scale small --runs 3 --seconds 3
 	$(BIN)/python benchmarks/training_sets.py --scale small --runs 3
 	$(BIN)/python benchmarks/ingestion.py --scale small --runs 3
 	$(BIN)/python benchmarks/aggregations.py --scale small --runs 3

@@ -30,6 +30,14 @@ step $fs training-set --repo "$repo" --entities "$repo/data/entity_rows.parquet"
 step $py -c 'import sys, pyarrow.parquet as pq
 print(pq.read_table(sys.argv[1], columns=sys.argv[2:]).slice(0, 5).to_pandas().to_string(index=False))' \
 	"$dispatch" driver_id event_timestamp trips_1h trips_24h fare_sum_1d payment_last3_1d trips_lifetime
+# On-demand features (definitions/pricing.py): computed by trip_fit on the joined rows, with the
+# request field trip_km read from the entity rows' column of that name.
+pricing="$repo/out/pricing_model_training.parquet"
+step $fs training-set --repo "$repo" --entities "$repo/data/entity_rows.parquet" --service pricing_model \
+	--out "$pricing"
+step $py -c 'import sys, pyarrow.parquet as pq
+print(pq.read_table(sys.argv[1], columns=sys.argv[2:]).slice(0, 5).to_pandas().to_string(index=False))' \
+	"$pricing" driver_id event_timestamp trip_km earnings_per_trip km_over_last_trip
 
 # Online: materialize the newest values into Redis, serve them over gRPC and HTTP, fetch them.
 step $fs materialize --repo "$repo"
@@ -61,6 +69,18 @@ with featurestore.Client(sys.argv[1]) as client:
     r = client.get_online_features("trip_model", {"driver_id": [int(sys.argv[2])], "customer_id": [5001]})
 print({k: v[0] for k, v in r.to_dict().items()})' "127.0.0.1:$grpc_port" "$driver"
 step $fs get --repo "$repo" --server "127.0.0.1:$grpc_port" --entity "driver_id=$driver" --service dispatch_model
+# On-demand: the same trip_fit, run by the server after the lookup, with the trip in request_data.
+step $fs get --repo "$repo" --server "127.0.0.1:$grpc_port" --entity "driver_id=$driver" --service pricing_model \
+	--request trip_km=7.5
+step $py -c 'import sys, featurestore
+with featurestore.Client(sys.argv[1]) as client:
+    r = client.get_online_features("pricing_model", {"driver_id": [int(sys.argv[2])]}, request_data={"trip_km": [7.5]})
+print({k: v[0] for k, v in r.to_dict().items()}, r.statuses["earnings_per_trip"])' "127.0.0.1:$grpc_port" "$driver"
+step $py -c 'import json, sys, urllib.request
+body = {"features": ["trip_fit:km_over_last_trip"], "entities": {"driver_id": [int(sys.argv[2])]},
+        "request_data": {"trip_km": [7.5]}}
+req = urllib.request.Request(sys.argv[1], json.dumps(body).encode(), {"content-type": "application/json"})
+print(urllib.request.urlopen(req).read().decode())' "http://127.0.0.1:$http_port/v1/online-features" "$driver"
 
 # Push: a fresh row for the driver, served at once (and durable offline for training sets).
 pushed="$repo/out/pushed_driver_stats.parquet"

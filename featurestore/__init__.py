@@ -29,9 +29,12 @@ if TYPE_CHECKING:
         Int32,
         Int64,
         List,
+        OnDemandFeatureView,
         ParquetSource,
+        RequestSource,
         String,
         Timestamp,
+        on_demand_view,
     )
     from featurestore.errors import FeatureStoreError
     from featurestore.offline.feature_log import FeatureLog
@@ -47,8 +50,8 @@ _WHERE = {
         name: "featurestore.definitions"
         for name in (
             "Aggregation", "Bool", "Bytes", "DType", "Entity", "FeatureService", "FeatureView",
-            "Field", "Float32", "Float64", "Int32", "Int64", "List", "ParquetSource", "String",
-            "Timestamp",
+            "Field", "Float32", "Float64", "Int32", "Int64", "List", "OnDemandFeatureView",
+            "ParquetSource", "RequestSource", "String", "Timestamp", "on_demand_view",
         )
     },
     "FeatureStoreError": "featurestore.errors",
@@ -92,8 +95,11 @@ __all__ = [
     "Int32",
     "Int64",
     "List",
+    "OnDemandFeatureView",
     "ParquetSource",
     "PushResult",
+    "RequestSource",
     "String",
     "Timestamp",
+    "on_demand_view",
 ]

@@ -128,9 +128,11 @@ def trip_batches(scale: Scale, end: datetime, seed: int = 17) -> Iterator[pa.Tab
 
 
 def entity_rows(scale: Scale, end: datetime, seed: int = 13) -> pa.Table:
-    """Labelled events: a driver, a customer and a time, as training code would bring."""
+    """Labelled events: a driver, a customer, a time and the trip's length (a request field of
+    the on-demand view ``trip_fit``), as training code would bring."""
     rng = np.random.default_rng(seed)
     n = scale.entity_rows
+    trip_km = np.round(np.random.default_rng(seed + 1).gamma(2.0, 4.0, n), 2)  # its own draws
     return pa.table(
         {
             "driver_id": pa.array(rng.integers(FIRST_DRIVER, FIRST_DRIVER + scale.drivers, n), pa.int64()),
@@ -139,6 +141,7 @@ def entity_rows(scale: Scale, end: datetime, seed: int = 13) -> pa.Table:
             ),
             "event_timestamp": _ts_array(_timestamps(rng, n, end)),
             "trip_completed": pa.array(rng.random(n) < 0.7),
+            "trip_km": pa.array(trip_km, pa.float64()),
         }
     )
 

@@ -25,6 +25,9 @@ and HTTP code it maps to, so servers and clients share this module::
     ├── PermissionDeniedError       a serving request's token lacks the scope (or a push not from loopback)
     ├── ResourceExhaustedError      a server is at its bytes-in-flight budget (retry later)
     │   └── AnswerTooLargeError     the answer would pass the message size limit
+    ├── OnDemandError               an on-demand view's function failed, returned the wrong type or
+    │   │                           length, or its code changed since apply (names the view)
+    │   └── OnDemandTimeoutError    an on-demand view's function did not finish within the deadline
     ├── ValidationError             source rows fail their declaration (policy "fail")
     └── ViewsFailedError            some views of a run failed alone; the others were written
 """
@@ -222,6 +225,22 @@ class AnswerTooLargeError(ResourceExhaustedError):
     """The answer would pass the message size limit: ask for fewer entities or features."""
 
     http_status = 413
+
+
+class OnDemandError(FeatureStoreError):
+    """An on-demand view cannot compute this request's values: its function raised, returned
+    the wrong type or length, or the repo's code differs from the applied one. The message
+    names the view (never a traceback: the server logs that)."""
+
+    grpc_status = "FAILED_PRECONDITION"
+    http_status = 422
+
+
+class OnDemandTimeoutError(OnDemandError):
+    """An on-demand view's function did not finish within the request's deadline."""
+
+    grpc_status = "DEADLINE_EXCEEDED"
+    http_status = 504
 
 
 class ViewsFailedError(FeatureStoreError):

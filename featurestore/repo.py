@@ -13,14 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
+from featurestore.definitions import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    FeatureViewProjection,
+    OnDemandFeatureView,
+    ParquetSource,
+)
 from featurestore.errors import DefinitionError
 
-Definition = Entity | ParquetSource | FeatureView | FeatureService
+Definition = Entity | ParquetSource | FeatureView | OnDemandFeatureView | FeatureService
 KINDS: dict[type, str] = {
     Entity: "entity",
     ParquetSource: "source",
     FeatureView: "feature_view",
+    OnDemandFeatureView: "on_demand_view",
     FeatureService: "feature_service",
 }
 _SKIP_DIRS = {"__pycache__", "node_modules", "site-packages"}
@@ -34,6 +42,7 @@ class RepoContents:
     sources: dict[str, ParquetSource] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, FeatureService] = field(default_factory=dict)
+    on_demand_views: dict[str, OnDemandFeatureView] = field(default_factory=dict)
     # What ``load_repo(..., raise_problems=False)`` found, for the compiler to report with its own.
     problems: list[str] = field(default_factory=list)
 
@@ -42,6 +51,7 @@ class RepoContents:
             "entity": self.entities,
             "source": self.sources,
             "feature_view": self.views,
+            "on_demand_view": self.on_demand_views,
             "feature_service": self.services,
         }
 
@@ -105,6 +115,12 @@ def load_repo(repo: Path, raise_problems: bool = True) -> RepoContents:
         _forget_modules(files)
 
     # Objects only referenced (an inline source, an entity object) count as declared too.
+    for obj in list(seen.values()):
+        if isinstance(obj, OnDemandFeatureView):
+            for src in obj.sources:  # views given as objects count as declared
+                view = src.view if isinstance(src, FeatureViewProjection) else src
+                if isinstance(view, FeatureView):
+                    _collect(view, seen, problems, repo)
     for obj in list(seen.values()):
         if isinstance(obj, FeatureView):
             _collect(obj.source, seen, problems, repo)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from duckdb import DuckDBPyConnection
 
 from featurestore.config import Config, load_config
-from featurestore.definitions import Entity, FeatureService, FeatureView, ParquetSource
+from featurestore.definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView, ParquetSource
 from featurestore.errors import (
     BreakingChangeError,
     FeatureStoreError,
@@ -185,6 +185,12 @@ class FeatureStore:
 
     def get_feature_service(self, name: str) -> FeatureService:
         return self.registry().get("feature_service", name)
+
+    def list_on_demand_views(self) -> list[OnDemandFeatureView]:
+        return list(self.registry().on_demand_views.values())
+
+    def get_on_demand_view(self, name: str) -> OnDemandFeatureView:
+        return self.registry().get("on_demand_view", name)
 
     def describe(self, name: str) -> dict[str, Any]:
         """The applied spec of the object named ``name`` (any kind), with its kind."""
@@ -445,12 +451,18 @@ class FeatureStore:
         entities: Mapping[str, Sequence[Any]],
         full_feature_names: bool = False,
         with_run_ids: bool = False,
+        request_data: Mapping[str, Sequence[Any]] | None = None,
     ) -> OnlineResult:
-        """The latest values of ``features`` for the entities (join key -> list of values)."""
+        """The latest values of ``features`` for the entities (join key -> list of values).
+
+        On-demand features are computed from them and ``request_data`` (request field -> one
+        value per entity), in this thread."""
         if self._online_store is None:
             self._online_store = OnlineStore.connect(self.config.redis_url, self.config.project, check=False)
-        found = lookup(self.online_registry(), self._online_store, features, entities, full_feature_names)
-        return found.result(with_run_ids=with_run_ids)
+        found = lookup(
+            self.online_registry(), self._online_store, features, entities, full_feature_names, request_data
+        )
+        return found.computed(found.result(with_run_ids=with_run_ids))
 
     def push(self, view: str, rows: Any) -> PushResult:
         """Write ``rows`` (a pyarrow Table or pandas DataFrame) to ``view``: validated, appended

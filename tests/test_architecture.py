@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "repo": 3,
     "source_files": 3,  # listing and reading source files where they live (remote: Spark)
     "registry": 4,
+    "on_demand": 5,  # on-demand views' functions: loaded from the repo, run on Arrow tables
     "validation": 5,
     "runs": 6,
     "offline": 7,

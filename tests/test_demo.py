@@ -69,3 +69,7 @@ def test_make_demo_runs_end_to_end(tmp_path: Path, fresh_data: Path) -> None:
     # The web console answered on the demo's store, and its address is printed.
     assert f"the console answers at http://127.0.0.1:{ui_port}/: its catalog lists 3 feature views" in out
     assert f"featurestore ui --repo {repo}" in out
+    # On-demand: trip_fit in a training set and served with request data (client and HTTP).
+    assert (repo / "out" / "pricing_model_training.parquet").is_file()
+    assert "earnings_per_trip" in out and "'km_over_last_trip': " in out
+    assert '"reference":"trip_fit:km_over_last_trip"' in out

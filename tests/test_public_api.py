@@ -24,10 +24,13 @@ EXPECTED = [
     "Int32",
     "Int64",
     "List",
+    "OnDemandFeatureView",
     "ParquetSource",
     "PushResult",
+    "RequestSource",
     "String",
     "Timestamp",
+    "on_demand_view",
 ]
 
 

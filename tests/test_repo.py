@@ -18,7 +18,7 @@ def test_example_repo_with_files_importing_each_other(example_repo: Path) -> Non
     assert sorted(contents.entities) == ["customer", "driver"]
     assert sorted(contents.sources) == ["customer_profile_source", "driver_stats_source", "trips_source"]
     assert sorted(contents.views) == ["customer_profile", "driver_stats", "driver_trips"]
-    assert sorted(contents.services) == ["dispatch_model", "trip_model"]
+    assert sorted(contents.services) == ["dispatch_model", "pricing_model", "trip_model"]
     # services.py imported driver_stats from drivers.py: one object, defined in drivers.py.
     service = contents.services["trip_model"]
     assert service.features[0] is contents.views["driver_stats"]
@@ -123,8 +123,9 @@ def test_non_definitions_are_ignored(make_repo) -> None:  # type: ignore[no-unty
         }
     )
     contents = load_repo(repo)
-    assert sorted(contents.by_kind()) == ["entity", "feature_service", "feature_view", "source"]
-    assert [len(v) for v in contents.by_kind().values()] == [1, 1, 1, 1]
+    kinds = ["entity", "feature_service", "feature_view", "on_demand_view", "source"]
+    assert sorted(contents.by_kind()) == kinds
+    assert [len(v) for v in contents.by_kind().values()] == [1, 1, 1, 0, 1]
     assert isinstance(contents.entities["driver"], Entity)
 
 

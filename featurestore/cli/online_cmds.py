@@ -35,6 +35,13 @@ def serve(
     redis_timeout: Annotated[
         float, typer.Option(callback=number_in(0, lo_open=True), help="Seconds a lookup waits for Redis.")
     ] = 1.0,
+    on_demand_timeout: Annotated[
+        float,
+        typer.Option(
+            callback=number_in(0, lo_open=True),
+            help="Seconds on-demand functions get per request, at most (less by a sooner deadline).",
+        ),
+    ] = 1.0,
     auth_tokens_file: Annotated[
         Path | None,
         typer.Option(help="Require a bearer token from this file, one a line (or FEATURESTORE_AUTH_TOKENS)"),
@@ -76,6 +83,7 @@ def serve(
         workers=workers,
         max_entities=max_entities,
         redis_timeout=redis_timeout,
+        on_demand_timeout=on_demand_timeout,
         tokens=load_tokens(store.config, auth_tokens_file),
         tls=load_tls(store.config, tls_cert, tls_key),
         limits=store.config.serving_limits,
@@ -101,7 +109,8 @@ def _entity_value(text: str, dtype: str | None = None) -> Any:
 
 
 def _join_key_types(repo: Path, wanted: list[str] | str, required: bool) -> dict[str, str] | None:
-    """Join key -> dtype name, from the repo's registry; None if it has none and not ``required``."""
+    """Join key and request field -> dtype name, from the repo's registry; None if it has none
+    and not ``required``."""
     from featurestore.errors import FeatureStoreError
 
     try:
@@ -110,7 +119,30 @@ def _join_key_types(repo: Path, wanted: list[str] | str, required: bool) -> dict
         if required:
             raise
         return None  # --server without a local repo: the server checks the types
-    return {k.name: k.dtype.name for k in plan.join_keys}
+    types = {k.name: k.dtype.name for k in plan.join_keys}
+    if plan.on_demand is not None:
+        types.update({name: f.dtype.name for name, (f, _) in plan.on_demand.request_fields.items()})
+    return types
+
+
+def _request_value(text: str, dtype: str | None) -> Any:
+    """A --request value typed as its request field's dtype; with none known, as a number if it is one."""
+    if text.lower() in ("", "null"):
+        return None
+    if dtype in ("Int32", "Int64") or (dtype is None and text.lstrip("-").isdigit()):
+        return int(text)
+    if dtype in ("Float32", "Float64") or dtype is None:
+        try:
+            return float(text)
+        except ValueError:
+            if dtype is not None:
+                raise InvalidRequestError(f"--request value {text!r} is not a number") from None
+            return text
+    if dtype == "Bool":
+        if text.lower() not in ("true", "false"):
+            raise InvalidRequestError(f"--request value {text!r} is not true or false")
+        return text.lower() == "true"
+    return text
 
 
 @app.command(rich_help_panel=SERVE)
@@ -138,6 +170,13 @@ def get(
     tls_ca: Annotated[
         Path | None, typer.Option(help="Connect to --server with TLS, trusting this CA certificate (PEM).")
     ] = None,
+    request: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--request", "-r",
+            help="field=value, a request field of on-demand features (repeat; comma-separate values).",
+        ),
+    ] = None,
 ) -> None:
     """Print the online values of features for some entities, with their status and age."""
     wanted = features_or_service(features, service)
@@ -147,14 +186,21 @@ def get(
         if not sep or not key or not values:
             raise InvalidRequestError(f"--entity {item!r}: expected join_key=value[,value...]")
         texts.setdefault(key.strip(), []).extend(v.strip() for v in values.split(","))
+    fields: dict[str, list[str]] = {}
+    for item in request or []:
+        key, sep, values = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"--request {item!r}: expected field=value[,value...]")
+        fields.setdefault(key.strip(), []).extend(v.strip() for v in values.split(","))
     types = _join_key_types(repo, wanted, required=not server) or {}
     entities = {k: [_entity_value(v, types.get(k)) for v in vs] for k, vs in texts.items()}
+    request_data = {k: [_request_value(v, types.get(k)) for v in vs] for k, vs in fields.items()} or None
     if server:
         with server_client(server, auth_token, tls, tls_ca) as client:
-            response = client.get_online_features(wanted, entities)
+            response = client.get_online_features(wanted, entities, request_data=request_data)
         columns, statuses, stamps = response.columns, response.statuses, response.event_timestamps
     else:
-        result = open_store(repo).get_online_features(wanted, entities)
+        result = open_store(repo).get_online_features(wanted, entities, request_data=request_data)
         columns, statuses = (
             {c: v for c, v in result.to_dict().items() if c not in entities},
             result.statuses,

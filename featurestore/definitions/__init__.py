@@ -5,6 +5,7 @@ from featurestore.definitions.entity import Entity
 from featurestore.definitions.feature_service import FeatureService, parse_ref
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection
 from featurestore.definitions.field import Field
+from featurestore.definitions.on_demand import OnDemandFeatureView, RequestSource, on_demand_view
 from featurestore.definitions.source import ParquetSource
 from featurestore.definitions.types import (
     Bool,
@@ -34,8 +35,11 @@ __all__ = [
     "Int32",
     "Int64",
     "List",
+    "OnDemandFeatureView",
     "ParquetSource",
+    "RequestSource",
     "String",
     "Timestamp",
+    "on_demand_view",
     "parse_ref",
 ]

@@ -8,15 +8,16 @@ from typing import Any
 
 from featurestore.definitions.base import caller_location, check_name, fingerprint
 from featurestore.definitions.feature_view import FeatureView, FeatureViewProjection
+from featurestore.definitions.on_demand import OnDemandFeatureView
 from featurestore.errors import DefinitionError
 
 
 @dataclass(frozen=True, eq=False)
 class FeatureService:
-    """Features from one or more views; ``features=[view, view[["a", "b"]]]``."""
+    """Features from one or more views (on-demand ones too); ``features=[view, view[["a", "b"]]]``."""
 
     name: str
-    features: Sequence[FeatureView | FeatureViewProjection | str]
+    features: Sequence[FeatureView | OnDemandFeatureView | FeatureViewProjection | str]
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
@@ -28,7 +29,7 @@ class FeatureService:
         if not items:
             raise DefinitionError([f"feature service {self.name!r} has no features"])
         for item in items:
-            if not isinstance(item, (FeatureView, FeatureViewProjection, str)):
+            if not isinstance(item, (FeatureView, OnDemandFeatureView, FeatureViewProjection, str)):
                 raise DefinitionError(
                     [
                         f"feature service {self.name!r}: features takes views, view[[...]] "
@@ -44,7 +45,7 @@ class FeatureService:
         """The ``view:feature`` references this service names, in order."""
         refs: list[str] = []
         for item in self.features:
-            if isinstance(item, FeatureView):
+            if isinstance(item, (FeatureView, OnDemandFeatureView)):
                 refs += [f"{item.name}:{f.name}" for f in item.features]
             elif isinstance(item, FeatureViewProjection):
                 refs += [f"{item.view.name}:{f}" for f in item.features]

@@ -207,7 +207,7 @@ def _aggregation_problems(
 
 @dataclass(frozen=True)
 class FeatureViewProjection:
-    """Some features of a view, as used by a feature service."""
+    """Some features of a view (or of an on-demand view), as used by a feature service."""
 
-    view: FeatureView
+    view: FeatureView  # or an OnDemandFeatureView: both have ``name`` and ``features``
     features: tuple[str, ...]

@@ -1,5 +1,8 @@
 """The lineage graph: source files -> runs -> feature views -> features -> services, training sets.
 
+An on-demand view reads features and request sources (``request_source:name``) and computes its
+own features, which services and training sets use like any other.
+
 Derived from what the store already records -- the registry, ``offline_files``, ``run_sources``,
 the run tables and training set records -- never written by hand. Nodes are named
 ``kind:name`` (``file:/abs/path``, ``view:stats``, ``feature:stats:score``, ``service:svc``,
@@ -93,6 +96,25 @@ def _definitions(g: _Graph, snapshot: Snapshot) -> None:
                 ),
                 "has",
             )
+    for od in snapshot.on_demand_views.values():
+        # computed from features of views and request fields: those are upstream of it
+        v = g.node(
+            f"view:{od.name}",
+            "on_demand_view",
+            od.name,
+            fingerprint=od.fingerprint,
+            code_fingerprint=od.code_fingerprint,
+            mode=od.mode,
+        )
+        for ref in od.feature_inputs:
+            g.edge(g.node(f"feature:{ref}", "feature", ref), v, "read by")
+        for request in od.request_sources:
+            fields = [f"{f.name} ({f.dtype.name})" for f in request.schema]
+            r = g.node(f"request_source:{request.name}", "request_source", request.name, fields=fields)
+            g.edge(r, v, "read by")
+        for f in od.features:
+            ref = f"{od.name}:{f.name}"
+            g.edge(v, g.node(f"feature:{ref}", "feature", ref, dtype=f.dtype.name), "computes")
     for service in snapshot.services.values():
         s = g.node(f"service:{service.name}", "feature_service", service.name)
         for ref in service.feature_refs():
@@ -291,6 +313,7 @@ def _resolve(g: _Graph, name: str) -> str:
         f"service:{name}",
         f"training_set:{name}",
         f"run:{name}",
+        f"request_source:{name}",
     ):
         if candidate in g.nodes:
             return candidate

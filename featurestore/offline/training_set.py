@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from featurestore.config import Config
 from featurestore.definitions.types import pandas_frame
@@ -18,9 +19,12 @@ from featurestore.errors import InvalidRequestError, NotAppliedError
 from featurestore.offline.entities import ENTITY_VIEW, ROW, TS, EntityFrame, register_entities
 from featurestore.offline.feature_log import TIME_COLUMN, FeatureLog, logged_entities
 from featurestore.offline.offline_store import OfflineStore
+from featurestore.offline.on_demand import OnDemandColumns
 from featurestore.offline.pit import OutputColumn, point_in_time_sql
+from featurestore.on_demand import OnDemandFunctions
 from featurestore.outputs import OutputGuard, atomic_write
 from featurestore.registry import Snapshot, ViewRequest
+from featurestore.registry.snapshot import Expanded
 from featurestore.storage import connect, quote
 
 if TYPE_CHECKING:
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from featurestore.offline.spark.training_set import SparkTrainingSet
 
 MANIFEST_KEY = "featurestore.manifest"
+HIDDEN_PREFIX = "__input__"  # joined columns only on-demand views read; never in the output
 
 
 class Recorder(Protocol):
@@ -56,16 +61,25 @@ class TrainingSet:
         manifest: dict[str, Any],
         guard: OutputGuard,
         recorder: Recorder | None = None,
+        on_demand: OnDemandColumns | None = None,
     ) -> None:
         self._con = con
         self.sql = sql
         self.manifest = manifest
         self._guard = guard
         self._recorder = recorder
+        # On-demand features: computed on each batch of the join (None: the join is the set).
+        self._on_demand = on_demand
 
     def to_arrow(self) -> pa.Table:
         """The whole training set in memory."""
+        if self._on_demand is not None:
+            return pa.Table.from_batches(list(self.to_batches()), self._schema())
         return self._con.sql(self.sql).to_arrow_table()
+
+    def _schema(self) -> pa.Schema:
+        joined = self._con.sql(f"SELECT * FROM ({self.sql}) LIMIT 0").to_arrow_table().schema
+        return joined if self._on_demand is None else self._on_demand.schema(joined)
 
     def to_pandas(self) -> pd.DataFrame:
         """The whole training set as a DataFrame with Arrow-backed dtypes (nulls keep the type)."""
@@ -74,7 +88,11 @@ class TrainingSet:
     def to_batches(self, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
         """Stream the training set in input order without holding it all in memory."""
         reader = self._con.sql(self.sql).to_arrow_reader(batch_size)
-        yield from reader
+        if self._on_demand is None:
+            yield from reader
+            return
+        for batch in reader:
+            yield self._on_demand(batch)
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write it with DuckDB (out of core), the manifest in the file's metadata.
@@ -107,10 +125,16 @@ class TrainingSet:
     def write(self, target: Path, manifest: dict[str, Any]) -> Path:
         """Write the file with exactly this manifest embedded (``reproduce`` passes the recorded one)."""
         target = self._guard.check(target)
+        metadata = {MANIFEST_KEY: json.dumps(manifest, sort_keys=True, default=str)}
         with atomic_write(target) as partial:
+            if self._on_demand is not None:  # computed in Python: written batch by batch
+                schema = self._schema().with_metadata(metadata)
+                with pq.ParquetWriter(partial, schema) as writer:
+                    for batch in self.to_batches():
+                        writer.write_batch(batch)
+                return target
             self._con.execute(
-                f"COPY ({self.sql}) TO ? (FORMAT parquet, KV_METADATA ?)",
-                [str(partial), {MANIFEST_KEY: json.dumps(manifest, sort_keys=True, default=str)}],
+                f"COPY ({self.sql}) TO ? (FORMAT parquet, KV_METADATA ?)", [str(partial), metadata]
             )
         return target
 
@@ -142,13 +166,23 @@ def build_training_set(
     or over a file a source of ``snapshot`` reads. ``served_only``: no features is fine (the
     copy of a feature log's entity frame holds them all; ``reproduce`` passes it).
     """
-    requests = [] if served_only and not features else snapshot.resolve(features)
+    if served_only and not features:
+        expanded, requests = Expanded((), (), (), frozenset()), []
+    else:
+        expanded = snapshot.expand(features)
+        requests = snapshot.resolve(list(expanded.refs))
     logged = None
     if isinstance(entity_df, FeatureLog):
         if config.offline_engine == "spark":  # its manifest and lineage would not name the log
             raise InvalidRequestError(
                 "a FeatureLog entity frame needs the duckdb offline engine ([offline] engine = "
                 "\"duckdb\"): the Spark engine does not read feature logs yet"
+            )
+        if expanded.on_demand:  # the log holds their inputs as served, not their outputs
+            names = sorted(r.view.name for r in expanded.on_demand)
+            raise InvalidRequestError(
+                f"on-demand features ({', '.join(names)}) cannot be taken from a FeatureLog entity "
+                "frame yet: ask for their input features and request fields instead"
             )
         logged = logged_entities(entity_df, requests, full_feature_names)
         entity_df, requests, event_timestamp_column = logged.table, logged.offline, TIME_COLUMN
@@ -158,6 +192,12 @@ def build_training_set(
     guard = OutputGuard(config.store_dir, config.repo, tuple(snapshot.sources.values()))
     con = connect(config.duckdb_path, read_only=True, memory_limit=config.memory_limit)
     if config.offline_engine == "spark":
+        if expanded.on_demand:
+            con.close()
+            raise InvalidRequestError(
+                f"on-demand features ({[r.view.name for r in expanded.on_demand]}) are not supported "
+                'on the Spark engine yet: use [offline] engine = "duckdb" for this training set'
+            )
         from featurestore.offline.spark.training_set import build_spark_training_set
 
         with con:  # Spark reads the warehouse; the store only says which folders are live
@@ -172,9 +212,18 @@ def build_training_set(
         if logged is not None:
             frame = replace(frame, description=f"feature log {logged.manifest['path']}")
         check_keys(requests, frame)
-        outputs = output_columns(requests, list(frame.columns), full_feature_names)
+        outputs = output_columns(requests, list(frame.columns), full_feature_names, expanded.hidden)
         sql = point_in_time_sql(config.project, list(frame.columns), requests, outputs)
+        on_demand = None
+        if expanded.on_demand:
+            on_demand = _on_demand_columns(
+                con, config, expanded, requests, outputs, frame, full_feature_names
+            )
         manifest = make_manifest(con, config.project, registry_version, requests, outputs, frame.description)
+        if on_demand is not None:  # the features asked for, in request order, as lookups answer them
+            manifest["features"] = [ref for _, ref in on_demand.columns]
+            manifest["columns"] = on_demand.names
+            manifest["on_demand_views"] = {r.view.name: r.view.fingerprint for r in expanded.on_demand}
         # What a rebuild needs besides the features: how columns were named, which was the time.
         manifest.update(full_feature_names=full_feature_names, event_timestamp_column=ts_column)
         if logged is not None:
@@ -182,7 +231,26 @@ def build_training_set(
     except BaseException:
         con.close()
         raise
-    return TrainingSet(con, sql, manifest, guard, recorder)
+    return TrainingSet(con, sql, manifest, guard, recorder, on_demand)
+
+
+def _on_demand_columns(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    expanded: Expanded,
+    requests: Sequence[ViewRequest],
+    outputs: Sequence[OutputColumn],
+    frame: EntityFrame,
+    full_feature_names: bool,
+) -> OnDemandColumns:
+    """How the join's batches get their on-demand columns; the functions from the repo's code."""
+    fields = {f"{r.view.name}:{f.name}": f for r in requests for f in r.features}
+    inputs = {f"{o.view}:{o.feature}": (o.name, fields[f"{o.view}:{o.feature}"]) for o in outputs}
+    taken = {c: "the entity frame" for c in frame.columns}
+    taken.update({o.name: f"feature view {o.view!r}" for o in outputs})
+    entity_schema = con.sql(f"SELECT * FROM {ENTITY_VIEW} LIMIT 0").to_arrow_table().schema
+    functions = OnDemandFunctions(config.repo, {r.view.name: r.view for r in expanded.on_demand})
+    return OnDemandColumns(expanded, functions, inputs, entity_schema, taken, full_feature_names)
 
 
 def check_keys(requests: Sequence[ViewRequest], frame: EntityFrame) -> None:
@@ -219,12 +287,20 @@ def check_ingested(con: duckdb.DuckDBPyConnection, project: str, requests: Seque
 
 
 def output_columns(
-    requests: Sequence[ViewRequest], entity_columns: list[str], full_names: bool
+    requests: Sequence[ViewRequest],
+    entity_columns: list[str],
+    full_names: bool,
+    hidden: frozenset[str] = frozenset(),
 ) -> list[OutputColumn]:
+    """The joined columns; ``hidden`` features (read only by on-demand views) get private names."""
     outputs: list[OutputColumn] = []
     taken = {c: "the entity frame" for c in entity_columns}
     for req in requests:
         for f in req.features:
+            if f"{req.view.name}:{f.name}" in hidden:
+                hidden_name = f"{HIDDEN_PREFIX}{req.view.name}__{f.name}"
+                outputs.append(OutputColumn(hidden_name, req.view.name, f.name))
+                continue
             name = f"{req.view.name}__{f.name}" if full_names else f.name
             if name in taken:
                 hint = "" if full_names else "; pass full_feature_names=True"

@@ -25,18 +25,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from featurestore.definitions import Field
+from featurestore.definitions import FeatureView, Field, OnDemandFeatureView
 from featurestore.definitions.types import pandas_frame
-from featurestore.errors import DefinitionError, InvalidRequestError
+from featurestore.errors import DefinitionError, InvalidRequestError, OnDemandError
 from featurestore.online.codec import DecodedColumns, ViewCodec, ViewSchema, layout_of
 from featurestore.online.keys import request_tags
+from featurestore.online.on_demand import OnDemandPlan, Output, Step
 from featurestore.online.tile_codec import TileCodec
 from featurestore.online.tile_combine import combine
 from featurestore.online.tiles import empty_value, tile_groups
 from featurestore.registry import Snapshot
+from featurestore.registry.snapshot import Expanded
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from featurestore.on_demand import OnDemandFunctions
 
 DEFAULT_MAX_ENTITIES = 10_000
 MAX_FEATURES = 1_000  # feature references in one request
@@ -202,12 +206,16 @@ class LookupPlan:
         outputs: list[tuple[int, int, OutputFeature]],
         join_keys: list[Field],
         max_entities: int,
+        on_demand: OnDemandPlan | None = None,
     ) -> None:
         self.project = project
         self.views = views
         self.outputs = outputs  # (view index, position within the view's requested features, output)
         self.join_keys = join_keys
         self.max_entities = max_entities
+        # Features computed after the read (online/on_demand.py); None: every feature is read.
+        # With it, ``outputs`` also holds the inputs its functions read but nobody asked for.
+        self.on_demand = on_demand
         self._int_keys = {k.name for k in join_keys if k.dtype.name in _INT_KEYS}
         # Views keyed by the same join keys share an entity tag: build it once per entity.
         self._groups: dict[tuple[str, ...], list[int]] = {}
@@ -216,7 +224,12 @@ class LookupPlan:
 
     @property
     def output_features(self) -> list[OutputFeature]:
-        return [o for _, _, o in self.outputs]
+        """Every column the lookup makes: the looked-up ones, then the computed ones."""
+        read = [o for _, _, o in self.outputs]
+        if self.on_demand is None:
+            return read
+        computed = [OutputFeature(o.name, o.ref, o.field) for s in self.on_demand.steps for o in s.outputs]
+        return read + computed
 
     def entity_columns(self, entities: Mapping[str, Sequence[Any]]) -> tuple[int, dict[str, list[Any]]]:
         """Check the request's entity columns: every join key present, typed, one length."""
@@ -440,10 +453,13 @@ class OnlineRegistry:
         version: int,
         max_entities: int = DEFAULT_MAX_ENTITIES,
         history: Mapping[str, Sequence[Sequence[Field]]] | None = None,
+        functions: OnDemandFunctions | None = None,
     ) -> None:
         """``history``: every feature list each view has had (``view_feature_lists``), so that
-        values written under an earlier one keep serving the features it has."""
+        values written under an earlier one keep serving the features it has. ``functions``:
+        the on-demand views' functions (None: on-demand features answer OnDemandError)."""
         self.project = project
+        self.functions = functions
         self.snapshot = snapshot
         self.version = version
         self.max_entities = max_entities
@@ -478,14 +494,16 @@ class OnlineRegistry:
         return self._cached_plan(features, full_feature_names)
 
     def _plan(self, features: tuple[str, ...] | str, full_feature_names: bool = False) -> LookupPlan:
-        requests = self.snapshot.resolve(features if isinstance(features, str) else list(features))
+        expanded = self.snapshot.expand(features if isinstance(features, str) else list(features))
+        hidden = expanded.hidden
+        requests = self.snapshot.resolve(list(expanded.refs))
         views: list[_ViewPlan] = []
         outputs: list[tuple[int, int, OutputFeature]] = []
         join_keys: dict[str, Field] = {}
         for req in requests:
             if req.view.name in self.tiles:
                 names = [f.name for f in req.features]
-                self._plan_tiles(req.view.name, names, full_feature_names, views, outputs)
+                self._plan_tiles(req.view.name, names, full_feature_names, views, outputs, hidden)
                 for k in req.view.join_keys:
                     join_keys.setdefault(k.name, k)
                 continue
@@ -509,17 +527,55 @@ class OnlineRegistry:
                         f"join key {k.name!r} is {seen.dtype.name} in one view and {k.dtype.name} in another"
                     )
             for pos, f in enumerate(req.features):
+                ref = f"{req.view.name}:{f.name}"
                 name = f"{req.view.name}__{f.name}" if full_feature_names else f.name
-                outputs.append((vi, pos, OutputFeature(name, f"{req.view.name}:{f.name}", f)))
+                if ref in hidden:  # an input of an on-demand view only: not answered, never clashes
+                    name = f"__input__{req.view.name}__{f.name}"
+                outputs.append((vi, pos, OutputFeature(name, ref, f)))
+        on_demand = None
+        if expanded.on_demand:
+            on_demand = self._plan_on_demand(expanded, outputs, full_feature_names)
         counts: dict[str, int] = {}
-        for _, _, o in outputs:
-            counts[o.name] = counts.get(o.name, 0) + 1
+        names = [o.name for _, _, o in outputs if o.ref not in hidden]
+        if on_demand is not None:
+            names += [o.name for step in on_demand.steps for o in step.outputs]
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
         clashes = sorted(n for n, c in counts.items() if c > 1 or n in join_keys)
         if clashes:
             raise InvalidRequestError(
                 f"feature name(s) {clashes} appear in more than one view: ask with full_feature_names"
             )
-        return LookupPlan(self.project, views, outputs, list(join_keys.values()), self.max_entities)
+        key_fields = list(join_keys.values())
+        return LookupPlan(self.project, views, outputs, key_fields, self.max_entities, on_demand)
+
+    def _plan_on_demand(
+        self, expanded: Expanded, outputs: list[tuple[int, int, OutputFeature]], full_feature_names: bool
+    ) -> OnDemandPlan:
+        if self.functions is None:
+            raise OnDemandError(
+                f"on-demand view(s) {[r.view.name for r in expanded.on_demand]} cannot be computed "
+                "here: this registry was loaded without the repo's code"
+            )
+        steps = []
+        fields: dict[str, tuple[Field, str]] = {}
+        for req in expanded.on_demand:
+            function = self.functions.get(req.view.name)  # OnDemandError if its code changed
+            view = req.view.name
+            outs = tuple(
+                Output(f"{view}__{f.name}" if full_feature_names else f.name, f"{view}:{f.name}", f)
+                for f in req.features
+            )
+            steps.append(Step(req.view, function, outs))
+            for f in req.view.request_fields:
+                seen = fields.setdefault(f.name, (f, req.view.name))
+                if seen[0].dtype != f.dtype:
+                    raise InvalidRequestError(
+                        f"request field {f.name!r} is {seen[0].dtype.name} for on-demand view {seen[1]!r} "
+                        f"and {f.dtype.name} for {req.view.name!r}: ask for them separately"
+                    )
+        inputs = {o.ref: o.field for _, _, o in outputs}
+        return OnDemandPlan(tuple(steps), inputs, fields, expanded.requested, expanded.hidden)
 
     def _plan_tiles(
         self,
@@ -528,6 +584,7 @@ class OnlineRegistry:
         full_feature_names: bool,
         views: list[_ViewPlan],
         outputs: list[tuple[int, int, OutputFeature]],
+        hidden: frozenset[str] = frozenset(),
     ) -> None:
         """An aggregation view's requested features: one _ViewPlan per tile group they need."""
         fields = {f.name: f for f in self.snapshot.views[view].features}
@@ -541,8 +598,20 @@ class OnlineRegistry:
                 views.append(_ViewPlan(group.key_name, None, (), keys, None, tiles=codec))
             position = next(i for i, a in enumerate(group.aggregations) if a.name == feature)
             name = f"{view}__{feature}" if full_feature_names else feature
-            output = OutputFeature(name, f"{view}:{feature}", fields[feature])
+            ref = f"{view}:{feature}"
+            if ref in hidden:
+                name = f"__input__{view}__{feature}"
+            output = OutputFeature(name, ref, fields[feature])
             outputs.append((where[group.key_name], position, output))
+
+    def on_demand_servable(self) -> list[tuple[str, Field, OnDemandFeatureView, list[FeatureView]]]:
+        """Every on-demand ``view:feature``, with its field, its view and the views it reads."""
+        out = []
+        for name, od in sorted(self.snapshot.on_demand_views.items()):
+            inputs = list(dict.fromkeys(ref.partition(":")[0] for ref in od.feature_inputs))
+            reads = [self.snapshot.views[v] for v in inputs if v in self.snapshot.views]
+            out += [(f"{name}:{f.name}", f, od, reads) for f in od.features]
+        return out
 
     def servable(self) -> list[tuple[str, Field]]:
         """Every ``view:feature`` that can be looked up, with its field."""

@@ -16,6 +16,7 @@ import time
 
 from featurestore.config import Config
 from featurestore.errors import FeatureStoreError, NotAppliedError, StoreLockedError
+from featurestore.on_demand import OnDemandFunctions
 from featurestore.online.lookup import OnlineRegistry
 from featurestore.registry.versions import RegistryState
 from featurestore.storage import connection
@@ -46,7 +47,10 @@ def load(
             return None
         version, snapshot = RegistryState(con, config.project).snapshot(latest.version)
         history = RegistryState(con, config.project).view_feature_lists()
-    return OnlineRegistry(config.project, snapshot, version.version, max_entities, history)
+    # On-demand views' functions come from the repo's code, loaded here (off a server's event
+    # loop) once per registry version.
+    functions = OnDemandFunctions(config.repo, snapshot.on_demand_views)
+    return OnlineRegistry(config.project, snapshot, version.version, max_entities, history, functions)
 
 
 class RegistryHolder:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from featurestore.definitions import Entity, FeatureView, Field, ParquetSource
-from featurestore.definitions.types import dtype_from_arrow
+from featurestore.definitions import Entity, FeatureView, Field, OnDemandFeatureView, ParquetSource
+from featurestore.definitions.types import SCALARS, dtype_from_arrow
 from featurestore.errors import DefinitionError, SourceError
 from featurestore.registry.snapshot import Snapshot
 from featurestore.repo import RepoContents, relative_location
@@ -75,15 +75,19 @@ def compile_repo(contents: RepoContents, repo: Path, files: SourceFiles | None =
                 )
         views[name] = replace(view, entities=tuple(e.name for e in entities), join_keys=join_keys)
 
+    for od in contents.on_demand_views.values():
+        problems += _on_demand_problems(od, contents, repo)
+
     for name, service in contents.services.items():
         where = f"{relative_location(service.defined_in, repo)}: feature service {name!r}"
         for ref in service.feature_refs():
             view_name, _, feature = ref.partition(":")
+            known = contents.views.get(view_name) or contents.on_demand_views.get(view_name)
             if not feature:
                 problems.append(f"{where}: feature reference {ref!r} is not 'view:feature'")
-            elif view_name not in contents.views:
+            elif known is None:
                 problems.append(f"{where}: references unknown feature view {view_name!r} ({ref})")
-            elif feature not in {f.name for f in contents.views[view_name].features}:
+            elif feature not in {f.name for f in known.features}:
                 problems.append(f"{where}: feature view {view_name!r} has no feature {feature!r}")
         refs = service.feature_refs()
         dupes = sorted({r for r in refs if refs.count(r) > 1})
@@ -97,7 +101,31 @@ def compile_repo(contents: RepoContents, repo: Path, files: SourceFiles | None =
         sources=dict(contents.sources),
         views=views,
         services=dict(contents.services),
+        on_demand_views=dict(contents.on_demand_views),
     )
+
+
+def _on_demand_problems(view: OnDemandFeatureView, contents: RepoContents, repo: Path) -> list[str]:
+    """Its inputs are features of declared feature views; its name is no feature view's."""
+    where = f"{relative_location(view.defined_in, repo)}: on-demand view {view.name!r}"
+    problems: list[str] = []
+    if view.name in contents.views:
+        problems.append(f"{where}: a feature view has the same name")
+    for ref in view.feature_inputs:
+        view_name, _, feature = ref.partition(":")
+        source = contents.views.get(view_name)
+        if source is None:
+            chained = view_name in contents.on_demand_views
+            other = " (on-demand views cannot read on-demand views)" if chained else ""
+            problems.append(f"{where}: reads unknown feature view {view_name!r} ({ref}){other}")
+        elif feature not in {f.name for f in source.features}:
+            problems.append(f"{where}: feature view {view_name!r} has no feature {feature!r}")
+    for f in view.request_fields:
+        if f.dtype.name not in SCALARS:
+            problems.append(
+                f"{where}: request field {f.name!r} is {f.dtype.name}; request fields are scalars"
+            )
+    return problems
 
 
 def _source_schema(

@@ -76,7 +76,7 @@ def make_plan(old: Snapshot | None, new: Snapshot, base_version: int | None) -> 
     served = _served_views(old)
     changes: list[Change] = []
     for kind in KIND_ORDER:
-        before, after = old_specs[kind], new_specs[kind]
+        before, after = old_specs.get(kind, {}), new_specs.get(kind, {})
         for name in sorted(after.keys() - before.keys()):
             changes.append(Change(kind, name, "add"))
         for name in sorted(before.keys() - after.keys()):
@@ -99,7 +99,7 @@ def _served_views(snapshot: Snapshot) -> dict[str, str]:
 
 
 def _removal_breaks(kind: str, name: str, old: Snapshot, served: dict[str, str]) -> tuple[str, ...]:
-    if kind == "feature_view" and name in served:
+    if kind in ("feature_view", "on_demand_view") and name in served:
         return (f"removed while {served[name]}",)
     if kind == "feature_service":
         return ("removed: clients that request it will fail",)
@@ -125,6 +125,17 @@ def _change_breaks(
             elif parts[0] == "aggregations" and len(parts) == 3 and d.old is not None:
                 # Same name, other values: every training set and online value changes meaning.
                 reasons.append(f"feature {parts[1]!r} changes its {parts[2]} {d.old} -> {d.new} while {why}")
+    if kind == "on_demand_view" and name in served:
+        why = served[name]
+        for d in diffs:
+            parts = d.path.split(".")
+            if parts[0] == "features" and len(parts) == 2 and d.new is None:
+                reasons.append(f"feature {parts[1]!r} removed while {why}")
+            elif parts[0] == "features" and parts[-1] == "dtype" and d.old is not None and d.new is not None:
+                reasons.append(f"feature {parts[1]!r} changes dtype {d.old} -> {d.new} while {why}")
+            elif parts[0] == "request_sources" and d.new is not None and d.old is None:
+                # a new request field: requests and entity frames without it are refused
+                reasons.append(f"new request input {'.'.join(parts[1:])} while {why}")
     if kind == "feature_service":
         for d in diffs:
             if d.path.startswith("features.") and d.new is None:

@@ -17,6 +17,8 @@ from featurestore.definitions.types import pandas_frame
 from featurestore.errors import (
     FeatureStoreError,
     InvalidRequestError,
+    OnDemandError,
+    OnDemandTimeoutError,
     OnlineStoreUnavailable,
     PermissionDeniedError,
     PushTargetNotFoundError,
@@ -164,8 +166,10 @@ class Client:
         full_feature_names: bool = False,
         include_run_ids: bool = False,
         timeout: float | None = None,
+        request_data: Mapping[str, Sequence[Any]] | pa.Table | pd.DataFrame | None = None,
     ) -> OnlineResponse:
-        """``features`` is a list of ``view:feature`` or a feature service name."""
+        """``features`` is a list of ``view:feature`` or a feature service name; ``request_data``
+        (request field -> one value per entity) is what on-demand features read besides them."""
         request = pb.GetOnlineFeaturesRequest(
             full_feature_names=full_feature_names, include_run_ids=include_run_ids
         )
@@ -175,6 +179,9 @@ class Client:
             request.features.extend(features)
         for name, values in entities.items():
             request.entities[name].CopyFrom(_entity_values(name, values))
+        if request_data is not None:
+            for name, column in push_output.table(request_data).items():
+                request.request_data[name].CopyFrom(column)
         response = self._call(self.stub.GetOnlineFeatures, request, timeout)
         return self._decode(response, {k: list(v) for k, v in entities.items()})
 
@@ -242,6 +249,10 @@ def _error(e: grpc.RpcError) -> FeatureStoreError:
     message = f"{getattr(code, 'name', 'UNKNOWN')}: {details}"
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidRequestError(message)
+    if "on-demand view" in details and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return OnDemandTimeoutError(message)
+    if "on-demand view" in details and code == grpc.StatusCode.FAILED_PRECONDITION:
+        return OnDemandError(message)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return OnlineStoreUnavailable(message)
     if code == grpc.StatusCode.UNAUTHENTICATED:

@@ -97,6 +97,21 @@ def list_features(registry: OnlineRegistry) -> pb.ListFeaturesResponse:
         )
         for k in view.join_keys:  # a client in another language learns which Values kind to send
             info.typed_join_keys.add(name=k.name, type=value_type(k.dtype))
+    for ref, field, od, reads in registry.on_demand_servable():
+        keys = list(dict.fromkeys(k for v in reads for k in v.join_keys))
+        info = response.features.add(
+            reference=ref,
+            view=od.name,
+            name=field.name,
+            type=value_type(field.dtype),
+            join_keys=[k.name for k in keys],
+            description=field.description or "",
+            entities=list(dict.fromkeys(e for v in reads for e in v.entity_names)),
+        )
+        for k in keys:
+            info.typed_join_keys.add(name=k.name, type=value_type(k.dtype))
+        for f in od.request_fields:
+            info.request_fields.add(name=f.name, type=value_type(f.dtype))
     for name, service in sorted(registry.snapshot.services.items()):
         response.services.add(name=name, features=service.feature_refs())
     for name, entity in sorted(registry.snapshot.entities.items()):

@@ -193,6 +193,8 @@ def fast_encoder(plan: LookupPlan) -> FastEncoder | None:
     """The plan's fast encoder, or None if a requested feature's type needs the general path."""
     if any(v.tiles is not None for v in plan.views):  # aggregations are combined, not cut
         return None
+    if plan.on_demand is not None:  # computed from decoded values
+        return None
     views = []
     for v in plan.views:
         codec = v.codec

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from featurestore.errors import FeatureStoreError, InvalidRequestError, PermissionDeniedError
 from featurestore.online.lookup import LookupPlan
+from featurestore.online.on_demand import DEFAULT_ON_DEMAND_TIMEOUT
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.request import lookup_async
 from featurestore.online.store import AsyncOnlineStore
@@ -44,8 +45,10 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
         budget: ByteBudget | None = None,  # None: no bound on the bytes in flight
         failures: Failures | None = None,
         pushes: PushService | None = None,  # None: PushFeatures answers PERMISSION_DENIED
+        on_demand_timeout: float = DEFAULT_ON_DEMAND_TIMEOUT,
     ) -> None:
         self.holder = holder
+        self.on_demand_timeout = on_demand_timeout
         self.store = store
         self.redis_timeout = redis_timeout
         self.metrics = metrics
@@ -86,6 +89,8 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
                 timeout,
                 request.full_feature_names,
                 admit,
+                request.request_data if len(request.request_data) else None,
+                push_input.request_column,
             )
             plan, n, raw, version = found.plan, found.n, found.raw, found.registry.version
             logged = self.metrics is not None and self.metrics.sample_request()
@@ -101,11 +106,16 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
                             self.metrics.log_lookup("grpc", now_us, plan, n, found.columns, raw, request_id)
                     return fast.data  # type: ignore[return-value]  # bytes: _serialize passes them on
             result = found.result(with_run_ids=request.include_run_ids)
-            data = convert.to_response(result, version).SerializeToString()
+            # On-demand functions within the caller's deadline, and at most the server's bound.
+            remaining = context.time_remaining()
+            deadline = self.on_demand_timeout if remaining is None else min(remaining, self.on_demand_timeout)
+            answer = await found.computed_async(result, max(0.001, deadline))
+            data = convert.to_response(answer, version).SerializeToString()
             check_answer(len(data))  # as above: refused with a status, not failed in grpc's send
             if self.metrics is not None:
                 self.metrics.served(
-                    "grpc", plan, found.columns, result, found.read_seconds, logged, raw, request_id
+                    "grpc", plan, found.columns, result, found.read_seconds, logged, raw, request_id,
+                    found.request_data() if logged else None,
                 )
             return data  # bytes: _serialize passes them on
         except FeatureStoreError as e:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from featurestore.errors import FeatureStoreError, InvalidRowsError, PermissionDeniedError
 from featurestore.online.lookup import LookupPlan, OnlineResult, Status
+from featurestore.online.on_demand import DEFAULT_ON_DEMAND_TIMEOUT
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.request import lookup_async
 from featurestore.online.store import AsyncOnlineStore
@@ -49,6 +50,12 @@ class OnlineFeaturesRequest(BaseModel):
     )
     full_feature_names: bool = Field(False, description="Name columns view__feature, as training sets do.")
     include_run_ids: bool = Field(False, description="Return the materialization run behind each value.")
+    request_data: dict[StrictStr, list[Any]] = Field(
+        default_factory=dict,
+        description="Request field -> one value per entity, for on-demand features, e.g. "
+        '{"trip_km": [3.5, 12.0]}; read by the declared types as push columns are (times as ISO '
+        '8601 or microseconds, bytes as base64, "NaN"/"Infinity"); null for null.',
+    )
 
 
 class FeatureColumnOut(BaseModel):
@@ -111,9 +118,13 @@ class ErrorResponse(BaseModel):
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Unknown features, services or join keys; bad values"},
     413: {"model": ErrorResponse, "description": "Request body or answer over the size limit"},
-    422: {"model": ErrorResponse, "description": "Body does not match the request schema"},
+    422: {
+        "model": ErrorResponse,
+        "description": "Body does not match the request schema; an on-demand function failed",
+    },
     429: {"model": ErrorResponse, "description": "The server is at its bytes-in-flight budget: retry"},
     503: {"model": ErrorResponse, "description": "The online store does not answer"},
+    504: {"model": ErrorResponse, "description": "An on-demand function did not finish in time"},
 }
 _PUSH_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_ERROR_RESPONSES,
@@ -205,6 +216,7 @@ def build_app(
     budget: ByteBudget | None = None,  # None: no bound on the bytes in flight
     failures: Failures | None = None,
     pushes: PushService | None = None,  # None: POST /v1/push answers 403
+    on_demand_timeout: float = DEFAULT_ON_DEMAND_TIMEOUT,  # seconds on-demand functions get
 ) -> FastAPI:
     failures = failures or Failures()
     app = FastAPI(
@@ -274,14 +286,18 @@ def build_app(
                 redis_timeout,
                 body.full_feature_names,
                 admit,
+                body.request_data or None,
+                push_input.json_request_column,
             )
             result = found.result(with_run_ids=body.include_run_ids)
+            answer = await found.computed_async(result, on_demand_timeout)
             if metrics is not None:
                 metrics.served(
                     "http", found.plan, found.columns, result, found.read_seconds, raw=found.raw,
                     request_id=request_id_from(request.headers.get("x-request-id")),
+                    request_data=found.request_data(),
                 )
-            return JSONResponse(_response(result, found.registry.version))
+            return JSONResponse(_response(answer, found.registry.version))
         finally:
             if taken:
                 assert budget is not None
@@ -319,6 +335,23 @@ def build_app(
                     "entities": list(view.entity_names),
                     "description": field.description,
                     "ttl_seconds": None if view.ttl is None else int(view.ttl.total_seconds()),
+                }
+            )
+        for ref, field, od, reads in registry.on_demand_servable():
+            keys = list(dict.fromkeys(k for v in reads for k in v.join_keys))
+            out.append(
+                {
+                    "reference": ref,
+                    "view": od.name,
+                    "name": field.name,
+                    "type": field.dtype.name,
+                    "join_keys": [k.name for k in keys],
+                    "join_key_types": {k.name: k.dtype.name for k in keys},
+                    "entities": list(dict.fromkeys(e for v in reads for e in v.entity_names)),
+                    "description": field.description,
+                    "ttl_seconds": None,
+                    "on_demand": True,
+                    "request_fields": {f.name: f.dtype.name for f in od.request_fields},
                 }
             )
         services = {name: s.feature_refs() for name, s in sorted(registry.snapshot.services.items())}

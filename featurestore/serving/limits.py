@@ -14,6 +14,11 @@ once. The least size of an answer is known before any work from what it asks
 one that turns out over it once encoded is refused then, with the same status, rather than
 failing in grpc's send. After a burst the memory it took is handed back to the system
 (``release_memory``).
+
+A request's ``request_data`` (on-demand features) is bounded as its entities are: it is part
+of the message (its size and the budget count it), it holds only the fields the requested
+views declare (``online/on_demand.py`` refuses others), and each holds one value per entity,
+so ``--max-entities`` bounds its rows.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """A push request's columns as an Arrow table: protobuf ``Values`` (gRPC) or JSON lists (HTTP).
 
+A lookup's ``request_data`` columns are read the same way (``request_column``,
+``json_request_column``), so a value a push takes is a value a request field takes.
+
 Only the translation happens here: which columns a view takes, their types and the batch's
 checks are the push core's (``online/push.py``), so every transport refuses the same batch
 with the same message. Scalars keep the type they were sent as (an ``int32_values`` column
@@ -112,6 +115,15 @@ def _column(values: Any, kind: str | None, n: int, dtype: DType | None) -> pa.Ar
     return array
 
 
+def request_column(values: Any, dtype: DType) -> pa.Array:
+    """One ``request_data`` column of a GetOnlineFeaturesRequest (a ``Values``), as Arrow."""
+    kind = values.WhichOneof("kind")
+    if kind == "list_values":
+        raise ValueError("request fields are scalars, not lists")
+    n = len(getattr(values, kind).values) if kind else len(values.null_positions)
+    return _column(values, kind, n, dtype)
+
+
 def _one_list(values: Any) -> list[Any]:
     kind = values.WhichOneof("kind")
     out: list[Any] = list(getattr(values, kind).values) if kind and kind != "list_values" else []
@@ -143,6 +155,13 @@ def from_json(view: FeatureView, columns: Mapping[str, Sequence[Any]]) -> pa.Tab
                 f"{_what(view)}: column {name!r} cannot be read as {dtype.name} ({reason})"
             ) from None
     return pa.table(arrays)
+
+
+def json_request_column(values: Any, dtype: DType) -> pa.Array:
+    """One ``request_data`` column of an HTTP lookup (a JSON list), read by its declared type."""
+    if not isinstance(values, list):
+        raise TypeError(f"a request field takes a list of values, not {type(values).__name__}")
+    return _json_column(values, dtype)
 
 
 def _json_column(values: Sequence[Any], dtype: DType) -> pa.Array:

@@ -28,6 +28,7 @@ import uvicorn
 from featurestore.config import Config, RequestLogLimits, ServingLimits
 from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
 from featurestore.online.lookup import DEFAULT_MAX_ENTITIES
+from featurestore.online.on_demand import DEFAULT_ON_DEMAND_TIMEOUT
 from featurestore.online.push import Pusher
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.store import AsyncOnlineStore
@@ -72,6 +73,7 @@ class ServeOptions:
     # featurestore.ui.app.mounted, given by the CLI: serving does not import the layer above it).
     # It checks tokens itself (a login cookie); everything else keeps the bearer check.
     console: tuple[str, Callable[[Config, auth.Tokens | None, ServingMetrics], Any]] | None = None
+    on_demand_timeout: float = DEFAULT_ON_DEMAND_TIMEOUT  # seconds on-demand functions get per request
 
 
 class _Uvicorn(uvicorn.Server):
@@ -155,7 +157,8 @@ async def serve_async(
     # Pushes write with their own blocking Redis client, in threads (serving/pushes.py).
     pushes = PushService(Pusher(config, lambda: holder.current), options.tokens is None, metrics)
     servicer = FeatureServingServicer(
-        holder, store, options.redis_timeout, metrics, budget=budget, failures=failures, pushes=pushes
+        holder, store, options.redis_timeout, metrics, budget=budget, failures=failures, pushes=pushes,
+        on_demand_timeout=options.on_demand_timeout,
     )
     try:
         grpc_server, grpc_port = build_server(
@@ -181,7 +184,7 @@ async def serve_async(
     if options.http_port is not None:
         app = build_app(
             holder, store, options.redis_timeout, lambda: healthy, metrics,
-            budget=budget, failures=failures, pushes=pushes,
+            budget=budget, failures=failures, pushes=pushes, on_demand_timeout=options.on_demand_timeout,
         )
         metrics.mount(app)  # /metrics sits behind the tokens too, when there are tokens
         tls_options = options.tls.uvicorn_options() if options.tls else {}

@@ -54,10 +54,12 @@ def test_first_plan_adds_everything_and_changes_nothing(example_repo: Path) -> N
         ("feature_view", "customer_profile", "add"),
         ("feature_view", "driver_stats", "add"),
         ("feature_view", "driver_trips", "add"),
+        ("on_demand_view", "trip_fit", "add"),
         ("feature_service", "dispatch_model", "add"),
+        ("feature_service", "pricing_model", "add"),
         ("feature_service", "trip_model", "add"),
     ]
-    assert plan.summary() == "10 to add"
+    assert plan.summary() == "12 to add"
     assert plan.breaking == []
     assert not fs.config.duckdb_path.exists()
     assert fs.versions() == []
@@ -72,7 +74,7 @@ def test_apply_records_version_one(example_repo: Path) -> None:
     assert result.version is not None
     assert result.version.version == 1
     assert result.version.content_hash == planned.content_hash
-    assert result.version.summary == "10 to add"
+    assert result.version.summary == "12 to add"
     assert result.plan.changes == planned.changes
     assert fs.config.duckdb_path == example_repo.resolve() / ".featurestore" / "store.duckdb"
     assert fs.config.duckdb_path.is_file()
@@ -476,12 +478,14 @@ def test_list_and_get_each_kind(example_repo: Path) -> None:
         "entity": fs.list_entities(),
         "source": fs.list_sources(),
         "feature_view": fs.list_feature_views(),
+        "on_demand_view": fs.list_on_demand_views(),
         "feature_service": fs.list_feature_services(),
     }
     getters = {
         "entity": fs.get_entity,
         "source": fs.get_source,
         "feature_view": fs.get_feature_view,
+        "on_demand_view": fs.get_on_demand_view,
         "feature_service": fs.get_feature_service,
     }
     for kind, objs in compiled.by_kind().items():
@@ -491,7 +495,7 @@ def test_list_and_get_each_kind(example_repo: Path) -> None:
             assert got.to_spec() == obj.to_spec() and got.fingerprint == obj.fingerprint
         with pytest.raises(NotFoundError, match="nope"):
             getters[kind]("nope")
-    assert [type(o).__name__ for o in listed["feature_service"]] == ["FeatureService"] * 2
+    assert [type(o).__name__ for o in listed["feature_service"]] == ["FeatureService"] * 3
     assert sorted(o.name for o in listed["entity"]) == ["customer", "driver"]
 
 

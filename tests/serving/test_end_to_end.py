@@ -129,6 +129,15 @@ def test_list_features_over_grpc_and_http(server: ServeProcess, served_repo: Pat
         for v in views for f in v.features
     )
     assert len(expected) == 25  # 16 plain features and driver_trips' 9 aggregations
+    expected = sorted(  # and the on-demand features, keyed by the views they read
+        expected
+        + [
+            (f"{v.name}:{f.name}", type_name(f.dtype.name), ("driver_id",))
+            for v in store.list_on_demand_views()
+            for f in v.features
+        ]
+    )
+    assert len(expected) == 27
 
     with featurestore.Client(server.target) as client:
         listing = client.list_features()
@@ -140,7 +149,7 @@ def test_list_features_over_grpc_and_http(server: ServeProcess, served_repo: Pat
         "Share of offers accepted"
     )
     services = {s.name: s.feature_refs() for s in store.list_feature_services()}
-    assert sorted(services) == ["dispatch_model", "trip_model"]
+    assert sorted(services) == ["dispatch_model", "pricing_model", "trip_model"]
     assert {s.name: list(s.features) for s in listing.services} == services
     assert listing.registry_version == store.versions()[-1].version
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%featurestore/serving/v1/serving.proto\x12\x17\x66\x65\x61turestore.serving.v1\"\x1b\n\tInt32List\x12\x0e\n\x06values\x18\x01 \x03(\x05\"\x1b\n\tInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1b\n\tFloatList\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x1c\n\nDoubleList\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1a\n\x08\x42oolList\x12\x0e\n\x06values\x18\x01 \x03(\x08\"\x1b\n\tBytesList\x12\x0e\n\x06values\x18\x01 \x03(\x0c\";\n\x08ListList\x12/\n\x06values\x18\x01 \x03(\x0b\x32\x1f.featurestore.serving.v1.Values\"\xc8\x04\n\x06Values\x12:\n\x0cint32_values\x18\x01 \x01(\x0b\x32\".featurestore.serving.v1.Int32ListH\x00\x12:\n\x0cint64_values\x18\x02 \x01(\x0b\x32\".featurestore.serving.v1.Int64ListH\x00\x12:\n\x0c\x66loat_values\x18\x03 \x01(\x0b\x32\".featurestore.serving.v1.FloatListH\x00\x12<\n\rdouble_values\x18\x04 \x01(\x0b\x32#.featurestore.serving.v1.DoubleListH\x00\x12<\n\rstring_values\x18\x05 \x01(\x0b\x32#.featurestore.serving.v1.StringListH\x00\x12\x38\n\x0b\x62ool_values\x18\x06 \x01(\x0b\x32!.featurestore.serving.v1.BoolListH\x00\x12:\n\x0c\x62ytes_values\x18\x07 \x01(\x0b\x32\".featurestore.serving.v1.BytesListH\x00\x12>\n\x10timestamp_values\x18\x08 \x01(\x0b\x32\".featurestore.serving.v1.Int64ListH\x00\x12\x38\n\x0blist_values\x18\t \x01(\x0b\x32!.featurestore.serving.v1.ListListH\x00\x12\x16\n\x0enull_positions\x18\n \x03(\rB\x06\n\x04kind\"\x9f\x02\n\x18GetOnlineFeaturesRequest\x12\x10\n\x08\x66\x65\x61tures\x18\x01 \x03(\t\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x02 \x01(\t\x12Q\n\x08\x65ntities\x18\x03 \x03(\x0b\x32?.featurestore.serving.v1.GetOnlineFeaturesRequest.EntitiesEntry\x12\x1a\n\x12\x66ull_feature_names\x18\x04 \x01(\x08\x12\x17\n\x0finclude_run_ids\x18\x05 \x01(\x08\x1aP\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12.\n\x05value\x18\x02 \x01(\x0b\x32\x1f.featurestore.serving.v1.Values:\x02\x38\x01\"\xe5\x01\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\treference\x18\x02 \x01(\t\x12\x30\n\x04type\x18\x03 \x01(\x0e\x32\".featurestore.serving.v1.ValueType\x12/\n\x06values\x18\x04 \x01(\x0b\x32\x1f.featurestore.serving.v1.Values\x12\x36\n\x08statuses\x18\x05 \x03(\x0e\x32$.featurestore.serving.v1.FieldStatus\x12\x18\n\x10\x65vent_timestamps\x18\x06 \x03(\x03\")\n\x08ViewRuns\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\x03\"\xa0\x01\n\x19GetOnlineFeaturesResponse\x12\x38\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32&.featurestore.serving.v1.FeatureColumn\x12\x18\n\x10registry_version\x18\x02 \x01(\x03\x12/\n\x04runs\x18\x03 \x03(\x0b\x32!.featurestore.serving.v1.ViewRuns\"\x15\n\x13ListFeaturesRequest\"I\n\x07JoinKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x04type\x18\x02 \x01(\x0e\x32\".featurestore.serving.v1.ValueType\"\xf8\x01\n\x0b\x46\x65\x61tureInfo\x12\x11\n\treference\x18\x01 \x01(\t\x12\x0c\n\x04view\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x30\n\x04type\x18\x04 \x01(\x0e\x32\".featurestore.serving.v1.ValueType\x12\x11\n\tjoin_keys\x18\x05 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x03\x12\x39\n\x0ftyped_join_keys\x18\x08 \x03(\x0b\x32 .featurestore.serving.v1.JoinKey\x12\x10\n\x08\x65ntities\x18\t \x03(\t\"B\n\nEntityInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tjoin_keys\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"4\n\x12\x46\x65\x61tureServiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\"\xde\x01\n\x14ListFeaturesResponse\x12\x18\n\x10registry_version\x18\x01 \x01(\x03\x12\x36\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32$.featurestore.serving.v1.FeatureInfo\x12=\n\x08services\x18\x03 \x03(\x0b\x32+.featurestore.serving.v1.FeatureServiceInfo\x12\x35\n\x08\x65ntities\x18\x04 \x03(\x0b\x32#.featurestore.serving.v1.EntityInfo\"\xc0\x01\n\x13PushFeaturesRequest\x12\x0c\n\x04view\x18\x01 \x01(\t\x12J\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x39.featurestore.serving.v1.PushFeaturesRequest.ColumnsEntry\x1aO\n\x0c\x43olumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12.\n\x05value\x18\x02 \x01(\x0b\x32\x1f.featurestore.serving.v1.Values:\x02\x38\x01\"\x82\x01\n\x14PushFeaturesResponse\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x03\x12\x0f\n\x07written\x18\x03 \x01(\x03\x12\x12\n\nkept_newer\x18\x04 \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x05 \x01(\x03\x12\x18\n\x10registry_version\x18\x06 \x01(\x03*\x8f\x02\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05INT32\x10\x01\x12\t\n\x05INT64\x10\x02\x12\x0b\n\x07\x46LOAT32\x10\x03\x12\x0b\n\x07\x46LOAT64\x10\x04\x12\n\n\x06STRING\x10\x05\x12\x08\n\x04\x42OOL\x10\x06\x12\t\n\x05\x42YTES\x10\x07\x12\r\n\tTIMESTAMP\x10\x08\x12\x0e\n\nINT32_LIST\x10\t\x12\x0e\n\nINT64_LIST\x10\n\x12\x10\n\x0c\x46LOAT32_LIST\x10\x0b\x12\x10\n\x0c\x46LOAT64_LIST\x10\x0c\x12\x0f\n\x0bSTRING_LIST\x10\r\x12\r\n\tBOOL_LIST\x10\x0e\x12\x0e\n\nBYTES_LIST\x10\x0f\x12\x12\n\x0eTIMESTAMP_LIST\x10\x10*q\n\x0b\x46ieldStatus\x12\x1c\n\x18\x46IELD_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PRESENT\x10\x01\x12\x0e\n\nNULL_VALUE\x10\x02\x12\r\n\tNOT_FOUND\x10\x03\x12\x0b\n\x07\x45XPIRED\x10\x04\x12\x0b\n\x07\x43ORRUPT\x10\x05\x32\xe6\x02\n\x0e\x46\x65\x61tureServing\x12z\n\x11GetOnlineFeatures\x12\x31.featurestore.serving.v1.GetOnlineFeaturesRequest\x1a\x32.featurestore.serving.v1.GetOnlineFeaturesResponse\x12k\n\x0cListFeatures\x12,.featurestore.serving.v1.ListFeaturesRequest\x1a-.featurestore.serving.v1.ListFeaturesResponse\x12k\n\x0cPushFeatures\x12,.featurestore.serving.v1.PushFeaturesRequest\x1a-.featurestore.serving.v1.PushFeaturesResponseBL\n\x17\x66\x65\x61turestore.serving.v1B\x0cServingProtoP\x01Z!featurestore/serving/v1;servingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%featurestore/serving/v1/serving.proto\x12\x17\x66\x65\x61turestore.serving.v1\"\x1b\n\tInt32List\x12\x0e\n\x06values\x18\x01 \x03(\x05\"\x1b\n\tInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1b\n\tFloatList\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x1c\n\nDoubleList\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1a\n\x08\x42oolList\x12\x0e\n\x06values\x18\x01 \x03(\x08\"\x1b\n\tBytesList\x12\x0e\n\x06values\x18\x01 \x03(\x0c\";\n\x08ListList\x12/\n\x06values\x18\x01 \x03(\x0b\x32\x1f.featurestore.serving.v1.Values\"\xc8\x04\n\x06Values\x12:\n\x0cint32_values\x18\x01 \x01(\x0b\x32\".featurestore.serving.v1.Int32ListH\x00\x12:\n\x0cint64_values\x18\x02 \x01(\x0b\x32\".featurestore.serving.v1.Int64ListH\x00\x12:\n\x0c\x66loat_values\x18\x03 \x01(\x0b\x32\".featurestore.serving.v1.FloatListH\x00\x12<\n\rdouble_values\x18\x04 \x01(\x0b\x32#.featurestore.serving.v1.DoubleListH\x00\x12<\n\rstring_values\x18\x05 \x01(\x0b\x32#.featurestore.serving.v1.StringListH\x00\x12\x38\n\x0b\x62ool_values\x18\x06 \x01(\x0b\x32!.featurestore.serving.v1.BoolListH\x00\x12:\n\x0c\x62ytes_values\x18\x07 \x01(\x0b\x32\".featurestore.serving.v1.BytesListH\x00\x12>\n\x10timestamp_values\x18\x08 \x01(\x0b\x32\".featurestore.serving.v1.Int64ListH\x00\x12\x38\n\x0blist_values\x18\t \x01(\x0b\x32!.featurestore.serving.v1.ListListH\x00\x12\x16\n\x0enull_positions\x18\n \x03(\rB\x06\n\x04kind\"\xce\x03\n\x18GetOnlineFeaturesRequest\x12\x10\n\x08\x66\x65\x61tures\x18\x01 \x03(\t\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x02 \x01(\t\x12Q\n\x08\x65ntities\x18\x03 \x03(\x0b\x32?.featurestore.serving.v1.GetOnlineFeaturesRequest.EntitiesEntry\x12\x1a\n\x12\x66ull_feature_names\x18\x04 \x01(\x08\x12\x17\n\x0finclude_run_ids\x18\x05 \x01(\x08\x12X\n\x0crequest_data\x18\x06 \x03(\x0b\x32\x42.featurestore.serving.v1.GetOnlineFeaturesRequest.RequestDataEntry\x1aP\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12.\n\x05value\x18\x02 \x01(\x0b\x32\x1f.featurestore.serving.v1.Values:\x02\x38\x01\x1aS\n\x10RequestDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12.\n\x05value\x18\x02 \x01(\x0b\x32\x1f.featurestore.serving.v1.Values:\x02\x38\x01\"\xe5\x01\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\treference\x18\x02 \x01(\t\x12\x30\n\x04type\x18\x03 \x01(\x0e\x32\".featurestore.serving.v1.ValueType\x12/\n\x06values\x18\x04 \x01(\x0b\x32\x1f.featurestore.serving.v1.Values\x12\x36\n\x08statuses\x18\x05 \x03(\x0e\x32$.featurestore.serving.v1.FieldStatus\x12\x18\n\x10\x65vent_timestamps\x18\x06 \x03(\x03\")\n\x08ViewRuns\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\x03\"\xa0\x01\n\x19GetOnlineFeaturesResponse\x12\x38\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32&.featurestore.serving.v1.FeatureColumn\x12\x18\n\x10registry_version\x18\x02 \x01(\x03\x12/\n\x04runs\x18\x03 \x03(\x0b\x32!.featurestore.serving.v1.ViewRuns\"\x15\n\x13ListFeaturesRequest\"I\n\x07JoinKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x04type\x18\x02 \x01(\x0e\x32\".featurestore.serving.v1.ValueType\"\xb2\x02\n\x0b\x46\x65\x61tureInfo\x12\x11\n\treference\x18\x01 \x01(\t\x12\x0c\n\x04view\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x30\n\x04type\x18\x04 \x01(\x0e\x32\".featurestore.serving.v1.ValueType\x12\x11\n\tjoin_keys\x18\x05 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x03\x12\x39\n\x0ftyped_join_keys\x18\x08 \x03(\x0b\x32 .featurestore.serving.v1.JoinKey\x12\x10\n\x08\x65ntities\x18\t \x03(\t\x12\x38\n\x0erequest_fields\x18\n \x03(\x0b\x32 .featurestore.serving.v1.JoinKey\"B\n\nEntityInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tjoin_keys\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"4\n\x12\x46\x65\x61tureServiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\"\xde\x01\n\x14ListFeaturesResponse\x12\x18\n\x10registry_version\x18\x01 \x01(\x03\x12\x36\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32$.featurestore.serving.v1.FeatureInfo\x12=\n\x08services\x18\x03 \x03(\x0b\x32+.featurestore.serving.v1.FeatureServiceInfo\x12\x35\n\x08\x65ntities\x18\x04 \x03(\x0b\x32#.featurestore.serving.v1.EntityInfo\"\xc0\x01\n\x13PushFeaturesRequest\x12\x0c\n\x04view\x18\x01 \x01(\t\x12J\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x39.featurestore.serving.v1.PushFeaturesRequest.ColumnsEntry\x1aO\n\x0c\x43olumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12.\n\x05value\x18\x02 \x01(\x0b\x32\x1f.featurestore.serving.v1.Values:\x02\x38\x01\"\x82\x01\n\x14PushFeaturesResponse\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x03\x12\x0f\n\x07written\x18\x03 \x01(\x03\x12\x12\n\nkept_newer\x18\x04 \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x05 \x01(\x03\x12\x18\n\x10registry_version\x18\x06 \x01(\x03*\x8f\x02\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05INT32\x10\x01\x12\t\n\x05INT64\x10\x02\x12\x0b\n\x07\x46LOAT32\x10\x03\x12\x0b\n\x07\x46LOAT64\x10\x04\x12\n\n\x06STRING\x10\x05\x12\x08\n\x04\x42OOL\x10\x06\x12\t\n\x05\x42YTES\x10\x07\x12\r\n\tTIMESTAMP\x10\x08\x12\x0e\n\nINT32_LIST\x10\t\x12\x0e\n\nINT64_LIST\x10\n\x12\x10\n\x0c\x46LOAT32_LIST\x10\x0b\x12\x10\n\x0c\x46LOAT64_LIST\x10\x0c\x12\x0f\n\x0bSTRING_LIST\x10\r\x12\r\n\tBOOL_LIST\x10\x0e\x12\x0e\n\nBYTES_LIST\x10\x0f\x12\x12\n\x0eTIMESTAMP_LIST\x10\x10*q\n\x0b\x46ieldStatus\x12\x1c\n\x18\x46IELD_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PRESENT\x10\x01\x12\x0e\n\nNULL_VALUE\x10\x02\x12\r\n\tNOT_FOUND\x10\x03\x12\x0b\n\x07\x45XPIRED\x10\x04\x12\x0b\n\x07\x43ORRUPT\x10\x05\x32\xe6\x02\n\x0e\x46\x65\x61tureServing\x12z\n\x11GetOnlineFeatures\x12\x31.featurestore.serving.v1.GetOnlineFeaturesRequest\x1a\x32.featurestore.serving.v1.GetOnlineFeaturesResponse\x12k\n\x0cListFeatures\x12,.featurestore.serving.v1.ListFeaturesRequest\x1a-.featurestore.serving.v1.ListFeaturesResponse\x12k\n\x0cPushFeatures\x12,.featurestore.serving.v1.PushFeaturesRequest\x1a-.featurestore.serving.v1.PushFeaturesResponseBL\n\x17\x66\x65\x61turestore.serving.v1B\x0cServingProtoP\x01Z!featurestore/serving/v1;servingv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\027featurestore.serving.v1B\014ServingProtoP\001Z!featurestore/serving/v1;servingv1'
   _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._loaded_options = None
   _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_options = b'8\001'
+  _globals['_GETONLINEFEATURESREQUEST_REQUESTDATAENTRY']._loaded_options = None
+  _globals['_GETONLINEFEATURESREQUEST_REQUESTDATAENTRY']._serialized_options = b'8\001'
   _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._loaded_options = None
   _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._serialized_options = b'8\001'
-  _globals['_VALUETYPE']._serialized_start=2671
-  _globals['_VALUETYPE']._serialized_end=2942
-  _globals['_FIELDSTATUS']._serialized_start=2944
-  _globals['_FIELDSTATUS']._serialized_end=3057
+  _globals['_VALUETYPE']._serialized_start=2904
+  _globals['_VALUETYPE']._serialized_end=3175
+  _globals['_FIELDSTATUS']._serialized_start=3177
+  _globals['_FIELDSTATUS']._serialized_end=3290
   _globals['_INT32LIST']._serialized_start=66
   _globals['_INT32LIST']._serialized_end=93
   _globals['_INT64LIST']._serialized_start=95
@@ -59,33 +61,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALUES']._serialized_start=332
   _globals['_VALUES']._serialized_end=916
   _globals['_GETONLINEFEATURESREQUEST']._serialized_start=919
-  _globals['_GETONLINEFEATURESREQUEST']._serialized_end=1206
-  _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_start=1126
-  _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_end=1206
-  _globals['_FEATURECOLUMN']._serialized_start=1209
-  _globals['_FEATURECOLUMN']._serialized_end=1438
-  _globals['_VIEWRUNS']._serialized_start=1440
-  _globals['_VIEWRUNS']._serialized_end=1481
-  _globals['_GETONLINEFEATURESRESPONSE']._serialized_start=1484
-  _globals['_GETONLINEFEATURESRESPONSE']._serialized_end=1644
-  _globals['_LISTFEATURESREQUEST']._serialized_start=1646
-  _globals['_LISTFEATURESREQUEST']._serialized_end=1667
-  _globals['_JOINKEY']._serialized_start=1669
-  _globals['_JOINKEY']._serialized_end=1742
-  _globals['_FEATUREINFO']._serialized_start=1745
-  _globals['_FEATUREINFO']._serialized_end=1993
-  _globals['_ENTITYINFO']._serialized_start=1995
-  _globals['_ENTITYINFO']._serialized_end=2061
-  _globals['_FEATURESERVICEINFO']._serialized_start=2063
-  _globals['_FEATURESERVICEINFO']._serialized_end=2115
-  _globals['_LISTFEATURESRESPONSE']._serialized_start=2118
-  _globals['_LISTFEATURESRESPONSE']._serialized_end=2340
-  _globals['_PUSHFEATURESREQUEST']._serialized_start=2343
-  _globals['_PUSHFEATURESREQUEST']._serialized_end=2535
-  _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._serialized_start=2456
-  _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._serialized_end=2535
-  _globals['_PUSHFEATURESRESPONSE']._serialized_start=2538
-  _globals['_PUSHFEATURESRESPONSE']._serialized_end=2668
-  _globals['_FEATURESERVING']._serialized_start=3060
-  _globals['_FEATURESERVING']._serialized_end=3418
+  _globals['_GETONLINEFEATURESREQUEST']._serialized_end=1381
+  _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_start=1216
+  _globals['_GETONLINEFEATURESREQUEST_ENTITIESENTRY']._serialized_end=1296
+  _globals['_GETONLINEFEATURESREQUEST_REQUESTDATAENTRY']._serialized_start=1298
+  _globals['_GETONLINEFEATURESREQUEST_REQUESTDATAENTRY']._serialized_end=1381
+  _globals['_FEATURECOLUMN']._serialized_start=1384
+  _globals['_FEATURECOLUMN']._serialized_end=1613
+  _globals['_VIEWRUNS']._serialized_start=1615
+  _globals['_VIEWRUNS']._serialized_end=1656
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_start=1659
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_end=1819
+  _globals['_LISTFEATURESREQUEST']._serialized_start=1821
+  _globals['_LISTFEATURESREQUEST']._serialized_end=1842
+  _globals['_JOINKEY']._serialized_start=1844
+  _globals['_JOINKEY']._serialized_end=1917
+  _globals['_FEATUREINFO']._serialized_start=1920
+  _globals['_FEATUREINFO']._serialized_end=2226
+  _globals['_ENTITYINFO']._serialized_start=2228
+  _globals['_ENTITYINFO']._serialized_end=2294
+  _globals['_FEATURESERVICEINFO']._serialized_start=2296
+  _globals['_FEATURESERVICEINFO']._serialized_end=2348
+  _globals['_LISTFEATURESRESPONSE']._serialized_start=2351
+  _globals['_LISTFEATURESRESPONSE']._serialized_end=2573
+  _globals['_PUSHFEATURESREQUEST']._serialized_start=2576
+  _globals['_PUSHFEATURESREQUEST']._serialized_end=2768
+  _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._serialized_start=2689
+  _globals['_PUSHFEATURESREQUEST_COLUMNSENTRY']._serialized_end=2768
+  _globals['_PUSHFEATURESRESPONSE']._serialized_start=2771
+  _globals['_PUSHFEATURESRESPONSE']._serialized_end=2901
+  _globals['_FEATURESERVING']._serialized_start=3293
+  _globals['_FEATURESERVING']._serialized_end=3651
 # @@protoc_insertion_point(module_scope)

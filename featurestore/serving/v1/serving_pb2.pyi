@@ -132,8 +132,15 @@ class Values(_message.Message):
     def __init__(self, int32_values: _Optional[_Union[Int32List, _Mapping]] = ..., int64_values: _Optional[_Union[Int64List, _Mapping]] = ..., float_values: _Optional[_Union[FloatList, _Mapping]] = ..., double_values: _Optional[_Union[DoubleList, _Mapping]] = ..., string_values: _Optional[_Union[StringList, _Mapping]] = ..., bool_values: _Optional[_Union[BoolList, _Mapping]] = ..., bytes_values: _Optional[_Union[BytesList, _Mapping]] = ..., timestamp_values: _Optional[_Union[Int64List, _Mapping]] = ..., list_values: _Optional[_Union[ListList, _Mapping]] = ..., null_positions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetOnlineFeaturesRequest(_message.Message):
-    __slots__ = ("features", "feature_service", "entities", "full_feature_names", "include_run_ids")
+    __slots__ = ("features", "feature_service", "entities", "full_feature_names", "include_run_ids", "request_data")
     class EntitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Values
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Values, _Mapping]] = ...) -> None: ...
+    class RequestDataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -145,12 +152,14 @@ class GetOnlineFeaturesRequest(_message.Message):
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     FULL_FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_DATA_FIELD_NUMBER: _ClassVar[int]
     features: _containers.RepeatedScalarFieldContainer[str]
     feature_service: str
     entities: _containers.MessageMap[str, Values]
     full_feature_names: bool
     include_run_ids: bool
-    def __init__(self, features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., entities: _Optional[_Mapping[str, Values]] = ..., full_feature_names: _Optional[bool] = ..., include_run_ids: _Optional[bool] = ...) -> None: ...
+    request_data: _containers.MessageMap[str, Values]
+    def __init__(self, features: _Optional[_Iterable[str]] = ..., feature_service: _Optional[str] = ..., entities: _Optional[_Mapping[str, Values]] = ..., full_feature_names: _Optional[bool] = ..., include_run_ids: _Optional[bool] = ..., request_data: _Optional[_Mapping[str, Values]] = ...) -> None: ...
 
 class FeatureColumn(_message.Message):
     __slots__ = ("name", "reference", "type", "values", "statuses", "event_timestamps")
@@ -199,7 +208,7 @@ class JoinKey(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ValueType, str]] = ...) -> None: ...
 
 class FeatureInfo(_message.Message):
-    __slots__ = ("reference", "view", "name", "type", "join_keys", "description", "ttl_seconds", "typed_join_keys", "entities")
+    __slots__ = ("reference", "view", "name", "type", "join_keys", "description", "ttl_seconds", "typed_join_keys", "entities", "request_fields")
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +218,7 @@ class FeatureInfo(_message.Message):
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TYPED_JOIN_KEYS_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELDS_FIELD_NUMBER: _ClassVar[int]
     reference: str
     view: str
     name: str
@@ -218,7 +228,8 @@ class FeatureInfo(_message.Message):
     ttl_seconds: int
     typed_join_keys: _containers.RepeatedCompositeFieldContainer[JoinKey]
     entities: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, reference: _Optional[str] = ..., view: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ValueType, str]] = ..., join_keys: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., typed_join_keys: _Optional[_Iterable[_Union[JoinKey, _Mapping]]] = ..., entities: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_fields: _containers.RepeatedCompositeFieldContainer[JoinKey]
+    def __init__(self, reference: _Optional[str] = ..., view: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ValueType, str]] = ..., join_keys: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., typed_join_keys: _Optional[_Iterable[_Union[JoinKey, _Mapping]]] = ..., entities: _Optional[_Iterable[str]] = ..., request_fields: _Optional[_Iterable[_Union[JoinKey, _Mapping]]] = ...) -> None: ...
 
 class EntityInfo(_message.Message):
     __slots__ = ("name", "join_keys", "description")
