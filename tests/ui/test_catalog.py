@@ -30,6 +30,7 @@ def test_click_through_the_catalog(browser: webdriver.Chrome, demo: Demo) -> Non
     ]
     assert browser.find_element(By.ID, "used-by").text.split("\n") == [
         "feature service dispatch_model",
+        "feature service pricing_model",
         "feature service trip_model",
     ]
     click_link(browser, "driver")
