@@ -101,6 +101,17 @@ step $py -c 'import json, sys, urllib.request
 body = {"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [int(sys.argv[2])]}}
 req = urllib.request.Request(sys.argv[1], json.dumps(body).encode(), {"content-type": "application/json"})
 print(urllib.request.urlopen(req).read().decode())' "http://127.0.0.1:$http_port/v1/online-features" "$driver"
+# ... and, once ingested with the push log, in a training set at the time it was pushed.
+step $fs materialize --repo "$repo" --offline --views driver_stats
+step $py - "$repo" "$driver" "$pushed" <<'PY'
+import sys
+import pyarrow as pa, pyarrow.parquet as pq
+from featurestore import FeatureStore
+pushed = pq.read_table(sys.argv[3])
+entities = pa.table({"driver_id": [int(sys.argv[2])], "event_timestamp": pushed.column("event_timestamp")})
+with FeatureStore(sys.argv[1]).get_training_set(entities, ["driver_stats:conv_rate"]) as ts:
+    print("training set row at the push time:", ts.to_arrow().to_pylist()[0])
+PY
 
 # The web console over the same store: catalog, versions, lineage, runs, health, statistics.
 printf '\n\033[1m$ %s\033[0m\n' "$fs ui --repo $repo --port $ui_port &"

@@ -73,3 +73,9 @@ def test_make_demo_runs_end_to_end(tmp_path: Path, fresh_data: Path) -> None:
     assert (repo / "out" / "pricing_model_training.parquet").is_file()
     assert "earnings_per_trip" in out and "'km_over_last_trip': " in out
     assert '"reference":"trip_fit:km_over_last_trip"' in out
+    # Push: the pushed conv_rate (0.99 as Float32) served at once over HTTP, then in a training
+    # set at the push time once ingested with the push log.
+    assert '"values":[0.9900000095367432]' in out
+    assert "training set row at the push time:" in out
+    pushed_row = out.split("training set row at the push time:", 1)[1].splitlines()[0]
+    assert "'conv_rate': 0.9900000095367432" in pushed_row, pushed_row
