@@ -176,10 +176,25 @@ def _at_most(estimate: Any, values: int) -> int | None:
     return None if estimate is None else min(int(estimate), values)
 
 
+# Columns per GROUPING SETS query: DuckDB's grouping_id takes at most 64 (a view may have more
+# string features), and its bits must fit a signed BIGINT.
+_TOP_COLUMNS = 32
+
+
 def _top_values(
     con: duckdb.DuckDBPyConnection, source: str, columns: list[str], params: Sequence[object]
 ) -> dict[str, tuple[tuple[str, int], ...]]:
-    """The TOP_K most frequent values of each categorical column, in one GROUPING SETS query."""
+    """The TOP_K most frequent values of each categorical column, one GROUPING SETS query per
+    ``_TOP_COLUMNS`` of them."""
+    out: dict[str, tuple[tuple[str, int], ...]] = {}
+    for i in range(0, len(columns), _TOP_COLUMNS):
+        out.update(_top_values_of(con, source, columns[i : i + _TOP_COLUMNS], params))
+    return out
+
+
+def _top_values_of(
+    con: duckdb.DuckDBPyConnection, source: str, columns: list[str], params: Sequence[object]
+) -> dict[str, tuple[tuple[str, int], ...]]:
     if not columns:
         return {}
     names = [f"v{i}" for i in range(len(columns))]

@@ -138,6 +138,9 @@ class ViewCodec:
         )
         self._order = [self.features.index(f) for f in self.fixed + self.variable]
         self._fixed_index = {self.features.index(f): i for i, f in enumerate(self.fixed)}
+        # (position in features, field) of each variable-width feature, in stored order: made
+        # once here, since finding them per lookup cost O(features^2) comparisons of fields
+        self._variable_slots = [(i, f) for i, f in enumerate(self.features) if _is_variable(f)]
         # header, null bitmap and fixed-width features: the prefix every value starts with
         self._prefix = struct.Struct(HEADER.format + self._fixed_struct.format[1:])
         self.prefix_size = self._prefix.size  # where the variable-width features begin
@@ -259,7 +262,7 @@ class ViewCodec:
         out: dict[int, list[Any]] = {p: [] for p in wanted}
         bad: list[int] = []
         start = self._prefix.size
-        slots = [(self.features.index(f), f) for f in self.variable]
+        slots = self._variable_slots
         for j, value in enumerate(values):
             pos, row = start, []
             try:

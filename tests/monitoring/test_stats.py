@@ -115,6 +115,18 @@ def test_statistics_of_other_types_nulls_and_many_values() -> None:
     assert FeatureStats.from_dict(json.loads(json.dumps(label.to_dict()))) == label
 
 
+def test_top_values_of_more_string_columns_than_one_grouping_query_takes() -> None:
+    # DuckDB's grouping_id takes at most 64 columns; a view of 100 string features has more.
+    con = duckdb.connect()
+    select = ", ".join(f"'c{c}-' || CAST(i % {c + 2} AS VARCHAR) AS s{c}" for c in range(100))
+    con.execute(f"CREATE TABLE t AS SELECT {select} FROM range(60) r(i)")
+    columns = [f"s{c}" for c in range(100)]
+    stats = compute_statistics(con, "SELECT * FROM t", columns)
+    assert [s.name for s in stats] == columns
+    for c, s in enumerate(stats):
+        assert s.top[0] == (f"c{c}-0", len(range(0, 60, c + 2))), s.name
+
+
 def test_nan_and_infinities_are_counted_and_kept_out_of_the_summary() -> None:
     con = duckdb.connect()
     con.execute(

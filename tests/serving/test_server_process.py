@@ -140,3 +140,19 @@ def test_a_port_in_use_is_one_error_line(served_repo: Path, serving_redis: Redis
         # Our line alone: no raw log line of grpc's C core or uvicorn before it, no traceback.
         server = which.split(",")[0]
         assert result.stderr == f"error: cannot serve {server} on 127.0.0.1:{port}: address already in use\n"
+
+
+def test_the_workers_shared_http_socket_turns_nagle_off() -> None:
+    # With Nagle on, uvicorn's second small write (the body after the headers) waits for the
+    # client's delayed ACK: ~40 ms per response (benchmarks/tail.py --nagle shows it).
+    from featurestore.serving.server import _reuse_port_socket
+
+    listener = _reuse_port_socket("127.0.0.1", free_port())
+    try:
+        with socket.create_connection(listener.getsockname(), timeout=5):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.proto == socket.IPPROTO_TCP  # asyncio sets TCP_NODELAY only then
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        listener.close()
