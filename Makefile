@@ -100,6 +100,7 @@ bench: bench-tools
 	$(BIN)/python benchmarks/push.py --scale demo --runs 3
 	$(BIN)/python benchmarks/repo_size.py --calls 2000 --seconds 3 --runs 2
 	$(BIN)/python benchmarks/tail.py --seconds 5 --runs 1
+	$(BIN)/python benchmarks/cli_start.py
 
 bench-full: bench-tools
 	$(BIN)/python benchmarks/online.py --scale medium --runs 3 --seconds 10 --workers 2
