@@ -5,26 +5,16 @@ no JavaScript."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
-from featurestore.config import load_config
-from featurestore.errors import StoreLockedError
-from featurestore.storage import connection
 from tests.support.browser import chromium, click_link, main_text, wait_for
-from tests.support.cli import FEATURESTORE, run_cli
-from tests.ui.support import TOKEN, Demo, log_in
-
-# How long a materialization may take to record its run on a loaded machine (a bound, not a
-# measure: the test goes on as soon as the run is recorded).
-RECORD_WAIT = 120.0
+from tests.support.cli import run_cli
+from tests.ui.support import TOKEN, Demo, held_materialization, log_in
 
 
 def test_a_refused_ingestion_stands_out_with_its_validation_report(
@@ -97,46 +87,13 @@ def test_catalog_and_runs_work_without_javascript(
     assert "in_range(0, 1)" in driver.find_element(By.ID, "failures").text
 
 
-def _running_run(demo: Demo, pid: int) -> int | None:
-    """The materialization run process ``pid`` recorded as running, None if none (yet)."""
-    config = load_config(demo.repo)
-    try:
-        with connection(config.duckdb_path, read_only=True, lock_timeout=0.2) as con:
-            row = con.execute(
-                f"SELECT run_id FROM {config.project}.materialization_runs "
-                "WHERE status = 'running' AND pid = ?",
-                [pid],
-            ).fetchone()
-    except StoreLockedError:  # the run is writing its record: ask again
-        return None
-    return None if row is None else int(row[0])
-
-
 def test_an_interrupted_run_stands_out(browser: webdriver.Chrome, demo: Demo) -> None:
-    # Redis holds back writes, so a materialization records its run (DuckDB), lets go of the
-    # file and then waits at its first Redis write; killed there with SIGKILL, it leaves its run
-    # "running", which the next run records as interrupted (its process is gone).
-    online = redis.Redis.from_url(demo.redis_url)
-    online.execute_command("CLIENT", "PAUSE", int(RECORD_WAIT * 1000), "WRITE")
-    killed = subprocess.Popen(
-        [FEATURESTORE, "materialize", "--repo", str(demo.repo), "--views", "customer_profile"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + RECORD_WAIT
-        while (run_id := _running_run(demo, killed.pid)) is None:
-            assert killed.poll() is None, "the materialization ended before it was killed"
-            assert time.monotonic() < deadline, "the materialization recorded no run"
-            time.sleep(0.05)
+    # Killed with SIGKILL mid-run (after recording its run, before writing Redis), a
+    # materialization leaves its run "running"; the next run records it interrupted (its
+    # process is gone).
+    with held_materialization(demo, "customer_profile") as (killed, run_id):
         killed.send_signal(signal.SIGKILL)
         killed.wait(30)
-    finally:
-        if killed.poll() is None:
-            killed.kill()
-            killed.wait(30)
-        online.execute_command("CLIENT", "UNPAUSE")
-        online.close()
     after = run_cli("materialize", "--repo", str(demo.repo), "--views", "customer_profile")
     assert after.returncode == 0, after.stderr
 
