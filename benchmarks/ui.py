@@ -263,7 +263,7 @@ def start_redis(work: Path, port: int) -> subprocess.Popen[bytes]:
         ],
         stdout=subprocess.DEVNULL,
     )
-    client = redis.Redis(port=port)
+    client = redis.Redis(port=port, socket_timeout=60)
     for _ in range(600):  # loading a saved medium store takes seconds
         try:
             if client.ping() and client.info("persistence")["loading"] == 0:
@@ -309,7 +309,7 @@ def main() -> None:
             started = time.perf_counter()
             training_set = build(work, args.scale, redis_url(port), args.versions, args.runs)
             print(f"store built in {time.perf_counter() - started:.0f} s", flush=True)
-            redis.Redis(port=port).save()
+            redis.Redis(port=port, socket_timeout=600).save()  # seconds at medium, on a busy machine
             built.write_text(json.dumps({"history": wanted, "training_set": training_set}) + "\n")
         store = FeatureStore(repo)
         have_versions, have_runs = counts(store)
