@@ -24,6 +24,10 @@ from featurestore.ui.app import Console
 from featurestore.ui.paging import integer
 
 SAMPLE = 100  # Redis values and known keys checked per view (the CLI checks 1000; a page stays quick)
+# Keys SCAN goes through per view for its sample: finding a view's keys by pattern goes through
+# the whole keyspace (~1 s for a view with few keys among 500k at medium); the page shows how
+# many values it sampled.
+SCAN_BUDGET = 10_000
 MAX_SPEC = 100  # characters of a drift side (ingest-N, a training set id, latest)
 # The drift report is a whole HTML page with its own inline styles and no script: it is shown
 # in a frame, under a policy that allows exactly that.
@@ -44,7 +48,7 @@ def register(app: FastAPI, console: Console) -> None:
                 try:
                     with OnlineStore.connect(config.redis_url, config.project) as store:
                         check_presence(con, store, views, states, SAMPLE)
-                        sample_redis(store, states, SAMPLE)
+                        sample_redis(store, states, SAMPLE, SCAN_BUDGET)
                 except OnlineStoreUnavailable as e:
                     problem = e.message
             return states, offline_only(views), problem
