@@ -91,11 +91,9 @@ def register(app: FastAPI, console: Console) -> None:
             shown = list(reversed(every))[page.offset : page.offset + page.limit]
             breaking: dict[int, list[str]] = {}
             for v in shown:  # only the shown versions and the ones before them are parsed
-                if v.version > 1:
-                    old = reader.snapshot(con, v.version - 1)[1]
-                    reasons = make_plan(old, reader.snapshot(con, v.version)[1], v.version - 1).breaking
-                    if reasons:
-                        breaking[v.version] = reasons
+                reasons = reader.breaking(con, v.version)
+                if reasons:
+                    breaking[v.version] = reasons
             return len(every), shown, breaking
 
         read = reader.read(("versions", page), history)
