@@ -214,18 +214,13 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
     for view, n in unchanged.items():
         if f"view:{view}" in g.nodes:
             g.nodes[f"view:{view}"]["unchanged_runs"] = n
-    ingested: dict[tuple[str, str], str] = {}  # (view, path) -> fingerprint the last ingestion left
-    for source in RunSourceState(con, project).all():
+    # An ingestion lists every file of its view; the ones it did not touch are kept, not read.
+    shown = [n.removeprefix("run:") for n in g.nodes if n.startswith("run:")]
+    for source, kept in RunSourceState(con, project).of_runs(shown):
         r = f"run:{run_name(source.kind, source.run_id)}"
-        # An ingestion lists every file of its view; the ones it did not touch are kept, not read.
-        key = (source.view, source.path)
-        kept = source.kind == INGEST and ingested.get(key) == source.fingerprint
-        if source.kind == INGEST:
-            ingested[key] = source.fingerprint
-        if r in g.nodes:
-            f = g.node(f"file:{source.path}", "source_file", source.path)
-            g.nodes[f].setdefault("status", "not ingested now")
-            g.edge(f, r, f"{'kept' if kept else 'read'} ({source.fingerprint[:8]})")
+        f = g.node(f"file:{source.path}", "source_file", source.path)
+        g.nodes[f].setdefault("status", "not ingested now")
+        g.edge(f, r, f"{'kept' if kept else 'read'} ({source.fingerprint[:8]})")
 
 
 def _rejected(g: _Graph, config: Config) -> None:
