@@ -88,10 +88,11 @@ def register(app: FastAPI, console: Console) -> None:
 
         def history(con: Connection) -> tuple[int, list[Version], dict[int, list[str]]]:
             every = RegistryState(con, console.config.project).versions()
+            by_number = {v.version: v for v in every}
             shown = list(reversed(every))[page.offset : page.offset + page.limit]
             breaking: dict[int, list[str]] = {}
             for v in shown:  # only the shown versions and the ones before them are parsed
-                reasons = reader.breaking(con, v.version)
+                reasons = reader.breaking(con, v.version, by_number)
                 if reasons:
                     breaking[v.version] = reasons
             return len(every), shown, breaking
