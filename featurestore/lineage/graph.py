@@ -58,13 +58,16 @@ def lineage(config: Config, snapshot: Snapshot, name: str) -> dict[str, Any]:
     or run ``ingest-N`` / ``materialize-N``): ``{"root", "nodes", "edges"}``."""
     g = _Graph()
     _definitions(g, snapshot)
+    # (path, size, mtime) -> fingerprint of the files as ingested: a training set's file that
+    # still has them is not read again to hash it (gigabytes at scale), as _disk_status trusts.
+    hashes: dict[tuple[str, int, float], str] = {}
     if config.duckdb_path.exists():
         with connection(config.duckdb_path, read_only=True) as con:
-            _files(g, con, config, snapshot)
+            hashes = _files(g, con, config, snapshot)
             _runs(g, con, config.project, name)
     _pushes(g, config, snapshot)
     _rejected(g, config)
-    _training_sets(g, config, snapshot)
+    _training_sets(g, config, snapshot, hashes)
     root = _resolve(g, name)
     keep = {root} | _reach(g, root, upstream=True) | _reach(g, root, upstream=False)
     return {
@@ -121,13 +124,18 @@ def _definitions(g: _Graph, snapshot: Snapshot) -> None:
             g.edge(f"feature:{ref}", s, "served by")
 
 
-def _files(g: _Graph, con: duckdb.DuckDBPyConnection, config: Config, snapshot: Snapshot) -> None:
-    """Each view's ingested files, with whether the file on disk still matches what was ingested."""
+def _files(
+    g: _Graph, con: duckdb.DuckDBPyConnection, config: Config, snapshot: Snapshot
+) -> dict[tuple[str, int, float], str]:
+    """Each view's ingested files, with whether the file on disk still matches what was ingested;
+    returns their fingerprints by (path, size, mtime)."""
     rows = OfflineStore(con, config.project).ingested_files()
     if rows is None:
-        return
+        return {}
     ingested: dict[str, set[str]] = {}
+    known = {}
     for row in rows:
+        known[(row.path, row.size, row.mtime)] = row.fingerprint
         ingested.setdefault(row.view, set()).add(row.path)
         f = g.node(
             f"file:{row.path}",
@@ -153,6 +161,7 @@ def _files(g: _Graph, con: duckdb.DuckDBPyConnection, config: Config, snapshot: 
                     f"view:{view.name}",
                     "source of",
                 )
+    return known
 
 
 def _pushes(g: _Graph, config: Config, snapshot: Snapshot) -> None:
@@ -227,18 +236,13 @@ def _runs(g: _Graph, con: duckdb.DuckDBPyConnection, project: str, name: str) ->
     for view, n in unchanged.items():
         if f"view:{view}" in g.nodes:
             g.nodes[f"view:{view}"]["unchanged_runs"] = n
-    ingested: dict[tuple[str, str], str] = {}  # (view, path) -> fingerprint the last ingestion left
-    for source in RunSourceState(con, project).all():
+    # An ingestion lists every file of its view; the ones it did not touch are kept, not read.
+    shown = [n.removeprefix("run:") for n in g.nodes if n.startswith("run:")]
+    for source, kept in RunSourceState(con, project).of_runs(shown):
         r = f"run:{run_name(source.kind, source.run_id)}"
-        # An ingestion lists every file of its view; the ones it did not touch are kept, not read.
-        key = (source.view, source.path)
-        kept = source.kind == INGEST and ingested.get(key) == source.fingerprint
-        if source.kind == INGEST:
-            ingested[key] = source.fingerprint
-        if r in g.nodes:
-            f = g.node(f"file:{source.path}", "source_file", source.path)
-            g.nodes[f].setdefault("status", "not ingested now")
-            g.edge(f, r, f"{'kept' if kept else 'read'} ({source.fingerprint[:8]})")
+        f = g.node(f"file:{source.path}", "source_file", source.path)
+        g.nodes[f].setdefault("status", "not ingested now")
+        g.edge(f, r, f"{'kept' if kept else 'read'} ({source.fingerprint[:8]})")
 
 
 def _rejected(g: _Graph, config: Config) -> None:
@@ -260,8 +264,10 @@ def _rejected(g: _Graph, config: Config) -> None:
             g.edge(run, f"view:{r['view']}", "rejected")
 
 
-def _training_sets(g: _Graph, config: Config, snapshot: Snapshot) -> None:
-    hashes: dict[tuple[str, int, float], str] = {}  # each file hashed once, however many sets read it
+def _training_sets(
+    g: _Graph, config: Config, snapshot: Snapshot, hashes: dict[tuple[str, int, float], str]
+) -> None:
+    hashes = dict(hashes)  # and each file not known from ingestion hashed once, however many sets read it
     local = SourceFiles()  # remote sources are not listed here (that takes Spark): reproduce checks them
     for record in list_records(config.store_dir):
         manifest = record["manifest"]

@@ -12,6 +12,7 @@ known offline are missing from it (online/presence.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,10 +25,13 @@ from featurestore.errors import InvalidRequestError
 from featurestore.offline.offline_store import OfflineStore
 from featurestore.online import presence
 from featurestore.online.codec import header_of
-from featurestore.online.state import OnlineState
+from featurestore.online.state import OnlineState, Watermark
 from featurestore.online.store import OnlineStore
 from featurestore.runs.materialization import MaterializationRunState
 from featurestore.storage import connection
+
+# Chooses the keys Redis must hold for a view (presence.known_keys's signature).
+KnownKeys = Callable[[duckdb.DuckDBPyConnection, str, FeatureView, Watermark, datetime, int], list[str]]
 
 DEFAULT_SAMPLE = 1000
 
@@ -148,8 +152,10 @@ def check_presence(
     views: list[FeatureView],
     states: list[ViewFreshness],
     sample: int,
+    known_keys: KnownKeys | None = None,
 ) -> None:
-    """Set ``lost`` on each materialized view Redis no longer holds: by marker, then ``sample`` known keys."""
+    """Set ``lost`` on each materialized view Redis no longer holds: by marker, then ``sample`` known
+    keys (chosen by ``known_keys``, default ``presence.known_keys``: a fresh sample each time)."""
     marked = [s for s in states if s.watermark is not None]
     project = store.project
     lost = store.unmarked([s.view for s in marked], OnlineState(con, project).epoch())
@@ -161,17 +167,21 @@ def check_presence(
         if s.lost is not None or mark is None or sample <= 0:
             continue
         view = by_name[s.view]
-        s.known_checked, s.known_missing = presence.partly_lost(con, store, view, mark, now, sample)
+        keys = (known_keys or presence.known_keys)(con, project, view, mark, now, sample)
+        s.known_checked, s.known_missing = len(keys), store.missing(keys) if keys else 0
         if s.known_missing:
             s.lost = presence.partial_loss_reason(s.known_checked, s.known_missing)
 
 
-def sample_redis(store: OnlineStore, states: list[ViewFreshness], sample: int) -> None:
-    """Read up to ``sample`` values of each view from Redis and record their ages."""
+def sample_redis(
+    store: OnlineStore, states: list[ViewFreshness], sample: int, examine: int | None = None
+) -> None:
+    """Read up to ``sample`` values of each view from Redis and record their ages; with
+    ``examine``, among about that many keys per view (bounded time, fewer values of a small view)."""
     for state in states:
         now_us = state.checked_at.timestamp() * 1e6
         ages = []
-        for value in store.sample(state.view, sample):
+        for value in store.sample(state.view, sample, examine):
             event_us, _, _ = header_of(value)
             ages.append(max(0.0, (now_us - event_us) / 1e6))
         ages.sort()

@@ -53,8 +53,10 @@ class Backend(ABC):
         """Remove the keys; how many existed."""
 
     @abstractmethod
-    def scan(self, pattern: str, batch: int) -> Iterator[list[bytes]]:
-        """Every key matching the glob ``pattern``, in batches of about ``batch``."""
+    def scan(self, pattern: str, batch: int, examine: int | None = None) -> Iterator[list[bytes]]:
+        """Every key matching the glob ``pattern``, in batches of about ``batch``; with
+        ``examine``, only those among about that many keys examined (a bounded sample: matching
+        a pattern goes through the whole keyspace, seconds for a sparse view at millions of keys)."""
 
     @abstractmethod
     def get_fields(self, keys: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:

@@ -38,6 +38,7 @@ from featurestore.online.redis_backend import (
     SET_IF_PRESENT,
     SOCKET_TIMEOUT,
     as_text,
+    bounded_scan,
     in_batches,
     map_errors,
 )
@@ -268,15 +269,22 @@ class RedisClusterBackend(Backend):
         with map_errors(self.url):
             return sum(int(n) for n in self._raise_errors(self._send(calls)))
 
-    def scan(self, pattern: str, batch: int) -> Iterator[list[bytes]]:
+    def scan(self, pattern: str, batch: int, examine: int | None = None) -> Iterator[list[bytes]]:
         """Every master in turn (the slot map as it stands when the scan starts). A key whose
-        slot moves meanwhile may be missed: removing a view during a resharding may need a rerun."""
+        slot moves meanwhile may be missed: removing a view during a resharding may need a rerun.
+        ``examine`` is shared evenly among the masters."""
         with map_errors(self.url):
             client = self._client
+            primaries = client.get_primaries()
+            share = None if examine is None else max(1, examine // max(1, len(primaries)))
             every = (
                 key
-                for node in client.get_primaries()
-                for key in client.get_redis_connection(node).scan_iter(match=pattern, count=batch)
+                for node in primaries
+                for key in (
+                    client.get_redis_connection(node).scan_iter(match=pattern, count=batch)
+                    if share is None
+                    else bounded_scan(client.get_redis_connection(node), pattern, batch, share)
+                )
             )
             yield from in_batches(every, batch)
 

@@ -130,6 +130,18 @@ def in_batches(keys: Iterable[bytes], batch: int) -> Iterator[list[bytes]]:
         yield out
 
 
+def bounded_scan(client: redis.Redis, pattern: str, batch: int, examine: int) -> Iterator[bytes]:
+    """The keys matching ``pattern`` among about ``examine`` keys SCAN goes through from the start."""
+    cursor, examined = 0, 0
+    while True:
+        count = max(1, min(batch, examine - examined))
+        cursor, keys = client.scan(cursor, match=pattern, count=count)
+        yield from cast(list[bytes], keys)
+        examined += count
+        if cursor == 0 or examined >= examine:
+            return
+
+
 def as_text(value: bytes | str | None) -> str | None:
     """A hash field as Redis returns it, as text."""
     return value.decode() if isinstance(value, bytes) else value
@@ -199,9 +211,14 @@ class RedisBackend(Backend):
         with map_errors(self.url):
             return int(self._client.unlink(*keys)) if keys else 0
 
-    def scan(self, pattern: str, batch: int) -> Iterator[list[bytes]]:
+    def scan(self, pattern: str, batch: int, examine: int | None = None) -> Iterator[list[bytes]]:
         with map_errors(self.url):
-            yield from in_batches(self._client.scan_iter(match=pattern, count=batch), batch)
+            keys = (
+                self._client.scan_iter(match=pattern, count=batch)
+                if examine is None
+                else bounded_scan(self._client, pattern, batch, examine)
+            )
+            yield from in_batches(keys, batch)
 
     def get_fields(self, keys: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:
         pipe = self._client.pipeline(transaction=False)

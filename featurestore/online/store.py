@@ -73,10 +73,11 @@ class OnlineStore:
         """Each key's stored value, in order; None where nothing is stored."""
         return self.backend.read(keys)
 
-    def sample(self, view: str, limit: int) -> list[bytes]:
-        """Up to ``limit`` stored values of ``view`` (those that did not expire meanwhile)."""
+    def sample(self, view: str, limit: int, examine: int | None = None) -> list[bytes]:
+        """Up to ``limit`` stored values of ``view`` (those that did not expire meanwhile); with
+        ``examine``, only among about that many keys (fewer values for a view with few keys)."""
         keys: list[bytes] = []
-        for batch in self.backend.scan(view_pattern(self.project, view), SCAN_BATCH):
+        for batch in self.backend.scan(view_pattern(self.project, view), SCAN_BATCH, examine):
             keys += batch
             if len(keys) >= limit:
                 break

@@ -90,6 +90,10 @@ class RegistryState(ProjectTables):
         number = max(versions) if version is None else version
         if number not in versions:
             raise NotAppliedError(f"registry version {version} does not exist (latest is {max(versions)})")
+        return versions[number], self.definitions(number)
+
+    def definitions(self, number: int) -> Snapshot:
+        """The definitions of version ``number``, which the caller knows exists."""
         rows = self.con.execute(
             f"SELECT kind, name, spec FROM {self.schema}.registry_objects WHERE version = ?",
             [number],
@@ -97,7 +101,7 @@ class RegistryState(ProjectTables):
         specs: dict[str, dict[str, dict[str, object]]] = {k: {} for k in KIND_ORDER}
         for kind, name, spec in rows:
             specs[kind][name] = json.loads(spec)
-        return versions[number], Snapshot.from_specs(specs)
+        return Snapshot.from_specs(specs)
 
 
     def snapshots(self) -> dict[int, Snapshot]:

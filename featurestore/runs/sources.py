@@ -71,12 +71,22 @@ class RunSourceState(ProjectTables):
         ).fetchall()
         return [str(r[0]) for r in rows]
 
-    def all(self) -> list[RunSource]:
-        """Every run's snapshot, by kind, run and path."""
-        if not table_exists(self.con, self.project, "run_sources"):
+    def of_runs(self, names: Sequence[str]) -> list[tuple[RunSource, bool]]:
+        """The snapshots of the runs named (``ingest-3``, ``materialize-12``), by kind, run and
+        path, each file with whether the ingestion kept it (the one before it left the same
+        fingerprint) rather than read it. The history is walked in DuckDB, not brought over."""
+        if not names or not table_exists(self.con, self.project, "run_sources"):
             return []
         rows = self.con.execute(
-            f"SELECT kind, run_id, view, path, fingerprint FROM {self.schema}.run_sources "
-            "ORDER BY kind, run_id, path"
+            f"""SELECT kind, run_id, view, path, fingerprint, kept FROM (
+                  SELECT kind, run_id, view, path, fingerprint,
+                         kind = 'ingest' AND coalesce(fingerprint = lag(fingerprint) OVER (
+                             PARTITION BY kind, view, path ORDER BY run_id), false) AS kept
+                  FROM {self.schema}.run_sources)
+                WHERE list_contains(?, kind || '-' || run_id)
+                ORDER BY kind, run_id, path""",
+            [list(names)],
         ).fetchall()
-        return [RunSource(str(k), int(r), str(v), str(p), str(f)) for k, r, v, p, f in rows]
+        return [
+            (RunSource(str(k), int(r), str(v), str(p), str(f)), bool(kept)) for k, r, v, p, f, kept in rows
+        ]

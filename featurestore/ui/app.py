@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -77,6 +79,9 @@ def build_app(
     """The console for the repo of ``config``; ``prefix`` is where it is mounted ("" or e.g. "/ui")."""
     from featurestore.ui import routes_catalog, routes_lineage, routes_monitoring, routes_runs
 
+    # pyarrow's first compute call in a process imports pandas (~0.2 s): paid here, at start,
+    # rather than by the first page that encodes keys (the health page).
+    pc.add(pa.array([0]), 0)
     console = Console(config, StoreReader(config), templates(), prefix.rstrip("/"), metrics)
     console.logout = tokens is not None
     if metrics is not None:

@@ -8,7 +8,7 @@ what it last read, marked as such, instead of hanging for the CLI's default lock
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
@@ -17,7 +17,7 @@ import duckdb
 
 from featurestore.config import Config
 from featurestore.errors import NotAppliedError, NotFoundError, StoreLockedError
-from featurestore.registry import Snapshot, Version
+from featurestore.registry import Snapshot, Version, make_plan
 from featurestore.registry.versions import RegistryState
 from featurestore.storage import connection
 
@@ -27,6 +27,7 @@ T = TypeVar("T")
 LOCK_TIMEOUT = 0.5
 CACHE_ENTRIES = 256  # pages remembered for when the file is busy (oldest dropped first)
 SNAPSHOTS = 128  # registry versions kept parsed (the oldest parsed dropped first)
+BREAKING = 4096  # versions whose breaking changes are remembered (a few strings each)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class StoreReader:
         self.lock_timeout = lock_timeout
         self._cache: dict[Hashable, Read[object]] = {}
         self._snapshots: dict[int, Snapshot] = {}  # versions never change once written
+        self._breaking: dict[int, list[str]] = {}  # nor do their breaking changes
         self._lock = threading.Lock()
 
     def read(self, key: Hashable, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Read[T]:
@@ -75,11 +77,16 @@ class StoreReader:
         return fresh
 
     def snapshot(
-        self, con: duckdb.DuckDBPyConnection, version: int | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        version: int | None = None,
+        versions: Mapping[int, Version] | None = None,
     ) -> tuple[Version, Snapshot]:
-        """A registry version's definitions (default: the latest), parsed once per version."""
+        """A registry version's definitions (default: the latest), parsed once per version;
+        ``versions`` (number -> version), when the caller has just listed them."""
         state = RegistryState(con, self.config.project)
-        versions = {v.version: v for v in state.versions()}
+        if versions is None:
+            versions = {v.version: v for v in state.versions()}
         if not versions:
             raise NotAppliedError(
                 f"nothing applied yet in project {self.config.project!r}: run 'featurestore apply'"
@@ -90,9 +97,28 @@ class StoreReader:
         with self._lock:
             cached = self._snapshots.get(number)
         if cached is None:
-            cached = state.snapshot(number)[1]
+            cached = state.definitions(number)
             with self._lock:
                 self._snapshots[number] = cached
                 while len(self._snapshots) > SNAPSHOTS:  # a long history paged through
                     self._snapshots.pop(next(iter(self._snapshots)))
         return versions[number], cached
+
+    def breaking(
+        self, con: duckdb.DuckDBPyConnection, version: int, versions: Mapping[int, Version] | None = None
+    ) -> list[str]:
+        """Why registry ``version`` broke consumers of the one before (empty: it did not), worked
+        out once per version: a page of 50 versions would otherwise diff 50 pairs each time."""
+        with self._lock:
+            known = self._breaking.get(version)
+        if known is not None:
+            return known
+        reasons: list[str] = []
+        if version > 1:
+            old = self.snapshot(con, version - 1, versions)[1]
+            reasons = make_plan(old, self.snapshot(con, version, versions)[1], version - 1).breaking
+        with self._lock:
+            self._breaking[version] = reasons
+            while len(self._breaking) > BREAKING:
+                self._breaking.pop(next(iter(self._breaking)))
+        return reasons

@@ -1,5 +1,6 @@
-"""Catalog and registry history: the objects of the latest version, each object's page, the
-versions with author and time, and the field-by-field diff between any two (``plan``'s diff)."""
+"""Catalog and registry history: the objects of the latest version (each kind a page at a
+time), each object's page, the versions with author and time, and the field-by-field diff
+between any two (``plan``'s diff)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from duckdb import DuckDBPyConnection as Connection
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from featurestore.errors import NotFoundError
+from featurestore.errors import InvalidRequestError, NotFoundError
 from featurestore.registry import Plan, Version, make_plan
 from featurestore.registry.versions import RegistryState
 from featurestore.ui.app import Console
@@ -25,28 +26,41 @@ def register(app: FastAPI, console: Console) -> None:
     def catalog(request: Request) -> HTMLResponse:
         q = request.query_params
         text, tag, owner = (q.get(k, "").strip()[:MAX_SEARCH] for k in ("q", "tag", "owner"))
+        page = Page.of(q)
+        only = q.get("kind", "")
+        if only and only not in KINDS:
+            raise InvalidRequestError(
+                f"kind={only[:40]!r} is not a kind of object: give one of {', '.join(KINDS)}"
+            )
         read = reader.read("catalog", lambda con: reader.snapshot(con))
         version, snapshot = read.value
-        found = Catalog(snapshot)
+        catalog = Catalog(snapshot)
+        found = catalog.search(text, tag, owner)
+        shown = (only,) if only else KINDS
         return console.page(
             request,
             "catalog.html",
             read=read,
             version=version,
-            kinds=KINDS,
+            order=shown,
             titles=TITLES,
-            found=found.search(text, tag, owner),
+            sections={
+                k: (found[k][page.offset : page.offset + page.limit], page.with_total(len(found[k])))
+                for k in shown
+            },
+            only=only,
             q=text,
             tag=tag,
             owner=owner,
-            all_tags=found.tags(),
-            all_owners=found.owners(),
+            all_tags=catalog.tags(),
+            all_owners=catalog.owners(),
         )
 
     @app.get(console.url("/catalog/{kind}/{name}"), response_class=HTMLResponse)
     def entry(request: Request, kind: str, name: str) -> HTMLResponse:
         if kind not in KINDS:
             raise NotFoundError(f"no kind of object named {kind!r}: give one of {', '.join(KINDS)}")
+        page = Page.of(request.query_params)
         read = reader.read("catalog", lambda con: reader.snapshot(con))
         version, snapshot = read.value
         found = Catalog(snapshot).get(kind, name)
@@ -54,12 +68,16 @@ def register(app: FastAPI, console: Console) -> None:
             raise NotFoundError(
                 f"no {kind.replace('_', ' ')} named {name!r} in registry version {version.version}"
             )
+        # A view's features (or a service's) may be many: shown a page at a time.
+        items = found.spec.get("features") or []
         return console.page(
             request,
             "entry.html",
             read=read,
             version=version,
             entry=found,
+            features=items[page.offset : page.offset + page.limit],
+            page=page.with_total(len(items)),
             titles=TITLES,
             check_text=check_text,
         )
@@ -70,14 +88,13 @@ def register(app: FastAPI, console: Console) -> None:
 
         def history(con: Connection) -> tuple[int, list[Version], dict[int, list[str]]]:
             every = RegistryState(con, console.config.project).versions()
+            by_number = {v.version: v for v in every}
             shown = list(reversed(every))[page.offset : page.offset + page.limit]
             breaking: dict[int, list[str]] = {}
             for v in shown:  # only the shown versions and the ones before them are parsed
-                if v.version > 1:
-                    old = reader.snapshot(con, v.version - 1)[1]
-                    reasons = make_plan(old, reader.snapshot(con, v.version)[1], v.version - 1).breaking
-                    if reasons:
-                        breaking[v.version] = reasons
+                reasons = reader.breaking(con, v.version, by_number)
+                if reasons:
+                    breaking[v.version] = reasons
             return len(every), shown, breaking
 
         read = reader.read(("versions", page), history)

@@ -3,6 +3,9 @@ statistics with histograms, and the drift report (monitoring/report.py) embedded
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import datetime
 from typing import Any
 
 from duckdb import DuckDBPyConnection as Connection
@@ -10,11 +13,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
+from featurestore.definitions import FeatureView
 from featurestore.errors import InvalidRequestError, NotFoundError, OnlineStoreUnavailable
 from featurestore.monitoring.check import check_drift
 from featurestore.monitoring.drift import Thresholds
 from featurestore.monitoring.freshness import check_presence, offline_only, online_state, sample_redis
 from featurestore.monitoring.report import render_html
+from featurestore.online import presence
+from featurestore.online.state import Watermark
 from featurestore.online.store import OnlineStore
 from featurestore.runs.ingestion import IngestionRunState
 from featurestore.runs.statistics import StatisticsState
@@ -24,14 +30,49 @@ from featurestore.ui.app import Console
 from featurestore.ui.paging import integer
 
 SAMPLE = 100  # Redis values and known keys checked per view (the CLI checks 1000; a page stays quick)
+# Keys SCAN goes through per view for its sample: finding a view's keys by pattern goes through
+# the whole keyspace (~1 s for a view with few keys among 500k at medium); the page shows how
+# many values it sampled.
+SCAN_BUDGET = 10_000
 MAX_SPEC = 100  # characters of a drift side (ingest-N, a training set id, latest)
 # The drift report is a whole HTML page with its own inline styles and no script: it is shown
 # in a frame, under a policy that allows exactly that.
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 
 
+# How long the health page reuses a view's sample of known keys (a DuckDB query over the TTL
+# window: ~30 ms per view at medium, more on a busy machine) while its watermark stands. Safe
+# well within EXPIRED_GRACE: a key with a row in the TTL window when chosen keeps its value in
+# Redis at least an hour past that window.
+KEEP_KNOWN_KEYS = 300.0
+
+
+class RecentKnownKeys:
+    """``presence.known_keys``, each view's sample reused for KEEP_KNOWN_KEYS seconds."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[Any, ...], tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, con: Connection, project: str, view: FeatureView, mark: Watermark, now: datetime, sample: int
+    ) -> list[str]:
+        key = (project, view.name, view.fingerprint, mark.run_id, mark.watermark, sample)
+        at = time.monotonic()
+        with self._lock:
+            found = self._found.get(key)
+        if found is not None and at - found[0] < KEEP_KNOWN_KEYS:
+            return found[1]
+        keys = presence.known_keys(con, project, view, mark, now, sample)
+        with self._lock:
+            self._found = {k: v for k, v in self._found.items() if at - v[0] < KEEP_KNOWN_KEYS}
+            self._found[key] = (at, keys)
+        return keys
+
+
 def register(app: FastAPI, console: Console) -> None:
     reader, config = console.reader, console.config
+    known_keys = RecentKnownKeys()
 
     @app.get(console.url("/health"), response_class=HTMLResponse)
     def health(request: Request) -> HTMLResponse:
@@ -43,8 +84,8 @@ def register(app: FastAPI, console: Console) -> None:
             if states:
                 try:
                     with OnlineStore.connect(config.redis_url, config.project) as store:
-                        check_presence(con, store, views, states, SAMPLE)
-                        sample_redis(store, states, SAMPLE)
+                        check_presence(con, store, views, states, SAMPLE, known_keys)
+                        sample_redis(store, states, SAMPLE, SCAN_BUDGET)
                 except OnlineStoreUnavailable as e:
                     problem = e.message
             return states, offline_only(views), problem
@@ -60,6 +101,8 @@ def register(app: FastAPI, console: Console) -> None:
             offline=offline,
             problem=problem,
             metrics=metrics,
+            sample=SAMPLE,
+            scan_budget=SCAN_BUDGET,
         )
 
     @app.get(console.url("/statistics"), response_class=HTMLResponse)

@@ -3,6 +3,10 @@ registry version, a training set, a refused ingestion and a view with a TTL of s
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,11 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import redis
 from selenium import webdriver
 
 from featurestore import FeatureStore
-from featurestore.errors import ViewsFailedError
+from featurestore.config import load_config
+from featurestore.errors import StoreLockedError, ViewsFailedError
+from featurestore.storage import connection
 from tests.support.browser import submit, wait_for
+from tests.support.cli import FEATURESTORE
 from tests.support.repos import copy_example_repo, edit
 
 # Set by the conftest's report hook: whether a test's call failed (for its screenshot).
@@ -108,3 +116,50 @@ def build(dest: Path, data: Path, redis_url: str) -> tuple[Path, str]:
         raise AssertionError("the bad file was not refused")
     fs.close()
     return repo, training_set
+
+
+# How long a materialization may take to record its run on a loaded machine: a bound, not a
+# measure (a test goes on as soon as the run is recorded).
+RECORD_WAIT = 120.0
+
+
+@contextmanager
+def held_materialization(demo: Demo, *views: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A ``featurestore materialize`` process held at a known point: it has recorded its run
+    (status running) and let go of the store file, and waits at its first Redis write, which
+    Redis holds back (``CLIENT PAUSE ... WRITE``). Yields the process and its run id; on exit
+    Redis takes writes again and the process, unless killed, goes on."""
+    online = redis.Redis.from_url(demo.redis_url)
+    online.execute_command("CLIENT", "PAUSE", int(RECORD_WAIT * 1000), "WRITE")
+    args = [FEATURESTORE, "materialize", "--repo", str(demo.repo)]
+    for view in views:
+        args += ["--views", view]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + RECORD_WAIT
+        while (run_id := _running_run(demo, process.pid)) is None:
+            assert process.poll() is None, f"the materialization ended: {process.stderr.read()!r}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the materialization recorded no run"
+            time.sleep(0.05)
+        yield process, run_id
+    except BaseException:
+        process.kill()
+        raise
+    finally:
+        online.execute_command("CLIENT", "UNPAUSE")
+        online.close()
+
+
+def _running_run(demo: Demo, pid: int) -> int | None:
+    """The materialization run process ``pid`` recorded as running, None if none (yet)."""
+    config = load_config(demo.repo)
+    try:
+        with connection(config.duckdb_path, read_only=True, lock_timeout=0.2) as con:
+            row = con.execute(
+                f"SELECT run_id FROM {config.project}.materialization_runs "
+                "WHERE status = 'running' AND pid = ?",
+                [pid],
+            ).fetchone()
+    except StoreLockedError:  # the run is writing its record: ask again
+        return None
+    return None if row is None else int(row[0])

@@ -58,3 +58,53 @@ def test_search_by_name_tag_and_owner(browser: webdriver.Chrome, demo: Demo) -> 
     click_link(browser, "growth-ml@example.com")  # the owner links to a search by owner
     shown = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "main td:first-child a")]
     assert shown == ["customer_profile"]
+
+
+def test_catalog_lists_are_paginated(browser: webdriver.Chrome, demo: Demo) -> None:
+    def shown(kind: str) -> list[str]:
+        return [a.text for a in browser.find_elements(By.CSS_SELECTOR, f"#{kind} td:first-child a")]
+
+    browser.get(f"{demo.url}/?kind=feature_view&limit=2")
+    assert shown("feature_view") == ["customer_profile", "driver_stats"]
+    assert "1–2 of 4" in main_text(browser)
+    assert browser.find_elements(By.ID, "entity") == []  # one kind asked for: only its list
+    click_link(browser, "next")
+    assert shown("feature_view") == ["driver_trips", "heartbeat"]
+    assert "3–4 of 4" in main_text(browser)
+    assert browser.find_elements(By.LINK_TEXT, "next") == []
+    click_link(browser, "previous")
+    assert shown("feature_view") == ["customer_profile", "driver_stats"]
+
+    # a search is kept from page to page
+    browser.get(f"{demo.url}/?kind=feature_view&limit=1&tag=team%3Dmarketplace")
+    assert shown("feature_view") == ["driver_stats"] and "1–1 of 2" in main_text(browser)
+    click_link(browser, "next")
+    assert shown("feature_view") == ["driver_trips"]
+
+    # every kind a page at a time, each with its own link to the rest
+    browser.get(f"{demo.url}/?limit=1")
+    assert [len(shown(kind)) for kind in ("entity", "source", "feature_view", "feature_service")] == [
+        1,
+        1,
+        1,
+        1,
+    ]
+    click_link(browser, "Services")
+    assert shown("feature_service") == ["dispatch_model", "trip_model"]
+    assert browser.find_elements(By.ID, "feature_view") == []
+
+
+def test_a_views_features_are_paginated(browser: webdriver.Chrome, demo: Demo) -> None:
+    def features() -> list[str]:
+        return [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#features td:first-child")]
+
+    browser.get(f"{demo.url}/catalog/feature_view/driver_stats?limit=500")
+    every = features()
+    assert len(every) > 10 and every[0] == "conv_rate"
+    assert browser.find_elements(By.CSS_SELECTOR, ".pager") == []  # one page: no pager
+    browser.get(f"{demo.url}/catalog/feature_view/driver_stats?limit=5")
+    assert features() == every[:5]
+    assert f"1–5 of {len(every)}" in main_text(browser)
+    click_link(browser, "next")
+    assert features() == every[5:10]
+    assert "Share of offers accepted" not in main_text(browser)

@@ -1,5 +1,6 @@
 """The console never waits on a writer: while another process holds the store's write lock,
-or a materialization runs, pages load (showing their last read, marked, when the file is held)."""
+pages load showing their last read, marked; while a materialization writes Redis, they load
+fresh and show the run running. Both held at a known point, so neither depends on timing."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from selenium.webdriver.common.by import By
 
 from featurestore.config import load_config
 from tests.support.browser import wait_for
-from tests.support.cli import FEATURESTORE
-from tests.ui.support import TOKEN, Demo
+from tests.ui.support import RECORD_WAIT, TOKEN, Demo, held_materialization
 
 HOLD = textwrap.dedent(
     """
@@ -54,32 +54,21 @@ def test_pages_load_while_another_process_holds_a_write_transaction(
     assert browser.find_elements(By.ID, "busy") == []
 
 
-def test_pages_load_while_a_materialization_runs(demo: Demo) -> None:
+def test_pages_load_while_a_materialization_runs(browser: webdriver.Chrome, demo: Demo) -> None:
+    # The run is held at a known point: recorded (running) and writing Redis, the file let go
+    # (its write-lock phases are the holder's case above: a write transaction of another process).
     pages = ("/", "/runs", "/health", "/lineage?node=view:driver_trips")
     with httpx.Client(base_url=demo.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
-        for page in pages:  # read once, so a held file has something to show
-            assert http.get(page).status_code == 200
-        run = subprocess.Popen(
-            [
-                FEATURESTORE,
-                "materialize",
-                "--repo",
-                str(demo.repo),
-                "--views",
-                "driver_trips",
-                "--views",
-                "customer_profile",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        during = []
-        while run.poll() is None:
-            for page in pages:
+        with held_materialization(demo, "driver_trips", "customer_profile") as (run, run_id):
+            for page in pages:  # fresh reads, not an earlier one: the run does not hold the file
                 response = http.get(page)
-                if run.poll() is None:
-                    during.append((page, response.status_code))
-        assert run.returncode == 0, run.stderr.read() if run.stderr else ""
-    assert during, "no page was asked for while the run ran"
-    assert {status for _, status in during} == {200}, during
+                assert response.status_code == 200 and 'id="busy"' not in response.text, page
+            browser.get(f"{demo.url}/runs?kind=materialize")
+            [running] = browser.find_elements(By.CSS_SELECTOR, "#materialize tr.running")
+            assert running.text.startswith(f"materialize-{run_id} ")
+            assert run.poll() is None  # still held
+        assert run.wait(RECORD_WAIT) == 0, run.stderr.read() if run.stderr else ""
+        for page in pages:
+            assert http.get(page).status_code == 200, page
+    browser.get(f"{demo.url}/runs?kind=materialize")
+    assert browser.find_elements(By.CSS_SELECTOR, "#materialize tr.running") == []

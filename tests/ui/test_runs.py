@@ -1,16 +1,20 @@
-"""Runs in a real browser: a refused ingestion stands out and shows its validation report;
-the catalog and runs pages need no JavaScript."""
+"""Runs in a real browser: a refused ingestion stands out and shows its validation report, an
+interrupted materialization (its process killed) stands out too; the catalog and runs pages need
+no JavaScript."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 
 from tests.support.browser import chromium, click_link, main_text, wait_for
-from tests.ui.support import TOKEN, Demo, log_in
+from tests.support.cli import run_cli
+from tests.ui.support import TOKEN, Demo, held_materialization, log_in
 
 
 def test_a_refused_ingestion_stands_out_with_its_validation_report(
@@ -81,3 +85,29 @@ def test_catalog_and_runs_work_without_javascript(
     driver.get(f"{demo.url}/runs")
     click_link(driver, "ingest-rejected-1")
     assert "in_range(0, 1)" in driver.find_element(By.ID, "failures").text
+
+
+def test_an_interrupted_run_stands_out(browser: webdriver.Chrome, demo: Demo) -> None:
+    # Killed with SIGKILL mid-run (after recording its run, before writing Redis), a
+    # materialization leaves its run "running"; the next run records it interrupted (its
+    # process is gone).
+    with held_materialization(demo, "customer_profile") as (killed, run_id):
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(30)
+    after = run_cli("materialize", "--repo", str(demo.repo), "--views", "customer_profile")
+    assert after.returncode == 0, after.stderr
+
+    browser.get(f"{demo.url}/runs?kind=materialize")
+    [interrupted] = browser.find_elements(By.CSS_SELECTOR, "#materialize tr.interrupted")
+    assert interrupted.text.startswith(f"materialize-{run_id} customer_profile interrupted")
+    succeeded = browser.find_elements(By.CSS_SELECTOR, "#materialize tr.succeeded")
+    assert succeeded and succeeded[0].text.startswith(f"materialize-{run_id + 1} customer_profile succeeded")
+
+    def background(row: WebElement) -> str:
+        return str(row.find_element(By.TAG_NAME, "td").value_of_css_property("background-color"))
+
+    failed = browser.find_element(By.CSS_SELECTOR, "#materialize tr.failed")
+    assert background(interrupted) not in {background(r) for r in succeeded} | {background(failed)}
+    click_link(browser, f"materialize-{run_id}")
+    assert browser.find_element(By.ID, "status").text == "interrupted"
+    assert "the process ended before the run finished" in main_text(browser)

@@ -136,6 +136,11 @@ def test_every_page_carries_a_content_security_policy(demo: Demo) -> None:
         ("/versions/diff?new=99", 404, "registry version 99 does not exist (latest is 2)"),
         ("/catalog/feature_view/nope", 404, "no feature view named 'nope'"),
         ("/catalog/table/x", 404, "no kind of object named 'table'"),
+        ("/?kind=table", 400, "kind='table' is not a kind of object: give one of entity, source"),
+        ("/?limit=501", 400, "limit=501 is out of range: give 1 to 500"),
+        ("/?offset=x", 400, "offset='x' is not a whole number"),
+        ("/catalog/feature_view/driver_stats?limit=0", 400, "limit=0 is out of range"),
+        ("/catalog/entity/driver?offset=-3", 400, "offset=-3 is out of range"),
     ],
 )
 def test_bad_query_values_are_a_400_naming_the_value(
