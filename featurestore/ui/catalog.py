@@ -8,11 +8,12 @@ from typing import Any
 
 from featurestore.registry import Snapshot
 
-KINDS = ("entity", "source", "feature_view", "feature_service")
+KINDS = ("entity", "source", "feature_view", "on_demand_view", "feature_service")
 TITLES = {
     "entity": "Entities",
     "source": "Sources",
     "feature_view": "Feature views",
+    "on_demand_view": "On-demand views",
     "feature_service": "Services",
 }
 
@@ -74,9 +75,13 @@ class Catalog:
             for entity in view.entity_names:
                 self._link(Link("feature_view", view.name), Link("entity", entity))
             self._link(Link("feature_view", view.name), Link("source", view.source.name))
+        for od in snapshot.on_demand_views.values():  # computed from these views' features
+            for view_name in dict.fromkeys(ref.split(":", 1)[0] for ref in od.feature_inputs):
+                self._link(Link("on_demand_view", od.name), Link("feature_view", view_name))
         for service in snapshot.services.values():
             for view_name in dict.fromkeys(ref.split(":", 1)[0] for ref in service.feature_refs()):
-                self._link(Link("feature_service", service.name), Link("feature_view", view_name))
+                kind = "on_demand_view" if view_name in snapshot.on_demand_views else "feature_view"
+                self._link(Link("feature_service", service.name), Link(kind, view_name))
 
     def _link(self, user: Link, used: Link) -> None:
         a, b = self.get(user.kind, user.name), self.get(used.kind, used.name)

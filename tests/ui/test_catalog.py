@@ -29,6 +29,7 @@ def test_click_through_the_catalog(browser: webdriver.Chrome, demo: Demo) -> Non
         "source driver_stats_source",
     ]
     assert browser.find_element(By.ID, "used-by").text.split("\n") == [
+        "on demand view trip_fit",
         "feature service dispatch_model",
         "feature service pricing_model",
         "feature service trip_model",
@@ -83,14 +84,10 @@ def test_catalog_lists_are_paginated(browser: webdriver.Chrome, demo: Demo) -> N
 
     # every kind a page at a time, each with its own link to the rest
     browser.get(f"{demo.url}/?limit=1")
-    assert [len(shown(kind)) for kind in ("entity", "source", "feature_view", "feature_service")] == [
-        1,
-        1,
-        1,
-        1,
-    ]
+    kinds = ("entity", "source", "feature_view", "on_demand_view", "feature_service")
+    assert [len(shown(kind)) for kind in kinds] == [1, 1, 1, 1, 1]
     click_link(browser, "Services")
-    assert shown("feature_service") == ["dispatch_model", "trip_model"]
+    assert shown("feature_service") == ["dispatch_model", "pricing_model", "trip_model"]
     assert browser.find_elements(By.ID, "feature_view") == []
 
 
@@ -108,3 +105,20 @@ def test_a_views_features_are_paginated(browser: webdriver.Chrome, demo: Demo) -
     click_link(browser, "next")
     assert features() == every[5:10]
     assert "Share of offers accepted" not in main_text(browser)
+
+
+def test_an_on_demand_view_is_in_the_catalog_with_its_inputs(browser: webdriver.Chrome, demo: Demo) -> None:
+    browser.get(f"{demo.url}/")
+    wait_for(browser, "h1")
+    listed = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#on_demand_view td:first-child a")]
+    assert listed == ["trip_fit"]
+    click_link(browser, "trip_fit")
+    assert browser.find_element(By.ID, "name").text == "trip_fit"
+    assert "driver_stats:last_trip_km" in browser.find_element(By.ID, "inputs").text
+    assert browser.find_element(By.ID, "request-fields").text == "trip_request.trip_km Float64"
+    assert "km_over_last_trip Float64" in browser.find_element(By.ID, "features").text
+    # Computed from driver_stats, used by the pricing service: links both ways.
+    assert browser.find_element(By.ID, "uses").text.split("\n") == ["feature view driver_stats"]
+    assert browser.find_element(By.ID, "used-by").text.split("\n") == ["feature service pricing_model"]
+    click_link(browser, "pricing_model")
+    assert "on demand view trip_fit" in browser.find_element(By.ID, "uses").text
