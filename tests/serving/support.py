@@ -353,11 +353,11 @@ def slot_of_entity(project: str, join_key: str, value: int) -> int:
     return key_slot(entity_tag(project, [join_key], [value]).encode())
 
 
-def readme_grpcurl_body(method: str) -> str:
-    """The JSON body (-d '...') of README's grpcurl example that calls ``method``."""
+def readme_grpcurl_body(method: str, containing: str = "") -> str:
+    """The JSON body (-d '...') of README's first grpcurl example that calls ``method`` with
+    ``containing`` in its body (README has several of some methods)."""
     readme = (ROOT / "README.md").read_text()
-    found = re.search(
-        r"grpcurl -plaintext[^\n]*-d '([^']*)' \\\n\s*\S+ " + re.escape(f"{SERVICE}/{method}"), readme
-    )
-    assert found, f"README has no grpcurl example of {method}"
-    return found.group(1)
+    pattern = r"grpcurl -plaintext[^\n]*-d '([^']*)' \\\n\s*\S+ " + re.escape(f"{SERVICE}/{method}")
+    found = [m.group(1) for m in re.finditer(pattern, readme) if containing in m.group(1)]
+    assert found, f"README has no grpcurl example of {method} holding {containing!r}"
+    return found[0]

@@ -115,7 +115,9 @@ def test_a_generic_client_builds_its_request_from_list_features(
 
 def test_the_readme_grpcurl_request_is_valid_protobuf_json(server: ServeProcess) -> None:
     """The JSON body of README's grpcurl example, parsed as grpcurl does, gets an answer."""
-    request = json_format.Parse(readme_grpcurl_body("GetOnlineFeatures"), pb.GetOnlineFeaturesRequest())
+    request = json_format.Parse(
+        readme_grpcurl_body("GetOnlineFeatures", '"driver_stats:conv_rate"'), pb.GetOnlineFeaturesRequest()
+    )
     with featurestore.Client(server.target, timeout=5) as client:
         answer = client.stub.GetOnlineFeatures(request, timeout=5)
     assert [pb.FieldStatus.Name(s) for s in answer.features[0].statuses] == ["PRESENT", "NOT_FOUND"]

@@ -169,7 +169,7 @@ def test_to_arrow_and_to_pandas_refuse_more_rows_than_max_rows(engines: Engines)
             with pytest.raises(InvalidRequestError, match=r"5 rows, more than max_rows=4.*to_parquet"):
                 output(max_rows=4)
         assert ts.to_arrow(max_rows=5).num_rows == 5
-        assert ts.to_pandas(max_rows=5).shape == (5, 4 + len(FEATURES))
+        assert ts.to_pandas(max_rows=5).shape == (5, entities.num_columns + len(FEATURES))
 
 
 def error_of(store: FeatureStore, entity_df: object) -> str:
