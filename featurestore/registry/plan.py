@@ -110,7 +110,7 @@ def _change_breaks(
     kind: str, name: str, diffs: list[FieldChange], old: Snapshot, served: dict[str, str]
 ) -> tuple[str, ...]:
     reasons: list[str] = []
-    if kind == "feature_view" and name in served:
+    if kind in ("feature_view", "on_demand_view") and name in served:
         why = served[name]
         for d in diffs:
             parts = d.path.split(".")
@@ -118,6 +118,10 @@ def _change_breaks(
                 reasons.append(f"feature {parts[1]!r} removed while {why}")
             elif parts[0] == "features" and parts[-1] == "dtype" and d.old is not None and d.new is not None:
                 reasons.append(f"feature {parts[1]!r} changes dtype {d.old} -> {d.new} while {why}")
+            elif kind == "on_demand_view":
+                if parts[0] == "request_sources" and d.new is not None and d.old is None:
+                    # a new request field: requests and entity frames without it are refused
+                    reasons.append(f"new request input {'.'.join(parts[1:])} while {why}")
             elif parts[0] in ("join_keys", "entities"):
                 reasons.append(f"{parts[0]} change while {why}")
             elif parts[0] == "aggregations" and len(parts) == 2 and d.new is None:
@@ -125,17 +129,6 @@ def _change_breaks(
             elif parts[0] == "aggregations" and len(parts) == 3 and d.old is not None:
                 # Same name, other values: every training set and online value changes meaning.
                 reasons.append(f"feature {parts[1]!r} changes its {parts[2]} {d.old} -> {d.new} while {why}")
-    if kind == "on_demand_view" and name in served:
-        why = served[name]
-        for d in diffs:
-            parts = d.path.split(".")
-            if parts[0] == "features" and len(parts) == 2 and d.new is None:
-                reasons.append(f"feature {parts[1]!r} removed while {why}")
-            elif parts[0] == "features" and parts[-1] == "dtype" and d.old is not None and d.new is not None:
-                reasons.append(f"feature {parts[1]!r} changes dtype {d.old} -> {d.new} while {why}")
-            elif parts[0] == "request_sources" and d.new is not None and d.old is None:
-                # a new request field: requests and entity frames without it are refused
-                reasons.append(f"new request input {'.'.join(parts[1:])} while {why}")
     if kind == "feature_service":
         for d in diffs:
             if d.path.startswith("features.") and d.new is None:

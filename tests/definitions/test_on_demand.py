@@ -151,3 +151,19 @@ def test_compile_reports_unknown_inputs_and_a_changed_output_type_is_breaking(
     )
     plan = fs.plan()
     assert any("changes dtype Float64 -> Int64" in b for b in plan.breaking)
+
+
+def test_a_new_request_field_of_a_served_view_is_breaking(make_repo: Callable[..., Path]) -> None:
+    # Callers and entity frames without the new field would be refused: plan says so.
+    repo = make_repo({"drivers.py": DRIVER_REPO, "trips.py": ON_DEMAND})
+    fs = FeatureStore(repo)
+    fs.apply()
+    edit(
+        repo / "trips.py",
+        '[Field("distance_km", Float64)]',
+        '[Field("distance_km", Float64), Field("minutes", Float64)]',
+    )
+    plan = fs.plan()
+    [change] = plan.changes
+    assert (change.kind, change.name) == ("on_demand_view", "trip_score")
+    assert any(b.startswith("new request input") and "minutes" in b for b in change.breaking), change.breaking
