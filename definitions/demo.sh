@@ -127,7 +127,7 @@ for _ in range(200):
         time.sleep(0.1)
 else:
     sys.exit("the console did not answer")
-views = re.search(r'<h2>Feature views <span class="muted">\((\d+)\)', page)
+views = re.search(r'>Feature views(?:</a>)? <span class="muted">\((\d+)\)', page)
 print(f"the console answers at {sys.argv[1]}: its catalog lists {views.group(1) if views else '?'} feature views")
 PY
 printf '\nThe web console was at http://127.0.0.1:%s/ while the demo ran; open it again with:\n' "$ui_port"
