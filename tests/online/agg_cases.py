@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from featurestore import FeatureStore
-from featurestore.online.tiles import tile_groups
+from featurestore.online.tiles import TileGroup, tile_groups
 from tests.online.helpers import TZ
 
 FUNCTIONS = """
@@ -98,19 +98,26 @@ def same(got: Any, want: Any) -> bool:
     return bool(got == want) and type(got) is type(want)
 
 
-def check_online_equals_offline(fs: FeatureStore, ids: list[int]) -> int:
-    """Look up every feature now and compare with the training set at each group's hop end;
-    retried when the clock crosses a hop boundary during the lookup. Returns values compared."""
-    groups = tile_groups(fs.get_feature_view("user_txn"))
+def lookup_within_one_hop(
+    fs: FeatureStore, groups: list[TileGroup], ids: list[int]
+) -> tuple[dict[str, list[Any]], int]:
+    """Every feature of ``groups`` looked up now, and the time in µs it ended; retried when
+    the clock crosses a hop boundary during the lookup (the expected values would differ)."""
     features = [f"user_txn:{a.name}" for g in groups for a in g.aggregations]
     for _ in range(5):
         before = time.time_ns() // 1000
         online = fs.get_online_features(features, {"user_id": ids}).to_dict()
         after = time.time_ns() // 1000
         if all(hop_end(g.hop_us, before) == hop_end(g.hop_us, after) for g in groups if g.hop_us):
-            break
-    else:
-        pytest.fail("the clock crossed a hop boundary in every attempt")
+            return online, after
+    pytest.fail("the clock crossed a hop boundary in every attempt")
+
+
+def check_online_equals_offline(fs: FeatureStore, ids: list[int]) -> int:
+    """Look up every feature now and compare with the training set at each group's hop end;
+    retried when the clock crosses a hop boundary during the lookup. Returns values compared."""
+    groups = tile_groups(fs.get_feature_view("user_txn"))
+    online, after = lookup_within_one_hop(fs, groups, ids)
     compared = 0
     for g in groups:
         at = hop_end(g.hop_us, after) if g.hop_us else datetime.now(UTC)

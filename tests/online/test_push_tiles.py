@@ -9,7 +9,6 @@ import math
 import random
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,14 @@ from featurestore.online.codec import PUSHED_RUN_ID
 from featurestore.online.tiles import tile_groups
 from tests.offline.agg_reference import aggregate
 from tests.offline.reference import SourceRow
-from tests.online.agg_cases import DEFS, check_online_equals_offline, events, hop_end, same
+from tests.online.agg_cases import (
+    DEFS,
+    check_online_equals_offline,
+    events,
+    hop_end,
+    lookup_within_one_hop,
+    same,
+)
 from tests.online.helpers import TZ
 from tests.support.repos import make_store
 
@@ -62,15 +68,7 @@ def lookup_and_reference(
     """Look up every feature now; compare with the plain-Python windows at each group's hop end
     over ``tables``' events. Retried when the clock crosses a hop boundary. Values compared."""
     groups = [g for g in tile_groups(fs.get_feature_view("user_txn")) if g.hop_us or not windowed_only]
-    features = [f"user_txn:{a.name}" for g in groups for a in g.aggregations]
-    for _ in range(5):
-        before = time.time_ns() // 1000
-        online = fs.get_online_features(features, {"user_id": ids}).to_dict()
-        after = time.time_ns() // 1000
-        if all(hop_end(g.hop_us, before) == hop_end(g.hop_us, after) for g in groups if g.hop_us):
-            break
-    else:
-        pytest.fail("the clock crossed a hop boundary in every attempt")
+    online, after = lookup_within_one_hop(fs, groups, ids)
     rows = source_rows(tables)
     compared = 0
     for g in groups:
