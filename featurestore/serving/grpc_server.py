@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
+from grpc._cython import cygrpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -121,8 +123,7 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
         except FeatureStoreError as e:
             await _abort(context, e, self.failures)
         except Exception as e:  # noqa: BLE001 - a bug: INTERNAL with a request id, not UNKNOWN with its text
-            await context.abort(grpc.StatusCode.INTERNAL, self.failures.unexpected(e))
-            raise AssertionError("unreachable") from None
+            await _send_status(context, grpc.StatusCode.INTERNAL, self.failures.unexpected(e))
         finally:
             if taken:
                 assert self.budget is not None
@@ -163,8 +164,7 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
         except FeatureStoreError as e:
             await _abort(context, e, self.failures)
         except Exception as e:  # noqa: BLE001 - a bug: INTERNAL with a request id, not UNKNOWN with its text
-            await context.abort(grpc.StatusCode.INTERNAL, self.failures.unexpected(e))
-            raise AssertionError("unreachable") from None
+            await _send_status(context, grpc.StatusCode.INTERNAL, self.failures.unexpected(e))
         finally:
             if isinstance(received, Received) and received.nbytes:
                 assert self.budget is not None
@@ -246,7 +246,17 @@ def _add_servicer(servicer: FeatureServingServicer, server: grpc.aio.Server) -> 
 
 async def _abort(context: grpc.aio.ServicerContext, error: FeatureStoreError, failures: Failures) -> NoReturn:
     code = getattr(grpc.StatusCode, error.grpc_status, grpc.StatusCode.INTERNAL)
-    await context.abort(code, shorten(failures.client_message(error)))
+    await _send_status(context, code, shorten(failures.client_message(error)))
+
+
+async def _send_status(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    try:
+        await context.abort(code, details)
+    except cygrpc.ExecuteBatchError:
+        # The call ended (caller gone, deadline passed) while we failed it, and grpc has not
+        # seen that yet: it would log this as a servicer bug with a traceback. There is no
+        # one to answer: end the handler as a cancelled call, which grpc drops quietly.
+        raise asyncio.CancelledError from None
     raise AssertionError("unreachable")
 
 
