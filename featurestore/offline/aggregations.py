@@ -11,6 +11,9 @@ frame at an entity row is (t - window, t], peers at t included. Entity rows add 
 into every row): each entity row counts the non-null values up to its time, k, and joins
 the events ranked k - n + 1 .. k, O(n) per row.
 
+``approx_count_distinct`` keeps each entity row's sketch (offline/sketch.py), the k smallest
+distinct hashes of the window, as a window aggregate, and estimates from it.
+
 Events are deduplicated first: rows sharing join keys and event time are versions of one
 event, and the newest created (then the last ingested) wins, as in every view's as-of join.
 """
@@ -23,6 +26,7 @@ from datetime import timedelta
 
 from featurestore.definitions import Aggregation, FeatureView, Field
 from featurestore.definitions.types import FLOATS
+from featurestore.offline import sketch
 from featurestore.offline.entities import ENTITY_VIEW, ROW, TS
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, SEQ, view_table
 from featurestore.storage import quote
@@ -30,7 +34,7 @@ from featurestore.storage import quote
 _T = "__agg_t"  # the stream's time: entity time or event time
 _EVENT = "__agg_event"  # true for events, false for entity rows
 _RANK = "__agg_rank"  # a last_n column's events, numbered in time order per key
-ZERO_WHEN_EMPTY = frozenset({"count", "count_distinct"})
+ZERO_WHEN_EMPTY = frozenset({"count", "count_distinct", "approx_count_distinct"})
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ def aggregation_sql(project: str, view: FeatureView, features: Sequence[Field], 
         if a.function == "last_n":
             # Non-null values up to t (peers included): the rank of the newest one in the window.
             selects.append(f"count({quote(a.column)}) OVER wlife AS __k{i}")
+        elif a.function == "approx_count_distinct":
+            hashed = sketch.hash_sql(quote(a.column), columns[a.column].dtype)
+            selects.append(f"min(DISTINCT {hashed}, {a.k}) OVER {w} AS __sketch{i}")
         else:
             selects.append(f"{_window_aggregate(a, columns[a.column], w)} AS {quote(a.name)}")
     clauses = [f"{w} AS ({_frame(keys, window)})" for window, w in windows.items()]
@@ -83,6 +90,10 @@ def aggregation_sql(project: str, view: FeatureView, features: Sequence[Field], 
     outs = [f"r.{ROW} AS {ROW}"]
     joins: list[str] = []
     for i, a in enumerate(aggs):
+        if a.function == "approx_count_distinct":
+            assert a.k is not None
+            outs.append(f"{sketch.estimate_sql(f'r.__sketch{i}', a.k)} AS {quote(a.name)}")
+            continue
         if a.function != "last_n":
             outs.append(f"r.{quote(a.name)}")
             continue

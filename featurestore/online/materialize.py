@@ -210,6 +210,11 @@ def write_run(
 
         spark = SparkMaterializer(config)
     try:
+        if spark is not None:  # before any view is written
+            from featurestore.offline.spark.aggregations import refuse_sketches
+
+            for plan in run.plans:
+                refuse_sketches(plan.view.name, plan.view.aggregations)
         store = OnlineStore.connect(config.redis_url, config.project)
         store.begin_writes(run.run_id)
         for name in run.removals:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from featurestore.definitions import Aggregation
+from featurestore.offline import sketch
 from featurestore.online.tile_codec import Items, TileBatch, TileCodec
 from featurestore.online.tiles import TileGroup
 
@@ -273,6 +274,29 @@ def _count_distinct(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) ->
     return np.bincount(keys[new] // span, minlength=ctx.n).tolist()
 
 
+def _approx_count_distinct(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[Any]:
+    """The window's sketch is the k smallest distinct hashes of its tiles' sketches."""
+    assert a.k is not None
+    records = ctx.item_records(at)
+    picked = np.flatnonzero(mask[records])
+    items = ctx.batch.items[at]
+    assert items.values is not None  # Int64 hashes
+    entity = ctx.entity[records[picked]]
+    hashes = items.values[picked].astype(np.int64)
+    order = np.lexsort((hashes, entity))
+    entity, hashes = entity[order], hashes[order]
+    new = np.ones(len(hashes), dtype=bool)
+    new[1:] = (hashes[1:] != hashes[:-1]) | (entity[1:] != entity[:-1])
+    entity, hashes = entity[new], hashes[new]
+    distinct = np.bincount(entity, minlength=ctx.n)
+    first = np.zeros(ctx.n, dtype=np.int64)
+    np.cumsum(distinct[:-1], out=first[1:])
+    full = distinct >= a.k
+    kth = np.zeros(ctx.n, dtype=np.int64)
+    kth[full] = hashes[first[full] + a.k - 1]
+    return sketch.estimate(distinct, kth, a.k).tolist()
+
+
 _FUNCTIONS: dict[str, _Function] = {
     "count": _count,
     "sum": _sum,
@@ -285,4 +309,5 @@ _FUNCTIONS: dict[str, _Function] = {
     "last": _last,
     "last_n": _last_n,
     "count_distinct": _count_distinct,
+    "approx_count_distinct": _approx_count_distinct,
 }

@@ -20,6 +20,7 @@ import pyarrow as pa
 from featurestore.catalog import table_exists
 from featurestore.definitions import Aggregation, FeatureView, Field
 from featurestore.definitions.types import FLOATS
+from featurestore.offline import sketch
 from featurestore.offline.aggregations import events_sql
 from featurestore.offline.layout import CREATED_TS, EVENT_TS, FILE_ID, SEQ, retracted_table, view_table
 from featurestore.online.codec import timestamps_us
@@ -274,6 +275,8 @@ def _state_sql(a: Aggregation, column: Field) -> dict[str, str]:
     in_order = f"list({x}::DOUBLE ORDER BY {ts})"
     v = f"(CASE WHEN {x} = 0 THEN 0 ELSE {x} END)" if column.dtype.name in FLOATS else x
     present = f"FILTER (WHERE {x} IS NOT NULL)"
+    h = sketch.hash_sql(x, column.dtype)
+    sketched = f"coalesce(list(DISTINCT {h} ORDER BY {h}) {present}, [])"
     m2 = f"list_var_pop({in_order}) * count({x})"  # the sum of squared deviations from the mean
     moments = {"count": f"count({x})", "mean": f"list_avg({in_order})", "m2": m2}
     return {
@@ -289,4 +292,6 @@ def _state_sql(a: Aggregation, column: Field) -> dict[str, str]:
         "last_n": {"values": f"coalesce(list({x} ORDER BY {ts} DESC) {present}, [])[1:{a.n}]"},
         # sorted, -0.0 as 0.0: the same bytes on every engine and run
         "count_distinct": {"values": f"coalesce(list(DISTINCT {v} ORDER BY {v}) {present}, [])"},
+        # the tile's sketch: its k smallest distinct hashes, ascending
+        "approx_count_distinct": {"values": f"{sketched}[1:{a.k}]"},
     }[a.function]

@@ -40,6 +40,8 @@ STATES: dict[str, tuple[tuple[str, DType | None], ...]] = {
     "last": (("value", None),),
     "last_n": (("values", None), ("counts", Int64)),  # values flattened, newest first per tile
     "count_distinct": (("values", None), ("counts", Int64)),
+    # a tile's sketch: its k smallest distinct hashes, ascending (offline/sketch.py)
+    "approx_count_distinct": (("values", Int64), ("counts", Int64)),
 }
 
 
@@ -114,7 +116,7 @@ def tile_groups(view: FeatureView) -> list[TileGroup]:
 
 
 def empty_value(aggregation: Aggregation) -> Any:
-    return 0 if aggregation.function in ("count", "count_distinct") else None
+    return 0 if aggregation.function in ("count", "count_distinct", "approx_count_distinct") else None
 
 
 def _window_us(a: Aggregation) -> int:

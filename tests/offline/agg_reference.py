@@ -3,6 +3,7 @@ queries are tested against. Obviously correct, not fast: every entity row scans 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 from collections.abc import Sequence
@@ -11,10 +12,11 @@ from typing import Any
 
 from tests.offline.reference import SourceRow
 
-# (column, function, window, n): an Aggregation's arguments; window None is the lifetime.
+# (column, function, window, n): an Aggregation's arguments; window None is the lifetime; n is
+# approx_count_distinct's k too.
 Spec = tuple[str, str, timedelta | None, int | None]
 
-FUNCTIONS = (
+FUNCTIONS = (  # the exact ones; approx_count_distinct (a sketch) is tested on its own
     "count", "count_distinct", "sum", "mean", "min", "max", "variance", "stddev", "first", "last", "last_n",
 )
 # Largest whole unit first: 7 days is "7d", 90 minutes "90m" (not "1.5h").
@@ -65,12 +67,32 @@ def is_null(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def sketch_hash(value: Any) -> int:
+    """approx_count_distinct's hash: the top 63 bits of the MD5 of the value's text, the MD5
+    read as a little-endian number (ints, strings and bools only: a float's text is DuckDB's)."""
+    if isinstance(value, float):
+        raise ValueError("the reference hashes ints, strings and bools, not floats")
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return int.from_bytes(hashlib.md5(text.encode()).digest(), "little") >> 65
+
+
+def approx_count_distinct(values: list[Any], k: int) -> int:
+    """The k-minimum-values estimate: exact below k distinct hashes, else (k - 1) / (the kth
+    smallest hash as a fraction of 2^63), rounded half up."""
+    hashes = sorted({sketch_hash(v) for v in values})
+    if len(hashes) < k:
+        return len(hashes)
+    return math.floor((k - 1) * 2.0**63 / float(hashes[k - 1]) + 0.5)
+
+
 def apply(function: str, values: list[Any], n: int | None) -> Any:
     """One function over a window's non-null values, ordered by event time (oldest first)."""
     if function == "count":
         return len(values)
     if function == "count_distinct":
         return len(set(values))
+    if function == "approx_count_distinct":
+        return approx_count_distinct(values, n or 1024)
     if function in ("variance", "stddev"):
         if len(values) < 2:
             return None

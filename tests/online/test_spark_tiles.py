@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore import FeatureStore
+from featurestore.errors import InvalidRequestError
 from featurestore.online import materialize
 from featurestore.online.materialize import MaterializeResult
 from featurestore.online.tile_writer import group_codec
@@ -194,4 +195,22 @@ def test_the_example_repo_on_spark_writes_what_duckdb_writes(
     finally:
         duck_client.close()
         duck.close()
+        sparky.close()
+
+
+@single_redis
+def test_sketch_tiles_are_refused_on_spark(tmp_path: Path, any_redis: RedisClient) -> None:
+    """approx_count_distinct hashes DuckDB's text of a value: the Spark run says so and which
+    engine to use, rather than writing tiles DuckDB's training sets would not match."""
+    sketch = 'Aggregation("units", "approx_count_distinct", window=timedelta(hours=2)),'
+    sketched = DEFS.replace("aggregations=[", f"aggregations=[{sketch}", 1)
+    table = events(random.Random(3), datetime.now(UTC), 50, timedelta(hours=1))
+    repo = make_store(tmp_path / "spark", sketched, {"txns/part-0.parquet": table}).config.repo
+    sparky = FeatureStore(use_spark(repo))
+    try:
+        refused = r"view 'user_txn': approx_count_distinct \(units_approx_count_distinct_2h\)"
+        with pytest.raises(InvalidRequestError, match=refused):
+            sparky.materialize()
+        assert keys_matching(any_redis, "*user_txn@*") == []
+    finally:
         sparky.close()

@@ -117,3 +117,16 @@ def test_one_shuffle_and_no_cross_join(
     plan = capsys.readouterr().out
     assert plan.count("Exchange hashpartitioning") == 1, plan
     assert "CartesianProduct" not in plan and "BroadcastNestedLoopJoin" not in plan, plan
+
+
+def test_sketches_are_refused_on_spark(twins: tuple[FeatureStore, FeatureStore]) -> None:
+    """approx_count_distinct hashes DuckDB's text of a value: Spark says so rather than
+    computing a different count (tests/online/test_spark_tiles.py: tiles too)."""
+    _, sparky = twins
+    write_events(sparky.config.repo, [[(1, 0, None, 1.0, 1, "a")]])
+    sparky.ingest()
+    entities = entity_input([(1, minutes(0))], "arrow")
+    refused = r"approx_count_distinct .*not supported on the Spark engine yet: use \[offline\] engine"
+    with pytest.raises(InvalidRequestError, match=refused):
+        with sparky.get_training_set(entities, ["user_txn:units_approx_count_distinct_1h"]) as ts:
+            ts.to_arrow()
