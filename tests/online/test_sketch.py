@@ -152,6 +152,20 @@ def test_lookups_equal_the_training_set_at_the_end_of_their_hop(
     counts = online.to_dict()["units_approx_count_distinct_lifetime"]
     assert counts[0] == counts[-1] == 0 and all(c > 16 for c in counts[1:-1])  # estimates, not exact
 
+    # A push of 40 new merchants' units for user 1: its tiles are recomputed at once, and equal
+    # the training set once the push is ingested.
+    now = datetime.now(UTC).replace(microsecond=0)
+    before = fs.get_online_features(["user_txn:units_approx_count_distinct_30m"], {"user_id": [1]}).to_dict()
+    pushed = _events(random.Random(1), now, 40).to_pylist()
+    for i, row in enumerate(pushed):
+        row.update(user_id=1, ts=now - timedelta(seconds=i + 1), created=None, units=1000 + i)
+    fs.push("user_txn", pa.Table.from_pylist(pushed, schema=events.schema))
+    after = fs.get_online_features(["user_txn:units_approx_count_distinct_30m"], {"user_id": [1]}).to_dict()
+    # more values never lower a k-minimum-values estimate; 40 new ones raise it
+    assert after["units_approx_count_distinct_30m"][0] > before["units_approx_count_distinct_30m"][0]
+    fs.ingest()
+    assert check_online_equals_offline(fs, ids) == len(ids) * 6
+
 
 @pytest.mark.parametrize(
     ("function", "k", "message"),
