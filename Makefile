@@ -8,7 +8,7 @@ DEV     := $(VENV)/.installed-dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REPO   := definitions
 
-.PHONY: setup runtime redis-server java chromium data demo test lint proto bench bench-full bench-tools screenshots clean
+.PHONY: setup runtime redis-server java chromium data demo test lint proto bench bench-full bench-compiled bench-tools screenshots clean
 
 # Everything for development: the package, the dev tools, redis-server, Java (Spark tests) and
 # Chromium (the web console's browser tests).
@@ -108,6 +108,13 @@ bench-full: bench-tools
 	$(BIN)/python benchmarks/training_sets.py --scale medium --runs 3
 	$(BIN)/python benchmarks/training_sets.py --scale large --runs 1
 	$(BIN)/python benchmarks/ingestion.py --scale medium --runs 3
+
+# On paper (issue 22): CPU per lookup of our server beside a bare Python gRPC echo and a compiled
+# C++ one (benchmarks/compiled_echo, built against Debian's libgrpc++-dev, installed here when
+# missing; nothing else builds or needs it). Results: benchmarks/results/compiled.json.
+bench-compiled: bench-tools
+	benchmarks/compiled_echo/build.sh
+	$(BIN)/python benchmarks/compiled.py --seconds 5 --runs 2
 
 # Soak: the gRPC server under steady h2load load for 3 minutes while materialization runs again
 # and again; errors must be 0 and the server's RSS bounded. Results: benchmarks/results/soak.json.

@@ -479,7 +479,9 @@ class FeatureStore:
     def online_registry(self) -> OnlineRegistry:
         """The latest registry version prepared for lookups (re-checked every few seconds)."""
         if self._registry is None:
-            self._registry = RegistryHolder(self.config, DEFAULT_MAX_ENTITIES, self.REGISTRY_REFRESH)
+            self._registry = RegistryHolder(
+                self.config, DEFAULT_MAX_ENTITIES, self.REGISTRY_REFRESH, lazy_functions=True
+            )
             return self._registry.current
         return self._registry.checked()
 

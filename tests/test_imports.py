@@ -81,3 +81,27 @@ def test_runs_write_lineage_without_the_openlineage_client(example_repo: Path) -
     assert "duckdb" in loaded and "openlineage" not in loaded
     events = example_repo / ".featurestore" / "openlineage" / "events.jsonl"
     assert events.read_text().count("COMPLETE") >= 3
+
+
+def test_online_lookups_load_the_repos_code_only_for_on_demand_features(
+    example_repo: Path, redis_client: object
+) -> None:
+    # `featurestore get` of stored features must not import the repo's modules: its definitions
+    # import pandera and pandas (~0.5 s of a ~1 s command). An on-demand feature loads them.
+    for args in (("apply",), ("materialize",)):
+        result = run_cli(*args, "--repo", str(example_repo))
+        assert result.returncode == 0, result.stderr
+    import pyarrow.parquet as pq
+
+    driver = pq.read_table(example_repo / "data" / "entity_rows.parquet").column("driver_id")[0].as_py()
+
+    def get(*args: str) -> list[str]:
+        cli = ["featurestore", "get", "--repo", str(example_repo), "-e", f"driver_id={driver}", *args]
+        code = f"import sys\nfrom featurestore.cli import main\nsys.argv = {cli!r}\n"
+        code += "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        return _loaded_after(code)
+
+    stored = get("-f", "driver_stats:conv_rate")
+    assert "redis" in stored and "pandera" not in stored and "pandas" not in stored
+    computed = get("-f", "trip_fit:km_over_last_trip", "--request", "trip_km=3.5")
+    assert "pandera" in computed and "pandas" in computed

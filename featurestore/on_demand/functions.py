@@ -9,6 +9,7 @@ would compute values the registry does not describe, so its view answers OnDeman
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,10 +21,23 @@ from featurestore.errors import FeatureStoreError, OnDemandError
 class OnDemandFunctions:
     """The functions of applied on-demand views, or why each cannot run."""
 
-    def __init__(self, repo: Path | None, applied: Mapping[str, OnDemandFeatureView]) -> None:
+    def __init__(
+        self, repo: Path | None, applied: Mapping[str, OnDemandFeatureView], lazy: bool = False
+    ) -> None:
         """Loads the repo's code now (only if there are on-demand views): a server does this
-        off its event loop, when it prepares a registry version."""
+        off its event loop, when it prepares a registry version. ``lazy``: at the first
+        ``get`` instead, so a process that never computes an on-demand feature (``featurestore
+        get`` of other features) does not import the repo's modules and what they import
+        (the demo's: pandera and pandas, ~0.5 s)."""
+        self._repo = repo
+        self._applied = applied
         self._found: dict[str, OnDemandFunction | OnDemandError] = {}
+        self._pending = lazy
+        self._lock = threading.Lock()
+        if not lazy:
+            self._load(repo, applied)
+
+    def _load(self, repo: Path | None, applied: Mapping[str, OnDemandFeatureView]) -> None:
         if not applied:
             return
         if repo is None:
@@ -48,6 +62,11 @@ class OnDemandFunctions:
 
     def get(self, name: str) -> OnDemandFunction:
         """The function of the applied view ``name``; OnDemandError saying why it cannot run."""
+        if self._pending:
+            with self._lock:  # callers' threads may ask at once: the repo's code loads once
+                if self._pending:
+                    self._load(self._repo, self._applied)
+                    self._pending = False
         found = self._found.get(name)
         if found is None:
             raise OnDemandError(f"on-demand view {name!r}: its function was not loaded")

@@ -26,7 +26,11 @@ REFRESH_LOCK_TIMEOUT = 1.0
 
 
 def load(
-    config: Config, max_entities: int, known: int | None = None, lock_timeout: float | None = None
+    config: Config,
+    max_entities: int,
+    known: int | None = None,
+    lock_timeout: float | None = None,
+    lazy_functions: bool = False,
 ) -> OnlineRegistry | None:
     """The latest registry version prepared for lookups; None if it is still ``known``.
 
@@ -48,19 +52,24 @@ def load(
         version, snapshot = RegistryState(con, config.project).snapshot(latest.version)
         history = RegistryState(con, config.project).view_feature_lists()
     # On-demand views' functions come from the repo's code, loaded here (off a server's event
-    # loop) once per registry version.
-    functions = OnDemandFunctions(config.repo, snapshot.on_demand_views)
+    # loop) once per registry version; in process (lazy_functions) at the first on-demand lookup.
+    functions = OnDemandFunctions(config.repo, snapshot.on_demand_views, lazy=lazy_functions)
     return OnlineRegistry(config.project, snapshot, version.version, max_entities, history, functions)
 
 
 class RegistryHolder:
     """The latest applied registry version, prepared for lookups, and its refresh."""
 
-    def __init__(self, config: Config, max_entities: int, refresh_seconds: float = 5.0) -> None:
+    def __init__(
+        self, config: Config, max_entities: int, refresh_seconds: float = 5.0, lazy_functions: bool = False
+    ) -> None:
+        """``lazy_functions``: on-demand functions load at their first use, on the caller's
+        thread (in process); a server loads them with the version, off its event loop."""
         self.config = config
         self.max_entities = max_entities
         self.refresh_seconds = refresh_seconds
-        loaded = load(config, max_entities)
+        self.lazy_functions = lazy_functions
+        loaded = load(config, max_entities, lazy_functions=lazy_functions)
         assert loaded is not None
         self.current: OnlineRegistry = loaded
         self._checked = time.monotonic()
@@ -72,7 +81,9 @@ class RegistryHolder:
         if now - self._checked > self.refresh_seconds:
             self._checked = now
             try:
-                fresh = load(self.config, self.max_entities, self.current.version)
+                fresh = load(
+                    self.config, self.max_entities, self.current.version, lazy_functions=self.lazy_functions
+                )
             except StoreLockedError:
                 fresh = None
             if fresh is not None:
