@@ -65,9 +65,10 @@ def accuracy() -> list[dict[str, Any]]:
         for n in (500, 2_000, 10_000, 100_000, 1_000_000):
             errors = []
             for s in range(20):
+                h = sketch.hash_sql("v", _int64())
                 sql = (
-                    f"SELECT {sketch.estimate_sql('m', k)} FROM (SELECT min(DISTINCT "
-                    f"{sketch.hash_sql('v', _int64())}, {k}) AS m FROM range({s * n}, {(s + 1) * n}) r(v))"
+                    f"SELECT {sketch.estimate_sql('d', 'm[' + str(k) + ']', k)} FROM (SELECT count(DISTINCT "
+                    f"{h}) AS d, min(DISTINCT {h}, {k}) AS m FROM range({s * n}, {(s + 1) * n}) r(v))"
                 )
                 [(estimate,)] = con.sql(sql).fetchall()
                 errors.append((estimate - n) / n)

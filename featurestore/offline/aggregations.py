@@ -11,8 +11,9 @@ frame at an entity row is (t - window, t], peers at t included. Entity rows add 
 into every row): each entity row counts the non-null values up to its time, k, and joins
 the events ranked k - n + 1 .. k, O(n) per row.
 
-``approx_count_distinct`` keeps each entity row's sketch (offline/sketch.py), the k smallest
-distinct hashes of the window, as a window aggregate, and estimates from it.
+``approx_count_distinct`` counts each window's distinct hashes (offline/sketch.py) as a window
+aggregate: below k that is the value; the rows with more join their window's smallest hashes
+for the kth (``_kth_smallest``).
 
 Events are deduplicated first: rows sharing join keys and event time are versions of one
 event, and the newest created (then the last ingested) wins, as in every view's as-of join.
@@ -77,7 +78,7 @@ def aggregation_sql(project: str, view: FeatureView, features: Sequence[Field], 
             selects.append(f"count({quote(a.column)}) OVER wlife AS __k{i}")
         elif a.function == "approx_count_distinct":
             hashed = sketch.hash_sql(quote(a.column), columns[a.column].dtype)
-            selects.append(f"min(DISTINCT {hashed}, {a.k}) OVER {w} AS __sketch{i}")
+            selects.append(f"count(DISTINCT {hashed}) OVER {w} AS __d{i}")
         else:
             selects.append(f"{_window_aggregate(a, columns[a.column], w)} AS {quote(a.name)}")
     clauses = [f"{w} AS ({_frame(keys, window)})" for window, w in windows.items()]
@@ -92,7 +93,10 @@ def aggregation_sql(project: str, view: FeatureView, features: Sequence[Field], 
     for i, a in enumerate(aggs):
         if a.function == "approx_count_distinct":
             assert a.k is not None
-            outs.append(f"{sketch.estimate_sql(f'r.__sketch{i}', a.k)} AS {quote(a.name)}")
+            kth = f"{alias}_kth{i}"
+            ctes += _kth_smallest(a, columns[a.column], i, keys, events, at_rows, kth)
+            joins.append(f"LEFT JOIN {kth} s{i} ON s{i}.{ROW} = r.{ROW}")
+            outs.append(f"{sketch.estimate_sql(f'coalesce(r.__d{i}, 0)', f's{i}.h', a.k)} AS {quote(a.name)}")
             continue
         if a.function != "last_n":
             outs.append(f"r.{quote(a.name)}")
@@ -119,6 +123,50 @@ def aggregation_sql(project: str, view: FeatureView, features: Sequence[Field], 
         outs.append(f"l{i}.v AS {quote(a.name)}")
     relation = f"(SELECT {', '.join(outs)} FROM {at_rows} r {' '.join(joins)})"
     return AggregationSQL(ctes, relation)
+
+
+def _kth_smallest(
+    a: Aggregation, column: Field, i: int, keys: list[str], events: str, at_rows: str, kth: str
+) -> list[str]:
+    """CTEs ending in ``kth`` (ROW, h): the kth smallest distinct hash of the window of each
+    entity row whose window holds at least k distinct ones (offline/sketch.py).
+
+    A sketch per row as a window aggregate would hold k hashes for every event too; instead
+    the rows that need one join their window's events, only those whose hash is below
+    2^(63 - j), j chosen from the row's distinct count d so that about 2k to 4k pass
+    (d / 2^j >= 2k): O(k) per such row, sorted and spilled like any join. Should fewer than k
+    pass (a chance of about e^-250), the row joins every hash of its window instead, so the
+    result never depends on the guess."""
+    k = a.k
+    assert k is not None
+    hashed, need = f"{kth}_hashed", f"{kth}_need"
+    on_keys = " AND ".join(f"e.{key} = n.{key}" for key in keys)
+    in_window = f"e.{EVENT_TS} <= n.{_T}"
+    if a.window is not None:
+        in_window += f" AND e.{EVENT_TS} > n.{_T} - to_microseconds({a.window // timedelta(microseconds=1)})"
+
+    def ranked(name: str, rows: str, below: str) -> str:
+        # the window's distinct hashes below the threshold, numbered from the smallest
+        return (
+            f"{name} AS (SELECT {ROW}, h FROM (SELECT {ROW}, h, row_number() OVER "
+            f"(PARTITION BY {ROW} ORDER BY h) AS __n FROM (SELECT DISTINCT n.{ROW}, e.h FROM {rows} n "
+            f"JOIN {hashed} e ON {on_keys} AND {in_window}{below})) WHERE __n = {k})"
+        )
+
+    h = sketch.hash_sql(quote(a.column), column.dtype)
+    j = f"greatest(0, floor(log2(__d{i}::DOUBLE / {2 * k})))::INTEGER"
+    return [
+        f"{hashed} AS (SELECT {', '.join(keys)}, {EVENT_TS}, {h} AS h "
+        f"FROM {events} WHERE {quote(a.column)} IS NOT NULL)",
+        f"{need} AS (SELECT {ROW}, {', '.join(keys)}, {_T}, {j} AS j FROM {at_rows} WHERE __d{i} >= {k})",
+        ranked(f"{kth}_guessed", need, " AND e.h >> (63 - n.j) = 0"),
+        ranked(
+            f"{kth}_rest",
+            f"(SELECT * FROM {need} WHERE {ROW} NOT IN (SELECT {ROW} FROM {kth}_guessed))",
+            "",
+        ),
+        f"{kth} AS (SELECT * FROM {kth}_guessed UNION ALL SELECT * FROM {kth}_rest)",
+    ]
 
 
 def empty_value(aggregation: Aggregation) -> str:

@@ -28,13 +28,10 @@ def hash_sql(column: str, dtype: DType) -> str:
     return f"(md5_number({text}) >> 65)::BIGINT"
 
 
-def estimate_sql(sketch: str, k: int) -> str:
-    """SQL for the estimate from ``sketch``, a list of the window's smallest distinct hashes
-    ascending (NULL or empty: an empty window, 0)."""
-    return (
-        f"CASE WHEN coalesce(len({sketch}), 0) < {k} THEN coalesce(len({sketch}), 0) "
-        f"ELSE floor({k - 1} * {_TOP!r} / ({sketch})[{k}]::DOUBLE + 0.5)::BIGINT END"
-    )
+def estimate_sql(distinct: str, kth: str, k: int) -> str:
+    """SQL for the estimate from the window's count of distinct hashes and its kth smallest."""
+    scaled = f"floor({k - 1} * {_TOP!r} / {kth}::DOUBLE + 0.5)::BIGINT"
+    return f"CASE WHEN {distinct} < {k} THEN {distinct} ELSE {scaled} END"
 
 
 def estimate(distinct: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
