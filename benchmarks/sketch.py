@@ -96,15 +96,16 @@ def make_repo(root: Path) -> Path:
     if repo.exists():
         shutil.rmtree(repo)
     (repo / "data" / "txns").mkdir(parents=True)
-    (repo / "featurestore.toml").write_text('project = "sketch"\n')
+    # a bound well below the machine's: the sketch must not need more than exact counts do
+    (repo / "featurestore.toml").write_text('project = "sketch"\n[offline]\nmemory_limit = "3GB"\n')
     (repo / "defs.py").write_text(DEFS)
     rng = random.Random(19)
     end = datetime.now(UTC).replace(microsecond=0)
     seconds = 30 * 86400
     ts = [end - timedelta(seconds=rng.randrange(seconds)) for _ in range(EVENTS)]
-    # a tenth of the events go to 10 heavy users (~10,000 each in 30 days: above k), the rest
-    # spread over all (~450 each: below k, so exact)
-    users = [rng.randint(1, 10) if rng.random() < 0.1 else rng.randint(1, USERS) for _ in range(EVENTS)]
+    # half the events go to 5 heavy users (~100,000 each in 30 days, ~3,300 a day: a day's
+    # tile holds more than k distinct merchants), the rest spread over all (~250 each: exact)
+    users = [rng.randint(1, 5) if rng.random() < 0.5 else rng.randint(1, USERS) for _ in range(EVENTS)]
     merchants = [rng.randrange(VALUES) for _ in range(EVENTS)]
     table = pa.table(
         {

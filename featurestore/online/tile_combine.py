@@ -276,25 +276,60 @@ def _count_distinct(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) ->
 
 def _approx_count_distinct(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[Any]:
     """The window's sketch is the k smallest distinct hashes of its tiles' sketches."""
-    assert a.k is not None
+    k = a.k
+    assert k is not None
     records = ctx.item_records(at)
     picked = np.flatnonzero(mask[records])
     items = ctx.batch.items[at]
     assert items.values is not None  # Int64 hashes
-    entity = ctx.entity[records[picked]]
-    hashes = items.values[picked].astype(np.int64)
+    if not len(picked):
+        return [0] * ctx.n
+    entity = ctx.entity[records[picked]]  # ascending: records are in entity order
+    counts = np.bincount(entity, minlength=ctx.n)
+    width = int(counts.max())
+    if ctx.n * width <= GRID_SLACK * len(picked) + 65536:
+        distinct, kth = _kth_in_rows(entity, items.values[picked], counts, width, k)
+    else:  # one entity holds most of the hashes: a padded matrix would be mostly padding
+        distinct, kth = _kth_by_pairs(entity, items.values[picked], ctx.n, k)
+    return sketch.estimate(distinct, kth, k).tolist()
+
+
+# How much padding the matrix of _kth_in_rows may add, per hash: rows of one sort call are
+# several times faster than an indirect sort of (entity, hash) pairs.
+GRID_SLACK = 4
+
+
+def _kth_in_rows(
+    entity: np.ndarray, hashes: np.ndarray, counts: np.ndarray, width: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per entity, its distinct hashes' count and kth smallest: each entity's hashes a row of
+    one padded matrix, sorted along its rows."""
+    n = len(counts)
+    first = np.zeros(n, dtype=np.int64)
+    np.cumsum(counts[:-1], out=first[1:])
+    grid = np.full((n, width), np.iinfo(np.int64).max, dtype=np.int64)
+    grid[entity, np.arange(len(hashes)) - first[entity]] = hashes
+    grid.sort(axis=1)  # the padding sorts last (a hash equal to it is the same value)
+    new = np.arange(width) < counts[:, None]
+    new[:, 1:] &= grid[:, 1:] != grid[:, :-1]
+    kth = grid[np.arange(n), np.argmax(np.cumsum(new, axis=1) >= k, axis=1)]
+    return new.sum(axis=1), kth
+
+
+def _kth_by_pairs(entity: np.ndarray, hashes: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """As _kth_in_rows, by one sort of the (entity, hash) pairs."""
     order = np.lexsort((hashes, entity))
     entity, hashes = entity[order], hashes[order]
     new = np.ones(len(hashes), dtype=bool)
     new[1:] = (hashes[1:] != hashes[:-1]) | (entity[1:] != entity[:-1])
     entity, hashes = entity[new], hashes[new]
-    distinct = np.bincount(entity, minlength=ctx.n)
-    first = np.zeros(ctx.n, dtype=np.int64)
+    distinct = np.bincount(entity, minlength=n)
+    first = np.zeros(n, dtype=np.int64)
     np.cumsum(distinct[:-1], out=first[1:])
-    full = distinct >= a.k
-    kth = np.zeros(ctx.n, dtype=np.int64)
-    kth[full] = hashes[first[full] + a.k - 1]
-    return sketch.estimate(distinct, kth, a.k).tolist()
+    full = distinct >= k
+    kth = np.zeros(n, dtype=np.int64)
+    kth[full] = hashes[first[full] + k - 1]
+    return distinct, kth
 
 
 _FUNCTIONS: dict[str, _Function] = {
