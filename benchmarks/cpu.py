@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,6 +68,26 @@ while time.monotonic() < end:
         r.mget(keys)
     calls += 100
 print(json.dumps({"calls": calls, "cpu_s": time.process_time() - cpu0}))
+"""
+
+# The same MGET from an event loop (featurestore's own asyncio client, as the server reads
+# Redis), C callers at once: what a Redis round trip costs inside asyncio, per call.
+ASYNC_MGET_CHILD = """
+import asyncio, json, sys, time
+from featurestore.online.aioredis import AsyncRedis
+port, seconds, keys, c = int(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4])
+async def caller(r, end, counts):
+    while time.monotonic() < end:
+        for _ in range(20):
+            await r.mget(keys)
+        counts.append(20)
+async def main():
+    r = AsyncRedis(f"redis://127.0.0.1:{port}/0")
+    await asyncio.gather(*(caller(r, time.monotonic() + 0.5, []) for _ in range(c)))
+    counts, cpu0 = [], time.process_time()
+    await asyncio.gather(*(caller(r, time.monotonic() + seconds, counts) for _ in range(c)))
+    print(json.dumps({"calls": sum(counts), "cpu_s": time.process_time() - cpu0}))
+asyncio.run(main())
 """
 
 
@@ -155,57 +176,85 @@ def load(
 
 
 def profile(pid: int, url: str, body: bytes, seconds: int, n: int) -> None:
-    """py-spy (sampling, with native frames) of our server under h2load -c 8: collapsed stacks
-    in results/cpu-profile-nN.txt and the functions that hold most samples on stderr."""
-    path = ROOT / "benchmarks" / "results" / f"cpu-profile-n{n}.txt"
+    """Our server under h2load -c 8, sampled twice: py-spy (wall time, Python frames and native
+    ones) to results/cpu-profile-nN.txt, then perf (on-CPU time only, by library and symbol,
+    kernel included; Python 3.11's frames show as the interpreter) to cpu-perf-nN.txt."""
+    out = ROOT / "benchmarks" / "results"
+    path = out / f"cpu-profile-n{n}.txt"
     spy = subprocess.Popen(
-        [
-            str(BIN / "py-spy"),
-            "record",
-            "-p",
-            str(pid),
-            "-d",
-            str(seconds),
-            "-r",
-            "200",
-            "--native",
-            "--format",
-            "raw",
-            "-o",
-            str(path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        [str(BIN / "py-spy"), "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "--native",
+         "--format", "raw", "-o", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     time.sleep(1)
     load(url, body, 8, seconds, GRPC_HEADERS, [pid])
     spy.wait()
     print(f"profile, {n} entities: {path}", file=sys.stderr)
     print(summarize(path), file=sys.stderr)
+    if shutil.which("perf") is None:
+        return
+    data = out / f"cpu-perf-n{n}.data"
+    perf = subprocess.Popen(
+        ["perf", "record", "-F", "999", "-p", str(pid), "-o", str(data), "--", "sleep", str(seconds)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    load(url, body, 8, seconds, GRPC_HEADERS, [pid])
+    perf.wait()
+    report = "".join(
+        subprocess.run(
+            ["perf", "report", "-i", str(data), "--no-children", "--sort", sort, "--stdio",
+             "--percent-limit", "0.5"],
+            capture_output=True, text=True,
+        ).stdout
+        for sort in ("dso", "dso,symbol")
+    )  # fmt: skip
+    data.unlink()
+    (out / f"cpu-perf-n{n}.txt").write_text(report)
+    print(f"perf, {n} entities: {out / f'cpu-perf-n{n}.txt'}", file=sys.stderr)
+
+
+# Leaf frames of a thread waiting (py-spy samples wall time): left out of the shares.
+WAITING = ("epoll_wait", "PyThread_acquire_lock_timed", "pthread_cond_timedwait", "pthread_cond_wait")
 
 
 def summarize(path: Path, top: int = 25) -> str:
-    """Share of samples per function: self (leaf frame) and inclusive (anywhere in the stack)."""
+    """Share of busy samples per function: self (leaf frame) and inclusive (anywhere in the
+    stack). py-spy samples wall time, so a thread descheduled inside a syscall (send to Redis
+    wakes redis-server, which may run first) counts there: syscall shares are upper bounds."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
-    total = 0
+    total = busy = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [re.sub(r" \(.*?:\d+\)$", "", f) for f in stack.split(";")]
+        frames = [re.sub(r" \(.*?\)$", "", f) for f in stack.split(";")]
         total += int(count)
+        if any(f.startswith(WAITING) for f in frames[-3:]):
+            continue
+        busy += int(count)
         own[frames[-1]] = own.get(frames[-1], 0) + int(count)
         for f in set(frames):
-            inclusive[f] = inclusive.get(f, 0) + int(count)
-    lines = [f"{total} samples; self:"]
-    lines += [f"  {c / total:6.1%}  {f}" for f, c in sorted(own.items(), key=lambda x: -x[1])[:top]]
+            if not f.startswith("0x"):  # unnamed native frames (grpc's Cython module)
+                inclusive[f] = inclusive.get(f, 0) + int(count)
+    lines = [f"{total} samples, {busy} busy; self:"]
+    lines += [f"  {c / busy:6.1%}  {f}" for f, c in sorted(own.items(), key=lambda x: -x[1])[:top]]
     lines.append("inclusive:")
-    lines += [f"  {c / total:6.1%}  {f}" for f, c in sorted(inclusive.items(), key=lambda x: -x[1])[:top]]
+    lines += [f"  {c / busy:6.1%}  {f}" for f, c in sorted(inclusive.items(), key=lambda x: -x[1])[:top]]
     return "\n".join(lines)
 
 
-def mget_cpu(port: int, keys: list[str], seconds: float) -> dict[str, float]:
+def mget_cpu(port: int, keys: list[str], seconds: float, c: int = 0) -> dict[str, float]:
+    """CPU per MGET call of a plain redis-py client (c=0), or of our asyncio client with c callers."""
+    child = [MGET_CHILD] if c == 0 else [ASYNC_MGET_CHILD]
     out = subprocess.run(
-        [str(BIN / "python"), "-c", MGET_CHILD, str(port), str(seconds), json.dumps(keys)],
+        [
+            str(BIN / "python"),
+            "-c",
+            *child,
+            str(port),
+            str(seconds),
+            json.dumps(keys),
+            *([str(c)] if c else []),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -235,6 +284,7 @@ def main() -> None:
     load_before = os.getloadavg()
     points: dict[str, list[dict[str, Any]]] = {}
     mget: dict[int, list[dict[str, float]]] = {}
+    amget: dict[tuple[int, int], list[dict[str, float]]] = {}
 
     with redis_server() as redis_port, ExitStack() as stack:
         os.environ["FEATURESTORE_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
@@ -313,6 +363,10 @@ def main() -> None:
                                 file=sys.stderr,
                             )
                 mget.setdefault(n, []).append(mget_cpu(redis_port, case["keys"], min(args.seconds, 3)))
+                for c in concurrencies:
+                    amget.setdefault((n, c), []).append(
+                        mget_cpu(redis_port, case["keys"], min(args.seconds, 3), c)
+                    )
         if args.profile:
             for n, case in cases.items():
                 profile(ours.pid, f"http://127.0.0.1:{g}{METHOD}", case["body"], args.profile, n)
@@ -328,7 +382,8 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "points": points,
         "mget": {str(n): v for n, v in mget.items()},
-        "ratios": ratios(points, mget, concurrencies, sizes, transports),
+        "async_mget": {f"n={n} c={c}": v for (n, c), v in amget.items()},
+        "ratios": ratios(points, mget, amget, concurrencies, sizes, transports),
     }
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
@@ -339,6 +394,7 @@ def main() -> None:
 def ratios(
     points: dict[str, list[dict[str, Any]]],
     mget: dict[int, list[dict[str, float]]],
+    amget: dict[tuple[int, int], list[dict[str, float]]],
     concurrencies: list[int],
     sizes: list[int],
     transports: list[str],
@@ -360,6 +416,11 @@ def ratios(
                     for o, e, m in zip(ours, echo, raw, strict=True)
                 ]
                 rps = [o["rps"] / e["rps"] for o, e in zip(ours, echo, strict=True)]
+                aio = [m["cpu_us_per_call"] for m in amget[(n, c)]]
+                cpu_amget = [
+                    o["server_cpu_us_per_request"] / (e["server_cpu_us_per_request"] + m)
+                    for o, e, m in zip(ours, echo, aio, strict=True)
+                ]
                 rows.append(
                     {
                         "transport": kind,
@@ -368,6 +429,8 @@ def ratios(
                         "ours_cpu_us": statistics.median(o["server_cpu_us_per_request"] for o in ours),
                         "echo_cpu_us": statistics.median(e["server_cpu_us_per_request"] for e in echo),
                         "mget_cpu_us": statistics.median(raw),
+                        "async_mget_cpu_us": statistics.median(aio),
+                        "cpu_over_echo_async_mget": cpu_amget,
                         "ours_rps": statistics.median(o["rps"] for o in ours),
                         "echo_rps": statistics.median(e["rps"] for e in echo),
                         "h2load_cpu_us_ours": statistics.median(o["h2load_cpu_us_per_request"] for o in ours),
@@ -404,6 +467,19 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['mget_cpu_us']:.0f} | {rounds(r['cpu_over_echo'])} | {rounds(r['cpu_over_echo_mget'])} "
             f"| {r['ours_rps']:,.0f} | {r['echo_rps']:,.0f} | {rounds(r['rps_over_echo'])} "
             f"| {r['h2load_cpu_us_ours']:.0f}, {r['h2load_cpu_us_echo']:.0f} | {r['ours_cpu_share']:.2f} |"
+        )
+    lines += [
+        "",
+        "The Redis round trip inside an event loop (our asyncio client, c callers), µs CPU per call:",
+        "",
+        "| transport | entities | c | ours | echo | async MGET | ours/(echo+async MGET) CPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["ratios"]:
+        lines.append(
+            f"| {r['transport']} | {r['entities']} | {r['concurrency']} | {r['ours_cpu_us']:.0f} "
+            f"| {r['echo_cpu_us']:.0f} | {r['async_mget_cpu_us']:.0f} "
+            f"| {rounds(r['cpu_over_echo_async_mget'])} |"
         )
     lines += [
         "",

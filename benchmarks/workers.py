@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -129,6 +130,24 @@ def connections(pids: list[int], port: int) -> list[int]:
     return counts
 
 
+def placement(pids: list[int], port: int, c: int, trials: int) -> list[list[int]]:
+    """Where the kernel puts ``c`` fresh TCP connections, ``trials`` times: per trial, the
+    connections each worker accepted. SO_REUSEPORT places a connection when it is made,
+    whatever it will carry, so plain connections show what a client's channels get."""
+    found = []
+    for _ in range(trials):
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(c)]
+        try:
+            deadline = time.monotonic() + 5
+            while sum(held := connections(pids, port)) < c and time.monotonic() < deadline:
+                time.sleep(0.01)  # each worker accepts on its own event loop
+            found.append(held)
+        finally:
+            for s in socks:
+                s.close()
+    return found
+
+
 def point(pids: list[int], port: int, body: bytes, c: int, seconds: int, generator: str) -> dict[str, Any]:
     """One run of the load generator with the connections per worker sampled every 0.5 s."""
     samples: list[list[int]] = []
@@ -171,6 +190,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="rounds, every point in each")
     parser.add_argument("--connections", default="2,8,64")
     parser.add_argument("--age", type=float, default=1.0, help="--max-connection-age of the aged series, s")
+    parser.add_argument("--trials", type=int, default=50, help="fresh sets of connections placed")
     parser.add_argument("--name", default="workers", help="results/NAME.json")
     args = parser.parse_args()
     counts = [int(c) for c in args.connections.split(",")]
@@ -211,6 +231,8 @@ def main() -> None:
             ]
             workers = spawned if extra[1] != "1" else [proc.pid]
             servers[name] = (g, workers)
+        port, pids = servers["2 workers"]
+        trials = {str(c): placement(pids, port, c, args.trials) for c in counts if c <= 8}
         for run in range(args.runs):
             for c, generator in ((c, g) for c in counts for g in GENERATORS):
                 for name, (port, pids) in servers.items():
@@ -238,6 +260,7 @@ def main() -> None:
         ).stdout.strip(),
         "cpus": os.cpu_count(),
         "points": points,
+        "placement": trials,
     }
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
@@ -277,6 +300,20 @@ def markdown(result: dict[str, Any], counts: list[int]) -> str:
                 f"| {statistics.median(p['generator_cpu_per_wall'] for p in ps):.2f} "
                 f"| {sum(p['failed'] for p in ps)} |"
             )
+    lines += [
+        "",
+        "Where the kernel puts fresh connections (2 workers, no connection age):",
+        "",
+        "| connections | trials | all on one worker | expected (2^(1-c)) | mean share of the busier worker |",
+        "|---|---|---|---|---|",
+    ]
+    for c, found in result["placement"].items():
+        lopsided = sum(0 in held for held in found)
+        busier = statistics.mean(max(held) / max(1, sum(held)) for held in found)
+        lines.append(
+            f"| {c} | {len(found)} | {lopsided} ({lopsided / len(found):.0%}) | {2 ** (1 - int(c)):.1%} "
+            f"| {busier:.2f} |"
+        )
     return "\n".join(lines)
 
 
