@@ -157,6 +157,18 @@ def test_aged_connections_move_between_workers(served_repo: Path, serving_redis:
     assert "Traceback" not in server.stderr
 
 
+def test_connections_age_by_default_only_with_workers() -> None:
+    from featurestore.serving.server import WORKERS_CONNECTION_AGE, ServeOptions, _age_options
+
+    assert ServeOptions().connection_age == 0 and _age_options(ServeOptions()) == []
+    assert ServeOptions(workers=2).connection_age == WORKERS_CONNECTION_AGE
+    assert dict(_age_options(ServeOptions(workers=2)))["grpc.max_connection_age_ms"] == 30_000
+    assert _age_options(ServeOptions(workers=2, max_connection_age=0)) == []  # 0: never
+    assert dict(_age_options(ServeOptions(max_connection_age=1.5))) == {
+        "grpc.max_connection_age_ms": 1500, "grpc.max_connection_age_grace_ms": 5000,
+    }
+
+
 def test_a_port_in_use_is_one_error_line(served_repo: Path, serving_redis: RedisServer) -> None:
     env = {"FEATURESTORE_REDIS_URL": serving_redis.url}
     with socket.socket() as taken:
