@@ -180,7 +180,7 @@ def profile(pid: int, url: str, body: bytes, seconds: int, n: int) -> None:
     ones) to results/cpu-profile-nN.txt, then perf (on-CPU time only, by library and symbol,
     kernel included; Python 3.11's frames show as the interpreter) to cpu-perf-nN.txt."""
     out = ROOT / "benchmarks" / "results"
-    path = out / f"cpu-profile-n{n}.txt"
+    path = out / f"cpu-profile-n{n}.raw"  # collapsed stacks; the summary goes beside it as .txt
     spy = subprocess.Popen(
         [str(BIN / "py-spy"), "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "--native",
          "--format", "raw", "-o", str(path)],
@@ -189,8 +189,9 @@ def profile(pid: int, url: str, body: bytes, seconds: int, n: int) -> None:
     time.sleep(1)
     load(url, body, 8, seconds, GRPC_HEADERS, [pid])
     spy.wait()
-    print(f"profile, {n} entities: {path}", file=sys.stderr)
-    print(summarize(path), file=sys.stderr)
+    path.with_suffix(".txt").write_text(summarize(path, 60) + "\n")
+    path.unlink()
+    print(f"profile, {n} entities: {path.with_suffix('.txt')}", file=sys.stderr)
     if shutil.which("perf") is None:
         return
     data = out / f"cpu-perf-n{n}.data"
