@@ -90,6 +90,7 @@ bench-tools: setup
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null; }
 	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet matplotlib
+	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy  # benchmarks/cpu.py --profile
 
 bench: bench-tools
 	$(BIN)/python benchmarks/online.py --scale small --runs 3 --seconds 5
@@ -101,6 +102,8 @@ bench: bench-tools
 	$(BIN)/python benchmarks/repo_size.py --calls 2000 --seconds 3 --runs 2
 	$(BIN)/python benchmarks/tail.py --seconds 5 --runs 1
 	$(BIN)/python benchmarks/cli_start.py
+	$(BIN)/python benchmarks/cpu.py --seconds 3 --runs 1
+	$(BIN)/python benchmarks/workers.py --seconds 3 --runs 1
 
 bench-full: bench-tools
 	$(BIN)/python benchmarks/online.py --scale medium --runs 3 --seconds 10 --workers 2

@@ -31,6 +31,14 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes sharing the ports (one per core).")
     ] = 1,
+    max_connection_age: Annotated[
+        float | None,
+        typer.Option(
+            callback=number_in(0),
+            help="Seconds before a gRPC client is asked to reconnect, so the kernel spreads clients "
+            "over the workers again (default 30 with --workers > 1, else never; 0: never).",
+        ),
+    ] = None,
     max_entities: Annotated[int, typer.Option(min=1, help="Most entities one request may ask for.")] = 10_000,
     redis_timeout: Annotated[
         float, typer.Option(callback=number_in(0, lo_open=True), help="Seconds a lookup waits for Redis.")
@@ -81,6 +89,7 @@ def serve(
         grpc_port=grpc_port,
         http_port=http_port or None,
         workers=workers,
+        max_connection_age=max_connection_age,
         max_entities=max_entities,
         redis_timeout=redis_timeout,
         on_demand_timeout=on_demand_timeout,

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
 
+import numpy as np
+
 from featurestore.online.codec import FORMAT_VERSION, HEADER, LENGTH_MASK, RUN_BITS, ViewCodec
 from featurestore.online.lookup import PRESENT, LookupPlan
 from featurestore.serving import convert
@@ -60,6 +62,8 @@ _FIXED: dict[str, tuple[int, str, type | None]] = {
     "Int64": (2, "q", pb.Int64List),
     "Timestamp": (8, "q", pb.Int64List),
 }
+# From this many entities on, fixed-width columns are cut with numpy (fewer: slices are cheaper).
+_ROWS_AT = 8
 _U32 = struct.Struct("<I")  # the length before each variable-width feature (high bit: see codec)
 _VARIABLE: dict[str, int] = {"String": 5, "Bytes": 7}  # dtype -> Values field number
 
@@ -108,6 +112,7 @@ class FastEncoder:
         stamps: list[bytes] = []
         all_events: list[list[int]] = []
         variable: list[list[list[bytes]] | None] = []
+        prefixes: list[np.ndarray] = []
         for vi, view in enumerate(self.views):
             values = got[vi * n : (vi + 1) * n]
             oldest = None if view.ttl_us is None else now_us - view.ttl_us
@@ -130,6 +135,11 @@ class FastEncoder:
             if view.variable and split is None:
                 return None
             variable.append(split)
+            # Many entities: every value's fixed-width part side by side as rows of one array,
+            # so each column is one strided copy in C instead of a slice per value.
+            if n >= _ROWS_AT:
+                fixed = b"".join([v[: view.fixed_end] for v in values]) if view.variable else b"".join(values)
+                prefixes.append(np.frombuffer(fixed, np.uint8).reshape(n, view.fixed_end))
         statuses = _ld(5, bytes((PRESENT,)) * n)
         parts = []
         for col in self.columns:
@@ -144,7 +154,10 @@ class FastEncoder:
                 payload = _ld(col.number, items)
             else:
                 o, w = col.offset, col.width
-                data = b"".join([v[o : o + w] for v in values])
+                if prefixes:
+                    data = prefixes[col.view][:, o : o + w].tobytes()
+                else:
+                    data = b"".join([v[o : o + w] for v in values])
                 if col.code == "raw":
                     payload = _ld(col.number, _ld(1, data))
                 else:

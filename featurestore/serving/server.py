@@ -2,8 +2,12 @@
 
 With ``workers > 1`` each worker process binds the same ports with SO_REUSEPORT and the
 kernel spreads connections over them, so every core serves; the parent only forwards
-SIGTERM/SIGINT and waits. Shutdown is graceful: health turns NOT_SERVING, in-flight
-requests finish (up to ``grace`` seconds), then the servers close.
+SIGTERM/SIGINT and waits. The kernel picks a worker once per connection (a hash of its
+addresses), so a few long-lived gRPC connections can all land on one worker while the others
+idle: with workers, each gRPC connection is asked to reconnect after ``max_connection_age``
+(a GOAWAY; calls in flight finish, clients reconnect by themselves), and is hashed afresh.
+Shutdown is graceful: health turns NOT_SERVING, in-flight requests finish (up to ``grace``
+seconds), then the servers close.
 """
 
 from __future__ import annotations
@@ -75,6 +79,21 @@ class ServeOptions:
     # It checks tokens itself (a login cookie); everything else keeps the bearer check.
     console: tuple[str, Callable[[Config, auth.Tokens | None, ServingMetrics], Any]] | None = None
     on_demand_timeout: float = DEFAULT_ON_DEMAND_TIMEOUT  # seconds on-demand functions get per request
+    # Seconds a gRPC connection lives before the server asks the client to reconnect (0: for
+    # ever); None: WORKERS_CONNECTION_AGE with workers > 1, for ever with one process.
+    max_connection_age: float | None = None
+
+    @property
+    def connection_age(self) -> float:
+        """The gRPC connection age in seconds, 0 for none."""
+        if self.max_connection_age is not None:
+            return self.max_connection_age
+        return WORKERS_CONNECTION_AGE if self.workers > 1 else 0.0
+
+
+# Long enough that reconnecting costs nothing measurable (one handshake per connection per
+# 30 s), short enough that a new worker's share evens out within minutes.
+WORKERS_CONNECTION_AGE = 30.0
 
 
 class _Uvicorn(uvicorn.Server):
@@ -167,7 +186,7 @@ async def serve_async(
             # metrics first: it times and counts refused calls too
             [metrics.grpc_interceptor(), *auth.grpc_interceptors(options.tokens)],
             options.tls.grpc_credentials() if options.tls else None,
-            connections.grpc_options(limits),
+            [*connections.grpc_options(limits), *_age_options(options)],
         )
     except RuntimeError:  # grpc cannot bind the port (it has logged why)
         await store.aclose()
@@ -250,6 +269,17 @@ async def serve_async(
     await store.aclose()
     await asyncio.to_thread(pushes.close)  # pushes under way finish: each is whole or refused
     await asyncio.to_thread(metrics.close)  # the request log writes what it holds
+
+
+def _age_options(options: ServeOptions) -> list[tuple[str, int]]:
+    """grpc core options that end each connection after its age (grpc adds +-10% jitter, so
+    clients do not all reconnect at once); calls in flight get the shutdown grace to finish."""
+    if options.connection_age <= 0:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", max(1, round(options.connection_age * 1000))),
+        ("grpc.max_connection_age_grace_ms", max(1, round(options.grace * 1000))),
+    ]
 
 
 def _with_console(api: Any, path: str, console: Any) -> Any:

@@ -36,6 +36,8 @@ def _usage_error(result: subprocess.CompletedProcess[str], option: str, *texts: 
         (("serve", "--http-port", "-1"), "--http-port", "0"),
         (("serve", "--redis-timeout", "nan"), "--redis-timeout", "nan"),
         (("serve", "--redis-timeout", "0"), "--redis-timeout", "> 0"),
+        (("serve", "--max-connection-age", "-1"), "--max-connection-age", ">= 0"),
+        (("serve", "--max-connection-age", "inf"), "--max-connection-age", "inf"),
         (("get", "-e", "driver_id=1", "-f", "driver_stats:city", "--server", "127.0.0.1:72102"), "--server",
          "65535"),  # was sent to port 6566
     ],

@@ -121,6 +121,54 @@ def test_workers_share_the_ports_and_sigterm_stops_them_all(
     assert "Traceback" not in server.stderr
 
 
+def test_aged_connections_move_between_workers(served_repo: Path, serving_redis: RedisServer) -> None:
+    # The kernel hashes each connection to one worker; a channel that never reconnects stays on
+    # it. With a connection age the server sends GOAWAY, the channel reconnects from a new port
+    # and is hashed afresh: one channel calling on reaches both workers, and no call fails.
+    server = ServeProcess(served_repo, serving_redis.url, "--workers", "2", "--max-connection-age", "0.5")
+    channel = None
+    try:
+        server.start()
+        assert server.process is not None
+        spawned = children(server.process.pid)
+        workers = [pid for pid in spawned if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(workers) == 2, spawned
+        channel = grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
+        stub = pb_grpc.FeatureServingStub(channel)
+        held: set[int] = set()
+        failed: list[str] = []  # reconnecting must not cost a caller anything
+
+        def both_workers_held_it() -> bool:
+            for _ in range(10):
+                try:
+                    stub.GetOnlineFeatures(city_request(), timeout=30)
+                except grpc.RpcError as e:
+                    failed.append(f"{e.code()}: {e.details()}")
+            held.update(pid for pid in workers if established_connections(pid, server.grpc_port))
+            return len(held) == 2
+
+        # Each reconnection stays on the same worker with probability 1/2: both within a few seconds.
+        wait_for(both_workers_held_it, 120, "the channel's connection on both workers")
+        assert not failed, failed
+    finally:
+        if channel is not None:
+            channel.close()
+        server.stop()
+    assert "Traceback" not in server.stderr
+
+
+def test_connections_age_by_default_only_with_workers() -> None:
+    from featurestore.serving.server import WORKERS_CONNECTION_AGE, ServeOptions, _age_options
+
+    assert ServeOptions().connection_age == 0 and _age_options(ServeOptions()) == []
+    assert ServeOptions(workers=2).connection_age == WORKERS_CONNECTION_AGE
+    assert dict(_age_options(ServeOptions(workers=2)))["grpc.max_connection_age_ms"] == 30_000
+    assert _age_options(ServeOptions(workers=2, max_connection_age=0)) == []  # 0: never
+    assert dict(_age_options(ServeOptions(max_connection_age=1.5))) == {
+        "grpc.max_connection_age_ms": 1500, "grpc.max_connection_age_grace_ms": 5000,
+    }
+
+
 def test_a_port_in_use_is_one_error_line(served_repo: Path, serving_redis: RedisServer) -> None:
     env = {"FEATURESTORE_REDIS_URL": serving_redis.url}
     with socket.socket() as taken:
