@@ -155,7 +155,8 @@ def test_ttl_decides_present_expired_and_not_written(tmp_path: Path, any_redis: 
     ages = {
         1: [timedelta(minutes=10)],  # fresh: PRESENT
         2: [TTL + timedelta(minutes=30)],  # past its TTL, within the grace: EXPIRED
-        3: [TTL + EXPIRED_GRACE + timedelta(minutes=5)],  # past the grace: never written
+        # Past the grace, two rows: never written.
+        3: [TTL + EXPIRED_GRACE + timedelta(minutes=10), TTL + EXPIRED_GRACE + timedelta(minutes=5)],
         4: [timedelta(hours=5), timedelta(hours=1)],
     }  # the old row is skipped, the new one served
     rows = [(i, now - age, 10 * i + n) for i, group in ages.items() for n, age in enumerate(group)]
@@ -175,6 +176,7 @@ def test_ttl_decides_present_expired_and_not_written(tmp_path: Path, any_redis: 
     )
     result = fs.materialize()
     assert result.rows_read == 3 and result.written == 3  # items 1, 2 and 4's newer row
+    assert result.expired == 3  # rows, not entities: item 3's two rows and item 4's older one
 
     got = fs.get_online_features(["items:v"], {"id": [1, 2, 3, 4]})
     assert got.statuses == {"v": ["PRESENT", "EXPIRED", "NOT_FOUND", "PRESENT"]}
