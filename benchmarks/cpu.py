@@ -49,7 +49,7 @@ from online import (
     run_cli,
     wait_port,
 )
-from tail import GRPC_ECHO, HTTP_ECHO, _grpc_response, _http_response
+from tail import GRPC_ECHO, HTTP_ECHO, grpc_response, http_response
 
 TICK = os.sysconf("SC_CLK_TCK")
 GRPC_HEADERS = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
@@ -319,8 +319,8 @@ def main() -> None:
             entities = {"driver_id": drivers[:n], "customer_id": customers[:n]}
             body = grpc_body(drivers[:n], customers[:n])
             json_body = json.dumps({"feature_service": SERVICE, "entities": entities}).encode()
-            (tmp / f"grpc-{n}").write_bytes(_grpc_response(g, body))
-            (tmp / f"http-{n}").write_bytes(_http_response(h, json_body))
+            (tmp / f"grpc-{n}").write_bytes(grpc_response(g, body))
+            (tmp / f"http-{n}").write_bytes(http_response(h, json_body))
             keys = plan.keys(*plan.entity_columns(entities))
             cases[n] = {"body": body, "json": json_body, "keys": keys, "servers": {}}
             for kind, script in (("grpc", GRPC_ECHO), ("http", HTTP_ECHO)):

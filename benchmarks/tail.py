@@ -232,8 +232,8 @@ def main() -> None:
             wait_port(h)
             servers[name] = (g, h)
         g, h = servers["ours"]
-        response = _grpc_response(g, body)
-        json_response = _http_response(h, json_body)
+        response = grpc_response(g, body)
+        json_response = http_response(h, json_body)
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         (Path(tmp) / "grpc").write_bytes(response)
         (Path(tmp) / "http").write_bytes(json_response)
@@ -279,7 +279,9 @@ def main() -> None:
     print(markdown(result))
 
 
-def _grpc_response(port: int, body: bytes) -> bytes:
+def grpc_response(port: int, body: bytes) -> bytes:
+    """Our server's GetOnlineFeatures answer to ``body`` (a gRPC frame): what the echo servers
+    answer (here and in cpu.py)."""
     import grpc
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -287,7 +289,8 @@ def _grpc_response(port: int, body: bytes) -> bytes:
         return bytes(call(body[5:], timeout=5))
 
 
-def _http_response(port: int, body: bytes) -> bytes:
+def http_response(port: int, body: bytes) -> bytes:
+    """Our server's JSON answer to ``body``: what the HTTP echo answers."""
     import urllib.request
 
     request = urllib.request.Request(
