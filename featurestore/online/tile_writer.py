@@ -10,12 +10,14 @@ longest window; the lifetime group's never does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from featurestore.catalog import table_exists
 from featurestore.definitions import Aggregation, FeatureView, Field
@@ -90,7 +92,7 @@ def write_tiles(
             progress(group.key_name, 0, 0)
         events = 0
         with con.sql(sql, params=group_params + params).to_arrow_reader(BATCH_ROWS) as reader:
-            for batch in reader:
+            for batch in _entity_batches(reader, view):
                 n = batch.num_rows
                 key_list, values, expire_at = encode_group_rows(project, view, group, codec, batch, run_id)
                 writer.replace(key_list, values, expire_at)
@@ -202,7 +204,7 @@ def write_entity_tiles(
         codec = group_codec(group)
         sql, params = _group_sql(project, view, group, end, now_us, [], "__entity_events")
         with con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS) as reader:
-            for batch in reader:
+            for batch in _entity_batches(reader, view):
                 encoded = encode_group_rows(project, view, group, codec, batch, run_id)
                 writer.replace(*encoded)
                 written.update(encoded[0])
@@ -219,7 +221,9 @@ def _group_sql(
     only: list[str],
     relation: str | None = None,
 ) -> tuple[str, list[object]]:
-    """One row per entity: its tiles and their states as lists in tile order."""
+    """One row per entity and tile, in (keys, tile) order: the tile, its newest event time and
+    event count, and each state of it (a ``values`` state as the tile's list), named after the
+    group's fields; ``_entity_batches`` makes them one row per entity."""
     keys = [quote(k.name) for k in view.join_keys]
     where = [f"{EVENT_TS} < ?"]
     params: list[object] = [end]
@@ -235,35 +239,98 @@ def _group_sql(
     where += only  # their parameters follow these (the caller's)
     used = list(dict.fromkeys(group.columns))
     events = events_sql(project, view, used, " AND ".join(where), relation)
-    # The tiles' states go into one list of structs, sorted once by tile, and are taken out of
-    # it field by field: one ordered aggregate instead of one per state (same lists, faster).
-    inner, parts = [], [f"'t': {_TILE}"]
-    outer = [f"list_transform(__s, lambda x: x.t)::BIGINT[] AS {quote(TILES)}"]
+    # The tiles come out flat and sorted, and are put into each entity's lists by Arrow
+    # offsets (``_entity_batches``): a sort of the tiles instead of an ordered list aggregate
+    # of structs per entity (the same lists, about half the query's time).
+    inner, outer = [], [f"{_TILE}::BIGINT AS {quote(TILES)}"]
     fields = iter(group.fields[1:])  # each aggregation's state lists, in STATES order
     for i, (a, column) in enumerate(zip(group.aggregations, group.columns, strict=True)):
         states = _state_sql(a, column)
         for suffix, _ in STATES[a.function]:
             field = next(fields)
+            item = field.dtype.duckdb[:-2]  # List(X) -> X's type
             if suffix == "counts":  # last_n, count_distinct: the length of each tile's values
-                part = f"len(s{i}_values)"
+                outer.append(f"len(s{i}_values)::{item} AS {quote(field.name)}")
+                continue
+            inner.append(f"{states[suffix]} AS s{i}_{suffix}")
+            if suffix == "values":  # a list per tile: _entity_batches flattens them in tile order
+                outer.append(f"s{i}_values::{item}[] AS {quote(field.name)}")
             else:
-                inner.append(f"{states[suffix]} AS s{i}_{suffix}")
-                part = f"s{i}_{suffix}"
-            listed = f"list_transform(__s, lambda x: x.p{len(parts)})"
-            parts.append(f"'p{len(parts)}': {part}")
-            if suffix == "values":  # a list per tile: flattened, in tile order
-                listed = f"flatten({listed})"
-            outer.append(f"{listed}::{field.dtype.duckdb} AS {quote(field.name)}")
+                outer.append(f"s{i}_{suffix}::{item} AS {quote(field.name)}")
     key_list = ", ".join(keys)
     sql = (
-        f"SELECT {key_list}, {EVENT_TS}, {CREATED_TS}, {LAST_TILE}, {EVENTS}, {', '.join(outer)} FROM ("
-        f"SELECT {key_list}, max(__newest) AS {EVENT_TS}, NULL::TIMESTAMPTZ AS {CREATED_TS}, "
-        f"max({_TILE}) AS {LAST_TILE}, sum(__n)::BIGINT AS {EVENTS}, "
-        f"list({{{', '.join(parts)}}} ORDER BY {_TILE}) AS __s FROM ("
+        f"SELECT {key_list}, __newest, __n, {', '.join(outer)} FROM ("
         f"SELECT {key_list}, {tile} AS {_TILE}, max({EVENT_TS}) AS __newest, count(*) AS __n, "
-        f"{', '.join(inner)} FROM ({events}) GROUP BY {key_list}, {_TILE}) GROUP BY {key_list})"
+        f"{', '.join(inner)} FROM ({events}) GROUP BY {key_list}, {_TILE}) "
+        f"ORDER BY {key_list}, {_TILE}"
     )
     return sql, params
+
+
+def _entity_batches(reader: pa.RecordBatchReader, view: FeatureView) -> Iterator[pa.RecordBatch]:
+    """``_group_sql``'s tiles (sorted by keys, then tile) as one row per entity, in
+    ``group_row_schema`` layout: each state's items of an entity are consecutive rows, so its
+    lists are the same columns cut by the entities' row offsets. An entity's tiles may span
+    batches: the last entity of a batch waits for the next one."""
+    keys = [k.name for k in view.join_keys]
+    pending: pa.Table | None = None
+    for batch in reader:
+        table = pa.Table.from_batches([batch])
+        if pending is not None:
+            table = pa.concat_tables([pending, table])
+        if not table.num_rows:
+            continue
+        table = table.combine_chunks()
+        starts = _entity_starts(table, keys)
+        last = int(starts[-1])
+        if last:
+            yield _entity_rows(table.slice(0, last), starts[:-1], keys)
+        pending = table.slice(last)
+    if pending is not None and pending.num_rows:
+        pending = pending.combine_chunks()
+        yield _entity_rows(pending, _entity_starts(pending, keys), keys)
+
+
+def _entity_starts(table: pa.Table, keys: list[str]) -> np.ndarray:
+    """The rows where a new entity begins (the first row, then wherever a key changes; two
+    nulls are the same key, as GROUP BY has it)."""
+    n = table.num_rows
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for name in keys:
+        column = table.column(name)
+        after, before = column.slice(1), column.slice(0, n - 1)
+        same = pc.or_kleene(
+            pc.fill_null(pc.equal(after, before), False),
+            pc.and_(pc.is_null(after), pc.is_null(before)),
+        )
+        change[1:] |= ~same.to_numpy(zero_copy_only=False)
+    return np.flatnonzero(change)
+
+
+def _entity_rows(table: pa.Table, starts: np.ndarray, keys: list[str]) -> pa.RecordBatch:
+    """Whole entities' tile rows (``starts``: where each begins) as one row per entity."""
+    n = table.num_rows
+    offsets = np.append(starts, n).astype(np.int32)
+    cut = pa.array(offsets, pa.int32())
+    first = pa.array(starts)
+    columns: dict[str, pa.Array] = {k: table.column(k).chunk(0).take(first) for k in keys}
+    newest = table.column("__newest").chunk(0)
+    stamps = np.maximum.reduceat(newest.cast(pa.int64()).to_numpy(zero_copy_only=False), starts)
+    columns[EVENT_TS] = pa.array(stamps, pa.int64()).cast(newest.type)
+    columns[CREATED_TS] = pa.nulls(len(starts), pa.timestamp("us", tz="UTC"))
+    tiles = table.column(TILES).chunk(0)
+    columns[LAST_TILE] = tiles.take(pa.array(offsets[1:] - 1))
+    events = np.add.reduceat(table.column("__n").chunk(0).to_numpy(zero_copy_only=False), starts)
+    columns[EVENTS] = pa.array(events, pa.int64())
+    for name in table.column_names[len(keys) + 2 :]:
+        column = table.column(name).chunk(0)
+        if pa.types.is_list(column.type):  # a tile's values: an entity's are its tiles' in order
+            inner = column.offsets.to_numpy()
+            columns[name] = pa.ListArray.from_arrays(pa.array(inner[offsets], pa.int32()), column.values)
+        else:
+            columns[name] = pa.ListArray.from_arrays(cut, column)
+    return pa.RecordBatch.from_pydict(columns)
 
 
 def _state_sql(a: Aggregation, column: Field) -> dict[str, str]:

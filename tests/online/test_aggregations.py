@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
+import pytest
 
 from featurestore import FeatureStore
+from featurestore.online import tile_writer
 from featurestore.online.tiles import tile_groups
 from tests.online.agg_cases import DEFS, EPOCH, USERS, check_online_equals_offline, events, hop_end
 from tests.support.redis import RedisClient, keys_matching
@@ -109,3 +111,16 @@ def test_windowed_values_expire_with_their_last_window_and_removal_takes_every_g
     fs.apply(allow_breaking=True)
     fs.materialize()
     assert keys_matching(any_redis, "*user_txn*") == []
+
+
+def test_an_entity_whose_tiles_span_the_query_batches_gets_one_whole_value(
+    tmp_path: Path, any_redis: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tile query returns one row per tile, sorted; rows of 3 per batch split nearly every
+    # entity's tiles between batches, which must be joined again before encoding.
+    monkeypatch.setattr(tile_writer, "BATCH_ROWS", 3)
+    table = events(random.Random(5), datetime.now(UTC), 300, timedelta(hours=3))
+    fs = make_store(tmp_path / "repo", DEFS, {"txns/part-0.parquet": table})
+    fs.materialize()
+    ids = list(range(1, USERS + 1))
+    assert check_online_equals_offline(fs, ids) == len(ids) * 48
