@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import cast
 
+import hiredis  # redis-py's parser (redis[hiredis]); it also packs commands in C
 import redis
 
 from featurestore.errors import OnlineStoreUnavailable
 from featurestore.online.aioredis import AsyncRedis
 from featurestore.online.backend import AsyncBackend, Backend, Key
 from featurestore.secrets import mask_url
+
+# A command as the bytes Redis reads, packed in C (the stub types its argument as a 1-tuple).
+_pack = cast(Callable[[tuple[str | bytes | int, ...]], bytes], hiredis.pack_command)
 
 # Short timeouts: a lookup that cannot reach Redis must fail within its deadline.
 CONNECT_TIMEOUT = 2.0
@@ -164,8 +168,24 @@ class RedisBackend(Backend):
         self._sha: str | None = None  # NEWER_WINS, loaded on the first write
 
     def read(self, keys: Sequence[Key]) -> list[bytes | None]:
+        if not keys:
+            return []
         with map_errors(self.url):
-            return cast(list[bytes | None], self._client.mget(keys)) if keys else []
+            # The command packed in one C call: redis-py's packer encodes each key in Python
+            # (~0.4 us a key, a third of a 200-key lookup's read). The connection is the pool's,
+            # connected (and authenticated) by it; one that dropped meanwhile (a restarted
+            # Redis) is left to redis-py's own MGET, which reconnects and retries as before.
+            packed = _pack(("MGET", *keys))
+            pool = self._client.connection_pool
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command([packed])
+                return cast(list[bytes | None], conn.read_response())
+            except redis.ConnectionError:
+                conn.disconnect()
+                return cast(list[bytes | None], self._client.mget(keys))
+            finally:
+                pool.release(conn)
 
     def read_prefixes(self, keys: Sequence[Key], size: int) -> list[bytes | None]:
         pipe = self._client.pipeline(transaction=False)
@@ -180,13 +200,7 @@ class RedisBackend(Backend):
     ) -> int:
         with map_errors(self.url):
             if not newer_wins:
-                pipe = self._client.pipeline(transaction=False)
-                for key, value, expire_at in zip(keys, values, expire_at_ms, strict=True):
-                    if expire_at:
-                        pipe.set(key, value, pxat=expire_at)
-                    else:
-                        pipe.set(key, value)
-                pipe.execute()
+                self._replace(keys, values, expire_at_ms)
                 return len(keys)
             if self._sha is None:
                 self._sha = str(self._client.script_load(NEWER_WINS))
@@ -195,6 +209,37 @@ class RedisBackend(Backend):
             except redis.exceptions.NoScriptError:  # Redis restarted and lost its script cache
                 self._sha = str(self._client.script_load(NEWER_WINS))
                 return self._newer_wins(self._sha, keys, values, expire_at_ms)
+
+    def _replace(self, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int]) -> None:
+        """One SET per key in one round trip, the commands packed in C: redis-py's pipeline
+        spends ~25 us of Python on each command, most of an aggregation view's writes (one SET
+        per value, thousands per batch). A connection that dropped meanwhile is left to
+        redis-py's pipeline, which reconnects and retries as before (a SET is idempotent)."""
+        commands = [
+            _pack(("SET", key, value, "PXAT", expire_at)) if expire_at else _pack(("SET", key, value))
+            for key, value, expire_at in zip(keys, values, expire_at_ms, strict=True)
+        ]
+        pool = self._client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([b"".join(commands)])
+            error: redis.ResponseError | None = None
+            for _ in commands:  # read every reply before raising: the connection stays in step
+                try:
+                    conn.read_response()
+                except redis.ResponseError as e:
+                    error = error or e
+        except redis.ConnectionError:
+            conn.disconnect()
+            pipe = self._client.pipeline(transaction=False)
+            for key, value, expire_at in zip(keys, values, expire_at_ms, strict=True):
+                pipe.set(key, value, pxat=expire_at or None)
+            pipe.execute()
+            return
+        finally:
+            pool.release(conn)
+        if error is not None:
+            raise error
 
     def _newer_wins(
         self, sha: str, keys: Sequence[str], values: Sequence[bytes], expire_at_ms: Sequence[int]

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from featurestore import FeatureStore
-from featurestore.errors import InvalidRequestError
+from featurestore.errors import InvalidRequestError, OnlineStoreUnavailable
 from featurestore.online.store import OnlineStore
 from tests.online.helpers import (
     TZ,
@@ -22,7 +22,7 @@ from tests.online.helpers import (
     newest_rows,
     single_redis,
 )
-from tests.support.redis import RedisClient, redis_dump
+from tests.support.redis import RedisClient, RedisServer, free_port, redis_dump
 from tests.support.repos import make_store
 
 DEFS = """
@@ -205,3 +205,30 @@ def test_writes_of_sequences_that_differ_in_length_are_refused_before_any_write(
             with pytest.raises(ValueError, match=r"differ in length \(300, 300, 1\)"):
                 write(keys, [b"x" * 24] * 300, [0])
         assert online.missing(keys) == len(keys)  # nothing written
+
+
+def test_reads_and_replacing_writes_go_on_after_redis_restarts(tmp_path: Path) -> None:
+    """The blocking backend packs MGET and SET itself and sends them on the pool's connection:
+    replies come back in key order, expiries are kept, an error reply is raised, and a
+    connection that a restart dropped is replaced."""
+    with RedisServer(free_port(), tmp_path) as server:
+        store = OnlineStore.connect(server.url, "test")
+        client = redis.Redis.from_url(server.url)
+        expire_at = int((datetime.now(UTC) + timedelta(hours=1)).timestamp() * 1000)
+        store.replace(["{t:a}:v", "{t:b}:v"], [b"one", b"\x00two"], [0, expire_at])
+        assert store.read(["{t:b}:v", "{t:c}:v", "{t:a}:v"]) == [b"\x00two", None, b"one"]
+        assert client.pexpiretime("{t:b}:v") == expire_at
+        assert client.pexpiretime("{t:a}:v") == -1
+        client.close()
+        # An error reply (a negative expiry) is raised once every reply is read: the next
+        # command on the connection gets its own reply, and the other SET was done.
+        with pytest.raises(OnlineStoreUnavailable, match="invalid expire time"):
+            store.replace(["{t:x}:v", "{t:y}:v"], [b"x", b"y"], [-5, 0])
+        assert store.read(["{t:x}:v", "{t:y}:v"]) == [None, b"y"]
+        for value in (b"after one restart", b"after two"):
+            server.stop()
+            server.start()  # empty, and the store's connection is gone
+            assert store.read(["{t:a}:v"]) == [None]
+            store.replace(["{t:a}:v"], [value], [0])
+            assert store.read(["{t:a}:v"]) == [value]
+        store.close()
