@@ -295,25 +295,28 @@ class TileCodec:
                 return Items(offsets, np.zeros(0, dtype=item))
             joined = b"".join([data[a : a + k] for a, k in zip(at.tolist(), sizes.tolist(), strict=True)])
             return Items(offsets, np.frombuffer(joined, dtype=item))
-        # each payload: k, k lengths, the bytes; k must be the item count
+        # each payload: k, k lengths, the bytes; k must be the item count. Each entity's
+        # lengths, and then its items' bytes, are cut out whole and joined: one slice per
+        # entity, not a gather per item.
         none = np.zeros(0, dtype=np.int64)
         bad |= sizes < 4 + 4 * want
         if bad.any():
             return Items(offsets, data=data, starts=none, ends=none)
         k = buf[at[:, None] + _U32_BYTES].view("<u4")[:, 0]
         bad |= k != want
-        total = int(offsets[-1])
-        local = np.arange(total) - np.repeat(offsets[:-1], want)
-        where = np.repeat(at + 4, want) + 4 * local
-        lengths = buf[where[:, None] + _U32_BYTES].view("<u4")[:, 0].astype(np.int64)
-        ends = np.zeros(total + 1, dtype=np.int64)
-        np.cumsum(lengths, out=ends[1:])
+        if bad.any():
+            return Items(offsets, data=data, starts=none, ends=none)
+        first = (at + 4).tolist()
+        counts = want.tolist()
+        table = b"".join([data[a : a + 4 * c] for a, c in zip(first, counts, strict=True)])
+        ends = np.zeros(int(offsets[-1]) + 1, dtype=np.int64)
+        np.cumsum(np.frombuffer(table, dtype="<u4"), out=ends[1:])
         used = ends[offsets[1:]] - ends[offsets[:-1]]
         bad |= sizes != 4 + 4 * want + used
-        first_byte = at + 4 + 4 * want  # where each entity's item bytes begin
-        item_starts = np.repeat(first_byte - ends[offsets[:-1]], want) + ends[:-1]
+        begin = (at + 4 + 4 * want).tolist()  # where each entity's item bytes begin
+        joined = b"".join([data[a : a + u] for a, u in zip(begin, used.tolist(), strict=True)])
         text = s.item == "String"
-        return Items(offsets, data=data, starts=item_starts, ends=item_starts + lengths, text=text)
+        return Items(offsets, data=joined, starts=ends[:-1], ends=ends[1:], text=text)
 
     def rows(self, value: bytes) -> list[list[Any]] | None:
         """One value's fields as the lists the group's rows hold (for tests and tools); None

@@ -121,9 +121,12 @@ def _sum(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[Any]:
 
 
 def _mean(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[Any]:
-    count = ctx.int_sum(ctx.state(at + 1), mask).tolist()
-    total = ctx.float_sum(ctx.state(at), mask & ctx.valid(at)).tolist()
-    return [s / c if c else None for s, c in zip(total, count, strict=True)]
+    count = ctx.int_sum(ctx.state(at + 1), mask)
+    total = ctx.float_sum(ctx.state(at), mask & ctx.valid(at))
+    some = count > 0
+    # the int64 count converts to double as Python's int / float division does (counts < 2^53)
+    mean = np.divide(total, count, out=np.zeros(ctx.n), where=some).tolist()
+    return mean if some.all() else _present(mean, count)
 
 
 def _variance(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[Any]:
@@ -133,14 +136,21 @@ def _variance(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[
     c = count[mask].astype(np.float64)
     means = ctx.state(at + 1)[mask]
     n = np.bincount(entity, weights=c, minlength=ctx.n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(entity, weights=c * means, minlength=ctx.n) / n
+    some = n > 0  # divide only there: no warning to silence (np.errstate costs ~10 us a call)
+    weighted = np.bincount(entity, weights=c * means, minlength=ctx.n)
+    mean = np.divide(weighted, n, out=np.zeros(ctx.n), where=some)
     deviation = means - mean[entity]
     m2 = np.bincount(entity, weights=ctx.state(at + 2)[mask] + c * deviation * deviation, minlength=ctx.n)
-    return [max(s, 0.0) / (k - 1) if k >= 2 else None for s, k in zip(m2.tolist(), n.tolist(), strict=True)]
+    # max(s, 0) / (k - 1) as Python would (IEEE division, NaN kept), None below 2 values
+    two = n >= 2
+    variance = np.divide(np.maximum(m2, 0.0), n - 1, out=np.zeros(ctx.n), where=two).tolist()
+    if two.all():
+        return variance
+    return [v if k else None for v, k in zip(variance, two.tolist(), strict=True)]
 
 
 def _stddev(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[Any]:
+    # ``** 0.5`` in Python (C pow), not NumPy's sqrt or SIMD power: the same bits as before
     return [None if v is None else v**0.5 for v in _variance(ctx, a, at, mask)]
 
 
@@ -164,7 +174,8 @@ def _extreme(ctx: _Context, at: int, mask: np.ndarray, smallest: bool) -> list[A
         return out
     values = ctx.state(at)
     present = ctx.count(mask)
-    nonempty = ctx.starts[:-1][np.diff(ctx.starts) > 0]
+    has_tiles = np.diff(ctx.starts) > 0
+    nonempty = ctx.starts[:-1][has_tiles]
     if not len(nonempty):
         return [None] * ctx.n
     if values.dtype.kind == "f":
@@ -175,7 +186,7 @@ def _extreme(ctx: _Context, at: int, mask: np.ndarray, smallest: bool) -> list[A
     ufunc = np.minimum if smallest else np.maximum
     reduced = ufunc.reduceat(np.where(mask, values, fill), nonempty)
     out_values = np.zeros(ctx.n, dtype=values.dtype)
-    out_values[np.diff(ctx.starts) > 0] = reduced
+    out_values[has_tiles] = reduced
     return _present(out_values.tolist(), present)
 
 
@@ -235,12 +246,8 @@ def _last_n(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[An
     order[ends[entity] - sizes[entity] + rank[picked]] = picked
     items = ctx.batch.items[at]
     values = ctx.texts(items, order, ctx.entity[records[order]]) if items.values is None else items.get(order)
-    out: list[Any] = []
-    begin = 0
-    for end in ends.tolist():
-        out.append(values[begin:end] or None)
-        begin = end
-    return out
+    bounds = ends.tolist()
+    return [values[b:e] or None for b, e in zip([0, *bounds[:-1]], bounds, strict=True)]
 
 
 def _count_distinct(ctx: _Context, a: Aggregation, at: int, mask: np.ndarray) -> list[Any]:
