@@ -242,28 +242,32 @@ def _group_sql(
     # The tiles come out flat and sorted, and are put into each entity's lists by Arrow
     # offsets (``_entity_batches``): a sort of the tiles instead of an ordered list aggregate
     # of structs per entity (the same lists, about half the query's time).
-    inner, outer = [], [f"{_TILE}::BIGINT AS {quote(TILES)}"]
+    tile_parts = _TileParts()
+    outer = [f"{_TILE}::BIGINT AS {quote(TILES)}"]
     fields = iter(group.fields[1:])  # each aggregation's state lists, in STATES order
-    for i, (a, column) in enumerate(zip(group.aggregations, group.columns, strict=True)):
-        states = _state_sql(a, column)
+    for a, column in zip(group.aggregations, group.columns, strict=True):
+        states = _state_sql(a, column, tile_parts)
         for suffix, _ in STATES[a.function]:
             field = next(fields)
             item = field.dtype.duckdb[:-2]  # List(X) -> X's type
             if suffix == "counts":  # last_n, count_distinct: the length of each tile's values
-                outer.append(f"len(s{i}_values)::{item} AS {quote(field.name)}")
-                continue
-            inner.append(f"{states[suffix]} AS s{i}_{suffix}")
-            if suffix == "values":  # a list per tile: _entity_batches flattens them in tile order
-                outer.append(f"s{i}_values::{item}[] AS {quote(field.name)}")
+                outer.append(f"len({states['values']})::{item} AS {quote(field.name)}")
+            elif suffix == "values":  # a list per tile: _entity_batches flattens them in tile order
+                outer.append(f"({states['values']})::{item}[] AS {quote(field.name)}")
             else:
-                outer.append(f"s{i}_{suffix}::{item} AS {quote(field.name)}")
+                outer.append(f"({states[suffix]})::{item} AS {quote(field.name)}")
     key_list = ", ".join(keys)
-    sql = (
-        f"SELECT {key_list}, __newest, __n, {', '.join(outer)} FROM ("
-        f"SELECT {key_list}, {tile} AS {_TILE}, max({EVENT_TS}) AS __newest, count(*) AS __n, "
-        f"{', '.join(inner)} FROM ({events}) GROUP BY {key_list}, {_TILE}) "
-        f"ORDER BY {key_list}, {_TILE}"
+    aggregates = [f"{expr} AS {alias}" for expr, alias in tile_parts.aggregates.items()]
+    if tile_parts.ordered:  # one list of each tile's events, sorted by time after the GROUP BY
+        struct = ", ".join([f"'ts': {EVENT_TS}"] + [f"'{f}': {e}" for e, f in tile_parts.ordered.items()])
+        aggregates.append(f"list({{{struct}}}) AS __ev")
+    tiles = (
+        f"SELECT {key_list}, {tile} AS {_TILE}, max({EVENT_TS}) AS __newest, count(*) AS __n"
+        f"{''.join(', ' + x for x in aggregates)} FROM ({events}) GROUP BY {key_list}, {_TILE}"
     )
+    if tile_parts.ordered:
+        tiles = f"SELECT * REPLACE (list_sort(__ev) AS __ev) FROM ({tiles})"
+    sql = f"SELECT {key_list}, __newest, __n, {', '.join(outer)} FROM ({tiles}) ORDER BY {key_list}, {_TILE}"
     return sql, params
 
 
@@ -333,32 +337,55 @@ def _entity_rows(table: pa.Table, starts: np.ndarray, keys: list[str]) -> pa.Rec
     return pa.RecordBatch.from_pydict(columns)
 
 
-def _state_sql(a: Aggregation, column: Field) -> dict[str, str]:
+class _TileParts:
+    """What a group's states are computed from, per tile: aggregates (expression -> alias),
+    and the columns read from its events in time order (expression -> struct field)."""
+
+    def __init__(self) -> None:
+        self.aggregates: dict[str, str] = {}
+        self.ordered: dict[str, str] = {}
+
+    def aggregate(self, expr: str) -> str:
+        return self.aggregates.setdefault(expr, f"__a{len(self.aggregates)}")
+
+    def in_order(self, expr: str) -> str:
+        """``expr`` of the tile's events, oldest first (a list with an item per event)."""
+        field = self.ordered.setdefault(expr, f"c{len(self.ordered)}")
+        return f"list_transform(__ev, lambda e: e.{field})"
+
+
+def _state_sql(a: Aggregation, column: Field, tile: _TileParts) -> dict[str, str]:
     """Each state part of ``a`` over one tile's events, by ``STATES`` suffix (a ``counts``
-    part is the length of ``values``, taken after)."""
-    x, ts = quote(a.column), EVENT_TS
-    # Float states add in event-time order, over an ordered list: a parallel aggregate's order
-    # varies between runs, and with it the last bits of the value (same data, same bytes).
-    in_order = f"list({x}::DOUBLE ORDER BY {ts})"
-    v = f"(CASE WHEN {x} = 0 THEN 0 ELSE {x} END)" if column.dtype.name in FLOATS else x
-    present = f"FILTER (WHERE {x} IS NOT NULL)"
-    h = sketch.hash_sql(x, column.dtype)
-    sketched = f"coalesce(list(DISTINCT {h} ORDER BY {h}) {present}, [])"
-    m2 = f"list_var_pop({in_order}) * count({x})"  # the sum of squared deviations from the mean
-    moments = {"count": f"count({x})", "mean": f"list_avg({in_order})", "m2": m2}
-    return {
-        "count": {"count": f"count({x})"},
-        "sum": {"sum": f"list_sum({in_order})" if column.dtype.name in FLOATS else f"sum({x})::BIGINT"},
-        "mean": {"sum": f"list_sum({in_order})", "count": f"count({x})"},
-        "variance": moments,
-        "stddev": moments,
-        "min": {"value": f"min({x})"},
-        "max": {"value": f"max({x})"},
-        "first": {"value": f"arg_min({x}, {ts})"},
-        "last": {"value": f"arg_max({x}, {ts})"},
-        "last_n": {"values": f"coalesce(list({x} ORDER BY {ts} DESC) {present}, [])[1:{a.n}]"},
-        # sorted, -0.0 as 0.0: the same bytes on every engine and run
-        "count_distinct": {"values": f"coalesce(list(DISTINCT {v} ORDER BY {v}) {present}, [])"},
-        # the tile's sketch: its k smallest distinct hashes, ascending
-        "approx_count_distinct": {"values": f"{sketched}[1:{a.k}]"},
-    }[a.function]
+    part is the length of ``values``, taken by the caller)."""
+    x, ts, f = quote(a.column), EVENT_TS, a.function
+    # Float states add in event-time order: the tile's events are listed, then sorted by time
+    # (event times are unique per entity), then summed; a parallel aggregate's order varies
+    # between runs, and with it the last bits of the value (same data, same bytes). Sorting
+    # each tile's list is faster than DuckDB's ordered aggregates (list(x ORDER BY t)).
+    if f == "count":
+        return {"count": tile.aggregate(f"count({x})")}
+    if f == "sum":
+        if column.dtype.name in FLOATS:
+            return {"sum": f"list_sum({tile.in_order(x + '::DOUBLE')})"}
+        return {"sum": tile.aggregate(f"sum({x})::BIGINT")}
+    if f == "mean":
+        return {"sum": f"list_sum({tile.in_order(x + '::DOUBLE')})", "count": tile.aggregate(f"count({x})")}
+    if f in ("variance", "stddev"):
+        values, count = tile.in_order(x + "::DOUBLE"), tile.aggregate(f"count({x})")
+        # m2: the sum of squared deviations from the mean
+        return {"count": count, "mean": f"list_avg({values})", "m2": f"list_var_pop({values}) * {count}"}
+    if f in ("min", "max"):
+        return {"value": tile.aggregate(f"{f}({x})")}
+    if f in ("first", "last"):
+        return {"value": tile.aggregate(f"{'arg_min' if f == 'first' else 'arg_max'}({x}, {ts})")}
+    if f == "last_n":  # newest first: the time-sorted values reversed (no two share a time)
+        present = f"list_filter({tile.in_order(x)}, lambda v: v IS NOT NULL)"
+        return {"values": f"list_reverse({present})[1:{a.n}]"}
+    if f == "count_distinct":  # sorted, -0.0 as 0.0: the same bytes on every engine and run
+        v = f"(CASE WHEN {x} = 0 THEN 0 ELSE {x} END)" if column.dtype.name in FLOATS else x
+        return {"values": f"list_sort(list_distinct({tile.aggregate(f'list({v})')}))"}  # no nulls
+    if f == "approx_count_distinct":  # the tile's sketch: its k smallest distinct hashes, ascending
+        # hashed where the value is present (a null hashes too), NULL for a tile of nulls only
+        hashes = tile.aggregate(f"list({sketch.hash_sql(x, column.dtype)}) FILTER (WHERE {x} IS NOT NULL)")
+        return {"values": f"list_sort(list_distinct(coalesce({hashes}, [])))[1:{a.k}]"}
+    raise ValueError(f"no tile states for function {f!r}")
