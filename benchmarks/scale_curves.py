@@ -165,6 +165,21 @@ def raw_process(repo: Path, env: dict[str, str], write: str) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, **row}
 
 
+def prepared_repo(scale: str, env: dict[str, str], reuse: bool) -> tuple[Path, float | None, float | None]:
+    """The example repo at ``scale``, generated, applied and ingested (with ``reuse``, an earlier
+    one if there is one): (repo, generate seconds, ingest seconds; None when reused)."""
+    repo = OUT / f"online-{scale}" / "repo"
+    if reuse and (repo / ".featurestore" / "store.duckdb").exists():
+        return repo, None, None
+    t = time.perf_counter()
+    repo = prepare(scale)
+    generate_s = time.perf_counter() - t
+    run_cli(env, "apply", "--repo", str(repo))
+    t = time.perf_counter()
+    run_cli(env, "materialize", "--offline", "--repo", str(repo))
+    return repo, generate_s, time.perf_counter() - t
+
+
 MODES = ("raw-set", "raw-mset", "cli")  # cli last: Redis then holds a run's values for the lookups
 
 
@@ -173,16 +188,7 @@ def bench_materialize(
 ) -> dict[str, Any]:
     """Prepare ``scale`` (generate, apply, ingest; with ``reuse`` an earlier prepared repo),
     then each mode interleaved ``runs`` times, Redis emptied and watermarks wiped before each."""
-    repo = OUT / f"online-{scale}" / "repo"
-    generate_s = ingest_s = None
-    if not (reuse and (repo / ".featurestore" / "store.duckdb").exists()):
-        t = time.perf_counter()
-        repo = prepare(scale)
-        generate_s = time.perf_counter() - t
-        run_cli(env, "apply", "--repo", str(repo))
-        t = time.perf_counter()
-        run_cli(env, "materialize", "--offline", "--repo", str(repo))
-        ingest_s = time.perf_counter() - t
+    repo, generate_s, ingest_s = prepared_repo(scale, env, reuse)
     cli_env = {**env, "FEATURESTORE_DUCKDB_MEMORY_LIMIT": memory_limit} if memory_limit else env
     url = env["FEATURESTORE_REDIS_URL"]
     runs_of: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}

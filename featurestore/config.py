@@ -87,7 +87,8 @@ class Config:
     # Entity frames name their event time column this unless a call says otherwise.
     event_timestamp_column: str = "event_timestamp"
     # DuckDB's buffer pool for heavy work (training sets, ingestion), e.g. "8GB"; beyond it
-    # DuckDB spills to .featurestore/tmp. None: DuckDB's default, 80% of RAM.
+    # DuckDB spills to .featurestore/tmp. None: DuckDB's default, 80% of RAM, except for
+    # materialization's newest-row reads (online/materialize.py, DEFAULT_MEMORY_LIMIT).
     memory_limit: str | None = None
     # OpenLineage events go here (an HTTP endpoint) instead of .featurestore/openlineage/events.jsonl.
     openlineage_url: str | None = None

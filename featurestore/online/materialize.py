@@ -41,6 +41,13 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, int, int], None]
 BATCH_ROWS = 20_000
+# DuckDB's memory_limit for reading the newest rows of plain views when [offline] memory_limit
+# is unset. DuckDB's own default is 80% of RAM, so its buffer pool and the newest-row window
+# (QUALIFY row_number() per key) grew with the data (1.8 GiB at 100M rows); beyond this cap
+# DuckDB spills to .featurestore/tmp. Not for aggregation views: their tiles' ordered list
+# aggregates do not spill enough and fail under a small cap (512MB at 10M rows). Time and RSS:
+# benchmarks/RESULTS.md, target 6.
+DEFAULT_MEMORY_LIMIT = "1GB"
 # Values stay in Redis this long after their TTL, so a lookup can say EXPIRED rather than
 # NOT_FOUND for a while; then key expiry reclaims the memory.
 EXPIRED_GRACE = timedelta(hours=1)
@@ -116,6 +123,25 @@ class StartedRun:
     plans: list[_Plan]
     removals: list[str]
     epoch: str  # the store's online epoch: the value of the markers this run sets (presence.py)
+
+
+def memory_limit(config: Config, view: FeatureView) -> str | None:
+    """DuckDB's memory_limit while materializing ``view``: the configured one, else
+    DEFAULT_MEMORY_LIMIT for a plain view and DuckDB's default (None) for an aggregation view.
+
+    Training sets keep DuckDB's default too: users size those (the whole join is theirs).
+    """
+    if config.memory_limit or view.aggregations:
+        return config.memory_limit
+    return DEFAULT_MEMORY_LIMIT
+
+
+def set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
+    """``limit`` (a size such as 1GB) for the connection's database; None: DuckDB's default."""
+    if limit:
+        con.execute("SET memory_limit = ?", [limit])
+    else:
+        con.execute("RESET memory_limit")
 
 
 def start_run(
@@ -221,6 +247,7 @@ def write_run(
             result.removed[name] = store.delete_view(name)
         with connection(config.duckdb_path, read_only=True, memory_limit=config.memory_limit) as con:
             for plan in run.plans:
+                set_memory_limit(con, memory_limit(config, plan.view))
                 if plan.view.aggregations:
                     result.views.append(
                         _materialize_tiles(con, config.project, plan, store, run, progress, spark)

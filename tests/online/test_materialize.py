@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import duckdb
 import pyarrow as pa
 import pytest
 import redis
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from featurestore import FeatureStore
 from featurestore.errors import InvalidRequestError, NotFoundError, OnlineStoreUnavailable
-from featurestore.online.materialize import EXPIRED_GRACE
+from featurestore.online.materialize import DEFAULT_MEMORY_LIMIT, EXPIRED_GRACE
 from featurestore.serving.fastpath import fast_encoder
 from tests.online.helpers import TZ, client_of, columns, expected_lookup, lookup, newest_rows, single_redis
 from tests.support.redis import RedisClient, redis_dump, value_keys
@@ -191,6 +192,58 @@ def test_ttl_decides_present_expired_and_not_written(tmp_path: Path, any_redis: 
         event = now - ages[i][-1]
         expected = int((event + TTL + EXPIRED_GRACE).timestamp() * 1000)
         assert any_redis.pexpiretime(key) == expected, i
+
+
+MEMORY_DEFS = f"""{TTL_DEFS}
+from featurestore import Aggregation
+counts = FeatureView("counts", entities=[item], source=items.source, schema=[Field("v", Int64)],
+                     aggregations=[Aggregation("v", "sum", window=timedelta(hours=1))])
+"""
+
+
+def _shown(limit: str | None) -> str:
+    """How current_setting('memory_limit') prints ``limit`` (None: DuckDB's default)."""
+    con = duckdb.connect()
+    if limit:
+        con.execute("SET memory_limit = ?", [limit])
+    shown = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    con.close()
+    return str(shown[0])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("configured", [None, "256MB"])
+def test_materialization_bounds_duckdb_memory_unless_configured(
+    tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, configured: str | None
+) -> None:
+    """Without a memory_limit, plain views are read under DEFAULT_MEMORY_LIMIT (DuckDB's own
+    default, 80% of RAM, let materialization's memory grow with the data) and aggregation views
+    under DuckDB's default (their tiles fail under a small cap); a configured limit holds for both."""
+    if configured:
+        monkeypatch.setenv("FEATURESTORE_DUCKDB_MEMORY_LIMIT", configured)
+    else:
+        monkeypatch.delenv("FEATURESTORE_DUCKDB_MEMORY_LIMIT", raising=False)
+    now = datetime.now(UTC).replace(microsecond=0)
+    items = pa.table({"id": pa.array([1, 2], pa.int64()), "ts": pa.array([now, now], TZ), "v": [1, 2]})
+    fs = make_store(tmp_path / "repo", MEMORY_DEFS, {"items.parquet": items}, project="online")
+    seen: dict[str, set[str]] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        # While the run reads, the file's database is open read-only in this process: DuckDB
+        # hands this connection the same database, so it reads the run's setting.
+        try:
+            con = duckdb.connect(str(fs.config.duckdb_path), read_only=True)
+        except duckdb.ConnectionException:  # ingestion's steps: its write connection is open
+            return
+        setting = con.execute("SELECT current_setting('memory_limit')").fetchone()
+        seen.setdefault(name.split("@")[0], set()).add(str(setting[0]))  # type: ignore[index]
+        con.close()
+
+    assert fs.materialize(progress=progress).written == 2 + 2
+    assert _shown(DEFAULT_MEMORY_LIMIT) != _shown(None)
+    assert seen == {
+        "items": {_shown(configured or DEFAULT_MEMORY_LIMIT)},
+        "counts": {_shown(configured)},
+    }
 
 
 def test_a_view_without_ttl_keeps_every_entity_forever(tmp_path: Path, redis_client: redis.Redis) -> None:
