@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from online import (
     prepare,
     redis_server,
     run_cli,
+    run_header,
 )
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -261,13 +261,7 @@ def main() -> None:
         redis_keys = {n: len(k) for n, k in keys.items()}
 
     result = {
-        "command": " ".join([".venv/bin/python", "benchmarks/compiled.py", *sys.argv[1:]]),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        **run_header("compiled.py", load_before),
         "seconds_per_point": args.seconds,
         "redis_keys_per_lookup": redis_keys,
         "points": {k: _median(v) for k, v in samples.items()},

@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from online import (
     prepare,
     redis_server,
     run_cli,
+    run_header,
     wait_port,
 )
 from tail import GRPC_ECHO, HTTP_ECHO, grpc_response, http_response
@@ -373,13 +373,7 @@ def main() -> None:
                 profile(ours.pid, f"http://127.0.0.1:{g}{METHOD}", case["body"], args.profile, n)
 
     result = {
-        "command": " ".join([".venv/bin/python", "benchmarks/cpu.py", *sys.argv[1:]]),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        **run_header("cpu.py", load_before),
         "cpus": os.cpu_count(),
         "points": points,
         "mget": {str(n): v for n, v in mget.items()},

@@ -71,6 +71,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_header(script: str, load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """What every result JSON opens with: the command, when, the load average around the run
+    and the commit measured."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "command": " ".join([".venv/bin/python", f"benchmarks/{script}", *sys.argv[1:]]),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "commit": commit.stdout.strip(),
+    }
+
+
 def percentiles(latencies_us: list[float]) -> dict[str, float]:
     xs = sorted(latencies_us)
 

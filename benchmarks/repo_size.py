@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -52,6 +51,7 @@ from online import (
     redis_benchmark,
     redis_server,
     run_cli,
+    run_header,
 )
 
 SIZES = (1, 10, 50)
@@ -238,13 +238,7 @@ def main() -> None:
                 point["mget"].append(redis_benchmark(redis_port, keys[(n, request)], 1, 5000))
 
     result = {
-        "command": " ".join([".venv/bin/python", "benchmarks/repo_size.py", *sys.argv[1:]]),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        **run_header("repo_size.py", load_before),
         "in_process": local,
         "grpc": {case: {kind: _median(points) for kind, points in p.items()} for case, p in remote.items()},
     }

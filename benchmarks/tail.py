@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from online import (
     prepare,
     redis_server,
     run_cli,
+    run_header,
     wait_port,
 )
 
@@ -262,13 +262,7 @@ def main() -> None:
                 samples.setdefault(f"python c=1 {key}", []).extend(ms)
 
     result = {
-        "command": " ".join([".venv/bin/python", "benchmarks/tail.py", *sys.argv[1:]]),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        **run_header("tail.py", load_before),
         "histogram_edges_ms": EDGES,
         "series": {k: summary(v) for k, v in samples.items()},
     }

@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from online import (
     prepare,
     redis_server,
     run_cli,
+    run_header,
     wait_port,
 )
 
@@ -251,13 +251,7 @@ def main() -> None:
                     )
 
     result = {
-        "command": " ".join([".venv/bin/python", "benchmarks/workers.py", *sys.argv[1:]]),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        **run_header("workers.py", load_before),
         "cpus": os.cpu_count(),
         "points": points,
         "placement": trials,
