@@ -47,6 +47,7 @@ from online import (
     redis_server,
     run_cli,
     run_header,
+    serve_command,
     wait_port,
 )
 from tail import GRPC_ECHO, HTTP_ECHO, grpc_response, http_response
@@ -299,17 +300,7 @@ def main() -> None:
         rows = pq.read_table(repo / "data" / "entity_rows.parquet", columns=["driver_id", "customer_id"])
         drivers, customers = rows.column("driver_id").to_pylist(), rows.column("customer_id").to_pylist()
         g, h = free_port(), free_port()
-        serve = [
-            str(BIN / "featurestore"),
-            "serve",
-            "--repo",
-            str(repo),
-            "--grpc-port",
-            str(g),
-            "--http-port",
-            str(h),
-        ]
-        ours = stack.enter_context(background(serve, g, env))
+        ours = stack.enter_context(background(serve_command(repo, g, h), g, env))
         wait_port(h)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         store = FeatureStore(repo)

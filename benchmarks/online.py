@@ -71,6 +71,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_command(repo: Path, grpc_port: int, http_port: int | str, *extra: str) -> list[str]:
+    """``featurestore serve`` of ``repo`` on these ports (http_port "0": gRPC only)."""
+    return [
+        str(BIN / "featurestore"), "serve", "--repo", str(repo),
+        "--grpc-port", str(grpc_port), "--http-port", str(http_port), *extra,
+    ]
+
+
 def run_header(script: str, load_before: tuple[float, float, float]) -> dict[str, Any]:
     """What every result JSON opens with: the command, when, the load average around the run
     and the commit measured."""
@@ -653,18 +661,7 @@ def bench_lookups(
     store = FeatureStore(repo, config=load_config(repo, env=env))  # this process's env has no Redis URL
     results: dict[str, Any] = {"workers": workers, "seconds_per_point": seconds, "points": []}
     grpc_port, http_port = free_port(), free_port()
-    serve_cmd = [
-        str(BIN / "featurestore"),
-        "serve",
-        "--repo",
-        str(repo),
-        "--grpc-port",
-        str(grpc_port),
-        "--http-port",
-        str(http_port),
-        "--workers",
-        str(workers),
-    ]
+    serve_cmd = serve_command(repo, grpc_port, http_port, "--workers", str(workers))
     with background(serve_cmd, grpc_port, env):
         wait_port(http_port)
         for n in (1, 100):

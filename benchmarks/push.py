@@ -49,7 +49,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from online import BIN, OUT, ROOT, background, free_port, percentiles, redis_server, run_cli, wait_port
+from online import (
+    BIN,
+    OUT,
+    ROOT,
+    background,
+    free_port,
+    percentiles,
+    redis_server,
+    run_cli,
+    serve_command,
+    wait_port,
+)
 
 VIEW = "driver_stats"
 AGG_VIEW = "driver_trips"  # the example's aggregation view: 9 aggregations, 3 hop groups
@@ -362,18 +373,7 @@ def main() -> None:
         rows = Rows(drivers)
         raw = redis.Redis.from_url(env["FEATURESTORE_REDIS_URL"])
         grpc_port, http_port = free_port(), free_port()
-        serve = [
-            str(BIN / "featurestore"),
-            "serve",
-            "--repo",
-            str(repo),
-            "--grpc-port",
-            str(grpc_port),
-            "--http-port",
-            str(http_port),
-            "--workers",
-            "1",
-        ]
+        serve = serve_command(repo, grpc_port, http_port, "--workers", "1")
         with background(serve, grpc_port, env), Client(f"127.0.0.1:{grpc_port}", timeout=30) as remote:
             wait_port(http_port)
             with tempfile.TemporaryDirectory(dir=repo) as scratch:

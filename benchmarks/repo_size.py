@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from online import (
-    BIN,
     METHOD,
     OUT,
     ROOT,
@@ -52,6 +51,7 @@ from online import (
     redis_server,
     run_cli,
     run_header,
+    serve_command,
 )
 
 SIZES = (1, 10, 50)
@@ -209,17 +209,7 @@ def main() -> None:
         ports = {}
         for n, repo in repos.items():
             g = free_port()
-            cmd = [
-                str(BIN / "featurestore"),
-                "serve",
-                "--repo",
-                str(repo),
-                "--grpc-port",
-                str(g),
-                "--http-port",
-                "0",
-            ]
-            stack.enter_context(background(cmd, g, env))  # --http-port 0: gRPC only
+            stack.enter_context(background(serve_command(repo, g, "0"), g, env))  # gRPC only
             ports[n] = g
         remote: dict[str, dict[str, list[dict[str, float]]]] = {}
         for run in range(args.runs):

@@ -44,6 +44,7 @@ from online import (
     redis_server,
     run_cli,
     run_header,
+    serve_command,
     wait_port,
 )
 
@@ -214,17 +215,7 @@ def main() -> None:
         servers: dict[str, tuple[int, list[int]]] = {}
         for name, extra in series.items():
             g, h = free_port(), free_port()
-            cmd = [
-                str(BIN / "featurestore"),
-                "serve",
-                "--repo",
-                str(repo),
-                "--grpc-port",
-                str(g),
-                "--http-port",
-                str(h),
-            ]
-            proc = stack.enter_context(background([*cmd, *extra], g, env))
+            proc = stack.enter_context(background(serve_command(repo, g, h, *extra), g, env))
             wait_port(h)
             spawned = [
                 p for p in children(proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()
