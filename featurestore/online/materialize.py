@@ -326,13 +326,26 @@ def _plan(
 
 
 def newest_rows_sql(
-    project: str, plan: _Plan, now: datetime, only: str | None = None, expired: bool = False
+    project: str, plan: _Plan, now: datetime, only: str | None = None
 ) -> tuple[str, list[object]]:
     """The newest row per entity in the plan's range (the same order as training sets).
 
-    ``only``: a further SQL condition on the rows (e.g. which keys). ``expired``: the rows
-    in range too old to serve instead (a view with a TTL), which a run skips.
+    ``only``: a further SQL condition on the rows (e.g. which keys).
     """
+    keys = ", ".join(quote(k.name) for k in plan.view.join_keys)
+    in_range, params = rows_in_range_sql(project, plan, now, only)
+    newest = (
+        f"{in_range} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {EVENT_TS} DESC, "
+        f"{CREATED_TS} DESC NULLS LAST, {SEQ} DESC) = 1"
+    )
+    return newest, params
+
+
+def rows_in_range_sql(
+    project: str, plan: _Plan, now: datetime, only: str | None = None, expired: bool = False
+) -> tuple[str, list[object]]:
+    """Every row in the plan's range, the versions newest_rows_sql picks from. ``expired``:
+    the rows in range too old to serve instead (a view with a TTL), which a run skips."""
     view = plan.view
     keys = ", ".join(quote(k.name) for k in view.join_keys)
     cols = ", ".join(quote(f.name) for f in view.features)
@@ -356,9 +369,7 @@ def newest_rows_sql(
             params.append(plan.start)
     sql = (
         f"SELECT {keys}, {EVENT_TS}, {CREATED_TS}, {cols} FROM {view_table(project, view.name)} "
-        f"WHERE {' AND '.join(where)} "
-        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {EVENT_TS} DESC, "
-        f"{CREATED_TS} DESC NULLS LAST, {SEQ} DESC) = 1"
+        f"WHERE {' AND '.join(where)}"
     )
     return sql, params
 
@@ -435,9 +446,9 @@ def _write_newest(
     """The DuckDB engine's data step: read the newest rows in Arrow batches, write each."""
     view = plan.view
     sql, params = newest_rows_sql(project, plan, now)
-    result.rows_read, total = _count(con, sql, params, view)
+    result.rows_read, total = _count(con, *rows_in_range_sql(project, plan, now), view)
     if view.ttl is not None:
-        result.expired = _count_rows(con, *newest_rows_sql(project, plan, now, expired=True))
+        result.expired = _count_rows(con, *rows_in_range_sql(project, plan, now, expired=True))
     if progress:
         progress(f"{view.name}", 0, total)
     # Closed even when a batch fails: a reader left open (the traceback keeps it alive)
@@ -506,24 +517,25 @@ def _correct_retracted(
 
 
 def _count_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> int:
-    """Rows in range, no entities: a plain count, whose memory does not grow with the data.
+    """Rows of ``sql`` (rows_in_range_sql), no entities: a plain count, whose memory does not
+    grow with the data.
 
     The expired rows are most of a view's history (all but its TTL): grouping them by key to
     count entities nobody reads held a hash table of every key in the process's peak RSS.
     """
-    row = fetch_one(con, f"SELECT count(*) FROM ({sql.split(' QUALIFY ')[0]})", params)
+    row = fetch_one(con, f"SELECT count(*) FROM ({sql})", params)
     return int(row[0]) if row else 0
 
 
 def _count(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[object], view: FeatureView
 ) -> tuple[int, int]:
-    """(rows in range, entities among them): a hash aggregate, cheaper than the window."""
+    """(rows in range, entities among them) of ``sql`` (rows_in_range_sql): a hash aggregate,
+    cheaper than the window."""
     keys = ", ".join(quote(k.name) for k in view.join_keys)
-    in_range = sql.split(" QUALIFY ")[0]
     row = fetch_one(
         con,
-        f"SELECT coalesce(sum(n), 0), count(*) FROM (SELECT count(*) n FROM ({in_range}) GROUP BY {keys})",
+        f"SELECT coalesce(sum(n), 0), count(*) FROM (SELECT count(*) n FROM ({sql}) GROUP BY {keys})",
         params,
     )
     return (int(row[0]), int(row[1])) if row else (0, 0)
