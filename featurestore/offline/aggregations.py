@@ -107,9 +107,7 @@ def aggregation_sql(project: str, view: FeatureView, features: Sequence[Field], 
             f"row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {EVENT_TS}) AS {_RANK} "
             f"FROM {events} WHERE {quote(a.column)} IS NOT NULL)"
         )
-        in_window = "" if a.window is None else (
-            f"AND ev.{EVENT_TS} > u.{_T} - to_microseconds({a.window // timedelta(microseconds=1)}) "
-        )
+        in_window = "" if a.window is None else f"AND {_after_start('ev', 'u', a.window)} "
         on_keys = " AND ".join(f"ev.{k} = u.{k}" for k in keys)
         n = a.n
         ctes.append(
@@ -143,7 +141,7 @@ def _kth_smallest(
     on_keys = " AND ".join(f"e.{key} = n.{key}" for key in keys)
     in_window = f"e.{EVENT_TS} <= n.{_T}"
     if a.window is not None:
-        in_window += f" AND e.{EVENT_TS} > n.{_T} - to_microseconds({a.window // timedelta(microseconds=1)})"
+        in_window += f" AND {_after_start('e', 'n', a.window)}"
 
     def ranked(name: str, rows: str, below: str) -> str:
         # the window's distinct hashes below the threshold, numbered from the smallest
@@ -210,6 +208,11 @@ def _asked_for(keys: list[str]) -> str:
 def _stream_type(column: Field) -> str:
     """Floats are aggregated as DOUBLE (a Float32 sum in FLOAT would round at every step)."""
     return "DOUBLE" if column.dtype.name in FLOATS else column.dtype.duckdb
+
+
+def _after_start(event: str, row: str, window: timedelta) -> str:
+    """SQL: event ``event`` is after the start of the window ending at entity row ``row``."""
+    return f"{event}.{EVENT_TS} > {row}.{_T} - to_microseconds({window // timedelta(microseconds=1)})"
 
 
 def _frame(keys: list[str], window: timedelta | None) -> str:
