@@ -43,6 +43,7 @@ from online import (
     background,
     free_port,
     grpc_body,
+    h2load_command,
     prepare,
     redis_server,
     run_cli,
@@ -130,21 +131,7 @@ def load(
     with tempfile.NamedTemporaryFile() as data:
         data.write(body)
         data.flush()
-        cmd = [
-            "h2load",
-            "-c",
-            str(concurrency),
-            "-m",
-            "1",
-            "-t",
-            "1",
-            "-D",
-            str(round(seconds)),
-            "-d",
-            data.name,
-            *extra,
-            url,
-        ]
+        cmd = h2load_command(url, data.name, concurrency, round(seconds), *extra)
         before = [cpu_of(p) for p in pids]
         main_before = main_thread_cpu(pids[0])
         started = time.monotonic()

@@ -564,30 +564,24 @@ def grpc_body(driver_ids: list[int], customer_ids: list[int]) -> bytes:
     return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
+def h2load_command(
+    url: str, body_file: Path | str, concurrency: int, seconds: float, *extra: str
+) -> list[str]:
+    """h2load with ``concurrency`` connections of one stream each, one thread, for ``seconds``,
+    sending ``body_file`` in every request."""
+    return [
+        "h2load", "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(seconds),
+        "-d", str(body_file), *extra, url,
+    ]
+
+
 def h2load(url: str, body: bytes, concurrency: int, seconds: float, extra: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "body"
         data.write_bytes(body)
         log = Path(tmp) / "log"
-        cmd = [
-            "h2load",
-            "-c",
-            str(concurrency),
-            "-m",
-            "1",
-            "-t",
-            "1",
-            "-D",
-            str(seconds),
-            "--warm-up-time",
-            "1",
-            "-d",
-            str(data),
-            "--log-file",
-            str(log),
-            *extra,
-            url,
-        ]
+        logged = ["--warm-up-time", "1", "--log-file", str(log)]
+        cmd = h2load_command(url, data, concurrency, seconds, *logged, *extra)
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         lines = [line.split("\t") for line in log.read_text().splitlines() if line]
     ok = [float(f[2]) for f in lines if f[1] == "200"]

@@ -45,6 +45,7 @@ from online import (
     background,
     free_port,
     grpc_body,
+    h2load_command,
     prepare,
     redis_server,
     run_cli,
@@ -110,25 +111,8 @@ def h2load_latencies(url: str, body: bytes, concurrency: int, seconds: int, extr
     with tempfile.TemporaryDirectory() as tmp:
         data, log = Path(tmp) / "body", Path(tmp) / "log"
         data.write_bytes(body)
-        cmd = [
-            "h2load",
-            "-c",
-            str(concurrency),
-            "-m",
-            "1",
-            "-t",
-            "1",
-            "-D",
-            str(seconds),
-            "--warm-up-time",
-            "1",
-            "-d",
-            str(data),
-            "--log-file",
-            str(log),
-            *extra,
-            url,
-        ]
+        logged = ["--warm-up-time", "1", "--log-file", str(log)]
+        cmd = h2load_command(url, data, concurrency, seconds, *logged, *extra)
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows = [line.split("\t") for line in log.read_text().splitlines() if line]
     ok = [float(r[2]) / 1000 for r in rows if r[1] == "200"]
