@@ -20,8 +20,10 @@ runtime: $(RUNTIME) redis-server
 	@# compile every module on each CLI start (~0.1 s). Stale files are recompiled in memory.
 	@$(BIN)/python -m compileall -q featurestore >/dev/null
 
-# The virtual environment with the package, rebuilt when the dependencies change.
-$(RUNTIME): pyproject.toml
+# The virtual environment with the package, rebuilt when the dependencies or the lookup's C
+# kernel change (pip builds it in place: featurestore/online/_tiles.*.so; needs gcc and
+# Python's headers, which the machine's Python has).
+$(RUNTIME): pyproject.toml featurestore/online/_tiles.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e .
 	touch $(RUNTIME)

@@ -28,11 +28,11 @@ import pyarrow as pa
 from featurestore.definitions import FeatureView, Field, OnDemandFeatureView
 from featurestore.definitions.types import pandas_frame
 from featurestore.errors import DefinitionError, InvalidRequestError, OnDemandError
+from featurestore.online import tile_kernel
 from featurestore.online.codec import DecodedColumns, ViewCodec, ViewSchema, layout_of
 from featurestore.online.keys import request_tags
 from featurestore.online.on_demand import OnDemandPlan, Output, Step
 from featurestore.online.tile_codec import TileCodec
-from featurestore.online.tile_combine import combine
 from featurestore.online.tiles import empty_value, tile_groups
 from featurestore.registry import Snapshot
 from featurestore.registry.snapshot import Expanded
@@ -188,7 +188,9 @@ def _log_corrupt(view: str, entities: list[int], columns: Mapping[str, list[Any]
     log.warning(
         "%d stored value(s) of feature view %r cannot be decoded (the first: %s); they answer "
         "CORRUPT until a materialization rewrites them",
-        len(entities), view, first,
+        len(entities),
+        view,
+        first,
     )
 
 
@@ -390,7 +392,7 @@ def _assemble_tiles(
     columns: Mapping[str, list[Any]],
 ) -> list[int | None]:
     """Fill ``cols`` (position = aggregation of the group) from the group's stored tiles,
-    decoded and combined for every entity at once (tile_combine.py).
+    decoded and combined for every entity at once (tile_kernel.py).
 
     No value is an entity without events in any window of the group: count 0, the rest
     null. A value of another layout (written before the view or the layout changed) is
@@ -399,20 +401,19 @@ def _assemble_tiles(
     """
     n = len(raw)
     aggregations = codec.group.aggregations
-    if None not in raw:  # every entity has a value: the common case, decoded as it is
-        batch = codec.decode(raw)  # type: ignore[arg-type]
-        combined, damaged = combine(codec.group, codec, batch, now_us)
-        if len(batch.good) == n and not damaged:
+    if None not in raw:  # every entity has a value: the common case, combined as it is
+        out = tile_kernel.combine(codec, raw, now_us)  # type: ignore[arg-type]
+        if len(out.good) == n and not out.damaged:
             for pos, col in cols:
-                col.values = combined[pos]
+                col.values = out.results[pos]
                 # ``in`` scans in C: most columns hold no null, and need no comprehension
                 col.statuses = (
                     [NULL_VALUE if x is None else PRESENT for x in col.values]
                     if None in col.values
                     else [PRESENT] * n
                 )
-                col.event_ts_us = batch.event_ts_us  # type: ignore[assignment]
-            return batch.run_ids  # type: ignore[return-value]
+                col.event_ts_us = out.event_ts_us
+            return out.run_ids
     found = [i for i in range(n) if raw[i] is not None]
     values = [[empty_value(a)] * n for a in aggregations]
     state = [_LIVE] * n
@@ -420,22 +421,21 @@ def _assemble_tiles(
     runs: list[int | None] = [None] * n
     if found:
         if len(found) < n:
-            batch = codec.decode([raw[i] for i in found])  # type: ignore[misc]
-            combined, damaged = combine(codec.group, codec, batch, now_us)
-        rows = [found[k] for k in batch.good]  # entity index of each decoded row
-        for column, got in zip(values, combined, strict=True):
+            out = tile_kernel.combine(codec, [raw[i] for i in found], now_us)  # type: ignore[misc]
+        rows = [found[k] for k in out.good]  # entity index of each decoded row
+        for column, got in zip(values, out.results, strict=True):
             for i, v in zip(rows, got, strict=True):
                 column[i] = v
-        for i, stamp, run in zip(rows, batch.event_ts_us, batch.run_ids, strict=True):
+        for i, stamp, run in zip(rows, out.event_ts_us, out.run_ids, strict=True):
             stamps[i], runs[i] = stamp, run
-        for k in batch.other:
+        for k in out.other:
             state[found[k]] = NOT_FOUND
-        bad = [found[k] for k in batch.corrupt] + [rows[e] for e in sorted(damaged)]
+        bad = [found[k] for k in out.corrupt] + [rows[e] for e in sorted(out.damaged)]
         for i in bad:
             state[i] = CORRUPT
         if bad:
             _log_corrupt(view.name, sorted(bad), columns)
-        for i in [found[k] for k in batch.other] + bad:
+        for i in [found[k] for k in out.other] + bad:
             stamps[i] = runs[i] = None
     for pos, col in cols:
         column = values[pos]

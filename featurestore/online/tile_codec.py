@@ -17,7 +17,8 @@ Layout (little-endian)::
 
 Every entity's records have the same width, so the records of all values of a lookup, joined,
 are one NumPy structured array: one ``frombuffer`` decodes every fixed-width state of every
-entity (tile_combine.py combines them without a loop over entities). The header is
+entity (``decode``, for tools and the NumPy reference in tests/online/numpy_combine.py; the
+lookup's kernel, tile_kernel.py, reads the values where they lie). The header is
 ``ViewCodec``'s, so ``header_of`` and the freshness checks read these values too. The layout
 hash includes ``LAYOUT_TAG``: a value of the earlier layout (a ``ViewCodec`` row of List
 columns, whose hash is of the field list alone) has another layout and reads NOT_FOUND until
@@ -32,6 +33,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -155,6 +157,13 @@ class TileCodec:
         self.record = np.dtype(parts)
         self.variable = [s for s in self.states if not s.in_record]
         self.by_position = {s.position: s for s in self.states}
+
+    @cached_property
+    def kernel_spec(self) -> tuple[Any, ...]:
+        """This layout as the lookup's compiled kernel takes it (tile_kernel.py)."""
+        from featurestore.online.tile_kernel import spec
+
+        return spec(self)
 
     # -- encoding (materialization, both engines) ------------------------------------------
 

@@ -11,7 +11,7 @@ ending at ``J * hop``, so the value served is the training-set value at entity t
 A group's rows, as both engines compute them, are List columns: ``__tiles`` (tile numbers,
 ascending) and, per aggregation, its state lists with one item per tile; ``last_n`` and
 ``count_distinct`` keep their values flattened, with a count per tile. tile_codec.py stores
-them (a record per tile) and tile_combine.py combines them for many entities at once.
+them (a record per tile) and tile_kernel.py combines them for many entities at once.
 """
 
 from __future__ import annotations

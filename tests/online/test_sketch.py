@@ -15,7 +15,6 @@ import pytest
 
 from featurestore import Aggregation
 from featurestore.errors import DefinitionError
-from featurestore.online import tile_combine
 from tests.offline.agg_reference import Spec, aggregate, feature_name, in_window, is_null, latest_versions
 from tests.offline.reference import SourceRow
 from tests.online.agg_cases import check_online_equals_offline
@@ -142,13 +141,9 @@ def test_training_sets_equal_the_reference_sketch(tmp_path: Path, events: pa.Tab
     assert hit["empty"] >= 60 and hit["exact"] >= 60 and hit["estimate"] >= 180, hit
 
 
-@pytest.mark.parametrize("combine", ["rows", "pairs"])
 def test_lookups_equal_the_training_set_at_the_end_of_their_hop(
-    tmp_path: Path, any_redis: RedisClient, events: pa.Table, combine: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, any_redis: RedisClient, events: pa.Table
 ) -> None:
-    # Both ways of finding each entity's kth smallest hash (tile_combine.py): a padded matrix
-    # sorted by rows, or (with no padding allowed) one sort of (entity, hash) pairs.
-    monkeypatch.setattr(tile_combine, "GRID_SLACK", 4 if combine == "rows" else -(10**9))
     fs = make_store(tmp_path / "repo", DEFS, {"txns/part-0.parquet": events})
     fs.materialize()
     ids = list(range(USERS + 2))  # 0 and 4: no events, 0 distinct

@@ -1,7 +1,7 @@
-"""The tile group codec and the vectorized combine: rows survive encode -> decode byte for
-byte deterministic, combining many entities at once equals combining each in plain Python
-(every function, every state type, random windows and ``now``), and values of the earlier
-layout read NOT_FOUND while damaged ones read CORRUPT."""
+"""The tile group codec and the lookup's combine (tile_kernel.py): rows survive encode ->
+decode byte for byte deterministic, combining many entities at once equals combining each in
+plain Python (every function, every state type, random windows and ``now``), and values of
+the earlier layout read NOT_FOUND while damaged ones read CORRUPT."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ from featurestore import (
     String,
     Timestamp,
 )
+from featurestore.online import tile_kernel
 from featurestore.online.codec import FORMAT_VERSION, ViewCodec, ViewSchema, with_header
 from featurestore.online.tile_codec import TileCodec
-from featurestore.online.tile_combine import combine
 from featurestore.online.tiles import STATES, TileGroup, tile_groups
 from tests.online.agg_cases import DEFS, events
 from tests.support.redis import RedisClient, keys_matching
@@ -196,13 +196,13 @@ def test_combining_many_entities_at_once_equals_combining_each_alone(seed: int) 
         codec = TileCodec(group)
         table = random_rows(rng, group, 40)
         values = codec.encode(table, np.arange(40), 7).to_pylist()
-        batch = codec.decode(values)
-        assert batch.good == list(range(40)) and not batch.corrupt and not batch.other
         rows = [codec.rows(v) for v in values]
         for now_tile in (95, 104, 110, 118, 129, 140):
             now_us = (now_tile * 300 - rng.randint(0, 299)) * 1_000_000
-            got, damaged = combine(group, codec, batch, now_us)
-            assert not damaged
+            out = tile_kernel.combine(codec, values, now_us)
+            assert out.good == list(range(40)) and not out.corrupt and not out.other
+            assert not out.damaged
+            got = out.results
             for e, row in enumerate(rows):
                 assert row is not None
                 want = reference(group, row, now_us)
@@ -243,8 +243,11 @@ def test_values_of_the_earlier_layout_are_other_and_damaged_ones_corrupt() -> No
     from featurestore.online.codec import encode_created
 
     old = earlier.encode(table, np.arange(6), encode_created(None, 6), 1).to_pylist()
-    batch = codec.decode([values[0], old[1], values[2], old[3][:20]])
+    mixed = [values[0], old[1], values[2], old[3][:20]]
+    batch = codec.decode(mixed)
     assert (batch.good, batch.other, batch.corrupt) == ([0, 2], [1], [3])
+    out = tile_kernel.combine(codec, mixed, 120 * 300 * 1_000_000)
+    assert (out.good, out.other, out.corrupt) == ([0, 2], [1], [3])
     broken = [
         values[1][:-1],  # cut short
         values[1] + b"\x00",  # bytes to spare
@@ -253,9 +256,10 @@ def test_values_of_the_earlier_layout_are_other_and_damaged_ones_corrupt() -> No
     ]
     batch = codec.decode([values[0], *broken, values[2]])
     assert (batch.good, batch.other, batch.corrupt) == ([0, 5], [], [1, 2, 3, 4])
-    combined, _ = combine(group, codec, batch, 120 * 300 * 1_000_000)
-    alone, _ = combine(group, codec, codec.decode([values[0], values[2]]), 120 * 300 * 1_000_000)
-    assert combined == alone
+    out = tile_kernel.combine(codec, [values[0], *broken, values[2]], 120 * 300 * 1_000_000)
+    assert (out.good, out.other, out.corrupt) == ([0, 5], [], [1, 2, 3, 4])
+    alone = tile_kernel.combine(codec, [values[0], values[2]], 120 * 300 * 1_000_000)
+    assert out.results == alone.results
 
 
 def test_a_value_of_the_earlier_layout_reads_not_found_and_a_damaged_one_corrupt(

@@ -1,5 +1,8 @@
-"""Combining the tiles of many entities at once: each aggregation's value at ``now`` for every
-decoded value of a lookup (tiles.py says which tiles a window covers).
+"""The NumPy reference of the lookup's compiled kernel (featurestore/online/tile_kernel.py):
+the same combine written as vectorized NumPy, which served lookups until the kernel replaced
+it (a lookup of 100 entities made a few hundred NumPy calls, ~2 us each in fixed costs).
+test_tile_kernel.py checks that both give the same bits. Each aggregation's value at ``now``
+for every decoded value of a lookup (tiles.py says which tiles a window covers).
 
 Each function is a few NumPy calls over the records of all entities joined (``TileBatch``):
 a mask of the tiles in the window ``(J - span, J]``, then per-entity sums by ``bincount``
