@@ -144,8 +144,8 @@ WITH events AS MATERIALIZED (
     QUALIFY row_number() OVER (
         PARTITION BY driver_id, __event_ts ORDER BY __created_ts DESC NULLS LAST, __seq DESC) = 1
 ),
-entity_rows AS (
-    SELECT driver_id, customer_id, event_timestamp, trip_completed, file_row_number AS r
+entity_rows AS (  -- every column of the entity rows, as a training set keeps them
+    SELECT * EXCLUDE (file_row_number), file_row_number AS r
     FROM read_parquet('{entities}', file_row_number = true)
 ),
 stream AS (
@@ -172,7 +172,7 @@ at_rows AS (
                  RANGE BETWEEN INTERVAL 604799999999 MICROSECOND PRECEDING AND CURRENT ROW)
     QUALIFY r IS NOT NULL
 )
-SELECT e.driver_id, e.customer_id, e.event_timestamp, e.trip_completed,
+SELECT e.* EXCLUDE (r),
        coalesce(a.trips_1h, 0)::BIGINT AS trips_1h, a.fare_sum_1d, a.fare_mean_7d,
        a.distance_km_max_7d, a.tip_stddev_7d
 FROM entity_rows e LEFT JOIN at_rows a USING (r)
