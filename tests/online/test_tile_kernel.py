@@ -21,7 +21,7 @@ from featurestore.online import tile_kernel
 from featurestore.online.tile_codec import TileCodec
 from featurestore.online.tiles import tile_groups
 from tests.online.numpy_combine import combine
-from tests.online.test_tile_codec import random_rows, view
+from tests.online.tile_rows import random_rows, view
 
 WINDOWS = (timedelta(minutes=15), timedelta(hours=1), None)
 NOW_TILES = (95, 104, 110, 118, 129, 140)  # the rows' tiles are 100..129
