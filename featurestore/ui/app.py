@@ -19,6 +19,7 @@ from featurestore.config import Config
 from featurestore.errors import FeatureStoreError, NotAppliedError, NotFoundError
 from featurestore.serving.auth import Tokens
 from featurestore.ui import filters, security
+from featurestore.ui.login_limit import Limits, LoginLimiter, TooManyLogins
 from featurestore.ui.lookups import LookupRates
 from featurestore.ui.reader import StoreReader
 
@@ -75,8 +76,10 @@ def build_app(
     tokens: Tokens | None,
     prefix: str = "",
     metrics: ServingMetrics | None = None,
+    limits: Limits | None = None,
 ) -> FastAPI:
-    """The console for the repo of ``config``; ``prefix`` is where it is mounted ("" or e.g. "/ui")."""
+    """The console for the repo of ``config``; ``prefix`` is where it is mounted ("" or e.g. "/ui");
+    ``limits`` bound failed logins (login_limit's defaults when None)."""
     from featurestore.ui import routes_catalog, routes_lineage, routes_monitoring, routes_runs
 
     # pyarrow's first compute call in a process imports pandas (~0.2 s): paid here, at start,
@@ -94,7 +97,15 @@ def build_app(
         ("Health", console.url("/health")),
         ("Statistics", console.url("/statistics")),
     ]
-    access = security.Access(tokens, console.prefix)
+    access = security.Access(tokens, console.prefix, LoginLimiter(limits))
+
+    def too_many(
+        request: Request, e: TooManyLogins, template: str = "error.html", **context: Any
+    ) -> Response:
+        response = console.page(request, template, 429, title=_title(429), message=e.message, **context)
+        response.headers["Retry-After"] = str(e.retry_after)
+        return response
+
     app = FastAPI(title="featurestore console", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount(console.url("/static"), StaticFiles(directory=HERE / "static"), name="static")
     if console.prefix:  # mounted under a path: its bare path leads to the catalog
@@ -107,7 +118,10 @@ def build_app(
     async def guard(request: Request, call_next: Any) -> Response:
         path = request.url.path
         if not any(path.startswith(console.url(p)) for p in OPEN_PATHS):
-            verdict = access.verdict(request)
+            try:
+                verdict = access.verdict(request)
+            except TooManyLogins as e:
+                return too_many(request, e)
             if verdict == "login":
                 return RedirectResponse(access.login_url(request), status_code=303)
             if verdict != "ok":
@@ -157,7 +171,11 @@ def build_app(
         form = await security.read_form(request)
         target = security.safe_next(form.get("next"), console.prefix)
         token = form.get("token", "").strip()
-        if tokens is None or tokens.scopes(token) is None:
+        try:
+            scopes = access.scopes(request, token) if tokens is not None else None
+        except TooManyLogins as e:
+            return too_many(request, e, "login.html", next=target, tokens=True, refused=False)
+        if scopes is None:
             return console.page(
                 request, "login.html", 401, next=target, tokens=tokens is not None, refused=True
             )
@@ -184,7 +202,14 @@ CROSS_SITE = "this form may only be sent from the console's own pages"
 
 
 def _title(status: int) -> str:
-    return {400: "Bad request", 401: "Not logged in", 403: "Not allowed", 404: "Not found", 503: "Busy"}.get(
+    return {
+        400: "Bad request",
+        401: "Not logged in",
+        403: "Not allowed",
+        404: "Not found",
+        429: "Too many failed logins",
+        503: "Busy",
+    }.get(
         status, "Error"
     )
 

@@ -1,5 +1,5 @@
-"""Lineage: the graph around a training set, view, service, run or file, and the list of
-training sets to start from."""
+"""Lineage: the graph around a training set, view, service, run or file, and the lists of
+training sets, views and services to start from (each a page at a time, as in the catalog)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
+from featurestore.errors import InvalidRequestError
 from featurestore.lineage.graph import lineage
 from featurestore.runs.training_set_records import list_records
 from featurestore.ui import lineage_svg
@@ -20,27 +21,53 @@ from featurestore.ui.paging import Page
 MAX_NAME = 2000  # characters of a node name (a file's path)
 # What a node's page links to besides its graph: the catalog, a run's page.
 CATALOG_KINDS = {"feature_view": "feature_view", "feature_service": "feature_service"}
+# The start page's lists: ?kind= shows one of them alone; each node name's prefix.
+START_KINDS = {"training_set": "training_set:", "feature_view": "view:", "feature_service": "service:"}
+START_TITLES = {
+    "training_set": "Training sets",
+    "feature_view": "Feature views",
+    "feature_service": "Services",
+}
 
 
 def register(app: FastAPI, console: Console) -> None:
     reader, config = console.reader, console.config
 
+    def start(request: Request) -> HTMLResponse:
+        q = request.query_params
+        page = Page.of(q)
+        only = q.get("kind", "")
+        if only and only not in START_KINDS:
+            raise InvalidRequestError(
+                f"kind={only[:40]!r} is not a list of this page: give one of {', '.join(START_KINDS)}"
+            )
+        read = reader.read("catalog", lambda con: reader.snapshot(con))
+        found = Catalog(read.value[1]).search()
+        shown = (only,) if only else tuple(START_KINDS)
+        every: dict[str, list[Any]] = {k: found[k] for k in shown if k in found}
+        if "training_set" in shown:
+            every["training_set"] = sorted(
+                list_records(config.store_dir), key=lambda r: r["created_at"], reverse=True
+            )
+        return console.page(
+            request,
+            "lineage_start.html",
+            read=read,
+            order=shown,
+            only=only,
+            titles=START_TITLES,
+            prefixes=START_KINDS,
+            sections={
+                k: (every[k][page.offset : page.offset + page.limit], page.with_total(len(every[k])))
+                for k in shown
+            },
+        )
+
     @app.get(console.url("/lineage"), response_class=HTMLResponse)
     def graph(request: Request) -> HTMLResponse:
         node = request.query_params.get("node", "").strip()[:MAX_NAME]
         if not node:
-            page = Page.of(request.query_params)
-            read = reader.read("catalog", lambda con: reader.snapshot(con))
-            found = Catalog(read.value[1]).search()
-            sets = sorted(list_records(config.store_dir), key=lambda r: r["created_at"], reverse=True)
-            return console.page(
-                request,
-                "lineage_start.html",
-                read=read,
-                found=found,
-                training_sets=sets[page.offset : page.offset + page.limit],
-                page=page.with_total(len(sets)),
-            )
+            return start(request)
 
         def read_graph(con: Connection) -> dict[str, Any]:
             return lineage(config, reader.snapshot(con)[1], node)

@@ -5,6 +5,8 @@ and scopes; ``read`` is needed). A browser cannot send a bearer header, so a log
 the token in a cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page
 sends it, which with GET-only pages makes the console CSRF-safe), Secure under TLS. With no
 token configured the console answers loopback clients only, as the server takes pushes.
+Every token a client presents (form, cookie or header) is checked through ``login_limit``,
+which refuses checks after too many failures (429).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from featurestore.serving.auth import READ, Tokens, bearer, is_loopback
+from featurestore.ui.login_limit import LoginLimiter
 
 COOKIE = "featurestore_ui_token"
 MAX_FORM_BYTES = 4096  # a token and a page to go back to
@@ -41,19 +44,37 @@ LOOPBACK_ONLY = (
 class Access:
     """Decides each request: allowed, sent to the login page, or refused."""
 
-    def __init__(self, tokens: Tokens | None, prefix: str = "") -> None:
+    def __init__(self, tokens: Tokens | None, prefix: str = "", limiter: LoginLimiter | None = None) -> None:
         self.tokens = tokens
         self.prefix = prefix
+        self.limiter = limiter if limiter is not None else LoginLimiter()  # it has a len: may be falsy
 
     def token_of(self, request: Request) -> str | None:
         return request.cookies.get(COOKIE) or bearer(request.headers.get("authorization"))
 
+    def scopes(self, request: Request, token: str) -> frozenset[str] | None:
+        """The scopes of a token the client presents, None if it is not one of ours; raises
+        TooManyLogins, without checking the token, while the client (or every client) is
+        locked out."""
+        client = client_address(request)
+        self.limiter.check(client)
+        scopes = self.tokens.scopes(token) if self.tokens is not None else None
+        if scopes is None:
+            self.limiter.failed(client)
+        else:
+            self.limiter.succeeded(client)
+        return scopes
+
     def verdict(self, request: Request) -> str:
         """``ok``, ``login`` (no valid token), ``scope`` (a token without read) or ``remote``
-        (no tokens configured and the client is not on this machine)."""
+        (no tokens configured and the client is not on this machine); raises TooManyLogins
+        when a token would be checked during a lockout."""
         if self.tokens is None:
-            return "ok" if is_loopback(request.client.host if request.client else None) else "remote"
-        scopes = self.tokens.scopes(self.token_of(request))
+            return "ok" if is_loopback(client_address(request)) else "remote"
+        token = self.token_of(request)
+        if not token:  # nothing guessed: straight to the login page
+            return "login"
+        scopes = self.scopes(request, token)
         if scopes is None:
             return "login"
         return "ok" if READ in scopes else "scope"
@@ -80,6 +101,11 @@ class Access:
             secure=request.url.scheme == "https",
             path=self.prefix or "/",
         )
+
+
+def client_address(request: Request) -> str:
+    """The peer's address as the socket gives it (a proxy's own, behind one: see the README)."""
+    return request.client.host if request.client else ""
 
 
 def same_origin(request: Request) -> bool:

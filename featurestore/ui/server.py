@@ -16,6 +16,7 @@ from featurestore.config import Config
 from featurestore.errors import ConfigError
 from featurestore.serving.auth import Tokens
 from featurestore.ui.app import build_app
+from featurestore.ui.login_limit import Limits
 
 if TYPE_CHECKING:
     from featurestore.serving.tls import TlsFiles
@@ -66,11 +67,16 @@ class ConsoleServer:
     """The console on ``host:port`` in a thread of this process, until ``stop`` (tests, screenshots)."""
 
     def __init__(
-        self, config: Config, tokens: Tokens | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: Config,
+        tokens: Tokens | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: Limits | None = None,
     ) -> None:
         self.sock = bind(host, port)
         self.url = address(self.sock, tls=False)
-        app = build_app(config, tokens)
+        app = build_app(config, tokens, limits=limits)
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self._thread = threading.Thread(target=self._run, name="featurestore-ui", daemon=True)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
+
+import httpx
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from tests.support.browser import click_link, follow, wait_for
-from tests.ui.support import Demo
+from tests.ui.support import TOKEN, Demo
 
 
 def test_a_training_sets_graph_followed_to_a_source_file(browser: webdriver.Chrome, demo: Demo) -> None:
@@ -53,3 +57,31 @@ def test_a_view_graph_shows_its_runs_and_consumers(browser: webdriver.Chrome, de
     click_link(browser, "ingest-rejected-1")
     click_link(browser, "Run details")
     assert browser.find_element(By.ID, "status").text == "failed"
+
+
+def test_the_start_page_lists_come_a_page_at_a_time(demo: Demo) -> None:
+    def get(query: str) -> tuple[dict[str, list[str]], str]:
+        """The start page's node links by section, and its text."""
+        with httpx.Client(base_url=demo.url, headers={"authorization": f"Bearer {TOKEN}"}) as http:
+            page = http.get(f"/lineage{query}")
+        assert page.status_code == 200, page.text
+        text = html.unescape(page.text)
+        sections = re.findall(r'<section id="(\w+)">(.*?)</section>', text, re.S)
+        return {k: re.findall(r"\?node=[^\"]+\">([^<]+)</a>", body) for k, body in sections}, text
+
+    shown, text = get("?kind=feature_view&limit=2")
+    assert shown == {"feature_view": ["customer_profile", "driver_stats"]}  # one list asked for: only it
+    assert "1–2 of 4" in text and 'href="?kind=feature_view&limit=2&offset=2"' in text
+    shown, text = get("?kind=feature_view&limit=2&offset=2")
+    assert shown == {"feature_view": ["driver_trips", "heartbeat"]} and "3–4 of 4" in text
+    assert 'href="?kind=feature_view&limit=2&offset=0"' in text and "offset=4" not in text
+
+    shown, text = get("?limit=1")  # every list a page at a time, each with its own link on
+    assert shown == {
+        "training_set": [demo.training_set],
+        "feature_view": ["customer_profile"],
+        "feature_service": ["dispatch_model"],
+    }
+    assert 'href="?kind=feature_service&limit=1&offset=1"' in text and "1–1 of 3" in text
+    shown, _ = get("?kind=feature_service")
+    assert shown == {"feature_service": ["dispatch_model", "pricing_model", "trip_model"]}

@@ -141,6 +141,9 @@ def test_every_page_carries_a_content_security_policy(demo: Demo) -> None:
         ("/?offset=x", 400, "offset='x' is not a whole number"),
         ("/catalog/feature_view/driver_stats?limit=0", 400, "limit=0 is out of range"),
         ("/catalog/entity/driver?offset=-3", 400, "offset=-3 is out of range"),
+        ("/lineage?kind=run", 400, "kind='run' is not a list of this page: give one of training_set"),
+        ("/lineage?limit=0", 400, "limit=0 is out of range: give 1 to 500"),
+        ("/lineage?kind=feature_view&offset=x", 400, "offset='x' is not a whole number"),
     ],
 )
 def test_bad_query_values_are_a_400_naming_the_value(
