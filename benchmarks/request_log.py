@@ -6,11 +6,13 @@ training set built from the log.
 
 In process, no servers: synthetic answers of ``--entities`` entities x 16 features (distinct
 floats, strings, ints; run ids as the lookup gives them). Times ``RequestLog.offer`` on the request
-path (a put on a queue), the writer thread's rows per second until ``close`` returns, the
+path (a put on a queue; wall time, and the calling thread's CPU time, which leaves out its
+waits for the GIL the writer thread holds), the writer thread's rows per second until ``close`` returns, the
 bytes per row on disk, and turning the log back into entity rows (``logged_entities``: the
 pivot and typed values a training set from the log starts with). ``--on-demand``: each answer
 also carries 2 on-demand features (handed over as ``computed``, the answer a server sends),
-logged beside the 16. ``--memory``: the Python
+logged beside the 16. ``--held``: the writer thread waits until every request is offered, so
+that ``offer`` is timed without the writer competing for the GIL. ``--memory``: the Python
 memory (tracemalloc) the log holds when its writer is held and the queue fills to its default
 bounds with 100-entity answers.
 """
@@ -49,6 +51,19 @@ def answer(n: int, first: int) -> OnlineResult:
     return OnlineResult({"driver_id": list(range(first, first + n))}, columns, {"v": [7] * n})
 
 
+class _Held:
+    """A plan whose decoding (in the writer thread) waits for ``event``: holds the writer."""
+
+    outputs: tuple[()] = ()
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def assemble(self, *args: object, **kwargs: object) -> OnlineResult:
+        self.event.wait()
+        return OnlineResult({}, [])
+
+
 def with_on_demand(looked_up: OnlineResult) -> OnlineResult:
     """The answer with on-demand features, as ``Lookup.computed`` makes it: computed columns
     (no event time) after the looked-up ones."""
@@ -69,6 +84,7 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=10)
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--on-demand", action="store_true", help="answers with 2 on-demand features")
+    parser.add_argument("--held", action="store_true", help="time offer alone: the writer held until the end")
     args = parser.parse_args()
     if args.memory:
         return memory()
@@ -78,12 +94,21 @@ def main() -> None:
         answers = [answer(n, i * n) for i in range(1000)]  # each repeats every 1000 requests
         computed = [with_on_demand(a) if args.on_demand else None for a in answers]
         per_request = N_FEATURES + (N_ON_DEMAND if args.on_demand else 0)
-        log = RequestLog(work / "log", 1.0, queue_size=args.requests + 1, queue_values=10**12)
-        start = time.perf_counter()
-        for i in range(args.requests):
-            a = answers[i % 1000]
-            log.offer("grpc", time.time(), a.entities, a, sampled=True, computed=computed[i % 1000])
-        offered = time.perf_counter() - start
+        log = RequestLog(work / "log", 1.0, queue_size=args.requests + 2, queue_values=10**12)
+        held = threading.Event()
+        if args.held:  # the writer waits on its first item until every request is offered
+            log.offer_lookup("grpc", 0, _Held(held), 0, {}, [])  # type: ignore[arg-type]
+        start, cpu = time.perf_counter(), time.thread_time()
+        if args.on_demand:
+            for i in range(args.requests):
+                a = answers[i % 1000]
+                log.offer("grpc", time.time(), a.entities, a, sampled=True, computed=computed[i % 1000])
+        else:  # the call as before the option, so that the package before it runs this harness too
+            for i in range(args.requests):
+                a = answers[i % 1000]
+                log.offer("grpc", time.time(), a.entities, a, sampled=True)
+        offered, offered_cpu = time.perf_counter() - start, time.thread_time() - cpu
+        held.set()
         log.close()
         total = time.perf_counter() - start
         rows = args.requests * n * per_request
@@ -91,6 +116,8 @@ def main() -> None:
         size = sum(f.stat().st_size for f in files)
         print(f"requests {args.requests} x {n} entities x {per_request} features = {rows:,} rows")
         print(f"offer (request path): {offered / args.requests * 1e6:.1f} us per request")
+        # The calling thread's CPU only: without the waits for the GIL the writer thread holds.
+        print(f"offer CPU (request thread): {offered_cpu / args.requests * 1e6:.1f} us per request")
         print(
             f"writer: {rows / total:,.0f} rows/s ({args.requests / total:,.0f} requests/s), "
             f"{len(files)} files"
