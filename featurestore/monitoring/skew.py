@@ -6,6 +6,10 @@ the request's time, what the feature's value was -- exactly as a training set wo
 A served value that differs, including one served where the offline store has none or the
 other way round, is a mismatch. Causes: materialization behind the source (freshness), a
 source rewritten after materialization, or a value changed in Redis by something else.
+
+On-demand features are compared like any other: the log holds them as served (computed at
+request time), and the training set computes them offline from the inputs point in time and
+the request data logged with each entity (one entity frame column per request field).
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ def skew(
     """Compare the logged served values of ``features`` (default: all logged) with the offline store."""
     table, files = read_log(directory)
     rows = table.select(
-        ["request_id", "request_time", "entity_json", "feature", "value_json", "status"]
+        ["request_id", "request_time", "entity_json", "request_json", "feature", "value_json", "status"]
     ).to_pylist()
     if features is not None:
         wanted = set(features)
@@ -119,20 +123,22 @@ def _compare(
     training_set: TrainingSetFn,
     result: dict[str, FeatureSkew],
 ) -> None:
-    index: dict[tuple[str, datetime], int] = {}
+    # An entity row per (keys, time, request data): on-demand features read the request data.
+    index: dict[tuple[str, datetime, str | None], int] = {}
     for r in rows:
-        index.setdefault((r["entity_json"], r["request_time"]), len(index))
+        index.setdefault((r["entity_json"], r["request_time"], r["request_json"]), len(index))
     entities = list(index)
     columns: dict[str, Any] = {}
     for k in keys:
-        keyed = [json.loads(e)[k] for e, _ in entities]
+        keyed = [json.loads(e)[k] for e, _, _ in entities]
         columns[k] = pa.array(keyed, pa.int64() if all(isinstance(v, int) for v in keyed) else pa.string())
-    columns[TIME_COLUMN] = pa.array([t for _, t in entities], pa.timestamp("us", tz="UTC"))
+    columns[TIME_COLUMN] = pa.array([t for _, t, _ in entities], pa.timestamp("us", tz="UTC"))
+    _add_request_data(columns, [d for _, _, d in entities])
     refs = sorted({r["feature"] for r in rows})
     offline = training_set(pa.table(columns), refs)
     values = {ref: offline.column(ref.replace(":", "__")).to_pylist() for ref in refs}
     for r in rows:
-        i = index[(r["entity_json"], r["request_time"])]
+        i = index[(r["entity_json"], r["request_time"], r["request_json"])]
         ref = r["feature"]
         expected = value_json(values[ref][i])  # the same canonical text the log holds
         skew = result[ref]
@@ -149,3 +155,15 @@ def _compare(
                         "offline": expected,
                     }
                 )
+
+
+def _add_request_data(columns: dict[str, Any], texts: list[str | None]) -> None:
+    """One entity frame column per request data field (as logged: the training set casts each
+    to its declared type); a field named like a join key or the time is left out."""
+    data = [json.loads(t) if t is not None else {} for t in texts]
+    for k in sorted({k for d in data for k in d} - set(columns)):
+        values = [d.get(k) for d in data]
+        try:
+            columns[k] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: an on-demand view would refuse them
+            columns[k] = pa.array([None if v is None else json.dumps(v) for v in values], pa.string())

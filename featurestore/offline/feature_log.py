@@ -12,6 +12,11 @@ entity) -- every request that served at least one of ``features`` -- with:
 - every other feature computed offline, point in time at ``request_time``, as for any
   entity frame.
 
+On-demand features are taken from the log as served (computed at request time), never
+recomputed: each must be in the log, and no file of the first format (``format_version`` 1,
+written before on-demand features were logged) may hold requests of the window, since whether
+its requests were answered any is unknown.
+
 The log's columns come first, then the offline ones. The manifest's ``feature_log`` names
 the files read, the served features, the runs that wrote the served values and how many
 requests the server dropped (queue full) before the files, so a training set says how
@@ -34,8 +39,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.errors import InvalidRequestError, NotFoundError
-from featurestore.offline.request_log_format import SCHEMA, column_from_json, dropped_before
+from featurestore.offline.request_log_format import (
+    FORMAT_VERSION,
+    SCHEMA,
+    column_from_json,
+    dropped_before,
+    format_version,
+)
 from featurestore.registry import ViewRequest
+from featurestore.registry.snapshot import OnDemandRequest
 from featurestore.storage import literal, quote
 
 TIME_COLUMN = "request_time"
@@ -74,11 +86,17 @@ class LoggedEntities:
 
 
 def logged_entities(
-    feature_log: FeatureLog, requests: Sequence[ViewRequest], full_feature_names: bool
+    feature_log: FeatureLog,
+    requests: Sequence[ViewRequest],
+    full_feature_names: bool,
+    on_demand: Sequence[OnDemandRequest] = (),
 ) -> LoggedEntities:
-    """The entity frame of ``feature_log`` for the features of ``requests``."""
+    """The entity frame of ``feature_log`` for the features of ``requests`` (served if logged,
+    else left to compute) and of ``on_demand`` (served: each must be in the log)."""
     files = feature_log.files()
-    wanted = {f"{r.view.name}:{f.name}": (r, f.dtype) for r in requests for f in r.features}
+    wanted = {f"{r.view.name}:{f.name}": f.dtype for r in requests for f in r.features}
+    wanted.update({f"{r.view.name}:{f.name}": f.dtype for r in on_demand for f in r.features})
+    computed = [f"{r.view.name}:{f.name}" for r in on_demand for f in r.features]
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         # DuckDB reads the files (only the rows of the features asked for reach memory); a
@@ -92,21 +110,34 @@ def logged_entities(
         con.execute(
             f"CREATE TEMP VIEW log AS SELECT {selected} FROM read_parquet([{paths}], union_by_name = true)"
         )
-        where = ["feature IN (SELECT unnest(?))"]
-        params: list[Any] = [list(wanted)]
+        window: list[str] = []
+        params: list[Any] = []
         if feature_log.start is not None:
-            where.append("request_time >= ?")
+            window.append("request_time >= ?")
             params.append(feature_log.start)
         if feature_log.end is not None:
-            where.append("request_time < ?")
+            window.append("request_time < ?")
             params.append(feature_log.end)
-        rows = con.sql(f"SELECT * FROM log WHERE {' AND '.join(where)}", params=params).to_arrow_table()
+        if computed:
+            _check_on_demand_logged(con, feature_log, files, window, params)
+        where = ["feature IN (SELECT unnest(?))", *window]
+        rows = con.sql(
+            f"SELECT * FROM log WHERE {' AND '.join(where)}", params=[list(wanted), *params]
+        ).to_arrow_table()
         found = set(pc.unique(rows.column("feature")).to_pylist())
         served = [ref for ref in wanted if ref in found]
         if not served:
             raise InvalidRequestError(
                 f"the feature log in {feature_log.path} holds no served values of {sorted(wanted)}"
                 + _between(feature_log)
+            )
+        missing = [ref for ref in computed if ref not in found]
+        if missing:
+            raise InvalidRequestError(
+                f"the feature log in {feature_log.path} holds no served values of on-demand "
+                f"feature(s) {missing}{_between(feature_log)}: on-demand features are taken from "
+                "the log only; for values never served, build the training set from an entity "
+                "frame (with the request fields as columns) instead"
             )
         con.register("served", rows)
         picks = []
@@ -130,7 +161,7 @@ def logged_entities(
     _add_request_data(columns, pivot)
     runs: dict[str, set[int]] = {}
     for i, ref in enumerate(served):
-        req, dtype = wanted[ref]
+        dtype = wanted[ref]
         view, feature = ref.split(":", 1)
         name = f"{view}__{feature}" if full_feature_names else feature
         for taken in (name, name + STATUS_SUFFIX):
@@ -158,6 +189,32 @@ def logged_entities(
         "rows": pivot.num_rows,
     }
     return LoggedEntities(pa.table(columns), offline, manifest)
+
+
+def _check_on_demand_logged(
+    con: duckdb.DuckDBPyConnection,
+    feature_log: FeatureLog,
+    files: list[Path],
+    window: list[str],
+    params: list[Any],
+) -> None:
+    """No file of the first format holds requests of the window: their on-demand values are unknown."""
+    old = [f for f in files if format_version(f) < FORMAT_VERSION]
+    if not old:
+        return
+    paths = ", ".join(literal(str(f)) for f in old)
+    count, newest = con.execute(
+        f"SELECT count(*), max(request_time) FROM read_parquet([{paths}]) "
+        f"WHERE {' AND '.join(window) or 'true'}",
+        params,
+    ).fetchall()[0]
+    if count:
+        raise InvalidRequestError(
+            f"{len(old)} request log file(s) in {feature_log.path} (e.g. {old[0].name}) were written "
+            "before on-demand features were logged, so which on-demand values their requests were "
+            f"served is unknown; pass FeatureLog(start=...) after their newest request ({newest}), "
+            "or move them out of the folder"
+        )
 
 
 def _between(feature_log: FeatureLog) -> str:

@@ -39,6 +39,11 @@ SCHEMA = pa.schema(
 META_MODE = b"featurestore.request_log.mode"  # "complete" or "sampled"
 META_SAMPLE = b"featurestore.request_log.sample"
 META_DROPPED = b"featurestore.request_log.dropped"  # requests dropped since this process's previous file
+# The rows a file holds, beyond its columns. 1 (no key): looked-up features only; 2: also the
+# on-demand features as served (computed at request time), so a file of version 1 says nothing
+# about the on-demand features its requests were answered.
+META_VERSION = b"featurestore.request_log.version"
+FORMAT_VERSION = 2
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # served timestamps count microseconds from it
 
 
@@ -55,6 +60,12 @@ def dropped_before(path: Path) -> int:
     """Requests the writing process dropped (queue full) since its previous file; 0 for old files."""
     meta = pq.read_schema(path).metadata or {}
     return int(meta.get(META_DROPPED, b"0"))
+
+
+def format_version(path: Path) -> int:
+    """The file's ``META_VERSION``: 1 for files written before on-demand outputs were logged."""
+    meta = pq.read_schema(path).metadata or {}
+    return int(meta.get(META_VERSION, b"1"))
 
 
 def value_json(value: Any) -> str | None:

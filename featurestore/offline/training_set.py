@@ -178,14 +178,15 @@ def build_training_set(
                 "a FeatureLog entity frame needs the duckdb offline engine ([offline] engine = "
                 "\"duckdb\"): the Spark engine does not read feature logs yet"
             )
-        if expanded.on_demand:  # the log holds their inputs as served, not their outputs
-            names = sorted(r.view.name for r in expanded.on_demand)
-            raise InvalidRequestError(
-                f"on-demand features ({', '.join(names)}) cannot be taken from a FeatureLog entity "
-                "frame yet: ask for their input features and request fields instead"
-            )
-        logged = logged_entities(entity_df, requests, full_feature_names)
+        # On-demand features come from the log as served: the inputs only they read are not needed.
+        asked = [
+            ViewRequest(r.view, fs)
+            for r in requests
+            if (fs := tuple(f for f in r.features if f"{r.view.name}:{f.name}" not in expanded.hidden))
+        ]
+        logged = logged_entities(entity_df, asked, full_feature_names, expanded.on_demand)
         entity_df, requests, event_timestamp_column = logged.table, logged.offline, TIME_COLUMN
+        expanded = Expanded(expanded.requested, expanded.refs, (), frozenset())
     if not config.duckdb_path.exists():
         raise NotAppliedError("nothing ingested yet: run 'featurestore materialize --offline'")
     ts_column = event_timestamp_column or config.event_timestamp_column

@@ -117,7 +117,7 @@ class FeatureServingServicer(pb_grpc.FeatureServingServicer):
             if self.metrics is not None:
                 self.metrics.served(
                     "grpc", plan, found.columns, result, found.read_seconds, logged, raw, request_id,
-                    found.request_data() if logged else None,
+                    found.request_data() if logged else None, answer,
                 )
             return data  # bytes: _serialize passes them on
         except FeatureStoreError as e:

@@ -295,7 +295,7 @@ def build_app(
                 metrics.served(
                     "http", found.plan, found.columns, result, found.read_seconds, raw=found.raw,
                     request_id=request_id_from(request.headers.get("x-request-id")),
-                    request_data=found.request_data(),
+                    request_data=found.request_data(), computed=answer,
                 )
             return JSONResponse(_response(answer, found.registry.version))
         finally:

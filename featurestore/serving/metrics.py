@@ -220,11 +220,13 @@ class ServingMetrics:
         raw: Sequence[bytes | None] | None = None,
         request_id: str | None = None,
         request_data: dict[str, list[Any]] | None = None,
+        computed: OnlineResult | None = None,
     ) -> None:
         """After a lookup: Redis round trip, outcomes per view, a sampled age, the request log
         (``logged``: whether the request was sampled for it, None to decide here; ``raw``: the
         Redis values, for the log's run ids; ``request_id``: the caller's, if it sent one;
-        ``request_data``: the request's data columns, one value per entity, logged with each)."""
+        ``request_data``: the request's data columns, one value per entity, logged with each;
+        ``computed``: the answer with its on-demand features, logged as served)."""
         self.redis.observe(redis_seconds)
         views = self._plan_views(plan)
         columns = result.features
@@ -257,7 +259,7 @@ class ServingMetrics:
         if self.request_log is not None and logged is not False:
             self.request_log.offer(
                 transport, now, entities, result, sampled=logged, plan=plan, raw=raw,
-                request_id=request_id, request_data=request_data,
+                request_id=request_id, request_data=request_data, computed=computed,
             )
 
     def sample_request(self) -> bool:

@@ -16,6 +16,9 @@ JSON text (``value_json``) so every dtype fits one column and compares exactly: 
 round-trip, bytes are base64, timestamps are microseconds since the epoch. Each row also
 holds the run that wrote the served value (``run_id``), the caller's request id when it sent
 one (``x-request-id``), else a generated one, and the entity's request data, if any.
+On-demand features are logged as served, computed from the looked-up values and the request
+data (status PRESENT or NULL_VALUE, no event time, no run), beside the looked-up features
+(their inputs included); files say so with ``META_VERSION`` 2.
 
 Files rotate at ``file_rows`` rows or ``flush_seconds`` seconds; with ``max_bytes`` the
 oldest ``*.parquet`` files in the folder (any process's) are deleted after each write until
@@ -43,9 +46,11 @@ import pyarrow.parquet as pq
 from featurestore.config import RequestLogLimits
 from featurestore.offline.request_log_format import (
     EPOCH,
+    FORMAT_VERSION,
     META_DROPPED,
     META_MODE,
     META_SAMPLE,
+    META_VERSION,
     SCHEMA,
     json_column,
     value_json,
@@ -77,6 +82,7 @@ class _Item(NamedTuple):
     runs: Callable[[], dict[str, list[int | None]]] | None  # run ids when ``result`` lacks them
     request_id: str | None
     request_data: dict[str, list[Any]] | None
+    computed: OnlineResult | None  # the answer with its on-demand features, if any were computed
     values: int  # entities x features: what it holds of the queue's ``queue_values``
 
 
@@ -148,18 +154,25 @@ class RequestLog:
         raw: Sequence[bytes | None] | None = None,
         request_id: str | None = None,
         request_data: dict[str, list[Any]] | None = None,
+        computed: OnlineResult | None = None,
     ) -> None:
         """On the request path: sample (unless decided already), then enqueue without waiting
         (drop and count when full). When ``result`` was built without run ids, ``plan`` and
-        ``raw`` (the Redis values it was decoded from) let the writer thread read them."""
+        ``raw`` (the Redis values it was decoded from) let the writer thread read them.
+        ``computed``: the answer as sent, with on-demand features (``Lookup.computed``); the
+        writer thread logs the ones ``result`` lacks."""
         if not (self.sampled() if sampled is None else sampled):
             return
         runs = None
-        if not result.run_ids and plan is not None and raw is not None and result.features:
-            n = len(result.features[0].values)
+        n = len(result.features[0].values) if result.features else 0
+        if not result.run_ids and plan is not None and raw is not None and n:
             runs = _runs(plan, n, entities, raw, int(now * 1_000_000))
-        values = len(result.features) * (len(result.features[0].values) if result.features else 0)
-        self._put(_Item(transport, now, entities, result, runs, request_id, request_data, values))
+        values = len(result.features) * n
+        if computed is result:  # nothing was computed: ``computed`` returns its argument
+            computed = None
+        elif computed is not None:  # at most: the answer's looked-up features are counted twice
+            values += len(computed.features) * n
+        self._put(_Item(transport, now, entities, result, runs, request_id, request_data, computed, values))
 
     def offer_lookup(
         self,
@@ -180,7 +193,8 @@ class RequestLog:
             return plan.assemble(n, entities, raw, now=at, with_run_ids=True)
 
         values = n * len(plan.outputs)
-        self._put(_Item(transport, now_us / 1e6, entities, decode, None, request_id, request_data, values))
+        item = _Item(transport, now_us / 1e6, entities, decode, None, request_id, request_data, None, values)
+        self._put(item)
 
     def _put(self, item: _Item) -> None:
         with self._lock:
@@ -254,7 +268,11 @@ class RequestLog:
             request_json = [
                 value_json({k: v[i] if i < len(v) else None for k, v in data.items()}) for i in range(n)
             ]
-        for col in result.features:
+        columns = result.features
+        if item.computed is not None:  # the on-demand features, as computed for the answer
+            looked_up = {col.ref for col in columns}
+            columns = columns + [col for col in item.computed.features if col.ref not in looked_up]
+        for col in columns:
             rows["request_id"] += [request_id] * n
             rows["request_time"] += [request_time] * n
             rows["transport"] += [item.transport] * n
@@ -286,7 +304,12 @@ class RequestLog:
                     for name in SCHEMA.names
                 },
                 schema=SCHEMA.with_metadata(
-                    {META_MODE: self.mode, META_SAMPLE: str(self.sample), META_DROPPED: str(dropped)}
+                    {
+                        META_MODE: self.mode,
+                        META_SAMPLE: str(self.sample),
+                        META_DROPPED: str(dropped),
+                        META_VERSION: str(FORMAT_VERSION),
+                    }
                 ),
             )
             self._files += 1

@@ -27,6 +27,7 @@ from featurestore.offline.request_log_format import (
     SCHEMA,
     column_from_json,
     dropped_before,
+    format_version,
     json_column,
     read_log_file,
     value_json,
@@ -82,6 +83,7 @@ def test_a_file_of_the_first_format_reads_in_the_current_schema(tmp_path: Path) 
     assert read.schema == SCHEMA
     assert read.column("run_id").to_pylist() == [None] and read.column("request_json").to_pylist() == [None]
     assert dropped_before(tmp_path / "old.parquet") == 0  # no metadata: nothing known dropped
+    assert format_version(tmp_path / "old.parquet") == 1  # no metadata: no on-demand features logged
 
 
 @pytest.mark.parametrize("dtype", sorted(VALUES))
