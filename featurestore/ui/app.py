@@ -209,9 +209,7 @@ def _title(status: int) -> str:
         404: "Not found",
         429: "Too many failed logins",
         503: "Busy",
-    }.get(
-        status, "Error"
-    )
+    }.get(status, "Error")
 
 
 MOUNT = "/ui"  # where ``featurestore serve --ui`` serves the console

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from featurestore.errors import InvalidRequestError
@@ -24,6 +24,14 @@ def integer(query: Mapping[str, str], name: str, default: int | None, low: int, 
     if not low <= value <= high:
         raise InvalidRequestError(f"{name}={value} is out of range: give {low} to {high}")
     return value
+
+
+def only_kind(query: Mapping[str, str], kinds: Sequence[str], what: str) -> str:
+    """The query's ``kind`` (one list of a page shown alone): one of ``kinds``, "" for all."""
+    only = query.get("kind", "")
+    if only and only not in kinds:
+        raise InvalidRequestError(f"kind={only[:40]!r} is not {what}: give one of {', '.join(kinds)}")
+    return only
 
 
 @dataclass(frozen=True)

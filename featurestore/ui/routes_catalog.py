@@ -8,12 +8,12 @@ from duckdb import DuckDBPyConnection as Connection
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from featurestore.errors import InvalidRequestError, NotFoundError
+from featurestore.errors import NotFoundError
 from featurestore.registry import Plan, Version, make_plan
 from featurestore.registry.versions import RegistryState
 from featurestore.ui.app import Console
 from featurestore.ui.catalog import KINDS, TITLES, Catalog, check_text
-from featurestore.ui.paging import Page, integer
+from featurestore.ui.paging import Page, integer, only_kind
 
 MAX_SEARCH = 200  # characters of a search field
 MAX_VERSION = 2**31 - 1
@@ -27,11 +27,7 @@ def register(app: FastAPI, console: Console) -> None:
         q = request.query_params
         text, tag, owner = (q.get(k, "").strip()[:MAX_SEARCH] for k in ("q", "tag", "owner"))
         page = Page.of(q)
-        only = q.get("kind", "")
-        if only and only not in KINDS:
-            raise InvalidRequestError(
-                f"kind={only[:40]!r} is not a kind of object: give one of {', '.join(KINDS)}"
-            )
+        only = only_kind(q, KINDS, "a kind of object")
         read = reader.read("catalog", lambda con: reader.snapshot(con))
         version, snapshot = read.value
         catalog = Catalog(snapshot)

@@ -10,13 +10,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
-from featurestore.errors import InvalidRequestError
 from featurestore.lineage.graph import lineage
 from featurestore.runs.training_set_records import list_records
 from featurestore.ui import lineage_svg
 from featurestore.ui.app import Console
 from featurestore.ui.catalog import Catalog
-from featurestore.ui.paging import Page
+from featurestore.ui.paging import Page, only_kind
 
 MAX_NAME = 2000  # characters of a node name (a file's path)
 # What a node's page links to besides its graph: the catalog, a run's page.
@@ -36,11 +35,7 @@ def register(app: FastAPI, console: Console) -> None:
     def start(request: Request) -> HTMLResponse:
         q = request.query_params
         page = Page.of(q)
-        only = q.get("kind", "")
-        if only and only not in START_KINDS:
-            raise InvalidRequestError(
-                f"kind={only[:40]!r} is not a list of this page: give one of {', '.join(START_KINDS)}"
-            )
+        only = only_kind(q, tuple(START_KINDS), "a list of this page")
         read = reader.read("catalog", lambda con: reader.snapshot(con))
         found = Catalog(read.value[1]).search()
         shown = (only,) if only else tuple(START_KINDS)

@@ -11,12 +11,12 @@ from duckdb import DuckDBPyConnection as Connection
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from featurestore.errors import InvalidRequestError, NotFoundError
+from featurestore.errors import NotFoundError
 from featurestore.offline.quarantine import failed_report
 from featurestore.runs.ingestion import IngestionRunState, read_rejected
 from featurestore.runs.materialization import MaterializationRunState
 from featurestore.ui.app import Console
-from featurestore.ui.paging import Page
+from featurestore.ui.paging import Page, only_kind
 
 SECTIONS = ("ingest", "rejected", "materialize")
 RUN_NAME = re.compile(r"(ingest|materialize|ingest-rejected)-(\d{1,10})")
@@ -29,11 +29,7 @@ def register(app: FastAPI, console: Console) -> None:
     def runs(request: Request) -> HTMLResponse:
         q = request.query_params
         page = Page.of(q)
-        only = q.get("kind", "")
-        if only and only not in SECTIONS:
-            raise InvalidRequestError(
-                f"kind={only[:40]!r} is not a kind of run: give one of {', '.join(SECTIONS)}"
-            )
+        only = only_kind(q, SECTIONS, "a kind of run")
         view = q.get("view") or None
         shown = (only,) if only else SECTIONS
 
