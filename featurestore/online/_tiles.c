@@ -69,31 +69,22 @@ typedef struct {
     Payload *payloads; /* n_variable of them */
 } Entity;
 
-static inline uint32_t rd_u32(const unsigned char *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static inline int64_t rd_i64(const unsigned char *p) {
-    int64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-static inline int32_t rd_i32(const unsigned char *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static inline double rd_f64(const unsigned char *p) {
-    double v;
-    memcpy(&v, p, 8);
-    return v;
-}
-static inline float rd_f32(const unsigned char *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the tile values are little-endian: this kernel reads them as the machine's own order"
+#endif
+
+/* Unaligned reads of the values' little-endian numbers (memcpy compiles to one load). */
+#define READER(name, type)                            \
+    static inline type name(const unsigned char *p) { \
+        type v;                                       \
+        memcpy(&v, p, sizeof v);                      \
+        return v;                                     \
+    }
+READER(rd_u32, uint32_t)
+READER(rd_i32, int32_t)
+READER(rd_i64, int64_t)
+READER(rd_f32, float)
+READER(rd_f64, double)
 
 static int item_size(int kind) {
     switch (kind) {
