@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -114,3 +115,36 @@ def test_bucket_count_follows_the_events_and_the_memory_limit(tmp_path: Path) ->
     con.execute("SET memory_limit = '10MB'")
     assert tile_writer._bucket_count(con, "rows", ["k >= ?"], [0], 49_000) == 10
     assert tile_writer._size_bytes("18.8 GiB") == int(18.8 * 2**30)
+
+
+@single_redis
+def test_a_push_in_buckets_writes_what_one_query_writes(
+    tmp_path: Path, any_redis: RedisClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A push recomputes its entities' tiles (write_entity_tiles); pushed twice, the same events
+    # are one event each, so the second push, in one bucket, must write the same bytes. (A
+    # push's connection keeps DuckDB's default limit, a share of the machine's RAM, so the
+    # bucket count is set here rather than sized.)
+    rng = random.Random(5)
+    fs = make_store(
+        tmp_path / "repo", DEFS, {"txns/part-0.parquet": events(rng, datetime.now(UTC) - BEFORE, 600, WITHIN)}
+    )
+    fs.materialize()
+    pushed = events(rng, datetime.now(UTC) - BEFORE, 200, WITHIN, users=USERS + 3)
+    queries: list[str] = []
+    group_sql = tile_writer._group_sql
+
+    def recorded(*args: Any) -> tuple[str, list[object]]:
+        queries.append(str(args[-1]))  # the bucket: (b, n)
+        return group_sql(*args)
+
+    monkeypatch.setattr(tile_writer, "_group_sql", recorded)
+    monkeypatch.setattr(tile_writer, "_bucket_count", lambda *args: 3)
+    assert fs.push("user_txn", pushed).written > USERS
+    assert sorted(set(queries)) == ["(0, 3)", "(1, 3)", "(2, 3)"], queries
+    bucketed = redis_dump(any_redis)
+    monkeypatch.setattr(tile_writer, "_bucket_count", lambda *args: 1)
+    queries.clear()
+    fs.push("user_txn", pushed)
+    assert set(queries) == {"(0, 1)"}
+    assert redis_dump(any_redis) == bucketed
