@@ -6,10 +6,16 @@ of the events alone, so there is nothing to merge and no newer value to keep. An
 run recomputes only the entities with new rows since the last run (and those whose rows a
 changed source file took away). A group's value expires when its newest tile leaves the
 longest window; the lifetime group's never does.
+
+A group's query holds every event of its tiles in memory (its ``list`` aggregates do not
+spill), so the entities are split into buckets by a hash of their join keys, enough that each
+bucket's events fit in DuckDB's memory limit (``_bucket_count``), and each bucket is queried
+and written in turn: one bucket, one query, when they fit.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +43,15 @@ _TILE = "__tile"
 LAST_TILE = "__last_tile"  # per entity and group: its newest tile, which sets the expiry
 EVENTS = "__events"  # per entity and group: the events in its tiles
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# What a group's query holds per event read, in bytes, to size its buckets: a base (the
+# deduplication window's, the scan's) and as much again for each value it lists per event (a
+# tile's events in time order, a count_distinct's values: list aggregates). Calibrated at
+# medium, with a margin, from the smallest memory_limit each group of the example's
+# driver_trips completed under (RESULTS.md, "Tiles under a memory limit"). A bucket may take
+# BUCKET_SHARE of the limit: the rest is for the spilling sort and other threads' pages.
+BYTES_PER_EVENT = 8
+BYTES_PER_LISTED = 32
+BUCKET_SHARE = 0.5
 
 Progress = Callable[[str, int, int], None]
 
@@ -87,21 +102,19 @@ def write_tiles(
     written: set[str] = set()
     for group in tile_groups(view):
         codec = group_codec(group)
-        sql, group_params = _group_sql(project, view, group, end, now_us, only)
         if progress:
             progress(group.key_name, 0, 0)
         events = 0
-        with con.sql(sql, params=group_params + params).to_arrow_reader(BATCH_ROWS) as reader:
-            for batch in _entity_batches(reader, view):
-                n = batch.num_rows
-                key_list, values, expire_at = encode_group_rows(project, view, group, codec, batch, run_id)
-                writer.replace(key_list, values, expire_at)
-                if retracted:
-                    written.update(key_list)
-                counts.entities += n
-                events += int(sum(batch.column(EVENTS).to_pylist()))
-                if progress:
-                    progress(group.key_name, counts.entities, counts.entities)
+        for what, batch in _group_batches(con, project, view, group, end, now_us, only, params):
+            n = batch.num_rows
+            key_list, values, expire_at = encode_group_rows(project, view, group, codec, batch, run_id)
+            writer.replace(key_list, values, expire_at)
+            if retracted:
+                written.update(key_list)
+            counts.entities += n
+            events += int(sum(batch.column(EVENTS).to_pylist()))
+            if progress:
+                progress(what, counts.entities, counts.entities)
         counts.rows_read = max(counts.rows_read, events)
     if retracted:
         counts.corrected = _remove_emptied(con, project, view, retractions, written, writer)
@@ -202,14 +215,85 @@ def write_entity_tiles(
     written: set[str] = set()
     for group in tile_groups(view):
         codec = group_codec(group)
-        sql, params = _group_sql(project, view, group, end, now_us, [], "__entity_events")
-        with con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS) as reader:
-            for batch in _entity_batches(reader, view):
-                encoded = encode_group_rows(project, view, group, codec, batch, run_id)
-                writer.replace(*encoded)
-                written.update(encoded[0])
+        for _, batch in _group_batches(con, project, view, group, end, now_us, [], [], "__entity_events"):
+            encoded = encode_group_rows(project, view, group, codec, batch, run_id)
+            writer.replace(*encoded)
+            written.update(encoded[0])
     con.execute("DROP TABLE __entity_events")
     return written
+
+
+def _group_batches(
+    con: duckdb.DuckDBPyConnection,
+    project: str,
+    view: FeatureView,
+    group: TileGroup,
+    end: datetime,
+    now_us: int,
+    only: list[str],
+    params: list[object],
+    relation: str | None = None,
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """A group's rows (``group_row_schema``), one per entity, bucket by bucket, each with what
+    to report to a progress bar (the group's key name, and the bucket when there are several)."""
+    where, where_params = _group_where(group, end, now_us, only)
+    relation_rows = relation or view_table(project, view.name)
+    buckets = _bucket_count(con, relation_rows, where, where_params + params, _bytes_per_event(group))
+    for bucket in range(buckets):
+        what = group.key_name if buckets == 1 else f"{group.key_name}: bucket {bucket + 1}/{buckets}"
+        sql, group_params = _group_sql(project, view, group, end, now_us, only, relation, (bucket, buckets))
+        with con.sql(sql, params=group_params + params).to_arrow_reader(BATCH_ROWS) as reader:
+            for batch in _entity_batches(reader, view):  # a bucket's own (keys, tile) order
+                yield what, batch
+
+
+def _bucket_count(
+    con: duckdb.DuckDBPyConnection, relation: str, where: list[str], params: list[object], per_event: int
+) -> int:
+    """How many buckets of entities a group's query needs so that each holds at most
+    ``BUCKET_SHARE`` of DuckDB's memory limit: from the rows in the group's tile range (every
+    version of an event: an upper bound, one scan) at ``per_event`` bytes each."""
+    [(rows,)] = con.execute(f"SELECT count(*) FROM {relation} WHERE {' AND '.join(where)}", params).fetchall()
+    [(limit,)] = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    share = max(1, int(_size_bytes(str(limit)) * BUCKET_SHARE))
+    return max(1, -(-int(rows) * per_event // share))
+
+
+def _bytes_per_event(group: TileGroup) -> int:
+    """``BYTES_PER_EVENT`` plus ``BYTES_PER_LISTED`` per value the group's query lists per event."""
+    parts = _TileParts()
+    for a, column in zip(group.aggregations, group.columns, strict=True):
+        _state_sql(a, column, parts)
+    listed = len(parts.ordered) + 1 if parts.ordered else 0  # the time, then each ordered column
+    listed += sum(expr.startswith("list(") for expr in parts.aggregates)
+    return BYTES_PER_EVENT + BYTES_PER_LISTED * listed
+
+
+_UNITS = {"": 1, "B": 1, "BYTES": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def _size_bytes(text: str) -> int:
+    """DuckDB's rendering of a size (``current_setting('memory_limit')``: '488.2 MiB') in bytes."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text)
+    if match is None or match.group(2).upper() not in _UNITS:
+        raise ValueError(f"unexpected DuckDB memory_limit {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def _group_where(
+    group: TileGroup, end: datetime, now_us: int, only: list[str]
+) -> tuple[list[str], list[object]]:
+    """The conditions on the view's rows that a group's tiles read (``only``'s parameters,
+    the caller's, follow the ones returned)."""
+    where = [f"{EVENT_TS} < ?"]
+    params: list[object] = [end]
+    if group.hop_us is not None:
+        # The oldest tile a lookup from now on may combine: J - span + 1 for J = the tile of now.
+        oldest = group.tile_of(now_us) - group.span + 1
+        where.append(f"{EVENT_TS} > ?")
+        params.append(_EPOCH + timedelta(microseconds=(oldest - 1) * group.hop_us))
+    return where + only, params
 
 
 def _group_sql(
@@ -220,23 +304,21 @@ def _group_sql(
     now_us: int,
     only: list[str],
     relation: str | None = None,
+    bucket: tuple[int, int] = (0, 1),
 ) -> tuple[str, list[object]]:
     """One row per entity and tile, in (keys, tile) order: the tile, its newest event time and
     event count, and each state of it (a ``values`` state as the tile's list), named after the
-    group's fields; ``_entity_batches`` makes them one row per entity."""
+    group's fields; ``_entity_batches`` makes them one row per entity. ``bucket`` (b, n): only
+    the entities whose join keys hash to b modulo n."""
     keys = [quote(k.name) for k in view.join_keys]
-    where = [f"{EVENT_TS} < ?"]
-    params: list[object] = [end]
+    where, params = _group_where(group, end, now_us, only)
+    if bucket[1] > 1:
+        where.append(f"hash({', '.join(keys)}) % {bucket[1]} = {bucket[0]}")
     if group.hop_us is None:
         tile = "0"
     else:
-        # The oldest tile a lookup from now on may combine: J - span + 1 for J = the tile of now.
-        oldest = group.tile_of(now_us) - group.span + 1
-        where.append(f"{EVENT_TS} > ?")
-        params.append(_EPOCH + timedelta(microseconds=(oldest - 1) * group.hop_us))
         us, hop = f"epoch_us({EVENT_TS})", group.hop_us
         tile = f"(CASE WHEN {us} >= 0 THEN ({us} + {hop - 1}) // {hop} ELSE -((-{us}) // {hop}) END)"
-    where += only  # their parameters follow these (the caller's)
     used = list(dict.fromkeys(group.columns))
     events = events_sql(project, view, used, " AND ".join(where), relation)
     # The tiles come out flat and sorted, and are put into each entity's lists by Arrow
