@@ -127,13 +127,12 @@ class StartedRun:
 
 def memory_limit(config: Config, view: FeatureView) -> str | None:
     """DuckDB's memory_limit while materializing ``view``: the configured one, else
-    DEFAULT_MEMORY_LIMIT for a plain view and DuckDB's default (None) for an aggregation view.
+    DEFAULT_MEMORY_LIMIT (an aggregation view's tiles fit it: tile_writer runs each group's query
+    in as many buckets of entities as the limit needs).
 
-    Training sets keep DuckDB's default too: users size those (the whole join is theirs).
+    Training sets keep DuckDB's default: users size those (the whole join is theirs).
     """
-    if config.memory_limit or view.aggregations:
-        return config.memory_limit
-    return DEFAULT_MEMORY_LIMIT
+    return config.memory_limit or DEFAULT_MEMORY_LIMIT
 
 
 def set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
