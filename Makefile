@@ -106,6 +106,7 @@ bench: bench-tools
 	$(BIN)/python benchmarks/cli_start.py
 	$(BIN)/python benchmarks/cpu.py --seconds 3 --runs 1
 	$(BIN)/python benchmarks/workers.py --seconds 3 --runs 1
+	$(BIN)/python benchmarks/auth_check.py
 
 bench-full: bench-tools
 	$(BIN)/python benchmarks/online.py --scale medium --runs 3 --seconds 10 --workers 2

@@ -24,7 +24,8 @@ and HTTP code it maps to, so servers and clients share this module::
     ├── UnauthenticatedError        a serving request lacks a valid bearer token
     ├── PermissionDeniedError       a serving request's token lacks the scope (or a push not from loopback)
     ├── ResourceExhaustedError      a server is at its bytes-in-flight budget (retry later)
-    │   └── AnswerTooLargeError     the answer would pass the message size limit
+    │   ├── AnswerTooLargeError     the answer would pass the message size limit
+    │   └── TooManyFailedTokensError too many wrong tokens from an address (or all): locked out a while
     ├── OnDemandError               an on-demand view's function failed, returned the wrong type or
     │   │                           length, or its code changed since apply (names the view)
     │   └── OnDemandTimeoutError    an on-demand view's function did not finish within the deadline
@@ -225,6 +226,16 @@ class AnswerTooLargeError(ResourceExhaustedError):
     """The answer would pass the message size limit: ask for fewer entities or features."""
 
     http_status = 413
+
+
+class TooManyFailedTokensError(ResourceExhaustedError):
+    """Too many wrong bearer tokens from the caller's address (or from all addresses) within a
+    window: no token is checked, a correct one included, for ``retry_after`` seconds
+    (RESOURCE_EXHAUSTED, HTTP 429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class OnDemandError(FeatureStoreError):

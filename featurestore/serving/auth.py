@@ -20,6 +20,15 @@ routing, so a caller without a token learns nothing, not even whether a feature 
 Health checks stay open (probes carry no secrets); everything else, server reflection and
 the OpenAPI docs included, needs a token: they describe the API, and clients that use them
 (grpcurl -H, an HTTP client) can send a header as easily as for a lookup.
+
+Wrong tokens are bounded (``auth_limit``: one ``TokenLimiter`` per server process, shared by
+both transports): each counts against the peer's address (gRPC ``context.peer()`` without its
+port, the HTTP client's host) and overall; past the limit, calls that carry a token are
+refused RESOURCE_EXHAUSTED (HTTP 429 with Retry-After) without the token being checked, a
+correct one included. A call without any token is not a guess: it is answered
+UNAUTHENTICATED and not counted. While no check failed within the window (the usual state)
+the only added cost is one clock read; afterwards a gRPC call's peer is known only inside its
+handler, so the check moves there, still before the request is parsed.
 """
 
 from __future__ import annotations
@@ -31,17 +40,19 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featurestore.config import Config
-from featurestore.errors import ConfigError
+from featurestore.errors import ConfigError, TooManyFailedTokensError
 from featurestore.secrets import remember
+from featurestore.serving.auth_limit import TokenLimiter
 
 log = logging.getLogger("featurestore.serving")
 
@@ -281,18 +292,43 @@ def _forbid(scope: str) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[N
     return forbid
 
 
+def _refusal(handler: grpc.RpcMethodHandler, code: str) -> grpc.RpcMethodHandler:
+    handler.refusal = code  # the status metrics records for it
+    return handler
+
+
 # Stream-stream handlers without a deserializer: they suit any method, never parse the
 # request and do not wait for a first message before answering.
-DENIED = grpc.stream_stream_rpc_method_handler(_deny)
-FORBIDDEN = {scope: grpc.stream_stream_rpc_method_handler(_forbid(scope)) for scope in SCOPES}
+DENIED = _refusal(grpc.stream_stream_rpc_method_handler(_deny), "UNAUTHENTICATED")
+FORBIDDEN = {
+    scope: _refusal(grpc.stream_stream_rpc_method_handler(_forbid(scope)), "PERMISSION_DENIED")
+    for scope in SCOPES
+}
+
+
+def peer_address(peer: str | None) -> str:
+    """The address of a gRPC peer without its port: ``ipv4:1.2.3.4:5`` -> ``1.2.3.4``."""
+    if not peer:
+        return "unknown"
+    if peer.startswith(("ipv4:", "ipv6:")):  # grpc writes ipv6:%5B::1%5D:5000 (a URI)
+        return unquote(peer[5:]).rsplit(":", 1)[0].strip("[]")
+    return peer.split(":", 1)[0]  # unix:/path and the like: one client
 
 
 class BearerInterceptor(grpc.aio.ServerInterceptor):
     """Refuses every call but health checks unless it carries one of ``tokens`` (UNAUTHENTICATED)
-    with the scope the method needs (PERMISSION_DENIED)."""
+    with the scope the method needs (PERMISSION_DENIED); wrong tokens are bounded by ``limiter``
+    (RESOURCE_EXHAUSTED during a lockout)."""
 
-    def __init__(self, tokens: Tokens) -> None:
+    def __init__(self, tokens: Tokens, limiter: TokenLimiter | None = None) -> None:
         self.tokens = tokens
+        self.limiter = limiter if limiter is not None else TokenLimiter()  # it has a len: may be falsy
+
+        async def wrong(request: Any, context: grpc.aio.ServicerContext) -> None:
+            self.limiter.failed(peer_address(context.peer()))
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
+
+        self._wrong = _refusal(grpc.stream_stream_rpc_method_handler(wrong), "UNAUTHENTICATED")
 
     async def intercept_service(
         self,
@@ -306,17 +342,84 @@ class BearerInterceptor(grpc.aio.ServerInterceptor):
             if key == "authorization":
                 header = value if isinstance(value, str) else None
                 break
-        scopes = self.tokens.scopes(bearer(header))
-        if scopes is None:
+        token = bearer(header)
+        if token is None:  # no token, no guess: not counted
             return DENIED
         scope = needed_scope(grpc_method=handler_call_details.method)
+        if self.limiter.quiet():  # nobody is locked out: check here, count a failure in its handler
+            scopes = self.tokens.scopes(token)
+            if scopes is None:
+                return self._wrong
+            if scope not in scopes:
+                return FORBIDDEN[scope]
+            return await continuation(handler_call_details)
+        # The peer is known only to a handler: the checks move into one, before any parsing.
+        return self._gated(await continuation(handler_call_details), token, scope)
+
+    async def _admit(self, token: str, scope: str, context: grpc.aio.ServicerContext) -> None:
+        """Aborts the call unless ``token`` may be checked for this peer, is ours and has ``scope``."""
+        client = peer_address(context.peer())
+        try:
+            self.limiter.check(client)
+        except TooManyFailedTokensError as e:
+            await context.abort(grpc.StatusCode[e.grpc_status], e.message)
+        scopes = self.tokens.scopes(token)
+        if scopes is None:
+            self.limiter.failed(client)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
+            return
+        self.limiter.succeeded(client)
         if scope not in scopes:
-            return FORBIDDEN[scope]
-        return await continuation(handler_call_details)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied_scope(scope))
+
+    def _gated(self, handler: grpc.RpcMethodHandler | None, token: str, scope: str) -> grpc.RpcMethodHandler:
+        """``handler`` behind ``_admit``, its request parsed only once admitted."""
+        admit = self._admit
+        if handler is not None and handler.unary_unary is not None:
+            inner, parse = handler.unary_unary, handler.request_deserializer
+
+            async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+                await admit(token, scope, context)
+                return await inner(parse(raw) if parse else raw, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, response_serializer=handler.response_serializer
+            )
+        if handler is not None and handler.stream_stream is not None:  # server reflection
+            streams, parse = handler.stream_stream, handler.request_deserializer
+
+            async def stream(
+                raw: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                await admit(token, scope, context)
+
+                async def requests() -> AsyncIterator[Any]:
+                    async for r in raw:
+                        yield parse(r) if parse else r
+
+                answer = streams(requests(), context)
+                if hasattr(answer, "__aiter__"):
+                    async for response in answer:
+                        yield response
+                else:  # a coroutine that writes through the context
+                    await answer
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream, response_serializer=handler.response_serializer
+            )
+
+        # no such method (grpc's own answer, once admitted), or a kind of method we do not serve
+        async def other(raw: Any, context: grpc.aio.ServicerContext) -> None:
+            await admit(token, scope, context)
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+
+        return grpc.stream_stream_rpc_method_handler(other)
 
 
-def grpc_interceptors(tokens: Tokens | None) -> list[grpc.aio.ServerInterceptor]:
-    return [BearerInterceptor(tokens)] if tokens else []
+def grpc_interceptors(
+    tokens: Tokens | None, limiter: TokenLimiter | None = None
+) -> list[grpc.aio.ServerInterceptor]:
+    return [BearerInterceptor(tokens, limiter)] if tokens else []
 
 
 # -- HTTP -------------------------------------------------------------------------------------
@@ -324,11 +427,13 @@ def grpc_interceptors(tokens: Tokens | None) -> list[grpc.aio.ServerInterceptor]
 
 class BearerMiddleware:
     """ASGI middleware: 401 with ``WWW-Authenticate: Bearer`` before routing, health open;
-    403 for a valid token without the scope the path needs."""
+    403 for a valid token without the scope the path needs; 429 with Retry-After during a
+    lockout (``limiter``), the token unchecked."""
 
-    def __init__(self, app: ASGIApp, tokens: Tokens) -> None:
+    def __init__(self, app: ASGIApp, tokens: Tokens, limiter: TokenLimiter | None = None) -> None:
         self.app = app
         self.tokens = tokens
+        self.limiter = limiter if limiter is not None else TokenLimiter()  # it has a len: may be falsy
         self.denied = JSONResponse(
             {"error": {"code": "UNAUTHENTICATED", "message": MESSAGE}},
             status_code=401,
@@ -344,10 +449,31 @@ class BearerMiddleware:
             if key == b"authorization":
                 header = value.decode("latin-1")
                 break
-        scopes = self.tokens.scopes(bearer(header))
-        if scopes is None:
+        token = bearer(header)
+        if token is None:  # no token, no guess: not counted
             await self.denied(scope, receive, send)
             return
+        quiet = self.limiter.quiet()  # nobody locked out, no count to clear: skip the table
+        client = ""
+        if not quiet:
+            client = _http_client(scope)
+            try:
+                self.limiter.check(client)
+            except TooManyFailedTokensError as e:
+                refused = JSONResponse(
+                    {"error": {"code": e.grpc_status, "message": e.message}},
+                    status_code=e.http_status,
+                    headers={"Retry-After": str(e.retry_after)},
+                )
+                await refused(scope, receive, send)
+                return
+        scopes = self.tokens.scopes(token)
+        if scopes is None:
+            self.limiter.failed(client or _http_client(scope))
+            await self.denied(scope, receive, send)
+            return
+        if not quiet:
+            self.limiter.succeeded(client)
         needed = needed_scope(http_path=scope["path"])
         if needed not in scopes:
             forbidden = JSONResponse(
@@ -358,5 +484,10 @@ class BearerMiddleware:
         await self.app(scope, receive, send)
 
 
-def protect_http(app: ASGIApp, tokens: Tokens | None) -> ASGIApp:
-    return BearerMiddleware(app, tokens) if tokens else app
+def _http_client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def protect_http(app: ASGIApp, tokens: Tokens | None, limiter: TokenLimiter | None = None) -> ASGIApp:
+    return BearerMiddleware(app, tokens, limiter) if tokens else app

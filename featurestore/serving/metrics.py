@@ -41,7 +41,6 @@ from featurestore.config import Config
 from featurestore.errors import FeatureStoreError, OnlineStoreUnavailable
 from featurestore.online.lookup import CORRUPT, EXPIRED, NOT_FOUND, LookupPlan, OnlineResult
 from featurestore.online.registry_holder import RegistryHolder
-from featurestore.serving.auth import DENIED, FORBIDDEN
 from featurestore.serving.request_log import RequestLog
 from featurestore.serving.v1 import serving_pb2
 
@@ -364,10 +363,9 @@ class _GrpcMetrics(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
-        if handler is DENIED:  # refused by the bearer check before any handler ran: counted too
-            return self._denied(method, handler, "UNAUTHENTICATED")
-        if any(handler is f for f in FORBIDDEN.values()):  # a token without the method's scope
-            return self._denied(method, handler, "PERMISSION_DENIED")
+        refusal = getattr(handler, "refusal", None)  # refused by the bearer check (auth.py): counted too
+        if refusal is not None:  # no or a wrong token (UNAUTHENTICATED), or not the method's scope
+            return self._denied(method, handler, refusal)
         if handler is None or handler.unary_unary is None:  # streams (reflection, Watch): not timed
             return handler
         wrapped = self._wrapped.get(method)

@@ -38,7 +38,7 @@ from featurestore.online.push import Pusher
 from featurestore.online.registry_holder import RegistryHolder
 from featurestore.online.store import AsyncOnlineStore
 from featurestore.secrets import mask_logs, mask_url
-from featurestore.serving import auth, connections
+from featurestore.serving import auth, auth_limit, connections
 from featurestore.serving.failures import Failures
 from featurestore.serving.grpc_server import (
     NOT_SERVING,
@@ -128,6 +128,9 @@ async def serve_async(
     reuse_port: bool = False,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
+    # One per process: a wrong token over gRPC and one over HTTP count against the same address
+    # (read first: a bad FEATURESTORE_AUTH_LIMITS stops serve before anything is opened).
+    limiter = auth_limit.TokenLimiter(auth_limit.limits_from_env())
     holder = RegistryHolder(config, options.max_entities, options.registry_refresh)
     limits = connections.raise_fd_limit(options.limits, 1 if options.http_port is None else 2)
     store = AsyncOnlineStore.connect(
@@ -184,7 +187,7 @@ async def serve_async(
         grpc_server, grpc_port = build_server(
             servicer, health, options.grpc_port, options.host, reuse_port,
             # metrics first: it times and counts refused calls too
-            [metrics.grpc_interceptor(), *auth.grpc_interceptors(options.tokens)],
+            [metrics.grpc_interceptor(), *auth.grpc_interceptors(options.tokens, limiter)],
             options.tls.grpc_credentials() if options.tls else None,
             [*connections.grpc_options(limits), *_age_options(options)],
         )
@@ -209,7 +212,7 @@ async def serve_async(
         metrics.mount(app)  # /metrics sits behind the tokens too, when there are tokens
         tls_options = options.tls.uvicorn_options() if options.tls else {}
         # metrics outside the bearer check: refused requests are counted too
-        root = metrics.instrument(auth.protect_http(app, options.tokens))
+        root = metrics.instrument(auth.protect_http(app, options.tokens, limiter))
         if options.console is not None:
             path, build_console = options.console
             root = _with_console(root, path, build_console(config, options.tokens, metrics))

@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException
 from featurestore.config import Config
 from featurestore.errors import FeatureStoreError, NotAppliedError, NotFoundError
 from featurestore.serving.auth import Tokens
+from featurestore.serving.auth_limit import Limits, LoginLimiter, TooManyLogins
 from featurestore.ui import filters, security
-from featurestore.ui.login_limit import Limits, LoginLimiter, TooManyLogins
 from featurestore.ui.lookups import LookupRates
 from featurestore.ui.reader import StoreReader
 
@@ -79,7 +79,7 @@ def build_app(
     limits: Limits | None = None,
 ) -> FastAPI:
     """The console for the repo of ``config``; ``prefix`` is where it is mounted ("" or e.g. "/ui");
-    ``limits`` bound failed logins (login_limit's defaults when None)."""
+    ``limits`` bound failed logins (auth_limit's defaults when None)."""
     from featurestore.ui import routes_catalog, routes_lineage, routes_monitoring, routes_runs
 
     # pyarrow's first compute call in a process imports pandas (~0.2 s): paid here, at start,

@@ -5,7 +5,7 @@ and scopes; ``read`` is needed). A browser cannot send a bearer header, so a log
 the token in a cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page
 sends it, which with GET-only pages makes the console CSRF-safe), Secure under TLS. With no
 token configured the console answers loopback clients only, as the server takes pushes.
-Every token a client presents (form, cookie or header) is checked through ``login_limit``,
+Every token a client presents (form, cookie or header) is checked through ``serving/auth_limit``,
 which refuses checks after too many failures (429).
 """
 
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from featurestore.serving.auth import READ, Tokens, bearer, is_loopback
-from featurestore.ui.login_limit import LoginLimiter
+from featurestore.serving.auth_limit import LoginLimiter
 
 COOKIE = "featurestore_ui_token"
 MAX_FORM_BYTES = 4096  # a token and a page to go back to

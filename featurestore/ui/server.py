@@ -15,8 +15,8 @@ import uvicorn
 from featurestore.config import Config
 from featurestore.errors import ConfigError
 from featurestore.serving.auth import Tokens
+from featurestore.serving.auth_limit import Limits
 from featurestore.ui.app import build_app
-from featurestore.ui.login_limit import Limits
 
 if TYPE_CHECKING:
     from featurestore.serving.tls import TlsFiles

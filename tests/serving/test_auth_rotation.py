@@ -10,7 +10,7 @@ import grpc
 import httpx
 import pytest
 
-from featurestore.serving import auth
+from featurestore.serving import auth, auth_limit
 from featurestore.serving.grpc_server import NOT_SERVING, SERVING
 from featurestore.serving.v1 import serving_pb2 as pb
 from tests.serving.support import SERVICE, ServeProcess, health
@@ -60,6 +60,9 @@ def test_a_changed_tokens_file_is_read_again_without_a_restart(
     tokens.write_text(f"{OLD}\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(auth.TOKENS_ENV, ENV)
+        # It polls with tokens not (or no longer) in force: those guesses must not lock it out
+        # (test_auth_limit.py tests the limit).
+        mp.setenv(auth_limit.LIMITS_ENV, "1000000,1000000,60")
         server = ServeProcess(served_repo, serving_redis.url, "--auth-tokens-file", str(tokens)).start()
     try:
         pid = server.process.pid if server.process else None

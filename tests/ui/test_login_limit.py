@@ -16,7 +16,7 @@ import pytest
 
 from featurestore.config import load_config
 from featurestore.serving.auth import READ, Tokens
-from featurestore.ui.login_limit import Limits, LoginLimiter
+from featurestore.serving.auth_limit import Limits, LoginLimiter
 from featurestore.ui.server import ConsoleServer
 from tests.ui.support import TOKEN, Demo
 
