@@ -113,7 +113,23 @@ class ServeProcess:
         return "".join(self.lines)
 
     def start(self, timeout: float = 60.0, serving: bool = True) -> ServeProcess:
-        """Start and wait for the "serving gRPC on" line and (``serving``) health SERVING."""
+        """Start and wait for the "serving gRPC on" line and (``serving``) health SERVING.
+
+        A free port can be taken by another process between ``free_port`` and the server's
+        bind (other suites on a shared machine): then it starts again on new ports, up to
+        three times (``grpc_port``/``http_port`` change: read them after ``start``)."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout, serving)
+            except AssertionError:
+                if attempt == 2 or "address already in use" not in self.stderr:
+                    raise
+                self.grpc_port, self.http_port = free_port(), free_port()
+                self.lines = []
+                self._ready = threading.Event()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float, serving: bool) -> ServeProcess:
         env = {**os.environ, "FEATURESTORE_REDIS_URL": self.redis_url}
         env.pop("FEATURESTORE_DEBUG", None)
         self.process = subprocess.Popen(
